@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    nixvm_gen::cli::driver::main()
+}

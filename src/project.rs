@@ -1,0 +1,84 @@
+//! Loading a whole project: the flake analysis plus every description,
+//! parsed and validated. This is the single entry point the CLI uses before
+//! rendering, so `generate` and `check` see exactly the same input.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::diagnostic::{Diagnostic, Sources};
+use crate::flake::{self, FlakeError, FlakeInfo};
+use crate::spec::{self, TestSpec};
+
+/// A loaded project. Generation may proceed only when
+/// [`Project::has_errors`] is false.
+#[derive(Debug)]
+pub struct Project {
+    pub root: PathBuf,
+    pub flake: FlakeInfo,
+    /// Valid descriptions, sorted by name.
+    pub tests: Vec<TestSpec>,
+    pub sources: Sources,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error(transparent)]
+    Flake(#[from] FlakeError),
+    #[error("failed to read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Project {
+    pub fn has_errors(&self) -> bool {
+        crate::diagnostic::has_errors(&self.diagnostics)
+    }
+}
+
+/// Description files: `*.nix` directly in the tests directory plus those the
+/// flake names in `nixvmTests`, relative to the flake root, sorted, unique.
+pub fn discover(config: &Config, flake: &FlakeInfo) -> Result<Vec<PathBuf>, ProjectError> {
+    let mut files: Vec<PathBuf> = flake.test_files.clone();
+    let dir = config.flake_dir.join(&config.tests_dir);
+    match std::fs::read_dir(&dir) {
+        Ok(entries) => {
+            for entry in entries {
+                let entry = entry.map_err(|source| ProjectError::Read { path: dir.clone(), source })?;
+                let name = entry.file_name();
+                let is_nix = Path::new(&name).extension().is_some_and(|e| e == "nix");
+                if is_nix && entry.file_type().is_ok_and(|t| t.is_file()) {
+                    files.push(config.tests_dir.join(name));
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(ProjectError::Read { path: dir, source }),
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+/// Loads and validates everything.
+pub fn load(config: &Config) -> Result<Project, ProjectError> {
+    let mut sources = Sources::default();
+    let (flake, mut diagnostics) = flake::analyze(&config.flake_dir, &mut sources)?;
+    let mut tests = Vec::new();
+    for rel in discover(config, &flake)? {
+        let path = config.flake_dir.join(&rel);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|source| ProjectError::Read { path: path.clone(), source })?;
+        let file = sources.add(rel.clone(), text);
+        let (spec, diags) = spec::parse::parse(file, &rel, sources.text(file));
+        diagnostics.extend(diags);
+        tests.extend(spec);
+    }
+    let module_names: Vec<String> = flake.modules.iter().map(|m| m.name.clone()).collect();
+    diagnostics.extend(spec::validate::validate(&mut tests, &module_names));
+    tests.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Project { root: config.flake_dir.clone(), flake, tests, sources, diagnostics })
+}

@@ -1,0 +1,2 @@
+//! `init`, `new` and `wire`: creating test projects and wiring generated
+//! checks into existing flakes.

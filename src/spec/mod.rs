@@ -1,0 +1,270 @@
+//! Declarative test descriptions: the plain-data model, its parser
+//! ([`parse`]) and its validator ([`validate`]).
+//!
+//! A description is a Nix file evaluating to an attribute set:
+//!
+//! ```nix
+//! {
+//!   name = "health";
+//!   nodes.machine = { pkgs, ... }: { services.syshc.enable = true; };
+//!   steps = [
+//!     { waitForUnit = "syshc.service"; }
+//!     { waitForOpenPort = 3000; }
+//!     { succeed = "curl --fail localhost:3000"; expect.contains = "Healthy"; }
+//!   ];
+//! }
+//! ```
+//!
+//! Nodes are NixOS modules and are never interpreted: the generated code
+//! imports them from the description file by reference. Steps must be static
+//! data, so they are parsed here and embedded into the generated test.
+
+pub mod parse;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::diagnostic::Span;
+
+/// Default directory (relative to the flake root) searched for descriptions.
+pub const DEFAULT_TESTS_DIR: &str = "tests/vm";
+/// Systems a test is generated for when it names none.
+pub const DEFAULT_SYSTEMS: &[&str] = &["x86_64-linux", "aarch64-linux"];
+
+/// One parsed test description.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TestSpec {
+    /// Test name (the file stem unless `name` is set); also the check name.
+    pub name: String,
+    pub name_span: Option<Span>,
+    /// The description file, relative to the flake root.
+    pub file: PathBuf,
+    pub description: Option<String>,
+    /// Node names in sorted order, with the span of each definition.
+    pub nodes: BTreeMap<String, Span>,
+    /// Names of the flake's `nixosModules` to import into every node;
+    /// `None` means all of them (aliases counted once).
+    pub modules: Option<Vec<(String, Span)>>,
+    /// Systems to generate checks for; `None` means [`DEFAULT_SYSTEMS`].
+    pub systems: Option<Vec<String>>,
+    pub backend: Backend,
+    /// Global timeout of the whole test in seconds.
+    pub timeout: Option<u64>,
+    pub steps: Vec<Step>,
+}
+
+/// Which test driver runs the generated test.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// nixvm-driver executes the JSON plan.
+    #[default]
+    Rust,
+    /// The stock Python driver executes the generated testScript.
+    Python,
+}
+
+/// One step of a test.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Step {
+    /// The node the step acts on; filled in by validation when the test has
+    /// exactly one node. `None` only for node-less actions (`sleep`, `subtest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Timeout in seconds; `None` means [`Action::default_timeout`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<f64>,
+    pub action: Action,
+    /// Where the step is written (not part of the plan).
+    #[serde(skip)]
+    pub span: Option<Span>,
+}
+
+/// What a step does. The variant names are the description keys.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum Action {
+    WaitForUnit {
+        unit: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+    },
+    WaitForOpenPort {
+        port: u16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        addr: Option<String>,
+    },
+    WaitForClosedPort {
+        port: u16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        addr: Option<String>,
+    },
+    WaitForFile {
+        path: String,
+    },
+    /// A regular expression searched in the serial console output.
+    WaitForConsoleText {
+        regex: String,
+    },
+    Succeed {
+        command: String,
+        #[serde(default, skip_serializing_if = "Expect::is_empty")]
+        expect: Expect,
+    },
+    Fail {
+        command: String,
+    },
+    WaitUntilSucceeds {
+        command: String,
+        #[serde(default, skip_serializing_if = "Expect::is_empty")]
+        expect: Expect,
+    },
+    WaitUntilFails {
+        command: String,
+    },
+    Sleep {
+        seconds: f64,
+    },
+    /// `curl` inside the node.
+    Http {
+        url: String,
+        #[serde(default = "default_status")]
+        status: u16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        contains: Option<String>,
+    },
+    Start,
+    Shutdown,
+    Crash,
+    Reboot,
+    Block,
+    Unblock,
+    CopyFromVm {
+        source: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target_dir: Option<String>,
+    },
+    Screenshot {
+        name: String,
+    },
+    Subtest {
+        title: String,
+        steps: Vec<Step>,
+    },
+}
+
+fn default_status() -> u16 {
+    200
+}
+
+/// Checks on a command's result. All given checks must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Expect {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contains: Option<String>,
+    /// Compared with the output after trimming trailing newlines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equals: Option<String>,
+    /// A regular expression (Rust `regex` / Python `re` common subset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matches: Option<String>,
+    /// Expected exit status; default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+}
+
+impl Expect {
+    pub fn is_empty(&self) -> bool {
+        *self == Expect::default()
+    }
+}
+
+impl Action {
+    /// The description key that names this action (e.g. `waitForUnit`).
+    pub fn key(&self) -> &'static str {
+        match self {
+            Action::WaitForUnit { .. } => "waitForUnit",
+            Action::WaitForOpenPort { .. } => "waitForOpenPort",
+            Action::WaitForClosedPort { .. } => "waitForClosedPort",
+            Action::WaitForFile { .. } => "waitForFile",
+            Action::WaitForConsoleText { .. } => "waitForConsoleText",
+            Action::Succeed { .. } => "succeed",
+            Action::Fail { .. } => "fail",
+            Action::WaitUntilSucceeds { .. } => "waitUntilSucceeds",
+            Action::WaitUntilFails { .. } => "waitUntilFails",
+            Action::Sleep { .. } => "sleep",
+            Action::Http { .. } => "http",
+            Action::Start => "start",
+            Action::Shutdown => "shutdown",
+            Action::Crash => "crash",
+            Action::Reboot => "reboot",
+            Action::Block => "block",
+            Action::Unblock => "unblock",
+            Action::CopyFromVm { .. } => "copyFromVm",
+            Action::Screenshot { .. } => "screenshot",
+            Action::Subtest { .. } => "subtest",
+        }
+    }
+
+    /// Whether the action acts on a node (everything but `sleep` and `subtest`).
+    pub fn needs_node(&self) -> bool {
+        !matches!(self, Action::Sleep { .. } | Action::Subtest { .. })
+    }
+
+    /// Default timeout in seconds. Waits get generous budgets because boot
+    /// under TCG is slow; commands are bounded too (the stock driver's
+    /// `succeed` is unbounded, which hangs builds until Hydra kills them).
+    pub fn default_timeout(&self) -> Option<f64> {
+        match self {
+            Action::WaitForUnit { .. }
+            | Action::WaitForOpenPort { .. }
+            | Action::WaitForClosedPort { .. }
+            | Action::WaitForFile { .. }
+            | Action::WaitForConsoleText { .. }
+            | Action::WaitUntilSucceeds { .. }
+            | Action::WaitUntilFails { .. } => Some(300.0),
+            Action::Succeed { .. } | Action::Fail { .. } | Action::Http { .. } => Some(120.0),
+            Action::CopyFromVm { .. } | Action::Screenshot { .. } => Some(60.0),
+            Action::Start | Action::Reboot => Some(600.0),
+            Action::Shutdown | Action::Crash => Some(120.0),
+            Action::Block | Action::Unblock => Some(30.0),
+            Action::Sleep { .. } | Action::Subtest { .. } => None,
+        }
+    }
+}
+
+impl Step {
+    /// The effective timeout: the explicit one or the action's default.
+    pub fn effective_timeout(&self) -> Option<f64> {
+        self.timeout.or_else(|| self.action.default_timeout())
+    }
+}
+
+/// Every action key, in documentation order (for "did you mean" hints).
+pub const ACTION_KEYS: &[&str] = &[
+    "waitForUnit",
+    "waitForOpenPort",
+    "waitForClosedPort",
+    "waitForFile",
+    "waitForConsoleText",
+    "succeed",
+    "fail",
+    "waitUntilSucceeds",
+    "waitUntilFails",
+    "sleep",
+    "http",
+    "start",
+    "shutdown",
+    "crash",
+    "reboot",
+    "block",
+    "unblock",
+    "copyFromVm",
+    "screenshot",
+    "subtest",
+];

@@ -1,0 +1,1 @@
+//! Tests of the driver area (see main.rs).

@@ -1,0 +1,1 @@
+//! Tests of the flake area (see main.rs).

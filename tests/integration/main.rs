@@ -1,0 +1,14 @@
+//! The one integration-test binary: it runs the real `nixvm-gen` and
+//! `nixvm-driver` binaries against fixtures in `tests/fixtures/`.
+//!
+//! Goldens are refreshed with `UPDATE_GOLDENS=1 cargo test --test integration`.
+
+mod util;
+
+mod cli;
+mod codegen;
+mod driver;
+mod flake;
+mod nix;
+mod scaffold;
+mod spec;

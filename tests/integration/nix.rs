@@ -1,0 +1,1 @@
+//! Tests of the nix area (see main.rs).

@@ -1,0 +1,1 @@
+//! Tests of the scaffold area (see main.rs).

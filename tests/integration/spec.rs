@@ -1,0 +1,1 @@
+//! Tests of the spec area (see main.rs).
