@@ -214,7 +214,7 @@ fn print_diagnostics(g: &GlobalArgs, project: &Project) {
 fn scan(g: &GlobalArgs, config: &Config, json: bool, eval: EvalMode) -> anyhow::Result<i32> {
     let mut project = project::load(config)
         .with_context(|| format!("failed to load the flake in {}", config.flake_dir.display()))?;
-    crate::cli::plan::apply_eval(g, config, &mut project, eval)?;
+    crate::cli::eval::apply_eval(g, config, &mut project, eval)?;
     let report = scan_report(&project);
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

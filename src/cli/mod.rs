@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod driver;
+pub mod eval;
 pub mod plan;
 pub mod scaffold;
 
