@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a Debian machine, installing what it needs.
+#
+#   ./scripts/test.sh            # everything (installs packages when missing)
+#   ./scripts/test.sh --fast     # skip the QEMU end-to-end driver tests
+#
+# The end-to-end tests boot real QEMU guests built from Debian packages
+# (tests/guest/build.sh, cached in tests/guest/cache/). Nothing is skipped
+# on CI (CI=true): a missing tool there is a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fast=0
+for arg in "$@"; do
+  case "$arg" in
+    --fast) fast=1 ;;
+    *) echo "usage: $0 [--fast]" >&2; exit 2 ;;
+  esac
+done
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+# --- system packages -------------------------------------------------------
+# command -> Debian package
+declare -A need=(
+  [qemu-system-x86_64]=qemu-system-x86
+  [nix-instantiate]=nix-bin
+  [vde_switch]=vde2
+  [debootstrap]=debootstrap
+  [cpio]=cpio
+  [depmod]=kmod
+  [socat]=socat
+  [curl]=curl
+  [xz]=xz-utils
+  [python3]=python3
+  [mkfs.ext4]=e2fsprogs
+  [nc]=netcat-openbsd
+  [git]=git
+)
+missing=()
+for cmd in "${!need[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
+done
+[ -e /usr/share/busybox-static ] || [ -x /bin/busybox ] || missing+=(busybox-static)
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then missing+=(python3-venv); fi
+if [ ${#missing[@]} -gt 0 ]; then
+  step "installing Debian packages: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- static checks ---------------------------------------------------------
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --quiet --all-targets -- -D warnings
+
+# --- guests for the driver's end-to-end tests --------------------------------
+if [ "$fast" -eq 0 ]; then
+  step "building stand-in QEMU guests (cached)"
+  bash tests/guest/build.sh
+else
+  export NIXVM_SKIP_VM_TESTS="--fast was given"
+fi
+
+# --- tests ----------------------------------------------------------------
+step "cargo test"
+cargo test --all-targets --no-fail-fast
+step "cargo test --doc"
+cargo test --doc --quiet
