@@ -1,0 +1,453 @@
+# STAND-IN for `pkgs.testers.runNixOSTest` (NOT the real NixOS test framework).
+#
+# Real interface asserted here, paraphrased from NixOS/nixpkgs:
+#   pkgs/build-support/testers/default.nix   runNixOSTest = runTest { hostPkgs = pkgs; imports = [ module ]; }
+#   nixos/lib/testing/default.nix            evalModules with class "nixosTest"; result = config.test
+#   nixos/lib/testing/driver.nix             options driver (types.package, NO default, defined by the
+#                                            framework at normal priority 100), globalTimeout (3600),
+#                                            extraDriverArgs, enableOCR, extraPythonPackages, skipLint,
+#                                            skipTypeCheck, logLevel, qemu.*, hostPkgs,
+#                                            pythonTestDriverPackage (readOnly)
+#   nixos/lib/testing/driver-configuration.nix  driverConfiguration { vms, containers, vlans,
+#                                            global_timeout, enable_ssh_backdoor, test_script },
+#                                            driverConfigurationFile = writers.writeJSON …
+#   nixos/lib/testing/run.nix                vm-test-run-<name>: `${driver}/bin/nixos-test-driver -o $out`,
+#                                            requiredSystemFeatures [ "nixos-test" "kvm" ], passthru
+#   nixos/lib/testing/interactive.nix        interactive = same module type; extraDriverArgs
+#                                            [ "--interactive" ]; passthru.driverInteractive
+#   nixos/lib/testing/{name,nodes,meta,testScript,call-test,legacy,network}.nix
+#
+# What is modelled: option names (unknown top-level options are an error, as
+# with the real module system), definition priorities (mkOverride/mkForce/
+# mkDefault/mkIf, so a plain second `driver` definition collides exactly like
+# `types.package` does), imports, the function-module calling convention with
+# a lazily fixed `config`, the driverConfiguration JSON, and the passthru
+# surface. What is NOT modelled: NixOS node evaluation (only hostName,
+# system.name, virtualisation.vlans/.interfaces of the node's own modules are
+# read; imports of node modules are not evaluated) and the stock Python driver
+# (a placeholder that fails when run).
+{
+  lib,
+  self,
+  mkDrv,
+  placeholder,
+}:
+let
+  pkgs = self;
+  inherit (builtins)
+    attrNames
+    concatMap
+    concatStringsSep
+    elem
+    filter
+    foldl'
+    functionArgs
+    head
+    isAttrs
+    isFunction
+    isList
+    isPath
+    isString
+    length
+    mapAttrs
+    ;
+
+  defaultPriority = 100; # real: lib.modules.defaultOverridePriority
+
+  # Top-level options of the real test module (files listed above).
+  knownOptions = [
+    "name"
+    "nodes"
+    "defaults"
+    "nodeDefaults"
+    "containers"
+    "containerDefaults"
+    "extraBaseModules"
+    "extraBaseNodeModules"
+    "node"
+    "testScript"
+    "driver"
+    "hostPkgs"
+    "qemu"
+    "globalTimeout"
+    "enableOCR"
+    "extraPythonPackages"
+    "extraDriverArgs"
+    "skipLint"
+    "skipTypeCheck"
+    "logLevel"
+    "sshBackdoor"
+    "enableDebugHook"
+    "interactive"
+    "meta"
+    "passthru"
+    "driverConfiguration"
+    "driverConfigurationFile"
+    "rawTestDerivation"
+    "rawTestDerivationArg"
+    "test"
+    "result"
+    "machine" # legacy.nix (deprecated alias of nodes.machine)
+    "_module"
+  ];
+  readOnlyOptions = [
+    "pythonTestDriverPackage"
+    "testScriptString"
+    "allMachines"
+  ];
+
+  moduleKeys = [
+    "imports"
+    "_file"
+    "key"
+    "config"
+    "options"
+    "disabledModules"
+  ];
+
+  # Turn a module (attrset, function, path) and its imports into a flat list
+  # of { file, defs } where defs are the option definitions it makes.
+  collect =
+    args: file: m:
+    let
+      isFile = isPath m || isString m;
+      file' = if isFile then toString m else file;
+      fn = if isFile then import m else m;
+      v = if isFunction fn then fn args else fn;
+      v' =
+        if !isAttrs v then
+          throw "stand-in runNixOSTest: module in ${file'} is not an attribute set"
+        else if v ? options then
+          throw "stand-in runNixOSTest: module in ${file'} declares options; the stand-in only models definitions"
+        else
+          v;
+      defs =
+        if v' ? config then
+          v'.config
+        else
+          builtins.removeAttrs v' [
+            "imports"
+            "_file"
+            "key"
+            "disabledModules"
+          ];
+    in
+    [
+      {
+        file = v'._file or file';
+        inherit defs;
+      }
+    ]
+    ++ concatMap (collect args file') (v'.imports or [ ]);
+
+  # Strip mkIf/mkOverride; returns [ { file, priority, value } ] (empty when a
+  # mkIf condition is false).
+  unwrap =
+    file: priority: v:
+    if isAttrs v && (v._type or null) == "override" then
+      unwrap file v.priority v.content
+    else if isAttrs v && (v._type or null) == "if" then
+      (if v.condition then unwrap file priority v.content else [ ])
+    else
+      [
+        {
+          inherit file priority;
+          value = v;
+        }
+      ];
+
+  definitionsOf =
+    modules: opt:
+    concatMap (m: if m.defs ? ${opt} then unwrap m.file defaultPriority m.defs.${opt} else [ ]) modules;
+
+  # Keep only the highest-priority (lowest number) definitions, like the real
+  # `filterOverrides`.
+  highest =
+    defs:
+    let
+      best = foldl' (acc: d: if d.priority < acc then d.priority else acc) 9999 defs;
+    in
+    filter (d: d.priority == best) defs;
+
+  fileList = defs: concatStringsSep "" (map (d: "\n- In `${d.file}'") defs);
+
+  # types.package / types.either str function: exactly one definition.
+  mergeUnique =
+    opt: defs:
+    let
+      top = highest defs;
+    in
+    if defs == [ ] then
+      throw "The option `${opt}' was accessed but has no value defined. Try setting the option."
+    else if length top == 1 then
+      (head top).value
+    else
+      throw "The option `${opt}' is defined multiple times while it's expected to be unique.\n\nDefinition values:${fileList top}\n\nUse `lib.mkForce value` or `lib.mkDefault value` to change the priority on any of these definitions.";
+
+  # types.str / int / bool: several definitions must agree (mergeEqualOption).
+  mergeEqual =
+    opt: defs:
+    let
+      top = highest defs;
+      first = (head top).value;
+    in
+    if defs == [ ] then
+      throw "The option `${opt}' was accessed but has no value defined. Try setting the option."
+    else if builtins.all (d: d.value == first) top then
+      first
+    else
+      throw "The option `${opt}' has conflicting definition values:${fileList top}";
+
+  mergeList = defs: concatMap (d: d.value) (highest defs);
+  mergeAttrs = defs: foldl' (acc: d: lib.recursiveUpdate acc d.value) { } (highest defs);
+
+  checkType =
+    opt: pred: what: v:
+    if pred v then v else throw "A definition for option `${opt}' is not of type `${what}'.";
+
+  isPackage = v: lib.isDerivation v || (isString v && lib.hasPrefix builtins.storeDir v);
+
+  # ---- one evaluation of the test module (used twice: normal + interactive)
+  evalTest =
+    {
+      userModules,
+      extraModules ? [ ],
+    }:
+    let
+      args = {
+        inherit config lib;
+        pkgs = pkgs; # real: pkgs.nix sets _module.args.pkgs = hostPkgs
+        hostPkgs = pkgs;
+        options = { };
+        specialArgs = { };
+        moduleType = null;
+      };
+      frameworkModule = {
+        file = "stand-in nixos/lib/testing/driver.nix";
+        defs = {
+          # The framework's own definition, normal priority (driver.nix).
+          driver = stockDriver config;
+        };
+      };
+      modules = [ frameworkModule ] ++ concatMap (collect args "<unknown-file>") (userModules ++ extraModules);
+
+      defined = foldl' (acc: m: acc ++ attrNames m.defs) [ ] modules;
+      unknown = filter (o: !(elem o knownOptions) && !(elem o readOnlyOptions)) defined;
+      readOnlyDefined = filter (o: elem o readOnlyOptions) defined;
+
+      defs = definitionsOf modules;
+      withDefault =
+        opt: default:
+        let
+          d = defs opt;
+        in
+        if d == [ ] then default else mergeEqual opt d;
+
+      nodeModules = foldl' (
+        acc: d: acc // mapAttrs (n: m: (acc.${n} or [ ]) ++ [ m ]) d.value
+      ) { } (highest (defs "nodes" ++ map (d: d // { value = { machine = d.value; }; }) (defs "machine")));
+      defaultsModules = map (d: d.value) (defs "defaults" ++ defs "nodeDefaults");
+
+      config = {
+        name = checkType "name" isString "string" (mergeEqual "name" (defs "name"));
+        nodes = mapAttrs (n: ms: evalNode n (defaultsModules ++ ms)) nodeModules;
+        containers = mergeAttrs (defs "containers");
+        testScript = checkType "testScript" (v: isString v || isFunction v) "string or function" (
+          mergeUnique "testScript" (defs "testScript")
+        );
+        testScriptString =
+          let
+            t = config.testScript;
+          in
+          if isFunction t then
+            t (builtins.intersectAttrs (functionArgs t) { inherit (config) nodes containers; })
+          else
+            t;
+        driver = checkType "driver" isPackage "package" (mergeUnique "driver" (defs "driver"));
+        globalTimeout = withDefault "globalTimeout" 3600;
+        enableOCR = withDefault "enableOCR" false;
+        skipLint = withDefault "skipLint" false;
+        skipTypeCheck = withDefault "skipTypeCheck" false;
+        logLevel = withDefault "logLevel" "info";
+        enableDebugHook = withDefault "enableDebugHook" false;
+        extraDriverArgs = checkType "extraDriverArgs" isList "list of string" (mergeList (defs "extraDriverArgs"));
+        extraPythonPackages = _: [ ];
+        sshBackdoor = {
+          enable = config.enableDebugHook;
+        }
+        // mergeAttrs (defs "sshBackdoor");
+        qemu = {
+          package = pkgs.qemu_test;
+        }
+        // mergeAttrs (defs "qemu");
+        meta = {
+          timeout = 3600;
+          maintainers = [ ];
+        }
+        // mergeAttrs (defs "meta");
+        passthru = mergeAttrs (defs "passthru");
+        interactive = mergeAttrs (defs "interactive");
+        hostPkgs = pkgs;
+        inherit (pkgs.testers) pythonTestDriverPackage;
+
+        # driver-configuration.nix (gen C)
+        driverConfiguration = {
+          vms = mapAttrs (name: node: {
+            inherit name;
+            start_script = lib.getExe node.system.build.vm;
+          }) config.nodes;
+          containers = { };
+          vlans = lib.unique (
+            concatMap (
+              n: n.virtualisation.vlans ++ lib.mapAttrsToList (_: i: i.vlan) n.virtualisation.interfaces
+            ) (builtins.attrValues config.nodes)
+          );
+          global_timeout = config.globalTimeout;
+          enable_ssh_backdoor = config.sshBackdoor.enable;
+          test_script = "${pkgs.writeText "test-script" config.testScriptString}";
+        };
+        driverConfigurationFile = pkgs.writers.writeJSON "driverConfiguration.json" config.driverConfiguration;
+      };
+
+      problems =
+        if unknown != [ ] then
+          throw "The option `${head unknown}' does not exist (stand-in runNixOSTest; known test options: ${concatStringsSep ", " knownOptions})."
+        else if readOnlyDefined != [ ] then
+          throw "The option `${head readOnlyDefined}' is read-only, but it's set."
+        else if !(isString config.name) then
+          throw "unreachable"
+        else
+          true;
+    in
+    assert problems;
+    config;
+
+  # Minimal node "evaluation": what driver-configuration.nix and run-<n>-vm
+  # need. Real: nodes.nix sets networking.hostName = mkDefault <attr name>,
+  # and system.name defaults to the host name (nixos/modules/misc/label.nix).
+  evalNode =
+    name: modules:
+    let
+      args = {
+        config = node;
+        inherit lib pkgs name;
+        modulesPath = "/stand-in/nixos/modules";
+        nodes = { };
+        options = { };
+      };
+      ms = concatMap (
+        m:
+        let
+          fn = if isPath m || isString m then import m else m;
+          v = if isFunction fn then fn args else fn;
+        in
+        if isAttrs v && (v._type or null) == "if" then (if v.condition then [ v.content ] else [ ]) else [ v ]
+      ) modules;
+      pick =
+        path: default:
+        let
+          found = concatMap (m: if lib.hasAttrByPath path m then [ (lib.attrByPath path null m) ] else [ ]) ms;
+          plain = map (v: if isAttrs v && v ? _type then v.content else v) found;
+        in
+        if plain == [ ] then default else head plain;
+      hostName = pick [ "networking" "hostName" ] name;
+      sysName = pick [ "system" "name" ] hostName;
+      node = {
+        networking.hostName = hostName;
+        system.name = sysName;
+        virtualisation.vlans = pick [ "virtualisation" "vlans" ] [ 1 ];
+        virtualisation.interfaces = pick [ "virtualisation" "interfaces" ] { };
+        system.build.vm = mkDrv {
+          name = "nixos-vm";
+          env.vmName = sysName;
+          env.node = name;
+          script = ''
+            mkdir -p $out/bin
+            cat > $out/bin/run-$vmName-vm <<EOS
+            #!/bin/sh
+            echo "stand-in run-$vmName-vm (node $node): a stand-in nixpkgs cannot build NixOS VMs" >&2
+            exit 1
+            EOS
+            chmod +x $out/bin/run-$vmName-vm
+          '';
+          meta.mainProgram = "run-${sysName}-vm";
+        };
+        system.build.toplevel = placeholder "nixos-system-${sysName}-stand-in" { };
+      };
+    in
+    node;
+
+  # The framework's own driver (driver.nix): a placeholder for the Python
+  # driver, so an un-forced user definition collides with it.
+  stockDriver =
+    config:
+    placeholder "nixos-test-driver-${config.name}" {
+      meta.mainProgram = "nixos-test-driver";
+      standInStockDriver = true;
+    };
+
+  # run.nix: the test derivation.
+  mkTest =
+    config: interactiveConfig:
+    let
+      passthru = config.passthru // {
+        inherit (config) driver nodes;
+        driverInteractive = interactiveConfig.driver;
+        inherit config;
+      };
+      drv = mkDrv {
+        name = "vm-test-run-${config.name}";
+        env = {
+          inherit (config) driver;
+          requiredSystemFeatures = [
+            "nixos-test"
+            "kvm"
+          ];
+          preferLocalBuild = false;
+        };
+        script = ''
+          if [ ! -x "$driver/bin/nixos-test-driver" ]; then
+            echo "stand-in runNixOSTest: the driver $driver has no executable bin/nixos-test-driver" >&2
+            exit 1
+          fi
+          mkdir -p $out
+          export LOGFILE=/dev/null
+          "$driver/bin/nixos-test-driver" -o $out
+        '';
+        inherit passthru;
+        inherit (config) meta;
+      };
+    in
+    drv
+    // {
+      test = drv;
+      requiredSystemFeatures = [
+        "nixos-test"
+        "kvm"
+      ];
+    };
+
+  runNixOSTest =
+    testModule:
+    let
+      userModules = [ testModule ];
+      config = evalTest { inherit userModules; };
+      interactiveConfig = evalTest {
+        inherit userModules;
+        extraModules = [
+          {
+            _file = "stand-in nixos/lib/testing/interactive.nix";
+            extraDriverArgs = [ "--interactive" ];
+          }
+          (config.interactive // { _file = "interactive"; })
+        ];
+      };
+    in
+    mkTest config interactiveConfig;
+in
+{
+  inherit runNixOSTest;
+  # Real attribute name; here a placeholder (the Python driver is not
+  # available offline).
+  pythonTestDriverPackage = placeholder "nixos-test-driver-python-stand-in" { };
+}
