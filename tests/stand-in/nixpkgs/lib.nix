@@ -130,6 +130,8 @@ in
   optionalString = cond: s: if cond then s else "";
   optionalAttrs = cond: as: if cond then as else { };
   attrValues = builtins.attrValues;
+  nameValuePair = name: value: { inherit name value; };
+  mapAttrs' = f: as: listToAttrs (map (n: f n as.${n}) (attrNames as));
   mapAttrsToList = f: as: map (n: f n as.${n}) (attrNames as);
   filterAttrs =
     pred: as:

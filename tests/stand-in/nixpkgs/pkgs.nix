@@ -84,6 +84,18 @@ let
       isDarwin = false;
     };
     stdenv.isLinux = true;
+    stdenv.buildPlatform = {
+      inherit system;
+      canExecute = _: true;
+    };
+
+    # Real: lib/customisation.nix callPackageWith (without `override`).
+    callPackage =
+      fn: overrides:
+      let
+        f = if builtins.isFunction fn then fn else import fn;
+      in
+      f (builtins.intersectAttrs (builtins.functionArgs f) self // overrides);
 
     writeText = name: text: writeTextFile { inherit name text; };
     writeShellScript =

@@ -1,0 +1,65 @@
+# nixvm-gen and nixvm-driver (one cargo package, three binaries:
+# nixvm-gen, nixvm-driver, nixos-test-driver), built from Cargo.lock without
+# network access.
+{
+  lib,
+  stdenv,
+  rustPlatform,
+  installShellFiles,
+}:
+let
+  fs = lib.fileset;
+  root = ../.;
+  cargoToml = builtins.fromTOML (builtins.readFile ../Cargo.toml);
+in
+rustPlatform.buildRustPackage {
+  pname = cargoToml.package.name;
+  inherit (cargoToml.package) version;
+
+  # Only what cargo needs: a change to docs or CI does not rebuild.
+  # templates/ holds the askama templates compiled into the binary; tests/
+  # and examples/ are read by the test suite (doCheck).
+  src = fs.toSource {
+    inherit root;
+    fileset = fs.unions [
+      ../Cargo.toml
+      ../Cargo.lock
+      ../src
+      ../templates
+      (fs.maybeMissing ../build.rs)
+      (fs.maybeMissing ../askama.toml)
+      (fs.maybeMissing ../benches)
+      (fs.maybeMissing ../tests)
+      (fs.maybeMissing ../examples)
+      (fs.maybeMissing ../nix)
+    ];
+  };
+
+  cargoLock.lockFile = ../Cargo.lock;
+
+  nativeBuildInputs = [ installShellFiles ];
+
+  # Tests that need nix/qemu skip themselves loudly in the sandbox (they
+  # call util::require); the rest run here.
+  doCheck = true;
+  preCheck = ''
+    export HOME=$TMPDIR
+  '';
+
+  # Completions and the man page come from the binary itself (clap).
+  postInstall = lib.optionalString (stdenv.buildPlatform.canExecute stdenv.hostPlatform) ''
+    installShellCompletion --cmd nixvm-gen \
+      --bash <($out/bin/nixvm-gen completions bash) \
+      --zsh <($out/bin/nixvm-gen completions zsh) \
+      --fish <($out/bin/nixvm-gen completions fish)
+    $out/bin/nixvm-gen man > nixvm-gen.1
+    installManPage nixvm-gen.1
+  '';
+
+  meta = {
+    description = cargoToml.package.description;
+    license = lib.licenses.mit;
+    platforms = lib.platforms.linux;
+    mainProgram = "nixvm-gen";
+  };
+}
