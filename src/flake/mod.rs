@@ -8,6 +8,10 @@ use serde::Serialize;
 
 use crate::diagnostic::{Diagnostic, Sources};
 
+mod imports;
+mod outputs;
+mod parse;
+
 /// The flake's file name.
 pub const FLAKE_FILE: &str = "flake.nix";
 
@@ -90,7 +94,240 @@ pub enum FlakeError {
 
 /// Analyzes the flake in `dir`. Files read are added to `sources`; syntax
 /// errors in them are returned as diagnostics.
+///
+/// The legacy output `nixosModule` is not reported as a module: generated
+/// tests reference `self.nixosModules.<name>`, which would not exist. It gets
+/// a `legacy_nixos_module` warning that says to rename it to
+/// `nixosModules.default`.
 pub fn analyze(dir: &Path, sources: &mut Sources) -> Result<(FlakeInfo, Vec<Diagnostic>), FlakeError> {
-    let _ = (dir, sources);
-    todo!("flake::analyze")
+    let path = dir.join(FLAKE_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(FlakeError::NoFlake { dir: dir.to_path_buf() });
+        }
+        Err(source) => return Err(FlakeError::Read { path, source }),
+    };
+    let mut files = imports::Files::new(dir);
+    let abs = files.root.join(FLAKE_FILE);
+    let flake = files.add(abs, text, sources);
+    let found = outputs::Walker::new(&mut files, sources).run(flake);
+    let mut diagnostics = std::mem::take(&mut files.diagnostics);
+    diagnostics.extend(found.diagnostics);
+    let mut test_files = found.test_files;
+    test_files.dedup();
+    let info = FlakeInfo { modules: found.modules, unresolved: found.unresolved, test_files };
+    Ok((info, diagnostics))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Analyzes a flake made of `files` (path, text) in a temporary directory.
+    fn scan(files: &[(&str, &str)]) -> (FlakeInfo, Vec<Diagnostic>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (path, text) in files {
+            let p = dir.path().join(path);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, text).expect("write");
+        }
+        let mut sources = Sources::default();
+        analyze(dir.path(), &mut sources).expect("analyze")
+    }
+
+    fn kinds(info: &FlakeInfo) -> Vec<(String, ModuleKind)> {
+        info.modules.iter().map(|m| (m.name.clone(), m.kind.clone())).collect()
+    }
+
+    fn path(s: &str) -> ModuleKind {
+        ModuleKind::Path { source: PathBuf::from(s) }
+    }
+
+    #[test]
+    fn plain_attrset_forms() {
+        let (info, diags) = scan(&[(
+            "flake.nix",
+            r#"{
+  outputs = { self, nixpkgs, ... }: {
+    nixosModules = {
+      a = ./a.nix;
+      b = import ./b.nix;
+      c = { config, ... }: { };
+    };
+    nixosModules.d = self.nixosModules.a;
+  };
+}"#,
+        )]);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(
+            kinds(&info),
+            vec![
+                ("a".into(), path("a.nix")),
+                ("b".into(), ModuleKind::Import { source: "b.nix".into() }),
+                ("c".into(), ModuleKind::Inline),
+                ("d".into(), ModuleKind::Alias { target: "a".into() }),
+            ]
+        );
+        assert_eq!((info.modules[0].line, info.modules[0].column), (4, 7));
+        assert_eq!((info.modules[3].line, info.modules[3].column), (8, 18));
+        assert!(info.unresolved.is_empty(), "{:?}", info.unresolved);
+    }
+
+    #[test]
+    fn let_bound_modules_and_aliases() {
+        let (info, _) = scan(&[(
+            "flake.nix",
+            r#"{ outputs = inputs: let m = ./m.nix; n = m; al = inputs.self.nixosModules.m; in
+  { nixosModules = { inherit m; n = n; default = al; }; }; }"#,
+        )]);
+        assert_eq!(
+            kinds(&info),
+            vec![
+                ("default".into(), ModuleKind::Alias { target: "m".into() }),
+                ("m".into(), path("m.nix")),
+                ("n".into(), path("m.nix")),
+            ]
+        );
+    }
+
+    #[test]
+    fn params_shadow_let_bindings() {
+        let (info, _) = scan(&[(
+            "flake.nix",
+            r#"{ outputs = { self }: let m = ./m.nix; in (m: { nixosModules.x = m; }) 1; }"#,
+        )]);
+        assert!(info.modules.is_empty());
+        assert_eq!(info.unresolved.len(), 1, "{:?}", info.unresolved);
+    }
+
+    #[test]
+    fn rec_and_update_chains_later_wins() {
+        let (info, _) = scan(&[(
+            "flake.nix",
+            r#"{ outputs = { self }: rec { m = ./m.nix; nixosModules.a = m; } // { nixosModules.b = ./b.nix; } // { nixosModules.a = ./a2.nix; }; }"#,
+        )]);
+        assert_eq!(kinds(&info), vec![("a".into(), path("a2.nix")), ("b".into(), path("b.nix"))]);
+    }
+
+    #[test]
+    fn computed_values_are_unresolved_with_reasons() {
+        let (info, _) = scan(&[(
+            "flake.nix",
+            r#"{ outputs = { self, other }: {
+  nixosModules = builtins.mapAttrs (n: v: v) { };
+} // { nixosModules.${"dyn" + "x"} = ./x.nix; nixosModules.o = other.nixosModules.o; nixosModules.z = self.nixosModules.nope; }; }"#,
+        )]);
+        assert!(info.modules.is_empty(), "{:?}", info.modules);
+        let whats: Vec<&str> = info.unresolved.iter().map(|u| u.what.as_str()).collect();
+        assert_eq!(whats, vec!["nixosModules", "nixosModules.${…}", "nixosModules.o", "nixosModules.z"]);
+        assert!(info.unresolved[0].reason.contains("function call"), "{:?}", info.unresolved[0]);
+        assert!(info.unresolved[3].reason.contains("self.nixosModules.nope"), "{:?}", info.unresolved[3]);
+    }
+
+    #[test]
+    fn imports_are_followed_relative_to_the_importing_file() {
+        let (info, _) = scan(&[
+            (
+                "flake.nix",
+                r#"{ outputs = inputs: { nixosModules = import ./nix/modules { inherit inputs; }; }; }"#,
+            ),
+            ("nix/modules/default.nix", "{ inputs }: { web = ./web.nix; db = import ../db; }"),
+        ]);
+        assert_eq!(
+            kinds(&info),
+            vec![
+                ("db".into(), ModuleKind::Import { source: "nix/db".into() }),
+                ("web".into(), path("nix/modules/web.nix")),
+            ]
+        );
+        assert_eq!(info.modules[1].file, PathBuf::from("nix/modules/default.nix"));
+    }
+
+    #[test]
+    fn import_cycles_stop() {
+        let (info, _) = scan(&[
+            ("flake.nix", r#"{ outputs = _: { nixosModules = import ./a.nix; }; }"#),
+            ("a.nix", "import ./b.nix"),
+            ("b.nix", "import ./a.nix"),
+        ]);
+        assert_eq!(info.unresolved.len(), 1);
+        assert!(info.unresolved[0].reason.contains("import cycle"), "{:?}", info.unresolved);
+        let (info, _) = scan(&[
+            ("flake.nix", r#"{ outputs = _: { nixosModules = import ./a.nix; }; }"#),
+            ("a.nix", "{ x = ./x.nix; } // import ./a.nix"),
+        ]);
+        assert!(info.unresolved.iter().any(|u| u.reason.contains("levels deep")), "{:?}", info.unresolved);
+    }
+
+    #[test]
+    fn flake_parts_forms() {
+        let (info, _) = scan(&[
+            (
+                "flake.nix",
+                r#"{ outputs = inputs@{ flake-parts, ... }: flake-parts.lib.mkFlake { inherit inputs; } ({ self, config, ... }: {
+  imports = [ ./parts/extra.nix inputs.treefmt.flakeModule ];
+  systems = [ "x86_64-linux" ];
+  flake.nixosModules.a = inputs.flake-parts.lib.importApply ./a.nix { inherit self; };
+  flake = { nixosModules.default = config.flake.nixosModules.a; };
+}); }"#,
+            ),
+            ("parts/extra.nix", "{ ... }: { flake.nixosModules.extra = { ... }: { }; }"),
+        ]);
+        assert_eq!(
+            kinds(&info),
+            vec![
+                ("a".into(), ModuleKind::ImportApply { source: "a.nix".into() }),
+                ("default".into(), ModuleKind::Alias { target: "a".into() }),
+                ("extra".into(), ModuleKind::Inline),
+            ]
+        );
+    }
+
+    #[test]
+    fn flake_utils_forms() {
+        let (info, _) = scan(&[(
+            "flake.nix",
+            r#"{ outputs = { self, flake-utils, ... }: flake-utils.lib.eachSystem [ "x86_64-linux" ] (system: { packages.default = 1; nixosModules.bad = ./b.nix; }) // { nixosModules.a = ./a.nix; }; }"#,
+        )]);
+        assert_eq!(kinds(&info), vec![("a".into(), path("a.nix"))]);
+        assert_eq!(info.unresolved.len(), 1);
+        assert!(info.unresolved[0].reason.contains("per") || info.unresolved[0].reason.contains("<system>"));
+    }
+
+    #[test]
+    fn legacy_module_and_tests_list() {
+        let (info, diags) = scan(&[(
+            "flake.nix",
+            r#"{ outputs = { self }: { nixosModule = ./m.nix; nixvmTests = [ ./tests/vm/a.nix ./other/b.nix (x) ]; }; }"#,
+        )]);
+        assert!(info.modules.is_empty());
+        assert_eq!(diags.len(), 1);
+        assert_eq!(diags[0].code, "legacy_nixos_module");
+        assert_eq!(info.test_files, vec![PathBuf::from("tests/vm/a.nix"), PathBuf::from("other/b.nix")]);
+        assert_eq!(info.unresolved.len(), 1);
+        assert_eq!(info.unresolved[0].what, "nixvmTests");
+    }
+
+    #[test]
+    fn broken_flakes() {
+        let (info, diags) = scan(&[("flake.nix", "{ outputs = { self }: { nixosModules.a = ./a.nix; }")]);
+        assert!(info.modules.is_empty());
+        assert_eq!(diags[0].code, "nix_syntax");
+        let (_, diags) = scan(&[("flake.nix", "{ description = \"x\"; }")]);
+        assert_eq!(diags[0].code, "flake_no_outputs");
+        let (_, diags) = scan(&[("flake.nix", "x: x")]);
+        assert_eq!(diags[0].code, "flake_not_attrset");
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(matches!(analyze(dir.path(), &mut Sources::default()), Err(FlakeError::NoFlake { .. })));
+    }
+
+    #[test]
+    fn outputs_from_an_imported_file() {
+        let (info, _) = scan(&[
+            ("flake.nix", r#"{ outputs = inputs: import ./outputs.nix inputs; }"#),
+            ("outputs.nix", "{ self, ... }: { nixosModules.a = ./modules/a.nix; }"),
+        ]);
+        assert_eq!(kinds(&info), vec![("a".into(), path("modules/a.nix"))]);
+    }
 }
