@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Writes a NixOS-style start script run-<node>-vm for a stand-in guest.
+#
+#   make-vm.sh --out DIR --node NAME --kind busybox|systemd
+#              [--all-nodes "a b c"] [--vlans "1 2"] [--memory MiB] [--smp N]
+#
+# Node numbers are the positions of the names in the sorted --all-nodes
+# list (1-based), as nixos/lib/testing/network.nix numbers them; the node
+# gets 192.168.<vlan>.<number>/24 and MAC 52:54:00:12:<vlan>:<number> (hex)
+# on each VLAN (default: VLAN 1), and /etc/hosts names every node's first
+# VLAN address. Reads the guest paths from tests/guest/cache/current/.
+# Prints the script's path.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cache=${NIXVM_GUEST_CACHE:-$here/cache}
+
+out="" node="" kind="" all="" vlans="1" memory="" smp=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) out=$2; shift 2 ;;
+    --node) node=$2; shift 2 ;;
+    --kind) kind=$2; shift 2 ;;
+    --all-nodes) all=$2; shift 2 ;;
+    --vlans) vlans=$2; shift 2 ;;
+    --memory) memory=$2; shift 2 ;;
+    --smp) smp=$2; shift 2 ;;
+    *) echo "make-vm.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[ -n "$out" ] && [ -n "$node" ] || { echo "make-vm.sh: --out and --node are required" >&2; exit 2; }
+[ -n "$all" ] || all=$node
+[ -f "$cache/current/guest.env" ] || { echo "make-vm.sh: no guests built; run tests/guest/build.sh" >&2; exit 1; }
+
+sorted=$(printf '%s\n' $all | LC_ALL=C sort -u)
+number=$(printf '%s\n' "$sorted" | grep -nx -- "$node" | cut -d: -f1)
+[ -n "$number" ] || { echo "make-vm.sh: $node is not in --all-nodes" >&2; exit 2; }
+[ "$number" -le 254 ] || { echo "make-vm.sh: more than 254 nodes" >&2; exit 2; }
+first_vlan=${vlans%% *}
+
+accel=$(cat "$cache/current/accel")
+case "$kind" in
+  busybox)
+    : "${memory:=256}" "${smp:=1}"
+    drives=""
+    params="console=ttyS0 panic=-1 quiet systemd.hostname=$node"
+    ;;
+  systemd)
+    [ -e "$cache/current/root.ext4" ] || { echo "make-vm.sh: no systemd guest built (build.sh without --busybox-only)" >&2; exit 1; }
+    : "${memory:=512}" "${smp:=2}"
+    drives="  -drive file=$cache/current/root.ext4,if=virtio,format=raw,snapshot=on \\"
+    params="console=ttyS0 panic=-1 root=/dev/vda rw systemd.hostname=$node"
+    ;;
+  *) echo "make-vm.sh: --kind must be busybox or systemd" >&2; exit 2 ;;
+esac
+case "$accel" in
+  kvm) accel_args="-accel kvm -cpu host" ;;
+  *) if [ "$smp" -gt 1 ]; then accel_args="-accel tcg,thread=multi"; else accel_args="-accel tcg"; fi ;;
+esac
+
+nics="" net="" k=0
+for vlan in $vlans; do
+  k=$((k + 1))
+  mac=$(printf '52:54:00:12:%02x:%02x' "$vlan" "$number")
+  nics+="  -device virtio-net-pci,netdev=vlan$k,mac=$mac -netdev vde,id=vlan$k,sock=\"\$QEMU_VDE_SOCKET_$vlan\" \\"$'\n'
+  net+="${net:+,}eth$k=192.168.$vlan.$number/24"
+done
+hosts="" i=0
+for n in $sorted; do
+  i=$((i + 1))
+  hosts+="${hosts:+,}192.168.$first_vlan.$i=$n"
+done
+params="$params net.ifnames=0 nixvm.net=$net nixvm.hosts=$hosts"
+
+mkdir -p "$out"
+script=$out/run-$node-vm
+NODE=$node NUMBER=$number KIND=$kind MEMORY=$memory SMP=$smp ACCEL=$accel_args \
+NICS=${nics%$'\n'} DRIVES=$drives PARAMS=$params \
+QEMU_BIN=qemu-system-x86_64 VMLINUX=$cache/current/vmlinux INITRD=$cache/current/initrd.cpio.gz awk '
+  # Values come through ENVIRON: awk -v would interpret their backslashes.
+  function sub_all(s, k) { for (k in keys) s = replace(s, "@" k "@", ENVIRON[keys[k]]); return s }
+  function replace(s, pat, val,   i, out) {
+    out = ""
+    while ((i = index(s, pat)) > 0) { out = out substr(s, 1, i - 1) val; s = substr(s, i + length(pat)) }
+    return out s
+  }
+  BEGIN {
+    split("NODE NUMBER KIND MEMORY SMP ACCEL VMLINUX INITRD", names, " ")
+    for (n in names) keys[names[n]] = names[n]
+    keys["KERNEL_PARAMS"] = "PARAMS"; keys["QEMU"] = "QEMU_BIN"
+  }
+  /^@VLAN_NICS@$/ { if (ENVIRON["NICS"] != "") print ENVIRON["NICS"]; next }
+  /^@DRIVES@$/ { if (ENVIRON["DRIVES"] != "") print ENVIRON["DRIVES"]; next }
+  { print sub_all($0) }' "$here/run-vm.sh.in" > "$script.tmp"
+chmod 755 "$script.tmp"
+mv "$script.tmp" "$script"
+echo "$script"
