@@ -2,16 +2,31 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::Args;
 
 use crate::cli::app::GlobalArgs;
 use crate::config::Config;
+use crate::exit_codes;
+use crate::scaffold::{self, ScaffoldError};
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Directory to create the project in.
     #[arg(default_value = ".")]
     pub dir: PathBuf,
+    /// Project name ([a-z][a-z0-9-]*); default: the directory's name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Name of the exported module (`nixosModules.<MODULE>`); default: the service name.
+    #[arg(long)]
+    pub module: Option<String>,
+    /// Name of the example service (`services.<SERVICE>`); default: the project name.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Port the example service serves its health page on.
+    #[arg(long, default_value_t = scaffold::init::DEFAULT_PORT)]
+    pub port: u16,
     /// Overwrite existing files.
     #[arg(long)]
     pub force: bool,
@@ -19,28 +34,131 @@ pub struct InitArgs {
 
 #[derive(Debug, Args)]
 pub struct NewArgs {
-    /// Name of the new test.
+    /// Name of the new test ([a-z][a-z0-9-]*); also the file name and check name.
     pub name: String,
+    /// Import only this `nixosModules` entry into the nodes (default: all).
+    #[arg(long)]
+    pub module: Option<String>,
+    /// Comma-separated node names.
+    #[arg(long, value_delimiter = ',', default_value = scaffold::new::DEFAULT_NODE)]
+    pub nodes: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct WireArgs {
-    /// Print the edit as a diff; write nothing.
+    /// Print the edit as a unified diff; write nothing.
     #[arg(long)]
     pub dry_run: bool,
 }
 
+/// Prints a user mistake and returns exit code 2; other errors propagate.
+fn usage_or_err(err: ScaffoldError) -> anyhow::Result<i32> {
+    if err.is_usage() {
+        eprintln!("error: {err}");
+        Ok(exit_codes::INVALID_INPUT)
+    } else {
+        Err(err.into())
+    }
+}
+
 pub fn init(g: &GlobalArgs, args: &InitArgs) -> anyhow::Result<i32> {
-    let _ = (g, args);
-    anyhow::bail!("`init` is not implemented yet")
+    let opts = scaffold::init::InitOptions {
+        dir: args.dir.clone(),
+        name: args.name.clone(),
+        module: args.module.clone(),
+        service: args.service.clone(),
+        port: args.port,
+        force: args.force,
+        tests_dir: g.tests_dir.clone(),
+        output: g.output.clone(),
+        input_name: g.input_name.clone(),
+    };
+    let report = match scaffold::init::init(&opts) {
+        Ok(r) => r,
+        Err(e) => return usage_or_err(e),
+    };
+    if !g.quiet {
+        for p in &report.written {
+            let verb = if report.overwritten.contains(p) { "overwrote" } else { "wrote" };
+            eprintln!("{verb} {}", args.dir.join(p).display());
+        }
+        eprintln!(
+            "\ncreated project `{}`: nixosModules.{} (services.{}) with one VM test.\nnext: cd {} && git init && git add -A && nix flake check",
+            report.name,
+            report.module,
+            report.service,
+            args.dir.display()
+        );
+    }
+    Ok(exit_codes::OK)
 }
 
 pub fn new(g: &GlobalArgs, config: &Config, args: &NewArgs) -> anyhow::Result<i32> {
-    let _ = (g, config, args);
-    anyhow::bail!("`new` is not implemented yet")
+    let opts = scaffold::new::NewOptions {
+        name: args.name.clone(),
+        module: args.module.clone(),
+        nodes: args.nodes.clone(),
+    };
+    let rel = match scaffold::new::new(config, &opts) {
+        Ok(rel) => rel,
+        Err(e) => return usage_or_err(e),
+    };
+    if !g.quiet {
+        eprintln!("wrote {}", config.flake_dir.join(&rel).display());
+        eprintln!("next: edit it, then run `nixvm-gen generate`");
+    }
+    Ok(exit_codes::OK)
 }
 
 pub fn wire(g: &GlobalArgs, config: &Config, args: &WireArgs) -> anyhow::Result<i32> {
-    let _ = (g, config, args);
-    anyhow::bail!("`wire` is not implemented yet")
+    let path = config.flake_dir.join(crate::flake::FLAKE_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "error: no {} in {}: run nixvm-gen in a flake or pass --flake DIR",
+                crate::flake::FLAKE_FILE,
+                config.flake_dir.display()
+            );
+            return Ok(exit_codes::INVALID_INPUT);
+        }
+        Err(e) => return Err(e).with_context(|| format!("failed to read {}", path.display())),
+    };
+    let opts = match scaffold::wire::WireOptions::from_config(config) {
+        Ok(o) => o,
+        Err(e) => return usage_or_err(e),
+    };
+    let display = path.display().to_string();
+    match scaffold::wire::wire(&text, &opts) {
+        Ok(outcome) if outcome.edits.is_empty() => {
+            if !g.quiet {
+                eprintln!("{display} is already wired; nothing to do");
+            }
+            Ok(exit_codes::OK)
+        }
+        Ok(outcome) => {
+            if args.dry_run {
+                let diff = similar::TextDiff::from_lines(&text, &outcome.text);
+                print!("{}", diff.unified_diff().context_radius(3).header("a/flake.nix", "b/flake.nix"));
+            } else {
+                crate::fsutil::write_atomic(&path, outcome.text.as_bytes())
+                    .with_context(|| format!("failed to write {display}"))?;
+            }
+            if !g.quiet {
+                let verb = if args.dry_run { "would edit" } else { "edited" };
+                eprintln!("{verb} {display}:");
+                for e in &outcome.edits {
+                    eprintln!("  - {e}");
+                }
+                for n in &outcome.notes {
+                    eprintln!("note: {n}");
+                }
+            }
+            Ok(exit_codes::OK)
+        }
+        Err(refusal) => {
+            eprint!("{}", refusal.render(&display, &text, crate::cli::stderr_color()));
+            Ok(exit_codes::INVALID_INPUT)
+        }
+    }
 }

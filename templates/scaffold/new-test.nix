@@ -1,0 +1,54 @@
+# VM test `{{ name }}`: nixvm-gen turns it into checks.<system>.{{ name }}.
+# Run `nixvm-gen generate` after editing.
+{
+  name = "{{ name }}";
+  description = "TODO: what this test shows";
+{%- if let Some(module) = module %}
+
+  # nixosModules of this flake imported into every node (default: all).
+  modules = [ "{{ module }}" ];
+{%- endif %}
+{% for node in nodes %}
+  nodes.{{ node }} =
+    { pkgs, ... }:
+    {
+      # NixOS configuration of `{{ node }}`.
+    };
+{% endfor %}
+  steps = [
+    {{ first_step }}
+
+    # Every step kind, commented out. Keys other than the step kind:
+    # `timeout` (seconds){% if nodes.len() > 1 %}, `node` (which node; required with several nodes){% endif %}.
+    #
+    # { waitForUnit = "nginx.service";{{ node_hint }} }
+    # { waitForUnit = "pipewire.service"; user = "alice"; }
+    # { waitForOpenPort = 80; }
+    # { waitForClosedPort = 80; }
+    # { waitForFile = "/run/app/ready"; }
+    # { waitForConsoleText = "login:"; }
+    # { succeed = "systemctl is-active nginx"; expect.contains = "active"; }
+    # { succeed = "cat /etc/hostname"; expect.equals = "{{ first_node }}"; }
+    # { succeed = "uname -r"; expect.matches = "^[0-9]+\\."; timeout = 30; }
+    # { fail = "test -e /etc/shadow-"; }
+    # { waitUntilSucceeds = "curl --fail http://localhost/"; }
+    # { waitUntilFails = "pgrep -x setup"; }
+    # { sleep = 2; }
+    # { http = { url = "http://localhost/"; status = 200; contains = "Welcome"; }; }
+    # { start = true; }
+    # { shutdown = true; }
+    # { crash = true; }
+    # { reboot = true; }
+    # { block = true; }
+    # { unblock = true; }
+    # { copyFromVm = "/var/log/app.log"; }
+    # { screenshot = "after-login"; }
+    # {
+    #   subtest = "the service restarts";
+    #   steps = [
+    #     { succeed = "systemctl restart nginx"; }
+    #     { waitForUnit = "nginx.service"; }
+    #   ];
+    # }
+  ];
+}
