@@ -20,7 +20,10 @@
 //! data, so they are parsed here and embedded into the generated test.
 
 pub mod parse;
+pub mod pattern;
+pub mod strings;
 pub mod validate;
+pub mod value;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

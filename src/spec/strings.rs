@@ -1,0 +1,236 @@
+//! Decoding of Nix string literals exactly as Nix (2.8) does, because the
+//! generated code must reproduce every step's command byte for byte.
+//!
+//! rnix only tokenizes; its own `normalized_parts` does not treat escaped
+//! characters (`''\n`, `''$`, …) the way Nix's `stripIndentation` does, so
+//! the lexer rules and the indentation algorithm are re-implemented here
+//! from Nix's `src/libexpr/lexer.l` and `parser.y` (paraphrased, not copied).
+
+/// Decodes the raw text between the quotes of a `"…"` string without
+/// interpolation: `\n`, `\r`, `\t` are control characters, `\x` is `x` for
+/// any other character, and a bare CR or CR LF becomes LF.
+pub fn decode_plain(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('r') => out.push('\r'),
+                Some('t') => out.push('\t'),
+                Some(other) => out.push(other),
+                // The tokenizer never ends a string on a lone backslash.
+                None => out.push('\\'),
+            },
+            '\r' => {
+                out.push('\n');
+                if chars.peek() == Some(&'\n') {
+                    chars.next();
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// One lexer token of an indented string: literal text that takes part in
+/// indentation stripping, or an escape (`''$`, `'''`, `''\x`, a lone `$` or
+/// `'`) that does not.
+#[derive(Debug, PartialEq)]
+struct IndToken {
+    text: String,
+    has_indentation: bool,
+}
+
+/// Splits the raw content of `''…''` (no interpolation) the way Nix's lexer
+/// does in its `IND_STRING` state.
+fn lex_indented(raw: &str) -> Vec<IndToken> {
+    let b: Vec<char> = raw.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    let escape = |text: String| IndToken { text, has_indentation: false };
+    while i < b.len() {
+        let at = |k: usize| b.get(i + k).copied();
+        if at(0) == Some('\'') && at(1) == Some('\'') {
+            match at(2) {
+                Some('$') => {
+                    tokens.push(escape("$".into()));
+                    i += 3;
+                }
+                Some('\'') => {
+                    tokens.push(escape("''".into()));
+                    i += 3;
+                }
+                Some('\\') => match at(3) {
+                    Some(c) => {
+                        tokens.push(escape(decode_plain(&format!("\\{c}"))));
+                        i += 4;
+                    }
+                    None => {
+                        tokens.push(escape("\\".into()));
+                        i += 3;
+                    }
+                },
+                // A closing `''` cannot occur inside the content; keep the
+                // text rather than lose it.
+                _ => {
+                    tokens.push(escape("''".into()));
+                    i += 2;
+                }
+            }
+            continue;
+        }
+        // The longest run of `[^$']`, `$[^{']` and `'[^'$]`.
+        let start = i;
+        loop {
+            match b.get(i) {
+                Some('$') => match b.get(i + 1) {
+                    Some(n) if *n != '{' && *n != '\'' => i += 2,
+                    _ => break,
+                },
+                Some('\'') => match b.get(i + 1) {
+                    Some(n) if *n != '\'' && *n != '$' => i += 2,
+                    _ => break,
+                },
+                Some(_) => i += 1,
+                None => break,
+            }
+        }
+        if i > start {
+            tokens.push(IndToken { text: b[start..i].iter().collect(), has_indentation: true });
+        } else {
+            // A lone `$` or `'` that cannot start a run.
+            tokens.push(escape(b[i].to_string()));
+            i += 1;
+        }
+    }
+    tokens
+}
+
+/// Decodes the raw text between `''` and `''` of an indented string without
+/// interpolation: drops a first line holding only spaces, strips the common
+/// indentation (escapes end a line's leading whitespace), removes a final
+/// line of only spaces, and resolves the `''` escapes.
+pub fn decode_indented(raw: &str) -> String {
+    // The opening token `''` swallows spaces followed by a newline.
+    let trimmed = raw.trim_start_matches(' ');
+    let raw = trimmed.strip_prefix('\n').unwrap_or(raw);
+    let tokens = lex_indented(raw);
+    if tokens.is_empty() {
+        return String::new();
+    }
+
+    // Minimum indentation; whitespace-only lines do not count.
+    let mut at_start_of_line = true;
+    let mut min_indent = usize::MAX;
+    let mut cur_indent = 0;
+    for t in &tokens {
+        if !t.has_indentation {
+            if at_start_of_line {
+                at_start_of_line = false;
+                min_indent = min_indent.min(cur_indent);
+            }
+            continue;
+        }
+        for c in t.text.chars() {
+            if at_start_of_line {
+                match c {
+                    ' ' => cur_indent += 1,
+                    '\n' => cur_indent = 0,
+                    _ => {
+                        at_start_of_line = false;
+                        min_indent = min_indent.min(cur_indent);
+                    }
+                }
+            } else if c == '\n' {
+                at_start_of_line = true;
+                cur_indent = 0;
+            }
+        }
+    }
+
+    // Strip it from every line (escapes included, as Nix does).
+    let mut out = String::with_capacity(raw.len());
+    at_start_of_line = true;
+    let mut cur_dropped = 0;
+    let last = tokens.len() - 1;
+    for (n, t) in tokens.iter().enumerate() {
+        let mut s = String::with_capacity(t.text.len());
+        for c in t.text.chars() {
+            if at_start_of_line {
+                match c {
+                    ' ' => {
+                        if cur_dropped >= min_indent {
+                            s.push(c);
+                        }
+                        cur_dropped += 1;
+                    }
+                    '\n' => {
+                        cur_dropped = 0;
+                        s.push(c);
+                    }
+                    _ => {
+                        at_start_of_line = false;
+                        cur_dropped = 0;
+                        s.push(c);
+                    }
+                }
+            } else {
+                s.push(c);
+                if c == '\n' {
+                    at_start_of_line = true;
+                }
+            }
+        }
+        // The last token loses a final line of only spaces.
+        if n == last
+            && let Some(p) = s.rfind('\n')
+            && s[p + 1..].chars().all(|c| c == ' ')
+        {
+            s.truncate(p + 1);
+        }
+        out.push_str(&s);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_escapes() {
+        assert_eq!(decode_plain(r#"a\nb\tc\rd"#), "a\nb\tc\rd");
+        assert_eq!(decode_plain(r#"\"q\" \\ \${x} \$ \a"#), "\"q\" \\ ${x} $ a");
+        assert_eq!(decode_plain("$${x}"), "$${x}");
+        assert_eq!(decode_plain("a\r\nb\rc"), "a\nb\nc");
+        assert_eq!(decode_plain("ünï ✓"), "ünï ✓");
+    }
+
+    #[test]
+    fn indented_strips_common_indentation() {
+        assert_eq!(decode_indented("\n    foo\n      bar\n  "), "foo\n  bar\n");
+        assert_eq!(decode_indented("  \n  a\n\n  b"), "a\n\nb");
+        assert_eq!(decode_indented("x"), "x");
+        assert_eq!(decode_indented(""), "");
+        // The first line is kept when it has text.
+        assert_eq!(decode_indented(" a\n b\n"), "a\nb\n");
+    }
+
+    #[test]
+    fn indented_escapes() {
+        assert_eq!(decode_indented("'''"), "''");
+        assert_eq!(decode_indented("''${x}"), "${x}");
+        assert_eq!(decode_indented(r"''\n"), "\n");
+        assert_eq!(decode_indented(r"''\t''\''\\"), "\t'\\");
+        assert_eq!(decode_indented("a'b$c $'"), "a'b$c $'");
+        assert_eq!(decode_indented("$${x}"), "$${x}");
+    }
+
+    #[test]
+    fn indented_escape_ends_leading_whitespace() {
+        // `''\ ` at the start of a line fixes the minimum indentation at 2.
+        assert_eq!(decode_indented("\n  ''\\ x\n    y\n"), " x\n  y\n");
+    }
+}
