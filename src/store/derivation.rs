@@ -422,10 +422,10 @@ mod tests {
             err(r#"Derive([("out","/tmp/x","","")"#),
             DerivationError::StorePath { offset: 15, .. }
         ));
-        let dup = format!(r#"Derive([],[],[],"s","b",[],[("a","1"),("a","2")])"#);
-        assert!(matches!(err(&dup), DerivationError::Duplicate { offset: 38, .. }));
-        let trailing = format!(r#"Derive([],[],[],"s","b",[],[])x"#);
-        assert!(matches!(err(&trailing), DerivationError::Trailing { offset: 30 }));
+        let dup = r#"Derive([],[],[],"s","b",[],[("a","1"),("a","2")])"#;
+        assert!(matches!(err(dup), DerivationError::Duplicate { offset: 38, .. }));
+        let trailing = r#"Derive([],[],[],"s","b",[],[])x"#;
+        assert!(matches!(err(trailing), DerivationError::Trailing { offset: 30 }));
         assert!(matches!(
             Derivation::parse(b"Derive([],[],[],\"\xff\",\"b\",[],[])").unwrap_err(),
             DerivationError::InvalidUtf8 { offset: 16 }
