@@ -257,6 +257,16 @@ mod tests {
             ("flake.nix", r#"{ outputs = _: { nixosModules = import ./a.nix; }; }"#),
             ("a.nix", "{ x = ./x.nix; } // import ./a.nix"),
         ]);
+        assert!(
+            info.unresolved.iter().any(|u| u.reason.contains("import cycle: a.nix → a.nix")),
+            "{:?}",
+            info.unresolved
+        );
+        // A cycle through a `let` binding hits the depth limit instead.
+        let (info, _) = scan(&[(
+            "flake.nix",
+            r#"{ outputs = _: let m = { x = ./x.nix; } // m; in { nixosModules = m; }; }"#,
+        )]);
         assert!(info.unresolved.iter().any(|u| u.reason.contains("levels deep")), "{:?}", info.unresolved);
     }
 

@@ -622,6 +622,16 @@ impl<'a> Walker<'a> {
     }
 
     fn flake_parts_inner(&mut self, module: &Val) -> SetView {
+        // A module given as a path is that file's value.
+        let peeled = self.peel(module);
+        let module = match literal_path(&peeled.expr) {
+            Some(lit) => match self.load_root(peeled.file, &lit) {
+                Ok(root) => root,
+                Err(reason) => return SetView::opaque(&peeled, reason),
+            },
+            None => peeled,
+        };
+        let module = &module;
         let body = match self.whnf(module) {
             Ok(v) if matches!(v.expr, ast::Expr::Lambda(_)) => match self.apply_function(&v, 1) {
                 Ok(b) => b,
@@ -733,24 +743,30 @@ impl<'a> Walker<'a> {
             let Some(lit) = literal_path(&target.expr) else {
                 return Err(format!("imports a computed path (`{}`)", short_text(first.syntax())));
             };
-            let abs = self.files.resolve(target.file, &lit);
-            let ix = self.files.load(&abs, self.sources).map_err(|e| e.reason())?;
+            let imported = self.load_root(target.file, &lit)?;
+            let ix = imported.file;
             if chain.contains(&ix) {
                 let names: Vec<String> =
                     chain.iter().chain([&ix]).map(|f| self.files.get(*f).rel.display().to_string()).collect();
                 return Err(format!("import cycle: {}", names.join(" → ")));
             }
             chain.push(ix);
-            let loaded = self.files.get(ix);
-            if loaded.broken {
-                return Err(format!("imports `{}`, which has syntax errors", loaded.rel.display()));
-            }
-            let Some(root) = loaded.root.clone() else {
-                return Err(format!("imports `{}`, which is empty", loaded.rel.display()));
-            };
-            let imported = Val { expr: root, file: ix, scope: None };
             v = self.apply_function(&imported, args.len() - 1)?;
         }
+    }
+
+    /// The value of the file a path literal (written in `from`) names.
+    fn load_root(&mut self, from: FileIx, lit: &str) -> Result<Val, String> {
+        let abs = self.files.resolve(from, lit);
+        let ix = self.files.load(&abs, self.sources).map_err(|e| e.reason())?;
+        let loaded = self.files.get(ix);
+        if loaded.broken {
+            return Err(format!("imports `{}`, which has syntax errors", loaded.rel.display()));
+        }
+        let Some(root) = loaded.root.clone() else {
+            return Err(format!("imports `{}`, which is empty", loaded.rel.display()));
+        };
+        Ok(Val { expr: root, file: ix, scope: None })
     }
 
     /// The body of the function `val` after `n` arguments; its parameters
