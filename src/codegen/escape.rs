@@ -1,3 +1,268 @@
 //! Escaping for the three languages a description string can reach: Nix
 //! (string literals and attribute names), Python (string literals in the
 //! generated testScript) and the guest shell.
+//!
+//! Every function here is total: any Rust string (Nix itself cannot hold NUL,
+//! so descriptions never contain one) comes back unchanged after the target
+//! language reads the escaped form. The property tests in
+//! `tests/integration/codegen.rs` check that against the real `nix-instantiate`,
+//! `python3` and `sh`.
+
+use std::fmt::Write as _;
+
+/// Nix keywords, which cannot be bare attribute names.
+const NIX_KEYWORDS: &[&str] = &["assert", "else", "if", "in", "inherit", "let", "or", "rec", "then", "with"];
+
+/// A double-quoted Nix string literal denoting exactly `s`.
+///
+/// Escapes `\`, `"`, the `${` that would start an interpolation, and the
+/// newline, carriage return and tab (the only escapes Nix has); other control
+/// characters are legal as they are.
+pub fn nix_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '$' if chars.peek() == Some(&'{') => out.push_str("\\$"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// An indented (`''…''`) Nix string literal denoting exactly `s`, laid out
+/// for readability: `''`, then every line of `s` prefixed with `indent`, then
+/// the closing `''` on its own line (prefixed with `close_indent`, usually
+/// the indentation of the attribute) when `s` ends with a newline.
+///
+/// Nix strips the common indentation of an indented string, so a line whose
+/// content itself starts with a space gets that first space escaped (`''\ `):
+/// escaped characters never count as indentation, which keeps the stripped
+/// amount exactly `indent` (a whitespace-only last line does not count).
+/// Both indents must consist of spaces only.
+pub fn nix_indented_string(s: &str, indent: &str, close_indent: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 16);
+    out.push_str("''\n");
+    let lines: Vec<&str> = s.split('\n').collect();
+    for (i, line) in lines.iter().enumerate() {
+        let last = i + 1 == lines.len();
+        if last && line.is_empty() {
+            // `s` ended with a newline (or is empty): close on a line of its own.
+            // Nix drops this whitespace-only last line.
+            out.push_str(close_indent);
+            break;
+        }
+        if !line.is_empty() {
+            out.push_str(indent);
+            out.push_str(&nix_indented_line(line));
+        }
+        if !last {
+            out.push('\n');
+        }
+    }
+    out.push_str("''");
+    out
+}
+
+/// Escapes one line (no `\n`) for the inside of an indented string whose
+/// layout is handled by [`nix_indented_string`].
+fn nix_indented_line(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    let mut first = true;
+    while let Some(c) = chars.next() {
+        let next = chars.peek().copied();
+        match c {
+            // A leading space would be taken for indentation.
+            ' ' if first => out.push_str("''\\ "),
+            // A quote is literal only when what follows cannot pair up with
+            // it (`''` closes the string, `'$` would be read before a `''${`
+            // escape). Otherwise `''\'` denotes a single quote; this also
+            // covers a quote right before the closing `''`.
+            '\'' if next.is_some_and(|n| n != '\'' && n != '$') => out.push('\''),
+            '\'' => out.push_str("''\\'"),
+            '$' if next == Some('{') => out.push_str("''$"),
+            '\r' => out.push_str("''\\r"),
+            c => out.push(c),
+        }
+        first = false;
+    }
+    out
+}
+
+/// Whether `s` can be written as a bare Nix identifier (attribute name,
+/// function argument, variable).
+pub fn is_nix_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    let Some(first) = chars.next() else { return false };
+    (first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '\'' | '-'))
+        && !NIX_KEYWORDS.contains(&s)
+}
+
+/// An attribute name: bare when it is an identifier, quoted otherwise
+/// (`"my mod"`, `"if"`).
+pub fn nix_attr_name(s: &str) -> String {
+    if is_nix_identifier(s) { s.to_string() } else { nix_string(s) }
+}
+
+/// Whether `s` can be written as a Nix path literal component sequence
+/// (`../tests/vm/health.nix`): only `[A-Za-z0-9._+-]` between slashes.
+pub fn is_nix_path_literal_safe(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('/').all(|part| {
+            !part.is_empty()
+                && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'))
+        })
+}
+
+/// A double-quoted Python string literal denoting exactly `s`.
+///
+/// Escapes `\`, `"` and every control character (C0, DEL, C1) as `\n`, `\r`,
+/// `\t` or `\xNN`, so the literal is always one physical line; other Unicode
+/// is kept as it is.
+pub fn python_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                // `is_control` is exactly C0, DEL and C1, all below U+0100.
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            // Line and paragraph separators are not newlines for Python's
+            // tokenizer, but escaping them keeps editors and diffs sane.
+            '\u{2028}' | '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Quotes `s` for a POSIX shell, like Python's `shlex.quote` (which the
+/// stock driver uses): unchanged when it only has `[A-Za-z0-9_@%+=:,./-]`,
+/// `''` when empty, otherwise single-quoted with each `'` written `'"'"'`.
+pub fn shell_quote(s: &str) -> String {
+    if s.is_empty() {
+        return "''".to_string();
+    }
+    if is_shell_safe(s) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        if c == '\'' {
+            out.push_str("'\"'\"'");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// Whether `s` is non-empty and needs no shell quoting at all.
+pub fn is_shell_safe(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(c, '_' | '@' | '%' | '+' | '=' | ':' | ',' | '.' | '/' | '-')
+        })
+}
+
+/// Makes `s` safe as the text of a one-line comment (Nix or Python, both
+/// `#`): control characters, which could end the comment, are shown escaped.
+pub fn comment_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nix_string_escapes() {
+        assert_eq!(nix_string("plain"), r#""plain""#);
+        assert_eq!(nix_string(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(nix_string("${x} $y $${z}"), r#""\${x} $y $\${z}""#);
+        assert_eq!(nix_string("l1\nl2\r\t"), r#""l1\nl2\r\t""#);
+    }
+
+    #[test]
+    fn indented_string_layout() {
+        assert_eq!(nix_indented_string("a\nb\n", "  ", ""), "''\n  a\n  b\n''");
+        assert_eq!(nix_indented_string("a\n\nb", "  ", ""), "''\n  a\n\n  b''");
+        assert_eq!(nix_indented_string("", "  ", "  "), "''\n  ''");
+        assert_eq!(nix_indented_string(" x\n", "", ""), "''\n''\\ x\n''");
+    }
+
+    #[test]
+    fn indented_string_quotes_and_interpolation() {
+        assert_eq!(nix_indented_line("it's"), "it's");
+        assert_eq!(nix_indented_line("a''b"), "a''\\''b");
+        assert_eq!(nix_indented_line("x'"), "x''\\'");
+        assert_eq!(nix_indented_line("'${a}"), "''\\'''${a}");
+        assert_eq!(nix_indented_line("$x ${y}"), "$x ''${y}");
+    }
+
+    #[test]
+    fn attr_names() {
+        assert_eq!(nix_attr_name("default"), "default");
+        assert_eq!(nix_attr_name("x86_64-linux"), "x86_64-linux");
+        assert_eq!(nix_attr_name("my mod"), "\"my mod\"");
+        assert_eq!(nix_attr_name("if"), "\"if\"");
+        assert_eq!(nix_attr_name("1st"), "\"1st\"");
+        assert_eq!(nix_attr_name(""), "\"\"");
+    }
+
+    #[test]
+    fn path_literals() {
+        assert!(is_nix_path_literal_safe("../tests/vm/health.nix"));
+        assert!(!is_nix_path_literal_safe("tests/vm/my test.nix"));
+        assert!(!is_nix_path_literal_safe("a//b"));
+    }
+
+    #[test]
+    fn python_strings() {
+        assert_eq!(python_string("plain"), "\"plain\"");
+        assert_eq!(python_string("a\"b\\c'"), "\"a\\\"b\\\\c'\"");
+        assert_eq!(python_string("\n\u{1}\u{7f}\u{85}é"), "\"\\n\\x01\\x7f\\x85é\"");
+    }
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("/etc/hosts"), "/etc/hosts");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\"'\"'s'");
+    }
+
+    #[test]
+    fn comments_stay_on_one_line() {
+        assert_eq!(comment_text("a\nb\tc"), "a\\nb\\tc");
+    }
+}

@@ -1,16 +1,29 @@
 //! Rendering a validated [`Project`] into one Nix file of
 //! `checks.<system>.<test>` built with `pkgs.testers.runNixOSTest`.
 //!
-//! Layout lives in `templates/`; every value reaching a template is already a
-//! valid Nix (or Python, or shell) fragment, escaped by [`escape`].
+//! Layout lives in `templates/codegen/checks.nix`; every value reaching the
+//! template is already a valid Nix (or Python, or shell) fragment, escaped by
+//! [`escape`] and prepared by [`model`].
+//!
+//! The file is a function `{ self, nixpkgs, <input> ? null }:` returning
+//! `{ <system> = { <test> = <derivation>; }; }`; `wire` and `init` import it
+//! that way, and the rust backend calls `<input>.lib.mkDriver`.
 
+pub mod commands;
 pub mod escape;
+pub mod model;
+pub mod nix_value;
+pub mod script;
+
+use std::path::PathBuf;
+
+use askama::Template;
 
 use crate::config::Config;
 use crate::project::Project;
 
-/// Errors while rendering (a template bug, never bad user input: that is
-/// caught by validation first).
+/// Errors while rendering. Bad descriptions are caught by validation first;
+/// what is left are settings and values the generated code cannot express.
 #[derive(Debug, thiserror::Error)]
 pub enum CodegenError {
     #[error("failed to render template {template}")]
@@ -19,11 +32,35 @@ pub enum CodegenError {
         #[source]
         source: askama::Error,
     },
+    /// `--input-name` is not usable as a Nix function argument.
+    #[error(
+        "input name `{name}` cannot be used as an argument of the generated file: use a Nix identifier other than self, nixpkgs, pkgs, lib, config, tests, import and builtins"
+    )]
+    InputName { name: String },
+    /// The output or a description lies outside the flake.
+    #[error(
+        "{path} is outside the flake: the generated file and the descriptions must be inside the flake directory"
+    )]
+    OutputPath { path: PathBuf },
+    /// A step without a node slipped through validation.
+    #[error("{location}: `{action}` step has no node; name one with `node = \"…\";`")]
+    MissingNode { location: String, action: &'static str },
+    /// A value the stock driver would pass to a shell unquoted.
+    #[error("{location}: {message}")]
+    Unsupported { location: String, message: String },
 }
 
 /// Renders the generated checks file. Deterministic: the same project always
 /// gives byte-identical output.
 pub fn render(project: &Project, config: &Config) -> Result<String, CodegenError> {
-    let _ = (project, config);
-    todo!("codegen::render")
+    let file = model::build(project, config)?;
+    let mut text =
+        file.render().map_err(|source| CodegenError::Template { template: "codegen/checks.nix", source })?;
+    let trimmed = text.trim_end_matches('\n').len();
+    text.truncate(trimmed);
+    text.push('\n');
+    Ok(text)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,99 @@
+//! Guest shell commands that both backends run for a step, so the generated
+//! Python testScript and nixvm-driver (which reuses these functions) execute
+//! byte-identical commands in the VM.
+
+use super::escape::shell_quote;
+
+/// Separator printed by curl between the response body and the status code.
+/// A newline, so the status is always the last line of the output.
+const HTTP_STATUS_SEPARATOR: char = '\n';
+
+/// The command an `http` step runs inside the node: prints the response body
+/// followed by a newline and the HTTP status code (`000` when no response
+/// was received). Redirects are followed; curl's own errors go to stderr and
+/// make it exit non-zero, so a refused connection fails the command while an
+/// HTTP error status does not (the step compares the status itself).
+pub fn http_command(url: &str) -> String {
+    format!(
+        "curl --silent --show-error --location --write-out {} --url {}",
+        shell_quote("\\n%{http_code}"),
+        shell_quote(url)
+    )
+}
+
+/// Splits the output of [`http_command`] into `(body, status)`. `None` when
+/// there is no separator (the command was not the one above).
+pub fn split_http_output(output: &str) -> Option<(&str, &str)> {
+    output.rsplit_once(HTTP_STATUS_SEPARATOR)
+}
+
+/// The probe behind `waitForOpenPort` / `waitForClosedPort`: exits 0 when
+/// something listens on `addr:port`. The stock driver runs `nc -z <addr>
+/// <port>` with `addr` unquoted, so the generated script hands it the
+/// already-quoted address ([`probe_addr`]) to get exactly this command.
+pub fn port_probe_command(port: u16, addr: Option<&str>) -> String {
+    format!("nc -z {} {port}", probe_addr(addr))
+}
+
+/// The address argument of the port probe, shell-quoted (`localhost` when
+/// the step names none, as in the stock driver).
+pub fn probe_addr(addr: Option<&str>) -> String {
+    shell_quote(addr.unwrap_or(DEFAULT_PROBE_ADDR))
+}
+
+/// Address probed when a port step names none.
+pub const DEFAULT_PROBE_ADDR: &str = "localhost";
+
+/// The probe behind `waitForFile` (the stock driver runs `test -e <path>`
+/// unquoted; the script passes the quoted path, see [`port_probe_command`]).
+pub fn file_probe_command(path: &str) -> String {
+    format!("test -e {}", shell_quote(path))
+}
+
+/// Whether a systemd unit name can be given to the stock driver's
+/// `wait_for_unit`, which puts it between double quotes in a shell command
+/// (and for user units inside `$'…'`): only the characters systemd allows in
+/// unit names, without the backslash.
+pub fn is_safe_unit_name(unit: &str) -> bool {
+    !unit.is_empty()
+        && unit.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '.' | '@' | '-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_command_quotes_the_url() {
+        assert_eq!(
+            http_command("http://localhost:3000/"),
+            "curl --silent --show-error --location --write-out '\\n%{http_code}' --url http://localhost:3000/"
+        );
+        assert_eq!(
+            http_command("http://x/?a=1&b='2'"),
+            "curl --silent --show-error --location --write-out '\\n%{http_code}' --url 'http://x/?a=1&b='\"'\"'2'\"'\"''"
+        );
+    }
+
+    #[test]
+    fn http_output_split_takes_the_last_line() {
+        assert_eq!(split_http_output("Healthy\nyes\n200"), Some(("Healthy\nyes", "200")));
+        assert_eq!(split_http_output("\n404"), Some(("", "404")));
+        assert_eq!(split_http_output("404"), None);
+    }
+
+    #[test]
+    fn probes_quote_their_arguments() {
+        assert_eq!(port_probe_command(3000, None), "nc -z localhost 3000");
+        assert_eq!(port_probe_command(80, Some("a b")), "nc -z 'a b' 80");
+        assert_eq!(file_probe_command("/run/x y"), "test -e '/run/x y'");
+    }
+
+    #[test]
+    fn unit_names() {
+        assert!(is_safe_unit_name("syshc.service"));
+        assert!(is_safe_unit_name("getty@tty1.service"));
+        assert!(!is_safe_unit_name("a\"; rm -rf /; \".service"));
+        assert!(!is_safe_unit_name(""));
+    }
+}

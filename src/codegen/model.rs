@@ -1,0 +1,275 @@
+//! The view of the generated file that the template lays out. Everything
+//! is decided here: every string is already an escaped Nix fragment and
+//! multi-line values are already indented for their place in the template,
+//! so `templates/codegen/checks.nix` holds layout only.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use askama::Template;
+
+use super::CodegenError;
+use super::escape::{
+    comment_text, is_nix_identifier, is_nix_path_literal_safe, nix_attr_name, nix_indented_string, nix_string,
+};
+use super::{nix_value, script};
+use crate::config::Config;
+use crate::flake::{FlakeInfo, ModuleKind};
+use crate::plan::Plan;
+use crate::project::Project;
+use crate::spec::{self, Action, Backend, Step, TestSpec};
+
+/// Indentation of the attributes of a test module in the template.
+const TEST_BODY_INDENT: usize = 10;
+/// Indentation of the `plan = …;` attribute in the template.
+const PLAN_INDENT: usize = 14;
+
+/// Names the generated file binds itself; the nixvm-gen input argument
+/// must not shadow them.
+const RESERVED_NAMES: &[&str] = &["self", "nixpkgs", "pkgs", "lib", "config", "tests", "import", "builtins"];
+
+/// The whole generated file.
+#[derive(Template)]
+#[template(path = "codegen/checks.nix", escape = "none")]
+pub struct ChecksFile {
+    pub version: &'static str,
+    /// The description files, for the header comment.
+    pub sources: String,
+    /// The nixvm-gen input's argument name.
+    pub input_name: String,
+    /// Tests sorted by name.
+    pub tests: Vec<TestView>,
+    /// Systems sorted by name.
+    pub systems: Vec<SystemView>,
+}
+
+/// One test, as a function from a package set to the check.
+pub struct TestView {
+    /// Attribute name in `tests` and in each system's set.
+    pub attr: String,
+    /// The `name` string literal.
+    pub name: String,
+    pub global_timeout: Option<u64>,
+    pub nodes: Vec<NodeView>,
+    /// The `testScript` indented string literal.
+    pub script: String,
+    /// The plan literal, for the rust backend only.
+    pub plan: Option<String>,
+}
+
+/// One node: the modules it imports.
+pub struct NodeView {
+    pub attr: String,
+    pub imports: Vec<String>,
+}
+
+/// One system's checks: the attribute names of its tests.
+pub struct SystemView {
+    pub attr: String,
+    pub tests: Vec<String>,
+}
+
+/// Builds the view of a loaded project.
+pub fn build(project: &Project, config: &Config) -> Result<ChecksFile, CodegenError> {
+    let input_name = config.input_name.clone();
+    if !is_nix_identifier(&input_name) || RESERVED_NAMES.contains(&input_name.as_str()) {
+        return Err(CodegenError::InputName { name: input_name });
+    }
+    let output_dir = normalize(config.output.parent().unwrap_or(Path::new("")))
+        .ok_or_else(|| CodegenError::OutputPath { path: config.output.clone() })?;
+
+    let mut tests = Vec::new();
+    let mut systems: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut specs: Vec<&TestSpec> = project.tests.iter().collect();
+    specs.sort_by(|a, b| a.name.cmp(&b.name));
+    for spec in &specs {
+        let attr = nix_attr_name(&spec.name);
+        let test_systems: Vec<String> = match &spec.systems {
+            Some(list) => list.clone(),
+            None => spec::DEFAULT_SYSTEMS.iter().map(|s| s.to_string()).collect(),
+        };
+        for system in test_systems {
+            let entry = systems.entry(system).or_default();
+            if !entry.contains(&attr) {
+                entry.push(attr.clone());
+            }
+        }
+        tests.push(test_view(spec, project, &output_dir)?);
+    }
+    let mut sources: Vec<String> = specs.iter().map(|s| s.file.display().to_string()).collect();
+    sources.dedup();
+    Ok(ChecksFile {
+        version: env!("CARGO_PKG_VERSION"),
+        sources: comment_text(&sources.join(", ")),
+        input_name,
+        tests,
+        systems: systems
+            .into_iter()
+            .map(|(system, tests)| SystemView { attr: nix_attr_name(&system), tests })
+            .collect(),
+    })
+}
+
+fn test_view(spec: &TestSpec, project: &Project, output_dir: &[String]) -> Result<TestView, CodegenError> {
+    let description = import_path(output_dir, &spec.file)?;
+    let modules = selected_modules(spec, &project.flake);
+    let curl_nodes = http_nodes(&spec.steps);
+    let nodes = spec
+        .nodes
+        .keys()
+        .map(|node| {
+            let attr = nix_attr_name(node);
+            let mut imports: Vec<String> =
+                modules.iter().map(|m| format!("self.nixosModules.{}", nix_attr_name(m))).collect();
+            imports.push(format!("(import {description}).nodes.{attr}"));
+            if curl_nodes.contains(node.as_str()) {
+                imports.push("({ pkgs, ... }: { environment.systemPackages = [ pkgs.curl ]; })".to_string());
+            }
+            NodeView { attr, imports }
+        })
+        .collect();
+    let script_text = script::render(spec, &project.sources)?;
+    let indent = " ".repeat(TEST_BODY_INDENT);
+    let script = nix_indented_string(&script_text, &format!("{indent}  "), &indent);
+    let plan = match spec.backend {
+        Backend::Rust => {
+            let value = Plan::from_spec(spec).to_json();
+            Some(nix_value::render(&value, PLAN_INDENT, PLAN_INDENT + "plan = ".len()))
+        }
+        Backend::Python => None,
+    };
+    Ok(TestView {
+        attr: nix_attr_name(&spec.name),
+        name: nix_string(&spec.name),
+        global_timeout: spec.timeout,
+        nodes,
+        script,
+        plan,
+    })
+}
+
+/// The `nixosModules` every node of `spec` imports: the ones it lists (in
+/// its order) or all of the flake's, minus aliases of a module that is
+/// imported anyway (directly or through an earlier alias), so no module is
+/// imported twice.
+pub fn selected_modules(spec: &TestSpec, flake: &FlakeInfo) -> Vec<String> {
+    let mut names: Vec<String> = match &spec.modules {
+        Some(list) => list.iter().map(|(name, _)| name.clone()).collect(),
+        None => flake.modules.iter().map(|m| m.name.clone()).collect(),
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+
+    let alias_of = |name: &str| {
+        flake.modules.iter().find(|m| m.name == name).and_then(|m| m.kind.alias_target().map(str::to_string))
+    };
+    // Follow alias chains to the module they finally denote.
+    let root = |name: &str| {
+        let mut current = name.to_string();
+        for _ in 0..=flake.modules.len() {
+            match alias_of(&current) {
+                Some(target) => current = target,
+                None => break,
+            }
+        }
+        current
+    };
+    let direct: std::collections::BTreeSet<&str> =
+        names.iter().filter(|n| alias_of(n).is_none()).map(String::as_str).collect();
+    let mut roots_done = std::collections::BTreeSet::new();
+    let mut selected = Vec::new();
+    for name in &names {
+        let is_alias =
+            flake.modules.iter().any(|m| &m.name == name && matches!(m.kind, ModuleKind::Alias { .. }));
+        if is_alias {
+            let r = root(name);
+            if direct.contains(r.as_str()) || !roots_done.insert(r) {
+                continue;
+            }
+        }
+        selected.push(name.clone());
+    }
+    selected
+}
+
+/// Nodes that run an `http` step (they need curl).
+fn http_nodes(steps: &[Step]) -> std::collections::BTreeSet<&str> {
+    let mut nodes = std::collections::BTreeSet::new();
+    for step in steps {
+        match &step.action {
+            Action::Http { .. } => {
+                if let Some(node) = &step.node {
+                    nodes.insert(node.as_str());
+                }
+            }
+            Action::Subtest { steps, .. } => nodes.extend(http_nodes(steps)),
+            _ => {}
+        }
+    }
+    nodes
+}
+
+/// Lexically normalised components of a relative path; `None` when it is
+/// absolute or climbs above its start.
+fn normalize(path: &Path) -> Option<Vec<String>> {
+    let mut parts = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => parts.push(part.to_str()?.to_string()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(parts)
+}
+
+/// A Nix expression for the path of `file` (relative to the flake root) as
+/// seen from the generated file's directory: a path literal such as
+/// `../tests/vm/health.nix`, or `(./.. + "/tests/vm/my test.nix")` when the
+/// name has characters path literals cannot hold.
+fn import_path(output_dir: &[String], file: &Path) -> Result<String, CodegenError> {
+    let target = normalize(file).ok_or_else(|| CodegenError::OutputPath { path: PathBuf::from(file) })?;
+    let common = output_dir.iter().zip(&target).take_while(|(a, b)| a == b).count();
+    let ups = output_dir.len() - common;
+    let rest = target[common..].join("/");
+    let literal = if ups == 0 { format!("./{rest}") } else { format!("{}{rest}", "../".repeat(ups)) };
+    if is_nix_path_literal_safe(&literal) {
+        return Ok(literal);
+    }
+    let base = if ups == 0 { "./.".to_string() } else { format!("./{}", vec![".."; ups].join("/")) };
+    Ok(format!("({base} + {})", nix_string(&format!("/{rest}"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(s: &str) -> Vec<String> {
+        normalize(Path::new(s)).unwrap()
+    }
+
+    #[test]
+    fn import_paths_are_relative_to_the_output() {
+        assert_eq!(
+            import_path(&dir("nix"), Path::new("tests/vm/health.nix")).unwrap(),
+            "../tests/vm/health.nix"
+        );
+        assert_eq!(import_path(&dir(""), Path::new("tests/vm/health.nix")).unwrap(), "./tests/vm/health.nix");
+        assert_eq!(import_path(&dir("a/b"), Path::new("a/t.nix")).unwrap(), "../t.nix");
+        assert_eq!(
+            import_path(&dir("nix"), Path::new("tests/vm/my test.nix")).unwrap(),
+            "(./.. + \"/tests/vm/my test.nix\")"
+        );
+        assert_eq!(import_path(&dir("."), Path::new("t/${x}.nix")).unwrap(), "(./. + \"/t/\\${x}.nix\")");
+    }
+
+    #[test]
+    fn paths_outside_the_flake_are_refused() {
+        assert!(normalize(Path::new("../x")).is_none());
+        assert!(normalize(Path::new("/abs")).is_none());
+        assert_eq!(normalize(Path::new("./a/../b")).unwrap(), vec!["b".to_string()]);
+    }
+}

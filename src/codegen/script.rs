@@ -1,0 +1,391 @@
+//! The Python `testScript` of a test: the steps written against the stock
+//! driver's Machine API (`nixos/lib/test-driver/src/test_driver/machine/`),
+//! with the same semantics nixvm-driver gives the plan.
+//!
+//! Semantics shared with nixvm-driver:
+//! - every node is started first (`start_all()`); a `start` step restarts a
+//!   node after `shutdown`/`crash`. Nodes that `reboot` are started with
+//!   `allow_reboot=True`, otherwise QEMU's `-no-reboot` ends them.
+//! - `succeed` checks its `expect` once; `waitUntilSucceeds` retries until
+//!   the exit code (default 0) and every `expect` check hold.
+//! - `expect.equals` compares with the output stripped of trailing `\n`.
+//! - `http` runs [`commands::http_command`] and checks status and body.
+//! - `sleep` sleeps on the host (it names no node).
+//!
+//! The script must pass the driver build's type check and lint (mypy or ty,
+//! pyflakes or ruff), hence type annotations on helper functions, unique
+//! function names and no f-strings around user text.
+
+use std::collections::BTreeSet;
+
+use super::CodegenError;
+use super::commands;
+use super::escape::{comment_text, is_shell_safe, python_string, shell_quote};
+use crate::diagnostic::{Sources, Span};
+use crate::spec::{Action, Expect, Step, TestSpec};
+
+/// Indentation of one Python block level.
+const PY_INDENT: &str = "    ";
+
+/// The stock driver's name for a node in the script: first character not in
+/// `[A-Za-z_]` becomes `_`, any other character not in `[A-Za-z0-9_]` too
+/// (`nixos/lib/testing/driver.nix`, `pythonizeName`).
+pub fn pythonize(name: &str) -> String {
+    name.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            let ok = c.is_ascii_alphabetic() || c == '_' || (i > 0 && c.is_ascii_digit());
+            if ok { c } else { '_' }
+        })
+        .collect()
+}
+
+/// Renders the testScript of a validated test.
+pub fn render(spec: &TestSpec, sources: &Sources) -> Result<String, CodegenError> {
+    let mut script_gen = ScriptGen::new(spec, sources);
+    let mut body = Vec::new();
+    script_gen.steps(&spec.steps, &mut body)?;
+
+    let mut lines = Vec::new();
+    if let Some(description) = &spec.description {
+        for line in description.lines() {
+            lines.push(format!("# {}", comment_text(line)).trim_end().to_string());
+        }
+    }
+    for (module, alias) in [("re", &script_gen.names.re), ("time", &script_gen.names.time)] {
+        if script_gen.imports.contains(module) {
+            if alias == module {
+                lines.push(format!("import {module}"));
+            } else {
+                lines.push(format!("import {module} as {alias}"));
+            }
+        }
+    }
+    if !lines.is_empty() {
+        lines.push(String::new());
+    }
+    for node in &script_gen.reboot_nodes {
+        lines.push(format!("{}.start(allow_reboot=True)", pythonize(node)));
+    }
+    lines.push("start_all()".to_string());
+    lines.extend(body);
+    let mut script = lines.join("\n");
+    script.push('\n');
+    Ok(script)
+}
+
+/// Python names the script assigns, chosen not to clash with node names
+/// (nodes are globals of the script too).
+#[derive(Clone)]
+struct Names {
+    out: String,
+    status: String,
+    body: String,
+    code: String,
+    re: String,
+    time: String,
+}
+
+struct ScriptGen<'a> {
+    spec: &'a TestSpec,
+    sources: &'a Sources,
+    taken: BTreeSet<String>,
+    names: Names,
+    /// Modules the script imports (`re`, `time`).
+    imports: BTreeSet<&'static str>,
+    /// Nodes with a `reboot` step, which must be started with `allow_reboot`.
+    reboot_nodes: BTreeSet<String>,
+    /// Counter for helper function names.
+    helpers: usize,
+}
+
+impl<'a> ScriptGen<'a> {
+    fn new(spec: &'a TestSpec, sources: &'a Sources) -> Self {
+        let mut taken: BTreeSet<String> = spec.nodes.keys().map(|n| pythonize(n)).collect();
+        // The driver's own globals.
+        for global in ["start_all", "subtest", "retry", "machine", "log", "driver", "t"] {
+            taken.insert(global.to_string());
+        }
+        let mut fresh = |base: &str| {
+            let mut name = base.to_string();
+            while taken.contains(&name) {
+                name.push('_');
+            }
+            taken.insert(name.clone());
+            name
+        };
+        let names = Names {
+            out: fresh("out"),
+            status: fresh("status"),
+            body: fresh("body"),
+            code: fresh("code"),
+            re: fresh("re"),
+            time: fresh("time"),
+        };
+        let mut reboot_nodes = BTreeSet::new();
+        collect_reboots(&spec.steps, &mut reboot_nodes);
+        ScriptGen { spec, sources, taken, names, imports: BTreeSet::new(), reboot_nodes, helpers: 0 }
+    }
+
+    /// `file:line` of a step, for comments and assertion messages.
+    fn location(&self, span: Option<Span>) -> String {
+        let file = self.spec.file.display().to_string();
+        match span {
+            Some(span) if span.file.0 < self.sources.len() => {
+                let (line, _) = self.sources.line_col(span.file, span.start);
+                format!("{file}:{line}")
+            }
+            _ => file,
+        }
+    }
+
+    /// The steps, each preceded by a blank line, at block level 0.
+    fn steps(&mut self, steps: &[Step], out: &mut Vec<String>) -> Result<(), CodegenError> {
+        for step in steps {
+            out.push(String::new());
+            self.step(step, out)?;
+        }
+        Ok(())
+    }
+
+    /// The lines of one step, relative to its block's indentation.
+    fn step(&mut self, step: &Step, out: &mut Vec<String>) -> Result<(), CodegenError> {
+        let loc = self.location(step.span);
+        out.push(format!("# {}: {}", comment_text(&loc), step.action.key()));
+        let loc_lit = python_string(&loc);
+        let timeout = step.effective_timeout().map(python_timeout);
+        let timeout_arg = timeout.as_ref().map(|t| format!(", timeout={t}")).unwrap_or_default();
+        let node = match (&step.node, step.action.needs_node()) {
+            (Some(node), _) => pythonize(node),
+            (None, false) => String::new(),
+            (None, true) => {
+                return Err(CodegenError::MissingNode { location: loc, action: step.action.key() });
+            }
+        };
+        let n = self.names.clone();
+        match &step.action {
+            Action::WaitForUnit { unit, user } => {
+                if !commands::is_safe_unit_name(unit) {
+                    return Err(unsupported(&loc, "unit name", unit, "letters, digits and :_.@-"));
+                }
+                let user_arg = match user {
+                    Some(user) if is_shell_safe(user) => format!(", user={}", python_string(user)),
+                    Some(user) => return Err(unsupported(&loc, "user name", user, SHELL_SAFE)),
+                    None => String::new(),
+                };
+                out.push(format!("{node}.wait_for_unit({}{user_arg}{timeout_arg})", python_string(unit)));
+            }
+            Action::WaitForOpenPort { port, addr } | Action::WaitForClosedPort { port, addr } => {
+                let method = if matches!(step.action, Action::WaitForOpenPort { .. }) {
+                    "wait_for_open_port"
+                } else {
+                    "wait_for_closed_port"
+                };
+                let addr_arg = match addr {
+                    Some(_) => format!(", addr={}", python_string(&commands::probe_addr(addr.as_deref()))),
+                    None => String::new(),
+                };
+                out.push(format!("{node}.{method}({port}{addr_arg}{timeout_arg})"));
+            }
+            Action::WaitForFile { path } => {
+                out.push(format!("{node}.wait_for_file({}{timeout_arg})", python_string(&shell_quote(path))));
+            }
+            Action::WaitForConsoleText { regex } => {
+                out.push(format!("{node}.wait_for_console_text({}{timeout_arg})", python_string(regex)));
+            }
+            Action::Succeed { command, expect } => {
+                let cmd = python_string(command);
+                match expect.exit_code {
+                    Some(code) if code != 0 => {
+                        out.push(format!("{}, {} = {node}.execute({cmd}{timeout_arg})", n.status, n.out));
+                        out.push(format!(
+                            "assert {status} == {code}, \"%s: expected exit code %d, got %d (output: %r)\" % ({loc_lit}, {code}, {status}, {out})",
+                            status = n.status,
+                            out = n.out,
+                        ));
+                    }
+                    _ if output_checks_empty(expect) => {
+                        out.push(format!("{node}.succeed({cmd}{timeout_arg})"))
+                    }
+                    _ => out.push(format!("{} = {node}.succeed({cmd}{timeout_arg})", n.out)),
+                }
+                self.output_asserts(expect, &n.out, "output", &loc_lit, out);
+            }
+            Action::Fail { command } => {
+                out.push(format!("{node}.fail({}{timeout_arg})", python_string(command)));
+            }
+            Action::WaitUntilSucceeds { command, expect } if expect.is_empty() => {
+                out.push(format!("{node}.wait_until_succeeds({}{timeout_arg})", python_string(command)));
+            }
+            Action::WaitUntilSucceeds { command, expect } => {
+                self.helpers += 1;
+                let mut helper = format!("until_{}", self.helpers);
+                while self.taken.contains(&helper) {
+                    helper.push('_');
+                }
+                let mut conditions = vec![format!("{} == {}", n.status, expect.exit_code.unwrap_or(0))];
+                conditions.extend(self.output_conditions(expect, &n.out));
+                out.push(format!("def {helper}(last_try: bool) -> bool:"));
+                out.push(format!(
+                    "{PY_INDENT}{}, {} = {node}.execute({}{timeout_arg})",
+                    n.status,
+                    n.out,
+                    python_string(command)
+                ));
+                out.push(format!("{PY_INDENT}return {}", conditions.join(" and ")));
+                out.push(format!("retry({helper}{})", timeout.map(|t| format!(", {t}")).unwrap_or_default()));
+            }
+            Action::WaitUntilFails { command } => {
+                out.push(format!("{node}.wait_until_fails({}{timeout_arg})", python_string(command)));
+            }
+            Action::Sleep { seconds } => {
+                self.imports.insert("time");
+                out.push(format!("{}.sleep({})", n.time, python_number(*seconds)));
+            }
+            Action::Http { url, status, contains } => {
+                let cmd = python_string(&commands::http_command(url));
+                out.push(format!("{} = {node}.succeed({cmd}{timeout_arg})", n.out));
+                out.push(format!("{}, _, {} = {}.rpartition(\"\\n\")", n.body, n.code, n.out));
+                out.push(format!(
+                    "assert {code} == \"{status:03}\", \"%s: expected HTTP status %s from %s, got %s (body: %r)\" % ({loc_lit}, \"{status:03}\", {url}, {code}, {body})",
+                    code = n.code,
+                    body = n.body,
+                    url = python_string(url),
+                ));
+                if let Some(needle) = contains {
+                    out.push(format!(
+                        "assert {needle} in {body}, \"%s: expected the response body to contain %r, got %r\" % ({loc_lit}, {needle}, {body})",
+                        needle = python_string(needle),
+                        body = n.body,
+                    ));
+                }
+            }
+            Action::Start => {
+                let arg = if self.reboot_nodes.contains(step.node.as_deref().unwrap_or_default()) {
+                    "allow_reboot=True"
+                } else {
+                    ""
+                };
+                out.push(format!("{node}.start({arg})"));
+            }
+            Action::Shutdown => out.push(format!("{node}.shutdown()")),
+            Action::Crash => out.push(format!("{node}.crash()")),
+            Action::Reboot => out.push(format!("{node}.reboot()")),
+            Action::Block => out.push(format!("{node}.block()")),
+            Action::Unblock => out.push(format!("{node}.unblock()")),
+            Action::CopyFromVm { source, target_dir } => {
+                if !is_shell_safe(source) {
+                    return Err(unsupported(&loc, "copyFromVm source", source, SHELL_SAFE));
+                }
+                let target = match target_dir {
+                    Some(dir) => format!(", {}", python_string(dir)),
+                    None => String::new(),
+                };
+                out.push(format!("{node}.copy_from_vm({}{target})", python_string(source)));
+            }
+            Action::Screenshot { name } => {
+                if !is_shell_safe(name) {
+                    return Err(unsupported(&loc, "screenshot name", name, SHELL_SAFE));
+                }
+                out.push(format!("{node}.screenshot({})", python_string(name)));
+            }
+            Action::Subtest { title, steps } => {
+                out.push(format!("with subtest({}):", python_string(title)));
+                let mut inner = Vec::new();
+                self.steps(steps, &mut inner)?;
+                // Drop the blank line that separates steps at the start of the block.
+                let inner: Vec<String> = inner.into_iter().skip_while(String::is_empty).collect();
+                if inner.is_empty() {
+                    out.push(format!("{PY_INDENT}pass"));
+                }
+                out.extend(
+                    inner.into_iter().map(|l| if l.is_empty() { l } else { format!("{PY_INDENT}{l}") }),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Boolean Python expressions for the output checks of `expect`.
+    fn output_conditions(&mut self, expect: &Expect, var: &str) -> Vec<String> {
+        let mut conditions = Vec::new();
+        if let Some(needle) = &expect.contains {
+            conditions.push(format!("{} in {var}", python_string(needle)));
+        }
+        if let Some(equals) = &expect.equals {
+            conditions.push(format!("{var}.rstrip(\"\\n\") == {}", python_string(equals)));
+        }
+        if let Some(regex) = &expect.matches {
+            self.imports.insert("re");
+            conditions.push(format!("{}.search({}, {var}) is not None", self.names.re, python_string(regex)));
+        }
+        conditions
+    }
+
+    /// One `assert` per output check, each with a message naming the step.
+    fn output_asserts(&mut self, expect: &Expect, var: &str, what: &str, loc: &str, out: &mut Vec<String>) {
+        if let Some(needle) = &expect.contains {
+            let needle = python_string(needle);
+            out.push(format!(
+                "assert {needle} in {var}, \"%s: expected the {what} to contain %r, got %r\" % ({loc}, {needle}, {var})"
+            ));
+        }
+        if let Some(equals) = &expect.equals {
+            let equals = python_string(equals);
+            out.push(format!(
+                "assert {var}.rstrip(\"\\n\") == {equals}, \"%s: expected the {what} to be %r, got %r\" % ({loc}, {equals}, {var})"
+            ));
+        }
+        if let Some(regex) = &expect.matches {
+            self.imports.insert("re");
+            let regex = python_string(regex);
+            out.push(format!(
+                "assert {re}.search({regex}, {var}) is not None, \"%s: expected the {what} to match %r, got %r\" % ({loc}, {regex}, {var})",
+                re = self.names.re
+            ));
+        }
+    }
+}
+
+const SHELL_SAFE: &str = "letters, digits and _@%+=:,./-";
+
+fn unsupported(location: &str, what: &str, value: &str, allowed: &str) -> CodegenError {
+    CodegenError::Unsupported {
+        location: location.to_string(),
+        message: format!(
+            "{what} {} cannot be passed safely to the stock test driver, which hands it to a shell unquoted; use only {allowed}",
+            python_string(value)
+        ),
+    }
+}
+
+/// Whether `expect` has no output checks (the exit code aside).
+fn output_checks_empty(expect: &Expect) -> bool {
+    expect.contains.is_none() && expect.equals.is_none() && expect.matches.is_none()
+}
+
+fn collect_reboots(steps: &[Step], nodes: &mut BTreeSet<String>) {
+    for step in steps {
+        match &step.action {
+            Action::Reboot => {
+                if let Some(node) = &step.node {
+                    nodes.insert(node.clone());
+                }
+            }
+            Action::Subtest { steps, .. } => collect_reboots(steps, nodes),
+            _ => {}
+        }
+    }
+}
+
+/// Timeouts for the stock driver, whose type stubs declare `int`: rounded up
+/// to whole seconds.
+fn python_timeout(seconds: f64) -> String {
+    let whole = seconds.ceil();
+    if whole.is_finite() && whole >= 0.0 { format!("{}", whole as u64) } else { "0".to_string() }
+}
+
+/// A number as a Python literal (integral values without a decimal point).
+fn python_number(value: f64) -> String {
+    if value.is_finite() { format!("{value}") } else { "0".to_string() }
+}
