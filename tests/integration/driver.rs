@@ -1,1 +1,623 @@
-//! Tests of the driver area (see main.rs).
+//! End-to-end tests of `nixvm-driver` against real QEMU guests.
+//!
+//! The guests are stand-ins for NixOS test VMs built from Debian packages by
+//! `tests/guest/build.sh` (cached): a busybox initramfs guest that boots in
+//! about 4 s under TCG, and a debootstrap'ed systemd guest (about 10 s)
+//! configured like NixOS's test instrumentation (backdoor.service on hvc0,
+//! `syshc.service` answering "Healthy" on port 3000, a `never-starts.service`).
+//! `tests/guest/make-vm.sh` writes a NixOS-style `run-<node>-vm` start script
+//! per node, and the driver is run exactly as the generated check runs it:
+//! `nixvm-driver --config driverConfiguration.json --plan plan.json -o OUT`.
+//!
+//! VM tests run one at a time (two host cores; parallel TCG guests make
+//! boot times unpredictable). They are skipped loudly when QEMU or the guest
+//! build tools are missing, or when `NIXVM_SKIP_VM_TESTS` is set
+//! (`scripts/test.sh --fast`); on CI nothing is skipped.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use nixvm_gen::plan::{PLAN_VERSION, Plan};
+use nixvm_gen::spec::{Action, Expect, Step};
+use serde_json::{Value, json};
+
+use crate::util;
+
+/// Upper bound for any single driver run in these tests; a run that takes
+/// longer is killed and the test fails (the driver's own global timeout is
+/// set higher in the configuration, so hitting this bound is a driver bug).
+const RUN_BOUND: Duration = Duration::from_secs(240);
+
+/// Paths of the built guests (`cache/current/guest.env`).
+#[derive(Debug)]
+struct Guests {
+    env: BTreeMap<String, String>,
+}
+
+impl Guests {
+    fn make_vm(&self) -> &str {
+        &self.env["GUEST_MAKE_VM"]
+    }
+}
+
+/// The guests, built once per test process (build.sh itself holds a file
+/// lock, so concurrent test processes do not build twice either).
+fn guests() -> Option<&'static Guests> {
+    if let Some(why) = std::env::var_os("NIXVM_SKIP_VM_TESTS") {
+        eprintln!("\n!!! SKIPPED: NIXVM_SKIP_VM_TESTS is set ({}).\n", why.to_string_lossy());
+        return None;
+    }
+    for (tool, why) in [
+        ("qemu-system-x86_64", "boots the stand-in guests"),
+        ("vde_switch", "the driver connects VLANs with it"),
+        ("debootstrap", "builds the systemd guest"),
+        ("mkfs.ext4", "builds the guest root image"),
+        ("cpio", "builds the guest initramfs"),
+        ("depmod", "indexes the guest kernel modules"),
+        ("xz", "extracts the guest kernel"),
+        ("flock", "serialises guest builds"),
+    ] {
+        if !util::require(tool, why) {
+            return None;
+        }
+    }
+    static GUESTS: OnceLock<Result<Guests, String>> = OnceLock::new();
+    let built = GUESTS.get_or_init(|| {
+        let started = Instant::now();
+        let out = Command::new("bash")
+            .arg(util::root().join("tests/guest/build.sh"))
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("cannot run tests/guest/build.sh: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("tests/guest/build.sh failed with {}", out.status));
+        }
+        eprintln!("guests ready in {:.1}s", started.elapsed().as_secs_f64());
+        let env = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Ok(Guests { env })
+    });
+    match built {
+        Ok(g) => Some(g),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Held by every VM test: one guest set at a time on two cores.
+fn vm_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Busybox,
+    Systemd,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Busybox => "busybox",
+            Kind::Systemd => "systemd",
+        }
+    }
+}
+
+fn step(node: &str, timeout: f64, action: Action) -> Step {
+    Step { node: Some(node.to_owned()), timeout: Some(timeout), action, span: None }
+}
+
+fn succeed(node: &str, timeout: f64, command: &str) -> Step {
+    step(node, timeout, Action::Succeed { command: command.to_owned(), expect: Expect::default() })
+}
+
+fn succeed_contains(node: &str, timeout: f64, command: &str, contains: &str) -> Step {
+    let expect = Expect { contains: Some(contains.to_owned()), ..Expect::default() };
+    step(node, timeout, Action::Succeed { command: command.to_owned(), expect })
+}
+
+/// One test's world: a unique temp dir holding the start scripts, the
+/// driver's temp dir (VM state, VLAN sockets) and its output directory.
+/// Every process this test starts has the dir in its command line, which is
+/// how leftovers are found (and killed on drop).
+struct World {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    plan: PathBuf,
+    out: PathBuf,
+}
+
+/// A finished driver run.
+struct RunOutput {
+    status: ExitStatus,
+    elapsed: Duration,
+    report: Value,
+    junit: String,
+    stderr: String,
+}
+
+impl World {
+    /// Start scripts for `nodes` (all of `kind`, on VLAN 1) and the plan.
+    fn new(guests: &Guests, kind: Kind, nodes: &[&str], steps: Vec<Step>) -> World {
+        // A short prefix: unix socket paths must stay under 108 bytes.
+        let dir = tempfile::Builder::new().prefix("nvt-").tempdir_in("/tmp").expect("temp dir");
+        let vms = dir.path().join("vms");
+        let mut sorted: Vec<&str> = nodes.to_vec();
+        sorted.sort_unstable();
+        let mut vm_config = serde_json::Map::new();
+        for node in &sorted {
+            let out = util::run(Command::new("bash").arg(guests.make_vm()).arg("--out").arg(&vms).args([
+                "--node",
+                node,
+                "--kind",
+                kind.as_str(),
+                "--all-nodes",
+                &sorted.join(" "),
+            ]));
+            assert!(out.status.success(), "make-vm.sh failed for {node}");
+            let script = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            vm_config.insert((*node).to_owned(), json!({ "name": node, "start_script": script }));
+        }
+        let config = dir.path().join("driverConfiguration.json");
+        let config_json = json!({
+            "vms": vm_config,
+            "vlans": [1],
+            "global_timeout": 600,
+            "enable_ssh_backdoor": false,
+            "test_script": "/dev/null",
+        });
+        std::fs::write(&config, serde_json::to_string_pretty(&config_json).unwrap()).unwrap();
+        let plan = Plan {
+            version: PLAN_VERSION,
+            name: "e2e".to_owned(),
+            nodes: sorted.iter().map(|s| (*s).to_owned()).collect(),
+            global_timeout: None,
+            steps,
+        };
+        let plan_path = dir.path().join("plan.json");
+        std::fs::write(&plan_path, serde_json::to_string_pretty(&plan.to_json()).unwrap()).unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        World { dir, config, plan: plan_path, out }
+    }
+
+    fn tmp(&self) -> PathBuf {
+        self.dir.path().join("tmp")
+    }
+
+    /// The driver command: its temp dir (VM state, VLAN sockets) is inside
+    /// this world's dir.
+    fn command(&self) -> Command {
+        let mut cmd = util::nixvm_driver();
+        cmd.arg("--config")
+            .arg(&self.config)
+            .arg("--plan")
+            .arg(&self.plan)
+            .arg("-o")
+            .arg(&self.out)
+            .arg("--junit-xml")
+            .arg("junit.xml")
+            .env("TMPDIR", self.tmp())
+            .env("XDG_RUNTIME_DIR", self.tmp())
+            .env_remove("QEMU_OPTS")
+            .env_remove("QEMU_NET_OPTS")
+            .env_remove("QEMU_KERNEL_PARAMS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    fn spawn(&self) -> Child {
+        self.command().spawn().expect("cannot spawn nixvm-driver")
+    }
+
+    /// Waits for a spawned driver (bounded by [`RUN_BOUND`]) and loads its reports.
+    fn finish(&self, mut child: Child, started: Instant) -> RunOutput {
+        // Drain the pipes in threads so a chatty driver never blocks.
+        let stdout = child.stdout.take().map(drain);
+        let stderr = child.stderr.take().map(drain);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for nixvm-driver") {
+                break status;
+            }
+            if started.elapsed() > RUN_BOUND {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("nixvm-driver still running after {RUN_BOUND:?}; killed");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let elapsed = started.elapsed();
+        let stdout = stdout.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+        let stderr = stderr.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+        eprintln!("nixvm-driver exited with {status} after {:.1}s", elapsed.as_secs_f64());
+        eprintln!("--- driver stdout\n{stdout}\n--- driver stderr\n{stderr}");
+        let report_path = self.out.join("report.json");
+        let report = match std::fs::read_to_string(&report_path) {
+            Ok(text) => {
+                eprintln!("--- report.json\n{text}");
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("report.json is not JSON: {e}"))
+            }
+            Err(e) => panic!("{} missing: {e}", report_path.display()),
+        };
+        let junit = std::fs::read_to_string(self.out.join("junit.xml")).unwrap_or_default();
+        eprintln!("--- junit.xml\n{junit}");
+        RunOutput { status, elapsed, report, junit, stderr }
+    }
+
+    fn run(&self) -> RunOutput {
+        let started = Instant::now();
+        let child = self.spawn();
+        self.finish(child, started)
+    }
+
+    /// Processes (pid, cmdline) whose command line mentions this world's dir.
+    fn leftovers(&self) -> Vec<(i32, String)> {
+        processes_mentioning(&self.dir.path().to_string_lossy())
+    }
+}
+
+impl Drop for World {
+    /// Never leave VMs behind, even when an assertion failed.
+    fn drop(&mut self) {
+        for (pid, _) in self.leftovers() {
+            // SAFETY: plain kill(2) on a pid we just read from /proc.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+fn drain<R: std::io::Read + Send + 'static>(mut r: R) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != me)
+        .filter_map(|pid| {
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+            cmdline.contains(needle).then_some((pid, cmdline))
+        })
+        .collect()
+}
+
+/// Waits up to `bound` until `cond` holds.
+fn wait_until(bound: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < bound {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cond()
+}
+
+/// The leaf step reports, in order (subtests flattened).
+fn leaf_steps(report: &Value) -> Vec<&Value> {
+    fn walk<'a>(steps: &'a Value, out: &mut Vec<&'a Value>) {
+        for s in steps.as_array().into_iter().flatten() {
+            if s["action"] == "subtest" {
+                walk(&s["steps"], out);
+            } else {
+                out.push(s);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&report["steps"], &mut out);
+    out
+}
+
+fn statuses(report: &Value) -> Vec<String> {
+    leaf_steps(report).iter().map(|s| s["status"].as_str().unwrap_or("?").to_owned()).collect()
+}
+
+/// The whole failure of a step as text (message, output, details, console).
+fn failure_text(step: &Value) -> String {
+    serde_json::to_string_pretty(&step["failure"]).unwrap_or_default()
+}
+
+/// JUnit test cases as (name, status) with status one of
+/// "success", "failure", "error", "skipped".
+fn junit_cases(xml: &str) -> Vec<(String, String, quick_junit::TestCase)> {
+    let report =
+        quick_junit::Report::deserialize_from_str(xml).unwrap_or_else(|e| panic!("invalid JUnit XML: {e}"));
+    let mut cases = Vec::new();
+    for suite in report.test_suites {
+        for case in suite.test_cases {
+            let status = match &case.status {
+                quick_junit::TestCaseStatus::Success { .. } => "success",
+                quick_junit::TestCaseStatus::NonSuccess {
+                    kind: quick_junit::NonSuccessKind::Failure,
+                    ..
+                } => "failure",
+                quick_junit::TestCaseStatus::NonSuccess { .. } => "error",
+                quick_junit::TestCaseStatus::Skipped { .. } => "skipped",
+            };
+            cases.push((case.name.to_string(), status.to_owned(), case));
+        }
+    }
+    cases
+}
+
+// --- 1. the seed's health check on the systemd guest ---------------------------
+
+#[test]
+fn health_check_passes_on_systemd_guest() {
+    let Some(guests) = guests() else { return };
+    let _vm = vm_lock();
+    let world = World::new(
+        guests,
+        Kind::Systemd,
+        &["machine"],
+        vec![
+            step("machine", 120.0, Action::WaitForUnit { unit: "syshc.service".into(), user: None }),
+            step("machine", 60.0, Action::WaitForOpenPort { port: 3000, addr: None }),
+            succeed_contains("machine", 30.0, "curl --fail localhost:3000", "Healthy"),
+            step(
+                "machine",
+                30.0,
+                Action::Http {
+                    url: "http://localhost:3000".into(),
+                    status: 200,
+                    contains: Some("Healthy".into()),
+                },
+            ),
+        ],
+    );
+    let run = world.run();
+    assert_eq!(run.status.code(), Some(0), "driver failed (output above)");
+    assert_eq!(run.report["result"], "passed");
+    assert_eq!(run.report["exitCode"], 0);
+    assert_eq!(statuses(&run.report), ["passed"; 4]);
+    assert_eq!(run.report["summary"]["passed"], 4);
+    let cases = junit_cases(&run.junit);
+    assert_eq!(cases.len(), 4, "one JUnit test case per step");
+    assert!(cases.iter().all(|(_, st, _)| st == "success"), "all JUnit cases pass");
+    assert!(cases[0].0.contains("syshc.service"), "case names the step: {}", cases[0].0);
+}
+
+// --- 2. two nodes on VLAN 1 -------------------------------------------------
+
+#[test]
+fn client_reaches_server_by_name_on_vlan() {
+    let Some(guests) = guests() else { return };
+    let _vm = vm_lock();
+    let world = World::new(
+        guests,
+        Kind::Systemd,
+        &["server", "client"],
+        vec![
+            step("server", 180.0, Action::WaitForUnit { unit: "syshc.service".into(), user: None }),
+            step("server", 60.0, Action::WaitForOpenPort { port: 3000, addr: None }),
+            // Node numbers follow the sorted names: client = 1, server = 2.
+            succeed_contains("client", 30.0, "ip -4 addr show eth1", "192.168.1.1/24"),
+            succeed_contains("client", 30.0, "cat /sys/class/net/eth1/address", "52:54:00:12:01:01"),
+            succeed_contains("client", 60.0, "curl --fail --silent http://server:3000", "Healthy"),
+        ],
+    );
+    let run = world.run();
+    assert_eq!(run.status.code(), Some(0), "driver failed (output above)");
+    assert_eq!(statuses(&run.report), ["passed"; 5]);
+    assert_eq!(run.report["nodes"], json!(["client", "server"]));
+}
+
+// --- 3. a unit that never starts ----------------------------------------------
+
+#[test]
+fn wait_for_unit_that_never_starts_times_out_with_status() {
+    let Some(guests) = guests() else { return };
+    let _vm = vm_lock();
+    let world = World::new(
+        guests,
+        Kind::Systemd,
+        &["machine"],
+        vec![
+            succeed("machine", 120.0, "systemctl start --no-block never-starts.service"),
+            step("machine", 20.0, Action::WaitForUnit { unit: "never-starts.service".into(), user: None }),
+            succeed("machine", 30.0, "true"),
+        ],
+    );
+    let run = world.run();
+    assert_eq!(run.status.code(), Some(1), "a failed step exits 1 (output above)");
+    assert_eq!(run.report["result"], "failed");
+    assert_eq!(statuses(&run.report), ["passed", "failed", "skipped"]);
+    let wait = leaf_steps(&run.report)[1];
+    let secs = wait["durationSecs"].as_f64().unwrap_or(0.0);
+    assert!((19.0..60.0).contains(&secs), "the wait honours its 20 s timeout, took {secs}");
+    let text = failure_text(wait);
+    assert!(text.to_lowercase().contains("timeout") || text.to_lowercase().contains("timed out"), "{text}");
+    // The unit's state and journal explain why.
+    assert!(text.contains("never-starts"), "failure mentions the unit: {text}");
+    assert!(text.contains("activating"), "failure shows systemctl status: {text}");
+    assert!(text.contains("waiting forever"), "failure shows the unit's journal: {text}");
+}
+
+// --- 4. a guest that dies mid-step ----------------------------------------------
+
+#[test]
+fn guest_death_is_reported_at_once() {
+    let Some(guests) = guests() else { return };
+    let _vm = vm_lock();
+    let world = World::new(
+        guests,
+        Kind::Busybox,
+        &["machine"],
+        vec![
+            succeed("machine", 120.0, "echo up"),
+            // The kernel panics; with panic=-1 and -no-reboot QEMU exits.
+            succeed("machine", 300.0, "echo c > /proc/sysrq-trigger"),
+            succeed("machine", 30.0, "true"),
+        ],
+    );
+    let run = world.run();
+    // exit_codes::VM_FAILED: "a VM failed to start or died".
+    assert_eq!(run.status.code(), Some(5), "a dead VM exits 5 (output above)");
+    assert!(
+        run.elapsed < Duration::from_secs(90),
+        "reported promptly, not after a timeout: {:.1}s",
+        run.elapsed.as_secs_f64()
+    );
+    let steps = leaf_steps(&run.report);
+    assert_eq!(steps[0]["status"], "passed");
+    assert_eq!(steps[1]["status"], "failed");
+    assert_eq!(steps[2]["status"], "skipped");
+    let text = failure_text(steps[1]).to_lowercase();
+    assert!(text.contains("qemu") && text.contains("exit"), "failure says QEMU exited: {text}");
+    assert!(steps[1]["durationSecs"].as_f64().unwrap_or(999.0) < 60.0);
+    assert!(world.leftovers().is_empty(), "processes left: {:?}", world.leftovers());
+}
+
+// --- 5. a command that hangs past its timeout ------------------------------------
+
+#[test]
+fn hanging_command_fails_after_its_timeout() {
+    let Some(guests) = guests() else { return };
+    let _vm = vm_lock();
+    let world = World::new(
+        guests,
+        Kind::Busybox,
+        &["machine"],
+        vec![succeed("machine", 120.0, "echo up"), succeed("machine", 5.0, "sleep 600")],
+    );
+    let run = world.run();
+    assert_eq!(run.status.code(), Some(1), "output above");
+    let steps = leaf_steps(&run.report);
+    assert_eq!(steps[1]["status"], "failed");
+    let secs = steps[1]["durationSecs"].as_f64().unwrap_or(0.0);
+    assert!((4.5..20.0).contains(&secs), "fails after about 5 s, took {secs}");
+    let text = failure_text(steps[1]);
+    assert!(text.contains("sleep 600"), "names the command: {text}");
+    assert!(text.to_lowercase().contains("time"), "says it timed out: {text}");
+}
+
+// --- 6. a failing step in the JUnit XML and JSON report -----------------------------
+
+#[test]
+fn failing_step_is_in_junit_and_json() {
+    let Some(guests) = guests() else { return };
+    let _vm = vm_lock();
+    let world = World::new(
+        guests,
+        Kind::Busybox,
+        &["machine"],
+        vec![
+            succeed("machine", 120.0, "echo before"),
+            succeed("machine", 30.0, "echo some-output; exit 3"),
+            succeed("machine", 30.0, "echo after"),
+        ],
+    );
+    let run = world.run();
+    assert_eq!(run.status.code(), Some(1), "output above");
+    assert_eq!(run.report["result"], "failed");
+    assert_eq!(run.report["summary"], json!({ "total": 3, "passed": 1, "failed": 1, "skipped": 1 }));
+    let failed = leaf_steps(&run.report)[1];
+    assert_eq!(failed["failure"]["exitStatus"], 3);
+    assert!(failed["failure"]["output"].as_str().unwrap_or("").contains("some-output"), "{failed}");
+
+    let cases = junit_cases(&run.junit);
+    assert_eq!(cases.len(), 3);
+    assert_eq!(cases[0].1, "success", "{}", cases[0].0);
+    assert_eq!(cases[1].1, "failure", "{}", cases[1].0);
+    assert_eq!(cases[2].1, "skipped", "{}", cases[2].0);
+    assert!(cases[1].0.contains("exit 3"), "the failing case names the command: {}", cases[1].0);
+    let case = &cases[1].2;
+    let described = match &case.status {
+        quick_junit::TestCaseStatus::NonSuccess { description, message, .. } => {
+            format!("{message:?} {description:?}")
+        }
+        _ => String::new(),
+    };
+    let system_out = case.system_out.as_ref().map(|s| s.to_string()).unwrap_or_default();
+    assert!(
+        described.contains("some-output") || system_out.contains("some-output"),
+        "JUnit failure carries the output: {described} / {system_out}"
+    );
+    assert!(described.contains('3'), "JUnit failure carries the exit status: {described}");
+}
+
+// --- 7. SIGINT mid-run -----------------------------------------------------------
+
+#[test]
+fn sigint_stops_driver_and_its_processes() {
+    let Some(guests) = guests() else { return };
+    let _vm = vm_lock();
+    let world = World::new(
+        guests,
+        Kind::Busybox,
+        &["machine"],
+        vec![succeed("machine", 900.0, "touch /tmp/xchg/started; sleep 600")],
+    );
+    let started = Instant::now();
+    let child = world.spawn();
+    let pid = child.id() as i32;
+    let marker = world.tmp().join("vm-state-machine/xchg/started");
+    let running = wait_until(Duration::from_secs(120), || marker.exists());
+    if !running {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let _ = world.finish(child, started);
+        panic!("the guest never ran the step ({} missing)", marker.display());
+    }
+    assert!(!world.leftovers().is_empty(), "QEMU runs before the interrupt");
+    let interrupted = Instant::now();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let run = world.finish(child, started);
+    let took = interrupted.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "driver exits promptly on SIGINT, took {:.1}s",
+        took.as_secs_f64()
+    );
+    assert_eq!(run.status.code(), Some(130), "exit_codes::INTERRUPTED (output above)");
+    assert_eq!(run.report["result"], "interrupted");
+    // Nothing this test started survives the driver: no QEMU, no vde_switch.
+    let clean = wait_until(Duration::from_secs(3), || world.leftovers().is_empty());
+    assert!(clean, "processes left after SIGINT: {:#?}", world.leftovers());
+    assert!(!run.stderr.is_empty());
+}
+
+/// The guests' contract, checked without the driver: the start script
+/// generator numbers nodes alphabetically and bakes MACs and addresses.
+#[test]
+fn start_scripts_follow_nixos_numbering() {
+    let Some(guests) = guests() else { return };
+    let dir = util::tempdir();
+    let out = util::run(Command::new("bash").arg(guests.make_vm()).arg("--out").arg(dir.path()).args([
+        "--node",
+        "server",
+        "--kind",
+        "busybox",
+        "--all-nodes",
+        "server client",
+        "--vlans",
+        "1 2",
+    ]));
+    assert!(out.status.success());
+    let script = std::fs::read_to_string(dir.path().join("run-server-vm")).unwrap();
+    assert!(script.contains("mac=52:54:00:12:01:02"), "{script}");
+    assert!(script.contains("mac=52:54:00:12:02:02"), "{script}");
+    assert!(script.contains("sock=\"$QEMU_VDE_SOCKET_2\""), "{script}");
+    assert!(script.contains("nixvm.net=eth1=192.168.1.2/24,eth2=192.168.2.2/24"), "{script}");
+    assert!(script.contains("nixvm.hosts=192.168.1.1=client,192.168.1.2=server"), "{script}");
+    assert!(script.trim_end().ends_with("$QEMU_OPTS \"$@\""), "driver arguments come last: {script}");
+}
