@@ -4,12 +4,14 @@
 
 pub mod derivation;
 mod path;
+pub mod vm_test;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use derivation::{Derivation, DerivationError, Output};
 pub use path::{HASH_LEN, NAME_MAX_LEN, STORE_DIR, StorePath, StorePathError};
+pub use vm_test::{VmTest, VmTestError};
 
 /// Failure reading a derivation closure from disk.
 #[derive(Debug, thiserror::Error)]
