@@ -1,33 +1,51 @@
 //! The evaluator fallback of `scan --eval`: ask Nix for the names of the
 //! flake's `nixosModules` and merge them into what static analysis found.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use anyhow::Context;
 
 use crate::cli::app::{EvalMode, GlobalArgs};
 use crate::config::Config;
+use crate::diagnostic::FileId;
 use crate::eval::{self, EvalError};
 use crate::flake::{FLAKE_FILE, FlakeInfo, Module, ModuleKind};
 use crate::project::Project;
+use crate::spec;
 
 /// Completes `project` with what the evaluator says, per `mode`:
-/// `never` does nothing, `auto` asks only when something is unresolved and
-/// keeps the static results when Nix is missing or fails, `always` asks and
-/// fails (exit code 3) when Nix is missing or fails.
+/// `never` does nothing, `auto` asks only when something is unresolved (a
+/// module list or a description that is not plain data) and keeps the static
+/// results when Nix is missing or fails, `always` asks and fails (exit code
+/// 3) when Nix is missing or fails.
 pub fn apply_eval(
     g: &GlobalArgs,
     config: &Config,
     project: &mut Project,
     mode: EvalMode,
 ) -> anyhow::Result<()> {
-    let wanted = match mode {
-        EvalMode::Never => false,
-        EvalMode::Auto => project.flake.unresolved.iter().any(|u| answers(&u.what)),
-        EvalMode::Always => true,
-    };
-    if !wanted {
+    if mode == EvalMode::Never {
         return Ok(());
+    }
+    let modules_changed = eval_modules(g, config, project, mode)?;
+    let descriptions_changed = eval_descriptions(g, config, project, mode)?;
+    if modules_changed || descriptions_changed {
+        revalidate(project);
+    }
+    Ok(())
+}
+
+/// Asks Nix for the module names. Returns whether the project changed.
+fn eval_modules(
+    g: &GlobalArgs,
+    config: &Config,
+    project: &mut Project,
+    mode: EvalMode,
+) -> anyhow::Result<bool> {
+    let unresolved = project.flake.unresolved.iter().any(|u| answers(&u.what));
+    if mode == EvalMode::Auto && !unresolved {
+        return Ok(false);
     }
     if mode == EvalMode::Auto && !eval::is_installed("nix") {
         if !g.quiet {
@@ -35,7 +53,7 @@ pub fn apply_eval(
                 "note: `nix` is not installed; keeping the static results (unresolved entries stay unresolved)"
             );
         }
-        return Ok(());
+        return Ok(false);
     }
     if g.verbose {
         eprintln!("asking Nix for the nixosModules of {}", config.flake_dir.display());
@@ -44,7 +62,7 @@ pub fn apply_eval(
         Ok(names) => names,
         Err(err) if mode == EvalMode::Auto => {
             eprintln!("warning: keeping the static results: {}", summary(&err));
-            return Ok(());
+            return Ok(false);
         }
         Err(err) => {
             return Err(err)
@@ -57,8 +75,71 @@ pub fn apply_eval(
             eprintln!("warning: static analysis found module `{name}`, but Nix does not list it; dropped");
         }
     }
-    Ok(())
+    Ok(true)
 }
+
+/// Evaluates the descriptions that are not plain data (those with a
+/// `not_static` error) and converts the result with the same converter the
+/// static parser uses. Returns whether the project changed.
+fn eval_descriptions(
+    g: &GlobalArgs,
+    config: &Config,
+    project: &mut Project,
+    mode: EvalMode,
+) -> anyhow::Result<bool> {
+    let files: BTreeSet<FileId> = project
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == "not_static" && d.is_error())
+        .filter_map(|d| d.span.map(|s| s.file))
+        .collect();
+    if files.is_empty() {
+        return Ok(false);
+    }
+    if mode == EvalMode::Auto && !eval::is_installed("nix-instantiate") {
+        if !g.quiet {
+            eprintln!(
+                "note: `nix-instantiate` is not installed; descriptions that are not plain data stay errors"
+            );
+        }
+        return Ok(false);
+    }
+    let mut changed = false;
+    for file in files {
+        let rel = project.sources.path(file).to_path_buf();
+        if g.verbose {
+            eprintln!("asking Nix to evaluate {}", rel.display());
+        }
+        let value = match eval::eval_description(&config.flake_dir.join(&rel), eval::DEFAULT_TIMEOUT) {
+            Ok(value) => value,
+            Err(err) if mode == EvalMode::Auto => {
+                eprintln!("warning: {} stays unread: {}", rel.display(), summary(&err));
+                continue;
+            }
+            Err(err) => return Err(err).with_context(|| format!("failed to evaluate {}", rel.display())),
+        };
+        let (spec, diags) = spec::parse::from_json(file, &rel, &value);
+        // The evaluated value replaces what static parsing made of the file.
+        project.diagnostics.retain(|d| d.span.is_none_or(|s| s.file != file));
+        project.tests.retain(|t| t.file != rel);
+        project.diagnostics.extend(diags);
+        project.tests.extend(spec);
+        changed = true;
+    }
+    Ok(changed)
+}
+
+/// Runs the cross-file checks again: module names or tests changed.
+fn revalidate(project: &mut Project) {
+    project.diagnostics.retain(|d| !VALIDATE_CODES.contains(&d.code));
+    let names: Vec<String> = project.flake.modules.iter().map(|m| m.name.clone()).collect();
+    let diags = spec::validate::validate(&mut project.tests, &names);
+    project.diagnostics.extend(diags);
+    project.tests.sort_by(|a, b| a.name.cmp(&b.name));
+}
+
+/// Codes of the diagnostics [`spec::validate::validate`] produces.
+const VALIDATE_CODES: &[&str] = &["duplicate_test_name", "unknown_module"];
 
 /// Whether the evaluator's list of module names answers an unresolved entry.
 fn answers(what: &str) -> bool {
