@@ -216,7 +216,7 @@ impl<'a> Wiring<'a> {
         if let Some(b) = find_binding(top, &["inputs"]) {
             match b.value() {
                 Some(ast::Expr::AttrSet(set)) => {
-                    let s = self.insert_binding(&set, &line);
+                    let s = self.insert_binding(&set, &|_| line.clone());
                     self.splices.push(s);
                 }
                 other => {
@@ -292,9 +292,9 @@ impl<'a> Wiring<'a> {
         }
     }
 
-    /// `import ./nix/checks.generated.nix { inherit self nixpkgs; nixvm-gen = inputs.nixvm-gen; }`
-    /// and `nixpkgs.lib`, reached the way the outputs function allows.
-    fn import_expr(&mut self, lambda: &ast::Lambda, input_added: bool) -> (String, String) {
+    /// How the import reaches `self`, `nixpkgs` and nixvm-gen, and how to
+    /// name `nixpkgs.lib`, the way the outputs function allows.
+    fn import_refs(&mut self, lambda: &ast::Lambda, input_added: bool) -> (Vec<(String, Ref)>, String) {
         let names = ["self", "nixpkgs", self.opts.input_name.as_str()].map(str::to_string);
         let refs: Vec<(String, Ref)> =
             names.iter().map(|n| (n.clone(), self.reference(lambda, n, input_added))).collect();
@@ -302,7 +302,7 @@ impl<'a> Wiring<'a> {
             Ref::Direct => "nixpkgs.lib".to_string(),
             Ref::Via(b) => format!("{b}.nixpkgs.lib"),
         };
-        (import_text(&self.opts.output, &refs), lib)
+        (refs, lib)
     }
 
     fn wire_checks(&mut self, lambda: &ast::Lambda, input_added: bool) -> Result<(), WireError> {
@@ -310,40 +310,30 @@ impl<'a> Wiring<'a> {
             return Err(self.unsupported(Some(lambda.syntax().text_range()), "`outputs` has no body", false));
         };
         let target = self.locate(body)?;
-        let (import, lib) = self.import_expr(lambda, input_added);
+        let (refs, lib) = self.import_refs(lambda, input_added);
+        let output = self.opts.output.clone();
+        let import = |indent: Option<&str>| import_text(&output, &refs, indent);
+        let merge_all = |old: &str| format!("{lib}.recursiveUpdate ({old}) ({})", import(None));
         match target {
-            Target::Outputs(set) => {
-                self.merge_into(&set, &["checks"], &import, &|old| {
-                    format!("{lib}.recursiveUpdate ({old}) ({import})")
-                })?;
-            }
+            Target::Outputs(set) => self.merge_into(&set, &["checks"], &import, &merge_all),
             Target::PerSystem { set, system } => {
-                let per_system = format!("({import}).${{{system}}} or {{ }}");
-                self.merge_into(&set, &["checks"], &per_system, &|old| format!("({old}) // ({per_system})"))?;
+                let per_system =
+                    |indent: Option<&str>| format!("({}).${{{system}}} or {{ }}", import(indent));
+                let merge = |old: &str| format!("({old}) // ({})", per_system(None));
+                self.merge_into(&set, &["checks"], &per_system, &merge)
             }
-            Target::FlakeParts(module) => {
-                if let Some(flake) = find_binding(&module, &["flake"]) {
-                    match flake.value() {
-                        Some(ast::Expr::AttrSet(set)) => {
-                            return self.merge_into(&set, &["checks"], &import, &|old| {
-                                format!("{lib}.recursiveUpdate ({old}) ({import})")
-                            });
-                        }
-                        other => {
-                            return Err(self.unsupported(
-                                other.map(|e| e.syntax().text_range()),
-                                "the flake-parts `flake` option is not an attribute set literal",
-                                false,
-                            ));
-                        }
-                    }
+            Target::FlakeParts(module) => match find_binding(&module, &["flake"]).map(|b| b.value()) {
+                Some(Some(ast::Expr::AttrSet(set))) => {
+                    self.merge_into(&set, &["checks"], &import, &merge_all)
                 }
-                self.merge_into(&module, &["flake", "checks"], &import, &|old| {
-                    format!("{lib}.recursiveUpdate ({old}) ({import})")
-                })?;
-            }
+                Some(other) => Err(self.unsupported(
+                    other.map(|e| e.syntax().text_range()),
+                    "the flake-parts `flake` option is not an attribute set literal",
+                    false,
+                )),
+                None => self.merge_into(&module, &["flake", "checks"], &import, &merge_all),
+            },
         }
-        Ok(())
     }
 
     /// Adds `<path> = <value>;` to `set`, or wraps an existing `<path> = old;`
@@ -352,7 +342,7 @@ impl<'a> Wiring<'a> {
         &mut self,
         set: &ast::AttrSet,
         path: &[&str],
-        value: &str,
+        value: &dyn Fn(Option<&str>) -> String,
         merge: &dyn Fn(&str) -> String,
     ) -> Result<(), WireError> {
         let dotted = path.join(".");
@@ -396,7 +386,7 @@ impl<'a> Wiring<'a> {
                 Ok(())
             }
             None => {
-                let s = self.insert_binding(set, &format!("{dotted} = {value};"));
+                let s = self.insert_binding(set, &|indent| format!("{dotted} = {};", value(indent)));
                 self.splices.push(s);
                 self.edits.push(format!("added `{dotted}` from ./{}", self.opts.output));
                 Ok(())
@@ -499,26 +489,33 @@ impl<'a> Wiring<'a> {
         }
     }
 
-    /// `binding` on its own line before the closing `}` of `set`, indented
-    /// like the set's last entry; inline for one-line sets.
-    fn insert_binding(&self, set: &ast::AttrSet, binding: &str) -> Splice {
+    /// A binding in `set`: on its own line after the last entry (or before
+    /// the closing `}`), indented like the entries; inline in one-line sets.
+    /// `make` renders the binding for a given indentation (`None`: inline).
+    fn insert_binding(&self, set: &ast::AttrSet, make: &dyn Fn(Option<&str>) -> String) -> Splice {
         let text = self.text;
         let close = set.r_curly_token().map_or_else(
             || usize::from(set.syntax().text_range().end()),
             |t| usize::from(t.text_range().start()),
         );
         let line_start = text[..close].rfind('\n').map_or(0, |i| i + 1);
-        if text[line_start..close].trim().is_empty()
-            && line_start > usize::from(set.syntax().text_range().start())
+        let multi_line = line_start > usize::from(set.syntax().text_range().start());
+        if multi_line
+            && let Some(last) = set.entries().last()
+            && ends_its_line(last.syntax())
         {
+            let indent = indentation(text, last.syntax().text_range().start().into());
+            return self.insert_after_line_of(last.syntax(), &make(Some(indent)));
+        }
+        if multi_line && text[line_start..close].trim().is_empty() {
             let indent = match set.entries().last() {
                 Some(e) => indentation(text, e.syntax().text_range().start().into()).to_string(),
                 None => format!("{}  ", &text[line_start..close]),
             };
-            Splice { start: line_start, end: line_start, text: format!("{indent}{binding}\n") }
+            Splice { start: line_start, end: line_start, text: format!("{indent}{}\n", make(Some(&indent))) }
         } else {
             let pad = if text[..close].ends_with(char::is_whitespace) { "" } else { " " };
-            Splice { start: close, end: close, text: format!("{pad}{binding} ") }
+            Splice { start: close, end: close, text: format!("{pad}{} ", make(None)) }
         }
     }
 
@@ -540,7 +537,7 @@ impl<'a> Wiring<'a> {
             let indent = &self.text[line_start..start];
             Splice { start: line_start, end: line_start, text: format!("{indent}{line}\n") }
         } else {
-            self.insert_binding(set, line)
+            self.insert_binding(set, &|_| line.to_string())
         }
     }
 
@@ -557,7 +554,7 @@ impl<'a> Wiring<'a> {
             ("nixpkgs".to_string(), Ref::Via("inputs".into())),
             (name.clone(), Ref::Via("inputs".into())),
         ];
-        let import = import_text(&o.output, &refs);
+        let import = import_text(&o.output, &refs, None);
         by_hand.push_str(&format!(
             "  # in the attribute set `outputs` returns, with `inputs` bound to the\n  \
              # argument of `outputs` (e.g. `outputs = {{ self, nixpkgs, ... }}@inputs:`):\n  \
@@ -590,18 +587,64 @@ impl<'a> Wiring<'a> {
     }
 }
 
-fn import_text(output: &str, refs: &[(String, Ref)]) -> String {
+/// The `{ … }` argument statements of the import.
+fn import_args(refs: &[(String, Ref)]) -> Vec<String> {
     let direct: Vec<&str> = refs.iter().filter(|(_, r)| *r == Ref::Direct).map(|(n, _)| n.as_str()).collect();
-    let mut args = String::new();
+    let mut args = Vec::new();
     if !direct.is_empty() {
-        args.push_str(&format!(" inherit {};", direct.join(" ")));
+        args.push(format!("inherit {};", direct.join(" ")));
     }
-    for (n, r) in refs {
-        if let Ref::Via(b) = r {
-            args.push_str(&format!(" {n} = {b}.{n};"));
+    let mut bindings: Vec<&str> = Vec::new();
+    for (_, r) in refs {
+        if let Ref::Via(b) = r
+            && !bindings.contains(&b.as_str())
+        {
+            bindings.push(b);
         }
     }
-    format!("import ./{output} {{{args} }}")
+    for b in bindings {
+        let via: Vec<&str> = refs
+            .iter()
+            .filter(|(_, r)| matches!(r, Ref::Via(x) if x == b))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        match via.as_slice() {
+            [n] => args.push(format!("{n} = {b}.{n};")),
+            _ => args.push(format!("inherit ({b}) {};", via.join(" "))),
+        }
+    }
+    args
+}
+
+/// `import ./<output> { … }` on one line, or over several lines when an
+/// indentation is given.
+fn import_text(output: &str, refs: &[(String, Ref)], indent: Option<&str>) -> String {
+    let args = import_args(refs);
+    match indent {
+        None => format!("import ./{output} {{ {} }}", args.join(" ")),
+        Some(indent) => {
+            let body: String = args.iter().map(|a| format!("{indent}  {a}\n")).collect();
+            format!("import ./{output} {{\n{body}{indent}}}")
+        }
+    }
+}
+
+/// Whether only whitespace or comments follow `node` on its last line.
+fn ends_its_line(node: &SyntaxNode) -> bool {
+    let mut next = node.next_sibling_or_token();
+    while let Some(el) = next {
+        match el.kind() {
+            SyntaxKind::TOKEN_COMMENT => {}
+            SyntaxKind::TOKEN_WHITESPACE => {
+                if el.to_string().contains('\n') {
+                    return true;
+                }
+            }
+            _ => return false,
+        }
+        next = el.next_sibling_or_token();
+    }
+    false
 }
 
 fn parse_error_range(e: &rnix::ParseError) -> Option<TextRange> {
