@@ -190,9 +190,13 @@ build_initrd() {
   for applet in $(/bin/busybox --list); do
     [ -e "$stage/bin/$applet" ] || ln -s busybox "$stage/bin/$applet"
   done
-  rm -f "$stage/bin/bash" "$stage/bin/nc"
-  # The protocol needs real bash (${PIPESTATUS[0]}); `nc -z` needs openbsd nc.
+  rm -f "$stage/bin/bash" "$stage/bin/nc" "$stage/bin/timeout"
+  # The protocol needs real bash (${PIPESTATUS[0]}); `nc -z` needs openbsd nc;
+  # drivers prefix commands with `timeout N`, and coreutils' exits 124 when
+  # it fires (busybox's exits 143).
   copy_with_libs /bin/bash "$stage"
+  copy_with_libs /usr/bin/timeout "$stage"
+  ln -s /usr/bin/timeout "$stage/bin/timeout"
   copy_with_libs "$(readlink -f "$(command -v nc)")" "$stage"
   ln -sf "$(readlink -f "$(command -v nc)")" "$stage/usr/bin/nc"
   ln -sf /bin/busybox "$stage/usr/bin/env"
@@ -274,14 +278,17 @@ build_rootimg() {
 probe_accel() {
   local out=$1
   if [ -n "${NIXVM_GUEST_ACCEL:-}" ]; then echo "$NIXVM_GUEST_ACCEL" > "$out"; return; fi
-  local accel=tcg start end log
+  local accel=tcg start end log rc
   if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
     log=$(mktemp)
     start=$(date +%s%N)
-    if (timeout 5 qemu-system-x86_64 -accel kvm -cpu host -m 256 -nodefaults -nographic -no-reboot \
+    # The subshell waits itself, so bash's "Aborted" notice (QEMU aborts on
+    # kvm_pvm) goes to /dev/null.
+    rc=$( (timeout 5 qemu-system-x86_64 -accel kvm -cpu host -m 256 -nodefaults -nographic -no-reboot \
       -serial stdio -kernel "$kdir/vmlinux" -initrd "$initrd" \
-      -append "console=ttyS0 panic=-1 quiet nixvm.probe" < /dev/null > "$log" 2>&1) 2> /dev/null \
-      && grep -q nixvm-probe-ok "$log"; then
+      -append "console=ttyS0 panic=-1 quiet nixvm.probe" < /dev/null > "$log" 2>&1
+      echo $?) 2> /dev/null)
+    if [ "$rc" = 0 ] && grep -q nixvm-probe-ok "$log"; then
       end=$(date +%s%N)
       [ $(( (end - start) / 1000000 )) -lt 2000 ] && accel=kvm
     fi
@@ -301,7 +308,7 @@ inputs_hash() {
     cat "$cache/kernel.pin" 2>/dev/null || true
     echo "${NIXVM_GUEST_KERNEL:-} $busybox_only $suite $include ${modules[*]}"
     echo "${NIXVM_GUEST_ACCEL:-}"
-    pkg_version busybox-static; pkg_version bash; pkg_version netcat-openbsd
+    pkg_version busybox-static; pkg_version bash; pkg_version netcat-openbsd; pkg_version coreutils
   } | hash_of
 }
 
