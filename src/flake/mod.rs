@@ -146,9 +146,10 @@ mod tests {
 
     #[test]
     fn plain_attrset_forms() {
-        let (info, diags) = scan(&[(
-            "flake.nix",
-            r#"{
+        let (info, diags) = scan(&[
+            (
+                "flake.nix",
+                r#"{
   outputs = { self, nixpkgs, ... }: {
     nixosModules = {
       a = ./a.nix;
@@ -158,7 +159,10 @@ mod tests {
     nixosModules.d = self.nixosModules.a;
   };
 }"#,
-        )]);
+            ),
+            ("a.nix", "{ }"),
+            ("b.nix", "{ }"),
+        ]);
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(
             kinds(&info),
@@ -220,7 +224,10 @@ mod tests {
         )]);
         assert!(info.modules.is_empty(), "{:?}", info.modules);
         let whats: Vec<&str> = info.unresolved.iter().map(|u| u.what.as_str()).collect();
-        assert_eq!(whats, vec!["nixosModules", "nixosModules.${…}", "nixosModules.o", "nixosModules.z"]);
+        assert_eq!(
+            whats,
+            vec!["nixosModules", "nixosModules.${\"dyn\" + \"x\"}", "nixosModules.o", "nixosModules.z"]
+        );
         assert!(info.unresolved[0].reason.contains("function call"), "{:?}", info.unresolved[0]);
         assert!(info.unresolved[3].reason.contains("self.nixosModules.nope"), "{:?}", info.unresolved[3]);
     }
@@ -312,11 +319,27 @@ mod tests {
             r#"{ outputs = { self }: { nixosModule = ./m.nix; nixvmTests = [ ./tests/vm/a.nix ./other/b.nix (x) ]; }; }"#,
         )]);
         assert!(info.modules.is_empty());
-        assert_eq!(diags.len(), 1);
-        assert_eq!(diags[0].code, "legacy_nixos_module");
+        let codes: Vec<&str> = diags.iter().map(|d| d.code).collect();
+        assert_eq!(codes, ["legacy_nixos_module"]);
         assert_eq!(info.test_files, vec![PathBuf::from("tests/vm/a.nix"), PathBuf::from("other/b.nix")]);
         assert_eq!(info.unresolved.len(), 1);
         assert_eq!(info.unresolved[0].what, "nixvmTests");
+    }
+
+    #[test]
+    fn missing_module_files_are_warned_about() {
+        let (info, diags) = scan(&[
+            (
+                "flake.nix",
+                "{ outputs = _: { nixosModules = { a = ./a.nix; b = import ./nope.nix; c = ./dir; }; }; }",
+            ),
+            ("a.nix", "{ }"),
+            ("dir/default.nix", "{ }"),
+        ]);
+        assert_eq!(info.modules.len(), 3);
+        let found: Vec<(&str, bool)> = diags.iter().map(|d| (d.code, d.is_error())).collect();
+        assert_eq!(found, [("missing_module_file", false)]);
+        assert!(diags[0].message.contains("nope.nix"), "{diags:?}");
     }
 
     #[test]
@@ -339,5 +362,90 @@ mod tests {
             ("outputs.nix", "{ self, ... }: { nixosModules.a = ./modules/a.nix; }"),
         ]);
         assert_eq!(kinds(&info), vec![("a".into(), path("modules/a.nix"))]);
+    }
+
+    /// Nix-looking token soup: exercises error recovery much more than
+    /// random bytes do.
+    fn nixish() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let token = prop_oneof![
+            Just("{ "),
+            Just("} "),
+            Just("( "),
+            Just(") "),
+            Just("[ "),
+            Just("] "),
+            Just("; "),
+            Just("= "),
+            Just(": "),
+            Just(". "),
+            Just("// "),
+            Just("@"),
+            Just("..."),
+            Just(", "),
+            Just("rec "),
+            Just("let "),
+            Just("in "),
+            Just("with "),
+            Just("inherit "),
+            Just("import "),
+            Just("./a.nix "),
+            Just("./d "),
+            Just("self "),
+            Just("inputs "),
+            Just("outputs "),
+            Just("nixosModules "),
+            Just("flake "),
+            Just("mkFlake "),
+            Just("eachDefaultSystem "),
+            Just("importApply "),
+            Just("nixvmTests "),
+            Just("x "),
+            Just("\"s\" "),
+            Just("${ "),
+            Just("''i'' "),
+            Just("<p> "),
+            Just("if "),
+            Just("then "),
+            Just("else "),
+            Just("1 "),
+            Just("# c\n"),
+        ];
+        proptest::collection::vec(token, 0..80).prop_map(|ts| ts.concat())
+    }
+
+    /// A flake whose outputs import `m.nix` (and `m.nix` imports itself or
+    /// `d/`), so that garbage also flows through the import code.
+    const HOST: &str =
+        r#"{ outputs = { self, ... }@inputs: rec { nixosModules = import ./m.nix { }; x = import ./d; }; }"#;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 96, ..Default::default() })]
+
+        #[test]
+        fn analyze_never_panics_on_flake_text(text in proptest::prop_oneof![nixish(), ".{0,200}"]) {
+            let _ = scan(&[("flake.nix", &text)]);
+        }
+
+        #[test]
+        fn analyze_never_panics_on_imported_text(text in nixish(), other in nixish()) {
+            let _ = scan(&[("flake.nix", HOST), ("m.nix", &text), ("d/default.nix", &other), ("a.nix", &text)]);
+        }
+
+        #[test]
+        fn analyze_never_panics_on_truncated_flakes(cut in 0usize..2000) {
+            let text = r#"{
+  inputs.flake-parts.url = "github:hercules-ci/flake-parts";
+  outputs = inputs@{ flake-parts, self, ... }: let m = ./m.nix; in
+    flake-parts.lib.mkFlake { inherit inputs; } ({ config, ... }: {
+      imports = [ ./m.nix ];
+      flake.nixosModules = { inherit m; b = importApply ./b.nix { }; ${"c"} = self.nixosModules.m; };
+      flake.nixvmTests = [ ./t.nix ];
+    }) // inputs.flake-utils.lib.eachDefaultSystem (s: { nixosModules.x = with m; rec { y = y; }; });
+}"#;
+            let cut = cut.min(text.len());
+            let cut = (0..=cut).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+            let _ = scan(&[("flake.nix", &text[..cut]), ("m.nix", &text[..cut])]);
+        }
     }
 }

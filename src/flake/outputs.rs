@@ -322,6 +322,7 @@ impl<'a> Walker<'a> {
             let what = format!("nixosModules.{name}");
             match kind {
                 Ok(kind) => {
+                    self.check_source_exists(&name, &kind, last.file, key.range);
                     let (file, line, column) = self.location(last.file, key.range);
                     self.modules.insert(name.clone(), Module { name, file, line, column, kind });
                 }
@@ -331,6 +332,31 @@ impl<'a> Walker<'a> {
                 }
             }
         }
+    }
+
+    /// A module file that does not exist fails only when a test imports
+    /// the module; say so now, at the definition.
+    fn check_source_exists(&mut self, name: &str, kind: &ModuleKind, file: FileIx, range: TextRange) {
+        let (ModuleKind::Path { source }
+        | ModuleKind::Import { source }
+        | ModuleKind::ImportApply { source }) = kind
+        else {
+            return;
+        };
+        if self.files.root.join(source).exists() {
+            return;
+        }
+        self.found.diagnostics.push(
+            Diagnostic::warning(
+                "missing_module_file",
+                Some(Span::new(self.files.get(file).id, range)),
+                format!("module `{name}` is `{}`, which does not exist", source.display()),
+            )
+            .with_label("defined here")
+            .with_hint(
+                "create the file or fix the path (paths are relative to the file they are written in)",
+            ),
+        );
     }
 
     /// Aliases must point to a module that exists.
@@ -730,6 +756,15 @@ impl<'a> Walker<'a> {
     /// [`Self::peel`] plus `import <path> args…`: the imported file's value,
     /// with each argument consuming one of its lambdas.
     fn whnf(&mut self, val: &Val) -> Result<Val, String> {
+        if !self.enter() {
+            return Err(too_deep());
+        }
+        let r = self.whnf_inner(val);
+        self.depth -= 1;
+        r
+    }
+
+    fn whnf_inner(&mut self, val: &Val) -> Result<Val, String> {
         let mut v = self.peel(val);
         let mut chain: Vec<FileIx> = vec![v.file];
         loop {
@@ -847,11 +882,7 @@ fn key_is(keys: &[Key], i: usize, name: &str) -> bool {
 }
 
 fn key_of(attr: &ast::Attr) -> Key {
-    let text = match attr {
-        ast::Attr::Dynamic(_) => "${…}".to_string(),
-        other => short_text(other.syntax()),
-    };
-    Key { name: attr_name(attr), range: attr.syntax().text_range(), text }
+    Key { name: attr_name(attr), range: attr.syntax().text_range(), text: short_text(attr.syntax()) }
 }
 
 fn keys_of(path: &ast::Attrpath) -> Vec<Key> {

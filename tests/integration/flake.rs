@@ -176,7 +176,12 @@ fn computed_modules_are_unresolved_never_guessed() {
     assert_eq!(modules(&json), pairs(&[("static", "path")]));
     assert_eq!(
         unresolved(&json),
-        vec!["nixosModules", "nixosModules.fromOther", "nixosModules.${…}", "nixosModules.broken"]
+        vec![
+            "nixosModules",
+            "nixosModules.fromOther",
+            "nixosModules.${builtins.head names}",
+            "nixosModules.broken"
+        ]
     );
     let reasons: Vec<&str> =
         json["unresolved"].as_array().into_iter().flatten().filter_map(|u| u["reason"].as_str()).collect();
@@ -403,7 +408,15 @@ fn eval_reads_descriptions_that_are_not_plain_data() {
             .filter_map(|t| t["name"].as_str().map(String::from))
             .collect()
     };
-    assert_eq!(names(&json), vec!["static"]);
+    // Static parsing keeps what it could read of `ports` (no steps), or nothing.
+    let ports_steps = json["tests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["name"] == "ports")
+        .map(|t| t["steps"].clone());
+    assert!(matches!(ports_steps, None | Some(Value::Number(_))), "{json}");
+    assert_ne!(ports_steps, Some(serde_json::json!(2)), "static parsing cannot know the steps: {json}");
     if !util::require("nix-instantiate", "descriptions that are not plain data are evaluated by Nix") {
         return;
     }
