@@ -396,6 +396,7 @@ impl Conv<'_> {
 
     fn wrong_type(&mut self, v: &Value, ty: Ty, what: &str) {
         let d = match &v.kind {
+            Kind::Invalid => return,
             Kind::Opaque { why } => Diagnostic::error(
                 "not_static",
                 Some(v.span),

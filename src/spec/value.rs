@@ -42,6 +42,8 @@ pub enum Kind {
     Opaque {
         why: String,
     },
+    /// A value already reported as wrong while lowering; checks skip it.
+    Invalid,
 }
 
 /// One attribute with the span of its name.
@@ -66,6 +68,7 @@ impl Kind {
             Kind::Lambda => "a function".into(),
             Kind::Module => "a module".into(),
             Kind::Opaque { why } => why.clone(),
+            Kind::Invalid => "an invalid value".into(),
         }
     }
 }
@@ -104,9 +107,25 @@ impl Shape {
 
 /// Lowers a description's top-level expression. Problems found on the way
 /// (duplicate attributes, out-of-range integers) are appended to `diags`.
+/// A top-level `let … in` or `with …;` is looked through: its bindings may
+/// serve the node modules (which are imported by reference), and any use in
+/// the data is reported at the exact variable.
 pub fn lower_root(file: FileId, expr: &ast::Expr, diags: &mut Vec<Diagnostic>) -> Value {
+    let mut expr = expr.clone();
+    loop {
+        let body = match &expr {
+            ast::Expr::LetIn(l) => l.body(),
+            ast::Expr::With(w) => w.body(),
+            ast::Expr::Paren(p) => p.expr(),
+            _ => None,
+        };
+        match body {
+            Some(body) => expr = body,
+            None => break,
+        }
+    }
     let mut l = Lowering { file, diags };
-    l.expr(expr, Shape::Top, 0)
+    l.expr(&expr, Shape::Top, 0)
 }
 
 struct Lowering<'a> {
@@ -198,7 +217,7 @@ impl Lowering<'_> {
         };
         let text = tok.text();
         match tok.kind() {
-            SyntaxKind::TOKEN_INTEGER => self.integer(text, false, span),
+            SyntaxKind::TOKEN_INTEGER => self.integer(text, span),
             SyntaxKind::TOKEN_FLOAT => match text.parse::<f64>() {
                 Ok(f) => Value { kind: Kind::Float(f), span },
                 Err(_) => opaque("a malformed float", span),
@@ -209,9 +228,10 @@ impl Lowering<'_> {
         }
     }
 
-    fn integer(&mut self, digits: &str, negative: bool, span: Span) -> Value {
-        let full = if negative { format!("-{digits}") } else { digits.to_string() };
-        match full.parse::<i64>() {
+    /// Nix parses the digits first and negates afterwards, so
+    /// `-9223372036854775808` is out of range in Nix too.
+    fn integer(&mut self, digits: &str, span: Span) -> Value {
+        match digits.parse::<i64>() {
             Ok(i) => Value { kind: Kind::Int(i), span },
             Err(_) => {
                 self.diags.push(
@@ -219,7 +239,7 @@ impl Lowering<'_> {
                         .with_label("does not fit in 64 bits")
                         .with_hint("Nix integers are signed 64-bit numbers; use a smaller value"),
                 );
-                opaque("an out-of-range integer", span)
+                Value { kind: Kind::Invalid, span }
             }
         }
     }
@@ -231,12 +251,9 @@ impl Lowering<'_> {
             // `-5` and `-(5)` are data; fold them so ranges can be checked.
             let inner = self.expr(&inner, Shape::Data, depth + 1);
             return match inner.kind {
-                Kind::Int(i) => match i.checked_neg() {
-                    Some(n) => Value { kind: Kind::Int(n), span },
-                    None => opaque("an out-of-range integer", span),
-                },
+                Kind::Int(i) => Value { kind: Kind::Int(i.wrapping_neg()), span },
                 Kind::Float(f) => Value { kind: Kind::Float(-f), span },
-                Kind::Opaque { why } if why == "an out-of-range integer" => opaque(why, span),
+                Kind::Invalid => Value { kind: Kind::Invalid, span },
                 _ => opaque("a negation", span),
             };
         }
