@@ -343,6 +343,37 @@ mod tests {
     }
 
     #[test]
+    fn module_sets_from_elsewhere_are_unresolved() {
+        for (outputs, reason) in [
+            ("{ self, other }: { inherit (other) nixosModules; }", "inherited from `other`"),
+            ("{ self, other }: { nixosModules = other.nixosModules; }", "refers to `other.nixosModules`"),
+            ("{ self, other }: { nixosModules = other; }", "function argument"),
+            ("{ self }: { nixosModules = if true then { } else { }; }", "if"),
+            ("{ self }: { nixosModules = import ./gone.nix; }", "does not exist"),
+            ("{ self }: { nixosModules = import ./bad.nix; }", "syntax errors"),
+            ("{ self }: { nixosModules = import ./fn.nix; }", "function"),
+            ("{ self }: { nixosModules = mkModules ./x; }", "mkModules"),
+            ("{ self }: { nixosModules.a = ./modules/${self.name}.nix; }", "computed"),
+            ("{ self }: { nixosModules.a = <nixpkgs/m.nix>; }", "machine"),
+        ] {
+            let flake = format!("{{ outputs = {outputs}; }}");
+            let (info, diags) = scan(&[
+                ("flake.nix", &flake),
+                ("bad.nix", "{ a = ; }"),
+                ("fn.nix", "{ lib }: { a = ./a.nix; }"),
+            ]);
+            assert!(info.modules.is_empty(), "{outputs}: {:?}", info.modules);
+            assert_eq!(info.unresolved.len(), 1, "{outputs}: {:?}", info.unresolved);
+            let u = &info.unresolved[0];
+            assert!(u.reason.contains(reason), "{outputs}: {u:?}");
+            assert!(u.what.starts_with("nixosModules"), "{outputs}: {u:?}");
+            if outputs.contains("bad.nix") {
+                assert_eq!(diags.first().map(|d| d.code), Some("nix_syntax"));
+            }
+        }
+    }
+
+    #[test]
     fn broken_flakes() {
         let (info, diags) = scan(&[("flake.nix", "{ outputs = { self }: { nixosModules.a = ./a.nix; }")]);
         assert!(info.modules.is_empty());

@@ -429,3 +429,12 @@ fn eval_reads_descriptions_that_are_not_plain_data() {
         assert_eq!(json["tests"][0]["nodes"], serde_json::json!(["server"]), "{flag}");
     }
 }
+
+#[test]
+fn nixvm_tests_output_names_description_files() {
+    let (code, json, stderr) = scan_golden("nixvm-tests");
+    assert_eq!(code, Some(0), "{stderr}");
+    let files: Vec<&str> =
+        json["tests"].as_array().into_iter().flatten().filter_map(|t| t["file"].as_str()).collect();
+    assert_eq!(files, vec!["tests/vm/boot.nix", "other/upgrade.nix"]);
+}
