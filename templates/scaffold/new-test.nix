@@ -23,25 +23,26 @@
     #
     # { waitForUnit = "nginx.service";{{ node_hint }} }
     # { waitForUnit = "pipewire.service"; user = "alice"; }
-    # { waitForOpenPort = 80; }
+    # { waitForOpenPort = 80; addr = "127.0.0.1"; }
     # { waitForClosedPort = 80; }
     # { waitForFile = "/run/app/ready"; }
     # { waitForConsoleText = "login:"; }
     # { succeed = "systemctl is-active nginx"; expect.contains = "active"; }
     # { succeed = "cat /etc/hostname"; expect.equals = "{{ first_node }}"; }
     # { succeed = "uname -r"; expect.matches = "^[0-9]+\\."; timeout = 30; }
+    # { succeed = "false"; expect.exitCode = 1; }
     # { fail = "test -e /etc/shadow-"; }
     # { waitUntilSucceeds = "curl --fail http://localhost/"; }
     # { waitUntilFails = "pgrep -x setup"; }
     # { sleep = 2; }
     # { http = { url = "http://localhost/"; status = 200; contains = "Welcome"; }; }
-    # { start = true; }
+    # { start = true; }  # or `start = "<node>";` instead of `node`
     # { shutdown = true; }
     # { crash = true; }
     # { reboot = true; }
     # { block = true; }
     # { unblock = true; }
-    # { copyFromVm = "/var/log/app.log"; }
+    # { copyFromVm = "/var/log/app.log"; targetDir = "logs"; }
     # { screenshot = "after-login"; }
     # {
     #   subtest = "the service restarts";

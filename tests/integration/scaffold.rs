@@ -217,6 +217,61 @@ fn init_creates_a_project_that_checks_and_is_wired() {
     assert_eq!(read(&dir.join("flake.nix")), flake);
 }
 
+/// A copy of this repository's tracked files outside `tests/` (its flake
+/// and Nix glue), to stand for the `nixvm-gen` input without copying
+/// `target/` into the store.
+fn nixvm_gen_flake_copy(dest: &Path) -> bool {
+    let out = run(Command::new("git").current_dir(util::root()).args(["ls-files", "-z"]));
+    if !out.status.success() {
+        eprintln!("\n!!! SKIPPED: {} is not a git checkout\n", util::root().display());
+        return false;
+    }
+    for rel in out.stdout.split(|b| *b == 0).filter(|r| !r.is_empty()) {
+        let rel = Path::new(std::str::from_utf8(rel).unwrap());
+        if rel.starts_with("tests") || !util::root().join(rel).is_file() {
+            continue;
+        }
+        let to = dest.join(rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(util::root().join(rel), to).unwrap();
+    }
+    true
+}
+
+/// The project `init` writes evaluates with real Nix: every description
+/// becomes `checks.<system>.<name>`, a `vm-test-run-<name>` derivation
+/// (stand-in nixpkgs, this repository as the `nixvm-gen` input).
+#[test]
+fn init_project_evaluates_with_nix() {
+    let stand_in = util::root().join("tests/stand-in/nixpkgs");
+    if !stand_in.join("flake.nix").exists() || !util::require("nix", "evaluating the init project") {
+        return;
+    }
+    let tmp = util::tempdir();
+    let dir = tmp.path().join("demo");
+    assert_code(&init(&dir, &[]), 0);
+    let glue = tmp.path().join("nixvm-gen");
+    if !nixvm_gen_flake_copy(&glue) {
+        return;
+    }
+    let out = run(Command::new("nix")
+        .args(["--extra-experimental-features", "nix-command flakes", "eval", "--json"])
+        .arg(format!("path:{}#checks", dir.display()))
+        .args([
+            "--apply",
+            "c: builtins.mapAttrs (s: builtins.mapAttrs (n: d: d.name)) c",
+            "--no-write-lock-file",
+        ])
+        .args(["--override-input", "nixpkgs"])
+        .arg(format!("path:{}", stand_in.display()))
+        .args(["--override-input", "nixvm-gen"])
+        .arg(format!("path:{}", glue.display())));
+    assert_code(&out, 0);
+    let checks: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(checks["x86_64-linux"]["demo"], "vm-test-run-demo", "{checks}");
+    assert_eq!(checks["aarch64-linux"]["demo"], "vm-test-run-demo", "{checks}");
+}
+
 #[test]
 fn init_refuses_to_overwrite_and_writes_nothing() {
     let tmp = util::tempdir();
