@@ -42,15 +42,17 @@ pub fn nix_string(s: &str) -> String {
 /// the closing `''` on its own line (prefixed with `close_indent`, usually
 /// the indentation of the attribute) when `s` ends with a newline.
 ///
-/// Nix strips the common indentation of an indented string, so a line whose
-/// content itself starts with a space gets that first space escaped (`''\ `):
-/// escaped characters never count as indentation, which keeps the stripped
-/// amount exactly `indent` (a whitespace-only last line does not count).
-/// Both indents must consist of spaces only.
+/// Nix strips the common indentation of an indented string (counting spaces
+/// only, ignoring space-only lines) and drops a space-only last line. When
+/// no line of `s` starts with a non-space, the first space of each line is
+/// escaped (`''\ `; escaped characters never count as indentation), which
+/// keeps the stripped amount exactly `indent`; so is the first space of a
+/// space-only last line. Both indents must consist of spaces only.
 pub fn nix_indented_string(s: &str, indent: &str, close_indent: &str) -> String {
     let mut out = String::with_capacity(s.len() + 16);
     out.push_str("''\n");
     let lines: Vec<&str> = s.split('\n').collect();
+    let unindented_line = lines.iter().any(|l| !l.is_empty() && !l.starts_with(' '));
     for (i, line) in lines.iter().enumerate() {
         let last = i + 1 == lines.len();
         if last && line.is_empty() {
@@ -60,8 +62,9 @@ pub fn nix_indented_string(s: &str, indent: &str, close_indent: &str) -> String 
             break;
         }
         if !line.is_empty() {
+            let space_only_last = last && line.chars().all(|c| c == ' ');
             out.push_str(indent);
-            out.push_str(&nix_indented_line(line));
+            out.push_str(&nix_indented_line(line, !unindented_line || space_only_last));
         }
         if !last {
             out.push('\n');
@@ -72,8 +75,9 @@ pub fn nix_indented_string(s: &str, indent: &str, close_indent: &str) -> String 
 }
 
 /// Escapes one line (no `\n`) for the inside of an indented string whose
-/// layout is handled by [`nix_indented_string`].
-fn nix_indented_line(line: &str) -> String {
+/// layout is handled by [`nix_indented_string`]; `escape_leading_space`
+/// escapes a first space so it cannot count as indentation.
+fn nix_indented_line(line: &str, escape_leading_space: bool) -> String {
     let mut out = String::with_capacity(line.len());
     let mut chars = line.chars().peekable();
     let mut first = true;
@@ -81,7 +85,7 @@ fn nix_indented_line(line: &str) -> String {
         let next = chars.peek().copied();
         match c {
             // A leading space would be taken for indentation.
-            ' ' if first => out.push_str("''\\ "),
+            ' ' if first && escape_leading_space => out.push_str("''\\ "),
             // A quote is literal only when what follows cannot pair up with
             // it (`''` closes the string, `'$` would be read before a `''${`
             // escape). Otherwise `''\'` denotes a single quote; this also
@@ -218,15 +222,17 @@ mod tests {
         assert_eq!(nix_indented_string("a\n\nb", "  ", ""), "''\n  a\n\n  b''");
         assert_eq!(nix_indented_string("", "  ", "  "), "''\n  ''");
         assert_eq!(nix_indented_string(" x\n", "", ""), "''\n''\\ x\n''");
+        assert_eq!(nix_indented_string("a\n  b\n", "  ", ""), "''\n  a\n    b\n''");
+        assert_eq!(nix_indented_string("a\n  ", "  ", ""), "''\n  a\n  ''\\  ''");
     }
 
     #[test]
     fn indented_string_quotes_and_interpolation() {
-        assert_eq!(nix_indented_line("it's"), "it's");
-        assert_eq!(nix_indented_line("a''b"), "a''\\''b");
-        assert_eq!(nix_indented_line("x'"), "x''\\'");
-        assert_eq!(nix_indented_line("'${a}"), "''\\'''${a}");
-        assert_eq!(nix_indented_line("$x ${y}"), "$x ''${y}");
+        assert_eq!(nix_indented_line("it's", false), "it's");
+        assert_eq!(nix_indented_line("a''b", false), "a''\\''b");
+        assert_eq!(nix_indented_line("x'", false), "x''\\'");
+        assert_eq!(nix_indented_line("'${a}", false), "''\\'''${a}");
+        assert_eq!(nix_indented_line("$x ${y}", false), "$x ''${y}");
     }
 
     #[test]

@@ -1,1 +1,457 @@
-//! Tests of the codegen area (see main.rs).
+//! Tests of the codegen area (see main.rs): goldens of the generated file for
+//! every fixture project in `tests/fixtures/codegen/<case>/` (run through the
+//! real binary), `check` staleness, the bundled example, escaping proven
+//! against the real `nix-instantiate`, `python3` and `sh`, and evaluation
+//! against the stand-in nixpkgs of `tests/stand-in/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nixvm_gen::codegen::escape;
+use proptest::strategy::{Strategy, ValueTree};
+use proptest::test_runner::{Config as ProptestConfig, TestRunner};
+
+use crate::util;
+
+/// Every fixture project; each has a golden `tests/goldens/<case>.nix`.
+const CASES: &[&str] = &[
+    "single-node-rust",
+    "multi-node-python",
+    "aliases",
+    "every-step",
+    "weird-strings",
+    "modules-list",
+    "custom-systems",
+];
+
+const OUTPUT: &str = "nix/checks.generated.nix";
+
+fn golden_path(case: &str) -> PathBuf {
+    util::root().join("tests/goldens").join(format!("{case}.nix"))
+}
+
+/// Copies a fixture project into a fresh temporary directory.
+fn copy_case(case: &str) -> tempfile::TempDir {
+    let dir = util::tempdir();
+    util::copy_dir(&util::fixture(&format!("codegen/{case}")), dir.path());
+    dir
+}
+
+fn nixvm_gen(flake: &Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = util::nixvm_gen();
+    cmd.args(args).arg("--flake").arg(flake);
+    util::run(&mut cmd)
+}
+
+/// Runs `generate` in `flake` and returns the generated file.
+fn generate(flake: &Path) -> String {
+    let out = nixvm_gen(flake, &["generate"]);
+    util::assert_code(&out, 0);
+    std::fs::read_to_string(flake.join(OUTPUT)).expect("generate wrote the file")
+}
+
+#[test]
+fn goldens_check_and_idempotence() {
+    for case in CASES {
+        let dir = copy_case(case);
+        let text = generate(dir.path());
+        util::golden(&golden_path(case), &text);
+
+        // Fresh output is not stale; generating again changes nothing.
+        util::assert_code(&nixvm_gen(dir.path(), &["check"]), 0);
+        assert_eq!(generate(dir.path()), text, "{case}: second generate differs");
+    }
+}
+
+#[test]
+fn goldens_parse_with_nix() {
+    if !util::require("nix-instantiate", "the generated Nix must parse with the real parser") {
+        return;
+    }
+    for case in CASES {
+        let out = util::run(Command::new("nix-instantiate").arg("--parse").arg(golden_path(case)));
+        assert!(out.status.success(), "{case}: golden does not parse");
+    }
+}
+
+#[test]
+fn check_reports_a_stale_file_with_a_diff() {
+    let dir = copy_case("single-node-rust");
+    let before = generate(dir.path());
+    let description = dir.path().join("tests/vm/health.nix");
+    let text = std::fs::read_to_string(&description).unwrap();
+    std::fs::write(&description, text.replace("syshc.service", "other.service")).unwrap();
+
+    let out = nixvm_gen(dir.path(), &["check"]);
+    util::assert_code(&out, 1);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("--- a/{OUTPUT}")), "no unified diff header:\n{stdout}");
+    assert!(stdout.contains("+++ b/"), "{stdout}");
+    assert!(stdout.contains("-            machine.wait_for_unit(\"syshc.service\""), "{stdout}");
+    assert!(stdout.contains("+            machine.wait_for_unit(\"other.service\""), "{stdout}");
+    assert_eq!(std::fs::read_to_string(dir.path().join(OUTPUT)).unwrap(), before, "check wrote the file");
+}
+
+#[test]
+fn invalid_description_writes_nothing() {
+    let dir = copy_case("single-node-rust");
+    let before = generate(dir.path());
+    std::fs::write(
+        dir.path().join("tests/vm/broken.nix"),
+        "{ nodes.machine = { }; steps = [ { waitForUnit = 3; } ]; }",
+    )
+    .unwrap();
+    for command in ["generate", "check"] {
+        let out = nixvm_gen(dir.path(), &[command]);
+        util::assert_code(&out, 2);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(OUTPUT)).unwrap(),
+            before,
+            "{command} touched the file"
+        );
+    }
+}
+
+#[test]
+fn output_elsewhere_imports_relative_to_it() {
+    let dir = copy_case("single-node-rust");
+    let out = nixvm_gen(dir.path(), &["generate", "--output", "checks.nix"]);
+    util::assert_code(&out, 0);
+    let text = std::fs::read_to_string(dir.path().join("checks.nix")).unwrap();
+    assert!(text.contains("(import ./tests/vm/health.nix).nodes.machine"), "{text}");
+    let out = nixvm_gen(dir.path(), &["generate", "--output", "ci/nix/checks.nix", "--input-name", "vmgen"]);
+    util::assert_code(&out, 0);
+    let text = std::fs::read_to_string(dir.path().join("ci/nix/checks.nix")).unwrap();
+    assert!(text.contains("(import ../../tests/vm/health.nix).nodes.machine"), "{text}");
+    assert!(
+        text.contains("{ self, nixpkgs, vmgen ? null }:") && text.contains("vmgen.lib.mkDriver"),
+        "{text}"
+    );
+}
+
+fn example_dir() -> PathBuf {
+    util::root().join("examples/health")
+}
+
+#[test]
+fn example_is_up_to_date() {
+    // Read-only on the repository: `check` compares without writing.
+    util::assert_code(&nixvm_gen(&example_dir(), &["check"]), 0);
+    let dir = util::tempdir();
+    util::copy_dir(&example_dir(), dir.path());
+    std::fs::remove_file(dir.path().join(OUTPUT)).unwrap();
+    let committed = std::fs::read_to_string(example_dir().join(OUTPUT)).unwrap();
+    assert_eq!(generate(dir.path()), committed, "generate does not reproduce the committed example");
+}
+
+// ---------------------------------------------------------------------------
+// Evaluation against the stand-in nixpkgs (tests/stand-in/nixpkgs).
+
+fn nix_flakes() -> Command {
+    let mut cmd = Command::new("nix");
+    cmd.args(["--extra-experimental-features", "nix-command flakes"]);
+    cmd
+}
+
+/// A copy of nixvm-gen's own flake (flake.nix + nix/) small enough for a
+/// `path:` input (the repository itself holds `target/`).
+fn nixvm_gen_flake_copy(into: &Path) {
+    std::fs::create_dir_all(into).unwrap();
+    std::fs::copy(util::root().join("flake.nix"), into.join("flake.nix")).unwrap();
+    util::copy_dir(&util::root().join("nix"), &into.join("nix"));
+}
+
+/// `nix eval --json path:<flake>#<attr>` with the stand-in nixpkgs and a copy
+/// of nixvm-gen as inputs, offline.
+fn eval_flake(flake: &Path, gen_copy: &Path, attr: &str) -> serde_json::Value {
+    eval_flake_with(flake, gen_copy, attr, &[])
+}
+
+fn eval_flake_with(flake: &Path, gen_copy: &Path, attr: &str, extra: &[&str]) -> serde_json::Value {
+    let stand_in = util::root().join("tests/stand-in/nixpkgs");
+    let out = util::run(
+        nix_flakes()
+            .arg("eval")
+            .arg("--json")
+            .arg(format!("path:{}#{attr}", flake.display()))
+            .arg("--override-input")
+            .arg("nixpkgs")
+            .arg(format!("path:{}", stand_in.display()))
+            .arg("--override-input")
+            .arg("nixvm-gen")
+            .arg(format!("path:{}", gen_copy.display()))
+            // For flakes whose nixvm-gen input does not follow their nixpkgs.
+            .arg("--override-input")
+            .arg("nixvm-gen/nixpkgs")
+            .arg(format!("path:{}", stand_in.display()))
+            .args(["--no-write-lock-file", "--option", "flake-registry", "/dev/null"])
+            .args(extra),
+    );
+    assert!(out.status.success(), "nix eval {attr} failed");
+    serde_json::from_slice(&out.stdout).expect("nix eval printed JSON")
+}
+
+#[test]
+fn example_checks_evaluate_against_the_stand_in() {
+    if !util::require("nix", "evaluates the generated checks against the stand-in nixpkgs") {
+        return;
+    }
+    let tmp = util::tempdir();
+    let example = tmp.path().join("example");
+    util::copy_dir(&example_dir(), &example);
+    let gen_copy = tmp.path().join("nixvm-gen");
+    nixvm_gen_flake_copy(&gen_copy);
+
+    let project = nixvm_gen::project::load(&nixvm_gen::config::Config::new(&example)).expect("example loads");
+    let spec = project.tests.iter().find(|t| t.name == "health").expect("health test");
+    let expected_plan = nixvm_gen::plan::Plan::from_spec(spec);
+    for system in ["x86_64-linux", "aarch64-linux"] {
+        let check = format!("checks.{system}.health");
+        assert_eq!(eval_flake(&example, &gen_copy, &format!("{check}.name")), "vm-test-run-health");
+        // The plan literal reaches the driver as the plan nixvm-driver expects.
+        let plan = eval_flake(&example, &gen_copy, &format!("{check}.driver.nixvm.plan"));
+        let plan = nixvm_gen::plan::Plan::from_json(&plan.to_string()).expect("a valid plan");
+        assert_eq!(plan, expected_plan);
+        // The whole test instantiates (derivations, driver wrapper, nodes).
+        let drv = eval_flake(&example, &gen_copy, &format!("{check}.drvPath"));
+        assert!(drv.as_str().is_some_and(|p| p.ends_with("-vm-test-run-health.drv")), "{drv}");
+    }
+}
+
+#[test]
+fn fixture_checks_evaluate_against_the_stand_in() {
+    if !util::require("nix", "evaluates the generated checks against the stand-in nixpkgs") {
+        return;
+    }
+    let tmp = util::tempdir();
+    let gen_copy = tmp.path().join("nixvm-gen");
+    nixvm_gen_flake_copy(&gen_copy);
+    for case in ["every-step", "weird-strings", "multi-node-python", "aliases"] {
+        let flake = tmp.path().join(case);
+        util::copy_dir(&util::fixture(&format!("codegen/{case}")), &flake);
+        generate(&flake);
+        let project =
+            nixvm_gen::project::load(&nixvm_gen::config::Config::new(&flake)).expect("fixture loads");
+        let drvs = eval_flake_with(
+            &flake,
+            &gen_copy,
+            "checks.x86_64-linux",
+            &["--apply", "builtins.mapAttrs (_: t: t.drvPath)"],
+        );
+        let drvs = drvs.as_object().expect("an attribute set of checks");
+        assert_eq!(drvs.len(), project.tests.len(), "{case}: one check per test");
+        for test in &project.tests {
+            let drv = drvs.get(&test.name).and_then(|d| d.as_str()).unwrap_or_default();
+            assert!(drv.ends_with(&format!("-vm-test-run-{}.drv", test.name)), "{case}: {drv}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Escaping, proven against the real tools. Each test draws a batch of
+// strings (plus hand-picked nasty ones) and checks them all with ONE process.
+
+/// Pieces that stress every quoting layer (Nix, Python, shell), plus
+/// arbitrary characters (Nix strings cannot hold NUL, so neither can ours).
+fn nasty_string() -> impl Strategy<Value = String> {
+    let piece = proptest::prop_oneof![
+        proptest::sample::select(vec![
+            "'", "''", "'''", "${", "$", "{", "}", "\\", "\"", "\n", "\r", "\t", " ", "  ", "`", ";", "|",
+            "&", "*", "#", "%", "%s", "é", "😀", "\u{85}", "\u{2028}", "\u{7f}", "\u{1}", "$(x)", "''${",
+            "'$",
+        ])
+        .prop_map(str::to_string),
+        proptest::char::any().prop_filter("no NUL", |c| *c != '\0').prop_map(String::from),
+        "[a-z]{1,4}",
+    ];
+    proptest::collection::vec(piece, 0..10).prop_map(|pieces| pieces.concat())
+}
+
+/// 64 random nasty strings and the hand-picked ones.
+fn string_batch() -> Vec<String> {
+    let mut runner = TestRunner::new(ProptestConfig::with_cases(64));
+    let strategy = proptest::collection::vec(nasty_string(), 64);
+    let mut strings = strategy.new_tree(&mut runner).expect("strategy").current();
+    strings.extend(
+        [
+            "",
+            " ",
+            "  leading",
+            "trailing'",
+            "''",
+            "'''",
+            "x''",
+            "'${a}",
+            "a\n b\n",
+            " a\n b",
+            "  \n",
+            "\n\n",
+            "a\n  ",
+            "\r\n",
+            "$${x}",
+            "\\${x}",
+            "''\\n",
+            "it's",
+            "é\u{2028}😀",
+        ]
+        .map(String::from),
+    );
+    strings
+}
+
+fn assert_round_trip(kind: &str, inputs: &[String], outputs: &[String]) {
+    assert_eq!(inputs.len(), outputs.len(), "{kind}: wrong number of results");
+    for (input, output) in inputs.iter().zip(outputs) {
+        assert_eq!(output, input, "{kind} does not round-trip {input:?}");
+    }
+}
+
+/// Evaluates a Nix expression to JSON with the real evaluator.
+fn nix_eval_file(text: &str) -> serde_json::Value {
+    let dir = util::tempdir();
+    let file = dir.path().join("expr.nix");
+    std::fs::write(&file, text).unwrap();
+    nix_eval_path(&file)
+}
+
+fn nix_eval_path(file: &Path) -> serde_json::Value {
+    let out = util::run(Command::new("nix-instantiate").args(["--eval", "--strict", "--json"]).arg(file));
+    assert!(out.status.success(), "nix-instantiate failed on {}", file.display());
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+#[test]
+fn nix_string_round_trips() {
+    if !util::require("nix-instantiate", "proves Nix string escaping") {
+        return;
+    }
+    let strings = string_batch();
+    let list: Vec<String> = strings.iter().map(|s| escape::nix_string(s)).collect();
+    let got: Vec<String> =
+        serde_json::from_value(nix_eval_file(&format!("[\n{}\n]\n", list.join("\n")))).unwrap();
+    assert_round_trip("nix_string", &strings, &got);
+}
+
+#[test]
+fn nix_indented_string_round_trips() {
+    if !util::require("nix-instantiate", "proves Nix indented string escaping") {
+        return;
+    }
+    let strings = string_batch();
+    let list: Vec<String> =
+        strings.iter().map(|s| format!("    {}", escape::nix_indented_string(s, "      ", "    "))).collect();
+    let got: Vec<String> =
+        serde_json::from_value(nix_eval_file(&format!("[\n{}\n]\n", list.join("\n")))).unwrap();
+    assert_round_trip("nix_indented_string", &strings, &got);
+}
+
+#[test]
+fn nix_attr_names_round_trip() {
+    if !util::require("nix-instantiate", "proves Nix attribute name quoting") {
+        return;
+    }
+    let mut strings = string_batch();
+    strings.extend(["if", "or", "x-y", "_a'", "1a", "true"].map(String::from));
+    strings.sort();
+    strings.dedup();
+    let attrs: Vec<String> =
+        strings.iter().map(|s| format!("  {} = null;", escape::nix_attr_name(s))).collect();
+    let got: Vec<String> =
+        serde_json::from_value(nix_eval_file(&format!("builtins.attrNames {{\n{}\n}}\n", attrs.join("\n"))))
+            .unwrap();
+    assert_round_trip("nix_attr_name", &strings, &got);
+}
+
+#[test]
+fn python_string_round_trips() {
+    if !util::require("python3", "proves Python string escaping") {
+        return;
+    }
+    let strings = string_batch();
+    let list: Vec<String> = strings.iter().map(|s| escape::python_string(s)).collect();
+    let script = format!("import json, sys\nsys.stdout.write(json.dumps([\n{}\n]))\n", list.join(",\n"));
+    let out = util::run(Command::new("python3").arg("-c").arg(&script));
+    assert!(out.status.success(), "python3 failed on:\n{script}");
+    let got: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_round_trip("python_string", &strings, &got);
+}
+
+#[test]
+fn shell_quote_round_trips() {
+    let strings = string_batch();
+    let script: String =
+        strings.iter().map(|s| format!("printf '%s\\000' {}\n", escape::shell_quote(s))).collect();
+    let out = util::run(Command::new("sh").arg("-c").arg(&script));
+    assert!(out.status.success(), "sh failed on:\n{script}");
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let got: Vec<String> = text.split('\0').map(String::from).collect();
+    assert_eq!(got.last().map(String::as_str), Some(""), "missing final separator");
+    assert_round_trip("shell_quote", &strings, &got[..got.len() - 1]);
+}
+
+// ---------------------------------------------------------------------------
+// End to end: description → generated file → Nix evaluation of testScript →
+// Python run against a fake `machine` that records what it is asked to run.
+
+/// A STAND-IN for nixpkgs that only hands back the test module's attributes
+/// (enough to read `testScript`), and a fake driver environment for Python.
+const TINY_STAND_IN: &str = r#"
+let
+  checks = import ./nix/checks.generated.nix {
+    self = { nixosModules = { }; };
+    nixpkgs.legacyPackages.x86_64-linux.testers.runNixOSTest =
+      module: module { config = { }; lib = { }; };
+  };
+in
+checks.x86_64-linux.nasty.testScript
+"#;
+
+const FAKE_DRIVER: &str = r#"
+import json, sys
+calls = []
+class Machine:
+    def succeed(self, command, timeout=None):
+        calls.append(command)
+        return ""
+def start_all():
+    pass
+machine = Machine()
+exec(sys.stdin.read())
+sys.stdout.write(json.dumps(calls))
+"#;
+
+#[test]
+fn nasty_commands_reach_the_guest_unchanged() {
+    if !util::require("nix-instantiate", "evaluates the generated testScript")
+        || !util::require("python3", "runs the generated testScript")
+    {
+        return;
+    }
+    let commands: Vec<String> = string_batch().into_iter().filter(|s| !s.is_empty()).collect();
+    let dir = copy_case("single-node-rust");
+    let steps: String =
+        commands.iter().map(|c| format!("    {{ succeed = {}; }}\n", escape::nix_string(c))).collect();
+    std::fs::remove_file(dir.path().join("tests/vm/health.nix")).unwrap();
+    std::fs::write(
+        dir.path().join("tests/vm/nasty.nix"),
+        format!("{{\n  backend = \"python\";\n  systems = [ \"x86_64-linux\" ];\n  nodes.machine = {{ }};\n  steps = [\n{steps}  ];\n}}\n"),
+    )
+    .unwrap();
+    generate(dir.path());
+    std::fs::write(dir.path().join("stand-in.nix"), TINY_STAND_IN).unwrap();
+    let script = nix_eval_path(&dir.path().join("stand-in.nix"));
+    let script = script.as_str().expect("testScript is a string").to_string();
+
+    let mut python = Command::new("python3");
+    python
+        .arg("-c")
+        .arg(FAKE_DRIVER)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = python.spawn().expect("python3 runs");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), script.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the generated script failed in python3:\n{script}");
+    let got: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_round_trip("succeed command", &commands, &got);
+}

@@ -1,0 +1,22 @@
+{
+  description = "syshc: a health-check service with a declarative NixOS VM test";
+
+  inputs = {
+    nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
+    nixvm-gen.url = "github:nixvm-gen/nixvm-gen";
+    nixvm-gen.inputs.nixpkgs.follows = "nixpkgs";
+  };
+
+  outputs =
+    { self, nixpkgs, ... }@inputs:
+    {
+      nixosModules.default = ./service.nix;
+
+      # Written by `nixvm-gen generate` from tests/vm/*.nix; `nixvm-gen check`
+      # (e.g. in a pre-commit hook) tells when it is stale.
+      checks = import ./nix/checks.generated.nix {
+        inherit self nixpkgs;
+        nixvm-gen = inputs.nixvm-gen;
+      };
+    };
+}
