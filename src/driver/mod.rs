@@ -1,2 +1,29 @@
 //! nixvm-driver: boots the nodes' VMs through their `run-<node>-vm` scripts,
 //! speaks the NixOS backdoor protocol and executes a [`crate::plan::Plan`].
+//!
+//! Layout: [`run`] orchestrates; [`vm`] owns one QEMU (with [`shell`],
+//! [`monitor`] and [`console`] as its channels); [`vlan`] runs the switches;
+//! [`steps`] executes actions; [`events`] feed the [`report`] sinks; [`os`]
+//! holds the process-group plumbing and [`abort`] the run-wide stop
+//! conditions. See `docs/driver.md`.
+
+pub mod abort;
+pub mod config;
+pub mod console;
+pub mod events;
+pub mod log;
+pub mod monitor;
+pub mod os;
+pub mod report;
+pub mod run;
+pub mod shell;
+pub mod steps;
+pub mod vlan;
+pub mod vm;
+
+#[cfg(test)]
+mod fake_guest;
+#[cfg(test)]
+pub(crate) mod testing;
+
+pub use run::{Outcome, RunOptions, SetupError, run};

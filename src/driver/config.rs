@@ -1,0 +1,198 @@
+//! The driver configuration: gen C's `driverConfiguration.json` (reference
+//! §1.3) or, without `--config`, gen A's environment (`startScripts`,
+//! `vlans`, `globalTimeout`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// One VM to start.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct VmEntry {
+    pub name: String,
+    pub start_script: String,
+}
+
+/// The JSON file written by nixpkgs' `driver-configuration.nix`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+struct RawConfig {
+    vms: BTreeMap<String, VmEntry>,
+    #[serde(default)]
+    containers: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    vlans: Vec<u32>,
+    global_timeout: Option<u64>,
+    #[serde(default)]
+    enable_ssh_backdoor: bool,
+    #[serde(default)]
+    test_script: Option<PathBuf>,
+}
+
+/// What the driver needs from its configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriverConfig {
+    /// Sorted by name.
+    pub vms: Vec<VmEntry>,
+    /// Unique, sorted.
+    pub vlans: Vec<u32>,
+    /// Seconds; `None` = unbounded.
+    pub global_timeout: Option<u64>,
+    /// Requested but unsupported: the caller warns.
+    pub ssh_backdoor: bool,
+    /// The Python test script; ignored (the plan is executed instead).
+    pub test_script: Option<PathBuf>,
+}
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read driver configuration {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: invalid driver configuration: {message}", path.display())]
+    Json { path: PathBuf, line: usize, column: usize, message: String },
+    #[error(
+        "{}: containers ({names}) are not supported by nixvm-driver; use the Python backend for tests with containers",
+        path.display()
+    )]
+    Containers { path: PathBuf, names: String },
+    #[error("{}: vms.{key}.name is `{name}`; it must equal the attribute name", path.display())]
+    NameMismatch { path: PathBuf, key: String, name: String },
+    #[error(
+        "no driver configuration: pass --config driverConfiguration.json (or set the `startScripts` environment variable)"
+    )]
+    Missing,
+    #[error("environment variable `{var}` is invalid: {message}")]
+    Env { var: &'static str, message: String },
+}
+
+impl DriverConfig {
+    /// Reads gen C's JSON file.
+    pub fn from_file(path: &Path) -> Result<DriverConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::from_json(path, &text)
+    }
+
+    pub fn from_json(path: &Path, text: &str) -> Result<DriverConfig, ConfigError> {
+        let raw: RawConfig = serde_json::from_str(text).map_err(|e| ConfigError::Json {
+            path: path.to_owned(),
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })?;
+        if !raw.containers.is_empty() {
+            let names = raw.containers.keys().cloned().collect::<Vec<_>>().join(", ");
+            return Err(ConfigError::Containers { path: path.to_owned(), names });
+        }
+        for (key, vm) in &raw.vms {
+            if *key != vm.name {
+                return Err(ConfigError::NameMismatch {
+                    path: path.to_owned(),
+                    key: key.clone(),
+                    name: vm.name.clone(),
+                });
+            }
+        }
+        let mut vlans = raw.vlans;
+        vlans.sort_unstable();
+        vlans.dedup();
+        Ok(DriverConfig {
+            vms: raw.vms.into_values().collect(),
+            vlans,
+            global_timeout: raw.global_timeout,
+            ssh_backdoor: raw.enable_ssh_backdoor,
+            test_script: raw.test_script,
+        })
+    }
+
+    /// Gen A: `startScripts` (whitespace-separated `…/bin/run-<name>-vm`),
+    /// `vlans` (whitespace-separated numbers), `globalTimeout` (seconds).
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<DriverConfig, ConfigError> {
+        let scripts = get("startScripts").ok_or(ConfigError::Missing)?;
+        let mut vms: Vec<VmEntry> = scripts
+            .split_whitespace()
+            .map(|s| VmEntry { name: machine_name(s), start_script: s.to_owned() })
+            .collect();
+        vms.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut vlans = Vec::new();
+        for v in get("vlans").unwrap_or_default().split_whitespace() {
+            vlans.push(v.parse::<u32>().map_err(|_| ConfigError::Env {
+                var: "vlans",
+                message: format!("`{v}` is not a VLAN number"),
+            })?);
+        }
+        vlans.sort_unstable();
+        vlans.dedup();
+        let global_timeout = match get("globalTimeout") {
+            Some(t) if !t.trim().is_empty() => {
+                Some(t.trim().parse::<u64>().map_err(|_| ConfigError::Env {
+                    var: "globalTimeout",
+                    message: format!("`{t}` is not a number of seconds"),
+                })?)
+            }
+            _ => None,
+        };
+        Ok(DriverConfig {
+            vms,
+            vlans,
+            global_timeout,
+            ssh_backdoor: false,
+            test_script: get("testScript").map(PathBuf::from),
+        })
+    }
+}
+
+/// Gen A's machine name: `run-<name>-vm` → `<name>` (else the file name).
+pub fn machine_name(start_script: &str) -> String {
+    let base =
+        Path::new(start_script).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    base.strip_prefix("run-").and_then(|s| s.strip_suffix("-vm")).map(str::to_owned).unwrap_or(base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_gen_c_json() {
+        let json = r#"{
+          "vms": { "server": { "name": "server", "start_script": "/nix/store/x/bin/run-server-vm" },
+                   "client": { "name": "client", "start_script": "/nix/store/y/bin/run-client-vm" } },
+          "containers": {}, "vlans": [2, 1, 2], "global_timeout": 3600,
+          "enable_ssh_backdoor": false, "test_script": "/nix/store/z-test-script" }"#;
+        let c = DriverConfig::from_json(Path::new("c.json"), json).unwrap();
+        assert_eq!(c.vms.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["client", "server"]);
+        assert_eq!(c.vlans, [1, 2]);
+        assert_eq!(c.global_timeout, Some(3600));
+    }
+
+    #[test]
+    fn rejects_containers_and_bad_json() {
+        let json = r#"{ "vms": {}, "containers": { "c": { "name": "c", "start_script": "x" } },
+                        "vlans": [], "global_timeout": 1, "enable_ssh_backdoor": false, "test_script": "t" }"#;
+        let err = DriverConfig::from_json(Path::new("c.json"), json).unwrap_err();
+        assert!(err.to_string().contains("containers (c) are not supported"), "{err}");
+        let err = DriverConfig::from_json(Path::new("c.json"), "{\n  \"vms\": 3 }").unwrap_err();
+        assert!(err.to_string().starts_with("c.json:2:"), "{err}");
+    }
+
+    #[test]
+    fn reads_gen_a_env() {
+        let env = |k: &str| match k {
+            "startScripts" => Some("/n/a/bin/run-machine-vm /n/b/bin/run-alpha-vm".to_owned()),
+            "vlans" => Some("1 1".to_owned()),
+            "globalTimeout" => Some("60".to_owned()),
+            _ => None,
+        };
+        let c = DriverConfig::from_env(env).unwrap();
+        assert_eq!(c.vms[0], VmEntry { name: "alpha".into(), start_script: "/n/b/bin/run-alpha-vm".into() });
+        assert_eq!(c.vlans, [1]);
+        assert_eq!(c.global_timeout, Some(60));
+        assert!(matches!(DriverConfig::from_env(|_| None), Err(ConfigError::Missing)));
+    }
+}

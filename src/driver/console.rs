@@ -1,0 +1,219 @@
+//! The serial console (QEMU's stdout): a reader thread splits it into lines,
+//! logs them as `<node> # <line>` and keeps them for `waitForConsoleText` and
+//! for the context of failures.
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use regex::Regex;
+
+use super::abort::{Abort, SLICE, StopReason};
+use super::log::Log;
+
+/// Lines kept in memory; older ones are dropped (a chatty guest must not grow
+/// the driver without bound).
+const MAX_LINES: usize = 20_000;
+
+#[derive(Default)]
+struct State {
+    lines: VecDeque<String>,
+    /// Number of lines dropped from the front of `lines`.
+    dropped: usize,
+    /// Absolute index of the first line not yet consumed by a console wait.
+    consumed: usize,
+    /// Reader threads still running.
+    open_readers: usize,
+}
+
+/// Lines of one node's console since its last start.
+#[derive(Default)]
+pub struct Console {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+/// Outcome of [`Console::wait_for`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConsoleWait {
+    Found(String),
+    TimedOut,
+}
+
+impl Console {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets everything (on each start, like the stock driver).
+    pub fn reset(&self) {
+        let mut st = self.lock();
+        let open_readers = st.open_readers;
+        *st = State { open_readers, ..State::default() };
+    }
+
+    pub fn push(&self, line: String) {
+        let mut st = self.lock();
+        st.lines.push_back(line);
+        if st.lines.len() > MAX_LINES {
+            st.lines.pop_front();
+            st.dropped += 1;
+        }
+        drop(st);
+        self.changed.notify_all();
+    }
+
+    fn close(&self) {
+        let mut st = self.lock();
+        st.open_readers = st.open_readers.saturating_sub(1);
+        drop(st);
+        self.changed.notify_all();
+    }
+
+    /// The last `n` lines.
+    pub fn tail(&self, n: usize) -> Vec<String> {
+        let st = self.lock();
+        st.lines.iter().skip(st.lines.len().saturating_sub(n)).cloned().collect()
+    }
+
+    /// Waits until `regex` matches the not yet consumed lines (joined with
+    /// `\n`, so one pattern may span lines); the lines up to the match are then
+    /// consumed. Unlike the stock driver this sees every line at once and
+    /// wakes up as soon as a line arrives.
+    pub fn wait_for(
+        &self,
+        regex: &Regex,
+        deadline: Instant,
+        abort: &Abort,
+    ) -> Result<ConsoleWait, StopReason> {
+        let mut st = self.lock();
+        loop {
+            let start = st.consumed.saturating_sub(st.dropped);
+            let mut text = String::new();
+            let mut ends = Vec::new();
+            for line in st.lines.iter().skip(start) {
+                text.push_str(line);
+                ends.push(text.len());
+                text.push('\n');
+            }
+            if let Some(m) = regex.find(&text) {
+                let upto = ends.iter().position(|&e| e >= m.end()).unwrap_or(ends.len().saturating_sub(1));
+                st.consumed = st.dropped + start + upto + 1;
+                return Ok(ConsoleWait::Found(m.as_str().to_owned()));
+            }
+            drop(st);
+            abort.check()?;
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(ConsoleWait::TimedOut);
+            }
+            st = self.lock();
+            let (guard, _) =
+                self.changed.wait_timeout(st, (deadline - now).min(SLICE)).unwrap_or_else(|e| e.into_inner());
+            st = guard;
+        }
+    }
+
+    /// Whether every reader saw EOF (QEMU closed its stdout and stderr).
+    pub fn is_closed(&self) -> bool {
+        self.lock().open_readers == 0
+    }
+
+    /// Starts the reader thread over `source` (QEMU's stdout).
+    pub fn spawn_reader(
+        self: &Arc<Self>,
+        node: String,
+        mut source: impl Read + Send + 'static,
+        log: Arc<Log>,
+    ) -> std::io::Result<JoinHandle<()>> {
+        let console = Arc::clone(self);
+        console.lock().open_readers += 1;
+        let res = std::thread::Builder::new().name(format!("serial-{node}")).spawn(move || {
+            let mut pending: Vec<u8> = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                let n = match source.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                };
+                pending.extend_from_slice(&chunk[..n]);
+                while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
+                    let raw: Vec<u8> = pending.drain(..=pos).collect();
+                    console.emit(&node, &raw, &log);
+                }
+            }
+            if !pending.is_empty() {
+                console.emit(&node, &pending, &log);
+            }
+            console.close();
+        });
+        if res.is_err() {
+            self.close();
+        }
+        res
+    }
+
+    fn emit(&self, node: &str, raw: &[u8], log: &Log) {
+        let text = String::from_utf8_lossy(raw).replace('\r', "");
+        let line = text.trim_end().to_owned();
+        log.serial(node, &line);
+        self.push(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::log::Level;
+    use std::time::Duration;
+
+    #[test]
+    fn matches_across_lines_and_consumes() {
+        let c = Console::default();
+        c.push("booting".into());
+        c.push("login: ready".into());
+        let far = Instant::now() + Duration::from_secs(5);
+        let re = Regex::new("booting\nlogin").unwrap();
+        assert_eq!(
+            c.wait_for(&re, far, &Abort::never()).unwrap(),
+            ConsoleWait::Found("booting\nlogin".into())
+        );
+        // Consumed: the same text is not found twice.
+        let soon = Instant::now() + Duration::from_millis(50);
+        assert_eq!(c.wait_for(&re, soon, &Abort::never()).unwrap(), ConsoleWait::TimedOut);
+    }
+
+    #[test]
+    fn wakes_up_when_a_line_arrives() {
+        let c = Arc::new(Console::default());
+        let c2 = c.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(150));
+            let at = Instant::now();
+            c2.push("Reached target Multi-User".into());
+            at
+        });
+        let re = Regex::new("Multi-User").unwrap();
+        let far = Instant::now() + Duration::from_secs(5);
+        assert!(matches!(c.wait_for(&re, far, &Abort::never()).unwrap(), ConsoleWait::Found(_)));
+        let seen = Instant::now();
+        let pushed = t.join().unwrap();
+        assert!(seen.duration_since(pushed) < Duration::from_millis(50), "latency {:?}", seen - pushed);
+    }
+
+    #[test]
+    fn reader_splits_lines_and_strips_cr() {
+        let (log, buf) = Log::capture(Level::Info);
+        let c = Arc::new(Console::default());
+        let src = std::io::Cursor::new(b"a\r\nb\xff  \npartial".to_vec());
+        c.spawn_reader("m".into(), src, Arc::new(log)).unwrap().join().unwrap();
+        assert_eq!(c.tail(10), vec!["a".to_owned(), "b\u{fffd}".to_owned(), "partial".to_owned()]);
+        assert!(c.is_closed());
+        let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+        assert_eq!(text, "m # a\nm # b\u{fffd}\nm # partial\n");
+    }
+}

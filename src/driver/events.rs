@@ -1,0 +1,152 @@
+//! What happens during a run, as a stream of events fanned out to sinks
+//! (the live terminal log and the report builder), nextest style.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Position of a step in the plan: indices into `steps`, then into a
+/// subtest's `steps`, and so on.
+pub type StepPath = Vec<usize>;
+
+/// Extra text attached to a failure (`systemctl status`, journal).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Detail {
+    pub title: String,
+    pub text: String,
+}
+
+/// Everything known about a failed step.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// The output was not valid UTF-8 and is shown with replacement characters.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub output_lossy: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<Detail>,
+    /// The node's last serial console lines.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub console: Vec<String>,
+}
+
+impl Failure {
+    pub fn new(message: impl Into<String>) -> Failure {
+        Failure { message: message.into(), ..Failure::default() }
+    }
+
+    /// Multi-line rendering for logs and JUnit bodies.
+    pub fn render(&self) -> String {
+        let mut s = self.message.clone();
+        if let Some(cmd) = &self.command {
+            s.push_str(&format!("\ncommand: {cmd}"));
+        }
+        if let Some(code) = self.exit_status {
+            s.push_str(&format!("\nexit status: {code}"));
+        }
+        if let Some(out) = &self.output {
+            let lossy = if self.output_lossy { " (not valid UTF-8, shown lossily)" } else { "" };
+            if out.trim().is_empty() {
+                s.push_str(&format!("\noutput{lossy}: (empty)"));
+            } else {
+                s.push_str(&format!("\noutput{lossy}:\n{}", indent(out.trim_end())));
+            }
+        }
+        for d in &self.details {
+            s.push_str(&format!("\n{}:\n{}", d.title, indent(d.text.trim_end())));
+        }
+        if !self.console.is_empty() {
+            s.push_str(&format!("\nlast console lines:\n{}", indent(&self.console.join("\n"))));
+        }
+        s
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// How a step ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StepStatus {
+    Passed,
+    Failed,
+    /// Not run: an earlier step failed or the run stopped.
+    Skipped,
+}
+
+/// How the run ended; decides the exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RunResult {
+    Passed,
+    Failed,
+    VmFailed,
+    TimedOut,
+    Interrupted,
+}
+
+impl RunResult {
+    pub fn exit_code(self) -> i32 {
+        use crate::exit_codes::*;
+        match self {
+            RunResult::Passed => OK,
+            RunResult::Failed => STALE_OR_FAILED,
+            RunResult::VmFailed => VM_FAILED,
+            RunResult::TimedOut => GLOBAL_TIMEOUT,
+            RunResult::Interrupted => INTERRUPTED,
+        }
+    }
+}
+
+/// One event of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DriverEvent {
+    RunStarted {
+        name: String,
+        nodes: Vec<String>,
+        total_steps: usize,
+    },
+    /// A VM failed to start at the beginning of the run.
+    VmFailed {
+        node: String,
+        failure: Failure,
+    },
+    /// A step or subtest begins. `number` counts leaf steps from 1 (`None` for subtests).
+    StepStarted {
+        path: StepPath,
+        number: Option<usize>,
+        node: Option<String>,
+        description: String,
+    },
+    StepFinished {
+        path: StepPath,
+        number: Option<usize>,
+        node: Option<String>,
+        description: String,
+        status: StepStatus,
+        duration: Duration,
+        failure: Option<Failure>,
+    },
+    /// The run ends; `error` explains a run-level failure.
+    RunFinished {
+        result: RunResult,
+        duration: Duration,
+        error: Option<String>,
+    },
+}
+
+/// A consumer of events.
+pub trait EventSink {
+    fn handle(&mut self, event: &DriverEvent);
+}

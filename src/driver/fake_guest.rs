@@ -1,0 +1,504 @@
+//! Tests against the fake guest (`tests/fake-guest/`): a Python stand-in for
+//! QEMU that speaks to the driver's sockets and runs the framed commands
+//! with a local `bash`. No VM is involved, so these run in the default suite.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::abort::Abort;
+use super::config::{DriverConfig, VmEntry};
+use super::events::{RunResult, StepStatus};
+use super::log::{Captured, Level, Log};
+use super::run::{self, RunOptions, SetupError};
+use super::shell::ShellError;
+use super::steps::{self, StepCtx, StepError};
+use super::testing::{golden, redact, require};
+use super::vm::{Machine, VmError, VmSetup};
+use crate::plan::{PLAN_VERSION, Plan};
+use crate::spec::{Action, Expect, Step};
+
+fn available() -> bool {
+    ["python3", "bash", "base64", "timeout"].iter().all(|t| require(t, "the fake guest"))
+}
+
+fn script(env: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake-guest/run-fake-vm");
+    format!("{env} {}", path.display()).trim().to_owned()
+}
+
+fn setup(tmp: &Path, name: &str, env: &str) -> VmSetup {
+    VmSetup {
+        name: name.to_owned(),
+        start_script: script(env),
+        tmp_dir: tmp.to_owned(),
+        env: Vec::new(),
+        keep_state: false,
+        grace: Duration::from_secs(2),
+    }
+}
+
+fn machine(tmp: &Path, env: &str) -> (Machine, Captured) {
+    let (log, buf) = Log::capture(Level::Debug);
+    (Machine::new(setup(tmp, "machine", env), Arc::new(log)).unwrap(), buf)
+}
+
+fn far() -> Instant {
+    Instant::now() + Duration::from_secs(20)
+}
+
+fn booted(tmp: &Path, env: &str) -> (Machine, Captured) {
+    let (mut m, buf) = machine(tmp, env);
+    m.start(far(), &Abort::never()).unwrap();
+    m.connect(far(), &Abort::never()).unwrap();
+    (m, buf)
+}
+
+fn text(buf: &Captured) -> String {
+    String::from_utf8_lossy(&buf.lock().unwrap()).into_owned()
+}
+
+#[test]
+fn framing_exit_codes_binary_and_multiline_output() {
+    if !available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut m, log) = booted(tmp.path(), "");
+    let a = Abort::never();
+    let r = m.execute("echo hello; exit 3", Some(5), far(), &a).unwrap();
+    assert_eq!((r.status, r.stdout.as_slice()), (3, &b"hello\n"[..]));
+    // `set -euo pipefail` is part of the framing.
+    let r = m.execute("false | true; echo unreachable", Some(5), far(), &a).unwrap();
+    assert_eq!((r.status, r.stdout.as_slice()), (1, &b""[..]));
+    let r = m.execute(r"printf '\xff\xfe\000abc'", Some(5), far(), &a).unwrap();
+    assert_eq!(r.stdout, b"\xff\xfe\x00abc");
+    assert!(r.text().1, "non-UTF-8 output is flagged as lossy");
+    let r = m.execute("for i in 1 2 3\ndo\n  echo \"n=$i\"\ndone", Some(5), far(), &a).unwrap();
+    assert_eq!(String::from_utf8(r.stdout).unwrap(), "n=1\nn=2\nn=3\n");
+    // The guest-side timeout ends a hanging command with 124.
+    let t = Instant::now();
+    let r = m.execute("sleep 30", Some(1), far(), &a).unwrap();
+    assert_eq!(r.status, 124);
+    assert!(t.elapsed() < Duration::from_secs(5));
+    // stderr goes to the serial console, like in a real guest.
+    m.execute("echo to-the-console >&2", Some(5), far(), &a).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(text(&log).contains("machine # to-the-console"), "{}", text(&log));
+    assert!(text(&log).contains("machine: connected to guest root shell"));
+    m.release();
+}
+
+#[test]
+fn host_deadline_detects_a_background_process_holding_stdout() {
+    if !available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut m, _) = booted(tmp.path(), "");
+    let t = Instant::now();
+    let err = m
+        .execute("sleep 30 & echo started", Some(1), Instant::now() + Duration::from_secs(2), &Abort::never())
+        .unwrap_err();
+    let waited = t.elapsed();
+    assert!(matches!(err, VmError::Shell { source: ShellError::Timeout { .. }, .. }), "{err:?}");
+    assert!(waited < Duration::from_secs(3), "host deadline must hold: {waited:?}");
+    // The shell stays out of sync while the background process holds stdout.
+    let err =
+        m.execute("true", Some(1), Instant::now() + Duration::from_millis(300), &Abort::never()).unwrap_err();
+    assert!(matches!(err, VmError::Shell { source: ShellError::Busy, .. }), "{err:?}");
+    m.release();
+    // Through a step, the message says what to do.
+    let (m, _) = booted(tmp.path(), "");
+    let mut machines = BTreeMap::from([("machine".to_owned(), m)]);
+    let (log, _) = Log::capture(Level::Info);
+    let out = tempfile::tempdir().unwrap();
+    let mut ctx = StepCtx { machines: &mut machines, abort: &Abort::never(), out_dir: out.path(), log: &log };
+    let step = Step {
+        node: Some("machine".into()),
+        timeout: Some(1.0),
+        action: Action::Succeed { command: "sleep 30 & true".into(), expect: Expect::default() },
+        span: None,
+    };
+    let Err(StepError::Failed(f)) = steps::run_step(&mut ctx, &step) else { panic!("expected a failure") };
+    assert!(f.message.contains("background process keeps the command's stdout open"), "{}", f.message);
+    assert!(f.message.contains("cmd >/dev/null 2>&1 &"), "{}", f.message);
+}
+
+#[test]
+fn eof_mid_command_reports_the_qemu_exit_status() {
+    if !available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut m, _) = booted(tmp.path(), "FAKE_DIE_ON=sleep");
+    let t = Instant::now();
+    let err = m.execute("sleep 10", Some(20), far(), &Abort::never()).unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(5));
+    let msg = err.to_string();
+    assert!(msg.starts_with("node machine: QEMU exited with status 3"), "{msg}");
+    assert!(err.is_vm_failure());
+    assert!(!m.is_running());
+}
+
+#[test]
+fn start_script_that_exits_is_reported_at_once() {
+    if !available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut m, _) = machine(tmp.path(), "FAKE_EXIT=7");
+    let t = Instant::now();
+    let err = m.start(far(), &Abort::never()).unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(3), "took {:?}", t.elapsed());
+    let msg = err.to_string();
+    assert!(msg.starts_with("node machine: start script exited with status 7"), "{msg}");
+    assert!(msg.contains("fake-qemu: failing on purpose"), "the last console lines are shown: {msg}");
+}
+
+#[test]
+fn boot_timeout_without_marker() {
+    if !available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut m, _) = machine(tmp.path(), "FAKE_NO_MARKER=1");
+    m.start(far(), &Abort::never()).unwrap();
+    let err = m.connect(Instant::now() + Duration::from_millis(500), &Abort::never()).unwrap_err();
+    assert!(err.to_string().contains("waiting for the backdoor shell did not finish"), "{err}");
+    m.release();
+    assert!(!m.is_running());
+}
+
+fn opts(tmp: &Path, out: &Path, env: &str, steps: Vec<Step>) -> RunOptions {
+    RunOptions {
+        config: DriverConfig {
+            vms: vec![VmEntry { name: "machine".into(), start_script: script(env) }],
+            vlans: Vec::new(),
+            global_timeout: None,
+            ssh_backdoor: false,
+            test_script: None,
+        },
+        plan: Plan {
+            version: PLAN_VERSION,
+            name: "fake".into(),
+            nodes: vec!["machine".into()],
+            global_timeout: None,
+            steps,
+        },
+        out_dir: out.to_owned(),
+        tmp_dir: tmp.to_owned(),
+        keep_state: false,
+        keep_going: false,
+        junit_xml: Some(out.join("junit.xml")),
+        report_json: out.join("report.json"),
+        grace: Duration::from_secs(2),
+        boot_timeout: Duration::from_secs(20),
+    }
+}
+
+#[test]
+fn socket_path_too_long_is_rejected_up_front() {
+    let tmp = PathBuf::from(format!("/tmp/{}", "x".repeat(100)));
+    let o = opts(&tmp, Path::new("/tmp"), "", Vec::new());
+    let err = run::validate(&o).unwrap_err();
+    assert!(matches!(err, SetupError::SocketPath { .. }), "{err:?}");
+    assert!(err.to_string().contains("set XDG_RUNTIME_DIR or TMPDIR"), "{err}");
+    assert!(!tmp.exists(), "nothing is created");
+}
+
+fn step(action: Action, timeout: f64) -> Step {
+    Step { node: Some("machine".into()), timeout: Some(timeout), action, span: None }
+}
+
+fn succeed(cmd: &str) -> Step {
+    step(Action::Succeed { command: cmd.into(), expect: Expect::default() }, 10.0)
+}
+
+fn subtest(title: &str, steps: Vec<Step>) -> Step {
+    Step { node: None, timeout: None, action: Action::Subtest { title: title.into(), steps }, span: None }
+}
+
+/// Runs `f` after a delay and returns when the condition became true.
+fn later(delay: Duration, f: impl FnOnce() + Send + 'static) -> std::thread::JoinHandle<Instant> {
+    std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        f();
+        Instant::now()
+    })
+}
+
+#[test]
+fn waits_notice_success_within_200_ms() {
+    if !available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (m, _) = booted(tmp.path(), "");
+    let units = m.state_dir().join("units");
+    std::fs::create_dir_all(&units).unwrap();
+    let mut machines = BTreeMap::from([("machine".to_owned(), m)]);
+    let (log, _) = Log::capture(Level::Info);
+    let out = tempfile::tempdir().unwrap();
+    let abort = Abort::never();
+    let mut ctx = StepCtx { machines: &mut machines, abort: &abort, out_dir: out.path(), log: &log };
+
+    let flag = tmp.path().join("flag");
+    let f2 = flag.clone();
+    let became_true = later(Duration::from_millis(700), move || std::fs::write(f2, "").unwrap());
+    let wait = step(Action::WaitForFile { path: flag.display().to_string() }, 10.0);
+    steps::run_step(&mut ctx, &wait).unwrap();
+    let latency = Instant::now().duration_since(became_true.join().unwrap());
+    assert!(latency < Duration::from_millis(200), "waitForFile noticed after {latency:?}");
+
+    // The unit is "activating" first (keeps waiting), then active.
+    std::fs::write(units.join("syshc.service"), "activating").unwrap();
+    let unit_file = units.join("syshc.service");
+    let became_true = later(Duration::from_millis(700), move || std::fs::write(unit_file, "active").unwrap());
+    let wait = step(Action::WaitForUnit { unit: "syshc.service".into(), user: None }, 10.0);
+    steps::run_step(&mut ctx, &wait).unwrap();
+    let latency = Instant::now().duration_since(became_true.join().unwrap());
+    assert!(latency < Duration::from_millis(200), "waitForUnit noticed after {latency:?}");
+}
+
+#[test]
+fn unit_waits_fail_fast_with_diagnostics() {
+    if !available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (m, _) = booted(tmp.path(), "");
+    let units = m.state_dir().join("units");
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::write(units.join("broken.service"), "failed").unwrap();
+    let mut machines = BTreeMap::from([("machine".to_owned(), m)]);
+    let (log, _) = Log::capture(Level::Info);
+    let out = tempfile::tempdir().unwrap();
+    let mut ctx = StepCtx { machines: &mut machines, abort: &Abort::never(), out_dir: out.path(), log: &log };
+    let t = Instant::now();
+    let wait = step(Action::WaitForUnit { unit: "broken.service".into(), user: None }, 30.0);
+    let Err(StepError::Failed(f)) = steps::run_step(&mut ctx, &wait) else { panic!("expected failure") };
+    assert!(t.elapsed() < Duration::from_secs(3));
+    assert_eq!(f.message, "unit \"broken.service\" reached state \"failed\"");
+    assert_eq!(f.details.len(), 2);
+    assert_eq!(f.details[0].title, "systemctl status broken.service");
+    assert!(f.details[0].text.contains("Active: failed"), "{:?}", f.details);
+    assert!(f.details[1].text.contains("fake journal"), "{:?}", f.details);
+    // Inactive with no jobs pending fails at once too.
+    let wait = step(Action::WaitForUnit { unit: "never.service".into(), user: None }, 30.0);
+    let Err(StepError::Failed(f)) = steps::run_step(&mut ctx, &wait) else { panic!("expected failure") };
+    assert_eq!(f.message, "unit \"never.service\" is inactive and there are no pending jobs");
+    // A step's timeout bounds the wall time.
+    std::fs::write(units.join("slow.service"), "activating").unwrap();
+    let t = Instant::now();
+    let wait = step(Action::WaitForUnit { unit: "slow.service".into(), user: None }, 1.0);
+    assert!(steps::run_step(&mut ctx, &wait).is_err());
+    assert!(t.elapsed() < Duration::from_millis(1500), "took {:?}", t.elapsed());
+}
+
+#[test]
+fn vm_actions_shutdown_start_reboot_crash_copy_screenshot() {
+    if !available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (m, _) = booted(tmp.path(), "");
+    let mut machines = BTreeMap::from([("machine".to_owned(), m)]);
+    let (log, _) = Log::capture(Level::Info);
+    let out = tempfile::tempdir().unwrap();
+    let mut ctx = StepCtx { machines: &mut machines, abort: &Abort::never(), out_dir: out.path(), log: &log };
+    let ok = |ctx: &mut StepCtx<'_>, a: Action| {
+        steps::run_step(ctx, &step(a.clone(), 10.0)).unwrap_or_else(|e| panic!("{a:?}: {e:?}"));
+    };
+    ok(
+        &mut ctx,
+        Action::Succeed {
+            command: "mkdir -p /tmp/shared/../d && echo data > $TMPDIR/file".into(),
+            expect: Expect::default(),
+        },
+    );
+    let file = ctx.machines["machine"].state_dir().join("file");
+    ok(
+        &mut ctx,
+        Action::CopyFromVm { source: file.display().to_string(), target_dir: Some("copied".into()) },
+    );
+    assert_eq!(std::fs::read_to_string(out.path().join("copied/file")).unwrap(), "data\n");
+    ok(&mut ctx, Action::Screenshot { name: "shot".into() });
+    assert!(out.path().join("shot.png").exists() || out.path().join("shot.ppm").exists());
+    ok(&mut ctx, Action::Block);
+    ok(&mut ctx, Action::Unblock);
+    ok(&mut ctx, Action::Shutdown);
+    assert!(!ctx.machines["machine"].is_running());
+    ok(&mut ctx, Action::Start);
+    ok(&mut ctx, Action::Reboot);
+    ok(&mut ctx, Action::Succeed { command: "true".into(), expect: Expect::default() });
+    ok(&mut ctx, Action::Crash);
+    assert!(!ctx.machines["machine"].is_running());
+    // Commands on a stopped node fail as VM failures, at once.
+    let r = steps::run_step(&mut ctx, &succeed("true"));
+    assert!(matches!(r, Err(StepError::Vm(_))), "{r:?}");
+}
+
+#[test]
+fn failing_step_reports_golden() {
+    if !available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let steps = vec![
+        succeed("echo hello"),
+        step(
+            Action::Succeed {
+                command: "echo Sick".into(),
+                expect: Expect { contains: Some("Healthy".into()), ..Expect::default() },
+            },
+            10.0,
+        ),
+        succeed("echo never"),
+    ];
+    let o = opts(tmp.path(), out.path(), "", steps);
+    let (log, _) = Log::capture(Level::Info);
+    let outcome = run::run(&o, &Abort::never(), Arc::new(log)).unwrap();
+    assert_eq!(outcome.result, RunResult::Failed);
+    assert_eq!(outcome.exit_code(), 1);
+    let json = std::fs::read_to_string(out.path().join("report.json")).unwrap();
+    let xml = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
+    golden("report/goldens/failing-step.json", &redact(&json));
+    golden("report/goldens/failing-step.junit.xml", &redact(&xml));
+}
+
+fn statuses(r: &super::report::RunReport) -> Vec<(String, StepStatus)> {
+    fn walk(steps: &[super::report::StepReport], out: &mut Vec<(String, StepStatus)>) {
+        for s in steps {
+            out.push((s.description.clone(), s.status));
+            walk(&s.steps, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&r.steps, &mut out);
+    out
+}
+
+#[test]
+fn keep_going_semantics() {
+    if !available() {
+        return;
+    }
+    use StepStatus::*;
+    let plan = || {
+        vec![
+            subtest("a", vec![succeed("false"), succeed("echo skipped-in-a")]),
+            subtest("b", vec![succeed("true")]),
+            succeed("exit 4"),
+            succeed("true"),
+        ]
+    };
+    let expected_keep_going = vec![
+        ("subtest: a".to_owned(), Failed),
+        ("must succeed: false".to_owned(), Failed),
+        ("must succeed: echo skipped-in-a".to_owned(), Skipped),
+        ("subtest: b".to_owned(), Passed),
+        ("must succeed: true".to_owned(), Passed),
+        ("must succeed: exit 4".to_owned(), Failed),
+        ("must succeed: true".to_owned(), Passed),
+    ];
+    let expected_stop = vec![
+        ("subtest: a".to_owned(), Failed),
+        ("must succeed: false".to_owned(), Failed),
+        ("must succeed: echo skipped-in-a".to_owned(), Skipped),
+        ("subtest: b".to_owned(), Skipped),
+        ("must succeed: true".to_owned(), Skipped),
+        ("must succeed: exit 4".to_owned(), Skipped),
+        ("must succeed: true".to_owned(), Skipped),
+    ];
+    for (keep_going, expected) in [(true, expected_keep_going), (false, expected_stop)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let mut o = opts(tmp.path(), out.path(), "", plan());
+        o.keep_going = keep_going;
+        let (log, _) = Log::capture(Level::Info);
+        let outcome = run::run(&o, &Abort::never(), Arc::new(log)).unwrap();
+        assert_eq!(outcome.result, RunResult::Failed);
+        assert_eq!(statuses(&outcome.report), expected, "keep_going={keep_going}");
+    }
+}
+
+fn no_fake_qemu_left(tmp: &Path) {
+    std::thread::sleep(Duration::from_millis(100));
+    let needle = tmp.display().to_string();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        assert!(!(cmdline.contains("fake-qemu.py") && cmdline.contains(&needle)), "orphan: {cmdline}");
+    }
+}
+
+#[test]
+fn global_timeout_writes_the_reports_and_kills_everything() {
+    if !available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let o = opts(tmp.path(), out.path(), "", vec![succeed("true"), succeed("sleep 30"), succeed("true")]);
+    let (log, buf) = Log::capture(Level::Info);
+    let abort = Abort::new(Arc::new(AtomicBool::new(false)), Some(Duration::from_secs(3)));
+    let t = Instant::now();
+    let outcome = run::run(&o, &abort, Arc::new(log)).unwrap();
+    assert!(t.elapsed() < Duration::from_secs(8), "took {:?}", t.elapsed());
+    assert_eq!(outcome.result, RunResult::TimedOut);
+    assert_eq!(outcome.exit_code(), crate::exit_codes::GLOBAL_TIMEOUT);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["result"], "timedOut");
+    assert_eq!(json["steps"][1]["status"], "failed");
+    assert_eq!(
+        json["steps"][1]["failure"]["message"],
+        "the global timeout expired while this step was running"
+    );
+    assert_eq!(json["steps"][2]["status"], "skipped");
+    assert!(out.path().join("junit.xml").exists());
+    assert!(text(&buf).contains("timeout reached; test terminating..."));
+    no_fake_qemu_left(tmp.path());
+}
+
+#[test]
+fn interrupt_stops_the_run_and_cleans_up() {
+    if !available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let o = opts(tmp.path(), out.path(), "", vec![succeed("sleep 30")]);
+    let (log, _) = Log::capture(Level::Info);
+    let flag = Arc::new(AtomicBool::new(false));
+    let abort = Abort::new(flag.clone(), None);
+    let f2 = flag.clone();
+    let _ = later(Duration::from_secs(2), move || f2.store(true, Ordering::Relaxed));
+    let outcome = run::run(&o, &abort, Arc::new(log)).unwrap();
+    assert_eq!(outcome.result, RunResult::Interrupted);
+    assert_eq!(outcome.exit_code(), 130);
+    assert!(out.path().join("report.json").exists());
+    no_fake_qemu_left(tmp.path());
+}
+
+#[test]
+fn vm_that_fails_to_start_exits_5_with_a_report() {
+    if !available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let o = opts(tmp.path(), out.path(), "FAKE_EXIT=1", vec![succeed("true")]);
+    let (log, _) = Log::capture(Level::Info);
+    let outcome = run::run(&o, &Abort::never(), Arc::new(log)).unwrap();
+    assert_eq!(outcome.result, RunResult::VmFailed);
+    assert_eq!(outcome.exit_code(), crate::exit_codes::VM_FAILED);
+    assert_eq!(outcome.report.vm_failures.len(), 1);
+    assert!(outcome.report.vm_failures[0].message.contains("start script exited with status 1"));
+    let xml = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
+    assert!(xml.contains("start all VMs"), "{xml}");
+}

@@ -1,0 +1,149 @@
+//! QEMU's human monitor (HMP, the `monitor` socket) and QMP (the `qmp`
+//! socket), both with deadlines on every read.
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::abort::{Abort, SLICE, StopReason};
+
+/// HMP prompt that ends every reply.
+const PROMPT: &str = "(qemu) ";
+
+/// Why a monitor exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("no answer from the QEMU monitor within {:.1} seconds", .0.as_secs_f64())]
+    Timeout(Duration),
+    #[error("QEMU closed the monitor connection")]
+    Eof,
+    #[error("I/O error on the QEMU monitor socket")]
+    Io(#[from] io::Error),
+    #[error("unexpected QMP message: {0}")]
+    Qmp(String),
+    #[error(transparent)]
+    Stopped(#[from] StopReason),
+}
+
+fn read_until(
+    stream: &mut UnixStream,
+    buf: &mut Vec<u8>,
+    done: impl Fn(&[u8]) -> bool,
+    deadline: Instant,
+    abort: &Abort,
+) -> Result<(), MonitorError> {
+    let started = Instant::now();
+    let mut chunk = [0u8; 4096];
+    while !done(buf) {
+        abort.check()?;
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(MonitorError::Timeout(now - started));
+        }
+        stream.set_read_timeout(Some((deadline - now).clamp(Duration::from_millis(1), SLICE)))?;
+        match stream.read(&mut chunk) {
+            Ok(0) => return Err(MonitorError::Eof),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// The HMP connection QEMU opened to us.
+pub struct Monitor {
+    stream: UnixStream,
+}
+
+impl Monitor {
+    /// Consumes the banner that ends with the first prompt.
+    pub fn handshake(stream: UnixStream, deadline: Instant, abort: &Abort) -> Result<Monitor, MonitorError> {
+        let mut mon = Monitor { stream };
+        let mut buf = Vec::new();
+        read_until(&mut mon.stream, &mut buf, |b| b.ends_with(PROMPT.as_bytes()), deadline, abort)?;
+        Ok(mon)
+    }
+
+    /// Sends `command` and returns QEMU's raw answer (with the echoed command
+    /// line and the final prompt).
+    pub fn command(
+        &mut self,
+        command: &str,
+        deadline: Instant,
+        abort: &Abort,
+    ) -> Result<String, MonitorError> {
+        self.stream.write_all(format!("{command}\n").as_bytes()).map_err(|e| match e.kind() {
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => MonitorError::Eof,
+            _ => MonitorError::Io(e),
+        })?;
+        let mut buf = Vec::new();
+        read_until(&mut self.stream, &mut buf, |b| b.ends_with(PROMPT.as_bytes()), deadline, abort)?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    }
+
+    /// Sends `command` without waiting for an answer (`quit`: QEMU may close
+    /// the socket before it prints anything).
+    pub fn send(&mut self, command: &str) -> Result<(), MonitorError> {
+        match self.stream.write_all(format!("{command}\n").as_bytes()) {
+            Ok(()) => Ok(()),
+            Err(e) if matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) => {
+                Err(MonitorError::Eof)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// A QMP session after capabilities negotiation.
+pub struct Qmp {
+    _stream: UnixStream,
+}
+
+impl Qmp {
+    /// Connects to `path` (QEMU may create it a moment after it connected the
+    /// monitor), reads the greeting and negotiates capabilities.
+    pub fn connect(path: &Path, deadline: Instant, abort: &Abort) -> Result<Qmp, MonitorError> {
+        let mut stream = loop {
+            match UnixStream::connect(path) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() >= deadline => return Err(e.into()),
+                Err(_) => {
+                    abort.sleep(Duration::from_millis(20))?;
+                }
+            }
+        };
+        let mut buf = Vec::new();
+        read_until(&mut stream, &mut buf, |b| b.contains(&b'\n'), deadline, abort)?;
+        if !String::from_utf8_lossy(&buf).contains("QMP") {
+            return Err(MonitorError::Qmp(String::from_utf8_lossy(&buf).trim().to_owned()));
+        }
+        stream.write_all(b"{\"execute\": \"qmp_capabilities\"}\n")?;
+        // The greeting's line is done; anything after it (events) is parsed below.
+        let after = buf.iter().position(|&b| b == b'\n').map_or(0, |p| p + 1);
+        buf.drain(..after);
+        loop {
+            read_until(&mut stream, &mut buf, |b| b.contains(&b'\n'), deadline, abort)?;
+            while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=pos).collect();
+                let text = String::from_utf8_lossy(&line).trim().to_owned();
+                if text.is_empty() {
+                    continue;
+                }
+                let msg: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|_| MonitorError::Qmp(text.clone()))?;
+                if msg.get("return").is_some() {
+                    return Ok(Qmp { _stream: stream });
+                }
+                if msg.get("event").is_none() {
+                    return Err(MonitorError::Qmp(text));
+                }
+            }
+        }
+    }
+}

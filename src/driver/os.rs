@@ -1,0 +1,125 @@
+//! Unix process plumbing: every child (start script → QEMU, `vde_switch`) runs
+//! in its own process group so that one `killpg` reaches QEMU even when the
+//! start script did not `exec` it, and so that a terminal's ^C reaches only the
+//! driver, which then shuts the guests down in order (nextest `runner/unix.rs`).
+
+use std::io;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+/// Spawns `cmd` as the leader of a new process group.
+pub fn spawn_in_group(cmd: &mut Command) -> io::Result<Child> {
+    cmd.process_group(0).spawn()
+}
+
+/// Sends `signal` to the process group led by `pid`; a group that is already
+/// gone is not an error.
+pub fn signal_group(pid: u32, signal: i32) -> io::Result<()> {
+    let Ok(pgid) = libc::pid_t::try_from(pid) else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "pid out of range"));
+    };
+    // SAFETY: killpg has no memory-safety preconditions.
+    let rc = unsafe { libc::killpg(pgid, signal) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::ESRCH) { Ok(()) } else { Err(err) }
+}
+
+/// Polls `child` until it exits or `timeout` passes.
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep((deadline - now).min(Duration::from_millis(20)));
+    }
+}
+
+/// Stops a process group: SIGTERM, up to `grace` for the leader to exit, then
+/// SIGKILL to the whole group (also after a clean exit, for stragglers that
+/// left the leader behind). Always reaps the leader.
+pub fn terminate_group(child: &mut Child, grace: Duration) -> io::Result<ExitStatus> {
+    if let Some(status) = child.try_wait()? {
+        let _ = signal_group(child.id(), libc::SIGKILL);
+        return Ok(status);
+    }
+    signal_group(child.id(), libc::SIGTERM)?;
+    let status = match wait_timeout(child, grace)? {
+        Some(status) => status,
+        None => {
+            signal_group(child.id(), libc::SIGKILL)?;
+            child.wait()?
+        }
+    };
+    let _ = signal_group(child.id(), libc::SIGKILL);
+    Ok(status)
+}
+
+/// Human-readable exit status: `status 3` or `signal 9 (SIGKILL)`.
+pub fn describe_status(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("status {code}");
+    }
+    match status.signal() {
+        Some(sig) => format!("signal {sig} ({})", signal_name(sig)),
+        None => "an unknown status".to_owned(),
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGTERM => "SIGTERM",
+        _ => "signal",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Stdio;
+
+    #[test]
+    fn terminate_group_kills_grandchildren() {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "sleep 30 & echo $!; wait"]).stdout(Stdio::piped());
+        let mut child = spawn_in_group(&mut cmd).unwrap();
+        let mut line = String::new();
+        let mut out = io::BufReader::new(child.stdout.take().unwrap());
+        io::BufRead::read_line(&mut out, &mut line).unwrap();
+        let grandchild: i32 = line.trim().parse().unwrap();
+        let started = Instant::now();
+        terminate_group(&mut child, Duration::from_secs(5)).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(4), "SIGTERM should end sh and sleep at once");
+        std::thread::sleep(Duration::from_millis(100));
+        // Gone, or a zombie waiting for a PID 1 that may never reap it.
+        let stat = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
+        let state = stat.rsplit(") ").next().and_then(|s| s.chars().next());
+        assert!(
+            matches!(state, None | Some('Z')),
+            "the background sleep must be gone with its group: {stat}"
+        );
+    }
+
+    #[test]
+    fn describes_exit_statuses() {
+        let st = Command::new("/bin/sh").args(["-c", "exit 3"]).status().unwrap();
+        assert_eq!(describe_status(st), "status 3");
+        let st = Command::new("/bin/sh").args(["-c", "kill -9 $$"]).status().unwrap();
+        assert_eq!(describe_status(st), "signal 9 (SIGKILL)");
+    }
+}

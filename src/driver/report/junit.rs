@@ -1,0 +1,91 @@
+//! JUnit XML through `quick-junit`: one test suite named after the test,
+//! one test case per top-level step or subtest (a subtest fails when any of
+//! its steps failed), with the failure and its output attached.
+
+use std::path::Path;
+use std::time::Duration;
+
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+
+use super::{RunReport, StepReport};
+use crate::driver::events::StepStatus;
+
+fn first_failure(step: &StepReport) -> Option<&StepReport> {
+    if step.failure.is_some() {
+        return Some(step);
+    }
+    step.steps.iter().find_map(first_failure)
+}
+
+fn case_name(index: usize, step: &StepReport) -> String {
+    match &step.node {
+        Some(node) => format!("{:02} {node}: {}", index + 1, step.description),
+        None => format!("{:02} {}", index + 1, step.description),
+    }
+}
+
+fn case(index: usize, step: &StepReport) -> TestCase {
+    let status = match step.status {
+        StepStatus::Passed => TestCaseStatus::success(),
+        StepStatus::Skipped => TestCaseStatus::skipped(),
+        StepStatus::Failed => {
+            let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            if let Some(failed) = first_failure(step) {
+                if let Some(f) = &failed.failure {
+                    st.set_message(f.message.clone());
+                    st.set_type(failed.action.clone());
+                    st.set_description(f.render());
+                }
+            }
+            st
+        }
+    };
+    let mut tc = TestCase::new(case_name(index, step), status);
+    tc.set_classname(step.node.clone().unwrap_or_else(|| step.action.clone()));
+    tc.set_time(Duration::from_secs_f64(step.duration_secs.max(0.0)));
+    if let Some(f) = first_failure(step).and_then(|s| s.failure.as_ref()) {
+        if let Some(out) = &f.output {
+            tc.set_system_out(out.clone());
+        }
+        if !f.console.is_empty() {
+            tc.set_system_err(f.console.join("\n"));
+        }
+    }
+    tc
+}
+
+pub fn render(report: &RunReport) -> String {
+    let mut junit = Report::new("nixvm-driver");
+    let mut suite = TestSuite::new(report.name.clone());
+    suite.set_time(Duration::from_secs_f64(report.duration_secs.max(0.0)));
+    if let Some(err) = &report.error {
+        suite.set_system_err(err.clone());
+    }
+    for (i, step) in report.steps.iter().enumerate() {
+        suite.add_test_case(case(i, step));
+    }
+    if report.steps.is_empty() || !report.vm_failures.is_empty() {
+        // A run that failed before any step still shows up as a failure.
+        let status = if report.vm_failures.is_empty() && report.error.is_none() {
+            TestCaseStatus::success()
+        } else {
+            let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
+            let msg = report.error.clone().unwrap_or_else(|| "a VM failed to start".to_owned());
+            st.set_message(msg);
+            let text: Vec<String> = report.vm_failures.iter().map(|f| f.render()).collect();
+            st.set_description(text.join("\n\n"));
+            st
+        };
+        let mut tc = TestCase::new("00 start all VMs", status);
+        tc.set_classname("driver");
+        suite.add_test_case(tc);
+    }
+    junit.set_time(Duration::from_secs_f64(report.duration_secs.max(0.0)));
+    junit.add_test_suite(suite);
+    junit.to_string().unwrap_or_else(|e| format!("<!-- cannot serialize JUnit report: {e} -->\n"))
+}
+
+/// Writes the JUnit file atomically.
+pub fn write(report: &RunReport, path: &Path) -> std::io::Result<()> {
+    crate::fsutil::write_atomic(path, render(report).as_bytes())
+}

@@ -1,0 +1,227 @@
+//! Reports built from the event stream: the live progress on stderr
+//! ([`terminal`]), `report.json` ([`json`]) and JUnit XML ([`junit`]).
+//!
+//! Report files are written when the run finishes, whatever the reason
+//! (failure, VM death, global timeout, signal).
+
+pub mod json;
+pub mod junit;
+pub mod terminal;
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::events::{DriverEvent, EventSink, Failure, RunResult, StepPath, StepStatus};
+use crate::plan::Plan;
+use crate::spec::{Action, Step};
+
+/// Version of the `report.json` schema (see `docs/driver.md`).
+pub const REPORT_SCHEMA_VERSION: u32 = 1;
+
+/// One step (or subtest) in the report.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepReport {
+    /// Leaf step number (1-based, as in the progress lines); absent for subtests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number: Option<usize>,
+    /// The action key (`waitForUnit`, `subtest`, …).
+    pub action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    pub description: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<f64>,
+    pub status: StepStatus,
+    pub duration_secs: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepReport>,
+}
+
+/// Counts of leaf steps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub total: usize,
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+/// The whole run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunReport {
+    pub schema_version: u32,
+    pub name: String,
+    pub result: RunResult,
+    pub exit_code: i32,
+    pub duration_secs: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub nodes: Vec<String>,
+    /// VMs that failed to start.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub vm_failures: Vec<Failure>,
+    pub summary: Summary,
+    pub steps: Vec<StepReport>,
+}
+
+/// Human description of a step, worded like the stock driver's log blocks.
+pub fn describe(step: &Step) -> String {
+    match &step.action {
+        Action::WaitForUnit { unit, user } => match user {
+            Some(u) => format!("waiting for unit {unit} with user {u}"),
+            None => format!("waiting for unit {unit}"),
+        },
+        Action::WaitForOpenPort { port, addr } => {
+            format!("waiting for TCP port {port} on {}", addr.as_deref().unwrap_or("localhost"))
+        }
+        Action::WaitForClosedPort { port, addr } => {
+            format!("waiting for TCP port {port} on {} to be closed", addr.as_deref().unwrap_or("localhost"))
+        }
+        Action::WaitForFile { path } => format!("waiting for file '{path}'"),
+        Action::WaitForConsoleText { regex } => format!("waiting for {regex} to appear on console"),
+        Action::Succeed { command, .. } => format!("must succeed: {command}"),
+        Action::Fail { command } => format!("must fail: {command}"),
+        Action::WaitUntilSucceeds { command, .. } => format!("waiting for success: {command}"),
+        Action::WaitUntilFails { command } => format!("waiting for failure: {command}"),
+        Action::Sleep { seconds } => format!("sleeping for {seconds} seconds"),
+        Action::Http { url, status, .. } => format!("HTTP GET {url} (expecting status {status})"),
+        Action::Start => "starting vm".to_owned(),
+        Action::Shutdown => "shutting down".to_owned(),
+        Action::Crash => "forced crash".to_owned(),
+        Action::Reboot => "rebooting".to_owned(),
+        Action::Block => "blocking the first VLAN interface".to_owned(),
+        Action::Unblock => "unblocking the first VLAN interface".to_owned(),
+        Action::CopyFromVm { source, .. } => format!("copying {source} from the VM"),
+        Action::Screenshot { name } => format!("making screenshot {name}"),
+        Action::Subtest { title, .. } => format!("subtest: {title}"),
+    }
+}
+
+/// Number of leaf steps (subtests count their children).
+pub fn count_steps(steps: &[Step]) -> usize {
+    steps
+        .iter()
+        .map(|s| match &s.action {
+            Action::Subtest { steps, .. } => count_steps(steps),
+            _ => 1,
+        })
+        .sum()
+}
+
+/// Builds the [`RunReport`] from events; every planned step starts as
+/// skipped, so steps never reached show up as such.
+pub struct ReportBuilder {
+    report: RunReport,
+}
+
+fn skeleton(steps: &[Step], next: &mut usize) -> Vec<StepReport> {
+    steps
+        .iter()
+        .map(|s| {
+            let (number, children) = match &s.action {
+                Action::Subtest { steps, .. } => (None, skeleton(steps, next)),
+                _ => {
+                    *next += 1;
+                    (Some(*next), Vec::new())
+                }
+            };
+            StepReport {
+                number,
+                action: s.action.key().to_owned(),
+                node: if s.action.needs_node() { s.node.clone() } else { None },
+                description: describe(s),
+                timeout_secs: s.timeout,
+                status: StepStatus::Skipped,
+                duration_secs: 0.0,
+                failure: None,
+                steps: children,
+            }
+        })
+        .collect()
+}
+
+impl ReportBuilder {
+    pub fn new(plan: &Plan) -> ReportBuilder {
+        let mut next = 0;
+        ReportBuilder {
+            report: RunReport {
+                schema_version: REPORT_SCHEMA_VERSION,
+                name: plan.name.clone(),
+                result: RunResult::Passed,
+                exit_code: 0,
+                duration_secs: 0.0,
+                error: None,
+                nodes: plan.nodes.clone(),
+                vm_failures: Vec::new(),
+                summary: Summary::default(),
+                steps: skeleton(&plan.steps, &mut next),
+            },
+        }
+    }
+
+    fn find(&mut self, path: &StepPath) -> Option<&mut StepReport> {
+        let (first, rest) = path.split_first()?;
+        let mut cur = self.report.steps.get_mut(*first)?;
+        for i in rest {
+            cur = cur.steps.get_mut(*i)?;
+        }
+        Some(cur)
+    }
+
+    pub fn report(&self) -> &RunReport {
+        &self.report
+    }
+}
+
+fn summarize(steps: &[StepReport], sum: &mut Summary) {
+    for s in steps {
+        if s.action == "subtest" {
+            summarize(&s.steps, sum);
+            continue;
+        }
+        sum.total += 1;
+        match s.status {
+            StepStatus::Passed => sum.passed += 1,
+            StepStatus::Failed => sum.failed += 1,
+            StepStatus::Skipped => sum.skipped += 1,
+        }
+    }
+}
+
+impl EventSink for ReportBuilder {
+    fn handle(&mut self, event: &DriverEvent) {
+        match event {
+            DriverEvent::VmFailed { failure, .. } => self.report.vm_failures.push(failure.clone()),
+            DriverEvent::StepFinished { path, status, duration, failure, .. } => {
+                if let Some(step) = self.find(path) {
+                    step.status = *status;
+                    step.duration_secs = secs(*duration);
+                    step.failure = failure.clone();
+                }
+            }
+            DriverEvent::RunFinished { result, duration, error } => {
+                self.report.result = *result;
+                self.report.exit_code = result.exit_code();
+                self.report.duration_secs = secs(*duration);
+                self.report.error = error.clone();
+                let mut sum = Summary::default();
+                summarize(&self.report.steps, &mut sum);
+                self.report.summary = sum;
+            }
+            DriverEvent::RunStarted { .. } | DriverEvent::StepStarted { .. } => {}
+        }
+    }
+}
+
+/// Seconds rounded to milliseconds (stable, readable JSON).
+fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

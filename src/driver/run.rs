@@ -1,0 +1,444 @@
+//! One run of a plan: validate, start the VLANs and all VMs (in parallel),
+//! execute the steps, clean up, write the reports.
+//!
+//! ```text
+//! validate ─► VLANs ─► start all VMs ─► step* ─► sync ─► cleanup ─► reports
+//!                          │ fail          │ fail/stop       ▲
+//!                          └───────────────┴─────────────────┘
+//! ```
+//!
+//! Every path ends in cleanup (QEMU and switches are killed by process group)
+//! and in the report files, including the global timeout and SIGINT/SIGTERM.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::abort::{Abort, StopReason};
+use super::config::DriverConfig;
+use super::events::{DriverEvent, EventSink, Failure, RunResult, StepPath, StepStatus};
+use super::log::Log;
+use super::report::terminal::TerminalSink;
+use super::report::{self, ReportBuilder, RunReport, count_steps, describe};
+use super::steps::{self, StepCtx, StepError};
+use super::vlan::{self, Vlan};
+use super::vm::{self, MAX_SOCKET_PATH, Machine, VmError, VmSetup};
+use crate::plan::Plan;
+use crate::spec::{Action, Step};
+
+/// Everything a run needs, resolved by the CLI.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub config: DriverConfig,
+    pub plan: Plan,
+    /// Existing, writable output directory (absolute).
+    pub out_dir: PathBuf,
+    /// Where state directories, sockets and VLAN control dirs live.
+    pub tmp_dir: PathBuf,
+    pub keep_state: bool,
+    pub keep_going: bool,
+    pub junit_xml: Option<PathBuf>,
+    pub report_json: PathBuf,
+    /// SIGTERM → SIGKILL grace period for QEMU and switches.
+    pub grace: Duration,
+    /// Bound for starting every VM and reaching its backdoor shell.
+    pub boot_timeout: Duration,
+}
+
+/// Default of [`RunOptions::boot_timeout`]: the `start` action's default.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default of [`RunOptions::grace`].
+pub const GRACE: Duration = Duration::from_secs(5);
+
+/// Problems found before anything is started (exit code 2, no report).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(
+        "the plan names node `{node}`, which the driver configuration does not define (configured: {configured})"
+    )]
+    UnknownNode { node: String, configured: String },
+    #[error(
+        "socket path {} is {len} bytes long, but Unix sockets allow at most {MAX_SOCKET_PATH}; \
+         use a shorter temporary directory (set XDG_RUNTIME_DIR or TMPDIR) or a shorter node name",
+        path.display()
+    )]
+    SocketPath { path: PathBuf, len: usize },
+    #[error("cannot create the temporary directory {}", path.display())]
+    TmpDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The end of a run.
+#[derive(Debug)]
+pub struct Outcome {
+    pub result: RunResult,
+    pub report: RunReport,
+    /// Report files that could not be written.
+    pub write_errors: Vec<String>,
+}
+
+impl Outcome {
+    /// The process exit code ([`crate::exit_codes`]).
+    pub fn exit_code(&self) -> i32 {
+        if self.result == RunResult::Passed && !self.write_errors.is_empty() {
+            return crate::exit_codes::INTERNAL;
+        }
+        self.result.exit_code()
+    }
+}
+
+/// Checks what can be checked before starting anything.
+pub fn validate(opts: &RunOptions) -> Result<(), SetupError> {
+    for node in &opts.plan.nodes {
+        if !opts.config.vms.iter().any(|v| &v.name == node) {
+            let configured = opts.config.vms.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ");
+            return Err(SetupError::UnknownNode { node: node.clone(), configured });
+        }
+    }
+    let mut paths: Vec<PathBuf> =
+        opts.config.vms.iter().flat_map(|v| vm::socket_paths(&opts.tmp_dir, &v.name)).collect();
+    paths.extend(opts.config.vlans.iter().map(|n| vlan::socket_dir(&opts.tmp_dir, *n).join("ctl")));
+    for path in paths {
+        let len = path.as_os_str().len();
+        if len > MAX_SOCKET_PATH {
+            return Err(SetupError::SocketPath { path, len });
+        }
+    }
+    Ok(())
+}
+
+struct Sinks {
+    terminal: TerminalSink,
+    report: ReportBuilder,
+}
+
+impl Sinks {
+    fn emit(&mut self, event: DriverEvent) {
+        self.terminal.handle(&event);
+        self.report.handle(&event);
+    }
+}
+
+/// How a list of steps ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    /// A step failed under `--keep-going`: skip the rest of the current
+    /// top-level item, then go on.
+    EndItem,
+    /// Stop running steps.
+    Halt,
+}
+
+struct Runner<'a> {
+    machines: BTreeMap<String, Machine>,
+    abort: &'a Abort,
+    opts: &'a RunOptions,
+    log: &'a Log,
+    sinks: Sinks,
+    number: usize,
+    failed: bool,
+    vm_failed: bool,
+    stop: Option<StopReason>,
+}
+
+/// Runs the plan. Returns `Err` only for setup problems found before
+/// anything was started; everything later is in the [`Outcome`].
+pub fn run(opts: &RunOptions, abort: &Abort, log: Arc<Log>) -> Result<Outcome, SetupError> {
+    validate(opts)?;
+    let mk = |path: &Path| {
+        std::fs::create_dir_all(path).map_err(|source| SetupError::TmpDir { path: path.to_owned(), source })
+    };
+    mk(&opts.tmp_dir)?;
+    mk(&opts.tmp_dir.join("shared-xchg"))?;
+
+    let started = Instant::now();
+    let mut sinks =
+        Sinks { terminal: TerminalSink::new(log.clone()), report: ReportBuilder::new(&opts.plan) };
+    sinks.emit(DriverEvent::RunStarted {
+        name: opts.plan.name.clone(),
+        nodes: opts.plan.nodes.clone(),
+        total_steps: count_steps(&opts.plan.steps),
+    });
+    if !opts.keep_state {
+        log.info(None, "Machine state will be reset. To keep it, pass --keep-machine-state");
+    }
+
+    let mut vlans = Vec::new();
+    let mut error = None;
+    let t = Instant::now();
+    log.header(None, "start all VLans");
+    for nr in &opts.config.vlans {
+        match Vlan::start(*nr, &opts.tmp_dir, &log) {
+            Ok(v) => vlans.push(v),
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    log.finished(None, "start all VLans", t.elapsed());
+
+    let env: Vec<(OsString, OsString)> = vlans.iter().map(Vlan::env).collect();
+    let mut machines = BTreeMap::new();
+    if error.is_none() {
+        for vm in &opts.config.vms {
+            let setup = VmSetup {
+                name: vm.name.clone(),
+                start_script: vm.start_script.clone(),
+                tmp_dir: opts.tmp_dir.clone(),
+                env: env.clone(),
+                keep_state: opts.keep_state,
+                grace: opts.grace,
+            };
+            match Machine::new(setup, log.clone()) {
+                Ok(m) => {
+                    machines.insert(vm.name.clone(), m);
+                }
+                Err(e) => {
+                    error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+    }
+
+    let mut runner = Runner {
+        machines,
+        abort,
+        opts,
+        log: &log,
+        sinks,
+        number: 0,
+        failed: false,
+        vm_failed: error.is_some(),
+        stop: None,
+    };
+    if let Some(deadline) = abort.deadline() {
+        let secs = deadline.saturating_duration_since(Instant::now()).as_secs_f64().round();
+        log.info(None, &format!("Test will time out and terminate in {secs} seconds"));
+    }
+    if error.is_none() && runner.start_all() {
+        log.header(None, "run the VM test script");
+        let t = Instant::now();
+        runner.run_list(&opts.plan.steps, &[]);
+        log.finished(None, "run the VM test script", t.elapsed());
+    }
+    if runner.stop == Some(StopReason::GlobalTimeout) {
+        log.test_error("timeout reached; test terminating...");
+        error.get_or_insert_with(|| "the global timeout expired".to_owned());
+    } else if runner.stop == Some(StopReason::Interrupted) {
+        error.get_or_insert_with(|| "interrupted by a signal".to_owned());
+    } else if !runner.failed && !runner.vm_failed {
+        runner.sync_all();
+    }
+    let result = match runner.stop {
+        Some(StopReason::GlobalTimeout) => RunResult::TimedOut,
+        Some(StopReason::Interrupted) => RunResult::Interrupted,
+        None if runner.vm_failed => RunResult::VmFailed,
+        None if runner.failed => RunResult::Failed,
+        None => RunResult::Passed,
+    };
+    runner.cleanup(vlans);
+    let mut sinks = runner.sinks;
+    sinks.emit(DriverEvent::RunFinished { result, duration: started.elapsed(), error });
+
+    let report = sinks.report.report().clone();
+    let mut write_errors = Vec::new();
+    let mut write = |path: &Path, what: &str, res: std::io::Result<()>| {
+        if let Err(e) = res {
+            let msg = format!("cannot write the {what} {}: {e}", path.display());
+            log.test_error(&msg);
+            write_errors.push(msg);
+        }
+    };
+    write(&opts.report_json, "JSON report", report::json::write(&report, &opts.report_json));
+    if let Some(junit) = &opts.junit_xml {
+        write(junit, "JUnit report", report::junit::write(&report, junit));
+    }
+    Ok(Outcome { result, report, write_errors })
+}
+
+impl Runner<'_> {
+    /// Starts every VM in parallel and waits for their shells. Returns
+    /// whether all came up.
+    fn start_all(&mut self) -> bool {
+        let t = Instant::now();
+        self.log.header(None, "start all VMs");
+        let deadline = Instant::now() + self.opts.boot_timeout;
+        let abort = self.abort;
+        let results: Vec<(String, Result<(), VmError>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .machines
+                .values_mut()
+                .map(|m| {
+                    let name = m.name().to_owned();
+                    let h =
+                        s.spawn(move || m.start(deadline, abort).and_then(|()| m.connect(deadline, abort)));
+                    (name, h)
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|(name, h)| {
+                    let r = h.join().unwrap_or_else(|_| {
+                        Err(VmError::NotRunning { node: format!("{name} (the start thread panicked)") })
+                    });
+                    (name, r)
+                })
+                .collect()
+        });
+        let mut ok = true;
+        for (node, r) in results {
+            match r {
+                Ok(()) => {}
+                Err(VmError::Stopped(reason)) => {
+                    self.stop.get_or_insert(reason);
+                    ok = false;
+                }
+                Err(e) => {
+                    ok = false;
+                    self.vm_failed = true;
+                    let mut f = Failure::new(e.to_string());
+                    f.node = Some(node.clone());
+                    self.sinks.emit(DriverEvent::VmFailed { node, failure: f });
+                }
+            }
+        }
+        self.log.finished(None, "start all VMs", t.elapsed());
+        ok
+    }
+
+    fn run_list(&mut self, steps: &[Step], prefix: &[usize]) -> Flow {
+        for (i, step) in steps.iter().enumerate() {
+            if let Err(r) = self.abort.check() {
+                self.stop.get_or_insert(r);
+                return Flow::Halt;
+            }
+            let mut path: StepPath = prefix.to_vec();
+            path.push(i);
+            let flow = match &step.action {
+                Action::Subtest { steps: inner, .. } => self.run_subtest(step, inner, path),
+                _ => self.run_leaf(step, path),
+            };
+            match flow {
+                Flow::Continue => {}
+                Flow::EndItem if prefix.is_empty() => {}
+                other => return other,
+            }
+        }
+        Flow::Continue
+    }
+
+    fn run_subtest(&mut self, step: &Step, inner: &[Step], path: StepPath) -> Flow {
+        let description = describe(step);
+        self.sinks.emit(DriverEvent::StepStarted {
+            path: path.clone(),
+            number: None,
+            node: None,
+            description: description.clone(),
+        });
+        let t = Instant::now();
+        let failed_before = (self.failed, self.vm_failed, self.stop);
+        let flow = self.run_list(inner, &path);
+        let failed_inside =
+            (self.failed, self.vm_failed, self.stop) != failed_before || flow != Flow::Continue;
+        let status = if failed_inside { StepStatus::Failed } else { StepStatus::Passed };
+        if failed_inside {
+            self.log.test_error(&format!("Test \"{}\" failed", description.trim_start_matches("subtest: ")));
+        }
+        self.sinks.emit(DriverEvent::StepFinished {
+            path,
+            number: None,
+            node: None,
+            description,
+            status,
+            duration: t.elapsed(),
+            failure: None,
+        });
+        flow
+    }
+
+    fn run_leaf(&mut self, step: &Step, path: StepPath) -> Flow {
+        self.number += 1;
+        let number = Some(self.number);
+        let node = if step.action.needs_node() { step.node.clone() } else { None };
+        let description = describe(step);
+        self.sinks.emit(DriverEvent::StepStarted {
+            path: path.clone(),
+            number,
+            node: node.clone(),
+            description: description.clone(),
+        });
+        let t = Instant::now();
+        let mut ctx = StepCtx {
+            machines: &mut self.machines,
+            abort: self.abort,
+            out_dir: &self.opts.out_dir,
+            log: self.log,
+        };
+        let result = steps::run_step(&mut ctx, step);
+        let fail_flow = if self.opts.keep_going { Flow::EndItem } else { Flow::Halt };
+        let (status, failure, flow) = match result {
+            Ok(()) => (StepStatus::Passed, None, Flow::Continue),
+            Err(StepError::Failed(f)) => {
+                self.failed = true;
+                (StepStatus::Failed, Some(*f), fail_flow)
+            }
+            Err(StepError::Vm(f)) => {
+                self.vm_failed = true;
+                (StepStatus::Failed, Some(*f), fail_flow)
+            }
+            Err(StepError::Stopped(r)) => {
+                self.stop.get_or_insert(r);
+                let mut f = Failure::new(format!("{r} while this step was running"));
+                f.node = node.clone();
+                (StepStatus::Failed, Some(f), Flow::Halt)
+            }
+        };
+        self.sinks.emit(DriverEvent::StepFinished {
+            path,
+            number,
+            node,
+            description,
+            status,
+            duration: t.elapsed(),
+            failure,
+        });
+        flow
+    }
+
+    /// `sync` on every connected machine after a successful run, so guests
+    /// flush what a later `--keep-machine-state` run would read.
+    fn sync_all(&mut self) {
+        for m in self.machines.values_mut() {
+            if m.is_connected() {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                if let Err(e) = m.execute("sync", Some(28), deadline, self.abort) {
+                    self.log.warning(Some(m.name()), &format!("sync failed: {e}"));
+                }
+            }
+        }
+    }
+
+    /// Stops every VM (in parallel: each may use the grace period) and the
+    /// switches.
+    fn cleanup(&mut self, vlans: Vec<Vlan>) {
+        let t = Instant::now();
+        self.log.header(None, "cleanup");
+        std::thread::scope(|s| {
+            for m in self.machines.values_mut() {
+                s.spawn(move || m.release());
+            }
+        });
+        for v in vlans {
+            v.stop(self.opts.grace, self.log);
+        }
+        self.log.finished(None, "cleanup", t.elapsed());
+    }
+}

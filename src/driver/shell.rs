@@ -1,0 +1,348 @@
+//! The backdoor shell protocol over the `shell` socket (QEMU's virtconsole,
+//! the guest's `/dev/hvc0`), framed exactly like the stock driver
+//! (reference §3.2), with what it lacks: a host-side deadline on every read,
+//! EOF detection, a rolling buffer for the ready marker, and resynchronisation
+//! after a command that never answered.
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+
+use super::abort::{Abort, SLICE, StopReason};
+
+/// Printed by the guest's `backdoor.service` right before `exec bash`.
+pub const READY_MARKER: &[u8] = b"Spawning backdoor root shell...";
+
+/// Quoting identical to Python's `shlex.quote` (shared with the generated
+/// Python scripts, so both backends send byte-identical command lines).
+pub use crate::codegen::escape::shell_quote;
+
+/// The line sent for one command: the guest runs it under `timeout`, in a
+/// fresh `bash -c` with `set -euo pipefail`, and answers with its stdout as
+/// one base64 line.
+pub fn frame_command(command: &str, timeout_secs: Option<u64>) -> String {
+    let inner = format!("set -euo pipefail; {command}");
+    let prefix = timeout_secs.map(|t| format!("timeout {t}")).unwrap_or_default();
+    format!("{prefix} bash -c {} | (base64 -w 0; echo)\n", shell_quote(&inner))
+}
+
+/// Why talking to the guest shell failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ShellError {
+    #[error("no reply from the guest shell within {:.1} seconds", waited.as_secs_f64())]
+    Timeout { waited: Duration },
+    #[error("the guest closed the shell connection")]
+    Eof,
+    #[error("I/O error on the shell socket")]
+    Io(#[from] io::Error),
+    #[error("unexpected reply from the guest shell: {0}")]
+    Protocol(String),
+    #[error("the guest shell is still busy with an earlier command that never finished")]
+    Busy,
+    #[error(transparent)]
+    Stopped(#[from] StopReason),
+}
+
+/// A finished command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// Exit status of the first pipeline element (`timeout` → 124 when it fired).
+    pub status: i32,
+    pub stdout: Vec<u8>,
+}
+
+impl Reply {
+    /// The output as text; the flag tells whether invalid UTF-8 was replaced.
+    pub fn text(&self) -> (String, bool) {
+        match String::from_utf8(self.stdout.clone()) {
+            Ok(s) => (s, false),
+            Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
+        }
+    }
+}
+
+/// Client side of one backdoor connection.
+pub struct Shell {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    /// A reply is still outstanding from a command the host gave up on.
+    desynced: bool,
+    /// The newline after the ready marker may still be in flight.
+    skip_newline: bool,
+    syncs: u64,
+}
+
+impl Shell {
+    pub fn new(stream: UnixStream) -> Shell {
+        Shell { stream, buf: Vec::new(), desynced: false, skip_newline: false, syncs: 0 }
+    }
+
+    /// Reads one chunk into the buffer, waiting at most until `deadline`.
+    fn fill(&mut self, deadline: Instant, abort: &Abort, started: Instant) -> Result<usize, ShellError> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            abort.check()?;
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(ShellError::Timeout { waited: now - started });
+            }
+            self.stream.set_read_timeout(Some((deadline - now).clamp(Duration::from_millis(1), SLICE)))?;
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err(ShellError::Eof),
+                Ok(n) => {
+                    let mut data = &chunk[..n];
+                    if self.skip_newline {
+                        self.skip_newline = false;
+                        if data.first() == Some(&b'\n') {
+                            data = &data[1..];
+                        }
+                    }
+                    self.buf.extend_from_slice(data);
+                    return Ok(n);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Waits for the ready marker. The marker may arrive split across reads
+    /// and after arbitrary noise; everything up to it is discarded.
+    /// `on_chunk` sees the raw bytes (for debug logging).
+    pub fn wait_ready(
+        &mut self,
+        deadline: Instant,
+        abort: &Abort,
+        mut on_chunk: impl FnMut(&[u8]),
+    ) -> Result<(), ShellError> {
+        let started = Instant::now();
+        loop {
+            if let Some(pos) = find(&self.buf, READY_MARKER) {
+                let mut rest = self.buf.split_off(pos + READY_MARKER.len());
+                if rest.first() == Some(&b'\n') {
+                    rest.remove(0);
+                } else if rest.is_empty() {
+                    self.skip_newline = true;
+                }
+                self.buf = rest;
+                self.desynced = false;
+                return Ok(());
+            }
+            let keep = READY_MARKER.len() - 1;
+            if self.buf.len() > keep {
+                self.buf.drain(..self.buf.len() - keep);
+            }
+            let before = self.buf.len();
+            self.fill(deadline, abort, started)?;
+            on_chunk(&self.buf[before..]);
+        }
+    }
+
+    fn read_line(&mut self, deadline: Instant, abort: &Abort) -> Result<Vec<u8>, ShellError> {
+        let started = Instant::now();
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
+                line.pop();
+                return Ok(line);
+            }
+            self.fill(deadline, abort, started)?;
+        }
+    }
+
+    fn send(&mut self, text: &str) -> Result<(), ShellError> {
+        self.stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+        self.stream.write_all(text.as_bytes()).map_err(|e| match e.kind() {
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => ShellError::Eof,
+            _ => ShellError::Io(e),
+        })
+    }
+
+    /// Writes a raw line that expects no reply (`poweroff`).
+    pub fn send_raw(&mut self, line: &str) -> Result<(), ShellError> {
+        self.send(line)
+    }
+
+    /// Runs `command` in the guest. `guest_timeout` bounds it inside the
+    /// guest; `deadline` bounds the host's wait for the reply. After a host
+    /// timeout the connection is marked out of sync and the next call first
+    /// waits for the stale reply to drain.
+    pub fn execute(
+        &mut self,
+        command: &str,
+        guest_timeout: Option<u64>,
+        deadline: Instant,
+        abort: &Abort,
+    ) -> Result<Reply, ShellError> {
+        if self.desynced {
+            self.resync(deadline, abort)?;
+        }
+        self.desynced = true;
+        self.send(&frame_command(command, guest_timeout))?;
+        let line = self.read_line(deadline, abort)?;
+        let stdout = decode_base64(&line)?;
+        self.send("echo ${PIPESTATUS[0]}\n")?;
+        let status_line = self.read_line(deadline, abort)?;
+        let text = String::from_utf8_lossy(&status_line);
+        let status = text.trim().parse::<i32>().map_err(|_| {
+            ShellError::Protocol(format!("expected an exit status, got {:?}", truncate(&text, 200)))
+        })?;
+        self.desynced = false;
+        Ok(Reply { status, stdout })
+    }
+
+    /// Whether an earlier command is still outstanding.
+    pub fn is_desynced(&self) -> bool {
+        self.desynced
+    }
+
+    fn resync(&mut self, deadline: Instant, abort: &Abort) -> Result<(), ShellError> {
+        self.syncs += 1;
+        let token = format!("nixvm-sync-{}-{}", std::process::id(), self.syncs);
+        self.send(&format!("echo {token}\n"))?;
+        loop {
+            match self.read_line(deadline, abort) {
+                Ok(line) if line == token.as_bytes() => {
+                    self.desynced = false;
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(ShellError::Timeout { .. }) => return Err(ShellError::Busy),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Decodes the reply line like Python's lenient `b64decode`: characters
+/// outside the alphabet (a stray `\r`) are ignored.
+fn decode_base64(line: &[u8]) -> Result<Vec<u8>, ShellError> {
+    let clean: Vec<u8> = line
+        .iter()
+        .copied()
+        .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+        .collect();
+    base64::engine::general_purpose::STANDARD.decode(&clean).map_err(|e| {
+        ShellError::Protocol(format!(
+            "the output line is not base64 ({e}): {:?}",
+            truncate(&String::from_utf8_lossy(line), 200)
+        ))
+    })
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_like_python_shlex() {
+        // Expected values computed with Python's shlex.quote.
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("abc-./_@%+=:,9"), "abc-./_@%+=:,9");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\"'\"'s'");
+        assert_eq!(shell_quote("$HOME"), "'$HOME'");
+        assert_eq!(shell_quote("é"), "'é'");
+    }
+
+    #[test]
+    fn frames_like_the_stock_driver() {
+        assert_eq!(
+            frame_command("echo hi", Some(5)),
+            "timeout 5 bash -c 'set -euo pipefail; echo hi' | (base64 -w 0; echo)\n"
+        );
+        assert_eq!(frame_command("true", None), " bash -c 'set -euo pipefail; true' | (base64 -w 0; echo)\n");
+    }
+
+    #[test]
+    fn decodes_leniently() {
+        assert_eq!(decode_base64(b"aGk=\r").unwrap(), b"hi");
+        assert!(decode_base64(b"a").is_err());
+    }
+
+    fn pair() -> (Shell, UnixStream) {
+        let (a, b) = UnixStream::pair().unwrap();
+        (Shell::new(a), b)
+    }
+
+    #[test]
+    fn finds_a_split_marker_after_noise() {
+        let (mut shell, mut guest) = pair();
+        let t = std::thread::spawn(move || {
+            guest.write_all(b"connecting to host...\nnoise Spawning back").unwrap();
+            std::thread::sleep(Duration::from_millis(30));
+            guest.write_all(b"door root shell...").unwrap();
+            std::thread::sleep(Duration::from_millis(30));
+            guest.write_all(b"\n").unwrap();
+            guest
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        shell.wait_ready(deadline, &Abort::never(), |_| {}).unwrap();
+        let mut guest = t.join().unwrap();
+        // The newline that followed the marker must not leak into the next reply.
+        guest.write_all(b"aGk=\n0\n").unwrap();
+        let reply = shell.execute("echo hi", Some(3), deadline, &Abort::never()).unwrap();
+        assert_eq!(reply, Reply { status: 0, stdout: b"hi".to_vec() });
+    }
+
+    #[test]
+    fn eof_is_reported() {
+        let (mut shell, guest) = pair();
+        drop(guest);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let err = shell.execute("true", Some(1), deadline, &Abort::never()).unwrap_err();
+        assert!(matches!(err, ShellError::Eof), "{err:?}");
+    }
+
+    #[test]
+    fn host_deadline_then_resync() {
+        let (mut shell, mut guest) = pair();
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let err = shell.execute("sleep 100", Some(100), deadline, &Abort::never()).unwrap_err();
+        assert!(matches!(err, ShellError::Timeout { .. }), "{err:?}");
+        assert!(shell.is_desynced());
+        // The stale reply arrives, then the sync token is echoed back.
+        let t = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut b = [0u8; 1];
+            while !got.ends_with(b"nixvm-sync") {
+                guest.read_exact(&mut b).unwrap();
+                got.push(b[0]);
+            }
+            let mut rest = Vec::new();
+            while !rest.ends_with(b"\n") {
+                guest.read_exact(&mut b).unwrap();
+                rest.push(b[0]);
+            }
+            let token = format!("nixvm-sync{}", String::from_utf8_lossy(&rest));
+            guest.write_all(format!("c3RhbGU=\n{token}").as_bytes()).unwrap();
+            guest.write_all(b"b2s=\n0\n").unwrap();
+            guest
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let reply = shell.execute("echo ok", Some(3), deadline, &Abort::never()).unwrap();
+        assert_eq!(reply.stdout, b"ok");
+        t.join().unwrap();
+    }
+}

@@ -1,0 +1,571 @@
+//! Executing one plan step: the guest commands are the stock `Machine`
+//! methods' (reference §4), the waits poll fast (50 ms backoff capped at
+//! 100 ms, so a wait ends within about 0.2 s of its condition) and every step's timeout bounds its wall time, each probe's guest
+//! `timeout` included.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use regex::Regex;
+
+use super::abort::{Abort, StopReason};
+use super::console::ConsoleWait;
+use super::events::{Detail, Failure};
+use super::log::Log;
+use super::shell::{Reply, ShellError, shell_quote};
+use super::vm::{Machine, VmError};
+use crate::codegen::commands::{file_probe_command, http_command, port_probe_command, split_http_output};
+use crate::spec::{Action, Expect, Step};
+
+/// Extra time the host waits for a reply after the guest-side `timeout`
+/// should have ended the command.
+pub const REPLY_MARGIN: Duration = Duration::from_secs(2);
+/// First pause between two probes of a wait.
+const POLL_START: Duration = Duration::from_millis(50);
+/// Longest pause between two probes.
+const POLL_MAX: Duration = Duration::from_millis(100);
+/// Bound of the diagnostic commands run after a unit wait failed.
+const DIAGNOSTIC_TIMEOUT: u64 = 10;
+
+/// Why a step did not pass.
+#[derive(Debug)]
+pub enum StepError {
+    /// The checked condition did not hold (exit code 1).
+    Failed(Box<Failure>),
+    /// The VM is gone or unusable (exit code 5).
+    Vm(Box<Failure>),
+    /// The run was stopped (signal or global timeout).
+    Stopped(StopReason),
+}
+
+impl StepError {
+    fn failed(f: Failure) -> StepError {
+        StepError::Failed(Box::new(f))
+    }
+}
+
+/// What a step needs from the run.
+pub struct StepCtx<'a> {
+    pub machines: &'a mut BTreeMap<String, Machine>,
+    pub abort: &'a Abort,
+    pub out_dir: &'a Path,
+    pub log: &'a Log,
+}
+
+type StepResult = Result<(), StepError>;
+
+/// Runs one leaf step (subtests are walked by the runner).
+pub fn run_step(ctx: &mut StepCtx<'_>, step: &Step) -> StepResult {
+    let timeout = step.effective_timeout().map(Duration::from_secs_f64);
+    let deadline = Instant::now() + timeout.unwrap_or(Duration::from_secs(3600));
+    if let Action::Sleep { seconds } = &step.action {
+        return ctx.abort.sleep(Duration::from_secs_f64(seconds.max(0.0))).map_err(StepError::Stopped);
+    }
+    let node = step.node.clone().unwrap_or_default();
+    let Some(machine) = ctx.machines.get_mut(&node) else {
+        return Err(StepError::failed(Failure::new(format!(
+            "the plan names node `{node}`, which is not configured"
+        ))));
+    };
+    let mut run = Runner { m: machine, abort: ctx.abort, deadline, step_timeout: timeout, log: ctx.log };
+    match &step.action {
+        Action::WaitForUnit { unit, user } => run.wait_for_unit(unit, user.as_deref()),
+        Action::WaitForOpenPort { port, addr } => {
+            let cmd = port_probe_command(*port, addr.as_deref());
+            run.wait_status(&cmd, true, &format!("TCP port {port} did not open"))
+        }
+        Action::WaitForClosedPort { port, addr } => {
+            let cmd = port_probe_command(*port, addr.as_deref());
+            run.wait_status(&cmd, false, &format!("TCP port {port} did not close"))
+        }
+        Action::WaitForFile { path } => {
+            run.wait_status(&file_probe_command(path), true, &format!("file '{path}' did not appear"))
+        }
+        Action::WaitForConsoleText { regex } => run.wait_for_console(regex),
+        Action::Succeed { command, expect } => run.succeed(command, expect),
+        Action::Fail { command } => run.fail(command),
+        Action::WaitUntilSucceeds { command, expect } => run.wait_until(command, Some(expect)),
+        Action::WaitUntilFails { command } => run.wait_until(command, None),
+        Action::Http { url, status, contains } => run.http(url, *status, contains.as_deref()),
+        Action::Start => {
+            run.m.start(deadline, run.abort).map_err(|e| run.vm_error(e, None))?;
+            run.m.connect(deadline, run.abort).map_err(|e| run.vm_error(e, None))
+        }
+        Action::Shutdown => run.m.shutdown(deadline, run.abort).map_err(|e| run.vm_error(e, None)),
+        Action::Crash => run.m.crash(deadline, run.abort).map_err(|e| run.vm_error(e, None)),
+        Action::Reboot => run.m.reboot(deadline, run.abort).map_err(|e| run.vm_error(e, None)),
+        Action::Block => run.monitor("set_link virtio-net-pci.1 off"),
+        Action::Unblock => run.monitor("set_link virtio-net-pci.1 on"),
+        Action::CopyFromVm { source, target_dir } => {
+            run.copy_from_vm(source, target_dir.as_deref(), ctx.out_dir)
+        }
+        Action::Screenshot { name } => run.screenshot(name, ctx.out_dir),
+        Action::Sleep { .. } | Action::Subtest { .. } => Ok(()),
+    }
+}
+
+struct Runner<'a> {
+    m: &'a mut Machine,
+    abort: &'a Abort,
+    deadline: Instant,
+    step_timeout: Option<Duration>,
+    log: &'a Log,
+}
+
+/// Whole seconds for the guest-side `timeout` (at least 1; `timeout` in
+/// busybox guests takes integers only).
+fn guest_secs(d: Duration) -> u64 {
+    d.as_secs().max(1)
+}
+
+impl Runner<'_> {
+    fn node(&self) -> String {
+        self.m.name().to_owned()
+    }
+
+    fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    fn timeout_secs(&self) -> f64 {
+        self.step_timeout.map_or(0.0, |t| t.as_secs_f64())
+    }
+
+    /// Turns a VM error into a step error, with the console tail attached.
+    fn vm_error(&self, err: VmError, command: Option<&str>) -> StepError {
+        if let VmError::Stopped(r) = err {
+            return StepError::Stopped(r);
+        }
+        let vm_failure = err.is_vm_failure();
+        let message = match &err {
+            VmError::Shell { source: ShellError::Timeout { waited }, .. } => format!(
+                "node {}: no reply from the guest within {:.1} seconds although the guest-side `timeout` should \
+                 have ended the command: most likely a background process keeps the command's stdout open; \
+                 redirect its output (`cmd >/dev/null 2>&1 &`). Otherwise the guest is unresponsive.",
+                self.node(),
+                waited.as_secs_f64()
+            ),
+            _ => err.to_string(),
+        };
+        let mut f = Failure::new(message);
+        f.node = Some(self.node());
+        f.command = command.map(str::to_owned);
+        if !matches!(err, VmError::StartScriptExited { .. } | VmError::Exited { .. }) {
+            f.console = self.m.console_tail();
+        }
+        if vm_failure { StepError::Vm(Box::new(f)) } else { StepError::failed(f) }
+    }
+
+    fn failure(&self, message: String, command: Option<&str>, reply: Option<&Reply>) -> Failure {
+        let mut f = Failure::new(message);
+        f.node = Some(self.node());
+        f.command = command.map(str::to_owned);
+        if let Some(r) = reply {
+            let (text, lossy) = r.text();
+            f.exit_status = Some(r.status);
+            f.output = Some(text);
+            f.output_lossy = lossy;
+        }
+        f.console = self.m.console_tail();
+        f
+    }
+
+    /// One command bounded by the step: the guest `timeout` is the time
+    /// left, the host waits [`REPLY_MARGIN`] longer.
+    fn exec(&mut self, command: &str) -> Result<Reply, StepError> {
+        let guest = guest_secs(self.remaining());
+        let host_deadline = self.deadline + REPLY_MARGIN;
+        self.m
+            .execute(command, Some(guest), host_deadline, self.abort)
+            .map_err(|e| self.vm_error(e, Some(command)))
+    }
+
+    /// Probes until `probe` yields a value or the deadline passes.
+    fn poll<T>(
+        &mut self,
+        mut probe: impl FnMut(&mut Self) -> Result<Option<T>, StepError>,
+    ) -> Result<Option<T>, StepError> {
+        let mut pause = POLL_START;
+        loop {
+            if let Some(v) = probe(self)? {
+                return Ok(Some(v));
+            }
+            let left = self.remaining();
+            if left.is_zero() {
+                return Ok(None);
+            }
+            self.abort.sleep(pause.min(left)).map_err(StepError::Stopped)?;
+            pause = (pause * 3 / 2).min(POLL_MAX);
+        }
+    }
+
+    fn systemctl(&self, query: &str, user: Option<&str>) -> String {
+        match user {
+            None => format!("systemctl {query}"),
+            Some(u) => {
+                let q = query.replace('\'', "\\'");
+                format!(
+                    "su -l {u} --shell /bin/sh -c $'XDG_RUNTIME_DIR=/run/user/`id -u` systemctl --user {q}'"
+                )
+            }
+        }
+    }
+
+    fn active_state(&mut self, unit: &str, user: Option<&str>) -> Result<String, StepError> {
+        let cmd = self.systemctl(&format!("--no-pager show \"{unit}\""), user);
+        let reply = self.exec(&cmd)?;
+        if reply.status != 0 {
+            let who = user.map(|u| format!(" under user \"{u}\"")).unwrap_or_default();
+            let msg = format!(
+                "retrieving systemctl info for unit \"{unit}\"{who} failed with exit code {}",
+                reply.status
+            );
+            return Err(StepError::failed(self.failure(msg, Some(&cmd), Some(&reply))));
+        }
+        let (text, _) = reply.text();
+        Ok(text.lines().find_map(|l| l.strip_prefix("ActiveState=")).unwrap_or("").trim().to_owned())
+    }
+
+    fn wait_for_unit(&mut self, unit: &str, user: Option<&str>) -> StepResult {
+        let result = self.poll(|r| {
+            let state = r.active_state(unit, user)?;
+            match state.as_str() {
+                "active" => Ok(Some(())),
+                "failed" => Err(StepError::failed(r.failure(
+                    format!("unit \"{unit}\" reached state \"failed\""),
+                    None,
+                    None,
+                ))),
+                "inactive" => {
+                    let jobs = r.exec("systemctl list-jobs --full 2>&1")?;
+                    if jobs.text().0.contains("No jobs") && r.active_state(unit, user)? == "inactive" {
+                        let msg = format!("unit \"{unit}\" is inactive and there are no pending jobs");
+                        return Err(StepError::failed(r.failure(msg, None, None)));
+                    }
+                    Ok(None)
+                }
+                _ => Ok(None),
+            }
+        });
+        let err = match result {
+            Ok(Some(())) => return Ok(()),
+            Ok(None) => StepError::failed(self.failure(
+                format!("unit \"{unit}\" did not become active within {:.1} seconds", self.timeout_secs()),
+                None,
+                None,
+            )),
+            Err(e) => e,
+        };
+        Err(match err {
+            StepError::Failed(mut f) => {
+                f.details = self.unit_diagnostics(unit, user);
+                StepError::Failed(f)
+            }
+            other => other,
+        })
+    }
+
+    /// `systemctl status` and the unit's journal, best effort.
+    fn unit_diagnostics(&mut self, unit: &str, user: Option<&str>) -> Vec<Detail> {
+        let q = shell_quote(unit);
+        let cmds = [
+            (
+                format!("systemctl status {unit}"),
+                self.systemctl(&format!("--no-pager status {q}"), user) + " 2>&1",
+            ),
+            (
+                format!("journalctl -u {unit} -n 30"),
+                match user {
+                    None => format!("journalctl --no-pager -u {q} -n 30 2>&1"),
+                    Some(_) => format!("journalctl --no-pager --user-unit {q} -n 30 2>&1"),
+                },
+            ),
+        ];
+        let mut out = Vec::new();
+        for (title, cmd) in cmds {
+            let deadline = Instant::now() + Duration::from_secs(DIAGNOSTIC_TIMEOUT) + REPLY_MARGIN;
+            if let Ok(reply) = self.m.execute(&cmd, Some(DIAGNOSTIC_TIMEOUT), deadline, self.abort) {
+                out.push(Detail { title, text: reply.text().0 });
+            }
+        }
+        out
+    }
+
+    /// Waits until `command` exits 0 (`want_success`) or non-zero.
+    fn wait_status(&mut self, command: &str, want_success: bool, what: &str) -> StepResult {
+        let mut last = None;
+        let done = self.poll(|r| {
+            let reply = r.exec(command)?;
+            let ok = (reply.status == 0) == want_success;
+            last = Some(reply);
+            Ok(ok.then_some(()))
+        })?;
+        if done.is_some() {
+            return Ok(());
+        }
+        let msg = format!("{what} within {:.1} seconds", self.timeout_secs());
+        Err(StepError::failed(self.failure(msg, Some(command), last.as_ref())))
+    }
+
+    fn wait_for_console(&mut self, pattern: &str) -> StepResult {
+        let re = Regex::new(pattern).map_err(|e| {
+            StepError::failed(self.failure(
+                format!("invalid regular expression `{pattern}`: {e}"),
+                None,
+                None,
+            ))
+        })?;
+        match self.m.console().wait_for(&re, self.deadline, self.abort) {
+            Ok(ConsoleWait::Found(_)) => Ok(()),
+            Ok(ConsoleWait::TimedOut) => Err(StepError::failed(self.failure(
+                format!(
+                    "console text matching `{pattern}` did not appear within {:.1} seconds",
+                    self.timeout_secs()
+                ),
+                None,
+                None,
+            ))),
+            Err(r) => Err(StepError::Stopped(r)),
+        }
+    }
+
+    fn succeed(&mut self, command: &str, expect: &Expect) -> StepResult {
+        let reply = self.exec(command)?;
+        match check_expect(command, &reply, expect) {
+            Ok(()) => Ok(()),
+            Err(msg) => {
+                Err(StepError::failed(self.failure(self.timed_out(msg, &reply), Some(command), Some(&reply))))
+            }
+        }
+    }
+
+    /// Adds a note when the guest-side `timeout` ended the command.
+    fn timed_out(&self, msg: String, reply: &Reply) -> String {
+        if reply.status == 124 && self.remaining() <= Duration::from_secs(1) {
+            format!(
+                "{msg}; the step's timeout of {:.1} seconds ended it (guest-side `timeout`)",
+                self.timeout_secs()
+            )
+        } else {
+            msg
+        }
+    }
+
+    fn fail(&mut self, command: &str) -> StepResult {
+        let reply = self.exec(command)?;
+        if reply.status == 0 {
+            let msg = format!("command `{command}` unexpectedly succeeded");
+            return Err(StepError::failed(self.failure(msg, Some(command), Some(&reply))));
+        }
+        Ok(())
+    }
+
+    /// `waitUntilSucceeds` (with `expect`) / `waitUntilFails` (without).
+    fn wait_until(&mut self, command: &str, expect: Option<&Expect>) -> StepResult {
+        let mut last: Option<(Reply, String)> = None;
+        let done = self.poll(|r| {
+            let reply = r.exec(command)?;
+            let verdict = match expect {
+                Some(e) => check_expect(command, &reply, e),
+                None if reply.status != 0 => Ok(()),
+                None => Err(format!("command `{command}` succeeded")),
+            };
+            match verdict {
+                Ok(()) => Ok(Some(())),
+                Err(why) => {
+                    last = Some((reply, why));
+                    Ok(None)
+                }
+            }
+        })?;
+        if done.is_some() {
+            return Ok(());
+        }
+        let goal = if expect.is_some() { "succeed" } else { "fail" };
+        let mut msg = format!("command `{command}` did not {goal} within {:.1} seconds", self.timeout_secs());
+        if let Some((_, why)) = &last {
+            msg.push_str(&format!(" (last attempt: {why})"));
+        }
+        Err(StepError::failed(self.failure(msg, Some(command), last.as_ref().map(|(r, _)| r))))
+    }
+
+    fn http(&mut self, url: &str, status: u16, contains: Option<&str>) -> StepResult {
+        let cmd = http_command(url);
+        let reply = self.exec(&cmd)?;
+        let fail = |r: &Self, msg: String| StepError::failed(r.failure(msg, Some(&cmd), Some(&reply)));
+        if reply.status != 0 {
+            let msg =
+                self.timed_out(format!("request to {url} failed (curl exit code {})", reply.status), &reply);
+            return Err(fail(self, msg));
+        }
+        let (text, _) = reply.text();
+        let Some((body, code)) = split_http_output(&text) else {
+            return Err(fail(self, format!("cannot find the HTTP status in curl's output for {url}")));
+        };
+        if code.trim() != status.to_string() {
+            return Err(fail(
+                self,
+                format!("{url} answered with HTTP status {}, expected {status}", code.trim()),
+            ));
+        }
+        if let Some(needle) = contains {
+            if !body.contains(needle) {
+                return Err(fail(self, format!("the response body of {url} does not contain `{needle}`")));
+            }
+        }
+        Ok(())
+    }
+
+    fn monitor(&mut self, command: &str) -> StepResult {
+        self.m
+            .monitor(command, self.deadline, self.abort)
+            .map(drop)
+            .map_err(|e| self.vm_error(e, Some(command)))
+    }
+
+    /// Copies through the shared directory: the guest's `/tmp/shared` is the
+    /// host's `<tmp>/shared-xchg` (§4.7).
+    fn copy_from_vm(&mut self, source: &str, target_dir: Option<&str>, out_dir: &Path) -> StepResult {
+        let shared = self.m.shared_dir();
+        let io_fail = |r: &Self, what: String, e: std::io::Error| {
+            StepError::failed(r.failure(format!("{what}: {e}"), None, None))
+        };
+        std::fs::create_dir_all(&shared)
+            .map_err(|e| io_fail(self, format!("cannot create {}", shared.display()), e))?;
+        let tmp = tempfile::Builder::new()
+            .prefix("copy-")
+            .tempdir_in(&shared)
+            .map_err(|e| io_fail(self, format!("cannot create a directory in {}", shared.display()), e))?;
+        let rel = tmp.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let base =
+            Path::new(source).file_name().map(|n| n.to_string_lossy().into_owned()).ok_or_else(|| {
+                StepError::failed(self.failure(format!("`{source}` names no file"), None, None))
+            })?;
+        let guest_dir = format!("/tmp/shared/{rel}");
+        let cmd = format!(
+            "mkdir -p {} && cp -r {} {}",
+            shell_quote(&guest_dir),
+            shell_quote(source),
+            shell_quote(&format!("{guest_dir}/{base}"))
+        );
+        let reply = self.exec(&cmd)?;
+        if reply.status != 0 {
+            let msg = format!("copying `{source}` out of the VM failed (exit code {})", reply.status);
+            return Err(StepError::failed(self.failure(msg, Some(&cmd), Some(&reply))));
+        }
+        let target = out_dir.join(target_dir.unwrap_or("")).join(&base);
+        copy_tree(&tmp.path().join(&base), &target)
+            .map_err(|e| io_fail(self, format!("cannot copy to {}", target.display()), e))?;
+        self.log.info(Some(&self.node()), &format!("copied {source} to {}", target.display()));
+        Ok(())
+    }
+
+    fn screenshot(&mut self, name: &str, out_dir: &Path) -> StepResult {
+        let file = if name.contains('.') { name.to_owned() } else { format!("{name}.png") };
+        let target = out_dir.join(&file);
+        let ppm = self.m.state_dir().join("screenshot.ppm");
+        self.monitor(&format!("screendump {}", ppm.display()))?;
+        let fail = |r: &Self, msg: String| StepError::failed(r.failure(msg, None, None));
+        let converted =
+            std::process::Command::new("pnmtopng").arg(&ppm).stderr(std::process::Stdio::inherit()).output();
+        match converted {
+            Ok(out) if out.status.success() => crate::fsutil::write_atomic(&target, &out.stdout)
+                .map_err(|e| fail(self, format!("cannot write {}: {e}", target.display()))),
+            Ok(out) => {
+                Err(fail(self, format!("Cannot convert screenshot (pnmtopng exited with {})", out.status)))
+            }
+            Err(_) => {
+                let kept = target.with_extension("ppm");
+                std::fs::copy(&ppm, &kept)
+                    .map(drop)
+                    .map_err(|e| fail(self, format!("cannot write {}: {e}", kept.display())))?;
+                self.log.warning(
+                    Some(&self.node()),
+                    &format!("pnmtopng is missing; kept the raw screendump as {}", kept.display()),
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Checks a reply against `expect` (exit code default 0).
+pub fn check_expect(command: &str, reply: &Reply, expect: &Expect) -> Result<(), String> {
+    let want = expect.exit_code.unwrap_or(0);
+    if reply.status != want {
+        return Err(if expect.exit_code.is_none() {
+            format!("command `{command}` failed (exit code {})", reply.status)
+        } else {
+            format!("command `{command}` exited with {}, expected {want}", reply.status)
+        });
+    }
+    let (out, _) = reply.text();
+    if let Some(needle) = &expect.contains {
+        if !out.contains(needle.as_str()) {
+            return Err(format!("the output of `{command}` does not contain `{needle}`"));
+        }
+    }
+    if let Some(eq) = &expect.equals {
+        if out.trim_end_matches('\n') != eq.trim_end_matches('\n') {
+            return Err(format!("the output of `{command}` is not `{eq}`"));
+        }
+    }
+    if let Some(pattern) = &expect.matches {
+        let re = Regex::new(pattern).map_err(|e| format!("invalid regular expression `{pattern}`: {e}"))?;
+        if !re.is_match(&out) {
+            return Err(format!("the output of `{command}` does not match `{pattern}`"));
+        }
+    }
+    Ok(())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    if from.is_dir() {
+        std::fs::create_dir_all(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+        Ok(())
+    } else {
+        std::fs::copy(from, to).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(status: i32, out: &str) -> Reply {
+        Reply { status, stdout: out.as_bytes().to_vec() }
+    }
+
+    #[test]
+    fn expectations() {
+        let e = Expect { contains: Some("Healthy".into()), ..Expect::default() };
+        assert!(check_expect("c", &reply(0, "all Healthy\n"), &e).is_ok());
+        assert_eq!(
+            check_expect("c", &reply(0, "sick"), &e).unwrap_err(),
+            "the output of `c` does not contain `Healthy`"
+        );
+        assert_eq!(
+            check_expect("c", &reply(3, ""), &Expect::default()).unwrap_err(),
+            "command `c` failed (exit code 3)"
+        );
+        let e = Expect { exit_code: Some(3), equals: Some("x".into()), ..Expect::default() };
+        assert!(check_expect("c", &reply(3, "x\n\n"), &e).is_ok());
+        assert!(check_expect("c", &reply(0, "x"), &e).is_err());
+        let e = Expect { matches: Some("^v[0-9]+$".into()), ..Expect::default() };
+        assert!(check_expect("c", &reply(0, "v12"), &e).is_ok());
+    }
+
+    #[test]
+    fn guest_timeout_is_whole_seconds() {
+        assert_eq!(guest_secs(Duration::from_millis(300)), 1);
+        assert_eq!(guest_secs(Duration::from_millis(2900)), 2);
+    }
+}

@@ -1,0 +1,160 @@
+//! VLANs: one `vde_switch` hub per VLAN number (reference §5.1). Its control
+//! directory is exported to the start scripts as `QEMU_VDE_SOCKET_<n>`.
+
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::log::Log;
+use super::os;
+
+/// How long `vde_switch` gets to answer `showinfo`.
+pub const SWITCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a switch could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum VlanError {
+    #[error("vlan {nr}: failed to run `vde_switch` (is vde2 installed?)")]
+    Spawn {
+        nr: u32,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "vlan {nr}: `vde_switch` did not answer `showinfo` with `1000 Success` within {secs} seconds{}",
+        describe(output)
+    )]
+    NoAnswer { nr: u32, secs: u64, output: String },
+    #[error("vlan {nr}: control socket {} is missing after start", path.display())]
+    NoSocket { nr: u32, path: PathBuf },
+}
+
+fn describe(output: &str) -> String {
+    if output.trim().is_empty() { String::new() } else { format!("; it said: {}", output.trim()) }
+}
+
+/// `<tmp>/vde<n>.ctl`.
+pub fn socket_dir(tmp_dir: &Path, nr: u32) -> PathBuf {
+    tmp_dir.join(format!("vde{nr}.ctl"))
+}
+
+/// A running switch.
+pub struct Vlan {
+    pub nr: u32,
+    pub socket_dir: PathBuf,
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl Vlan {
+    /// Starts the switch and waits for it to answer.
+    pub fn start(nr: u32, tmp_dir: &Path, log: &Log) -> Result<Vlan, VlanError> {
+        let socket_dir = socket_dir(tmp_dir, nr);
+        log.info(None, "start vlan");
+        let mut cmd = Command::new("vde_switch");
+        cmd.arg("--sock")
+            .arg(&socket_dir)
+            .args(["--dirmode", "0700", "--hub"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = os::spawn_in_group(&mut cmd).map_err(|source| VlanError::Spawn { nr, source })?;
+        let mut stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        let answered = match (stdin.as_mut(), stdout) {
+            (Some(input), Some(out)) => {
+                input.write_all(b"showinfo\n").and_then(|()| input.flush()).ok().map(|()| wait_success(out))
+            }
+            _ => None,
+        };
+        let ok = match answered {
+            Some((true, _)) => true,
+            Some((false, output)) => {
+                let _ = os::terminate_group(&mut child, Duration::from_secs(1));
+                return Err(VlanError::NoAnswer { nr, secs: SWITCH_TIMEOUT.as_secs(), output });
+            }
+            None => false,
+        };
+        let ctl = socket_dir.join("ctl");
+        if !ok || !ctl.exists() {
+            let _ = os::terminate_group(&mut child, Duration::from_secs(1));
+            return Err(VlanError::NoSocket { nr, path: ctl });
+        }
+        log.info(None, &format!("running vlan (pid {}; ctl {})", child.id(), socket_dir.display()));
+        Ok(Vlan { nr, socket_dir, child, stdin })
+    }
+
+    /// The variable a start script reads.
+    pub fn env(&self) -> (OsString, OsString) {
+        (format!("QEMU_VDE_SOCKET_{}", self.nr).into(), self.socket_dir.clone().into_os_string())
+    }
+
+    /// Closes stdin, then SIGTERM, grace period, SIGKILL.
+    pub fn stop(mut self, grace: Duration, log: &Log) {
+        log.info(None, &format!("kill vlan (pid {})", self.child.id()));
+        self.stdin.take();
+        if let Err(e) = os::terminate_group(&mut self.child, grace) {
+            log.warning(None, &format!("Error during cleanup of vlan{}: {e}", self.nr));
+        }
+    }
+}
+
+impl Drop for Vlan {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = os::signal_group(self.child.id(), libc::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Reads the switch's stdout in a thread until `1000 Success` (bounded by
+/// [`SWITCH_TIMEOUT`]); returns whether it came and what was read.
+fn wait_success(mut out: impl Read + Send + 'static) -> (bool, String) {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 1024];
+        loop {
+            match out.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    seen.extend_from_slice(&chunk[..n]);
+                    if String::from_utf8_lossy(&seen).contains("1000 Success") {
+                        let _ = tx.send((true, String::from_utf8_lossy(&seen).into_owned()));
+                        // Keep draining so the switch never blocks on a full pipe.
+                        while matches!(out.read(&mut chunk), Ok(n) if n > 0) {}
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = tx.send((false, String::from_utf8_lossy(&seen).into_owned()));
+    });
+    rx.recv_timeout(SWITCH_TIMEOUT).unwrap_or((false, String::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::log::Level;
+
+    #[test]
+    fn starts_and_stops_a_switch() {
+        if !crate::driver::testing::require("vde_switch", "VLAN switches") {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let (log, _) = Log::capture(Level::Info);
+        let vlan = Vlan::start(1, tmp.path(), &log).unwrap();
+        assert!(vlan.socket_dir.join("ctl").exists());
+        assert_eq!(vlan.env().0, "QEMU_VDE_SOCKET_1");
+        let pid = vlan.child.id() as i32;
+        vlan.stop(Duration::from_secs(2), &log);
+        // SAFETY: signal 0 only probes for existence.
+        assert_ne!(unsafe { libc::kill(pid, 0) }, 0, "switch must be gone");
+    }
+}

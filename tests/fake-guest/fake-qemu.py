@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""A fake QEMU + guest for nixvm-driver's unit tests (no VM involved).
+
+It understands the arguments the driver appends to a start script, connects
+to the driver's `monitor` and `shell` sockets like QEMU does, serves `qmp`,
+prints "serial console" lines on stdout, sends the backdoor's ready marker
+(after noise, split across writes) and then proxies the shell socket to a
+local `bash --norc`, which runs the driver's framed commands for real.
+
+Commands run ON THE HOST, so `poweroff` and friends are intercepted (the
+`poweroff` line itself, and stub executables first on PATH).
+
+Behaviour switches (environment, usually prefixed to the start script):
+  FAKE_EXIT=N          print a few lines and exit N before connecting
+  FAKE_BOOT_DELAY=S    seconds between connecting and the ready marker
+  FAKE_NO_MARKER=1     never send the marker
+  FAKE_DIE_ON=TEXT     exit 3 0.2 s after a shell line containing TEXT
+  FAKE_UNITS=DIR       directory of unit states for the stub `systemctl`
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def arg_after(flag):
+    args = sys.argv[1:]
+    for i, a in enumerate(args[:-1]):
+        if a == flag:
+            return args[i + 1]
+    return None
+
+
+def serial(line):
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def die(code):
+    sys.stdout.flush()
+    os._exit(code)
+
+
+def serve_qmp(path):
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(4)
+
+    def client(conn):
+        conn.sendall(b'{"QMP": {"version": {"qemu": {"major": 7}}, "capabilities": []}}\n')
+        f = conn.makefile("rb")
+        for _ in f:
+            conn.sendall(b'{"return": {}}\n')
+
+    def loop():
+        while True:
+            conn, _ = srv.accept()
+            threading.Thread(target=client, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=loop, daemon=True).start()
+
+
+def serve_monitor(path):
+    mon = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    mon.connect(path)
+    mon.sendall(b"QEMU 7.2.0 monitor - type 'help' for more information\r\n(qemu) ")
+
+    def loop():
+        f = mon.makefile("rb")
+        for raw in f:
+            cmd = raw.decode(errors="replace").strip()
+            out = cmd + "\r\n"
+            if cmd == "quit":
+                die(0)
+            if cmd.startswith("sendkey ctrl-alt-delete"):
+                serial("reboot: Restarting system")
+                mon.sendall(out.encode() + b"(qemu) ")
+                time.sleep(0.1)
+                die(0)  # like QEMU with -no-reboot
+            if cmd.startswith("screendump "):
+                with open(cmd.split(" ", 1)[1], "w") as ppm:
+                    ppm.write("P3\n1 1\n255\n255 0 0\n")
+            mon.sendall(out.encode() + b"(qemu) ")
+        die(0)
+
+    threading.Thread(target=loop, daemon=True).start()
+
+
+def main():
+    if os.environ.get("FAKE_EXIT"):
+        serial("fake-qemu: starting")
+        serial("fake-qemu: failing on purpose")
+        die(int(os.environ["FAKE_EXIT"]))
+
+    qmp = arg_after("-qmp").split("unix:", 1)[1].split(",", 1)[0]
+    monitor = arg_after("-monitor").split("unix:", 1)[1]
+    chardev = arg_after("-chardev")
+    shell_path = [p.split("=", 1)[1] for p in chardev.split(",") if p.startswith("path=")][0]
+
+    serve_qmp(qmp)
+    serve_monitor(monitor)
+    shell = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    shell.connect(shell_path)
+
+    serial("[    0.000000] Linux version 6.1.0-fake (fake@guest)")
+    serial("Welcome to FakeOS!")
+    time.sleep(float(os.environ.get("FAKE_BOOT_DELAY", "0")))
+    if os.environ.get("FAKE_NO_MARKER"):
+        serial("backdoor.service: not starting (FAKE_NO_MARKER)")
+        while True:
+            time.sleep(60)
+    serial("connecting to host...")
+    shell.sendall(b"\x1b[0m garbage from getty\r\n Spawning backdoor ro")
+    time.sleep(0.05)
+    shell.sendall(b"ot shell...\n")
+
+    env = dict(os.environ)
+    env["PATH"] = os.path.join(HERE, "bin") + ":" + env.get("PATH", "")
+    env["FAKE_QEMU_PID"] = str(os.getpid())
+    env.setdefault("FAKE_UNITS", os.path.join(os.getcwd(), "units"))
+    shared = env.get("SHARED_DIR", os.path.join(os.getcwd(), "xchg"))
+    bash = subprocess.Popen(
+        ["bash", "--norc"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=os.getcwd()
+    )
+    die_on = os.environ.get("FAKE_DIE_ON")
+
+    def to_guest():
+        buf = b""
+        while True:
+            chunk = shell.recv(4096)
+            if not chunk:
+                die(0)
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                if line.strip() == b"poweroff":
+                    serial("reboot: Power down")
+                    die(0)
+                if die_on and die_on.encode() in line:
+                    threading.Timer(0.2, die, args=(3,)).start()
+                line = line.replace(b"/tmp/shared", shared.encode())
+                bash.stdin.write(line + b"\n")
+                bash.stdin.flush()
+
+    def from_guest():
+        while True:
+            data = bash.stdout.read1(65536)
+            if not data:
+                break
+            shell.sendall(data)
+
+    threading.Thread(target=to_guest, daemon=True).start()
+    from_guest()
+    die(0)
+
+
+if __name__ == "__main__":
+    main()
