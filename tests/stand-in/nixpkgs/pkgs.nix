@@ -128,9 +128,16 @@ let
         meta = env.meta or { };
       };
     runCommandLocal = name: env: script: self.runCommand name env script;
-    # Real: pkgs/build-support/writers/data.nix (writeJSON goes through jq);
-    # the stored text is the same JSON, not pretty-printed here.
-    writers.writeJSON = name: value: self.writeText name (builtins.toJSON value);
+    # Real: pkgs/build-support/writers/data.nix (makeDataWriter: the JSON is
+    # the `input` attribute, passed as a file, then reformatted); here it is
+    # copied as is.
+    writers.writeJSON =
+      name: value:
+      mkDrv {
+        inherit name;
+        env.input = builtins.toJSON value;
+        script = ''printf '%s' "$input" > $out'';
+      };
     formats.json = _: {
       generate = name: value: self.writeText name (builtins.toJSON value);
     };
