@@ -374,6 +374,22 @@ mod tests {
     }
 
     #[test]
+    fn self_references_to_outputs() {
+        let (info, _) = scan(&[(
+            "flake.nix",
+            r#"{ outputs = { self }: { lib.mods = { a = ./a.nix; }; nixosModules = self.lib.mods // { b = self.nixosModules.a; }; }; }"#,
+        )]);
+        assert_eq!(
+            kinds(&info),
+            vec![("a".into(), path("a.nix")), ("b".into(), ModuleKind::Alias { target: "a".into() })]
+        );
+        let (info, _) =
+            scan(&[("flake.nix", r#"{ outputs = { self }: { nixosModules = self.nixosModules; }; }"#)]);
+        assert!(info.modules.is_empty());
+        assert!(info.unresolved.iter().any(|u| u.reason.contains("levels deep")), "{:?}", info.unresolved);
+    }
+
+    #[test]
     fn broken_flakes() {
         let (info, diags) = scan(&[("flake.nix", "{ outputs = { self }: { nixosModules.a = ./a.nix; }")]);
         assert!(info.modules.is_empty());

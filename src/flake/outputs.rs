@@ -145,11 +145,13 @@ pub(crate) struct Walker<'a> {
     found: Found,
     /// Modules by name; later definitions win, as with `//`.
     modules: BTreeMap<String, Module>,
+    /// The flake's outputs, once known: `self.<path>` reads from them.
+    outputs: Option<SetView>,
 }
 
 impl<'a> Walker<'a> {
     pub fn new(files: &'a mut Files, sources: &'a mut Sources) -> Self {
-        Walker { files, sources, depth: 0, found: Found::default(), modules: BTreeMap::new() }
+        Walker { files, sources, depth: 0, found: Found::default(), modules: BTreeMap::new(), outputs: None }
     }
 
     /// Analyzes the flake whose `flake.nix` is file `flake`.
@@ -223,11 +225,12 @@ impl<'a> Walker<'a> {
                 return;
             }
         };
-        self.outputs(outputs_view);
+        self.outputs = Some(outputs_view.clone());
+        self.outputs_of(outputs_view);
     }
 
     /// Reads the module and test lists out of the outputs attribute set.
-    fn outputs(&mut self, view: SetView) {
+    fn outputs_of(&mut self, view: SetView) {
         let modules = self.select(&view, "nixosModules");
         self.modules_from(modules);
         for b in view.binds.iter().filter(|b| key_is(&b.keys, 0, "nixosModule")) {
@@ -521,10 +524,16 @@ impl<'a> Walker<'a> {
             ast::Expr::Lambda(_) => {
                 SetView::opaque(&v, "this is a function, where an attribute set is expected")
             }
-            ast::Expr::Select(sel) => SetView::opaque(
-                &v,
-                format!("refers to `{}`, which needs evaluation", short_text(sel.syntax())),
-            ),
+            ast::Expr::Select(sel) => match (self_output_path(sel, &v.scope), self.outputs.clone()) {
+                // `self.modules.nixos`: another attribute of the outputs.
+                (Some(path), Some(outputs)) => {
+                    path.iter().fold(outputs, |view, name| self.select(&view, name))
+                }
+                _ => SetView::opaque(
+                    &v,
+                    format!("refers to `{}`, which needs evaluation", short_text(sel.syntax())),
+                ),
+            },
             ast::Expr::Ident(i) => SetView::opaque(
                 &v,
                 format!(
@@ -955,29 +964,35 @@ fn is_import_head(head: &ast::Expr) -> bool {
     }
 }
 
-/// `self.nixosModules.X`, `inputs.self.nixosModules.X` and flake-parts'
-/// `config.flake.nixosModules.X` → `X`.
-fn self_module_ref(sel: &ast::Select, scope: &Scope) -> Option<String> {
+/// `self.a.b`, `inputs.self.a.b` and flake-parts' `config.flake.a.b` →
+/// `[a, b]`: a path into the flake's own outputs.
+fn self_output_path(sel: &ast::Select, scope: &Scope) -> Option<Vec<String>> {
     if sel.default_expr().is_some() {
         return None;
     }
     let ast::Expr::Ident(root) = sel.expr()? else { return None };
     let root = ident_name(&root);
+    let binding = lookup(scope, &root);
     // A `let`-bound `self` is somebody's value, not the flake.
-    if matches!(lookup(scope, &root), Some(Entry::Bound(_))) {
+    if matches!(binding, Some(Entry::Bound(_))) {
         return None;
     }
-    let names: Option<Vec<String>> = sel.attrpath()?.attrs().map(|a| attr_name(&a)).collect();
-    let names = names?;
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    match (root.as_str(), names.as_slice()) {
-        ("self", ["nixosModules", x]) => Some(x.to_string()),
-        (_, ["self", "nixosModules", x])
-            if root == "inputs" || matches!(lookup(scope, &root), Some(Entry::Param)) =>
-        {
-            Some(x.to_string())
-        }
-        ("config", ["flake", "nixosModules", x]) => Some(x.to_string()),
+    let names: Vec<String> = sel.attrpath()?.attrs().map(|a| attr_name(&a)).collect::<Option<_>>()?;
+    let skip = match (root.as_str(), names.first().map(String::as_str)) {
+        ("self", _) => 0,
+        (_, Some("self")) if root == "inputs" || matches!(binding, Some(Entry::Param)) => 1,
+        ("config", Some("flake")) => 1,
+        _ => return None,
+    };
+    let path = names[skip..].to_vec();
+    (!path.is_empty()).then_some(path)
+}
+
+/// `self.nixosModules.X`, `inputs.self.nixosModules.X` and flake-parts'
+/// `config.flake.nixosModules.X` → `X`.
+fn self_module_ref(sel: &ast::Select, scope: &Scope) -> Option<String> {
+    match self_output_path(sel, scope)?.as_slice() {
+        [modules, x] if modules == "nixosModules" => Some(x.clone()),
         _ => None,
     }
 }

@@ -438,3 +438,12 @@ fn nixvm_tests_output_names_description_files() {
         json["tests"].as_array().into_iter().flatten().filter_map(|t| t["file"].as_str()).collect();
     assert_eq!(files, vec!["tests/vm/boot.nix", "other/upgrade.nix"]);
 }
+
+#[test]
+fn references_to_other_outputs_through_self() {
+    let (code, json, stderr) = scan_golden("self-reference");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(modules(&json), pairs(&[("mixins-telegraf", "path"), ("server", "path")]));
+    assert_eq!(json["modules"][1]["file"], "nixos/default.nix");
+    assert_eq!(json["modules"][1]["source"], "nixos/server/default.nix");
+}
