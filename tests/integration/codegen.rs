@@ -226,23 +226,45 @@ fn fixture_checks_evaluate_against_the_stand_in() {
     let tmp = util::tempdir();
     let gen_copy = tmp.path().join("nixvm-gen");
     nixvm_gen_flake_copy(&gen_copy);
-    for case in ["every-step", "weird-strings", "multi-node-python", "aliases"] {
+    for case in CASES {
         let flake = tmp.path().join(case);
         util::copy_dir(&util::fixture(&format!("codegen/{case}")), &flake);
         generate(&flake);
         let project =
             nixvm_gen::project::load(&nixvm_gen::config::Config::new(&flake)).expect("fixture loads");
-        let drvs = eval_flake_with(
+        let checks = eval_flake_with(
             &flake,
             &gen_copy,
             "checks.x86_64-linux",
-            &["--apply", "builtins.mapAttrs (_: t: t.drvPath)"],
+            &[
+                "--apply",
+                "builtins.mapAttrs (_: t: { drv = t.drvPath; script = t.config.testScriptString; plan = t.driver.nixvm.plan or null; })",
+            ],
         );
-        let drvs = drvs.as_object().expect("an attribute set of checks");
-        assert_eq!(drvs.len(), project.tests.len(), "{case}: one check per test");
-        for test in &project.tests {
-            let drv = drvs.get(&test.name).and_then(|d| d.as_str()).unwrap_or_default();
+        let checks = checks.as_object().expect("an attribute set of checks");
+        let on_x86: Vec<_> = project
+            .tests
+            .iter()
+            .filter(|t| t.systems.as_ref().is_none_or(|s| s.iter().any(|s| s == "x86_64-linux")))
+            .collect();
+        assert_eq!(checks.len(), on_x86.len(), "{case}: one check per test");
+        for test in on_x86 {
+            let check = &checks[&test.name];
+            let drv = check["drv"].as_str().unwrap_or_default();
             assert!(drv.ends_with(&format!("-vm-test-run-{}.drv", test.name)), "{case}: {drv}");
+            // The script Nix sees is exactly the one rendered.
+            let script = nixvm_gen::codegen::script::render(test, &project.sources).expect("renders");
+            assert_eq!(check["script"].as_str(), Some(script.as_str()), "{case}/{}: testScript", test.name);
+            match test.backend {
+                nixvm_gen::spec::Backend::Rust => {
+                    let plan =
+                        nixvm_gen::plan::Plan::from_json(&check["plan"].to_string()).expect("a valid plan");
+                    assert_eq!(plan, nixvm_gen::plan::Plan::from_spec(test), "{case}/{}: plan", test.name);
+                }
+                nixvm_gen::spec::Backend::Python => {
+                    assert!(check["plan"].is_null(), "{case}: stock driver kept")
+                }
+            }
         }
     }
 }
@@ -454,4 +476,37 @@ fn nasty_commands_reach_the_guest_unchanged() {
     assert!(out.status.success(), "the generated script failed in python3:\n{script}");
     let got: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
     assert_round_trip("succeed command", &commands, &got);
+}
+
+#[test]
+fn fixture_scripts_compile_as_python() {
+    if !util::require("python3", "compiles the generated testScripts") {
+        return;
+    }
+    let mut scripts = Vec::new();
+    for case in CASES {
+        let project = nixvm_gen::project::load(&nixvm_gen::config::Config::new(util::fixture(&format!(
+            "codegen/{case}"
+        ))))
+        .expect("fixture loads");
+        assert!(!project.has_errors(), "{case}: {:?}", project.diagnostics);
+        for test in &project.tests {
+            let script = nixvm_gen::codegen::script::render(test, &project.sources).expect("renders");
+            scripts.push((format!("{case}/{}", test.name), script));
+        }
+    }
+    let program =
+        "import json, sys\nfor name, script in json.load(sys.stdin):\n    compile(script, name, 'exec')\n";
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(program)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let input = serde_json::to_vec(&scripts).unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &input).unwrap();
+    assert!(
+        child.wait().unwrap().success(),
+        "a generated testScript is not valid Python (see the traceback above)"
+    );
 }
