@@ -390,6 +390,17 @@ mod tests {
     }
 
     #[test]
+    fn exponential_bindings_stop_quickly() {
+        let lets: String = (0..40).map(|i| format!("a{i} = a{} // a{}; ", i + 1, i + 1)).collect();
+        let flake =
+            format!("{{ outputs = _: let {lets} a40 = {{ x = ./x.nix; }}; in {{ nixosModules = a0; }}; }}");
+        let start = std::time::Instant::now();
+        let (info, _) = scan(&[("flake.nix", &flake)]);
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "{:?}", start.elapsed());
+        assert!(info.unresolved.iter().any(|u| u.reason.contains("too complex")), "{:?}", info.unresolved);
+    }
+
+    #[test]
     fn broken_flakes() {
         let (info, diags) = scan(&[("flake.nix", "{ outputs = { self }: { nixosModules.a = ./a.nix; }")]);
         assert!(info.modules.is_empty());

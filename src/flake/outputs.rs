@@ -23,6 +23,8 @@ use crate::flake::{Module, ModuleKind, Unresolved};
 /// Recursion budget: deep enough for real flakes, small enough that a cyclic
 /// `let` or import chain stops quickly and the stack stays small.
 const MAX_DEPTH: usize = 64;
+/// Work budget of one analysis: real flakes need a few hundred steps.
+const MAX_STEPS: usize = 20_000;
 
 /// A lexical scope: names bound by `let`, `rec` or a lambda.
 type Scope = Option<Rc<Frame>>;
@@ -142,6 +144,7 @@ pub(crate) struct Walker<'a> {
     files: &'a mut Files,
     sources: &'a mut Sources,
     depth: usize,
+    steps: usize,
     found: Found,
     /// Modules by name; later definitions win, as with `//`.
     modules: BTreeMap<String, Module>,
@@ -151,7 +154,15 @@ pub(crate) struct Walker<'a> {
 
 impl<'a> Walker<'a> {
     pub fn new(files: &'a mut Files, sources: &'a mut Sources) -> Self {
-        Walker { files, sources, depth: 0, found: Found::default(), modules: BTreeMap::new(), outputs: None }
+        Walker {
+            files,
+            sources,
+            depth: 0,
+            steps: 0,
+            found: Found::default(),
+            modules: BTreeMap::new(),
+            outputs: None,
+        }
     }
 
     /// Analyzes the flake whose `flake.nix` is file `flake`.
@@ -399,9 +410,7 @@ impl<'a> Walker<'a> {
 
     /// What kind of module a value is.
     fn classify(&mut self, val: &Val) -> Result<ModuleKind, String> {
-        if !self.enter() {
-            return Err(too_deep());
-        }
+        self.enter()?;
         let r = self.classify_inner(val);
         self.depth -= 1;
         r
@@ -496,8 +505,8 @@ impl<'a> Walker<'a> {
 
     /// What is statically known about the attribute set `val` evaluates to.
     fn set_view(&mut self, val: &Val) -> SetView {
-        if !self.enter() {
-            return SetView::opaque(val, too_deep());
+        if let Err(reason) = self.enter() {
+            return SetView::opaque(val, reason);
         }
         let r = self.set_view_inner(val);
         self.depth -= 1;
@@ -648,8 +657,8 @@ impl<'a> Walker<'a> {
     /// The flake outputs defined by a flake-parts module (its `flake`
     /// option), following `imports = [ ./file.nix … ]`.
     fn flake_parts(&mut self, module: &Val) -> SetView {
-        if !self.enter() {
-            return SetView::opaque(module, too_deep());
+        if let Err(reason) = self.enter() {
+            return SetView::opaque(module, reason);
         }
         let r = self.flake_parts_inner(module);
         self.depth -= 1;
@@ -765,9 +774,7 @@ impl<'a> Walker<'a> {
     /// [`Self::peel`] plus `import <path> args…`: the imported file's value,
     /// with each argument consuming one of its lambdas.
     fn whnf(&mut self, val: &Val) -> Result<Val, String> {
-        if !self.enter() {
-            return Err(too_deep());
-        }
+        self.enter()?;
         let r = self.whnf_inner(val);
         self.depth -= 1;
         r
@@ -835,12 +842,23 @@ impl<'a> Walker<'a> {
 
     // --- helpers -------------------------------------------------------
 
-    fn enter(&mut self) -> bool {
+    /// Counts one step of the walk; fails when nesting is too deep or the
+    /// step budget is spent (`let a = b // b; b = c // c; …` doubles the
+    /// work per level).
+    fn enter(&mut self) -> Result<(), String> {
         if self.depth >= MAX_DEPTH {
-            return false;
+            return Err(format!(
+                "nested more than {MAX_DEPTH} levels deep (an import cycle or a recursive binding?)"
+            ));
+        }
+        if self.steps >= MAX_STEPS {
+            return Err(format!(
+                "the flake needs more than {MAX_STEPS} analysis steps; it is too complex to read statically"
+            ));
         }
         self.depth += 1;
-        true
+        self.steps += 1;
+        Ok(())
     }
 
     fn location(&self, file: FileIx, range: TextRange) -> (PathBuf, usize, usize) {
@@ -880,10 +898,6 @@ fn let_names(node: &impl HasEntry, file: FileIx) -> HashMap<String, Slot> {
         }
     }
     names
-}
-
-fn too_deep() -> String {
-    format!("nested more than {MAX_DEPTH} levels deep (an import cycle or a recursive binding?)")
 }
 
 fn key_is(keys: &[Key], i: usize, name: &str) -> bool {
