@@ -8,7 +8,7 @@
 //!   `allow_reboot=True`, otherwise QEMU's `-no-reboot` ends them.
 //! - `succeed` checks its `expect` once; `waitUntilSucceeds` retries until
 //!   the exit code (default 0) and every `expect` check hold.
-//! - `expect.equals` compares with the output stripped of trailing `\n`.
+//! - `expect.equals` compares both sides stripped of trailing `\n`.
 //! - `http` runs [`commands::http_command`] and checks status and body.
 //! - `sleep` sleeps on the host (it names no node).
 //!
@@ -313,7 +313,8 @@ impl<'a> ScriptGen<'a> {
             conditions.push(format!("{} in {var}", python_string(needle)));
         }
         if let Some(equals) = &expect.equals {
-            conditions.push(format!("{var}.rstrip(\"\\n\") == {}", python_string(equals)));
+            let equals = python_string(equals.trim_end_matches('\n'));
+            conditions.push(format!("{var}.rstrip(\"\\n\") == {equals}"));
         }
         if let Some(regex) = &expect.matches {
             self.imports.insert("re");
@@ -331,7 +332,7 @@ impl<'a> ScriptGen<'a> {
             ));
         }
         if let Some(equals) = &expect.equals {
-            let equals = python_string(equals);
+            let equals = python_string(equals.trim_end_matches('\n'));
             out.push(format!(
                 "assert {var}.rstrip(\"\\n\") == {equals}, \"%s: expected the {what} to be %r, got %r\" % ({loc}, {equals}, {var})"
             ));
@@ -388,4 +389,83 @@ fn python_timeout(seconds: f64) -> String {
 /// A number as a Python literal (integral values without a decimal point).
 fn python_number(value: f64) -> String {
     if value.is_finite() { format!("{value}") } else { "0".to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn spec(nodes: &[&str], steps: Vec<Step>) -> TestSpec {
+        TestSpec {
+            name: "t".into(),
+            name_span: None,
+            file: "tests/vm/t.nix".into(),
+            description: None,
+            nodes: nodes.iter().map(|n| (n.to_string(), Span::default())).collect::<BTreeMap<_, _>>(),
+            modules: None,
+            systems: None,
+            backend: crate::spec::Backend::Python,
+            timeout: None,
+            steps,
+        }
+    }
+
+    fn step(node: &str, action: Action) -> Step {
+        Step { node: Some(node.into()), timeout: None, action, span: None }
+    }
+
+    #[test]
+    fn pythonize_like_the_stock_driver() {
+        assert_eq!(pythonize("machine"), "machine");
+        assert_eq!(pythonize("web-1"), "web_1");
+        assert_eq!(pythonize("1st"), "_st");
+        assert_eq!(pythonize("a.b c"), "a_b_c");
+    }
+
+    #[test]
+    fn script_variables_avoid_node_names() {
+        let expect = Expect { contains: Some("x".into()), ..Expect::default() };
+        let s = spec(
+            &["out", "re"],
+            vec![
+                step("out", Action::Succeed { command: "true".into(), expect: expect.clone() }),
+                step(
+                    "re",
+                    Action::Succeed {
+                        command: "true".into(),
+                        expect: Expect { matches: Some("y".into()), ..Expect::default() },
+                    },
+                ),
+            ],
+        );
+        let script = render(&s, &Sources::default()).unwrap();
+        assert!(script.contains("import re as re_\n"), "{script}");
+        assert!(script.contains("out_ = out.succeed(\"true\", timeout=120)"), "{script}");
+        assert!(script.contains("re_.search(\"y\", out_)"), "{script}");
+    }
+
+    #[test]
+    fn timeouts_round_up_to_whole_seconds() {
+        let mut s = spec(&["m"], vec![step("m", Action::WaitForFile { path: "/x y".into() })]);
+        s.steps[0].timeout = Some(2.5);
+        let script = render(&s, &Sources::default()).unwrap();
+        assert!(script.contains("m.wait_for_file(\"'/x y'\", timeout=3)"), "{script}");
+    }
+
+    #[test]
+    fn equals_ignores_trailing_newlines_on_both_sides() {
+        let expect = Expect { equals: Some("done\n".into()), ..Expect::default() };
+        let s = spec(&["m"], vec![step("m", Action::Succeed { command: "echo done".into(), expect })]);
+        let script = render(&s, &Sources::default()).unwrap();
+        assert!(script.contains("assert out.rstrip(\"\\n\") == \"done\","), "{script}");
+    }
+
+    #[test]
+    fn a_step_without_node_is_an_error() {
+        let mut s = spec(&["m"], vec![step("m", Action::Crash)]);
+        s.steps[0].node = None;
+        assert!(matches!(render(&s, &Sources::default()), Err(CodegenError::MissingNode { .. })));
+    }
 }
