@@ -1,6 +1,24 @@
 //! Static analysis of `flake.nix` (and the files it imports) with rnix: which
 //! NixOS modules the flake exports, and where. What cannot be told without
 //! evaluating is reported as [`Unresolved`], never guessed.
+//!
+//! Understood (see `outputs.rs`): `outputs` as a lambda (any parameter
+//! form) or `import ./file.nix`; attribute sets, `rec`, dotted keys, `let`,
+//! `with`, `//` chains; `inherit name;` of `let` bindings; `import <path>
+//! args…` of module sets (relative to the importing file, a directory means
+//! `default.nix`, cycles stop); flake-parts `mkFlake` (`flake.…`, `flake =
+//! { … }` or a function, local `imports = [ ./x.nix ]`); flake-utils
+//! `eachSystem`/`eachDefaultSystem` (per-system, so a `nixosModules` inside
+//! is unresolved) and the `…PassThrough` variants; `self.<path>`,
+//! `inputs.self.<path>` and `config.flake.<path>` into the outputs.
+//!
+//! Module values: a path → `Path`, `import path …` → `Import`,
+//! `…importApply path …` → `ImportApply`, an attribute set or function →
+//! `Inline`, `self.nixosModules.x` → `Alias` (checked to exist).
+//!
+//! The legacy `nixosModule` output gets a `legacy_nixos_module` warning and
+//! is not reported as a module (generated code references
+//! `self.nixosModules.<name>`, which it is not).
 
 use std::path::{Path, PathBuf};
 
