@@ -359,6 +359,25 @@ fn stand_in_requires_name_and_test_script() {
 }
 
 #[test]
+fn stand_in_checks_nodes_and_accepts_test_script_functions() {
+    if !have_nix() {
+        return;
+    }
+    let out = hand_written_test(&OK_BODY.replace("nodes.machine = { };", "nodes = [ ];"), "drvPath", false);
+    assert!(stderr(&out).contains("A definition for option `nodes' is not of type"), "{}", stderr(&out));
+    let out =
+        hand_written_test(&OK_BODY.replace("nodes.machine = { };", "nodes.machine = 3;"), "drvPath", false);
+    assert!(stderr(&out).contains("`nodes.machine' is not of type `NixOS module'"), "{}", stderr(&out));
+    // testScript may be a function of the nodes (testScript.nix).
+    let body = OK_BODY.replace(
+        r#"testScript = "x";"#,
+        r#"testScript = { nodes, ... }: "vm ${nodes.machine.system.name}";"#,
+    );
+    let out = hand_written_test(&body, "config.testScriptString", false);
+    assert_eq!(stdout(&out).trim(), "\"vm machine\"");
+}
+
+#[test]
 fn stand_in_fails_the_build_without_bin_nixos_test_driver() {
     if !have_nix() {
         return;

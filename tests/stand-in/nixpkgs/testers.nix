@@ -309,8 +309,16 @@ let
         driverConfigurationFile = pkgs.writers.writeJSON "driverConfiguration.json" config.driverConfiguration;
       };
 
+      isModule = m: isAttrs m || isFunction m || isPath m || isString m;
+      badNodes = filter (n: !(builtins.all isModule nodeModules.${n})) (attrNames nodeModules);
+      badNodesAttrs = filter (d: !(isAttrs d.value)) (defs "nodes");
+
       problems =
-        if unknown != [ ] then
+        if badNodesAttrs != [ ] then
+          throw "A definition for option `nodes' is not of type `lazy attribute set of (NixOS module)'.${fileList badNodesAttrs}"
+        else if badNodes != [ ] then
+          throw "A definition for option `nodes.${head badNodes}' is not of type `NixOS module'."
+        else if unknown != [ ] then
           throw "The option `${head unknown}' does not exist (stand-in runNixOSTest; known test options: ${concatStringsSep ", " knownOptions})."
         else if readOnlyDefined != [ ] then
           throw "The option `${head readOnlyDefined}' is read-only, but it's set."
