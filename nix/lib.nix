@@ -101,6 +101,11 @@ let
         "--plan"
         "${planFile}"
       ]
+      # gen C's driver.nix passes the `logLevel` option the same way.
+      ++ lib.optionals (config ? logLevel) [
+        "--log-level"
+        config.logLevel
+      ]
       ++ (config.extraDriverArgs or [ ]);
       # Runtime arguments (`-o $out` from run.nix, `-K`, …) come after ours.
       wrapper = ''

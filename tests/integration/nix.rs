@@ -237,8 +237,12 @@ fn building_the_check_runs_the_wrapper_with_config_plan_and_output() {
         util::run(Command::new(out_link.join("bin/nixos-test-driver")).arg("-o").arg(&outdir).arg("-K"));
     let printed = stdout(&run);
     let argv: Vec<&str> = printed.lines().filter_map(|l| l.strip_prefix("arg: ")).collect();
-    assert_eq!(argv.len(), 7, "{argv:?}");
-    assert_eq!((argv[0], argv[2], argv[4], argv[6]), ("--config", "--plan", "-o", "-K"), "{argv:?}");
+    assert_eq!(argv.len(), 9, "{argv:?}");
+    assert_eq!(
+        (argv[0], argv[2], argv[4], argv[5], argv[6], argv[8]),
+        ("--config", "--plan", "--log-level", "info", "-o", "-K"),
+        "{argv:?}"
+    );
     assert!(argv[1].ends_with("-driverConfiguration.json"), "{argv:?}");
     assert!(argv[3].ends_with("-nixvm-plan-health.json"), "{argv:?}");
     let config: serde_json::Value =
@@ -257,8 +261,8 @@ fn building_the_check_runs_the_wrapper_with_config_plan_and_output() {
     stdout(&nix("build", &args));
     let args = std::fs::read_to_string(out_link.join("stand-in-driver-args")).unwrap();
     let lines: Vec<&str> = args.lines().collect();
-    assert_eq!(lines[4], "-o", "{lines:?}");
-    assert_eq!(lines[5], std::fs::read_link(&out_link).unwrap().to_str().unwrap());
+    assert_eq!(lines[6], "-o", "{lines:?}");
+    assert_eq!(lines[7], std::fs::read_link(&out_link).unwrap().to_str().unwrap());
 
     // driverInteractive: the same wrapper with `--interactive` from extraDriverArgs.
     let attr = flake_ref(&project, "checks.x86_64-linux.health.driverInteractive");
