@@ -100,7 +100,11 @@ pub fn build(project: &Project, config: &Config) -> Result<ChecksFile, CodegenEr
     sources.dedup();
     Ok(ChecksFile {
         version: env!("CARGO_PKG_VERSION"),
-        sources: comment_text(&sources.join(", ")),
+        sources: if sources.is_empty() {
+            "no test descriptions".to_string()
+        } else {
+            comment_text(&sources.join(", "))
+        },
         input_name,
         tests,
         systems: systems

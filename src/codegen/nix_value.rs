@@ -91,11 +91,13 @@ fn render_inline(value: &Value) -> String {
 /// exponent form (Nix float literals need the point; Rust's `Display` never
 /// uses an exponent).
 fn render_number(n: &serde_json::Number) -> String {
-    let text = if let Some(i) = n.as_i64() {
+    let text = if n.as_i64() == Some(i64::MIN) {
+        // Nix reads `-` and the literal separately; 2^63 overflows the literal.
+        return format!("({} - 1)", i64::MIN + 1);
+    } else if let Some(i) = n.as_i64() {
         i.to_string()
-    } else if let Some(u) = n.as_u64() {
-        u.to_string()
     } else {
+        // Floats, and integers beyond Nix's 64-bit signed range (as floats).
         let f = n.as_f64().unwrap_or_default();
         let mut text = f.to_string();
         if !text.contains('.') {
@@ -119,6 +121,8 @@ mod tests {
         assert_eq!(render(&json!(2.5), 0, 0), "2.5");
         assert_eq!(render(&json!(-3), 0, 0), "(-3)");
         assert_eq!(render(&json!(1e20), 0, 0), "100000000000000000000.0");
+        assert_eq!(render(&json!(i64::MIN), 0, 0), "(-9223372036854775807 - 1)");
+        assert_eq!(render(&json!(u64::MAX), 0, 0), "18446744073709552000.0");
         assert_eq!(render(&json!("a\"${b}"), 0, 0), r#""a\"\${b}""#);
     }
 

@@ -510,3 +510,39 @@ fn fixture_scripts_compile_as_python() {
         "a generated testScript is not valid Python (see the traceback above)"
     );
 }
+
+/// JSON values without floats (Nix prints floats with 6 significant digits).
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    let leaf = proptest::prop_oneof![
+        proptest::strategy::Just(Value::Null),
+        proptest::bool::ANY.prop_map(Value::Bool),
+        proptest::num::i64::ANY.prop_map(Value::from),
+        nasty_string().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 6, |inner| {
+        proptest::prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            proptest::collection::btree_map(nasty_string(), inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+#[test]
+fn json_values_round_trip_through_nix_literals() {
+    if !util::require("nix-instantiate", "proves the plan's JSON-to-Nix rendering") {
+        return;
+    }
+    let mut runner = TestRunner::new(ProptestConfig::with_cases(64));
+    let values =
+        proptest::collection::vec(json_value(), 64).new_tree(&mut runner).expect("strategy").current();
+    let list: Vec<String> =
+        values.iter().map(|v| format!("  {}", nixvm_gen::codegen::nix_value::render(v, 2, 2))).collect();
+    let got = nix_eval_file(&format!("[\n{}\n]\n", list.join("\n")));
+    let got = got.as_array().expect("a list");
+    assert_eq!(got.len(), values.len());
+    for (value, got) in values.iter().zip(got) {
+        assert_eq!(got, value, "Nix literal does not round-trip");
+    }
+}
