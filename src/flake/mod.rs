@@ -320,6 +320,17 @@ mod tests {
     }
 
     #[test]
+    fn computed_flake_parts_imports_are_unresolved() {
+        let (info, _) = scan(&[(
+            "flake.nix",
+            r#"{ outputs = inputs: inputs.flake-parts.lib.mkFlake { inherit inputs; } { imports = [ ./a.nix ] ++ extra; flake.nixosModules.m = ./m.nix; }; }"#,
+        )]);
+        assert_eq!(kinds(&info), vec![("m".into(), path("m.nix"))]);
+        assert_eq!(info.unresolved.len(), 1, "{:?}", info.unresolved);
+        assert!(info.unresolved[0].reason.contains("`imports` is computed"), "{:?}", info.unresolved);
+    }
+
+    #[test]
     fn flake_utils_forms() {
         let (info, _) = scan(&[(
             "flake.nix",

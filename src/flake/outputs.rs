@@ -712,23 +712,35 @@ impl<'a> Walker<'a> {
                 // Local flake-parts modules are followed; modules of other
                 // flakes (`inputs.x.flakeModule`) cannot define our
                 // `nixosModules` in a way we could see, and are skipped.
-                let Ok(val) = &b.value else { continue };
-                let Ok(list) = self.whnf(val) else { continue };
-                let ast::Expr::List(items) = &list.expr else { continue };
-                for item in items.items() {
-                    let item = Val { expr: item, file: list.file, scope: list.scope.clone() };
-                    let item = self.peel(&item);
-                    if literal_path(&item.expr).is_some()
-                        || matches!(
-                            item.expr,
-                            ast::Expr::AttrSet(_) | ast::Expr::Lambda(_) | ast::Expr::Apply(_)
-                        )
-                    {
-                        if let ast::Expr::Apply(app) = &item.expr
-                            && !is_import_head(&flatten_apply(app).0)
-                        {
+                let list = match &b.value {
+                    Ok(val) => self.whnf(val),
+                    Err(reason) => Err(reason.clone()),
+                };
+                let (items, list) = match list {
+                    Ok(list) => match &list.expr {
+                        ast::Expr::List(items) => (items.clone(), list),
+                        _ => {
+                            let reason = format!(
+                                "flake-parts `imports` is computed (`{}`)",
+                                short_text(list.expr.syntax())
+                            );
+                            out.opaque.push(Opaque { reason, file: b.file, range: b.keys[0].range });
                             continue;
                         }
+                    },
+                    Err(reason) => {
+                        out.opaque.push(Opaque { reason, file: b.file, range: b.keys[0].range });
+                        continue;
+                    }
+                };
+                for item in items.items() {
+                    let item = self.peel(&Val { expr: item, file: list.file, scope: list.scope.clone() });
+                    let local = match &item.expr {
+                        ast::Expr::AttrSet(_) | ast::Expr::Lambda(_) => true,
+                        ast::Expr::Apply(app) => is_import_head(&flatten_apply(app).0),
+                        e => literal_path(e).is_some(),
+                    };
+                    if local {
                         let sub = self.flake_parts(&item);
                         out.extend(sub);
                     }
