@@ -16,6 +16,8 @@ use super::{Closure, Derivation, StorePath};
 /// Why a closure does not look like a VM test of nixvm-gen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VmTestError {
+    #[error("{drv} is not in the closure that was read")]
+    MissingRoot { drv: String },
     #[error("{drv} is not a NixOS VM test (its name is `{name}`, expected `vm-test-run-<name>`)")]
     NotAVmTest { drv: String, name: String },
     #[error("{drv} has no `nixos-test-driver-<name>` input; it was not made by pkgs.testers.runNixOSTest")]
