@@ -75,7 +75,7 @@ impl VmTest {
     pub fn from_closure(closure: &Closure) -> Result<VmTest, VmTestError> {
         let drv_path = &closure.root;
         let root =
-            closure.root_derivation().ok_or_else(|| VmTestError::NoDriver { drv: drv_path.to_string() })?;
+            closure.root_derivation().ok_or_else(|| VmTestError::MissingRoot { drv: drv_path.to_string() })?;
         let full_name = root.name().unwrap_or(drv_path.derivation_name());
         let Some(name) = full_name.strip_prefix("vm-test-run-") else {
             return Err(VmTestError::NotAVmTest { drv: drv_path.to_string(), name: full_name.to_string() });
