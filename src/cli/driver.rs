@@ -1,9 +1,261 @@
-//! `nixvm-driver` (also installed as `nixos-test-driver`).
+//! `nixvm-driver` (also installed as `nixos-test-driver`): the command line
+//! of the stock driver (gen C, reference §2.1) plus `--plan`, `--keep-going`
+//! and `--report-json`. The logic lives in [`crate::driver`].
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+
+use crate::driver::abort::Abort;
+use crate::driver::config::DriverConfig;
+use crate::driver::log::{Level, Log};
+use crate::driver::run::{self, BOOT_TIMEOUT, GRACE, RunOptions};
+use crate::exit_codes;
+use crate::plan::{Plan, PlanError};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    every step passed
+  1    a step failed
+  2    invalid command line, driver configuration or plan (nothing was started)
+  4    I/O or internal error (e.g. a report could not be written)
+  5    a VM failed to start or died (QEMU exited, the backdoor shell closed)
+  6    the global timeout expired (reports are still written)
+  130  interrupted by SIGINT/SIGTERM (reports are still written)";
+
+/// Runs a NixOS VM test plan: boots the nodes through their `run-<node>-vm`
+/// scripts and executes the plan's steps over the backdoor shell.
+#[derive(Debug, Parser)]
+#[command(
+    name = "nixvm-driver",
+    version,
+    about,
+    after_help = EXIT_CODES,
+    args_override_self = true,
+    max_term_width = 100
+)]
+pub struct DriverCli {
+    /// Driver configuration (`driverConfiguration.json` from nixpkgs).
+    /// Without it, the older `startScripts`/`vlans`/`globalTimeout`
+    /// environment variables are read.
+    #[arg(short = 'c', long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The JSON plan written by nixvm-gen (default: `$NIXVM_PLAN`).
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Existing, writable directory for reports, screenshots and copied files.
+    #[arg(
+        short = 'o',
+        long = "output-dir",
+        alias = "output_directory",
+        value_name = "DIR",
+        default_value = "."
+    )]
+    pub output_dir: PathBuf,
+    /// Log level on stderr (default: `$logLevel`, else info).
+    #[arg(long, value_name = "LEVEL", value_parser = ["debug", "info", "warning", "error"])]
+    pub log_level: Option<String>,
+    /// Keep existing `vm-state-<node>` directories (disk images) instead of
+    /// deleting them.
+    #[arg(short = 'K', long = "keep-machine-state", alias = "keep-vm-state")]
+    pub keep_machine_state: bool,
+    /// Also write a JUnit XML report (relative to the output directory).
+    #[arg(long = "junit-xml", alias = "junit", value_name = "PATH")]
+    pub junit_xml: Option<PathBuf>,
+    /// Where to write the JSON report (relative to the output directory).
+    #[arg(long = "report-json", value_name = "PATH", default_value = "report.json")]
+    pub report_json: PathBuf,
+    /// After a failed step, skip the rest of its top-level step or subtest
+    /// and go on with the next one (default: stop at the first failure).
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Not supported (there is no REPL); rejected.
+    #[arg(short = 'I', long)]
+    pub interactive: bool,
+    #[arg(long, hide = true)]
+    pub no_interactive: bool,
+    /// Accepted for compatibility and ignored (no breakpoint hook).
+    #[arg(long = "debug-hook-attach", alias = "debug-hook", value_name = "CMD")]
+    pub debug_hook_attach: Option<String>,
+    /// Gen A compatibility: start scripts (default: `$startScripts`).
+    #[arg(long = "start-scripts", hide = true, num_args = 1..)]
+    pub start_scripts: Vec<String>,
+    /// Gen A compatibility: VLAN numbers (default: `$vlans`).
+    #[arg(long, hide = true, num_args = 1..)]
+    pub vlans: Vec<u32>,
+    /// Gen A compatibility: global timeout in seconds (default: `$globalTimeout`).
+    #[arg(long = "global-timeout", hide = true)]
+    pub global_timeout: Option<u64>,
+    /// Gen A compatibility: SSH vsock offset; ignored.
+    #[arg(long = "dump-vsocks", hide = true)]
+    pub dump_vsocks: Option<u32>,
+    /// Gen A compatibility: the Python test script; ignored (the plan runs).
+    #[arg(hide = true)]
+    pub testscript: Option<PathBuf>,
+}
 
 /// Entry point of the `nixvm-driver` binary.
 pub fn main() -> ExitCode {
-    eprintln!("nixvm-driver: not implemented yet");
-    ExitCode::from(crate::exit_codes::INTERNAL as u8)
+    let cli = match DriverCli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit_codes::INVALID_INPUT as u8 } else { 0 });
+        }
+    };
+    let code = match run_cli(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("nixvm-driver: error: {e:#}");
+            exit_codes::INVALID_INPUT
+        }
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// The environment the driver reads, injectable for tests.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn load_config(cli: &DriverCli) -> anyhow::Result<DriverConfig> {
+    if let Some(path) = &cli.config {
+        return Ok(DriverConfig::from_file(path)?);
+    }
+    let scripts = (!cli.start_scripts.is_empty()).then(|| cli.start_scripts.join(" "));
+    let vlans =
+        (!cli.vlans.is_empty()).then(|| cli.vlans.iter().map(u32::to_string).collect::<Vec<_>>().join(" "));
+    let timeout = cli.global_timeout.map(|t| t.to_string());
+    Ok(DriverConfig::from_env(|name| match name {
+        "startScripts" => scripts.clone().or_else(|| env(name)),
+        "vlans" => vlans.clone().or_else(|| env(name)),
+        "globalTimeout" => timeout.clone().or_else(|| env(name)),
+        _ => env(name),
+    })?)
+}
+
+fn load_plan(cli: &DriverCli) -> anyhow::Result<Plan> {
+    let Some(path) = cli.plan.clone().or_else(|| env("NIXVM_PLAN").map(PathBuf::from)) else {
+        bail!("no plan: pass --plan plan.json (the Nix glue always does) or set NIXVM_PLAN");
+    };
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read plan {}", path.display()))?;
+    Plan::from_json(&text).map_err(|e| match e {
+        PlanError::Json(j) => {
+            anyhow::anyhow!("{}:{}:{}: invalid plan: {j}", path.display(), j.line(), j.column())
+        }
+        other => anyhow::anyhow!("{}: {other}", path.display()),
+    })
+}
+
+/// `-o`: must be an existing, writable directory; made absolute.
+fn output_dir(dir: &Path) -> anyhow::Result<PathBuf> {
+    let abs =
+        std::path::absolute(dir).with_context(|| format!("invalid output directory {}", dir.display()))?;
+    if !abs.is_dir() {
+        bail!("output directory {} does not exist (or is not a directory)", abs.display());
+    }
+    tempfile::tempfile_in(&abs)
+        .with_context(|| format!("output directory {} is not writable", abs.display()))?;
+    Ok(abs)
+}
+
+/// `XDG_RUNTIME_DIR`, else `TMPDIR`, else `/tmp` (as the stock driver).
+fn tmp_dir() -> PathBuf {
+    env("XDG_RUNTIME_DIR").or_else(|| env("TMPDIR")).map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
+}
+
+fn run_cli(cli: DriverCli) -> anyhow::Result<i32> {
+    if cli.interactive {
+        bail!(
+            "--interactive is not supported by nixvm-driver (it runs a JSON plan, not a Python REPL); \
+             use the Python backend (`backend = \"python\"`) for driverInteractive, or start a node by hand \
+             with its run-<node>-vm script"
+        );
+    }
+    let level = match cli.log_level.clone().or_else(|| env("logLevel")) {
+        Some(l) => l.parse::<Level>().map_err(anyhow::Error::msg)?,
+        None => Level::Info,
+    };
+    let log = Arc::new(Log::stderr(level, super::stderr_color()));
+    let config = load_config(&cli)?;
+    let plan = load_plan(&cli)?;
+    let out_dir = output_dir(&cli.output_dir)?;
+    if config.ssh_backdoor {
+        log.warning(
+            None,
+            "warning: enable_ssh_backdoor is set, but nixvm-driver has no SSH backdoor; ignoring it",
+        );
+    }
+    if cli.debug_hook_attach.is_some() {
+        log.info(
+            None,
+            "note: --debug-hook-attach is accepted and ignored (nixvm-driver has no breakpoint hook)",
+        );
+    }
+    let global_timeout = match (config.global_timeout, plan.global_timeout) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let opts = RunOptions {
+        config,
+        plan,
+        junit_xml: cli.junit_xml.as_ref().map(|p| out_dir.join(p)),
+        report_json: out_dir.join(&cli.report_json),
+        out_dir,
+        tmp_dir: tmp_dir(),
+        keep_state: cli.keep_machine_state,
+        keep_going: cli.keep_going,
+        grace: GRACE,
+        boot_timeout: BOOT_TIMEOUT,
+    };
+    let signal = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        signal_hook::flag::register(sig, Arc::clone(&signal)).context("cannot install a signal handler")?;
+    }
+    let abort = Abort::new(signal, global_timeout.map(Duration::from_secs));
+    let outcome = run::run(&opts, &abort, log)?;
+    Ok(outcome.exit_code())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        DriverCli::command().debug_assert();
+    }
+
+    #[test]
+    fn accepts_the_stock_flags() {
+        let cli = DriverCli::try_parse_from([
+            "nixos-test-driver",
+            "--config",
+            "c.json",
+            "--plan",
+            "p.json",
+            "--log-level",
+            "debug",
+            "-o",
+            "/out",
+            "--keep-vm-state",
+            "--junit=junit.xml",
+            "--debug-hook=/attach",
+            "--keep-going",
+            "--keep-going",
+        ])
+        .unwrap();
+        assert!(cli.keep_machine_state && cli.keep_going);
+        assert_eq!(cli.junit_xml, Some(PathBuf::from("junit.xml")));
+        assert_eq!(cli.debug_hook_attach.as_deref(), Some("/attach"));
+        assert!(DriverCli::try_parse_from(["d", "--output_directory", "/o"]).is_ok());
+        assert!(DriverCli::try_parse_from(["d", "--log-level", "loud"]).is_err());
+    }
 }

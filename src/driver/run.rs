@@ -141,7 +141,8 @@ struct Runner<'a> {
     opts: &'a RunOptions,
     log: &'a Log,
     sinks: Sinks,
-    number: usize,
+    /// Leaf step numbers by path, fixed up front so skipped steps keep theirs.
+    numbers: BTreeMap<StepPath, usize>,
     failed: bool,
     vm_failed: bool,
     stop: Option<StopReason>,
@@ -214,7 +215,7 @@ pub fn run(opts: &RunOptions, abort: &Abort, log: Arc<Log>) -> Result<Outcome, S
         opts,
         log: &log,
         sinks,
-        number: 0,
+        numbers: number_steps(&opts.plan.steps),
         failed: false,
         vm_failed: error.is_some(),
         stop: None,
@@ -262,6 +263,26 @@ pub fn run(opts: &RunOptions, abort: &Abort, log: Arc<Log>) -> Result<Outcome, S
         write(junit, "JUnit report", report::junit::write(&report, junit));
     }
     Ok(Outcome { result, report, write_errors })
+}
+
+/// Numbers the leaf steps 1, 2, … in plan order (subtests are not numbered).
+fn number_steps(steps: &[Step]) -> BTreeMap<StepPath, usize> {
+    fn walk(steps: &[Step], prefix: &[usize], map: &mut BTreeMap<StepPath, usize>) {
+        for (i, step) in steps.iter().enumerate() {
+            let mut path = prefix.to_vec();
+            path.push(i);
+            match &step.action {
+                Action::Subtest { steps, .. } => walk(steps, &path, map),
+                _ => {
+                    let n = map.len() + 1;
+                    map.insert(path, n);
+                }
+            }
+        }
+    }
+    let mut map = BTreeMap::new();
+    walk(steps, &[], &mut map);
+    map
 }
 
 impl Runner<'_> {
@@ -365,8 +386,7 @@ impl Runner<'_> {
     }
 
     fn run_leaf(&mut self, step: &Step, path: StepPath) -> Flow {
-        self.number += 1;
-        let number = Some(self.number);
+        let number = self.numbers.get(&path).copied();
         let node = if step.action.needs_node() { step.node.clone() } else { None };
         let description = describe(step);
         self.sinks.emit(DriverEvent::StepStarted {

@@ -44,7 +44,7 @@ fn case(index: usize, step: &StepReport) -> TestCase {
     tc.set_classname(step.node.clone().unwrap_or_else(|| step.action.clone()));
     tc.set_time(Duration::from_secs_f64(step.duration_secs.max(0.0)));
     if let Some(f) = first_failure(step).and_then(|s| s.failure.as_ref()) {
-        if let Some(out) = &f.output {
+        if let Some(out) = f.output.as_ref().filter(|o| !o.is_empty()) {
             tc.set_system_out(out.clone());
         }
         if !f.console.is_empty() {
@@ -61,9 +61,6 @@ pub fn render(report: &RunReport) -> String {
     if let Some(err) = &report.error {
         suite.set_system_err(err.clone());
     }
-    for (i, step) in report.steps.iter().enumerate() {
-        suite.add_test_case(case(i, step));
-    }
     if report.steps.is_empty() || !report.vm_failures.is_empty() {
         // A run that failed before any step still shows up as a failure.
         let status = if report.vm_failures.is_empty() && report.error.is_none() {
@@ -79,6 +76,9 @@ pub fn render(report: &RunReport) -> String {
         let mut tc = TestCase::new("00 start all VMs", status);
         tc.set_classname("driver");
         suite.add_test_case(tc);
+    }
+    for (i, step) in report.steps.iter().enumerate() {
+        suite.add_test_case(case(i, step));
     }
     junit.set_time(Duration::from_secs_f64(report.duration_secs.max(0.0)));
     junit.add_test_suite(suite);

@@ -1,1 +1,99 @@
+//! Report goldens fed from recorded event sequences (no VM, no fake guest).
 
+use std::time::Duration;
+
+use super::{ReportBuilder, json, junit};
+use crate::driver::events::{DriverEvent, EventSink, Failure, RunResult, StepStatus};
+use crate::driver::testing::golden;
+use crate::plan::{PLAN_VERSION, Plan};
+use crate::spec::{Action, Expect, Step};
+
+fn leaf(node: &str, action: Action) -> Step {
+    Step { node: Some(node.into()), timeout: Some(30.0), action, span: None }
+}
+
+fn plan() -> Plan {
+    let succeed = |c: &str| Action::Succeed { command: c.into(), expect: Expect::default() };
+    Plan {
+        version: PLAN_VERSION,
+        name: "health".into(),
+        nodes: vec!["client".into(), "server".into()],
+        global_timeout: Some(600),
+        steps: vec![
+            leaf("server", Action::WaitForUnit { unit: "syshc.service".into(), user: None }),
+            Step {
+                node: None,
+                timeout: None,
+                action: Action::Subtest {
+                    title: "client reaches server".into(),
+                    steps: vec![leaf("client", succeed("curl server")), leaf("client", succeed("true"))],
+                },
+                span: None,
+            },
+            leaf("server", Action::Shutdown),
+        ],
+    }
+}
+
+fn finished(
+    path: Vec<usize>,
+    number: Option<usize>,
+    status: StepStatus,
+    failure: Option<Failure>,
+) -> DriverEvent {
+    DriverEvent::StepFinished {
+        path,
+        number,
+        node: None,
+        description: String::new(),
+        status,
+        duration: Duration::from_millis(1500),
+        failure,
+    }
+}
+
+#[test]
+fn subtest_failure_under_keep_going() {
+    let mut b = ReportBuilder::new(&plan());
+    let mut f = Failure::new("command `curl server` failed (exit code 7)");
+    f.node = Some("client".into());
+    f.command = Some("curl server".into());
+    f.exit_status = Some(7);
+    f.output = Some(String::new());
+    f.console = vec!["client # curl: (7) Failed to connect".into()];
+    for e in [
+        finished(vec![0], Some(1), StepStatus::Passed, None),
+        finished(vec![1, 0], Some(2), StepStatus::Failed, Some(f)),
+        finished(vec![1], None, StepStatus::Failed, None),
+        finished(vec![2], Some(4), StepStatus::Passed, None),
+        DriverEvent::RunFinished {
+            result: RunResult::Failed,
+            duration: Duration::from_secs(12),
+            error: None,
+        },
+    ] {
+        b.handle(&e);
+    }
+    let r = b.report();
+    assert_eq!((r.summary.total, r.summary.passed, r.summary.failed, r.summary.skipped), (4, 2, 1, 1));
+    golden("report/goldens/subtest.json", &json::render(r));
+    golden("report/goldens/subtest.junit.xml", &junit::render(r));
+}
+
+#[test]
+fn vm_failure_before_any_step() {
+    let mut b = ReportBuilder::new(&plan());
+    let mut f =
+        Failure::new("node server: start script exited with status 1 before QEMU connected to the driver");
+    f.node = Some("server".into());
+    b.handle(&DriverEvent::VmFailed { node: "server".into(), failure: f });
+    b.handle(&DriverEvent::RunFinished {
+        result: RunResult::VmFailed,
+        duration: Duration::from_secs(1),
+        error: None,
+    });
+    let r = b.report();
+    assert_eq!(r.exit_code, crate::exit_codes::VM_FAILED);
+    assert_eq!(r.summary.skipped, 4);
+    golden("report/goldens/vm-failed.junit.xml", &junit::render(r));
+}
