@@ -133,9 +133,10 @@ pub fn eval_description(path: &Path, timeout: Duration) -> Result<serde_json::Va
 }
 
 /// Applied to `--argstr file <abs path>`; `import` accepts an absolute path
-/// string.
-const DESCRIPTION_EXPR: &str =
-    "{ file }: let d = import file; in d // { nodes = builtins.mapAttrs (_: _: null) (d.nodes or { }); }";
+/// string. A description without `nodes` stays without (the converter
+/// reports that).
+const DESCRIPTION_EXPR: &str = "{ file }: let d = import file; in \
+     d // (if d ? nodes then { nodes = builtins.mapAttrs (_: _: null) d.nodes; } else { })";
 
 #[cfg(test)]
 mod tests {

@@ -447,3 +447,16 @@ fn references_to_other_outputs_through_self() {
     assert_eq!(json["modules"][1]["file"], "nixos/default.nix");
     assert_eq!(json["modules"][1]["source"], "nixos/server/default.nix");
 }
+
+#[test]
+fn eval_description_without_nodes_stays_without() {
+    if !util::require("nix-instantiate", "descriptions that are not plain data are evaluated by Nix") {
+        return;
+    }
+    let tmp = util::tempdir();
+    let file = tmp.path().join("t.nix");
+    std::fs::write(&file, "{ steps = [ ]; }").expect("write");
+    let value =
+        nixvm_gen::eval::eval_description(&file, std::time::Duration::from_secs(60)).expect("evaluates");
+    assert_eq!(value, serde_json::json!({ "steps": [] }));
+}
