@@ -185,6 +185,34 @@ fn repo_flake_package_arguments_evaluate() {
     assert_eq!(stdout(&nix("eval", &args)), "nixvm-driver");
 }
 
+#[test]
+fn mk_driver_falls_back_to_this_flakes_package() {
+    if !have_nix() {
+        return;
+    }
+    let tmp = util::tempdir();
+    let repo = repo_copy(tmp.path());
+    let attr = flake_ref(&repo, "lib");
+    // A package set without `nixvm-driver` (no overlay): the flake's own
+    // packages.<system>.nixvm-driver is wrapped.
+    let apply = format!(
+        r#"lib: let
+             pkgs = builtins.removeAttrs (import {} {{ system = "aarch64-linux"; }}) [ "nixvm-driver" ];
+             config = {{ name = "t"; nodes = {{ }}; extraDriverArgs = [ ]; driverConfigurationFile = pkgs.writeText "c" "{{}}"; }};
+             d = lib.mkDriver {{ inherit config pkgs; plan = {{ }}; }};
+           in [ d.nixvm.driverPackage.name d.nixvm.driverPackage.meta.mainProgram d.name ]"#,
+        stand_in().display()
+    );
+    let mut args = vec!["--impure", "--json", &attr, "--apply", &apply];
+    let o = nixpkgs_override();
+    args.extend(o.iter().map(String::as_str));
+    let v = json(&nix("eval", &args));
+    assert_eq!(
+        v,
+        serde_json::json!(["nixvm-gen-0.1.0-rust-stand-in", "nixvm-driver", "nixos-test-driver-t"])
+    );
+}
+
 // --------------------------------------------------------- generated example
 
 #[test]
