@@ -207,10 +207,8 @@ fn mk_driver_falls_back_to_this_flakes_package() {
     let o = nixpkgs_override();
     args.extend(o.iter().map(String::as_str));
     let v = json(&nix("eval", &args));
-    assert_eq!(
-        v,
-        serde_json::json!(["nixvm-gen-0.1.0-rust-stand-in", "nixvm-driver", "nixos-test-driver-t"])
-    );
+    let package = format!("nixvm-gen-{}-rust-stand-in", env!("CARGO_PKG_VERSION"));
+    assert_eq!(v, serde_json::json!([package, "nixvm-driver", "nixos-test-driver-t"]));
 }
 
 // --------------------------------------------------------- generated example
