@@ -138,8 +138,10 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 
 fn exit_code_of(err: &anyhow::Error) -> i32 {
     for e in err.chain() {
-        if e.downcast_ref::<crate::flake::FlakeError>()
-            .is_some_and(|e| matches!(e, crate::flake::FlakeError::NoFlake { .. }))
+        let no_flake = |e: &crate::flake::FlakeError| matches!(e, crate::flake::FlakeError::NoFlake { .. });
+        if e.downcast_ref::<crate::flake::FlakeError>().is_some_and(no_flake)
+            || e.downcast_ref::<project::ProjectError>()
+                .is_some_and(|e| matches!(e, project::ProjectError::Flake(f) if no_flake(f)))
         {
             return exit_codes::INVALID_INPUT;
         }
