@@ -30,7 +30,8 @@ pub fn run(g: &GlobalArgs, config: &Config, test: &str, system: &str) -> anyhow:
     }
     let closure =
         Closure::read(&drv_path).with_context(|| format!("failed to read the closure of {drv_path}"))?;
-    let vm_test = VmTest::from_closure(&closure).with_context(|| format!("`{attr}` is not a VM test"))?;
+    // A check that is not a VM test is the user's mistake (exit code 2).
+    let vm_test = VmTest::from_closure(&closure).map_err(|e| UsageError(format!("`{attr}`: {e}")))?;
     if !vm_test.driver.nixvm && !g.quiet {
         eprintln!(
             "warning: `{attr}` runs the stock NixOS test driver, not nixvm-driver: its test module does not set \

@@ -576,6 +576,7 @@ fn plan_warns_about_a_stock_driver() {
     checks.x86_64-linux.stock = nixpkgs.legacyPackages.x86_64-linux.testers.runNixOSTest {{
       name = "stock"; nodes.machine = {{ }}; testScript = "start_all()";
     }};
+    checks.x86_64-linux.text = nixpkgs.legacyPackages.x86_64-linux.writeText "text" "not a VM test";
   }};
 }}"#,
             stand_in().display()
@@ -586,4 +587,12 @@ fn plan_warns_about_a_stock_driver() {
     util::assert_code(&out, 0);
     assert!(stderr(&out).contains("runs the stock NixOS test driver"), "{}", stderr(&out));
     assert!(stdout(&out).contains("(stock NixOS test driver)"));
+
+    let out = util::run(util::nixvm_gen().arg("--flake").arg(&dir).args(["plan", "text"]));
+    util::assert_code(&out, 2);
+    assert!(
+        stderr(&out).contains("is not a NixOS VM test (its name is `text`, expected `vm-test-run-<name>`)"),
+        "{}",
+        stderr(&out)
+    );
 }
