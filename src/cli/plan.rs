@@ -90,8 +90,8 @@ fn instantiate(g: &GlobalArgs, config: &Config, attr: &str) -> anyhow::Result<St
     })
 }
 
-/// The human-readable report.
-fn render_text(attr: &str, t: &VmTest) -> String {
+/// The human-readable report (public for the golden test).
+pub fn render_text(attr: &str, t: &VmTest) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let _ = writeln!(s, "check {attr}");

@@ -543,6 +543,18 @@ fn plan_shows_what_the_generated_check_builds() {
     assert!(Path::new(drv).exists());
 }
 
+/// The text report of a committed closure (tests/fixtures/drv/health, made
+/// by its regen.sh), so no Nix is needed and the output is stable.
+#[test]
+fn plan_text_report_golden() {
+    let dir = util::fixture("drv/health");
+    let root = std::fs::read_to_string(dir.join("ROOT")).unwrap();
+    let root = StorePath::from_base_name(root.trim()).unwrap();
+    let closure = nixvm_gen::store::Closure::read_from(&dir, &root).unwrap();
+    let t = nixvm_gen::store::VmTest::from_closure(&closure).unwrap();
+    util::golden(&dir.join("plan.txt"), &nixvm_gen::cli::plan::render_text("checks.x86_64-linux.health", &t));
+}
+
 #[test]
 fn plan_reports_unknown_tests_and_bad_names() {
     if !have_nix() {
