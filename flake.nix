@@ -106,9 +106,15 @@
         inherit (glue) mkDriver legacyDriverConfiguration driverConfigurationFileOf;
       };
 
+      # The example project (a module, one description, the generated
+      # checks); `nixvm-gen init` writes the same layout with your names.
       templates.default = {
         path = ./examples/health;
-        description = "A NixOS module with declarative VM tests (what `nixvm-gen init` makes)";
+        description = "A NixOS module with declarative VM tests";
+        welcomeText = ''
+          Edit `tests/vm/*.nix`, then run `nixvm-gen generate` to refresh
+          `nix/checks.generated.nix`, and `nix flake check` to run the VM tests.
+        '';
       };
 
       # Dogfood: the example's generated VM tests, and the Rust test suite
