@@ -139,6 +139,11 @@ fn repo_flake_shows_its_outputs() {
         );
     }
     assert_eq!(show["overlays"]["default"]["type"], "nixpkgs-overlay");
+    // `flake check` also validates apps, overlays and templates, and
+    // instantiates every check (building nothing).
+    let mut args: Vec<&str> = vec!["--no-build", &target];
+    args.extend(o.iter().map(String::as_str));
+    stdout(&nix("flake check", &args));
     assert!(show["templates"]["default"]["description"].is_string());
     assert!(show.get("lib").is_some());
 }
