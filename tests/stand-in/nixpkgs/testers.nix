@@ -87,6 +87,9 @@ let
     "rawTestDerivationArg"
     "test"
     "result"
+    "container" # nodes.nix: container.type (internal)
+    "nodesCompat" # nodes.nix (internal)
+    "includeTestScriptReferences" # testScript.nix (internal)
     "machine" # legacy.nix (deprecated alias of nodes.machine)
     "_module"
   ];
