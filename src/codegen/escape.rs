@@ -78,27 +78,29 @@ pub fn nix_indented_string(s: &str, indent: &str, close_indent: &str) -> String 
 /// layout is handled by [`nix_indented_string`]; `escape_leading_space`
 /// escapes a first space so it cannot count as indentation.
 fn nix_indented_line(line: &str, escape_leading_space: bool) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars().peekable();
-    let mut first = true;
-    while let Some(c) = chars.next() {
-        let next = chars.peek().copied();
-        match c {
+    // Encoded back to front: whether a quote may stay literal depends on how
+    // the text after it is encoded.
+    let chars: Vec<char> = line.chars().collect();
+    let mut pieces: Vec<String> = Vec::with_capacity(chars.len());
+    for (i, &c) in chars.iter().enumerate().rev() {
+        let after = pieces.last().and_then(|p| p.chars().next());
+        let piece = match c {
             // A leading space would be taken for indentation.
-            ' ' if first && escape_leading_space => out.push_str("''\\ "),
-            // A quote is literal only when what follows cannot pair up with
-            // it (`''` closes the string, `'$` would be read before a `''${`
-            // escape). Otherwise `''\'` denotes a single quote; this also
-            // covers a quote right before the closing `''`.
-            '\'' if next.is_some_and(|n| n != '\'' && n != '$') => out.push('\''),
-            '\'' => out.push_str("''\\'"),
-            '$' if next == Some('{') => out.push_str("''$"),
-            '\r' => out.push_str("''\\r"),
-            c => out.push(c),
-        }
-        first = false;
+            ' ' if i == 0 && escape_leading_space => "''\\ ".to_string(),
+            // A quote stays literal only when the encoded text after it does
+            // not start with a quote (the two would pair up: `''` closes the
+            // string, `'''` is an escape) or a `$`. Otherwise `''\'` denotes
+            // a single quote; this also covers a quote right before the
+            // closing `''`.
+            '\'' if after.is_some_and(|a| a != '\'' && a != '$') => "'".to_string(),
+            '\'' => "''\\'".to_string(),
+            '$' if chars.get(i + 1) == Some(&'{') => "''$".to_string(),
+            '\r' => "''\\r".to_string(),
+            c => c.to_string(),
+        };
+        pieces.push(piece);
     }
-    out
+    pieces.iter().rev().map(String::as_str).collect()
 }
 
 /// Whether `s` can be written as a bare Nix identifier (attribute name,
@@ -233,6 +235,8 @@ mod tests {
         assert_eq!(nix_indented_line("x'", false), "x''\\'");
         assert_eq!(nix_indented_line("'${a}", false), "''\\'''${a}");
         assert_eq!(nix_indented_line("$x ${y}", false), "$x ''${y}");
+        assert_eq!(nix_indented_line("'\r", false), "''\\'''\\r");
+        assert_eq!(nix_indented_line(" '", true), "''\\ ''\\'");
     }
 
     #[test]

@@ -321,6 +321,10 @@ fn string_batch() -> Vec<String> {
             "''\\n",
             "it's",
             "é\u{2028}😀",
+            // Found by this test once: a quote before an escaped character.
+            "'\r",
+            " '",
+            "' ",
         ]
         .map(String::from),
     );
