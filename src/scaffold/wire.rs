@@ -232,8 +232,12 @@ impl<'a> Wiring<'a> {
             let last_input =
                 top.attrpath_values().filter(|b| attr_names(b).first().is_some_and(|n| n == "inputs")).last();
             let splice = match last_input {
-                Some(b) => self.insert_after_line_of(b.syntax(), &full),
-                None => self.insert_before_line_of(outputs.syntax(), &full, top),
+                Some(b) if ends_its_line(b.syntax()) => self.insert_after_line_of(b.syntax(), &full),
+                Some(b) => {
+                    let at = usize::from(b.syntax().text_range().end());
+                    Splice { start: at, end: at, text: format!(" {full}") }
+                }
+                None => self.insert_before(outputs.syntax(), &full),
             };
             self.splices.push(splice);
         }
@@ -528,16 +532,16 @@ impl<'a> Wiring<'a> {
         Splice { start: at, end: at, text: format!("{lead}{indent}{line}\n") }
     }
 
-    /// `line` on its own line before `node` (which must start its line),
-    /// else at the end of `set`.
-    fn insert_before_line_of(&self, node: &SyntaxNode, line: &str, set: &ast::AttrSet) -> Splice {
+    /// `line` before `node`: on its own line when `node` starts its line,
+    /// else inline.
+    fn insert_before(&self, node: &SyntaxNode, line: &str) -> Splice {
         let start = usize::from(node.text_range().start());
         let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
         if self.text[line_start..start].trim().is_empty() {
             let indent = &self.text[line_start..start];
             Splice { start: line_start, end: line_start, text: format!("{indent}{line}\n") }
         } else {
-            self.insert_binding(set, &|_| line.to_string())
+            Splice { start, end: start, text: format!("{line} ") }
         }
     }
 
@@ -569,6 +573,11 @@ impl<'a> Wiring<'a> {
 
     fn finish(mut self) -> Result<WireOutcome, WireError> {
         self.splices.sort_by_key(|s| (s.start, s.end));
+        if self.text.contains("\r\n") {
+            for s in &mut self.splices {
+                s.text = s.text.replace('\n', "\r\n");
+            }
+        }
         let mut out = String::with_capacity(self.text.len() + 256);
         let mut pos = 0;
         for s in &self.splices {
@@ -834,7 +843,7 @@ mod tests {
             out,
             "{\n  inputs.nixpkgs.url = \"x\";\n  inputs.nixvm-gen.url = \"github:nixvm-gen/nixvm-gen\";\n  # keep\n  \
              outputs = { self, nixpkgs, nixvm-gen }: {\n    packages = { };\n    \
-             checks = import ./nix/checks.generated.nix { inherit self nixpkgs nixvm-gen; };\n  };\n}\n"
+             checks = import ./nix/checks.generated.nix {\n      inherit self nixpkgs nixvm-gen;\n    };\n  };\n}\n"
         );
     }
 
@@ -844,9 +853,68 @@ mod tests {
         assert_eq!(
             out,
             "{ inputs = { nixvm-gen.url = \"github:nixvm-gen/nixvm-gen\"; }; outputs = inputs: { a = 1; \
-             checks = import ./nix/checks.generated.nix { self = inputs.self; nixpkgs = inputs.nixpkgs; \
-             nixvm-gen = inputs.nixvm-gen; }; }; }"
+             checks = import ./nix/checks.generated.nix { inherit (inputs) self nixpkgs nixvm-gen; }; }; }"
         );
+    }
+
+    #[test]
+    fn crlf_files_stay_crlf() {
+        let src = "{\r\n  inputs.nixpkgs.url = \"x\";\r\n  outputs = { self, nixpkgs, ... }@inputs: {\r\n    a = 1;\r\n  };\r\n}\r\n";
+        let out = wired(src);
+        assert!(!out.replace("\r\n", "").contains('\n'), "bare LF in {out:?}");
+        assert!(out.contains("checks = import"), "{out}");
+    }
+
+    #[test]
+    fn custom_input_name_and_output() {
+        let o =
+            WireOptions { output: "ci/vm.nix".into(), input_name: "vmgen".into(), url: "github:x/y".into() };
+        let out = wire("{ outputs = { self, nixpkgs, ... }@i: { }; }", &o).unwrap();
+        assert_eq!(
+            out.text,
+            "{ inputs.vmgen.url = \"github:x/y\"; outputs = { self, nixpkgs, ... }@i: { \
+             checks = import ./ci/vm.nix { inherit self nixpkgs; vmgen = i.vmgen; }; }; }"
+        );
+        assert!(wire(&out.text, &o).unwrap().edits.is_empty());
+    }
+
+    /// Whitespace and comments anywhere between tokens never change what
+    /// `wire` does, and the edit only ever inserts.
+    fn variants(src: &str, choices: &[usize]) -> String {
+        const WS: &[&str] = &[" ", "\n  ", " /* c */ ", " # c\n  ", "\n\n    ", "\t"];
+        let root = rnix::Root::parse(src).syntax();
+        let mut out = String::new();
+        let mut i = 0;
+        for el in root.descendants_with_tokens() {
+            if let rowan::NodeOrToken::Token(t) = el {
+                if t.kind() == SyntaxKind::TOKEN_WHITESPACE {
+                    out.push_str(WS[choices.get(i).copied().unwrap_or(0) % WS.len()]);
+                    i += 1;
+                } else {
+                    out.push_str(t.text());
+                }
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn lossless_under_any_layout(choices in proptest::collection::vec(0usize..6, 0..80), case in 0usize..4) {
+            let src = [
+                "{ inputs.nixpkgs.url = \"x\"; outputs = { self, nixpkgs, ... }: let a = 1; in { packages = { }; checks = { }; }; }",
+                "{ inputs = { nixpkgs.url = \"x\"; }; outputs = inputs@{ flake-parts, ... }: flake-parts.lib.mkFlake { inherit inputs; } { systems = [ ]; flake = { }; }; }",
+                "{ outputs = { self, nixpkgs, flake-utils }: flake-utils.lib.eachDefaultSystem (system: { packages = { }; }) // { nixosModules = { }; }; }",
+                "{ description = \"d\"; outputs = inputs: rec { a = 1; }; }",
+            ][case];
+            let text = variants(src, &choices);
+            proptest::prop_assume!(rnix::Root::parse(&text).errors().is_empty());
+            let out = wire(&text, &opts()).map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{e}\n{text}")))?;
+            let diff = similar::TextDiff::from_chars(&text, &out.text);
+            proptest::prop_assert!(diff.iter_all_changes().all(|c| c.tag() != similar::ChangeTag::Delete), "{}\n{}", text, out.text);
+            let again = wire(&out.text, &opts()).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            proptest::prop_assert!(again.edits.is_empty(), "{}", out.text);
+        }
     }
 
     #[test]
