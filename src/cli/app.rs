@@ -1,6 +1,6 @@
 //! `nixvm-gen`: scan, generate, check, plan, init, new, wire.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -48,6 +48,21 @@ pub struct GlobalArgs {
     /// Output format of reports.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Ask the Nix evaluator about what static analysis cannot resolve
+    /// (computed module sets, descriptions that are not plain data).
+    /// `--eval` alone means `always`; the `=` is required so that
+    /// `--eval generate` is not read as a value.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "WHEN",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "always",
+        default_value_t = EvalMode::Never
+    )]
+    pub eval: EvalMode,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -75,9 +90,6 @@ pub enum Command {
         /// Print one JSON object (same as --format json).
         #[arg(long)]
         json: bool,
-        /// Ask the Nix evaluator about what static analysis cannot resolve.
-        #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "always", default_value_t = EvalMode::Never)]
-        eval: EvalMode,
     },
     /// Write the generated checks file.
     Generate,
@@ -121,11 +133,18 @@ pub fn main() -> ExitCode {
     match run(&cli) {
         Ok(code) => ExitCode::from(code as u8),
         Err(err) => {
+            // `nixvm-gen scan --json | head`: the reader is gone, nobody
+            // is left to tell; this is not a failure of ours.
             if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {err:#}");
-            ExitCode::from(exit_code_of(&err) as u8)
+            let code = exit_code_of(&err);
+            if cli.global.format == Format::Json {
+                eprintln!("{}", serde_json::json!({ "error": format!("{err:#}"), "exit_code": code }));
+            } else {
+                eprintln!("error: {err:#}");
+            }
+            ExitCode::from(code as u8)
         }
     }
 }
@@ -136,7 +155,10 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// Maps an error to the documented exit code: the user's mistakes are 2,
+/// a failing Nix evaluator is 3, everything else (I/O, bugs) is 4.
 fn exit_code_of(err: &anyhow::Error) -> i32 {
+    use crate::codegen::CodegenError;
     for e in err.chain() {
         let no_flake = |e: &crate::flake::FlakeError| matches!(e, crate::flake::FlakeError::NoFlake { .. });
         if e.downcast_ref::<crate::flake::FlakeError>().is_some_and(no_flake)
@@ -149,6 +171,12 @@ fn exit_code_of(err: &anyhow::Error) -> i32 {
             return exit_codes::EXTERNAL_TOOL;
         }
         if e.downcast_ref::<UsageError>().is_some() {
+            return exit_codes::INVALID_INPUT;
+        }
+        // Settings (`--output`, `--input-name`) or values the generated
+        // code cannot express: the user can fix them. A template that
+        // fails to render is our bug.
+        if e.downcast_ref::<CodegenError>().is_some_and(|e| !matches!(e, CodegenError::Template { .. })) {
             return exit_codes::INVALID_INPUT;
         }
     }
@@ -165,7 +193,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<i32> {
     let g = &cli.global;
     let config = g.config();
     match &cli.command {
-        Command::Scan { json, eval } => scan(g, &config, *json || g.format == Format::Json, *eval),
+        Command::Scan { json } => scan(g, &config, *json || g.format == Format::Json),
         Command::Generate => generate(g, &config),
         Command::Check => check(g, &config),
         Command::Plan { test, system } => crate::cli::plan::run(g, &config, test, system),
@@ -174,7 +202,11 @@ pub fn run(cli: &Cli) -> anyhow::Result<i32> {
         Command::Wire(args) => crate::cli::scaffold::wire(g, &config, args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(*shell, &mut cmd, "nixvm-gen", &mut std::io::stdout());
+            // clap_complete panics when its writer fails (a closed pipe):
+            // render into memory, then write with error handling.
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "nixvm-gen", &mut buf);
+            write_stdout(&buf)?;
             Ok(exit_codes::OK)
         }
         Command::Man => {
@@ -185,16 +217,38 @@ pub fn run(cli: &Cli) -> anyhow::Result<i32> {
     }
 }
 
-/// Loads the project and prints its diagnostics. Returns `None` (after
-/// printing) when there are errors.
+/// Loads the project, asks the evaluator per `--eval`, and prints its
+/// diagnostics. Returns `None` (after printing) when there are errors.
 pub fn load_reporting(g: &GlobalArgs, config: &Config) -> anyhow::Result<Option<Project>> {
-    let project = project::load(config)
-        .with_context(|| format!("failed to load the flake in {}", config.flake_dir.display()))?;
+    let project = load_evaluated(g, config)?;
     print_diagnostics(g, &project);
     if project.has_errors() {
         return Ok(None);
     }
     Ok(Some(project))
+}
+
+/// [`project::load`] completed by the evaluator fallback (`--eval`), so
+/// that `scan`, `generate` and `check` see the same project.
+fn load_evaluated(g: &GlobalArgs, config: &Config) -> anyhow::Result<Project> {
+    let mut project = project::load(config)
+        .with_context(|| format!("failed to load the flake in {}", config.flake_dir.display()))?;
+    crate::cli::eval::apply_eval(g, config, &mut project, g.eval)?;
+    Ok(project)
+}
+
+/// Writes to stdout, returning errors (a closed pipe) instead of
+/// panicking like `print!` does.
+fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()
+}
+
+/// A path as the user would type it: without a leading `./`.
+fn shown(path: &Path) -> &Path {
+    path.strip_prefix(".").unwrap_or(path)
 }
 
 fn print_diagnostics(g: &GlobalArgs, project: &Project) {
@@ -213,16 +267,17 @@ fn print_diagnostics(g: &GlobalArgs, project: &Project) {
     }
 }
 
-fn scan(g: &GlobalArgs, config: &Config, json: bool, eval: EvalMode) -> anyhow::Result<i32> {
-    let mut project = project::load(config)
-        .with_context(|| format!("failed to load the flake in {}", config.flake_dir.display()))?;
-    crate::cli::eval::apply_eval(g, config, &mut project, eval)?;
+fn scan(g: &GlobalArgs, config: &Config, json: bool) -> anyhow::Result<i32> {
+    let project = load_evaluated(g, config)?;
     let report = scan_report(&project);
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    let text = if json {
+        let mut text = serde_json::to_string_pretty(&report)?;
+        text.push('\n');
+        text
     } else {
-        print_scan_text(&project);
-    }
+        scan_text(&project)
+    };
+    write_stdout(text.as_bytes())?;
     print_diagnostics(g, &project);
     Ok(if project.has_errors() { exit_codes::INVALID_INPUT } else { exit_codes::OK })
 }
@@ -261,8 +316,10 @@ fn count_steps(steps: &[crate::spec::Step]) -> usize {
         .sum()
 }
 
-fn print_scan_text(project: &Project) {
-    println!("modules:");
+/// The human-readable `scan` report.
+fn scan_text(project: &Project) -> String {
+    use std::fmt::Write;
+    let mut out = String::from("modules:\n");
     for m in &project.flake.modules {
         let kind = serde_json::to_value(&m.kind)
             .ok()
@@ -277,11 +334,12 @@ fn print_scan_text(project: &Project) {
             }
             _ => String::new(),
         };
-        println!("  {:<20} {kind}{extra}  {}:{}:{}", m.name, m.file.display(), m.line, m.column);
+        let _ = writeln!(out, "  {:<20} {kind}{extra}  {}:{}:{}", m.name, m.file.display(), m.line, m.column);
     }
-    println!("tests:");
+    out.push_str("tests:\n");
     for t in &project.tests {
-        println!(
+        let _ = writeln!(
+            out,
             "  {:<20} {} node(s), {} step(s)  {}",
             t.name,
             t.nodes.len(),
@@ -290,54 +348,68 @@ fn print_scan_text(project: &Project) {
         );
     }
     if !project.flake.unresolved.is_empty() {
-        println!("unresolved (try --eval):");
+        out.push_str("unresolved (try --eval):\n");
         for u in &project.flake.unresolved {
-            println!("  {}  {}:{}:{}: {}", u.what, u.file.display(), u.line, u.column, u.reason);
+            let _ = writeln!(out, "  {}  {}:{}:{}: {}", u.what, u.file.display(), u.line, u.column, u.reason);
         }
     }
+    out
 }
 
+/// `generate`: renders and writes the checks file, but leaves an
+/// up-to-date file alone (same bytes, same mtime), so build tools and
+/// editors do not see a change that is none.
 fn generate(g: &GlobalArgs, config: &Config) -> anyhow::Result<i32> {
     let Some(project) = load_reporting(g, config)? else {
         return Ok(exit_codes::INVALID_INPUT);
     };
     let text = crate::codegen::render(&project, config)?;
     let path = config.output_path();
-    let old = std::fs::read_to_string(&path).ok();
-    if old.as_deref() == Some(text.as_str()) {
+    let old = std::fs::read(&path).ok();
+    if old.as_deref() == Some(text.as_bytes()) {
         if !g.quiet {
-            eprintln!("{} is up to date", path.display());
+            eprintln!("{} is up to date", shown(&path).display());
         }
         return Ok(exit_codes::OK);
     }
     crate::fsutil::write_atomic(&path, text.as_bytes())
-        .with_context(|| format!("failed to write {}", path.display()))?;
+        .with_context(|| format!("failed to write {}", shown(&path).display()))?;
     if !g.quiet {
-        eprintln!("wrote {} ({} test(s))", path.display(), project.tests.len());
+        eprintln!("wrote {} ({} test(s))", shown(&path).display(), project.tests.len());
     }
     Ok(exit_codes::OK)
 }
 
+/// `check`: renders like `generate` and compares; a stale (or missing)
+/// file is exit code 1 with a unified diff on stdout.
 fn check(g: &GlobalArgs, config: &Config) -> anyhow::Result<i32> {
     let Some(project) = load_reporting(g, config)? else {
         return Ok(exit_codes::INVALID_INPUT);
     };
     let text = crate::codegen::render(&project, config)?;
     let path = config.output_path();
-    let old = match std::fs::read_to_string(&path) {
+    let old = match std::fs::read(&path) {
         Ok(old) => old,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).with_context(|| format!("failed to read {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("failed to read {}", shown(&path).display())),
     };
-    if old == text {
+    if old == text.as_bytes() {
         if g.verbose {
-            eprintln!("{} is up to date", path.display());
+            eprintln!("{} is up to date", shown(&path).display());
         }
         return Ok(exit_codes::OK);
     }
-    let name = config.output.display().to_string();
-    let diff = similar::TextDiff::from_lines(&old, &text);
-    print!("{}", diff.unified_diff().context_radius(3).header(&format!("a/{name}"), &format!("b/{name}")));
-    eprintln!("error: {} is stale; run `nixvm-gen generate` and commit the result", path.display());
+    let old = String::from_utf8_lossy(&old);
+    let name = shown(&config.output).display().to_string();
+    let diff = similar::TextDiff::from_lines(old.as_ref(), &text);
+    let diff =
+        diff.unified_diff().context_radius(3).header(&format!("a/{name}"), &format!("b/{name}")).to_string();
+    // A reader that stops early (`check | head`) must not turn "stale"
+    // into success: the exit code is 1 either way.
+    match write_stdout(diff.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
+    }
+    eprintln!("error: {} is stale; run `nixvm-gen generate` and commit the result", shown(&path).display());
     Ok(exit_codes::STALE_OR_FAILED)
 }
