@@ -153,6 +153,12 @@ pub fn wire(g: &GlobalArgs, config: &Config, args: &WireArgs) -> anyhow::Result<
                 for n in &outcome.notes {
                     eprintln!("note: {n}");
                 }
+                if !config.output_path().exists() {
+                    eprintln!(
+                        "next: run `nixvm-gen generate` ({} does not exist yet, so the flake does not evaluate)",
+                        config.output.display()
+                    );
+                }
             }
             Ok(exit_codes::OK)
         }
