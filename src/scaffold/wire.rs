@@ -878,6 +878,29 @@ mod tests {
         assert!(wire(&out.text, &o).unwrap().edits.is_empty());
     }
 
+    #[test]
+    fn more_shapes() {
+        let fp = wired(
+            "{ inputs.nixvm-gen.url = \"u\"; outputs = inputs@{ flake-parts, ... }: \
+             flake-parts.lib.mkFlake { inherit inputs; } { flake.checks = old; }; }",
+        );
+        assert!(
+            fp.contains("flake.checks = inputs.nixpkgs.lib.recursiveUpdate (old) (import ./nix/checks.generated.nix { inherit (inputs) self nixpkgs nixvm-gen; });"),
+            "{fp}"
+        );
+        let each = wired(
+            "{ inputs.nixvm-gen.url = \"u\"; outputs = { self, nixpkgs, flake-utils, nixvm-gen }: \
+             flake-utils.lib.eachSystem [ \"x86_64-linux\" ] (sys: let p = 1; in { packages = { }; }); }",
+        );
+        assert!(
+            each.contains("in { packages = { }; checks = (import ./nix/checks.generated.nix { inherit self nixpkgs nixvm-gen; }).${sys} or { }; }"),
+            "{each}"
+        );
+        let with =
+            wired("{ inputs.nixvm-gen.url = \"u\"; outputs = { self, ... }@inputs: with inputs; { }; }");
+        assert!(with.contains("with inputs; { checks = import"), "{with}");
+    }
+
     /// Whitespace and comments anywhere between tokens never change what
     /// `wire` does, and the edit only ever inserts.
     fn variants(src: &str, choices: &[usize]) -> String {
