@@ -179,6 +179,21 @@ impl<'a> Wiring<'a> {
         if wired && has_input {
             return Ok(());
         }
+        if !has_input
+            && let Some((name, range)) = input_urls(&top)
+                .into_iter()
+                .find(|(n, url, _)| *n != self.opts.input_name && url.contains("nixvm-gen"))
+                .map(|(n, _, r)| (n, r))
+        {
+            return Err(self.unsupported(
+                Some(range),
+                &format!(
+                    "the flake already has nixvm-gen as the input `{name}`; \
+                     run `nixvm-gen --input-name {name} wire` (and use it for generate/check too)"
+                ),
+                false,
+            ));
+        }
         let lambda = match outputs_value.clone().map(strip_parens) {
             Some(ast::Expr::Lambda(l)) => l,
             other => {
@@ -793,6 +808,67 @@ fn has_input(top: &ast::AttrSet, name: &str) -> bool {
     })
 }
 
+/// `(input name, url, url range)` of every input declared with a literal
+/// `url`, in any of the usual spellings (`inputs.x.url`, `inputs = { x.url; }`,
+/// `inputs = { x = { url; }; }`).
+fn input_urls(top: &ast::AttrSet) -> Vec<(String, String, TextRange)> {
+    fn literal(e: Option<ast::Expr>) -> Option<(String, TextRange)> {
+        match e? {
+            ast::Expr::Str(s) => match s.normalized_parts().as_slice() {
+                [ast::InterpolPart::Literal(l)] => Some((l.clone(), s.syntax().text_range())),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+    /// Bindings of one input's set relative to the input: `url = …;`.
+    fn from_set(name: &str, set: &ast::AttrSet, out: &mut Vec<(String, String, TextRange)>) {
+        for b in set.attrpath_values() {
+            if attr_names(&b) == ["url"]
+                && let Some((url, r)) = literal(b.value())
+            {
+                out.push((name.to_string(), url, r));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for b in top.attrpath_values() {
+        let names = attr_names(&b);
+        match names.as_slice() {
+            [i, n, u] if i == "inputs" && u == "url" => {
+                if let Some((url, r)) = literal(b.value()) {
+                    out.push((n.clone(), url, r));
+                }
+            }
+            [i, n] if i == "inputs" => {
+                if let Some(ast::Expr::AttrSet(set)) = b.value() {
+                    from_set(n, &set, &mut out);
+                }
+            }
+            [i] if i == "inputs" => {
+                let Some(ast::Expr::AttrSet(set)) = b.value() else { continue };
+                for e in set.attrpath_values() {
+                    match attr_names(&e).as_slice() {
+                        [n, u] if u == "url" => {
+                            if let Some((url, r)) = literal(e.value()) {
+                                out.push((n.clone(), url, r));
+                            }
+                        }
+                        [n] => {
+                            if let Some(ast::Expr::AttrSet(inner)) = e.value() {
+                                from_set(n, &inner, &mut out);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 fn pattern_has(p: &ast::Pattern, name: &str) -> bool {
     p.pat_entries().any(|e| ident_text(e.ident()) == name)
 }
@@ -899,6 +975,22 @@ mod tests {
         let with =
             wired("{ inputs.nixvm-gen.url = \"u\"; outputs = { self, ... }@inputs: with inputs; { }; }");
         assert!(with.contains("with inputs; { checks = import"), "{with}");
+    }
+
+    #[test]
+    fn nixvm_gen_under_another_name_is_refused() {
+        for src in [
+            "{ inputs.vmgen.url = \"github:nixvm-gen/nixvm-gen\"; outputs = _: { }; }",
+            "{ inputs = { vmgen = { url = \"github:nixvm-gen/nixvm-gen\"; }; }; outputs = _: { }; }",
+            "{ inputs = { vmgen.url = \"github:nixvm-gen/nixvm-gen/v1\"; }; outputs = _: { }; }",
+        ] {
+            match wire(src, &opts()) {
+                Err(e @ WireError::Unsupported { .. }) => {
+                    assert!(e.to_string().contains("--input-name vmgen"), "{e}")
+                }
+                other => panic!("{src}: {other:?}"),
+            }
+        }
     }
 
     /// Whitespace and comments anywhere between tokens never change what
