@@ -556,3 +556,28 @@ fn json_values_round_trip_through_nix_literals() {
         assert_eq!(got, value, "Nix literal does not round-trip");
     }
 }
+
+#[test]
+fn values_the_stock_driver_cannot_take_are_refused_with_a_location() {
+    let dir = copy_case("single-node-rust");
+    let before = generate(dir.path());
+    std::fs::write(
+        dir.path().join("tests/vm/health.nix"),
+        "{\n  nodes.machine = { };\n  steps = [\n    { waitForUnit = \"x\\\"; reboot; \\\".service\"; }\n  ];\n}\n",
+    )
+    .unwrap();
+    let out = nixvm_gen(dir.path(), &["generate"]);
+    util::assert_code(&out, 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("tests/vm/health.nix:4: unit name"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(dir.path().join(OUTPUT)).unwrap(), before, "file touched");
+}
+
+#[test]
+fn output_outside_the_flake_is_refused() {
+    let dir = copy_case("single-node-rust");
+    let out = nixvm_gen(dir.path(), &["generate", "--output", "../escaped.nix"]);
+    util::assert_code(&out, 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("outside the flake"));
+    assert!(!dir.path().join("../escaped.nix").exists());
+}
