@@ -426,13 +426,19 @@ fn keep_going_semantics() {
     }
 }
 
-fn no_fake_qemu_left(tmp: &Path) {
-    std::thread::sleep(Duration::from_millis(100));
+/// Asserts that neither the fake QEMU (recognised by its state directory)
+/// nor the guest command `sleep <unique>` survived the run.
+fn nothing_left(tmp: &Path, command: &str) {
+    std::thread::sleep(Duration::from_millis(200));
     let needle = tmp.display().to_string();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        assert!(!(cmdline.contains("fake-qemu.py") && cmdline.contains(&needle)), "orphan: {cmdline}");
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat.rsplit(") ").next().is_some_and(|s| s.starts_with('Z'));
+        let ours =
+            (cmdline.contains("fake-qemu.py") && cmdline.contains(&needle)) || cmdline.contains(command);
+        assert!(!ours || zombie, "orphan: {cmdline}");
     }
 }
 
@@ -443,7 +449,7 @@ fn global_timeout_writes_the_reports_and_kills_everything() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let o = opts(tmp.path(), out.path(), "", vec![succeed("true"), succeed("sleep 30"), succeed("true")]);
+    let o = opts(tmp.path(), out.path(), "", vec![succeed("true"), succeed("sleep 30.17"), succeed("true")]);
     let (log, buf) = Log::capture(Level::Info);
     let abort = Abort::new(Arc::new(AtomicBool::new(false)), Some(Duration::from_secs(3)));
     let t = Instant::now();
@@ -462,7 +468,7 @@ fn global_timeout_writes_the_reports_and_kills_everything() {
     assert_eq!(json["steps"][2]["status"], "skipped");
     assert!(out.path().join("junit.xml").exists());
     assert!(text(&buf).contains("timeout reached; test terminating..."));
-    no_fake_qemu_left(tmp.path());
+    nothing_left(tmp.path(), "sleep 30.17");
 }
 
 #[test]
@@ -472,7 +478,7 @@ fn interrupt_stops_the_run_and_cleans_up() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let o = opts(tmp.path(), out.path(), "", vec![succeed("sleep 30")]);
+    let o = opts(tmp.path(), out.path(), "", vec![succeed("sleep 30.23")]);
     let (log, _) = Log::capture(Level::Info);
     let flag = Arc::new(AtomicBool::new(false));
     let abort = Abort::new(flag.clone(), None);
@@ -482,7 +488,7 @@ fn interrupt_stops_the_run_and_cleans_up() {
     assert_eq!(outcome.result, RunResult::Interrupted);
     assert_eq!(outcome.exit_code(), 130);
     assert!(out.path().join("report.json").exists());
-    no_fake_qemu_left(tmp.path());
+    nothing_left(tmp.path(), "sleep 30.23");
 }
 
 #[test]

@@ -43,24 +43,50 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> io::Result<Option<E
     }
 }
 
-/// Stops a process group: SIGTERM, up to `grace` for the leader to exit, then
-/// SIGKILL to the whole group (also after a clean exit, for stragglers that
-/// left the leader behind). Always reaps the leader.
+/// Stops a process group: SIGTERM, up to `grace` for the leader and then the
+/// rest of the group to exit, then SIGKILL to whatever is left. The leader
+/// (usually `sh -c`, with QEMU as its child) often dies first; QEMU must
+/// still get its grace period. Always reaps the leader.
 pub fn terminate_group(child: &mut Child, grace: Duration) -> io::Result<ExitStatus> {
+    let pgid = child.id();
     if let Some(status) = child.try_wait()? {
-        let _ = signal_group(child.id(), libc::SIGKILL);
+        let _ = signal_group(pgid, libc::SIGKILL);
         return Ok(status);
     }
-    signal_group(child.id(), libc::SIGTERM)?;
+    let deadline = Instant::now() + grace;
+    signal_group(pgid, libc::SIGTERM)?;
     let status = match wait_timeout(child, grace)? {
         Some(status) => status,
         None => {
-            signal_group(child.id(), libc::SIGKILL)?;
+            signal_group(pgid, libc::SIGKILL)?;
             child.wait()?
         }
     };
-    let _ = signal_group(child.id(), libc::SIGKILL);
+    while group_alive(pgid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let _ = signal_group(pgid, libc::SIGKILL);
     Ok(status)
+}
+
+/// Whether a live (non-zombie) process is left in the group. Zombies are
+/// ignored: an orphan whose parent died waits for PID 1 to reap it, which
+/// may take a while and must not hold up cleanup.
+fn group_alive(pgid: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let is_pid = e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
+        is_pid
+            && std::fs::read_to_string(e.path().join("stat")).is_ok_and(|stat| {
+                // Fields after the command name: state, ppid, pgrp, …
+                let mut fields = stat.rsplit_once(") ").map(|(_, rest)| rest).unwrap_or("").split(' ');
+                let state = fields.next().unwrap_or("Z");
+                let pgrp = fields.nth(1).and_then(|p| p.parse::<u32>().ok());
+                state != "Z" && pgrp == Some(pgid)
+            })
+    })
 }
 
 /// Human-readable exit status: `status 3` or `signal 9 (SIGKILL)`.

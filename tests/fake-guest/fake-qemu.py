@@ -19,6 +19,7 @@ Behaviour switches (environment, usually prefixed to the start script):
 """
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -41,8 +42,35 @@ def serial(line):
     sys.stdout.flush()
 
 
+def descendants():
+    """PIDs of our descendants. GNU `timeout` moves itself into its own
+    process group, so the driver's killpg would miss the commands it runs;
+    in a real VM they die with the guest, here they are killed by hand."""
+    parent = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                parent[int(entry)] = int(fields[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found, todo = [], [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        kids = [c for c, p in parent.items() if p == pid]
+        found += kids
+        todo += kids
+    return found
+
+
 def die(code):
     sys.stdout.flush()
+    for pid in descendants():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
     os._exit(code)
 
 
@@ -92,6 +120,7 @@ def serve_monitor(path):
 
 
 def main():
+    signal.signal(signal.SIGTERM, lambda *_: die(143))
     if os.environ.get("FAKE_EXIT"):
         serial("fake-qemu: starting")
         serial("fake-qemu: failing on purpose")
@@ -124,8 +153,15 @@ def main():
     env["FAKE_QEMU_PID"] = str(os.getpid())
     env.setdefault("FAKE_UNITS", os.path.join(os.getcwd(), "units"))
     shared = env.get("SHARED_DIR", os.path.join(os.getcwd(), "xchg"))
+    # Its own session: the driver's SIGTERM to our group must reach us first,
+    # so that die() still finds the guest commands as our descendants.
     bash = subprocess.Popen(
-        ["bash", "--norc"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=os.getcwd()
+        ["bash", "--norc"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+        cwd=os.getcwd(),
+        start_new_session=True,
     )
     die_on = os.environ.get("FAKE_DIE_ON")
 
@@ -154,9 +190,15 @@ def main():
                 break
             shell.sendall(data)
 
+    def from_guest_then_exit():
+        from_guest()
+        die(0)
+
     threading.Thread(target=to_guest, daemon=True).start()
-    from_guest()
-    die(0)
+    threading.Thread(target=from_guest_then_exit, daemon=True).start()
+    # The main thread only waits, so that it runs the SIGTERM handler promptly.
+    while True:
+        time.sleep(0.05)
 
 
 if __name__ == "__main__":
