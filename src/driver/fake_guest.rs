@@ -508,3 +508,15 @@ fn vm_that_fails_to_start_exits_5_with_a_report() {
     let xml = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
     assert!(xml.contains("start all VMs"), "{xml}");
 }
+
+#[test]
+fn steps_on_unknown_nodes_are_rejected_up_front() {
+    let mut bad = succeed("true");
+    bad.node = Some("ghost".into());
+    let o = opts(Path::new("/tmp/nixvm-unused"), Path::new("/tmp"), "", vec![subtest("s", vec![bad])]);
+    let err = run::validate(&o).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the plan names node `ghost`, which the driver configuration does not define (configured: machine)"
+    );
+}

@@ -100,6 +100,10 @@ pub fn validate(opts: &RunOptions) -> Result<(), SetupError> {
             return Err(SetupError::UnknownNode { node: node.clone(), configured });
         }
     }
+    if let Some(node) = first_unknown_node(&opts.plan.steps, opts) {
+        let configured = opts.config.vms.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ");
+        return Err(SetupError::UnknownNode { node, configured });
+    }
     let mut paths: Vec<PathBuf> =
         opts.config.vms.iter().flat_map(|v| vm::socket_paths(&opts.tmp_dir, &v.name)).collect();
     paths.extend(opts.config.vlans.iter().map(|n| vlan::socket_dir(&opts.tmp_dir, *n).join("ctl")));
@@ -110,6 +114,18 @@ pub fn validate(opts: &RunOptions) -> Result<(), SetupError> {
         }
     }
     Ok(())
+}
+
+fn first_unknown_node(steps: &[Step], opts: &RunOptions) -> Option<String> {
+    steps.iter().find_map(|s| match &s.action {
+        Action::Subtest { steps, .. } => first_unknown_node(steps, opts),
+        a if a.needs_node() => match &s.node {
+            Some(n) if opts.config.vms.iter().any(|v| &v.name == n) => None,
+            Some(n) => Some(n.clone()),
+            None => Some("(none)".to_owned()),
+        },
+        _ => None,
+    })
 }
 
 struct Sinks {
