@@ -52,6 +52,65 @@ pub const KNOWN_SYSTEMS: &[&str] = &[
 /// describe a test (syntax errors, not an attribute set); otherwise a spec
 /// (possibly incomplete: bad steps are left out) and every problem found.
 pub fn parse(file: FileId, rel_path: &Path, text: &str) -> (Option<TestSpec>, Vec<Diagnostic>) {
+    // rnix stops at 512 levels of nesting, but in a debug build that already
+    // needs more stack than a default thread has; parse on a thread whose
+    // stack fits the deepest tree rnix accepts.
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("spec-parse".into())
+            .stack_size(PARSE_STACK_BYTES)
+            .spawn_scoped(scope, || parse_here(file, rel_path, text));
+        match worker {
+            Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => parse_here(file, rel_path, text),
+        }
+    })
+}
+
+/// Enough for rnix's maximum nesting depth in unoptimised builds.
+const PARSE_STACK_BYTES: usize = 64 << 20;
+
+/// Brackets nested deeper than this are refused before parsing: rnix's
+/// error recovery on very deep input takes minutes.
+const MAX_BRACKET_DEPTH: usize = 100;
+
+/// The first bracket (`[`, `{`, `(`, `${`, string start) that nests deeper
+/// than [`MAX_BRACKET_DEPTH`], found by a linear scan of the tokens.
+fn too_deep(file: FileId, text: &str) -> Option<Span> {
+    use SyntaxKind::*;
+    let mut depth = 0usize;
+    let mut offset = 0usize;
+    for (kind, tok) in rnix::tokenize(text) {
+        match kind {
+            TOKEN_L_BRACE | TOKEN_L_BRACK | TOKEN_L_PAREN | TOKEN_INTERPOL_START | TOKEN_STRING_START => {
+                depth += 1;
+                if depth > MAX_BRACKET_DEPTH {
+                    let start = u32::try_from(offset).unwrap_or(u32::MAX);
+                    let end = u32::try_from(offset + tok.len()).unwrap_or(u32::MAX);
+                    return Some(Span { file, start, end });
+                }
+            }
+            TOKEN_R_BRACE | TOKEN_R_BRACK | TOKEN_R_PAREN | TOKEN_INTERPOL_END | TOKEN_STRING_END => {
+                depth = depth.saturating_sub(1);
+            }
+            _ => {}
+        }
+        offset += tok.len();
+    }
+    None
+}
+
+fn parse_here(file: FileId, rel_path: &Path, text: &str) -> (Option<TestSpec>, Vec<Diagnostic>) {
+    if let Some(span) = too_deep(file, text) {
+        let d = Diagnostic::error(
+            "nix_syntax",
+            Some(span),
+            format!("brackets are nested more than {MAX_BRACKET_DEPTH} levels deep"),
+        )
+        .with_label("too deep")
+        .with_hint("a description is a flat list of steps; move deep structures into a separate Nix file");
+        return (None, vec![d]);
+    }
     let parsed = rnix::Root::parse(text);
     if let Some(err) = parsed.errors().first() {
         // Later rnix errors are mostly consequences of the first one.
@@ -1141,5 +1200,29 @@ mod tests {
         assert_eq!(spec.name, "j");
         assert_eq!(spec.steps[0].node.as_deref(), Some("m"));
         assert_eq!(spec.steps[1].action, Action::Sleep { seconds: 0.25 });
+    }
+}
+
+#[cfg(test)]
+mod deep_tests {
+    use super::*;
+
+    /// Deep nesting must end in diagnostics, not a stack overflow.
+    #[test]
+    fn deeply_nested_input_does_not_overflow() {
+        for text in [
+            "[".repeat(100_000),
+            format!("{{ nodes.m = {{}}; steps = {}1{}; }}", "[".repeat(5000), "]".repeat(5000)),
+            format!(
+                "{{ nodes.m = {{}}; steps = [ {{ sleep = {}1{}; }} ]; }}",
+                "(".repeat(5000),
+                ")".repeat(5000)
+            ),
+            "{ a = ".repeat(20_000),
+            format!("{{ nodes.m = {{}}; steps = [ {{ sleep = {}1; }} ]; }}", "-".repeat(5000)),
+        ] {
+            let (_, diags) = parse(FileId(0), Path::new("d.nix"), &text);
+            assert!(!diags.is_empty());
+        }
     }
 }

@@ -225,7 +225,7 @@ mod tests {
         assert_eq!(decode_indented(r"''\n"), "\n");
         // `''\'` is a quote; `'\` after it is plain text (checked with Nix 2.8).
         assert_eq!(decode_indented(r"''\t''\''\\"), "\t''\\\\");
-        assert_eq!(decode_indented("a'b$c $'"), "a'b$c $'");
+        assert_eq!(decode_indented("a'b$c $'x"), "a'b$c $'x");
         assert_eq!(decode_indented("$${x}"), "$${x}");
     }
 
@@ -233,5 +233,49 @@ mod tests {
     fn indented_escape_ends_leading_whitespace() {
         // `''\ ` at the start of a line fixes the minimum indentation at 2.
         assert_eq!(decode_indented("\n  ''\\ x\n    y\n"), " x\n  y\n");
+    }
+
+    /// The hand-written cases above, checked against the real evaluator
+    /// when it is installed (the integration tests cover random strings).
+    #[test]
+    fn cases_agree_with_nix_instantiate() {
+        let plain = [r#"a\nb\tc\rd"#, r#"\"q\" \\ \${x} \$ \a"#, "$${x}", "a\r\nb\rc", "ünï ✓"];
+        let indented = [
+            "\n    foo\n      bar\n  ",
+            "  \n  a\n\n  b",
+            " a\n b\n",
+            "'''",
+            "''${x}",
+            r"''\n",
+            r"''\t''\''\\",
+            "a'b$c $'x",
+            "$${x}",
+            "\n  ''\\ x\n    y\n",
+        ];
+        let mut expr = String::from("[\n");
+        let mut ours = Vec::new();
+        for raw in plain {
+            expr.push_str(&format!("\"{raw}\"\n"));
+            ours.push(decode_plain(raw));
+        }
+        for raw in indented {
+            expr.push_str(&format!("''{raw}''\n"));
+            ours.push(decode_indented(raw));
+        }
+        expr.push(']');
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("cases.nix");
+        std::fs::write(&file, &expr).expect("write");
+        let Ok(out) = std::process::Command::new("nix-instantiate")
+            .args(["--eval", "--strict", "--json"])
+            .arg(&file)
+            .output()
+        else {
+            eprintln!("\n!!! SKIPPED: nix-instantiate is not installed\n");
+            return;
+        };
+        assert!(out.status.success(), "{}\n{expr}", String::from_utf8_lossy(&out.stderr));
+        let nix: Vec<String> = serde_json::from_slice(&out.stdout).expect("json list of strings");
+        assert_eq!(nix, ours);
     }
 }

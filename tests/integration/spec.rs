@@ -400,3 +400,43 @@ fn good_let_bound_nodes() {
     assert_eq!(t.nodes.keys().collect::<Vec<_>>(), ["a", "b"]);
     assert_eq!(t.steps[0].node.as_deref(), Some("a"));
 }
+
+/// Raw `"…"` bodies (escapes, raw CR and CR LF, `$`) decode as Nix decodes
+/// them.
+#[test]
+fn quoted_bodies_agree_with_nix() {
+    if !util::require("nix-instantiate", "compares string escapes with real Nix") {
+        return;
+    }
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let piece = prop_oneof![
+        Just("a"),
+        Just(" "),
+        Just("\n"),
+        Just("\r"),
+        Just("\r\n"),
+        Just("\\r"),
+        Just("\\n"),
+        Just("\\t"),
+        Just("\\\""),
+        Just("\\\\"),
+        Just("\\${"),
+        Just("\\$"),
+        Just("\\q"),
+        Just("$x"),
+        Just("$$"),
+        Just("'"),
+        Just("''"),
+        Just("{}"),
+        Just("漢"),
+    ];
+    let strategy = prop::collection::vec(piece, 0..14).prop_map(|v| v.concat());
+    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[13; 32]);
+    let mut runner = TestRunner::new_with_rng(Config::default(), rng);
+    let bodies: Vec<String> = (0..200).map(|_| strategy.new_tree(&mut runner).unwrap().current()).collect();
+    let literals: Vec<String> = bodies.iter().map(|b| format!("\"{b}\"")).collect();
+    let ours: Vec<String> = literals.iter().map(|l| roundtrip(l).unwrap()).collect();
+    let nix = nix_eval(&format!("[\n{}\n]", literals.join("\n")));
+    assert_eq!(nix, serde_json::json!(ours));
+}
