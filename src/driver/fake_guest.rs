@@ -336,8 +336,12 @@ fn vm_actions_shutdown_start_reboot_crash_copy_screenshot() {
     ok(&mut ctx, Action::Succeed { command: "true".into(), expect: Expect::default() });
     ok(&mut ctx, Action::Crash);
     assert!(!ctx.machines["machine"].is_running());
-    // Commands on a stopped node fail as VM failures, at once.
-    let r = steps::run_step(&mut ctx, &succeed("true"));
+    // A command on a stopped node starts it again, like the stock driver.
+    ok(&mut ctx, Action::Succeed { command: "true".into(), expect: Expect::default() });
+    assert!(ctx.machines["machine"].is_running());
+    // Monitor commands do not.
+    ok(&mut ctx, Action::Crash);
+    let r = steps::run_step(&mut ctx, &step(Action::Block, 5.0));
     assert!(matches!(r, Err(StepError::Vm(_))), "{r:?}");
 }
 

@@ -383,7 +383,8 @@ impl Machine {
         }
     }
 
-    /// Runs `command` through the backdoor (connecting first if needed).
+    /// Runs `command` through the backdoor. Like the stock driver, a node
+    /// that is not running is started first (after `shutdown` or `crash`).
     pub fn execute(
         &mut self,
         command: &str,
@@ -391,6 +392,7 @@ impl Machine {
         deadline: Instant,
         abort: &Abort,
     ) -> Result<Reply, VmError> {
+        self.start(deadline, abort)?;
         self.connect(deadline, abort)?;
         let name = self.setup.name.clone();
         let Some(run) = self.running.as_mut() else {
