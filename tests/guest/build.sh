@@ -257,7 +257,7 @@ build_rootimg() {
   mkdir -p "$stage/etc/systemd/system/sysinit.target.wants"
   ln -sf /etc/systemd/system/nixvm-guestnet.service "$stage/etc/systemd/system/sysinit.target.wants/"
   # agetty on hvc0 would write a login prompt into the protocol stream.
-  for unit in serial-getty@hvc0.service serial-getty@ttyS0.service getty@tty1.service \
+  for unit in serial-getty@hvc0.service serial-getty@ttyS0.service getty@tty1.service getty-static.service \
     apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer; do
     ln -sf /dev/null "$stage/etc/systemd/system/$unit"
   done

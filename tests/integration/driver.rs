@@ -183,7 +183,9 @@ impl World {
         };
         let plan_path = dir.path().join("plan.json");
         std::fs::write(&plan_path, serde_json::to_string_pretty(&plan.to_json()).unwrap()).unwrap();
+        // Like the stock driver, nixvm-driver wants an existing output dir.
         let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
         std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
         World { dir, config, plan: plan_path, out }
     }
@@ -444,7 +446,11 @@ fn wait_for_unit_that_never_starts_times_out_with_status() {
     let secs = wait["durationSecs"].as_f64().unwrap_or(0.0);
     assert!((19.0..60.0).contains(&secs), "the wait honours its 20 s timeout, took {secs}");
     let text = failure_text(wait);
-    assert!(text.to_lowercase().contains("timeout") || text.to_lowercase().contains("timed out"), "{text}");
+    let lower = text.to_lowercase();
+    assert!(
+        lower.contains("20") && ["timeout", "timed out", "within"].iter().any(|w| lower.contains(w)),
+        "failure says the 20 s wait ran out: {text}"
+    );
     // The unit's state and journal explain why.
     assert!(text.contains("never-starts"), "failure mentions the unit: {text}");
     assert!(text.contains("activating"), "failure shows systemctl status: {text}");
@@ -567,10 +573,12 @@ fn sigint_stops_driver_and_its_processes() {
         vec![succeed("machine", 900.0, "touch /tmp/xchg/started; sleep 600")],
     );
     let started = Instant::now();
-    let child = world.spawn();
+    let mut child = world.spawn();
     let pid = child.id() as i32;
     let marker = world.tmp().join("vm-state-machine/xchg/started");
-    let running = wait_until(Duration::from_secs(120), || marker.exists());
+    let running =
+        wait_until(Duration::from_secs(120), || marker.exists() || child.try_wait().ok().flatten().is_some())
+            && marker.exists();
     if !running {
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(pid, libc::SIGKILL) };
