@@ -258,7 +258,7 @@ fn print_diagnostics(g: &GlobalArgs, project: &Project) {
     if g.format == Format::Json {
         let all: Vec<_> = project.diagnostics.iter().map(|d| d.to_json(&project.sources)).collect();
         eprintln!("{}", serde_json::json!({ "diagnostics": all }));
-    } else if !(g.quiet && !project.has_errors()) {
+    } else if !g.quiet || project.has_errors() {
         eprint!("{}", diagnostic::render(&project.diagnostics, &project.sources, crate::cli::stderr_color()));
         let errors = project.diagnostics.iter().filter(|d| d.is_error()).count();
         if errors > 0 {
