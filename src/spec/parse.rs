@@ -419,7 +419,7 @@ fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>) -> Option
 fn top_key_hint(key: &str) -> String {
     match key {
         "testScript" => "nixvm-gen writes the test script from `steps`; describe the test as steps".into(),
-        "nodes" | "machine" | "machines" => "define machines under `nodes`: `nodes.machine = { … };`".into(),
+        "machine" | "machines" => "define machines under `nodes`: `nodes.machine = { … };`".into(),
         _ => format!("the top-level keys are {}", code_list(TOP_KEYS)),
     }
 }

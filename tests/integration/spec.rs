@@ -440,3 +440,47 @@ fn quoted_bodies_agree_with_nix() {
     let nix = nix_eval(&format!("[\n{}\n]", literals.join("\n")));
     assert_eq!(nix, serde_json::json!(ours));
 }
+
+/// Drops positions so that models from source and from JSON compare equal.
+fn without_spans(mut t: TestSpec) -> TestSpec {
+    fn clear(steps: &mut [nixvm_gen::spec::Step]) {
+        for s in steps {
+            s.span = None;
+            if let Action::Subtest { steps, .. } = &mut s.action {
+                clear(steps);
+            }
+        }
+    }
+    t.name_span = None;
+    for span in t.nodes.values_mut() {
+        *span = Default::default();
+    }
+    for (_, span) in t.modules.iter_mut().flatten() {
+        *span = Default::default();
+    }
+    clear(&mut t.steps);
+    t
+}
+
+/// The evaluator fallback path (`from_json` on what Nix evaluates, nodes
+/// replaced by `null`) yields the same model as static parsing.
+#[test]
+fn evaluated_json_gives_the_same_model() {
+    if !util::require("nix-instantiate", "evaluates descriptions to JSON") {
+        return;
+    }
+    for name in ["health", "cluster", "strings", "let_bound"] {
+        let path = util::fixture(&format!("specs/good/{name}.nix"));
+        let rel = path.strip_prefix(util::root()).unwrap().to_path_buf();
+        let json = nix_eval(&format!(
+            "let d = import {}; in d // {{ nodes = builtins.mapAttrs (_: _: null) d.nodes; }}",
+            path.display()
+        ));
+        let (from_json, diags) = parse::from_json(Default::default(), &rel, &json);
+        assert!(diags.is_empty(), "{name}: {diags:?}");
+        let mut from_json: Vec<TestSpec> = from_json.into_iter().collect();
+        validate::validate(&mut from_json, &[]);
+        let from_source = load_good(name);
+        assert_eq!(without_spans(from_json.remove(0)), without_spans(from_source), "{name}");
+    }
+}
