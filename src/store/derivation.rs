@@ -439,6 +439,19 @@ mod tests {
         assert_eq!(d.outputs["out"].hash_algo, "r:sha256");
     }
 
+    fn store_path() -> impl proptest::strategy::Strategy<Value = StorePath> {
+        use proptest::strategy::Strategy;
+        ("[0-9a-dfgh-np-sv-z]{32}", "[a-z0-9][a-z0-9.+-]{0,12}")
+            .prop_map(|(h, n)| StorePath::from_base_name(&format!("{h}-{n}")).expect("valid by construction"))
+    }
+
+    fn drv_path() -> impl proptest::strategy::Strategy<Value = StorePath> {
+        use proptest::strategy::Strategy;
+        ("[0-9a-dfgh-np-sv-z]{32}", "[a-z0-9][a-z0-9-]{0,12}").prop_map(|(h, n)| {
+            StorePath::from_base_name(&format!("{h}-{n}.drv")).expect("valid by construction")
+        })
+    }
+
     proptest::proptest! {
         #[test]
         fn never_panics_on_random_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
@@ -458,6 +471,28 @@ mod tests {
             let _ = Derivation::parse(&bytes);
             let cut = cut % (bytes.len() + 1);
             let _ = Derivation::parse(&bytes[..cut]);
+        }
+
+        #[test]
+        fn structures_round_trip(
+            outputs in proptest::collection::btree_map("[a-z]{1,8}", (proptest::option::of(store_path()), "[a-z0-9:]{0,8}"), 0..4),
+            inputs in proptest::collection::btree_map(drv_path(), proptest::collection::btree_set("[a-z]{1,5}", 0..3), 0..4),
+            sources in proptest::collection::btree_set(store_path(), 0..4),
+            args in proptest::collection::vec("\\PC{0,12}", 0..4),
+        ) {
+            let d = Derivation {
+                outputs: outputs
+                    .into_iter()
+                    .map(|(name, (path, algo))| (name, Output { path, hash_algo: algo, hash: String::new() }))
+                    .collect(),
+                input_derivations: inputs,
+                input_sources: sources,
+                system: "x86_64-linux".into(),
+                builder: "/bin/sh".into(),
+                args,
+                env: BTreeMap::new(),
+            };
+            proptest::prop_assert_eq!(Derivation::parse(d.to_aterm().as_bytes()).unwrap(), d);
         }
 
         #[test]
