@@ -1201,6 +1201,17 @@ mod tests {
         assert_eq!(spec.steps[0].node.as_deref(), Some("m"));
         assert_eq!(spec.steps[1].action, Action::Sleep { seconds: 0.25 });
     }
+
+    #[test]
+    fn json_mistakes_point_at_the_given_span() {
+        let j = serde_json::json!({ "nodes": { "a": null, "b": null }, "steps": [ { "succed": "x" }, { "fail": "y" } ] });
+        let span = Span { file: FileId(2), start: 0, end: 40 };
+        let (spec, diags) = from_json_spanned(Path::new("tests/vm/j.nix"), &j, span);
+        let codes: Vec<_> = diags.iter().map(|d| d.code).collect();
+        assert_eq!(codes, ["unknown_step_key", "missing_node"]);
+        assert!(diags.iter().all(|d| d.span == Some(span)));
+        assert_eq!(spec.map(|s| s.steps.len()), Some(1));
+    }
 }
 
 #[cfg(test)]
