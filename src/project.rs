@@ -50,7 +50,8 @@ pub fn discover(config: &Config, flake: &FlakeInfo) -> Result<Vec<PathBuf>, Proj
                 let entry = entry.map_err(|source| ProjectError::Read { path: dir.clone(), source })?;
                 let name = entry.file_name();
                 let is_nix = Path::new(&name).extension().is_some_and(|e| e == "nix");
-                if is_nix && entry.file_type().is_ok_and(|t| t.is_file()) {
+                // `metadata` follows symlinks: a linked description counts.
+                if is_nix && std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) {
                     files.push(config.tests_dir.join(name));
                 }
             }
