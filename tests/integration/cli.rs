@@ -101,6 +101,19 @@ fn scan_text_lists_modules_and_tests() {
     assert!(text.contains("health") && text.contains("3 step(s)"), "{text}");
 }
 
+#[test]
+fn symlinked_descriptions_count() {
+    let dir = health();
+    std::fs::create_dir(dir.path().join("shared")).expect("mkdir");
+    std::fs::rename(dir.path().join("tests/vm/health.nix"), dir.path().join("shared/health.nix")).expect("mv");
+    std::os::unix::fs::symlink("../../shared/health.nix", dir.path().join("tests/vm/health.nix")).expect("ln");
+    let out = gen_in(dir.path(), &["scan", "--json"]);
+    util::assert_code(&out, 0);
+    let json: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["tests"][0]["name"], "health", "{json}");
+    util::assert_code(&gen_in(dir.path(), &["check"]), 0);
+}
+
 // ---------------------------------------------------- generate and check
 
 #[test]
