@@ -61,7 +61,7 @@ nics="" net="" k=0
 for vlan in $vlans; do
   k=$((k + 1))
   mac=$(printf '52:54:00:12:%02x:%02x' "$vlan" "$number")
-  nics+="  -device virtio-net-pci,netdev=vlan$k,mac=$mac -netdev vde,id=vlan$k,sock=\"\$QEMU_VDE_SOCKET_$vlan\" \\"$'\n'
+  nics+="  -device virtio-net-pci,netdev=vlan$k,mac=$mac,romfile= -netdev vde,id=vlan$k,sock=\"\$QEMU_VDE_SOCKET_$vlan\" \\"$'\n'
   net+="${net:+,}eth$k=192.168.$vlan.$number/24"
 done
 hosts="" i=0
