@@ -167,6 +167,12 @@ fn exit_code_of(err: &anyhow::Error) -> i32 {
         {
             return exit_codes::INVALID_INPUT;
         }
+        // A description that is not UTF-8 is the user's file to fix.
+        if e.downcast_ref::<project::ProjectError>().is_some_and(|e| {
+            matches!(e, project::ProjectError::Read { source, .. } if source.kind() == std::io::ErrorKind::InvalidData)
+        }) {
+            return exit_codes::INVALID_INPUT;
+        }
         if e.downcast_ref::<crate::eval::EvalError>().is_some() {
             return exit_codes::EXTERNAL_TOOL;
         }
@@ -514,4 +520,61 @@ fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("nixvm-gen").chain(args.iter().copied())).expect("parses")
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn eval_is_global_and_needs_an_equals_sign() {
+        assert_eq!(parse(&["generate"]).global.eval, EvalMode::Never);
+        assert_eq!(parse(&["--eval", "generate"]).global.eval, EvalMode::Always);
+        assert_eq!(parse(&["check", "--eval=auto"]).global.eval, EvalMode::Auto);
+        assert_eq!(parse(&["scan", "--json", "--eval"]).global.eval, EvalMode::Always);
+        assert!(matches!(parse(&["--eval", "scan"]).command, Command::Scan { json: false }));
+        assert!(Cli::try_parse_from(["nixvm-gen", "scan", "--eval", "auto"]).is_err());
+    }
+
+    #[test]
+    fn exit_codes_of_errors() {
+        let code = |e: anyhow::Error| exit_code_of(&e.context("while doing something"));
+        assert_eq!(code(UsageError("x".into()).into()), exit_codes::INVALID_INPUT);
+        assert_eq!(code(crate::codegen::CodegenError::InputName { name: "self".into() }.into()), 2);
+        assert_eq!(code(crate::eval::EvalError::NotInstalled { command: "nix".into() }.into()), 3);
+        assert_eq!(code(std::io::Error::other("disk full").into()), exit_codes::INTERNAL);
+        let read =
+            |kind| project::ProjectError::Read { path: "t.nix".into(), source: std::io::Error::from(kind) };
+        assert_eq!(code(read(std::io::ErrorKind::InvalidData).into()), 2);
+        assert_eq!(code(read(std::io::ErrorKind::PermissionDenied).into()), 4);
+        let pipe: anyhow::Error = std::io::Error::from(std::io::ErrorKind::BrokenPipe).into();
+        assert!(is_broken_pipe(&pipe.context("writing")));
+    }
+
+    #[test]
+    fn the_generate_command_repeats_settings() {
+        assert_eq!(generate_command(&parse(&["check"]).global), "nixvm-gen generate");
+        let g = parse(&["--flake", "a dir", "--tests-dir", "t", "--eval", "check"]).global;
+        assert_eq!(generate_command(&g), "nixvm-gen --flake 'a dir' --tests-dir t --eval generate");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(shell_word(""), "''");
+    }
+
+    #[test]
+    fn paths_are_compared_as_spelled() {
+        assert_eq!(normalize(Path::new("./a/../b/./c.nix")), PathBuf::from("b/c.nix"));
+        assert_eq!(normalize(Path::new("../x")), PathBuf::from("../x"));
+        assert_eq!(shown(Path::new("./nix/x.nix")), Path::new("nix/x.nix"));
+        assert_eq!(shown(Path::new("/abs/x.nix")), Path::new("/abs/x.nix"));
+    }
 }

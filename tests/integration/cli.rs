@@ -105,8 +105,10 @@ fn scan_text_lists_modules_and_tests() {
 fn symlinked_descriptions_count() {
     let dir = health();
     std::fs::create_dir(dir.path().join("shared")).expect("mkdir");
-    std::fs::rename(dir.path().join("tests/vm/health.nix"), dir.path().join("shared/health.nix")).expect("mv");
-    std::os::unix::fs::symlink("../../shared/health.nix", dir.path().join("tests/vm/health.nix")).expect("ln");
+    std::fs::rename(dir.path().join("tests/vm/health.nix"), dir.path().join("shared/health.nix"))
+        .expect("mv");
+    std::os::unix::fs::symlink("../../shared/health.nix", dir.path().join("tests/vm/health.nix"))
+        .expect("ln");
     let out = gen_in(dir.path(), &["scan", "--json"]);
     util::assert_code(&out, 0);
     let json: Value = serde_json::from_slice(&out.stdout).expect("json");
@@ -319,6 +321,18 @@ fn missing_flake_nix_says_where_and_what_to_do() {
     // A directory that does not exist at all.
     let out = gen_in(&empty.path().join("nope"), &["generate"]);
     util::assert_code(&out, 2);
+}
+
+#[test]
+fn a_description_that_is_not_utf8_exits_2() {
+    let dir = health();
+    std::fs::write(dir.path().join("tests/vm/latin1.nix"), b"{ description = \"caf\xe9\"; }\n")
+        .expect("write");
+    let out = gen_in(dir.path(), &["generate"]);
+    util::assert_code(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains("tests/vm/latin1.nix") && err.contains("UTF-8"), "{err}");
+    assert_no_panic(&out);
 }
 
 #[test]
