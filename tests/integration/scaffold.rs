@@ -93,6 +93,7 @@ fn wire_dry_run_prints_a_diff_and_writes_nothing() {
     assert!(diff.starts_with("--- a/flake.nix\n+++ b/flake.nix\n@@"), "{diff}");
     assert!(diff.contains("+  inputs.nixvm-gen.url = \"github:"), "{diff}");
     assert!(diff.contains("+    checks = import ./nix/checks.generated.nix {"), "{diff}");
+    assert!(stderr(&out).contains("run `nixvm-gen generate`"), "{}", stderr(&out));
     assert_eq!(read(&dir.path().join("flake.nix")), before);
 }
 
