@@ -274,6 +274,22 @@ fn init_project_evaluates_with_nix() {
 }
 
 #[test]
+fn init_honours_custom_paths_and_input_name() {
+    let tmp = util::tempdir();
+    let dir = tmp.path().join("demo");
+    let flags = ["--output", "ci/vm-checks.nix", "--tests-dir", "vmtests", "--input-name", "vmgen"];
+    assert_code(&run(nixvm_gen().args(flags).arg("init").arg(&dir)), 0);
+    assert!(dir.join("vmtests/demo.nix").is_file() && dir.join("ci/vm-checks.nix").is_file());
+    let flake = read(&dir.join("flake.nix"));
+    assert!(flake.contains("checks = import ./ci/vm-checks.nix {"), "{flake}");
+    assert!(flake.contains("vmgen = inputs.vmgen;") && flake.contains("vmgen.url = "), "{flake}");
+    assert_code(&run(nixvm_gen().args(flags).arg("--flake").arg(&dir).arg("check")), 0);
+    let wire = run(nixvm_gen().args(flags).arg("--flake").arg(&dir).arg("wire"));
+    assert_code(&wire, 0);
+    assert!(stderr(&wire).contains("already wired"), "{}", stderr(&wire));
+}
+
+#[test]
 fn init_refuses_to_overwrite_and_writes_nothing() {
     let tmp = util::tempdir();
     let dir = tmp.path().join("demo");
