@@ -11,6 +11,22 @@ use crate::diagnostic;
 use crate::exit_codes;
 use crate::project::{self, Project};
 
+/// `eprintln!` that ignores write errors: `eprintln!` panics when stderr
+/// is a pipe whose reader is gone (`nixvm-gen check 2>&1 | head`), and
+/// there is nobody left to tell anyway. The exit code still tells.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+/// Like [`say!`] for text that brings its own newlines.
+fn say_raw(text: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
 /// Declarative NixOS VM tests for flakes.
 ///
 /// Exit codes: 0 success; 1 `check` found the generated file stale; 2 invalid
@@ -140,9 +156,9 @@ pub fn main() -> ExitCode {
             }
             let code = exit_code_of(&err);
             if cli.global.format == Format::Json {
-                eprintln!("{}", serde_json::json!({ "error": format!("{err:#}"), "exit_code": code }));
+                say!("{}", serde_json::json!({ "error": format!("{err:#}"), "exit_code": code }));
             } else {
-                eprintln!("error: {err:#}");
+                say!("error: {err:#}");
             }
             ExitCode::from(code as u8)
         }
@@ -263,12 +279,12 @@ fn print_diagnostics(g: &GlobalArgs, project: &Project) {
     }
     if g.format == Format::Json {
         let all: Vec<_> = project.diagnostics.iter().map(|d| d.to_json(&project.sources)).collect();
-        eprintln!("{}", serde_json::json!({ "diagnostics": all }));
+        say!("{}", serde_json::json!({ "diagnostics": all }));
     } else if !g.quiet || project.has_errors() {
-        eprint!("{}", diagnostic::render(&project.diagnostics, &project.sources, crate::cli::stderr_color()));
+        say_raw(&diagnostic::render(&project.diagnostics, &project.sources, crate::cli::stderr_color()));
         let errors = project.diagnostics.iter().filter(|d| d.is_error()).count();
         if errors > 0 {
-            eprintln!("error: {errors} problem(s) in test descriptions; nothing was written");
+            say!("error: {errors} problem(s) in test descriptions; nothing was written");
         }
     }
 }
@@ -375,7 +391,7 @@ fn generate(g: &GlobalArgs, config: &Config) -> anyhow::Result<i32> {
     let old = std::fs::read(&path).ok();
     if old.as_deref() == Some(text.as_bytes()) {
         if !g.quiet {
-            eprintln!("{} is up to date", shown(&path).display());
+            say!("{} is up to date", shown(&path).display());
         }
         return Ok(exit_codes::OK);
     }
@@ -397,7 +413,7 @@ fn generate(g: &GlobalArgs, config: &Config) -> anyhow::Result<i32> {
     crate::fsutil::write_atomic(&path, text.as_bytes())
         .with_context(|| format!("failed to write {}", shown(&path).display()))?;
     if !g.quiet {
-        eprintln!("wrote {} ({} test(s))", shown(&path).display(), project.tests.len());
+        say!("wrote {} ({} test(s))", shown(&path).display(), project.tests.len());
     }
     Ok(exit_codes::OK)
 }
@@ -423,7 +439,7 @@ fn check(g: &GlobalArgs, config: &Config) -> anyhow::Result<i32> {
     };
     if old == text.as_bytes() {
         if g.verbose {
-            eprintln!("{} is up to date", shown(&path).display());
+            say!("{} is up to date", shown(&path).display());
         }
         return Ok(exit_codes::OK);
     }
@@ -438,11 +454,7 @@ fn check(g: &GlobalArgs, config: &Config) -> anyhow::Result<i32> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
         _ => {}
     }
-    eprintln!(
-        "error: {} is stale; run `{}` and commit the result",
-        shown(&path).display(),
-        generate_command(g)
-    );
+    say!("error: {} is stale; run `{}` and commit the result", shown(&path).display(), generate_command(g));
     Ok(exit_codes::STALE_OR_FAILED)
 }
 

@@ -563,6 +563,35 @@ fn a_closed_stdout_is_not_a_crash() {
     assert!(stderr(&out).contains("is stale"), "{}", stderr(&out));
 }
 
+#[test]
+fn a_closed_stderr_keeps_the_exit_code() {
+    use std::io::Read;
+    // 400 broken descriptions: far more diagnostics than a pipe holds.
+    let dir = big_flake();
+    for i in 0..400 {
+        std::fs::write(
+            dir.path().join(format!("tests/vm/t{i:03}.nix")),
+            "{ nodes.machine = { }; steps = [ { nope = 1; } ]; }\n",
+        )
+        .expect("write");
+    }
+    let mut child = util::nixvm_gen()
+        .arg("--flake")
+        .arg(dir.path())
+        .arg("generate")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut pipe = child.stderr.take().expect("stderr");
+    let mut one = [0u8; 1];
+    pipe.read_exact(&mut one).expect("read one byte");
+    drop(pipe);
+    let status = child.wait().expect("wait");
+    // A panic would be 101.
+    assert_eq!(status.code(), Some(2), "{status:?}");
+}
+
 // ---------------------------------------------------------- output path
 
 #[test]
