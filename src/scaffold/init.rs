@@ -103,27 +103,21 @@ fn resolve_names(opts: &InitOptions) -> Result<Names, ScaffoldError> {
     })
 }
 
-/// The last component of `dir` (of the current directory for `.`).
+/// The last component of `dir` (of the current directory for `.`), with
+/// `..` resolved lexically.
 fn dir_name(dir: &Path) -> Option<String> {
     let abs = if dir.is_absolute() { dir.to_path_buf() } else { std::env::current_dir().ok()?.join(dir) };
-    abs.components()
-        .filter_map(|c| match c {
-            std::path::Component::Normal(s) => Some(Some(s)),
-            std::path::Component::ParentDir => Some(None),
-            _ => None,
-        })
-        .fold(Vec::new(), |mut acc, c| {
-            match c {
-                Some(s) => acc.push(s),
-                None => {
-                    acc.pop();
-                }
+    let mut parts = Vec::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::Normal(s) => parts.push(s),
+            std::path::Component::ParentDir => {
+                parts.pop();
             }
-            acc
-        })
-        .last()
-        .and_then(|s| s.to_str())
-        .map(str::to_string)
+            _ => {}
+        }
+    }
+    parts.last()?.to_str().map(str::to_string)
 }
 
 /// A flake input name must be a plain Nix identifier to be used as
