@@ -223,16 +223,6 @@ fn generate_checks(opts: &InitOptions, files: &[PlannedFile]) -> Result<PlannedF
     Ok(PlannedFile { path: opts.output.clone(), contents })
 }
 
-/// Plans every file of a new project, generated checks included. Writes
-/// nothing to `opts.dir`.
-pub fn plan(opts: &InitOptions) -> Result<Vec<PlannedFile>, ScaffoldError> {
-    let names = resolve_names(opts)?;
-    let mut files = plan_sources(opts, &names)?;
-    let generated = generate_checks(opts, &files)?;
-    files.push(generated);
-    Ok(files)
-}
-
 /// Creates the project. Refuses (writing nothing) when any file exists,
 /// unless `opts.force`.
 pub fn init(opts: &InitOptions) -> Result<InitReport, ScaffoldError> {
