@@ -65,9 +65,9 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Ask the Nix evaluator about what static analysis cannot resolve
-    /// (computed module sets, descriptions that are not plain data).
-    /// `--eval` alone means `always`; the `=` is required so that
-    /// `--eval generate` is not read as a value.
+    /// (computed module sets, descriptions that are not plain data);
+    /// `--eval` alone means `always`.
+    // `require_equals`: `--eval generate` must not read `generate` as WHEN.
     #[arg(
         long,
         global = true,
