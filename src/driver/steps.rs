@@ -95,8 +95,8 @@ pub fn run_step(ctx: &mut StepCtx<'_>, step: &Step) -> StepResult {
         Action::Shutdown => run.m.shutdown(deadline, run.abort).map_err(|e| run.vm_error(e, None)),
         Action::Crash => run.m.crash(deadline, run.abort).map_err(|e| run.vm_error(e, None)),
         Action::Reboot => run.m.reboot(deadline, run.abort).map_err(|e| run.vm_error(e, None)),
-        Action::Block => run.monitor("set_link virtio-net-pci.1 off"),
-        Action::Unblock => run.monitor("set_link virtio-net-pci.1 on"),
+        Action::Block => run.monitor_quiet("set_link virtio-net-pci.1 off"),
+        Action::Unblock => run.monitor_quiet("set_link virtio-net-pci.1 on"),
         Action::CopyFromVm { source, target_dir } => {
             run.copy_from_vm(source, target_dir.as_deref(), ctx.out_dir)
         }
@@ -417,11 +417,24 @@ impl Runner<'_> {
         Ok(())
     }
 
-    fn monitor(&mut self, command: &str) -> StepResult {
-        self.m
+    /// Sends an HMP command and returns what QEMU printed for it (`set_link`
+    /// and `screendump` print nothing on success, an error message otherwise).
+    fn monitor(&mut self, command: &str) -> Result<String, StepError> {
+        let reply = self
+            .m
             .monitor(command, self.deadline, self.abort)
-            .map(drop)
-            .map_err(|e| self.vm_error(e, Some(command)))
+            .map_err(|e| self.vm_error(e, Some(command)))?;
+        Ok(monitor_output(&reply))
+    }
+
+    /// A monitor command that must print nothing.
+    fn monitor_quiet(&mut self, command: &str) -> StepResult {
+        let out = self.monitor(command)?;
+        if out.is_empty() {
+            return Ok(());
+        }
+        let msg = format!("QEMU monitor command `{command}` failed: {out}");
+        Err(StepError::failed(self.failure(msg, Some(command), None)))
     }
 
     /// Copies through the shared directory: the guest's `/tmp/shared` is the
@@ -465,8 +478,13 @@ impl Runner<'_> {
         let file = if name.contains('.') { name.to_owned() } else { format!("{name}.png") };
         let target = out_dir.join(&file);
         let ppm = self.m.state_dir().join("screenshot.ppm");
-        self.monitor(&format!("screendump {}", ppm.display()))?;
+        let _ = std::fs::remove_file(&ppm);
+        let said = self.monitor(&format!("screendump {}", ppm.display()))?;
         let fail = |r: &Self, msg: String| StepError::failed(r.failure(msg, None, None));
+        if !ppm.exists() {
+            let why = if said.is_empty() { "no reason given".to_owned() } else { said };
+            return Err(fail(self, format!("QEMU did not write a screendump ({why})")));
+        }
         let converted =
             std::process::Command::new("pnmtopng").arg(&ppm).stderr(std::process::Stdio::inherit()).output();
         match converted {
@@ -520,6 +538,16 @@ pub fn check_expect(command: &str, reply: &Reply, expect: &Expect) -> Result<(),
     Ok(())
 }
 
+/// The text of an HMP answer without the echoed command line, the final
+/// prompt and terminal escape sequences.
+fn monitor_output(reply: &str) -> String {
+    let body = reply.strip_suffix("(qemu) ").unwrap_or(reply);
+    let body = super::vm::strip_ansi(body).replace('\r', "");
+    let mut lines = body.lines();
+    lines.next();
+    lines.collect::<Vec<_>>().join("\n").trim().to_owned()
+}
+
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     if let Some(parent) = to.parent() {
         std::fs::create_dir_all(parent)?;
@@ -561,6 +589,15 @@ mod tests {
         assert!(check_expect("c", &reply(0, "x"), &e).is_err());
         let e = Expect { matches: Some("^v[0-9]+$".into()), ..Expect::default() };
         assert!(check_expect("c", &reply(0, "v12"), &e).is_ok());
+    }
+
+    #[test]
+    fn monitor_answers() {
+        assert_eq!(monitor_output("set_link virtio-net-pci.1 off\r\n(qemu) "), "");
+        assert_eq!(
+            monitor_output("\x1b[Kset_link x off\r\nDevice 'x' not found\r\n(qemu) "),
+            "Device 'x' not found"
+        );
     }
 
     #[test]

@@ -484,12 +484,22 @@ impl Machine {
             Err(e) => return Err(self.monitor_failure(e)),
         }
         run.connected = false;
+        let started = Instant::now();
         match run.shell.wait_ready(deadline, abort, |_| {}) {
             Ok(()) => {
                 run.connected = true;
                 return Ok(());
             }
             Err(ShellError::Eof) => {}
+            Err(ShellError::Timeout { .. }) => {
+                return Err(VmError::Timeout {
+                    node: name,
+                    what:
+                        "the reboot (after ctrl-alt-delete QEMU did not exit and the backdoor did not come back)"
+                            .into(),
+                    secs: started.elapsed().as_secs_f64(),
+                });
+            }
             Err(e) => return Err(self.shell_failure(e)),
         }
         match self.shell_failure(ShellError::Eof) {
@@ -521,9 +531,10 @@ impl Machine {
         }
     }
 
-    /// The last console lines (failure context).
+    /// The last console lines (failure context), without terminal colour
+    /// codes (systemd's `[  OK  ]`), which are noise in reports.
     pub fn console_tail(&self) -> Vec<String> {
-        self.console.tail(CONSOLE_TAIL)
+        self.console.tail(CONSOLE_TAIL).iter().map(|l| strip_ansi(l)).collect()
     }
 
     /// The host directory shared with every guest as `/tmp/shared`.
@@ -543,6 +554,16 @@ impl Drop for Machine {
             let _ = os::signal_group(run.child.id(), libc::SIGKILL);
             let _ = run.child.wait();
         }
+    }
+}
+
+/// Removes ANSI escape sequences (CSI, e.g. `ESC[0;32m`).
+pub fn strip_ansi(line: &str) -> String {
+    static CSI: std::sync::LazyLock<Option<regex::Regex>> =
+        std::sync::LazyLock::new(|| regex::Regex::new("\x1b\\[[0-9;?]*[ -/]*[@-~]").ok());
+    match CSI.as_ref() {
+        Some(re) => re.replace_all(line, "").into_owned(),
+        None => line.to_owned(),
     }
 }
 
@@ -632,6 +653,11 @@ fn join_readers(readers: Vec<JoinHandle<()>>, console: &Console) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strips_colour_codes() {
+        assert_eq!(strip_ansi("[\x1b[0;32m  OK  \x1b[0m] Reached"), "[  OK  ] Reached");
+    }
 
     #[test]
     fn extra_qemu_args_match_the_stock_driver() {
