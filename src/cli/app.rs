@@ -165,10 +165,21 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Whether stdout's reader went away. Only our own stdout counts: a broken
+/// pipe to a child process is a real failure.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|e| {
-        e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+    err.chain().any(|e| e.downcast_ref::<StdoutError>().is_some_and(StdoutError::is_broken_pipe))
+}
+
+/// Writing a report to stdout failed.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to write to stdout")]
+struct StdoutError(#[source] std::io::Error);
+
+impl StdoutError {
+    fn is_broken_pipe(&self) -> bool {
+        self.0.kind() == std::io::ErrorKind::BrokenPipe
+    }
 }
 
 /// Maps an error to the documented exit code: the user's mistakes are 2,
@@ -233,7 +244,9 @@ pub fn run(cli: &Cli) -> anyhow::Result<i32> {
         }
         Command::Man => {
             let cmd = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut buf)?;
+            write_stdout(&buf)?;
             Ok(exit_codes::OK)
         }
     }
@@ -261,11 +274,10 @@ fn load_evaluated(g: &GlobalArgs, config: &Config) -> anyhow::Result<Project> {
 
 /// Writes to stdout, returning errors (a closed pipe) instead of
 /// panicking like `print!` does.
-fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
+fn write_stdout(bytes: &[u8]) -> Result<(), StdoutError> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    out.write_all(bytes)?;
-    out.flush()
+    out.write_all(bytes).and_then(|()| out.flush()).map_err(StdoutError)
 }
 
 /// A path as the user would type it: without a leading `./`.
@@ -451,7 +463,7 @@ fn check(g: &GlobalArgs, config: &Config) -> anyhow::Result<i32> {
     // A reader that stops early (`check | head`) must not turn "stale"
     // into success: the exit code is 1 either way.
     match write_stdout(diff.as_bytes()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+        Err(e) if !e.is_broken_pipe() => return Err(e.into()),
         _ => {}
     }
     say!("error: {} is stale; run `{}` and commit the result", shown(&path).display(), generate_command(g));
@@ -569,8 +581,12 @@ mod tests {
             |kind| project::ProjectError::Read { path: "t.nix".into(), source: std::io::Error::from(kind) };
         assert_eq!(code(read(std::io::ErrorKind::InvalidData).into()), 2);
         assert_eq!(code(read(std::io::ErrorKind::PermissionDenied).into()), 4);
-        let pipe: anyhow::Error = std::io::Error::from(std::io::ErrorKind::BrokenPipe).into();
+        let pipe: anyhow::Error = StdoutError(std::io::Error::from(std::io::ErrorKind::BrokenPipe)).into();
         assert!(is_broken_pipe(&pipe.context("writing")));
+        // A pipe to a child process is not our stdout.
+        let child: anyhow::Error = std::io::Error::from(std::io::ErrorKind::BrokenPipe).into();
+        assert!(!is_broken_pipe(&child));
+        assert_eq!(exit_code_of(&child), exit_codes::INTERNAL);
     }
 
     #[test]
