@@ -17,7 +17,7 @@ pub const NIXVM_GEN_FLAKE_URL: &str = "github:nixvm-gen/nixvm-gen";
 /// Flake URL of nixpkgs written by `init`.
 pub const NIXPKGS_FLAKE_URL: &str = "github:NixOS/nixpkgs/nixos-unstable";
 
-/// Errors of the scaffolding commands. Variants up to [`ScaffoldError::is_usage`]
+/// Errors of the scaffolding commands. [`ScaffoldError::is_usage`] tells which
 /// are the user's to fix (exit code 2); the rest are I/O or internal.
 #[derive(Debug, thiserror::Error)]
 pub enum ScaffoldError {
@@ -62,16 +62,16 @@ pub enum ScaffoldError {
 impl ScaffoldError {
     /// Whether the user caused this (bad name, existing file…): exit code 2.
     pub fn is_usage(&self) -> bool {
-        match self {
+        matches!(
+            self,
             ScaffoldError::InvalidName { .. }
-            | ScaffoldError::WouldOverwrite { .. }
-            | ScaffoldError::DuplicateTest { .. }
-            | ScaffoldError::UnknownModule { .. } => true,
-            ScaffoldError::Project(crate::project::ProjectError::Flake(
-                crate::flake::FlakeError::NoFlake { .. },
-            )) => true,
-            _ => false,
-        }
+                | ScaffoldError::WouldOverwrite { .. }
+                | ScaffoldError::DuplicateTest { .. }
+                | ScaffoldError::UnknownModule { .. }
+                | ScaffoldError::Project(crate::project::ProjectError::Flake(
+                    crate::flake::FlakeError::NoFlake { .. }
+                ))
+        )
     }
 }
 
