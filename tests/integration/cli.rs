@@ -508,14 +508,14 @@ fn no_colour_when_not_a_terminal_or_with_no_color() {
 
 /// A flake with enough tests that `scan --json` and `check` print far more
 /// than a pipe buffer (64 KiB), so that a closed pipe is always hit.
-fn big_flake() -> tempfile::TempDir {
+fn big_flake(tests_count: usize) -> tempfile::TempDir {
     let dir = util::tempdir();
     std::fs::write(dir.path().join("flake.nix"), "{ outputs = { self }: { }; }\n").expect("write");
     let tests = dir.path().join("tests/vm");
     std::fs::create_dir_all(&tests).expect("mkdir");
-    for i in 0..400 {
+    for i in 0..tests_count {
         std::fs::write(
-            tests.join(format!("t{i:03}.nix")),
+            tests.join(format!("t{i:04}.nix")),
             format!("{{ nodes.machine = {{ }}; steps = [ {{ waitForOpenPort = {}; }} ]; }}\n", 1000 + i),
         )
         .expect("write");
@@ -539,7 +539,9 @@ fn run_closing_stdout(cmd: &mut Command) -> Output {
 
 #[test]
 fn a_closed_stdout_is_not_a_crash() {
-    let dir = big_flake();
+    // `scan` prints ~70 bytes a test, `scan --json` ~250: 1200 tests is
+    // more than a pipe holds either way.
+    let dir = big_flake(1200);
     let out = run_closing_stdout(util::nixvm_gen().arg("--flake").arg(dir.path()).args(["scan", "--json"]));
     assert_no_panic(&out);
     util::assert_code(&out, 0);
@@ -564,10 +566,10 @@ fn a_closed_stdout_is_not_a_crash() {
 fn a_closed_stderr_keeps_the_exit_code() {
     use std::io::Read;
     // 400 broken descriptions: far more diagnostics than a pipe holds.
-    let dir = big_flake();
+    let dir = big_flake(400);
     for i in 0..400 {
         std::fs::write(
-            dir.path().join(format!("tests/vm/t{i:03}.nix")),
+            dir.path().join(format!("tests/vm/t{i:04}.nix")),
             "{ nodes.machine = { }; steps = [ { nope = 1; } ]; }\n",
         )
         .expect("write");
