@@ -258,29 +258,29 @@ impl Machine {
         }
         let stdin = child.stdin.take();
 
+        let accept_started = Instant::now();
         let accepted = accept_both(&monitor_l, &shell_l, &mut child, deadline, abort);
         let (monitor_s, shell_s) = match accepted {
             Ok(pair) => pair,
-            Err(Accept::Exited(status)) => {
+            Err(failure) => {
+                // SIGKILL stragglers at once after an exit; otherwise QEMU gets the grace period.
+                let grace =
+                    if matches!(failure, Accept::Exited(_)) { Duration::ZERO } else { self.setup.grace };
+                let _ = os::terminate_group(&mut child, grace);
                 join_readers(readers, &self.console);
-                return Err(VmError::StartScriptExited {
-                    node: name,
-                    status: os::describe_status(status),
-                    tail: self.console.tail(CONSOLE_TAIL),
-                });
-            }
-            Err(other) => {
-                let _ = os::terminate_group(&mut child, self.setup.grace);
-                join_readers(readers, &self.console);
-                return Err(match other {
+                return Err(match failure {
+                    Accept::Exited(status) => VmError::StartScriptExited {
+                        node: name,
+                        status: os::describe_status(status),
+                        tail: self.console.tail(CONSOLE_TAIL),
+                    },
                     Accept::Io(e) => self.io("accept QEMU's connections")(e),
                     Accept::Stopped(r) => VmError::Stopped(r),
                     Accept::Timeout => VmError::Timeout {
                         node: name,
                         what: "waiting for QEMU to connect to the monitor and shell sockets".into(),
-                        secs: 0.0,
+                        secs: accept_started.elapsed().as_secs_f64(),
                     },
-                    Accept::Exited(_) => unreachable!("handled above"),
                 });
             }
         };

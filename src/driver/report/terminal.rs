@@ -10,11 +10,13 @@ use crate::driver::log::Log;
 pub struct TerminalSink {
     log: Arc<Log>,
     total: usize,
+    passed: usize,
+    failed: usize,
 }
 
 impl TerminalSink {
     pub fn new(log: Arc<Log>) -> TerminalSink {
-        TerminalSink { log, total: 0 }
+        TerminalSink { log, total: 0, passed: 0, failed: 0 }
     }
 }
 
@@ -37,6 +39,11 @@ impl EventSink for TerminalSink {
                     StepStatus::Skipped => {}
                 }
                 if let Some(n) = number {
+                    match status {
+                        StepStatus::Passed => self.passed += 1,
+                        StepStatus::Failed => self.failed += 1,
+                        StepStatus::Skipped => {}
+                    }
                     let who = node.as_ref().map(|n| format!("{n}: ")).unwrap_or_default();
                     let verdict = match status {
                         StepStatus::Passed => "ok",
@@ -64,8 +71,16 @@ impl EventSink for TerminalSink {
                     RunResult::TimedOut => "failed: global timeout",
                     RunResult::Interrupted => "interrupted",
                 };
-                self.log
-                    .info(None, &format!("test script finished in {:.2}s ({word})", duration.as_secs_f64()));
+                let skipped = self.total.saturating_sub(self.passed + self.failed);
+                self.log.info(
+                    None,
+                    &format!(
+                        "test script finished in {:.2}s ({word}; {} passed, {} failed, {skipped} skipped)",
+                        duration.as_secs_f64(),
+                        self.passed,
+                        self.failed
+                    ),
+                );
             }
         }
     }

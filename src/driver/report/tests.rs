@@ -97,3 +97,55 @@ fn vm_failure_before_any_step() {
     assert_eq!(r.summary.skipped, 4);
     golden("report/goldens/vm-failed.junit.xml", &junit::render(r));
 }
+
+#[test]
+fn live_log_lines() {
+    use crate::driver::log::{Level, Log};
+    use std::sync::Arc;
+    let (log, buf) = Log::capture(Level::Info);
+    let mut t = super::terminal::TerminalSink::new(Arc::new(log));
+    let started = |path: Vec<usize>, number, node: &str, d: &str| DriverEvent::StepStarted {
+        path,
+        number,
+        node: Some(node.into()),
+        description: d.into(),
+    };
+    let done = |path, number, node: &str, d: &str, status, failure| DriverEvent::StepFinished {
+        path,
+        number,
+        node: Some(node.into()),
+        description: d.into(),
+        status,
+        duration: Duration::from_millis(1234),
+        failure,
+    };
+    let events = [
+        DriverEvent::RunStarted { name: "health".into(), nodes: vec!["machine".into()], total_steps: 3 },
+        started(vec![0], Some(1), "machine", "waiting for unit syshc.service"),
+        done(vec![0], Some(1), "machine", "waiting for unit syshc.service", StepStatus::Passed, None),
+        started(vec![1], Some(2), "machine", "must succeed: false"),
+        done(
+            vec![1],
+            Some(2),
+            "machine",
+            "must succeed: false",
+            StepStatus::Failed,
+            Some(Failure::new("command `false` failed (exit code 1)")),
+        ),
+        DriverEvent::RunFinished { result: RunResult::Failed, duration: Duration::from_secs(3), error: None },
+    ];
+    for e in &events {
+        t.handle(e);
+    }
+    let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+    pretty_assertions::assert_eq!(
+        text,
+        "machine: waiting for unit syshc.service\n\
+         machine: (finished: waiting for unit syshc.service, in 1.23 seconds)\n\
+         [1/3] machine: waiting for unit syshc.service ... ok (1.23 s)\n\
+         machine: must succeed: false\n\
+         !!! command `false` failed (exit code 1)\n\
+         [2/3] machine: must succeed: false ... FAILED (1.23 s)\n\
+         test script finished in 3.00s (failed; 1 passed, 1 failed, 1 skipped)\n"
+    );
+}
