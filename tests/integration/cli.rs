@@ -178,6 +178,28 @@ fn an_edited_description_makes_check_fail_with_a_diff() {
 }
 
 #[test]
+fn check_as_json() {
+    let dir = health();
+    let json =
+        |out: &Output| -> Value { serde_json::from_slice(&out.stdout).expect("one JSON object on stdout") };
+    let out = gen_in(dir.path(), &["--format", "json", "check"]);
+    util::assert_code(&out, 0);
+    assert_eq!(json(&out), serde_json::json!({ "file": OUTPUT, "stale": false, "diff": "" }));
+
+    let desc = dir.path().join("tests/vm/health.nix");
+    let text = std::fs::read_to_string(&desc).expect("read");
+    std::fs::write(&desc, text.replace("3000", "3001")).expect("write");
+    let out = gen_in(dir.path(), &["check", "--format=json"]);
+    util::assert_code(&out, 1);
+    let value = json(&out);
+    assert_eq!(value["stale"], true);
+    assert_eq!(value["file"], OUTPUT);
+    let diff = value["diff"].as_str().expect("diff is text");
+    assert!(diff.starts_with("--- a/nix/checks.generated.nix\n"), "{diff}");
+    assert!(diff.contains("+            machine.wait_for_open_port(3001, timeout=300)\n"), "{diff}");
+}
+
+#[test]
 fn check_without_a_generated_file_diffs_from_empty() {
     let dir = health();
     std::fs::remove_file(dir.path().join(OUTPUT)).expect("remove");
