@@ -68,13 +68,17 @@ pub fn discover(config: &Config, flake: &FlakeInfo) -> Result<Vec<PathBuf>, Proj
 pub fn load(config: &Config) -> Result<Project, ProjectError> {
     let mut sources = Sources::default();
     let (flake, mut diagnostics) = flake::analyze(&config.flake_dir, &mut sources)?;
-    let mut tests = Vec::new();
+    let mut files = Vec::new();
     for rel in discover(config, &flake)? {
         let path = config.flake_dir.join(&rel);
         let text = std::fs::read_to_string(&path)
             .map_err(|source| ProjectError::Read { path: path.clone(), source })?;
-        let file = sources.add(rel.clone(), text);
-        let (spec, diags) = spec::parse::parse(file, &rel, sources.text(file));
+        files.push((sources.add(rel.clone(), text), rel));
+    }
+    let inputs: Vec<_> =
+        files.iter().map(|(file, rel)| (*file, rel.as_path(), sources.text(*file))).collect();
+    let mut tests = Vec::new();
+    for (spec, diags) in spec::parse::parse_many(&inputs) {
         diagnostics.extend(diags);
         tests.extend(spec);
     }

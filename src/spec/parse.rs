@@ -67,6 +67,40 @@ pub fn parse(file: FileId, rel_path: &Path, text: &str) -> (Option<TestSpec>, Ve
     })
 }
 
+/// One description to parse: its file id, path relative to the flake, text.
+pub type ParseInput<'a> = (FileId, &'a Path, &'a str);
+
+/// Parses many descriptions on a few big-stack worker threads (one per core,
+/// at most one per file), keeping the input order. Cheaper than [`parse`]
+/// per file, which starts a thread each time: `nixvm-gen check` runs on
+/// every commit and must stay fast with hundreds of descriptions.
+pub fn parse_many(inputs: &[ParseInput<'_>]) -> Vec<(Option<TestSpec>, Vec<Diagnostic>)> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, inputs.len().max(1));
+    let chunk = inputs.len().div_ceil(workers).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = inputs
+            .chunks(chunk)
+            .map(|part| {
+                let job = move || part.iter().map(|&(f, p, t)| parse_here(f, p, t)).collect::<Vec<_>>();
+                (
+                    part,
+                    std::thread::Builder::new()
+                        .name("spec-parse".into())
+                        .stack_size(PARSE_STACK_BYTES)
+                        .spawn_scoped(scope, job),
+                )
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|(part, handle)| match handle {
+                Ok(h) => h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err(_) => part.iter().map(|&(f, p, t)| parse(f, p, t)).collect(),
+            })
+            .collect()
+    })
+}
+
 /// Enough for rnix's maximum nesting depth in unoptimised builds.
 const PARSE_STACK_BYTES: usize = 64 << 20;
 
