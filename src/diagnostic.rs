@@ -159,7 +159,9 @@ pub fn render(diags: &[Diagnostic], sources: &Sources, color: bool) -> String {
         files.add(sources.path(id).display().to_string(), sources.text(id).to_string());
     }
     let mut buf = if color { termcolor::Buffer::ansi() } else { termcolor::Buffer::no_color() };
-    let config = term::Config::default();
+    // rustc's look (`-->`, `|`, `^`) rather than box-drawing characters:
+    // familiar, and it survives terminals and logs without UTF-8.
+    let config = term::Config { chars: term::Chars::ascii(), ..term::Config::default() };
     for d in diags {
         let mut out = match d.severity {
             Severity::Error => cs::Diagnostic::error(),

@@ -270,7 +270,7 @@ fn kind_name(kind: SyntaxKind) -> String {
 const STATIC_HINT: &str = "descriptions are copied into the generated test, so everything outside `nodes` must be \
                            literal data (strings, numbers, booleans, lists, attribute sets); move computation into \
                            a node module";
-const EVAL_HINT: &str = "or let Nix evaluate the description: `nixvm-gen scan --eval`";
+const EVAL_HINT: &str = "or let Nix evaluate the description: `nixvm-gen --eval generate`";
 
 /// What a value should be, for wrong-type messages.
 #[derive(Clone, Copy)]
