@@ -113,10 +113,11 @@ struct Runner<'a> {
     log: &'a Log,
 }
 
-/// Whole seconds for the guest-side `timeout` (at least 1; `timeout` in
-/// busybox guests takes integers only).
+/// Whole seconds for the guest-side `timeout` (busybox's takes integers
+/// only), rounded to the nearest second and at least 1; the host waits
+/// [`REPLY_MARGIN`] longer, which covers the rounding.
 fn guest_secs(d: Duration) -> u64 {
-    d.as_secs().max(1)
+    (d.as_secs_f64().round() as u64).max(1)
 }
 
 impl Runner<'_> {
@@ -603,6 +604,7 @@ mod tests {
     #[test]
     fn guest_timeout_is_whole_seconds() {
         assert_eq!(guest_secs(Duration::from_millis(300)), 1);
-        assert_eq!(guest_secs(Duration::from_millis(2900)), 2);
+        assert_eq!(guest_secs(Duration::from_millis(4999)), 5);
+        assert_eq!(guest_secs(Duration::from_millis(2400)), 2);
     }
 }

@@ -557,10 +557,11 @@ impl Drop for Machine {
     }
 }
 
-/// Removes ANSI escape sequences (CSI, e.g. `ESC[0;32m`).
+/// Removes ANSI escape sequences (CSI such as `ESC[0;32m`, and two-byte
+/// ones such as SeaBIOS's `ESC c`).
 pub fn strip_ansi(line: &str) -> String {
     static CSI: std::sync::LazyLock<Option<regex::Regex>> =
-        std::sync::LazyLock::new(|| regex::Regex::new("\x1b\\[[0-9;?]*[ -/]*[@-~]").ok());
+        std::sync::LazyLock::new(|| regex::Regex::new("\x1b(?:\\[[0-?]*[ -/]*[@-~]|[0-~])").ok());
     match CSI.as_ref() {
         Some(re) => re.replace_all(line, "").into_owned(),
         None => line.to_owned(),
@@ -657,6 +658,7 @@ mod tests {
     #[test]
     fn strips_colour_codes() {
         assert_eq!(strip_ansi("[\x1b[0;32m  OK  \x1b[0m] Reached"), "[  OK  ] Reached");
+        assert_eq!(strip_ansi("\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS"), "SeaBIOS");
     }
 
     #[test]
