@@ -174,7 +174,7 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 /// Writing a report to stdout failed.
 #[derive(Debug, thiserror::Error)]
 #[error("failed to write to stdout")]
-struct StdoutError(#[source] std::io::Error);
+pub(crate) struct StdoutError(#[source] std::io::Error);
 
 impl StdoutError {
     fn is_broken_pipe(&self) -> bool {
@@ -274,7 +274,7 @@ fn load_evaluated(g: &GlobalArgs, config: &Config) -> anyhow::Result<Project> {
 
 /// Writes to stdout, returning errors (a closed pipe) instead of
 /// panicking like `print!` does.
-fn write_stdout(bytes: &[u8]) -> Result<(), StdoutError> {
+pub(crate) fn write_stdout(bytes: &[u8]) -> Result<(), StdoutError> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     out.write_all(bytes).and_then(|()| out.flush()).map_err(StdoutError)

@@ -44,9 +44,10 @@ pub fn run(g: &GlobalArgs, config: &Config, test: &str, system: &str) -> anyhow:
             if let Some(obj) = value.as_object_mut() {
                 obj.insert("check".into(), attr.into());
             }
-            println!("{}", serde_json::to_string_pretty(&value)?);
+            let text = serde_json::to_string_pretty(&value)? + "\n";
+            crate::cli::app::write_stdout(text.as_bytes())?;
         }
-        Format::Text => print!("{}", render_text(&attr, &vm_test)),
+        Format::Text => crate::cli::app::write_stdout(render_text(&attr, &vm_test).as_bytes())?,
     }
     Ok(exit_codes::OK)
 }

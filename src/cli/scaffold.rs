@@ -139,7 +139,9 @@ pub fn wire(g: &GlobalArgs, config: &Config, args: &WireArgs) -> anyhow::Result<
         Ok(outcome) => {
             if args.dry_run {
                 let diff = similar::TextDiff::from_lines(&text, &outcome.text);
-                print!("{}", diff.unified_diff().context_radius(3).header("a/flake.nix", "b/flake.nix"));
+                let text =
+                    diff.unified_diff().context_radius(3).header("a/flake.nix", "b/flake.nix").to_string();
+                crate::cli::app::write_stdout(text.as_bytes())?;
             } else {
                 crate::fsutil::write_atomic(&path, outcome.text.as_bytes())
                     .with_context(|| format!("failed to write {display}"))?;
