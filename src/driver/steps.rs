@@ -25,6 +25,8 @@ pub const REPLY_MARGIN: Duration = Duration::from_secs(2);
 const POLL_START: Duration = Duration::from_millis(50);
 /// Longest pause between two probes.
 const POLL_MAX: Duration = Duration::from_millis(100);
+/// How often a long wait says that it is still waiting.
+const SLOW_NOTE: Duration = Duration::from_secs(30);
 /// Bound of the diagnostic commands run after a unit wait failed.
 const DIAGNOSTIC_TIMEOUT: u64 = 10;
 
@@ -188,6 +190,8 @@ impl Runner<'_> {
         mut probe: impl FnMut(&mut Self) -> Result<Option<T>, StepError>,
     ) -> Result<Option<T>, StepError> {
         let mut pause = POLL_START;
+        let started = Instant::now();
+        let mut next_note = started + SLOW_NOTE;
         loop {
             if let Some(v) = probe(self)? {
                 return Ok(Some(v));
@@ -195,6 +199,15 @@ impl Runner<'_> {
             let left = self.remaining();
             if left.is_zero() {
                 return Ok(None);
+            }
+            if Instant::now() >= next_note {
+                next_note += SLOW_NOTE;
+                let msg = format!(
+                    "still waiting after {:.0} seconds ({:.0} seconds left)",
+                    started.elapsed().as_secs_f64(),
+                    left.as_secs_f64()
+                );
+                self.log.info(Some(&self.node()), &msg);
             }
             self.abort.sleep(pause.min(left)).map_err(StepError::Stopped)?;
             pause = (pause * 3 / 2).min(POLL_MAX);
