@@ -261,6 +261,24 @@ impl World {
         self.finish(child, started)
     }
 
+    /// Spawns the driver and waits until the guest has run the plan's
+    /// `touch /tmp/xchg/started` (the file appears in the node's xchg dir).
+    fn spawn_until_step_runs(&self) -> (Child, Instant) {
+        let started = Instant::now();
+        let mut child = self.spawn();
+        let marker = self.tmp().join("vm-state-machine/xchg/started");
+        let running = wait_until(Duration::from_secs(120), || {
+            marker.exists() || child.try_wait().ok().flatten().is_some()
+        }) && marker.exists();
+        if !running {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+            let _ = self.finish(child, started);
+            panic!("the guest never ran the step ({} missing)", marker.display());
+        }
+        (child, started)
+    }
+
     /// Processes (pid, cmdline) whose command line mentions this world's dir.
     fn leftovers(&self) -> Vec<(i32, String)> {
         processes_mentioning(&self.dir.path().to_string_lossy())
@@ -492,6 +510,37 @@ fn guest_death_is_reported_at_once() {
     assert!(world.leftovers().is_empty(), "processes left: {:?}", world.leftovers());
 }
 
+#[test]
+fn qemu_killed_from_host_is_reported_at_once() {
+    let Some(guests) = guests() else { return };
+    let _vm = vm_lock();
+    let world = World::new(
+        guests,
+        Kind::Busybox,
+        &["machine"],
+        vec![
+            succeed("machine", 300.0, "touch /tmp/xchg/started; sleep 600"),
+            succeed("machine", 30.0, "true"),
+        ],
+    );
+    let (child, started) = world.spawn_until_step_runs();
+    let qemu: Vec<_> = world.leftovers().into_iter().filter(|(_, cmd)| cmd.contains("qemu-system")).collect();
+    assert_eq!(qemu.len(), 1, "one QEMU runs: {qemu:?}");
+    let killed = Instant::now();
+    // SAFETY: kill(2) on the QEMU process this test's driver started.
+    unsafe { libc::kill(qemu[0].0, libc::SIGKILL) };
+    let run = world.finish(child, started);
+    let took = killed.elapsed();
+    assert_eq!(run.status.code(), Some(5), "a dead VM exits 5 (output above)");
+    assert!(took < Duration::from_secs(30), "reported at once, took {:.1}s", took.as_secs_f64());
+    let steps = leaf_steps(&run.report);
+    assert_eq!(steps[0]["status"], "failed");
+    assert_eq!(steps[1]["status"], "skipped");
+    let text = failure_text(steps[0]).to_lowercase();
+    assert!(text.contains("qemu"), "failure says QEMU died: {text}");
+    assert!(wait_until(Duration::from_secs(3), || world.leftovers().is_empty()), "{:?}", world.leftovers());
+}
+
 // --- 5. a command that hangs past its timeout ------------------------------------
 
 #[test]
@@ -572,19 +621,8 @@ fn sigint_stops_driver_and_its_processes() {
         &["machine"],
         vec![succeed("machine", 900.0, "touch /tmp/xchg/started; sleep 600")],
     );
-    let started = Instant::now();
-    let mut child = world.spawn();
+    let (child, started) = world.spawn_until_step_runs();
     let pid = child.id() as i32;
-    let marker = world.tmp().join("vm-state-machine/xchg/started");
-    let running =
-        wait_until(Duration::from_secs(120), || marker.exists() || child.try_wait().ok().flatten().is_some())
-            && marker.exists();
-    if !running {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        let _ = world.finish(child, started);
-        panic!("the guest never ran the step ({} missing)", marker.display());
-    }
     assert!(!world.leftovers().is_empty(), "QEMU runs before the interrupt");
     let interrupted = Instant::now();
     // SAFETY: kill(2) on our own child.
