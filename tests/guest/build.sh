@@ -320,6 +320,8 @@ if [ "$refresh_kernel" -eq 0 ] && [ -s "$cache/kernel.pin" ] && [ -e "$stamp" ] 
 fi
 
 t0=$(date +%s)
+# Leftovers of an interrupted build (we hold the lock, so none is in use).
+rm -rf "$cache"/initrd-stage.* "$cache"/rootfs-stage.* "$cache"/current.new "$cache"/*.tmp
 ensure_tools
 read -r kpkg kversion < <(kernel_pin)
 build_kernel "$kpkg" "$kversion"
