@@ -251,6 +251,7 @@ fn waits_notice_success_within_200_ms() {
     let wait = step(Action::WaitForFile { path: flag.display().to_string() }, 10.0);
     steps::run_step(&mut ctx, &wait).unwrap();
     let latency = Instant::now().duration_since(became_true.join().unwrap());
+    eprintln!("waitForFile latency: {latency:?}");
     assert!(latency < Duration::from_millis(200), "waitForFile noticed after {latency:?}");
 
     // The unit is "activating" first (keeps waiting), then active.
@@ -260,6 +261,7 @@ fn waits_notice_success_within_200_ms() {
     let wait = step(Action::WaitForUnit { unit: "syshc.service".into(), user: None }, 10.0);
     steps::run_step(&mut ctx, &wait).unwrap();
     let latency = Instant::now().duration_since(became_true.join().unwrap());
+    eprintln!("waitForUnit latency: {latency:?}");
     assert!(latency < Duration::from_millis(200), "waitForUnit noticed after {latency:?}");
 }
 
