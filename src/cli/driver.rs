@@ -147,7 +147,10 @@ fn load_plan(cli: &DriverCli) -> anyhow::Result<Plan> {
         std::fs::read_to_string(&path).with_context(|| format!("cannot read plan {}", path.display()))?;
     Plan::from_json(&text).map_err(|e| match e {
         PlanError::Json(j) => {
-            anyhow::anyhow!("{}:{}:{}: invalid plan: {j}", path.display(), j.line(), j.column())
+            let text = j.to_string();
+            let at = format!(" at line {} column {}", j.line(), j.column());
+            let msg = text.strip_suffix(&at).unwrap_or(&text);
+            anyhow::anyhow!("{}:{}:{}: invalid plan: {msg}", path.display(), j.line(), j.column())
         }
         other => anyhow::anyhow!("{}: {other}", path.display()),
     })
@@ -227,6 +230,33 @@ fn run_cli(cli: DriverCli) -> anyhow::Result<i32> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn output_dir_must_exist() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(output_dir(tmp.path()).unwrap(), tmp.path());
+        let err = output_dir(&tmp.path().join("missing")).unwrap_err().to_string();
+        assert!(err.contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn plan_errors_name_file_line_and_column() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("plan.json");
+        std::fs::write(&path, "{\n  \"version\": 1,\n  \"name\": 3 }").unwrap();
+        let cli = DriverCli::try_parse_from(["d", "--plan", path.to_str().unwrap()]).unwrap();
+        let err = load_plan(&cli).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "{}:3:11: invalid plan: invalid type: integer `3`, expected a string",
+                path.display()
+            )),
+            "{err}"
+        );
+        std::fs::write(&path, r#"{"version": 9, "name": "x", "nodes": [], "steps": []}"#).unwrap();
+        let err = load_plan(&cli).unwrap_err().to_string();
+        assert!(err.contains("plan version 9 is not supported"), "{err}");
+    }
 
     #[test]
     fn cli_is_consistent() {

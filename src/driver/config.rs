@@ -79,11 +79,11 @@ impl DriverConfig {
     }
 
     pub fn from_json(path: &Path, text: &str) -> Result<DriverConfig, ConfigError> {
-        let raw: RawConfig = serde_json::from_str(text).map_err(|e| ConfigError::Json {
-            path: path.to_owned(),
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string(),
+        let raw: RawConfig = serde_json::from_str(text).map_err(|e| {
+            let text = e.to_string();
+            let at = format!(" at line {} column {}", e.line(), e.column());
+            let message = text.strip_suffix(&at).unwrap_or(&text).to_owned();
+            ConfigError::Json { path: path.to_owned(), line: e.line(), column: e.column(), message }
         })?;
         if !raw.containers.is_empty() {
             let names = raw.containers.keys().cloned().collect::<Vec<_>>().join(", ");
@@ -179,6 +179,7 @@ mod tests {
         assert!(err.to_string().contains("containers (c) are not supported"), "{err}");
         let err = DriverConfig::from_json(Path::new("c.json"), "{\n  \"vms\": 3 }").unwrap_err();
         assert!(err.to_string().starts_with("c.json:2:"), "{err}");
+        assert!(!err.to_string().contains("at line"), "{err}");
     }
 
     #[test]
