@@ -222,8 +222,14 @@ fn run_cli(cli: DriverCli) -> anyhow::Result<i32> {
         signal_hook::flag::register(sig, Arc::clone(&signal)).context("cannot install a signal handler")?;
     }
     let abort = Abort::new(signal, global_timeout.map(Duration::from_secs));
-    let outcome = run::run(&opts, &abort, log)?;
-    Ok(outcome.exit_code())
+    match run::run(&opts, &abort, log) {
+        Ok(outcome) => Ok(outcome.exit_code()),
+        Err(e) => {
+            let code = e.exit_code();
+            eprintln!("nixvm-driver: error: {:#}", anyhow::Error::new(e));
+            Ok(code)
+        }
+    }
 }
 
 #[cfg(test)]

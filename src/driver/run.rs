@@ -73,6 +73,18 @@ pub enum SetupError {
     },
 }
 
+impl SetupError {
+    /// Usage problems exit with `INVALID_INPUT`, I/O problems with `INTERNAL`.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SetupError::UnknownNode { .. } | SetupError::SocketPath { .. } => {
+                crate::exit_codes::INVALID_INPUT
+            }
+            SetupError::TmpDir { .. } => crate::exit_codes::INTERNAL,
+        }
+    }
+}
+
 /// The end of a run.
 #[derive(Debug)]
 pub struct Outcome {
