@@ -1,8 +1,8 @@
 //! End-to-end tests of `nixvm-driver` against real QEMU guests.
 //!
 //! The guests are stand-ins for NixOS test VMs built from Debian packages by
-//! `tests/guest/build.sh` (cached): a busybox initramfs guest that boots in
-//! about 4 s under TCG, and a debootstrap'ed systemd guest (about 10 s)
+//! `tests/guest/build.sh` (cached): a busybox initramfs guest whose shell is up
+//! after about 3 s under TCG, and a debootstrap'ed systemd guest (8–9 s)
 //! configured like NixOS's test instrumentation (backdoor.service on hvc0,
 //! `syshc.service` answering "Healthy" on port 3000, a `never-starts.service`).
 //! `tests/guest/make-vm.sh` writes a NixOS-style `run-<node>-vm` start script
