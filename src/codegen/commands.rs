@@ -50,15 +50,6 @@ pub fn file_probe_command(path: &str) -> String {
     format!("test -e {}", shell_quote(path))
 }
 
-/// Whether a systemd unit name can be given to the stock driver's
-/// `wait_for_unit`, which puts it between double quotes in a shell command
-/// (and for user units inside `$'…'`): only the characters systemd allows in
-/// unit names, without the backslash.
-pub fn is_safe_unit_name(unit: &str) -> bool {
-    !unit.is_empty()
-        && unit.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '.' | '@' | '-'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,13 +78,5 @@ mod tests {
         assert_eq!(port_probe_command(3000, None), "nc -z localhost 3000");
         assert_eq!(port_probe_command(80, Some("a b")), "nc -z 'a b' 80");
         assert_eq!(file_probe_command("/run/x y"), "test -e '/run/x y'");
-    }
-
-    #[test]
-    fn unit_names() {
-        assert!(is_safe_unit_name("syshc.service"));
-        assert!(is_safe_unit_name("getty@tty1.service"));
-        assert!(!is_safe_unit_name("a\"; rm -rf /; \".service"));
-        assert!(!is_safe_unit_name(""));
     }
 }

@@ -10,6 +10,8 @@
 
 use std::fmt::Write as _;
 
+use crate::spec::names::is_shell_safe;
+
 /// Nix keywords, which cannot be bare attribute names.
 const NIX_KEYWORDS: &[&str] = &["assert", "else", "if", "in", "inherit", "let", "or", "rec", "then", "with"];
 
@@ -181,15 +183,6 @@ pub fn shell_quote(s: &str) -> String {
     }
     out.push('\'');
     out
-}
-
-/// Whether `s` is non-empty and needs no shell quoting at all.
-pub fn is_shell_safe(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars().all(|c| {
-            c.is_ascii_alphanumeric()
-                || matches!(c, '_' | '@' | '%' | '+' | '=' | ':' | ',' | '.' | '/' | '-')
-        })
 }
 
 /// Makes `s` safe as the text of a one-line comment (Nix or Python, both

@@ -45,7 +45,9 @@ pub enum CodegenError {
     /// A step without a node slipped through validation.
     #[error("{location}: `{action}` step has no node; name one with `node = \"…\";`")]
     MissingNode { location: String, action: &'static str },
-    /// A value the stock driver would pass to a shell unquoted.
+    /// A value the stock driver would pass to a shell unquoted. Validation
+    /// refuses these first, with spans (`unsafe_*` codes, see
+    /// [`crate::spec::names`]); this is the backstop for specs built in code.
     #[error("{location}: {message}")]
     Unsupported { location: String, message: String },
 }

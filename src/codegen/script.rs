@@ -20,8 +20,9 @@ use std::collections::BTreeSet;
 
 use super::CodegenError;
 use super::commands;
-use super::escape::{comment_text, is_shell_safe, python_string, shell_quote};
+use super::escape::{comment_text, python_string, shell_quote};
 use crate::diagnostic::{Sources, Span};
+use crate::spec::names::{SHELL_SAFE_CHARS, UNIT_NAME_CHARS, is_safe_unit_name, is_shell_safe};
 use crate::spec::{Action, Expect, Step, TestSpec};
 
 /// Indentation of one Python block level.
@@ -165,12 +166,12 @@ impl<'a> ScriptGen<'a> {
         let n = self.names.clone();
         match &step.action {
             Action::WaitForUnit { unit, user } => {
-                if !commands::is_safe_unit_name(unit) {
-                    return Err(unsupported(&loc, "unit name", unit, "letters, digits and :_.@-"));
+                if !is_safe_unit_name(unit) {
+                    return Err(unsupported(&loc, "unit name", unit, UNIT_NAME_CHARS));
                 }
                 let user_arg = match user {
                     Some(user) if is_shell_safe(user) => format!(", user={}", python_string(user)),
-                    Some(user) => return Err(unsupported(&loc, "user name", user, SHELL_SAFE)),
+                    Some(user) => return Err(unsupported(&loc, "user name", user, SHELL_SAFE_CHARS)),
                     None => String::new(),
                 };
                 out.push(format!("{node}.wait_for_unit({}{user_arg}{timeout_arg})", python_string(unit)));
@@ -275,7 +276,7 @@ impl<'a> ScriptGen<'a> {
             Action::Unblock => out.push(format!("{node}.unblock()")),
             Action::CopyFromVm { source, target_dir } => {
                 if !is_shell_safe(source) {
-                    return Err(unsupported(&loc, "copyFromVm source", source, SHELL_SAFE));
+                    return Err(unsupported(&loc, "copyFromVm source", source, SHELL_SAFE_CHARS));
                 }
                 let target = match target_dir {
                     Some(dir) => format!(", {}", python_string(dir)),
@@ -285,7 +286,7 @@ impl<'a> ScriptGen<'a> {
             }
             Action::Screenshot { name } => {
                 if !is_shell_safe(name) {
-                    return Err(unsupported(&loc, "screenshot name", name, SHELL_SAFE));
+                    return Err(unsupported(&loc, "screenshot name", name, SHELL_SAFE_CHARS));
                 }
                 out.push(format!("{node}.screenshot({})", python_string(name)));
             }
@@ -347,8 +348,6 @@ impl<'a> ScriptGen<'a> {
         }
     }
 }
-
-const SHELL_SAFE: &str = "letters, digits and _@%+=:,./-";
 
 fn unsupported(location: &str, what: &str, value: &str, allowed: &str) -> CodegenError {
     CodegenError::Unsupported {

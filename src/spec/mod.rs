@@ -19,6 +19,7 @@
 //! imports them from the description file by reference. Steps must be static
 //! data, so they are parsed here and embedded into the generated test.
 
+pub mod names;
 pub mod parse;
 pub mod pattern;
 pub mod strings;

@@ -17,9 +17,10 @@ use std::path::Path;
 use rnix::SyntaxKind;
 
 use crate::diagnostic::{Diagnostic, FileId, Span};
+pub use crate::spec::names::{valid_node_name, valid_test_name};
 use crate::spec::validate::did_you_mean;
 use crate::spec::value::{self, Entry, Kind, Value};
-use crate::spec::{ACTION_KEYS, Action, Backend, Expect, Step, TestSpec, pattern};
+use crate::spec::{ACTION_KEYS, Action, Backend, Expect, Step, TestSpec, names, pattern};
 
 /// Keys of the top-level attribute set.
 pub const TOP_KEYS: &[&str] =
@@ -303,6 +304,28 @@ impl Ty {
     }
 }
 
+/// Values the stock driver passes to a shell unquoted.
+#[derive(Clone, Copy)]
+enum ShellWord {
+    /// `user` of `waitForUnit` (`su -l <user>`).
+    User,
+    /// `copyFromVm` (`cp -r <source> …`).
+    CopySource,
+    /// `screenshot` (`pnmtopng … > <name>`).
+    Screenshot,
+}
+
+/// A character for a label: visible characters in backquotes, others
+/// (space, control characters) by name or escape.
+fn shown_char(c: char) -> String {
+    match c {
+        ' ' => "a space".to_string(),
+        '`' => "a backquote".to_string(),
+        c if c.is_control() || c.is_whitespace() => format!("`{}`", c.escape_default()),
+        c => format!("`{c}`"),
+    }
+}
+
 /// The known nodes of the test being converted.
 #[derive(Default)]
 enum Nodes {
@@ -396,9 +419,12 @@ fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>) -> Option
                 });
             }
             "systems" => {
-                spec.systems = c
-                    .list(v, "`systems`")
-                    .map(|items| items.iter().filter_map(|item| c.system(item)).collect::<Vec<_>>());
+                let items = c.list(v, "`systems`");
+                if items.is_some_and(<[Value]>::is_empty) {
+                    c.empty_systems(v.span);
+                }
+                spec.systems =
+                    items.map(|items| items.iter().filter_map(|item| c.system(item)).collect::<Vec<_>>());
             }
             "backend" => {
                 if let Some(b) = c.str(v, "`backend`") {
@@ -466,22 +492,6 @@ fn open_brace(span: Span) -> Span {
 
 pub(crate) fn code_list(items: &[&str]) -> String {
     items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
-}
-
-/// `[A-Za-z0-9_][A-Za-z0-9_.+-]*`: usable as `checks.<system>.<name>` and in
-/// the derivation name `vm-test-run-<name>`.
-pub fn valid_test_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '+' | '-'))
-}
-
-/// `[A-Za-z_][A-Za-z0-9_-]*`: a NixOS host name and, with `-` mangled, a
-/// Python identifier in the stock driver's test script.
-pub fn valid_node_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
 }
 
 impl Conv<'_> {
@@ -626,6 +636,24 @@ impl Conv<'_> {
             Diagnostic::error("invalid_test_name", Some(span), message)
                 .with_label("becomes `checks.<system>.<name>` and `vm-test-run-<name>`")
                 .with_hint(hint),
+        );
+    }
+
+    /// `systems = [ ]` is a warning, not an error: it is a way to park a
+    /// test (it is still parsed and checked), but no `checks.<system>` runs
+    /// it, which is almost never what was meant.
+    fn empty_systems(&mut self, span: Span) {
+        self.diags.push(
+            Diagnostic::warning(
+                "empty_systems",
+                Some(span),
+                "the test is generated for no system, so no check runs it",
+            )
+            .with_label("empty list")
+            .with_hint(format!(
+                "remove `systems` to use the defaults ({}), or list at least one system",
+                code_list(crate::spec::DEFAULT_SYSTEMS)
+            )),
         );
     }
 
@@ -878,7 +906,13 @@ impl Conv<'_> {
         let action = match e.key.as_str() {
             "waitForUnit" => {
                 let unit = self.str(v, &what);
+                if let Some(unit) = &unit {
+                    self.unit_name(unit, v.span);
+                }
                 let user = opt_str(self, "user");
+                if let (Some(user), Some(entry)) = (&user, sibling("user")) {
+                    self.shell_word(ShellWord::User, user, entry.value.span);
+                }
                 Action::WaitForUnit { unit: unit?, user }
             }
             "waitForOpenPort" | "waitForClosedPort" => {
@@ -898,7 +932,7 @@ impl Conv<'_> {
                 Action::WaitForConsoleText { regex }
             }
             "succeed" | "waitUntilSucceeds" => {
-                let command = self.str(v, &what);
+                let command = self.command(v, &what, false);
                 let expect = match sibling("expect") {
                     Some(x) => self.expect(&x.value)?,
                     None => Expect::default(),
@@ -910,8 +944,8 @@ impl Conv<'_> {
                     Action::WaitUntilSucceeds { command, expect }
                 }
             }
-            "fail" => Action::Fail { command: self.str(v, &what)? },
-            "waitUntilFails" => Action::WaitUntilFails { command: self.str(v, &what)? },
+            "fail" => Action::Fail { command: self.command(v, &what, true)? },
+            "waitUntilFails" => Action::WaitUntilFails { command: self.command(v, &what, true)? },
             "sleep" => {
                 let seconds = self.number(v, &what)?;
                 if !(seconds >= 0.0 && seconds.is_finite()) {
@@ -964,10 +998,17 @@ impl Conv<'_> {
             }
             "copyFromVm" => {
                 let source = self.str(v, &what);
+                if let Some(source) = &source {
+                    self.shell_word(ShellWord::CopySource, source, v.span);
+                }
                 let target_dir = opt_str(self, "targetDir");
                 Action::CopyFromVm { source: source?, target_dir }
             }
-            "screenshot" => Action::Screenshot { name: self.str(v, &what)? },
+            "screenshot" => {
+                let name = self.str(v, &what)?;
+                self.shell_word(ShellWord::Screenshot, &name, v.span);
+                Action::Screenshot { name }
+            }
             "subtest" => {
                 let title = self.str(v, &what);
                 let steps = match sibling("steps") {
@@ -993,6 +1034,78 @@ impl Conv<'_> {
             _ => return None,
         };
         Some((action, None))
+    }
+
+    /// A shell command: a string that does something.
+    /// `must_fail` for `fail` and `waitUntilFails`.
+    fn command(&mut self, v: &Value, what: &str, must_fail: bool) -> Option<String> {
+        let command = self.str(v, what)?;
+        if names::is_blank_command(&command) {
+            let label = if command.is_empty() { "empty command" } else { "only whitespace" };
+            // `sh -c ''` exits 0: a waiting-for-failure step could never pass.
+            let effect = if must_fail { "so this step can never pass" } else { "so it tests nothing" };
+            self.diags.push(
+                Diagnostic::error("empty_command", Some(v.span), format!("{what} has an empty command"))
+                    .with_label(label)
+                    .with_hint(format!(
+                        "write the shell command to run in the node, e.g. `\"systemctl is-active syshc\"`; \
+                         an empty command always succeeds, {effect}"
+                    )),
+            );
+        }
+        Some(command)
+    }
+
+    /// Refuses unit names the stock driver cannot quote (see
+    /// [`names::is_safe_unit_name`]).
+    fn unit_name(&mut self, unit: &str, span: Span) {
+        if names::is_safe_unit_name(unit) {
+            return;
+        }
+        let (message, label) = match names::first_unsafe_unit_char(unit) {
+            None => ("the unit name is empty".to_string(), "empty unit name".to_string()),
+            Some(c) => (
+                format!("unit name `{}` cannot be passed safely to the test driver", unit.escape_debug()),
+                format!("{} is not allowed in unit names here", shown_char(c)),
+            ),
+        };
+        self.diags.push(
+            Diagnostic::error("unsafe_unit_name", Some(span), message).with_label(label).with_hint(format!(
+                "the stock Python driver puts the name into a shell command unescaped; use only {} \
+                     (e.g. `\"syshc.service\"`, `\"getty@tty1.service\"`)",
+                names::UNIT_NAME_CHARS
+            )),
+        );
+    }
+
+    /// Refuses values the stock driver hands to a shell unquoted (see
+    /// [`names::is_shell_safe`]).
+    fn shell_word(&mut self, what: ShellWord, value: &str, span: Span) {
+        if names::is_shell_safe(value) {
+            return;
+        }
+        let (code, noun, example) = match what {
+            ShellWord::User => ("unsafe_user_name", "user name", "`user = \"alice\";`"),
+            ShellWord::CopySource => {
+                ("unsafe_path", "`copyFromVm` path", "`copyFromVm = \"/var/log/syshc.log\";`")
+            }
+            ShellWord::Screenshot => {
+                ("unsafe_screenshot_name", "screenshot name", "`screenshot = \"login-screen\";`")
+            }
+        };
+        let (message, label) = match names::first_unsafe_shell_char(value) {
+            None => (format!("the {noun} is empty"), format!("empty {noun}")),
+            Some(c) => (
+                format!("{noun} `{}` cannot be passed safely to the test driver", value.escape_debug()),
+                format!("{} is not allowed here", shown_char(c)),
+            ),
+        };
+        self.diags.push(
+            Diagnostic::error(code, Some(span), message).with_label(label).with_hint(format!(
+                "the stock Python driver passes the {noun} to a shell without quoting; use only {} (e.g. {example})",
+                names::SHELL_SAFE_CHARS
+            )),
+        );
     }
 
     fn port(&mut self, v: &Value, what: &str) -> Option<u16> {
@@ -1212,14 +1325,6 @@ mod tests {
     fn syntax_errors_are_reported_once() {
         assert_eq!(codes("{ nodes.m = {} steps = [ ]; }"), ["nix_syntax"]);
         assert_eq!(codes(""), ["nix_syntax"]);
-    }
-
-    #[test]
-    fn names() {
-        assert!(valid_test_name("health_2.0+x-y"));
-        assert!(!valid_test_name("-x") && !valid_test_name("a b") && !valid_test_name(""));
-        assert!(valid_node_name("web-1") && valid_node_name("_x"));
-        assert!(!valid_node_name("1web") && !valid_node_name("a.b"));
     }
 
     #[test]

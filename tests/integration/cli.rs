@@ -441,7 +441,8 @@ fn values_the_stock_driver_cannot_take_exit_2() {
     let before = std::fs::read(dir.path().join(OUTPUT)).expect("read");
     let out = gen_in(dir.path(), &["generate"]);
     util::assert_code(&out, 2);
-    assert!(stderr(&out).contains("tests/vm/health.nix:3: unit name \"a b\""), "{}", stderr(&out));
+    assert!(stderr(&out).contains("error[unsafe_unit_name]"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--> tests/vm/health.nix:3:29"), "{}", stderr(&out));
     assert_eq!(std::fs::read(dir.path().join(OUTPUT)).expect("read"), before);
 }
 

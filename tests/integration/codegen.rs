@@ -459,7 +459,9 @@ fn nasty_commands_reach_the_guest_unchanged() {
     {
         return;
     }
-    let commands: Vec<String> = string_batch().into_iter().filter(|s| !s.is_empty()).collect();
+    // Blank commands are refused by validation (`empty_command`).
+    let commands: Vec<String> =
+        string_batch().into_iter().filter(|s| !nixvm_gen::spec::names::is_blank_command(s)).collect();
     let dir = copy_case("single-node-rust");
     let steps: String =
         commands.iter().map(|c| format!("    {{ succeed = {}; }}\n", escape::nix_string(c))).collect();
@@ -557,19 +559,42 @@ fn json_values_round_trip_through_nix_literals() {
     }
 }
 
+/// Every value the stock driver would hand to a shell unquoted is refused
+/// by validation, all in one run, each at its line and column.
 #[test]
 fn values_the_stock_driver_cannot_take_are_refused_with_a_location() {
     let dir = copy_case("single-node-rust");
     let before = generate(dir.path());
     std::fs::write(
         dir.path().join("tests/vm/health.nix"),
-        "{\n  nodes.machine = { };\n  steps = [\n    { waitForUnit = \"x\\\"; reboot; \\\".service\"; }\n  ];\n}\n",
+        concat!(
+            "{\n  nodes.machine = { };\n  steps = [\n",
+            "    { waitForUnit = \"x\\\"; reboot; \\\".service\"; }\n",
+            "    { waitForUnit = \"a.service\"; user = \"a b\"; }\n",
+            "    { copyFromVm = \"/tmp/$(id)\"; }\n",
+            "    { screenshot = \"\"; }\n",
+            "    { fail = \" \"; }\n",
+            "  ];\n}\n"
+        ),
     )
     .unwrap();
     let out = nixvm_gen(dir.path(), &["generate"]);
     util::assert_code(&out, 2);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("tests/vm/health.nix:4: unit name"), "{stderr}");
+    for expected in [
+        "error[unsafe_unit_name]: unit name `x\\\"; reboot; \\\".service`",
+        "--> tests/vm/health.nix:4:21",
+        "error[unsafe_user_name]",
+        "--> tests/vm/health.nix:5:41",
+        "error[unsafe_path]",
+        "--> tests/vm/health.nix:6:20",
+        "error[unsafe_screenshot_name]: the screenshot name is empty",
+        "--> tests/vm/health.nix:7:20",
+        "error[empty_command]",
+        "--> tests/vm/health.nix:8:14",
+    ] {
+        assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
+    }
     assert_eq!(std::fs::read_to_string(dir.path().join(OUTPUT)).unwrap(), before, "file touched");
 }
 
