@@ -1,7 +1,7 @@
 //! nixvm-driver: boots the nodes' VMs through their `run-<node>-vm` scripts,
 //! speaks the NixOS backdoor protocol and executes a [`crate::plan::Plan`].
 //!
-//! Layout: [`run`] orchestrates; [`vm`] owns one QEMU (with [`shell`],
+//! Layout: [`mod@run`] orchestrates; [`vm`] owns one QEMU (with [`shell`],
 //! [`monitor`] and [`console`] as its channels); [`vlan`] runs the switches;
 //! [`steps`] executes actions; [`events`] feed the [`report`] sinks; [`os`]
 //! holds the process-group plumbing and [`abort`] the run-wide stop
