@@ -118,7 +118,8 @@ fn eval_descriptions(
             }
             Err(err) => return Err(err).with_context(|| format!("failed to evaluate {}", rel.display())),
         };
-        let (spec, diags) = spec::parse::from_json(file, &rel, &value);
+        let (spec, diags) =
+            spec::parse::from_json_with_source(file, &rel, project.sources.text(file), &value);
         // The evaluated value replaces what static parsing made of the file.
         project.diagnostics.retain(|d| d.span.is_none_or(|s| s.file != file));
         project.tests.retain(|t| t.file != rel);

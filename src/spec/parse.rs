@@ -56,16 +56,7 @@ pub fn parse(file: FileId, rel_path: &Path, text: &str) -> (Option<TestSpec>, Ve
     // rnix stops at 512 levels of nesting, but in a debug build that already
     // needs more stack than a default thread has; parse on a thread whose
     // stack fits the deepest tree rnix accepts.
-    std::thread::scope(|scope| {
-        let worker = std::thread::Builder::new()
-            .name("spec-parse".into())
-            .stack_size(PARSE_STACK_BYTES)
-            .spawn_scoped(scope, || parse_here(file, rel_path, text));
-        match worker {
-            Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-            Err(_) => parse_here(file, rel_path, text),
-        }
-    })
+    on_parse_stack(|| parse_here(file, rel_path, text))
 }
 
 /// One description to parse: its file id, path relative to the flake, text.
@@ -165,13 +156,84 @@ fn parse_here(file: FileId, rel_path: &Path, text: &str) -> (Option<TestSpec>, V
 
 /// Converts evaluator output: the description evaluated to JSON with each
 /// `nodes.<name>` replaced by `null`. JSON has no positions, so every
-/// diagnostic points at the start of the file.
+/// diagnostic points at the start of the file and steps have no span (the
+/// generated code then names only the file, not a misleading line 1). Use
+/// [`from_json_with_source`] when the file's text is at hand.
 pub fn from_json(
     file: FileId,
     rel_path: &Path,
     value: &serde_json::Value,
 ) -> (Option<TestSpec>, Vec<Diagnostic>) {
-    from_json_spanned(rel_path, value, Span { file, start: 0, end: 0 })
+    let unknown = Span { file, start: 0, end: 0 };
+    let (mut spec, diags) = from_json_spanned(rel_path, value, unknown);
+    if let Some(spec) = &mut spec {
+        forget_spans(&mut spec.steps, unknown);
+    }
+    (spec, diags)
+}
+
+/// [`from_json`] for a file whose source `text` is known: values that the
+/// static parse could place (e.g. the `steps` attribute, or each step of a
+/// literal list whose items are computed) get those spans, for step comments
+/// and diagnostics; the rest behave as in [`from_json`].
+pub fn from_json_with_source(
+    file: FileId,
+    rel_path: &Path,
+    text: &str,
+    value: &serde_json::Value,
+) -> (Option<TestSpec>, Vec<Diagnostic>) {
+    let unknown = Span { file, start: 0, end: 0 };
+    let located = on_parse_stack(|| static_tree(file, text));
+    let root = value::from_json_located(value, located.as_ref(), unknown);
+    let mut diags = Vec::new();
+    let mut spec = convert(rel_path, &root, &mut diags);
+    if let Some(spec) = &mut spec {
+        forget_spans(&mut spec.steps, unknown);
+    }
+    (spec, diags)
+}
+
+/// The static value tree of `text`, if it parses (its diagnostics are
+/// dropped: the evaluated value is what counts).
+fn static_tree(file: FileId, text: &str) -> Option<Value> {
+    if too_deep(file, text).is_some() {
+        return None;
+    }
+    let parsed = rnix::Root::parse(text);
+    if !parsed.errors().is_empty() {
+        return None;
+    }
+    let expr = parsed.tree().expr()?;
+    Some(value::lower_root(file, &expr, &mut Vec::new()))
+}
+
+/// Runs `job` on a thread with [`PARSE_STACK_BYTES`] of stack (see
+/// [`parse`]); here when no thread can be started.
+fn on_parse_stack<T: Send>(job: impl Fn() -> T + Sync) -> T {
+    let job = &job;
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("spec-parse".into())
+            .stack_size(PARSE_STACK_BYTES)
+            .spawn_scoped(scope, move || job());
+        match worker {
+            Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => job(),
+        }
+    })
+}
+
+/// Clears step spans equal to `unknown`, recursively: no position is better
+/// than a made-up one.
+fn forget_spans(steps: &mut [Step], unknown: Span) {
+    for step in steps {
+        if step.span == Some(unknown) {
+            step.span = None;
+        }
+        if let Action::Subtest { steps, .. } = &mut step.action {
+            forget_spans(steps, unknown);
+        }
+    }
 }
 
 /// [`from_json`] with an explicit span for every value (e.g. the whole file).
@@ -1339,6 +1401,46 @@ mod tests {
         assert_eq!(spec.name, "j");
         assert_eq!(spec.steps[0].node.as_deref(), Some("m"));
         assert_eq!(spec.steps[1].action, Action::Sleep { seconds: 0.25 });
+    }
+
+    /// Line of each top-level step (and of subtest steps) after converting
+    /// `json` with the source `text`.
+    fn json_step_lines(text: &str, json: &serde_json::Value) -> Vec<Option<usize>> {
+        let mut sources = crate::diagnostic::Sources::default();
+        let file = sources.add("tests/vm/j.nix", text);
+        let (spec, diags) = from_json_with_source(file, Path::new("tests/vm/j.nix"), text, json);
+        assert!(diags.is_empty(), "{diags:?}");
+        let mut lines = Vec::new();
+        for step in &spec.expect("spec").steps {
+            lines.push(step.span.map(|s| sources.line_col(s.file, s.start).0));
+            if let Action::Subtest { steps, .. } = &step.action {
+                lines.extend(steps.iter().map(|s| s.span.map(|s| sources.line_col(s.file, s.start).0)));
+            }
+        }
+        lines
+    }
+
+    #[test]
+    fn json_steps_take_positions_from_the_source() {
+        let json = serde_json::json!({
+            "nodes": { "m": null },
+            "steps": [ { "waitForOpenPort": 80 }, { "subtest": "s", "steps": [ { "sleep": 1 } ] } ]
+        });
+        // Computed values inside a literal list: each step keeps its own line.
+        let text = "let p = 80; in {\n  nodes.m = { };\n  steps = [\n    { waitForOpenPort = p; }\n    {\n      subtest = \"s\";\n      steps = [ { sleep = 1; } ];\n    }\n  ];\n}\n";
+        assert_eq!(json_step_lines(text, &json), [Some(4), Some(5), Some(7)]);
+        // A computed list: every step is at the `steps` value.
+        let text = "let xs = [ ]; in {\n  nodes.m = { };\n\n  steps = xs ++ [ ];\n}\n";
+        assert_eq!(json_step_lines(text, &json), [Some(4), Some(4), Some(4)]);
+        // A list of a different length: same.
+        let text = "{\n  nodes.m = { };\n  steps =\n    [ (f 1) ] ++ g;\n}\n";
+        assert_eq!(json_step_lines(text, &json), [Some(4), Some(4), Some(4)]);
+        // Nothing static to go by: no positions rather than line 1.
+        for text in ["import ./x.nix", "{ nodes.m = { }; } // import ./steps.nix", "{ broken"] {
+            assert_eq!(json_step_lines(text, &json), [None, None, None], "{text}");
+        }
+        let (spec, _) = from_json(FileId(0), Path::new("tests/vm/j.nix"), &json);
+        assert!(spec.expect("spec").steps.iter().all(|s| s.span.is_none()));
     }
 
     #[test]

@@ -606,3 +606,22 @@ fn output_outside_the_flake_is_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("outside the flake"));
     assert!(!dir.path().join("../escaped.nix").exists());
 }
+
+/// Descriptions evaluated by Nix (`--eval`) keep the step positions that
+/// static parsing can give: here every step of `steps = map …;` is at the
+/// `steps` value, not at line 1.
+#[test]
+fn evaluated_steps_are_located_at_their_source() {
+    if !util::require("nix-instantiate", "descriptions that are not plain data are evaluated by Nix")
+        || !util::require("nix", "--eval asks Nix for the flake's modules")
+    {
+        return;
+    }
+    let dir = util::tempdir();
+    util::copy_dir(&util::fixture("cli/computed"), dir.path());
+    let out = nixvm_gen(dir.path(), &["--eval", "generate"]);
+    util::assert_code(&out, 0);
+    let text = std::fs::read_to_string(dir.path().join(OUTPUT)).unwrap();
+    assert_eq!(text.matches("# tests/vm/ports.nix:9: waitForOpenPort").count(), 2, "{text}");
+    assert!(!text.contains("ports.nix:1:"), "{text}");
+}
