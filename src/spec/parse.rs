@@ -215,7 +215,7 @@ fn on_parse_stack<T: Send>(job: impl Fn() -> T + Sync) -> T {
         let worker = std::thread::Builder::new()
             .name("spec-parse".into())
             .stack_size(PARSE_STACK_BYTES)
-            .spawn_scoped(scope, move || job());
+            .spawn_scoped(scope, job);
         match worker {
             Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
             Err(_) => job(),
