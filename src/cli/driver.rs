@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -173,6 +173,33 @@ fn tmp_dir() -> PathBuf {
     env("XDG_RUNTIME_DIR").or_else(|| env("TMPDIR")).map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
 }
 
+/// Counts SIGINT/SIGTERM/SIGHUP in a thread: the first stops the run
+/// (cleanup, reports), a second one also skips the grace period.
+fn count_signals(log: &Arc<Log>) -> anyhow::Result<Arc<AtomicUsize>> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("cannot install a signal handler")?;
+    let count = Arc::new(AtomicUsize::new(0));
+    let (c, log) = (Arc::clone(&count), Arc::clone(log));
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                let n = c.fetch_add(1, Ordering::Relaxed) + 1;
+                if n == 1 {
+                    log.warning(
+                        None,
+                        &format!("got signal {sig}: stopping (again to skip the grace period)"),
+                    );
+                } else {
+                    log.warning(None, &format!("got signal {sig} again: killing without grace period"));
+                }
+            }
+        })
+        .context("cannot start the signal thread")?;
+    Ok(count)
+}
+
 fn run_cli(cli: DriverCli) -> anyhow::Result<i32> {
     if cli.interactive {
         bail!(
@@ -217,11 +244,7 @@ fn run_cli(cli: DriverCli) -> anyhow::Result<i32> {
         grace: GRACE,
         boot_timeout: BOOT_TIMEOUT,
     };
-    let signal = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
-        signal_hook::flag::register(sig, Arc::clone(&signal)).context("cannot install a signal handler")?;
-    }
-    let abort = Abort::new(signal, global_timeout.map(Duration::from_secs));
+    let abort = Abort::new(count_signals(&log)?, global_timeout.map(Duration::from_secs));
     match run::run(&opts, &abort, log) {
         Ok(outcome) => Ok(outcome.exit_code()),
         Err(e) => {

@@ -1,9 +1,9 @@
-//! Run-wide stop conditions shared by every blocking wait: a signal flag set
-//! by the SIGINT/SIGTERM handler and the global deadline. Waits poll it in
+//! Run-wide stop conditions shared by every blocking wait: a count of
+//! SIGINT/SIGTERM/SIGHUP received and the global deadline. Waits poll it in
 //! short slices, so a stop takes effect within about 100 ms anywhere.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Why the run stops early.
@@ -18,7 +18,7 @@ pub enum StopReason {
 /// Cloneable handle checked by every wait.
 #[derive(Clone, Debug)]
 pub struct Abort {
-    signal: Arc<AtomicBool>,
+    signals: Arc<AtomicUsize>,
     deadline: Option<Instant>,
 }
 
@@ -26,24 +26,29 @@ pub struct Abort {
 pub const SLICE: Duration = Duration::from_millis(100);
 
 impl Abort {
-    /// `signal` is the flag the signal handler sets; `global_timeout` starts now.
-    pub fn new(signal: Arc<AtomicBool>, global_timeout: Option<Duration>) -> Abort {
-        Abort { signal, deadline: global_timeout.map(|t| Instant::now() + t) }
+    /// `signals` counts the signals received; `global_timeout` starts now.
+    pub fn new(signals: Arc<AtomicUsize>, global_timeout: Option<Duration>) -> Abort {
+        Abort { signals, deadline: global_timeout.map(|t| Instant::now() + t) }
     }
 
     /// Never stops (tests).
     pub fn never() -> Abort {
-        Abort { signal: Arc::new(AtomicBool::new(false)), deadline: None }
+        Abort { signals: Arc::new(AtomicUsize::new(0)), deadline: None }
     }
 
     pub fn check(&self) -> Result<(), StopReason> {
-        if self.signal.load(Ordering::Relaxed) {
+        if self.signals.load(Ordering::Relaxed) > 0 {
             return Err(StopReason::Interrupted);
         }
         match self.deadline {
             Some(d) if Instant::now() >= d => Err(StopReason::GlobalTimeout),
             _ => Ok(()),
         }
+    }
+
+    /// A second signal: cleanup skips the grace period (nextest style).
+    pub fn hurry(&self) -> bool {
+        self.signals.load(Ordering::Relaxed) > 1
     }
 
     /// The global deadline, if any.

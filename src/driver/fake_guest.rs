@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::abort::Abort;
@@ -88,7 +88,7 @@ fn framing_exit_codes_binary_and_multiline_output() {
     std::thread::sleep(Duration::from_millis(100));
     assert!(text(&log).contains("machine # to-the-console"), "{}", text(&log));
     assert!(text(&log).contains("machine: connected to guest root shell"));
-    m.release();
+    m.release(&Abort::never());
 }
 
 #[test]
@@ -109,7 +109,7 @@ fn host_deadline_detects_a_background_process_holding_stdout() {
     let err =
         m.execute("true", Some(1), Instant::now() + Duration::from_millis(300), &Abort::never()).unwrap_err();
     assert!(matches!(err, VmError::Shell { source: ShellError::Busy, .. }), "{err:?}");
-    m.release();
+    m.release(&Abort::never());
     // Through a step, the message says what to do.
     let (m, _) = booted(tmp.path(), "");
     let mut machines = BTreeMap::from([("machine".to_owned(), m)]);
@@ -168,7 +168,7 @@ fn boot_timeout_without_marker() {
     m.start(far(), &Abort::never()).unwrap();
     let err = m.connect(Instant::now() + Duration::from_millis(500), &Abort::never()).unwrap_err();
     assert!(err.to_string().contains("waiting for the backdoor shell did not finish"), "{err}");
-    m.release();
+    m.release(&Abort::never());
     assert!(!m.is_running());
 }
 
@@ -245,24 +245,46 @@ fn waits_notice_success_within_200_ms() {
     let abort = Abort::never();
     let mut ctx = StepCtx { machines: &mut machines, abort: &abort, out_dir: out.path(), log: &log };
 
-    let flag = tmp.path().join("flag");
-    let f2 = flag.clone();
-    let became_true = later(Duration::from_millis(700), move || std::fs::write(f2, "").unwrap());
-    let wait = step(Action::WaitForFile { path: flag.display().to_string() }, 10.0);
-    steps::run_step(&mut ctx, &wait).unwrap();
-    let latency = Instant::now().duration_since(became_true.join().unwrap());
-    eprintln!("waitForFile latency: {latency:?}");
-    assert!(latency < Duration::from_millis(200), "waitForFile noticed after {latency:?}");
+    // Best of three: a loaded machine can delay one probe, but a driver that
+    // polls slowly (the stock driver: 1 s) fails every attempt.
+    let mut measured = Vec::new();
+    for attempt in 0..3 {
+        let flag = tmp.path().join(format!("flag{attempt}"));
+        let f2 = flag.clone();
+        let became_true = later(Duration::from_millis(700), move || std::fs::write(f2, "").unwrap());
+        let wait = step(Action::WaitForFile { path: flag.display().to_string() }, 10.0);
+        steps::run_step(&mut ctx, &wait).unwrap();
+        measured.push(Instant::now().duration_since(became_true.join().unwrap()));
+        if measured.last().is_some_and(|l| *l < Duration::from_millis(200)) {
+            break;
+        }
+    }
+    eprintln!("waitForFile latencies: {measured:?}");
+    assert!(
+        measured.iter().any(|l| *l < Duration::from_millis(200)),
+        "waitForFile noticed after {measured:?}"
+    );
 
     // The unit is "activating" first (keeps waiting), then active.
-    std::fs::write(units.join("syshc.service"), "activating").unwrap();
-    let unit_file = units.join("syshc.service");
-    let became_true = later(Duration::from_millis(700), move || std::fs::write(unit_file, "active").unwrap());
-    let wait = step(Action::WaitForUnit { unit: "syshc.service".into(), user: None }, 10.0);
-    steps::run_step(&mut ctx, &wait).unwrap();
-    let latency = Instant::now().duration_since(became_true.join().unwrap());
-    eprintln!("waitForUnit latency: {latency:?}");
-    assert!(latency < Duration::from_millis(200), "waitForUnit noticed after {latency:?}");
+    let mut measured = Vec::new();
+    for attempt in 0..3 {
+        let unit = format!("syshc{attempt}.service");
+        let unit_file = units.join(&unit);
+        std::fs::write(&unit_file, "activating").unwrap();
+        let became_true =
+            later(Duration::from_millis(700), move || std::fs::write(unit_file, "active").unwrap());
+        let wait = step(Action::WaitForUnit { unit, user: None }, 10.0);
+        steps::run_step(&mut ctx, &wait).unwrap();
+        measured.push(Instant::now().duration_since(became_true.join().unwrap()));
+        if measured.last().is_some_and(|l| *l < Duration::from_millis(200)) {
+            break;
+        }
+    }
+    eprintln!("waitForUnit latencies: {measured:?}");
+    assert!(
+        measured.iter().any(|l| *l < Duration::from_millis(200)),
+        "waitForUnit noticed after {measured:?}"
+    );
 }
 
 #[test]
@@ -457,7 +479,7 @@ fn global_timeout_writes_the_reports_and_kills_everything() {
     let out = tempfile::tempdir().unwrap();
     let o = opts(tmp.path(), out.path(), "", vec![succeed("true"), succeed("sleep 30.17"), succeed("true")]);
     let (log, buf) = Log::capture(Level::Info);
-    let abort = Abort::new(Arc::new(AtomicBool::new(false)), Some(Duration::from_secs(3)));
+    let abort = Abort::new(Arc::new(AtomicUsize::new(0)), Some(Duration::from_secs(3)));
     let t = Instant::now();
     let outcome = run::run(&o, &abort, Arc::new(log)).unwrap();
     assert!(t.elapsed() < Duration::from_secs(8), "took {:?}", t.elapsed());
@@ -486,10 +508,12 @@ fn interrupt_stops_the_run_and_cleans_up() {
     let out = tempfile::tempdir().unwrap();
     let o = opts(tmp.path(), out.path(), "", vec![succeed("sleep 30.23")]);
     let (log, _) = Log::capture(Level::Info);
-    let flag = Arc::new(AtomicBool::new(false));
-    let abort = Abort::new(flag.clone(), None);
-    let f2 = flag.clone();
-    let _ = later(Duration::from_secs(2), move || f2.store(true, Ordering::Relaxed));
+    let signals = Arc::new(AtomicUsize::new(0));
+    let abort = Abort::new(signals.clone(), None);
+    let s2 = signals.clone();
+    let _ = later(Duration::from_secs(2), move || {
+        s2.fetch_add(1, Ordering::Relaxed);
+    });
     let outcome = run::run(&o, &abort, Arc::new(log)).unwrap();
     assert_eq!(outcome.result, RunResult::Interrupted);
     assert_eq!(outcome.exit_code(), 130);

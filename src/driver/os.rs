@@ -47,7 +47,12 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> io::Result<Option<E
 /// rest of the group to exit, then SIGKILL to whatever is left. The leader
 /// (usually `sh -c`, with QEMU as its child) often dies first; QEMU must
 /// still get its grace period. Always reaps the leader.
-pub fn terminate_group(child: &mut Child, grace: Duration) -> io::Result<ExitStatus> {
+/// `hurry` ends the grace period early (a second ^C).
+pub fn terminate_group(
+    child: &mut Child,
+    grace: Duration,
+    hurry: &dyn Fn() -> bool,
+) -> io::Result<ExitStatus> {
     let pgid = child.id();
     if let Some(status) = child.try_wait()? {
         let _ = signal_group(pgid, libc::SIGKILL);
@@ -55,14 +60,18 @@ pub fn terminate_group(child: &mut Child, grace: Duration) -> io::Result<ExitSta
     }
     let deadline = Instant::now() + grace;
     signal_group(pgid, libc::SIGTERM)?;
-    let status = match wait_timeout(child, grace)? {
+    let mut status = None;
+    while status.is_none() && Instant::now() < deadline && !hurry() {
+        status = wait_timeout(child, Duration::from_millis(25).min(grace))?;
+    }
+    let status = match status {
         Some(status) => status,
         None => {
             signal_group(pgid, libc::SIGKILL)?;
             child.wait()?
         }
     };
-    while group_alive(pgid) && Instant::now() < deadline {
+    while group_alive(pgid) && Instant::now() < deadline && !hurry() {
         std::thread::sleep(Duration::from_millis(25));
     }
     let _ = signal_group(pgid, libc::SIGKILL);
@@ -129,7 +138,7 @@ mod tests {
         io::BufRead::read_line(&mut out, &mut line).unwrap();
         let grandchild: i32 = line.trim().parse().unwrap();
         let started = Instant::now();
-        terminate_group(&mut child, Duration::from_secs(5)).unwrap();
+        terminate_group(&mut child, Duration::from_secs(5), &|| false).unwrap();
         assert!(started.elapsed() < Duration::from_secs(4), "SIGTERM should end sh and sleep at once");
         std::thread::sleep(Duration::from_millis(100));
         // Gone, or a zombie waiting for a PID 1 that may never reap it.
@@ -139,6 +148,19 @@ mod tests {
             matches!(state, None | Some('Z')),
             "the background sleep must be gone with its group: {stat}"
         );
+    }
+
+    #[test]
+    fn hurry_skips_the_grace_period() {
+        // The shell ignores SIGTERM, so only SIGKILL ends it.
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "trap '' TERM; while :; do sleep 0.05; done"]);
+        let mut child = spawn_in_group(&mut cmd).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let started = Instant::now();
+        let status = terminate_group(&mut child, Duration::from_secs(30), &|| true).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+        assert_eq!(describe_status(status), "signal 9 (SIGKILL)");
     }
 
     #[test]

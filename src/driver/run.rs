@@ -479,13 +479,14 @@ impl Runner<'_> {
     fn cleanup(&mut self, vlans: Vec<Vlan>) {
         let t = Instant::now();
         self.log.header(None, "cleanup");
+        let abort = self.abort;
         std::thread::scope(|s| {
             for m in self.machines.values_mut() {
-                s.spawn(move || m.release());
+                s.spawn(move || m.release(abort));
             }
         });
         for v in vlans {
-            v.stop(self.opts.grace, self.log);
+            v.stop(self.opts.grace, self.log, &|| abort.hurry());
         }
         self.log.finished(None, "cleanup", t.elapsed());
     }

@@ -73,14 +73,14 @@ impl Vlan {
         let ok = match answered {
             Some((true, _)) => true,
             Some((false, output)) => {
-                let _ = os::terminate_group(&mut child, Duration::from_secs(1));
+                let _ = os::terminate_group(&mut child, Duration::from_secs(1), &|| false);
                 return Err(VlanError::NoAnswer { nr, secs: SWITCH_TIMEOUT.as_secs(), output });
             }
             None => false,
         };
         let ctl = socket_dir.join("ctl");
         if !ok || !ctl.exists() {
-            let _ = os::terminate_group(&mut child, Duration::from_secs(1));
+            let _ = os::terminate_group(&mut child, Duration::from_secs(1), &|| false);
             return Err(VlanError::NoSocket { nr, path: ctl });
         }
         log.info(None, &format!("running vlan (pid {}; ctl {})", child.id(), socket_dir.display()));
@@ -93,10 +93,10 @@ impl Vlan {
     }
 
     /// Closes stdin, then SIGTERM, grace period, SIGKILL.
-    pub fn stop(mut self, grace: Duration, log: &Log) {
+    pub fn stop(mut self, grace: Duration, log: &Log, hurry: &dyn Fn() -> bool) {
         log.info(None, &format!("kill vlan (pid {})", self.child.id()));
         self.stdin.take();
-        if let Err(e) = os::terminate_group(&mut self.child, grace) {
+        if let Err(e) = os::terminate_group(&mut self.child, grace, hurry) {
             log.warning(None, &format!("Error during cleanup of vlan{}: {e}", self.nr));
         }
     }
@@ -153,7 +153,7 @@ mod tests {
         assert!(vlan.socket_dir.join("ctl").exists());
         assert_eq!(vlan.env().0, "QEMU_VDE_SOCKET_1");
         let pid = vlan.child.id() as i32;
-        vlan.stop(Duration::from_secs(2), &log);
+        vlan.stop(Duration::from_secs(2), &log, &|| false);
         // SAFETY: signal 0 only probes for existence.
         assert_ne!(unsafe { libc::kill(pid, 0) }, 0, "switch must be gone");
     }

@@ -251,7 +251,7 @@ impl Machine {
             match self.console.spawn_reader(name.clone(), source, self.log.clone()) {
                 Ok(h) => readers.push(h),
                 Err(e) => {
-                    let _ = os::terminate_group(&mut child, Duration::ZERO);
+                    let _ = os::terminate_group(&mut child, Duration::ZERO, &|| false);
                     return Err(self.io("start the console reader")(e));
                 }
             }
@@ -266,7 +266,7 @@ impl Machine {
                 // SIGKILL stragglers at once after an exit; otherwise QEMU gets the grace period.
                 let grace =
                     if matches!(failure, Accept::Exited(_)) { Duration::ZERO } else { self.setup.grace };
-                let _ = os::terminate_group(&mut child, grace);
+                let _ = os::terminate_group(&mut child, grace, &|| abort.hurry());
                 join_readers(readers, &self.console);
                 return Err(match failure {
                     Accept::Exited(status) => VmError::StartScriptExited {
@@ -290,7 +290,7 @@ impl Machine {
             Ok(c) => c,
             Err(e) => {
                 let exited = child.try_wait().ok().flatten();
-                let _ = os::terminate_group(&mut child, self.setup.grace);
+                let _ = os::terminate_group(&mut child, self.setup.grace, &|| abort.hurry());
                 join_readers(readers, &self.console);
                 return Err(match exited {
                     Some(status) => VmError::Exited {
@@ -513,18 +513,18 @@ impl Machine {
     /// Forgets a QEMU that has exited (reaps it and its readers).
     fn reap(&mut self) {
         if let Some(mut run) = self.running.take() {
-            let _ = os::terminate_group(&mut run.child, Duration::ZERO);
+            let _ = os::terminate_group(&mut run.child, Duration::ZERO, &|| false);
             join_readers(std::mem::take(&mut run.readers), &self.console);
         }
     }
 
     /// Stops QEMU at the end of the run: SIGTERM to its process group, the
     /// grace period, then SIGKILL.
-    pub fn release(&mut self) {
+    pub fn release(&mut self, abort: &Abort) {
         let name = self.setup.name.clone();
         if let Some(mut run) = self.running.take() {
             self.log.info(None, &format!("kill QemuMachine {name} (pid {})", run.child.id()));
-            if let Err(e) = os::terminate_group(&mut run.child, self.setup.grace) {
+            if let Err(e) = os::terminate_group(&mut run.child, self.setup.grace, &|| abort.hurry()) {
                 self.log.warning(None, &format!("Error during cleanup of {name}: {e}"));
             }
             join_readers(std::mem::take(&mut run.readers), &self.console);
