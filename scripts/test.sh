@@ -36,6 +36,11 @@ declare -A need=(
   [mkfs.ext4]=e2fsprogs
   [nc]=netcat-openbsd
   [git]=git
+  # The stock driver's build-time checks of generated testScripts. The
+  # `mypy` command is in Debian's `mypy` package (python3-mypy has only the
+  # module and comes with it).
+  [mypy]=mypy
+  [pyflakes3]=pyflakes3
 )
 missing=()
 for cmd in "${!need[@]}"; do

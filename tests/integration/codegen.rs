@@ -625,3 +625,204 @@ fn evaluated_steps_are_located_at_their_source() {
     assert_eq!(text.matches("# tests/vm/ports.nix:9: waitForOpenPort").count(), 2, "{text}");
     assert!(!text.contains("ports.nix:1:"), "{text}");
 }
+
+// ---------------------------------------------------------------------------
+// The stock driver's build-time checks (reference §1.2): the driver build
+// type-checks `<prepend> + <node>: QemuMachine; lines + testScript` with mypy
+// and lints the bare script with pyflakes, the node names and the driver's
+// globals as builtins. A generated script that fails either breaks the
+// user's build, so every golden's scripts go through both.
+
+/// Globals the stock driver injects (reference §4.9), which pyflakes takes
+/// as builtins next to the node names (`generate-driver-symbols`).
+const DRIVER_SYMBOLS: &[&str] = &[
+    "start_all",
+    "join_all",
+    "test_script",
+    "run_tests",
+    "machines",
+    "machines_qemu",
+    "machines_nspawn",
+    "vlans",
+    "driver",
+    "log",
+    "os",
+    "create_machine",
+    "subtest",
+    "retry",
+    "serial_stdout_on",
+    "serial_stdout_off",
+    "polling_condition",
+    "t",
+    "debug",
+    "dump_machine_ssh",
+    "BaseMachine",
+    "QemuMachine",
+    "NspawnMachine",
+];
+
+/// One generated test as the stock driver build sees it.
+#[derive(Debug, serde::Deserialize)]
+struct ScriptUnderTest {
+    name: String,
+    nodes: Vec<String>,
+    #[serde(rename = "testScript")]
+    test_script: String,
+}
+
+/// Every test of a generated checks file, read back with the real evaluator
+/// through a stand-in `runNixOSTest` that returns the name, node names and
+/// testScript (the rest of the test module is never forced).
+fn scripts_of_generated_file(file: &Path) -> Vec<ScriptUnderTest> {
+    let systems: Vec<String> =
+        nixvm_gen::spec::parse::KNOWN_SYSTEMS.iter().map(|s| escape::nix_string(s)).collect();
+    let expr = format!(
+        r#"
+let
+  runNixOSTest = module:
+    let m = module {{ config = {{ }}; lib = {{ }}; }};
+    in {{ inherit (m) name testScript; nodes = builtins.attrNames m.nodes; }};
+  checks = import (/. + {file}) {{
+    self = {{ nixosModules = {{ }}; }};
+    nixpkgs.legacyPackages = builtins.listToAttrs (map
+      (system: {{ name = system; value.testers = {{ inherit runNixOSTest; }}; }})
+      [ {systems} ]);
+  }};
+in
+builtins.concatLists (map (system: builtins.attrValues checks.${{system}}) (builtins.attrNames checks))
+"#,
+        file = escape::nix_string(&file.display().to_string()),
+        systems = systems.join(" "),
+    );
+    let mut tests: Vec<ScriptUnderTest> = serde_json::from_value(nix_eval_file(&expr)).expect("tests");
+    tests.sort_by(|a, b| a.name.cmp(&b.name));
+    tests.dedup_by(|a, b| a.name == b.name);
+    tests
+}
+
+/// The names the stock driver binds for the nodes: pythonized, plus
+/// `machine` when there is exactly one node and it has another name
+/// (`nixos/lib/testing/driver.nix`, `theOnlyMachine`).
+fn driver_node_names(nodes: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = nodes.iter().map(|n| nixvm_gen::codegen::script::pythonize(n)).collect();
+    if nodes.len() == 1 && nodes[0] != "machine" {
+        names.push("machine".to_string());
+    }
+    names
+}
+
+/// What the driver build type-checks: the prepend, the node hints (one line,
+/// as `toString` of the list joins them with spaces), the script.
+fn typed_script(prepend: &str, nodes: &[String], script: &str) -> String {
+    let hints: Vec<String> = driver_node_names(nodes).iter().map(|n| format!("{n}: QemuMachine;")).collect();
+    format!("{prepend}\n{}\n{script}", hints.join(" "))
+}
+
+/// Runs mypy the way the driver build does on `files`; returns its output
+/// when it fails.
+fn mypy(dir: &Path, files: &[PathBuf]) -> Result<(), String> {
+    let out = util::run(
+        Command::new("mypy")
+            .args(["--no-implicit-optional", "--pretty", "--no-color-output", "--cache-dir"])
+            .arg(dir.join(".mypy_cache"))
+            .args(files)
+            .current_dir(dir),
+    );
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// Runs pyflakes with the driver's builtins on one bare script.
+fn pyflakes(file: &Path, nodes: &[String]) -> Result<(), String> {
+    let mut builtins = driver_node_names(nodes);
+    builtins.extend(DRIVER_SYMBOLS.iter().map(|s| s.to_string()));
+    let out = util::run(Command::new("pyflakes3").env("PYFLAKES_BUILTINS", builtins.join(",")).arg(file));
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+#[test]
+fn golden_scripts_pass_the_stock_driver_type_check_and_lint() {
+    if !util::require("nix-instantiate", "reads the testScripts out of the goldens")
+        || !util::require("mypy", "the stock driver type-checks the testScript (Debian: mypy)")
+        || !util::require("pyflakes3", "the stock driver lints the testScript (Debian: pyflakes3)")
+    {
+        return;
+    }
+    let prepend = std::fs::read_to_string(util::fixture("python-stubs/test-script-prepend.py")).unwrap();
+    let dir = util::tempdir();
+    let mut goldens: Vec<PathBuf> = std::fs::read_dir(util::root().join("tests/goldens"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "nix"))
+        .collect();
+    goldens.sort();
+    assert!(goldens.len() >= CASES.len(), "expected a golden per case in tests/goldens");
+
+    let mut typed = Vec::new();
+    let mut names = Vec::new();
+    for golden in &goldens {
+        let tests = scripts_of_generated_file(golden);
+        let stem = golden.file_stem().unwrap().to_string_lossy().into_owned();
+        assert!(!tests.is_empty(), "{stem}: no tests read back");
+        for test in tests {
+            let index = typed.len();
+            let label = format!("{stem}/{}", test.name);
+            let bare = dir.path().join(format!("bare_{index}.py"));
+            std::fs::write(&bare, &test.test_script).unwrap();
+            if let Err(e) = pyflakes(&bare, &test.nodes) {
+                panic!("pyflakes rejects the testScript of {label}:\n{e}\n--- script\n{}", test.test_script);
+            }
+            let file = dir.path().join(format!("typed_{index}.py"));
+            std::fs::write(&file, typed_script(&prepend, &test.nodes, &test.test_script)).unwrap();
+            typed.push(file);
+            names.push(format!("typed_{index}.py = {label}"));
+        }
+    }
+    if let Err(e) = mypy(dir.path(), &typed) {
+        panic!("mypy rejects generated testScripts:\n{e}\nfiles:\n{}", names.join("\n"));
+    }
+}
+
+/// The checks above can fail: the stubs are typed (a float timeout, which
+/// the real driver's `int` rejects, is an error) and pyflakes sees an
+/// unknown name.
+#[test]
+fn the_stock_driver_checks_catch_mistakes() {
+    if !util::require("mypy", "the stock driver type-checks the testScript (Debian: mypy)")
+        || !util::require("pyflakes3", "the stock driver lints the testScript (Debian: pyflakes3)")
+    {
+        return;
+    }
+    let prepend = std::fs::read_to_string(util::fixture("python-stubs/test-script-prepend.py")).unwrap();
+    let dir = util::tempdir();
+    let nodes = vec!["web-1".to_string()];
+    let good = "start_all()\nweb_1.wait_for_unit(\"a.service\", timeout=3)\nmachine.succeed(\"true\")\n";
+    let file = dir.path().join("good.py");
+    std::fs::write(&file, typed_script(&prepend, &nodes, good)).unwrap();
+    assert_eq!(mypy(dir.path(), std::slice::from_ref(&file)), Ok(()));
+    std::fs::write(&file, good).unwrap();
+    assert_eq!(pyflakes(&file, &nodes), Ok(()));
+
+    for bad in [
+        "web_1.wait_for_unit(\"a.service\", timeout=2.5)\n",
+        "web_1.succeed(\"true\", timeout_s=3)\n",
+        "n: int = web_1.succeed(\"true\")\n",
+        "retry(lambda: True)\n",
+    ] {
+        let file = dir.path().join("bad.py");
+        std::fs::write(&file, typed_script(&prepend, &nodes, bad)).unwrap();
+        assert!(mypy(dir.path(), &[file]).is_err(), "mypy accepts {bad:?}");
+    }
+    let file = dir.path().join("bad_lint.py");
+    std::fs::write(&file, "web_2.succeed(\"true\")\n").unwrap();
+    assert!(pyflakes(&file, &nodes).is_err(), "pyflakes accepts an unknown node");
+    std::fs::write(&file, "import re\nweb_1.succeed(\"true\")\n").unwrap();
+    assert!(pyflakes(&file, &nodes).is_err(), "pyflakes accepts an unused import");
+}
