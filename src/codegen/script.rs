@@ -462,6 +462,17 @@ mod tests {
     }
 
     #[test]
+    fn comments_give_a_line_only_when_one_is_known() {
+        let mut sources = Sources::default();
+        let file = sources.add("tests/vm/t.nix", "{\n  steps = [\n    { crash = true; }\n  ];\n}\n");
+        let mut s = spec(&["m"], vec![step("m", Action::Crash), step("m", Action::Crash)]);
+        s.steps[0].span = Some(Span { file, start: 20, end: 37 });
+        let script = render(&s, &sources).unwrap();
+        assert!(script.contains("# tests/vm/t.nix:3: crash\nm.crash()"), "{script}");
+        assert!(script.contains("# tests/vm/t.nix: crash\nm.crash()"), "{script}");
+    }
+
+    #[test]
     fn a_step_without_node_is_an_error() {
         let mut s = spec(&["m"], vec![step("m", Action::Crash)]);
         s.steps[0].node = None;
