@@ -28,18 +28,7 @@ use crate::spec::{Action, Expect, Step, TestSpec};
 /// Indentation of one Python block level.
 const PY_INDENT: &str = "    ";
 
-/// The stock driver's name for a node in the script: first character not in
-/// `[A-Za-z_]` becomes `_`, any other character not in `[A-Za-z0-9_]` too
-/// (`nixos/lib/testing/driver.nix`, `pythonizeName`).
-pub fn pythonize(name: &str) -> String {
-    name.chars()
-        .enumerate()
-        .map(|(i, c)| {
-            let ok = c.is_ascii_alphabetic() || c == '_' || (i > 0 && c.is_ascii_digit());
-            if ok { c } else { '_' }
-        })
-        .collect()
-}
+pub use crate::spec::names::pythonize;
 
 /// Renders the testScript of a validated test.
 pub fn render(spec: &TestSpec, sources: &Sources) -> Result<String, CodegenError> {
@@ -413,14 +402,6 @@ mod tests {
 
     fn step(node: &str, action: Action) -> Step {
         Step { node: Some(node.into()), timeout: None, action, span: None }
-    }
-
-    #[test]
-    fn pythonize_like_the_stock_driver() {
-        assert_eq!(pythonize("machine"), "machine");
-        assert_eq!(pythonize("web-1"), "web_1");
-        assert_eq!(pythonize("1st"), "_st");
-        assert_eq!(pythonize("a.b c"), "a_b_c");
     }
 
     #[test]

@@ -20,6 +20,91 @@ pub fn valid_node_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
 }
 
+/// The stock driver's name for a node in the script: first character not in
+/// `[A-Za-z_]` becomes `_`, any other character not in `[A-Za-z0-9_]` too
+/// (`nixos/lib/testing/driver.nix`, `pythonizeName`).
+pub fn pythonize(name: &str) -> String {
+    name.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            let ok = c.is_ascii_alphabetic() || c == '_' || (i > 0 && c.is_ascii_digit());
+            if ok { c } else { '_' }
+        })
+        .collect()
+}
+
+/// Python's keywords (3.11; soft keywords such as `match` and `type` are
+/// usable as names): a node called `class` would be a syntax error.
+const PYTHON_KEYWORDS: &[&str] = &[
+    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue", "def",
+    "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is",
+    "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while", "with", "yield",
+];
+
+/// Globals of the stock driver's testScript besides the nodes (reference
+/// §4.9, and the names `nixos/lib/test-script-prepend.py` declares or
+/// imports for the type check). A node with one of these names shadows it,
+/// or makes the driver build's type check fail on a redefinition.
+const DRIVER_GLOBALS: &[&str] = &[
+    "start_all",
+    "join_all",
+    "test_script",
+    "run_tests",
+    "machines",
+    "machines_qemu",
+    "machines_nspawn",
+    "vlans",
+    "driver",
+    "log",
+    "os",
+    "create_machine",
+    "subtest",
+    "retry",
+    "serial_stdout_on",
+    "serial_stdout_off",
+    "polling_condition",
+    "t",
+    "debug",
+    "dump_machine_ssh",
+    "BaseMachine",
+    "QemuMachine",
+    "NspawnMachine",
+    "Machine",
+    "Driver",
+    "VLan",
+    "Logger",
+    "Path",
+    "Callable",
+    "Iterator",
+    "ContextManager",
+    "Optional",
+    "List",
+    "Dict",
+    "Any",
+    "Union",
+    "Protocol",
+    "RetryProtocol",
+    "PollingConditionProtocol",
+    "CreateMachineProtocol",
+];
+
+/// Why a pythonized node name cannot be a variable of the stock driver's
+/// testScript, if it cannot.
+pub fn reserved_python_name(pythonized: &str) -> Option<&'static str> {
+    if PYTHON_KEYWORDS.contains(&pythonized) {
+        Some("a Python keyword")
+    } else if DRIVER_GLOBALS.contains(&pythonized) {
+        Some("a name the test driver already defines")
+    } else if pythonized
+        .strip_prefix("vlan")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    {
+        Some("the test driver's name for a VLAN")
+    } else {
+        None
+    }
+}
+
 /// Characters allowed in a unit name given to `waitForUnit`.
 pub const UNIT_NAME_CHARS: &str = "letters, digits and `:_.@-`";
 
@@ -75,6 +160,20 @@ mod tests {
         assert!(!valid_test_name("-x") && !valid_test_name("a b") && !valid_test_name(""));
         assert!(valid_node_name("web-1") && valid_node_name("_x"));
         assert!(!valid_node_name("1web") && !valid_node_name("a.b"));
+    }
+
+    #[test]
+    fn python_names() {
+        assert_eq!(pythonize("machine"), "machine");
+        assert_eq!(pythonize("web-1"), "web_1");
+        assert_eq!(pythonize("1st"), "_st");
+        assert_eq!(pythonize("a.b c"), "a_b_c");
+        assert_eq!(reserved_python_name("class"), Some("a Python keyword"));
+        assert_eq!(reserved_python_name("start_all"), Some("a name the test driver already defines"));
+        assert_eq!(reserved_python_name("vlan2"), Some("the test driver's name for a VLAN"));
+        for ok in ["machine", "server", "vlan", "vlanx", "match", "type", "re", "out"] {
+            assert_eq!(reserved_python_name(ok), None, "{ok}");
+        }
     }
 
     #[test]

@@ -748,8 +748,12 @@ impl Conv<'_> {
             );
         }
         let mut out = BTreeMap::new();
+        // Pythonized name → the node that has it, for clashes.
+        let mut python_names: BTreeMap<String, &Entry> = BTreeMap::new();
         for e in entries {
-            if !valid_node_name(&e.key) {
+            if valid_node_name(&e.key) {
+                self.python_name(e, &mut python_names);
+            } else {
                 self.diags.push(
                     Diagnostic::error(
                         "invalid_node_name",
@@ -763,6 +767,45 @@ impl Conv<'_> {
             out.insert(e.key.clone(), e.key_span);
         }
         Some(out)
+    }
+
+    /// Refuses node names that cannot be variables of the stock driver's
+    /// testScript: keywords, driver globals, and two nodes that pythonize
+    /// to the same name (`web-1`, `web_1`).
+    fn python_name<'e>(&mut self, e: &'e Entry, seen: &mut BTreeMap<String, &'e Entry>) {
+        let py = names::pythonize(&e.key);
+        if let Some(why) = names::reserved_python_name(&py) {
+            let shown =
+                if py == e.key { format!("`{py}`") } else { format!("`{}` (in Python `{py}`)", e.key) };
+            self.diags.push(
+                Diagnostic::error(
+                    "reserved_node_name",
+                    Some(e.key_span),
+                    format!("node name {shown} cannot be used in the test script"),
+                )
+                .with_label(why)
+                .with_hint(
+                    "the stock driver's testScript refers to each node as a Python variable; rename the node \
+                     (e.g. `server`, `client`)",
+                ),
+            );
+            return;
+        }
+        match seen.get(&py) {
+            Some(first) => self.diags.push(
+                Diagnostic::error(
+                    "node_name_clash",
+                    Some(e.key_span),
+                    format!("nodes `{}` and `{}` are both `{py}` in the test script", first.key, e.key),
+                )
+                .with_label(format!("also `{py}` in Python"))
+                .with_secondary(first.key_span, format!("`{py}` in Python"))
+                .with_hint("the stock driver replaces `-` with `_` in node names; rename one of the nodes"),
+            ),
+            None => {
+                seen.insert(py, e);
+            }
+        }
     }
 
     fn known_nodes(&self) -> Option<&BTreeMap<String, Span>> {

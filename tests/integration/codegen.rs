@@ -747,9 +747,30 @@ fn pyflakes(file: &Path, nodes: &[String]) -> Result<(), String> {
     }
 }
 
+/// Node names that are also names the generated script assigns or imports;
+/// the script must rename its own variables and still pass both checks.
+const CLASHING_NODES: &str = r#"{
+  backend = "python";
+  systems = [ "x86_64-linux" ];
+  nodes = { out = { }; re = { }; time = { }; status = { }; body = { }; code = { }; until_1 = { }; web-1 = { }; };
+  steps = [
+    { waitUntilSucceeds = "cat /x"; expect = { contains = "a"; matches = "b+"; exitCode = 1; }; node = "out"; }
+    { succeed = "exit 3"; expect = { exitCode = 3; equals = "x"; matches = "y"; }; node = "re"; }
+    { succeed = "echo x"; expect.contains = "x"; node = "status"; }
+    { http = { url = "http://localhost/"; contains = "ok"; }; node = "body"; }
+    { sleep = 0.5; }
+    { subtest = "empty-ish"; steps = [ { waitForConsoleText = "login:"; node = "code"; timeout = 0.5; } ]; }
+    { reboot = "until_1"; }
+    { start = "until_1"; }
+    { waitForOpenPort = 80; addr = "::1"; node = "web-1"; }
+    { waitForUnit = "a.service"; user = "alice"; node = "time"; }
+  ];
+}
+"#;
+
 #[test]
-fn golden_scripts_pass_the_stock_driver_type_check_and_lint() {
-    if !util::require("nix-instantiate", "reads the testScripts out of the goldens")
+fn generated_scripts_pass_the_stock_driver_type_check_and_lint() {
+    if !util::require("nix-instantiate", "reads the testScripts out of the generated files")
         || !util::require("mypy", "the stock driver type-checks the testScript (Debian: mypy)")
         || !util::require("pyflakes3", "the stock driver lints the testScript (Debian: pyflakes3)")
     {
@@ -757,34 +778,40 @@ fn golden_scripts_pass_the_stock_driver_type_check_and_lint() {
     }
     let prepend = std::fs::read_to_string(util::fixture("python-stubs/test-script-prepend.py")).unwrap();
     let dir = util::tempdir();
-    let mut goldens: Vec<PathBuf> = std::fs::read_dir(util::root().join("tests/goldens"))
+    let mut files: Vec<PathBuf> = std::fs::read_dir(util::root().join("tests/goldens"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "nix"))
         .collect();
-    goldens.sort();
-    assert!(goldens.len() >= CASES.len(), "expected a golden per case in tests/goldens");
+    files.sort();
+    assert!(files.len() >= CASES.len(), "expected a golden per case in tests/goldens");
+    // Plus one project whose node names clash with the script's own names.
+    let project = copy_case("single-node-rust");
+    std::fs::write(project.path().join("tests/vm/health.nix"), CLASHING_NODES).unwrap();
+    generate(project.path());
+    files.push(project.path().join(OUTPUT));
 
     let mut typed = Vec::new();
     let mut names = Vec::new();
-    for golden in &goldens {
-        let tests = scripts_of_generated_file(golden);
-        let stem = golden.file_stem().unwrap().to_string_lossy().into_owned();
-        assert!(!tests.is_empty(), "{stem}: no tests read back");
+    for file in &files {
+        let tests = scripts_of_generated_file(file);
+        let shown = file.strip_prefix(util::root()).unwrap_or(file).display().to_string();
+        assert!(!tests.is_empty(), "{shown}: no tests read back");
         for test in tests {
             let index = typed.len();
-            let label = format!("{stem}/{}", test.name);
+            let label = format!("{shown}: {}", test.name);
             let bare = dir.path().join(format!("bare_{index}.py"));
             std::fs::write(&bare, &test.test_script).unwrap();
             if let Err(e) = pyflakes(&bare, &test.nodes) {
                 panic!("pyflakes rejects the testScript of {label}:\n{e}\n--- script\n{}", test.test_script);
             }
-            let file = dir.path().join(format!("typed_{index}.py"));
-            std::fs::write(&file, typed_script(&prepend, &test.nodes, &test.test_script)).unwrap();
-            typed.push(file);
+            let typed_file = dir.path().join(format!("typed_{index}.py"));
+            std::fs::write(&typed_file, typed_script(&prepend, &test.nodes, &test.test_script)).unwrap();
+            typed.push(typed_file);
             names.push(format!("typed_{index}.py = {label}"));
         }
     }
+    assert!(names.iter().any(|n| n.ends_with(": health")), "the clashing project was not checked");
     if let Err(e) = mypy(dir.path(), &typed) {
         panic!("mypy rejects generated testScripts:\n{e}\nfiles:\n{}", names.join("\n"));
     }
