@@ -25,10 +25,11 @@ use crate::diagnostic::{Sources, Span};
 use crate::spec::names::{SHELL_SAFE_CHARS, UNIT_NAME_CHARS, is_safe_unit_name, is_shell_safe};
 use crate::spec::{Action, Expect, Step, TestSpec};
 
+/// The node names of the script; lives in spec, which validates them.
+pub use crate::spec::names::pythonize;
+
 /// Indentation of one Python block level.
 const PY_INDENT: &str = "    ";
-
-pub use crate::spec::names::pythonize;
 
 /// Renders the testScript of a validated test.
 pub fn render(spec: &TestSpec, sources: &Sources) -> Result<String, CodegenError> {

@@ -853,3 +853,20 @@ fn the_stock_driver_checks_catch_mistakes() {
     std::fs::write(&file, "import re\nweb_1.succeed(\"true\")\n").unwrap();
     assert!(pyflakes(&file, &nodes).is_err(), "pyflakes accepts an unused import");
 }
+
+/// `systems = [ ]` is a warning: the file is still generated (the test is
+/// checked, but no `checks.<system>` holds it).
+#[test]
+fn empty_systems_warn_but_generate() {
+    let dir = copy_case("single-node-rust");
+    let path = dir.path().join("tests/vm/health.nix");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen('{', "{\n  systems = [ ];", 1)).unwrap();
+    let out = nixvm_gen(dir.path(), &["generate"]);
+    util::assert_code(&out, 0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("warning[empty_systems]"), "{stderr}");
+    assert!(stderr.contains("--> tests/vm/health.nix:2:13"), "{stderr}");
+    let generated = std::fs::read_to_string(dir.path().join(OUTPUT)).unwrap();
+    assert!(!generated.contains("x86_64-linux ="), "{generated}");
+}
