@@ -491,3 +491,21 @@ fn evaluated_json_gives_the_same_model() {
         assert_eq!(without_spans(from_json.remove(0)), without_spans(from_source), "{name}");
     }
 }
+
+/// Dependencies point one way: codegen uses spec (its name predicates,
+/// the model), spec never uses codegen.
+#[test]
+fn spec_does_not_depend_on_codegen() {
+    let dir = util::root().join("src/spec");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(!text.contains("crate::codegen"), "{} uses codegen", path.display());
+            assert!(!text.contains("nixvm_gen::codegen"), "{} uses codegen", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "expected the spec sources in {}", dir.display());
+}
