@@ -1,5 +1,6 @@
 //! Declarative test descriptions: the plain-data model, its parser
-//! ([`parse`]) and its validator ([`validate`]).
+//! ([`parse`]), its validator ([`validate`]) and the rules for names and
+//! strings that reach the test driver ([`names`]).
 //!
 //! A description is a Nix file evaluating to an attribute set:
 //!

@@ -2,8 +2,9 @@
 //! names and module names. Fills in implicit step nodes.
 //!
 //! Everything that one file can decide (types, keys, node names of steps,
-//! empty step lists) is checked while parsing, where the exact spans are
-//! known; see [`crate::spec::parse`].
+//! empty step lists, values the stock driver cannot take, see
+//! [`crate::spec::names`]) is checked while parsing, where the exact spans
+//! are known; see [`crate::spec::parse`].
 
 use std::collections::HashMap;
 
