@@ -60,6 +60,54 @@ fn text(buf: &Captured) -> String {
     String::from_utf8_lossy(&buf.lock().unwrap()).into_owned()
 }
 
+/// A booted fake guest as the only node (`machine`) of a step context, with
+/// its own temporary and output directories.
+struct Harness {
+    tmp: tempfile::TempDir,
+    out: tempfile::TempDir,
+    machines: BTreeMap<String, Machine>,
+    log: Log,
+}
+
+impl Harness {
+    fn boot(env: &str) -> Harness {
+        let tmp = tempfile::tempdir().unwrap();
+        let (m, _) = booted(tmp.path(), env);
+        let (log, _) = Log::capture(Level::Info);
+        let machines = BTreeMap::from([("machine".to_owned(), m)]);
+        Harness { tmp, out: tempfile::tempdir().unwrap(), machines, log }
+    }
+
+    fn machine(&self) -> &Machine {
+        &self.machines["machine"]
+    }
+
+    /// The fake's unit directory (states for the stub `systemctl`), created.
+    fn units(&self) -> PathBuf {
+        let units = self.machine().state_dir().join("units");
+        std::fs::create_dir_all(&units).unwrap();
+        units
+    }
+
+    fn run(&mut self, step: &Step) -> Result<(), StepError> {
+        let abort = Abort::never();
+        let mut ctx =
+            StepCtx { machines: &mut self.machines, abort: &abort, out_dir: self.out.path(), log: &self.log };
+        steps::run_step(&mut ctx, step)
+    }
+
+    fn ok(&mut self, action: Action) {
+        self.run(&step(action.clone(), 10.0)).unwrap_or_else(|e| panic!("{action:?}: {e:?}"));
+    }
+
+    fn failure(&mut self, step: &Step) -> Box<super::events::Failure> {
+        match self.run(step) {
+            Err(StepError::Failed(f)) => f,
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn framing_exit_codes_binary_and_multiline_output() {
     if !available() {
@@ -111,18 +159,11 @@ fn host_deadline_detects_a_background_process_holding_stdout() {
     assert!(matches!(err, VmError::Shell { source: ShellError::Busy, .. }), "{err:?}");
     m.release(&Abort::never());
     // Through a step, the message says what to do.
-    let (m, _) = booted(tmp.path(), "");
-    let mut machines = BTreeMap::from([("machine".to_owned(), m)]);
-    let (log, _) = Log::capture(Level::Info);
-    let out = tempfile::tempdir().unwrap();
-    let mut ctx = StepCtx { machines: &mut machines, abort: &Abort::never(), out_dir: out.path(), log: &log };
-    let step = Step {
-        node: Some("machine".into()),
-        timeout: Some(1.0),
-        action: Action::Succeed { command: "sleep 30 & true".into(), expect: Expect::default() },
-        span: None,
-    };
-    let Err(StepError::Failed(f)) = steps::run_step(&mut ctx, &step) else { panic!("expected a failure") };
+    let mut h = Harness::boot("");
+    let f = h.failure(&step(
+        Action::Succeed { command: "sleep 30 & true".into(), expect: Expect::default() },
+        1.0,
+    ));
     assert!(f.message.contains("background process keeps the command's stdout open"), "{}", f.message);
     assert!(f.message.contains("cmd >/dev/null 2>&1 &"), "{}", f.message);
 }
@@ -230,61 +271,157 @@ fn later(delay: Duration, f: impl FnOnce() + Send + 'static) -> std::thread::Joi
     })
 }
 
+/// Each framed command of the latency tests' fake guest starts only after
+/// this delay (the cost of `bash -c … | base64` on a TCG guest, exaggerated):
+/// a wait that probes from the host needs over a second per probe and
+/// notices a condition that turns true between two probes ~0.5 s late; a
+/// loop inside the guest notices it within its 50 ms pause.
+const SLOW_COMMANDS: &str = "FAKE_COMMAND_DELAY=1.0";
+/// When a latency test makes its condition true, counted from the wait's
+/// start: after the wait's first command has started in the guest.
+const TRIGGER_AFTER: Duration = Duration::from_millis(1500);
+/// The bound: a wait ends within 0.2 s of its condition.
+const MAX_LATENCY: Duration = Duration::from_millis(200);
+
+/// Runs `wait` while `trigger` makes its condition true [`TRIGGER_AFTER`]
+/// its start, and asserts that it ended after the trigger, within
+/// [`MAX_LATENCY`].
+fn assert_wait_latency(h: &mut Harness, wait: Action, trigger: impl FnOnce() + Send + 'static) {
+    let what = format!("{wait:?}");
+    let became_true = later(TRIGGER_AFTER, trigger);
+    h.run(&step(wait, 20.0)).unwrap_or_else(|e| panic!("{what}: {e:?}"));
+    let noticed = Instant::now();
+    let became_true = became_true.join().unwrap();
+    let latency = noticed
+        .checked_duration_since(became_true)
+        .unwrap_or_else(|| panic!("{what} ended before its condition became true"));
+    eprintln!("{what}: ended {latency:?} after its condition became true");
+    assert!(latency < MAX_LATENCY, "{what} ended {latency:?} after its condition (bound {MAX_LATENCY:?})");
+}
+
 #[test]
-fn waits_notice_success_within_200_ms() {
+fn wait_for_file_latency() {
     if !available() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let (m, _) = booted(tmp.path(), "");
-    let units = m.state_dir().join("units");
-    std::fs::create_dir_all(&units).unwrap();
-    let mut machines = BTreeMap::from([("machine".to_owned(), m)]);
-    let (log, _) = Log::capture(Level::Info);
-    let out = tempfile::tempdir().unwrap();
-    let abort = Abort::never();
-    let mut ctx = StepCtx { machines: &mut machines, abort: &abort, out_dir: out.path(), log: &log };
+    let mut h = Harness::boot(SLOW_COMMANDS);
+    let flag = h.tmp.path().join("flag");
+    let path = flag.display().to_string();
+    assert_wait_latency(&mut h, Action::WaitForFile { path }, move || std::fs::write(flag, "").unwrap());
+}
 
-    // Best of three: a loaded machine can delay one probe, but a driver that
-    // polls slowly (the stock driver: 1 s) fails every attempt.
-    let mut measured = Vec::new();
-    for attempt in 0..3 {
-        let flag = tmp.path().join(format!("flag{attempt}"));
-        let f2 = flag.clone();
-        let became_true = later(Duration::from_millis(700), move || std::fs::write(f2, "").unwrap());
-        let wait = step(Action::WaitForFile { path: flag.display().to_string() }, 10.0);
-        steps::run_step(&mut ctx, &wait).unwrap();
-        measured.push(Instant::now().duration_since(became_true.join().unwrap()));
-        if measured.last().is_some_and(|l| *l < Duration::from_millis(200)) {
-            break;
-        }
-    }
-    eprintln!("waitForFile latencies: {measured:?}");
-    assert!(
-        measured.iter().any(|l| *l < Duration::from_millis(200)),
-        "waitForFile noticed after {measured:?}"
-    );
+/// A free local TCP port and a slot that keeps its listener open.
+fn port_slot() -> (u16, Arc<std::sync::Mutex<Option<std::net::TcpListener>>>) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    (port, Arc::default())
+}
 
-    // The unit is "activating" first (keeps waiting), then active.
-    let mut measured = Vec::new();
-    for attempt in 0..3 {
-        let unit = format!("syshc{attempt}.service");
-        let unit_file = units.join(&unit);
-        std::fs::write(&unit_file, "activating").unwrap();
-        let became_true =
-            later(Duration::from_millis(700), move || std::fs::write(unit_file, "active").unwrap());
-        let wait = step(Action::WaitForUnit { unit, user: None }, 10.0);
-        steps::run_step(&mut ctx, &wait).unwrap();
-        measured.push(Instant::now().duration_since(became_true.join().unwrap()));
-        if measured.last().is_some_and(|l| *l < Duration::from_millis(200)) {
-            break;
-        }
+#[test]
+fn wait_for_open_port_latency() {
+    if !available() || !require("nc", "the fake guest's port probe") {
+        return;
     }
-    eprintln!("waitForUnit latencies: {measured:?}");
+    let mut h = Harness::boot(SLOW_COMMANDS);
+    let (port, slot) = port_slot();
+    let wait = Action::WaitForOpenPort { port, addr: Some("127.0.0.1".into()) };
+    let s2 = slot.clone();
+    assert_wait_latency(&mut h, wait, move || {
+        *s2.lock().unwrap() = Some(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap());
+    });
+    assert!(slot.lock().unwrap().is_some());
+}
+
+#[test]
+fn wait_for_closed_port_latency() {
+    if !available() || !require("nc", "the fake guest's port probe") {
+        return;
+    }
+    let mut h = Harness::boot(SLOW_COMMANDS);
+    let (port, slot) = port_slot();
+    *slot.lock().unwrap() = Some(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap());
+    let wait = Action::WaitForClosedPort { port, addr: Some("127.0.0.1".into()) };
+    assert_wait_latency(&mut h, wait, move || drop(slot.lock().unwrap().take()));
+}
+
+#[test]
+fn wait_until_succeeds_latency() {
+    if !available() {
+        return;
+    }
+    let mut h = Harness::boot(SLOW_COMMANDS);
+    let flag = h.tmp.path().join("flag");
+    let command = format!("test -e {}", flag.display());
+    let wait = Action::WaitUntilSucceeds { command, expect: Expect::default() };
+    assert_wait_latency(&mut h, wait, move || std::fs::write(flag, "").unwrap());
+    // With `expect`: the command succeeds all along, its output changes.
+    let status = h.tmp.path().join("status");
+    std::fs::write(&status, "starting\n").unwrap();
+    let command = format!("cat {}", status.display());
+    let expect = Expect { contains: Some("Healthy".into()), ..Expect::default() };
+    let wait = Action::WaitUntilSucceeds { command, expect };
+    assert_wait_latency(&mut h, wait, move || std::fs::write(status, "Healthy\n").unwrap());
+}
+
+#[test]
+fn wait_until_fails_latency() {
+    if !available() {
+        return;
+    }
+    let mut h = Harness::boot(SLOW_COMMANDS);
+    let flag = h.tmp.path().join("flag");
+    let wait = Action::WaitUntilFails { command: format!("test ! -e {}", flag.display()) };
+    assert_wait_latency(&mut h, wait, move || std::fs::write(flag, "").unwrap());
+}
+
+#[test]
+fn wait_for_unit_latency() {
+    if !available() {
+        return;
+    }
+    let mut h = Harness::boot(SLOW_COMMANDS);
+    // "activating" keeps the wait going until the unit is active.
+    let unit_file = h.units().join("syshc.service");
+    std::fs::write(&unit_file, "activating").unwrap();
+    let wait = Action::WaitForUnit { unit: "syshc.service".into(), user: None };
+    assert_wait_latency(&mut h, wait, move || std::fs::write(unit_file, "active").unwrap());
+}
+
+#[test]
+fn wait_for_console_text_latency() {
+    if !available() {
+        return;
+    }
+    let mut h = Harness::boot(SLOW_COMMANDS);
+    let console = h.machine().console().clone();
+    let wait = Action::WaitForConsoleText { regex: "Reached target .*Multi-User".into() };
+    assert_wait_latency(&mut h, wait, move || {
+        console.push("[  OK  ] Reached target Multi-User System.".into())
+    });
+}
+
+#[test]
+fn waits_report_the_last_attempt_on_timeout() {
+    if !available() {
+        return;
+    }
+    let mut h = Harness::boot("");
+    let t = Instant::now();
+    let wait =
+        Action::WaitUntilSucceeds { command: "echo attempt; exit 3".into(), expect: Expect::default() };
+    let f = h.failure(&step(wait, 1.0));
+    assert!(t.elapsed() < Duration::from_millis(1800), "took {:?}", t.elapsed());
     assert!(
-        measured.iter().any(|l| *l < Duration::from_millis(200)),
-        "waitForUnit noticed after {measured:?}"
+        f.message.starts_with("command `echo attempt; exit 3` did not succeed within 1.0 seconds"),
+        "{}",
+        f.message
     );
+    // The output and status of one attempt, not of every attempt.
+    assert_eq!((f.exit_status, f.output.as_deref()), (Some(3), Some("attempt\n")));
+    assert_eq!(f.command.as_deref(), Some("echo attempt; exit 3"));
+    let f = h.failure(&step(Action::WaitForOpenPort { port: 1, addr: Some("127.0.0.1".into()) }, 1.0));
+    assert!(f.message.starts_with("TCP port 1 did not open within 1.0 seconds"), "{}", f.message);
+    assert_eq!(f.command.as_deref(), Some("nc -z 127.0.0.1 1"));
+    assert_eq!(f.exit_status, Some(1));
 }
 
 #[test]
@@ -292,18 +429,11 @@ fn unit_waits_fail_fast_with_diagnostics() {
     if !available() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let (m, _) = booted(tmp.path(), "");
-    let units = m.state_dir().join("units");
-    std::fs::create_dir_all(&units).unwrap();
+    let mut h = Harness::boot("");
+    let units = h.units();
     std::fs::write(units.join("broken.service"), "failed").unwrap();
-    let mut machines = BTreeMap::from([("machine".to_owned(), m)]);
-    let (log, _) = Log::capture(Level::Info);
-    let out = tempfile::tempdir().unwrap();
-    let mut ctx = StepCtx { machines: &mut machines, abort: &Abort::never(), out_dir: out.path(), log: &log };
     let t = Instant::now();
-    let wait = step(Action::WaitForUnit { unit: "broken.service".into(), user: None }, 30.0);
-    let Err(StepError::Failed(f)) = steps::run_step(&mut ctx, &wait) else { panic!("expected failure") };
+    let f = h.failure(&step(Action::WaitForUnit { unit: "broken.service".into(), user: None }, 30.0));
     assert!(t.elapsed() < Duration::from_secs(3));
     assert_eq!(f.message, "unit \"broken.service\" reached state \"failed\"");
     assert_eq!(f.details.len(), 2);
@@ -311,14 +441,12 @@ fn unit_waits_fail_fast_with_diagnostics() {
     assert!(f.details[0].text.contains("Active: failed"), "{:?}", f.details);
     assert!(f.details[1].text.contains("fake journal"), "{:?}", f.details);
     // Inactive with no jobs pending fails at once too.
-    let wait = step(Action::WaitForUnit { unit: "never.service".into(), user: None }, 30.0);
-    let Err(StepError::Failed(f)) = steps::run_step(&mut ctx, &wait) else { panic!("expected failure") };
+    let f = h.failure(&step(Action::WaitForUnit { unit: "never.service".into(), user: None }, 30.0));
     assert_eq!(f.message, "unit \"never.service\" is inactive and there are no pending jobs");
     // A step's timeout bounds the wall time.
     std::fs::write(units.join("slow.service"), "activating").unwrap();
     let t = Instant::now();
-    let wait = step(Action::WaitForUnit { unit: "slow.service".into(), user: None }, 1.0);
-    assert!(steps::run_step(&mut ctx, &wait).is_err());
+    assert!(h.run(&step(Action::WaitForUnit { unit: "slow.service".into(), user: None }, 1.0)).is_err());
     assert!(t.elapsed() < Duration::from_millis(1500), "took {:?}", t.elapsed());
 }
 
@@ -327,45 +455,32 @@ fn vm_actions_shutdown_start_reboot_crash_copy_screenshot() {
     if !available() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let (m, _) = booted(tmp.path(), "");
-    let mut machines = BTreeMap::from([("machine".to_owned(), m)]);
-    let (log, _) = Log::capture(Level::Info);
-    let out = tempfile::tempdir().unwrap();
-    let mut ctx = StepCtx { machines: &mut machines, abort: &Abort::never(), out_dir: out.path(), log: &log };
-    let ok = |ctx: &mut StepCtx<'_>, a: Action| {
-        steps::run_step(ctx, &step(a.clone(), 10.0)).unwrap_or_else(|e| panic!("{a:?}: {e:?}"));
-    };
-    ok(
-        &mut ctx,
-        Action::Succeed {
-            command: "mkdir -p /tmp/shared/../d && echo data > $TMPDIR/file".into(),
-            expect: Expect::default(),
-        },
-    );
-    let file = ctx.machines["machine"].state_dir().join("file");
-    ok(
-        &mut ctx,
-        Action::CopyFromVm { source: file.display().to_string(), target_dir: Some("copied".into()) },
-    );
-    assert_eq!(std::fs::read_to_string(out.path().join("copied/file")).unwrap(), "data\n");
-    ok(&mut ctx, Action::Screenshot { name: "shot".into() });
-    assert!(out.path().join("shot.png").exists() || out.path().join("shot.ppm").exists());
-    ok(&mut ctx, Action::Block);
-    ok(&mut ctx, Action::Unblock);
-    ok(&mut ctx, Action::Shutdown);
-    assert!(!ctx.machines["machine"].is_running());
-    ok(&mut ctx, Action::Start);
-    ok(&mut ctx, Action::Reboot);
-    ok(&mut ctx, Action::Succeed { command: "true".into(), expect: Expect::default() });
-    ok(&mut ctx, Action::Crash);
-    assert!(!ctx.machines["machine"].is_running());
+    let mut h = Harness::boot("");
+    h.ok(Action::Succeed {
+        command: "mkdir -p /tmp/shared/../d && echo data > $TMPDIR/file".into(),
+        expect: Expect::default(),
+    });
+    let file = h.machine().state_dir().join("file");
+    h.ok(Action::CopyFromVm { source: file.display().to_string(), target_dir: Some("copied".into()) });
+    let out = h.out.path().to_owned();
+    assert_eq!(std::fs::read_to_string(out.join("copied/file")).unwrap(), "data\n");
+    h.ok(Action::Screenshot { name: "shot".into() });
+    assert!(out.join("shot.png").exists() || out.join("shot.ppm").exists());
+    h.ok(Action::Block);
+    h.ok(Action::Unblock);
+    h.ok(Action::Shutdown);
+    assert!(!h.machine().is_running());
+    h.ok(Action::Start);
+    h.ok(Action::Reboot);
+    h.ok(Action::Succeed { command: "true".into(), expect: Expect::default() });
+    h.ok(Action::Crash);
+    assert!(!h.machine().is_running());
     // A command on a stopped node starts it again, like the stock driver.
-    ok(&mut ctx, Action::Succeed { command: "true".into(), expect: Expect::default() });
-    assert!(ctx.machines["machine"].is_running());
+    h.ok(Action::Succeed { command: "true".into(), expect: Expect::default() });
+    assert!(h.machine().is_running());
     // Monitor commands do not.
-    ok(&mut ctx, Action::Crash);
-    let r = steps::run_step(&mut ctx, &step(Action::Block, 5.0));
+    h.ok(Action::Crash);
+    let r = h.run(&step(Action::Block, 5.0));
     assert!(matches!(r, Err(StepError::Vm(_))), "{r:?}");
 }
 

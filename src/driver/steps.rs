@@ -1,7 +1,14 @@
 //! Executing one plan step: the guest commands are the stock `Machine`
-//! methods' (reference §4), the waits poll fast (50 ms backoff capped at
-//! 100 ms, so a wait ends within about 0.2 s of its condition) and every step's timeout bounds its wall time, each probe's guest
-//! `timeout` included.
+//! methods' (reference §4) and every step's timeout bounds its wall time,
+//! each command's guest-side `timeout` included.
+//!
+//! Waits whose condition is a guest command poll *inside the guest*: one
+//! backdoor command runs the stock probe in a loop with a 50 ms pause until
+//! it holds or the step's time is up ([`guest_poll_loop`]), so the step ends
+//! within about 0.1 s of its condition instead of after a full backdoor round
+//! trip (0.2–0.4 s per probe on a systemd guest under TCG). The host judges
+//! the last attempt's reply as before and re-enters the loop when time is
+//! left (an `expect` on the output, a unit that is `inactive` with jobs).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,7 +28,13 @@ use crate::spec::{Action, Expect, Step};
 /// Extra time the host waits for a reply after the guest-side `timeout`
 /// should have ended the command.
 pub const REPLY_MARGIN: Duration = Duration::from_secs(2);
-/// First pause between two probes of a wait.
+/// Pause between two probes inside the guest (`sleep` argument).
+const GUEST_PAUSE: &str = "0.05";
+/// Extra time given to the guest-side `timeout` of a polling loop beyond its
+/// own budget: the loop stops starting attempts at its budget, this covers
+/// the last one.
+const LOOP_SLACK: Duration = Duration::from_millis(500);
+/// First pause between two host-side re-entries of a wait.
 const POLL_START: Duration = Duration::from_millis(50);
 /// Longest pause between two probes.
 const POLL_MAX: Duration = Duration::from_millis(100);
@@ -122,6 +135,57 @@ fn guest_secs(d: Duration) -> u64 {
     (d.as_secs_f64().round() as u64).max(1)
 }
 
+/// `done` code of [`guest_poll_loop`]: the attempt exited 0.
+const UNTIL_SUCCESS: &str = "if [ \"$__s\" -eq 0 ]; then break; fi;";
+/// `done` code of [`guest_poll_loop`]: the attempt exited non-zero.
+const UNTIL_FAILURE: &str = "if [ \"$__s\" -ne 0 ]; then break; fi;";
+
+/// One backdoor command that runs `attempt` every [`GUEST_PAUSE`] until
+/// `done` ends the loop or `budget` has passed, then prints the last
+/// attempt's stdout and exits with its status: the host sees what a single
+/// probe would have returned, but only once the condition holds.
+///
+/// `done` is shell code that may `break`; it sees the attempt's exit status
+/// in `$__s` and its stdout in the file `$__o`. The clock is bash's
+/// `EPOCHREALTIME` (bash ≥ 5.0, as in NixOS's backdoor shell and both
+/// stand-in guests), so the budget is kept to the millisecond where the
+/// guest-side `timeout` only takes whole seconds on busybox.
+pub fn guest_poll_loop(attempt: &str, done: &str, budget: Duration) -> String {
+    let us = budget.as_micros();
+    format!(
+        "__o=$(mktemp 2>/dev/null || echo /dev/null); __end=$(( ${{EPOCHREALTIME//[!0-9]/}} + {us} )); \
+         while :; do __s=0; {{ {attempt}; }} > \"$__o\" || __s=$?; {done} \
+         [ \"${{EPOCHREALTIME//[!0-9]/}}\" -lt \"$__end\" ] || break; sleep {GUEST_PAUSE}; done; \
+         cat \"$__o\"; [ \"$__o\" = /dev/null ] || rm -f \"$__o\"; exit \"$__s\""
+    )
+}
+
+/// `done` code of [`guest_poll_loop`] for `waitUntilSucceeds`: the awaited
+/// exit status and, as a pre-filter, `grep -F` for `contains` (never stricter
+/// than the host's check, which still judges all of `expect`).
+fn until_expected(expect: &Expect) -> String {
+    let status = format!("[ \"$__s\" -eq {} ]", expect.exit_code.unwrap_or(0));
+    // An empty or multi-line needle would make grep stricter (no lines, or
+    // one pattern per line): the exit status alone decides then.
+    match expect.contains.as_deref().filter(|n| !n.is_empty() && !n.contains('\n')) {
+        Some(needle) => {
+            format!("if {status} && grep -qF -e {} \"$__o\"; then break; fi;", shell_quote(needle))
+        }
+        None => format!("if {status}; then break; fi;"),
+    }
+}
+
+/// `done` code of [`guest_poll_loop`] for `waitForUnit`, the stock
+/// `check_active` minus its errors: stop on `active` or `failed`, and on
+/// `inactive` once no jobs are pending (the host then re-checks and fails).
+fn unit_settled(list_jobs: &str) -> String {
+    format!(
+        "if [ \"$__s\" -ne 0 ]; then break; fi; \
+         case \"$(sed -n 's/^ActiveState=//p' \"$__o\")\" in active|failed) break ;; \
+         inactive) __j=$({list_jobs} 2>&1) || true; case \"$__j\" in *'No jobs'*) break ;; esac ;; esac;"
+    )
+}
+
 impl Runner<'_> {
     fn node(&self) -> String {
         self.m.name().to_owned()
@@ -178,10 +242,36 @@ impl Runner<'_> {
     /// left, the host waits [`REPLY_MARGIN`] longer.
     fn exec(&mut self, command: &str) -> Result<Reply, StepError> {
         let guest = guest_secs(self.remaining());
+        self.exec_bounded(command, guest, command)
+    }
+
+    /// `command` under a guest-side `timeout` of `guest` seconds; errors
+    /// name `shown` (the probe rather than the loop around it).
+    fn exec_bounded(&mut self, command: &str, guest: u64, shown: &str) -> Result<Reply, StepError> {
         let host_deadline = self.deadline + REPLY_MARGIN;
         self.m
             .execute(command, Some(guest), host_deadline, self.abort)
-            .map_err(|e| self.vm_error(e, Some(command)))
+            .map_err(|e| self.vm_error(e, Some(shown)))
+    }
+
+    /// Runs `attempt` in a [`guest_poll_loop`] until `done` holds in the
+    /// guest and `judge` accepts the last attempt's reply on the host, or
+    /// the step's time is up (`Ok(None)`). One loop lasts at most
+    /// [`SLOW_NOTE`], so long waits still log that they are waiting. The
+    /// guest-side `timeout` is the loop's budget plus [`LOOP_SLACK`]
+    /// (rounded up), which stays below the host's [`REPLY_MARGIN`].
+    fn poll_in_guest<T>(
+        &mut self,
+        attempt: &str,
+        done: &str,
+        mut judge: impl FnMut(&mut Self, Reply) -> Result<Option<T>, StepError>,
+    ) -> Result<Option<T>, StepError> {
+        self.poll(|r| {
+            let budget = r.remaining().min(SLOW_NOTE);
+            let guest = ((budget + LOOP_SLACK).as_secs_f64().ceil() as u64).max(1);
+            let reply = r.exec_bounded(&guest_poll_loop(attempt, done, budget), guest, attempt)?;
+            judge(r, reply)
+        })
     }
 
     /// Probes until `probe` yields a value or the deadline passes.
@@ -226,24 +316,41 @@ impl Runner<'_> {
         }
     }
 
+    fn show_command(&self, unit: &str, user: Option<&str>) -> String {
+        self.systemctl(&format!("--no-pager show \"{unit}\""), user)
+    }
+
     fn active_state(&mut self, unit: &str, user: Option<&str>) -> Result<String, StepError> {
-        let cmd = self.systemctl(&format!("--no-pager show \"{unit}\""), user);
+        let cmd = self.show_command(unit, user);
         let reply = self.exec(&cmd)?;
+        self.parse_active_state(unit, user, &cmd, &reply)
+    }
+
+    /// `ActiveState` from the output of [`Runner::show_command`].
+    fn parse_active_state(
+        &self,
+        unit: &str,
+        user: Option<&str>,
+        cmd: &str,
+        reply: &Reply,
+    ) -> Result<String, StepError> {
         if reply.status != 0 {
             let who = user.map(|u| format!(" under user \"{u}\"")).unwrap_or_default();
             let msg = format!(
                 "retrieving systemctl info for unit \"{unit}\"{who} failed with exit code {}",
                 reply.status
             );
-            return Err(StepError::failed(self.failure(msg, Some(&cmd), Some(&reply))));
+            return Err(StepError::failed(self.failure(msg, Some(cmd), Some(reply))));
         }
         let (text, _) = reply.text();
         Ok(text.lines().find_map(|l| l.strip_prefix("ActiveState=")).unwrap_or("").trim().to_owned())
     }
 
     fn wait_for_unit(&mut self, unit: &str, user: Option<&str>) -> StepResult {
-        let result = self.poll(|r| {
-            let state = r.active_state(unit, user)?;
+        let show = self.show_command(unit, user);
+        let settled = unit_settled("systemctl list-jobs --full");
+        let result = self.poll_in_guest(&show, &settled, |r, reply| {
+            let state = r.parse_active_state(unit, user, &show, &reply)?;
             match state.as_str() {
                 "active" => Ok(Some(())),
                 "failed" => Err(StepError::failed(r.failure(
@@ -309,8 +416,8 @@ impl Runner<'_> {
     /// Waits until `command` exits 0 (`want_success`) or non-zero.
     fn wait_status(&mut self, command: &str, want_success: bool, what: &str) -> StepResult {
         let mut last = None;
-        let done = self.poll(|r| {
-            let reply = r.exec(command)?;
+        let until = if want_success { UNTIL_SUCCESS } else { UNTIL_FAILURE };
+        let done = self.poll_in_guest(command, until, |_, reply| {
             let ok = (reply.status == 0) == want_success;
             last = Some(reply);
             Ok(ok.then_some(()))
@@ -378,8 +485,15 @@ impl Runner<'_> {
     /// `waitUntilSucceeds` (with `expect`) / `waitUntilFails` (without).
     fn wait_until(&mut self, command: &str, expect: Option<&Expect>) -> StepResult {
         let mut last: Option<(Reply, String)> = None;
-        let done = self.poll(|r| {
-            let reply = r.exec(command)?;
+        // Each attempt is a fresh `bash -c` with the framing's options, as
+        // when the host sends it; the loop stops on the awaited exit status
+        // and the host checks the rest of `expect`, re-entering if it fails.
+        let attempt = format!("bash -c {}", shell_quote(&format!("set -euo pipefail; {command}")));
+        let until = match expect {
+            Some(e) => until_expected(e),
+            None => UNTIL_FAILURE.to_owned(),
+        };
+        let done = self.poll_in_guest(&attempt, &until, |_, reply| {
             let verdict = match expect {
                 Some(e) => check_expect(command, &reply, e),
                 None if reply.status != 0 => Ok(()),

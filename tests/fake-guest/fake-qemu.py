@@ -16,6 +16,9 @@ Behaviour switches (environment, usually prefixed to the start script):
   FAKE_NO_MARKER=1     never send the marker
   FAKE_DIE_ON=TEXT     exit 3 0.2 s after a shell line containing TEXT
   FAKE_UNITS=DIR       directory of unit states for the stub `systemctl`
+  FAKE_COMMAND_DELAY=S seconds before each framed command (`bash -c … | base64`)
+                       starts, like its cost on a TCG guest (0.2–0.4 s on the
+                       systemd stand-in); other shell lines are not delayed
 """
 
 import os
@@ -164,6 +167,7 @@ def main():
         start_new_session=True,
     )
     die_on = os.environ.get("FAKE_DIE_ON")
+    command_delay = float(os.environ.get("FAKE_COMMAND_DELAY", "0"))
 
     def to_guest():
         buf = b""
@@ -179,6 +183,8 @@ def main():
                     die(0)
                 if die_on and die_on.encode() in line:
                     threading.Timer(0.2, die, args=(3,)).start()
+                if command_delay and b"| (base64 -w 0; echo)" in line:
+                    time.sleep(command_delay)
                 line = line.replace(b"/tmp/shared", shared.encode())
                 bash.stdin.write(line + b"\n")
                 bash.stdin.flush()
