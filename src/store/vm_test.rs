@@ -74,8 +74,9 @@ impl VmTest {
     /// Reads the check whose `.drv` is the closure's root.
     pub fn from_closure(closure: &Closure) -> Result<VmTest, VmTestError> {
         let drv_path = &closure.root;
-        let root =
-            closure.root_derivation().ok_or_else(|| VmTestError::MissingRoot { drv: drv_path.to_string() })?;
+        let root = closure
+            .root_derivation()
+            .ok_or_else(|| VmTestError::MissingRoot { drv: drv_path.to_string() })?;
         let full_name = root.name().unwrap_or(drv_path.derivation_name());
         let Some(name) = full_name.strip_prefix("vm-test-run-") else {
             return Err(VmTestError::NotAVmTest { drv: drv_path.to_string(), name: full_name.to_string() });
