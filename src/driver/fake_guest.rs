@@ -240,6 +240,32 @@ fn opts(tmp: &Path, out: &Path, env: &str, steps: Vec<Step>) -> RunOptions {
     }
 }
 
+/// A whole driver run against the fake guest, in its own directories.
+struct FakeRun {
+    tmp: tempfile::TempDir,
+    out: tempfile::TempDir,
+    opts: RunOptions,
+}
+
+impl FakeRun {
+    fn new(env: &str, steps: Vec<Step>) -> FakeRun {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let opts = opts(tmp.path(), out.path(), env, steps);
+        FakeRun { tmp, out, opts }
+    }
+
+    /// Runs the plan; returns the outcome and the captured log.
+    fn run(&self, abort: &Abort) -> (run::Outcome, Captured) {
+        let (log, buf) = Log::capture(Level::Info);
+        (run::run(&self.opts, abort, Arc::new(log)).unwrap(), buf)
+    }
+
+    fn output(&self, name: &str) -> String {
+        std::fs::read_to_string(self.out.path().join(name)).unwrap()
+    }
+}
+
 #[test]
 fn socket_path_too_long_is_rejected_up_front() {
     let tmp = PathBuf::from(format!("/tmp/{}", "x".repeat(100)));
@@ -489,8 +515,6 @@ fn failing_step_reports_golden() {
     if !available() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
     let steps = vec![
         succeed("echo hello"),
         step(
@@ -502,13 +526,12 @@ fn failing_step_reports_golden() {
         ),
         succeed("echo never"),
     ];
-    let o = opts(tmp.path(), out.path(), "", steps);
-    let (log, _) = Log::capture(Level::Info);
-    let outcome = run::run(&o, &Abort::never(), Arc::new(log)).unwrap();
+    let fake = FakeRun::new("", steps);
+    let (outcome, _) = fake.run(&Abort::never());
     assert_eq!(outcome.result, RunResult::Failed);
     assert_eq!(outcome.exit_code(), 1);
-    let json = std::fs::read_to_string(out.path().join("report.json")).unwrap();
-    let xml = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
+    let json = fake.output("report.json");
+    let xml = fake.output("junit.xml");
     golden("report/goldens/failing-step.json", &redact(&json));
     golden("report/goldens/failing-step.junit.xml", &redact(&xml));
 }
@@ -558,12 +581,9 @@ fn keep_going_semantics() {
         ("must succeed: true".to_owned(), Skipped),
     ];
     for (keep_going, expected) in [(true, expected_keep_going), (false, expected_stop)] {
-        let tmp = tempfile::tempdir().unwrap();
-        let out = tempfile::tempdir().unwrap();
-        let mut o = opts(tmp.path(), out.path(), "", plan());
-        o.keep_going = keep_going;
-        let (log, _) = Log::capture(Level::Info);
-        let outcome = run::run(&o, &Abort::never(), Arc::new(log)).unwrap();
+        let mut fake = FakeRun::new("", plan());
+        fake.opts.keep_going = keep_going;
+        let (outcome, _) = fake.run(&Abort::never());
         assert_eq!(outcome.result, RunResult::Failed);
         assert_eq!(statuses(&outcome.report), expected, "keep_going={keep_going}");
     }
@@ -590,18 +610,14 @@ fn global_timeout_writes_the_reports_and_kills_everything() {
     if !available() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let o = opts(tmp.path(), out.path(), "", vec![succeed("true"), succeed("sleep 30.17"), succeed("true")]);
-    let (log, buf) = Log::capture(Level::Info);
+    let fake = FakeRun::new("", vec![succeed("true"), succeed("sleep 30.17"), succeed("true")]);
     let abort = Abort::new(Arc::new(AtomicUsize::new(0)), Some(Duration::from_secs(3)));
     let t = Instant::now();
-    let outcome = run::run(&o, &abort, Arc::new(log)).unwrap();
+    let (outcome, buf) = fake.run(&abort);
     assert!(t.elapsed() < Duration::from_secs(8), "took {:?}", t.elapsed());
     assert_eq!(outcome.result, RunResult::TimedOut);
     assert_eq!(outcome.exit_code(), crate::exit_codes::GLOBAL_TIMEOUT);
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&fake.output("report.json")).unwrap();
     assert_eq!(json["result"], "timedOut");
     assert_eq!(json["steps"][1]["status"], "failed");
     assert_eq!(
@@ -609,9 +625,9 @@ fn global_timeout_writes_the_reports_and_kills_everything() {
         "the global timeout expired while this step was running"
     );
     assert_eq!(json["steps"][2]["status"], "skipped");
-    assert!(out.path().join("junit.xml").exists());
+    assert!(fake.out.path().join("junit.xml").exists());
     assert!(text(&buf).contains("timeout reached; test terminating..."));
-    nothing_left(tmp.path(), "sleep 30.17");
+    nothing_left(fake.tmp.path(), "sleep 30.17");
 }
 
 #[test]
@@ -619,21 +635,18 @@ fn interrupt_stops_the_run_and_cleans_up() {
     if !available() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let o = opts(tmp.path(), out.path(), "", vec![succeed("sleep 30.23")]);
-    let (log, _) = Log::capture(Level::Info);
+    let fake = FakeRun::new("", vec![succeed("sleep 30.23")]);
     let signals = Arc::new(AtomicUsize::new(0));
     let abort = Abort::new(signals.clone(), None);
     let s2 = signals.clone();
     let _ = later(Duration::from_secs(2), move || {
         s2.fetch_add(1, Ordering::Relaxed);
     });
-    let outcome = run::run(&o, &abort, Arc::new(log)).unwrap();
+    let (outcome, _) = fake.run(&abort);
     assert_eq!(outcome.result, RunResult::Interrupted);
     assert_eq!(outcome.exit_code(), 130);
-    assert!(out.path().join("report.json").exists());
-    nothing_left(tmp.path(), "sleep 30.23");
+    assert!(fake.out.path().join("report.json").exists());
+    nothing_left(fake.tmp.path(), "sleep 30.23");
 }
 
 #[test]
@@ -641,16 +654,13 @@ fn vm_that_fails_to_start_exits_5_with_a_report() {
     if !available() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let o = opts(tmp.path(), out.path(), "FAKE_EXIT=1", vec![succeed("true")]);
-    let (log, _) = Log::capture(Level::Info);
-    let outcome = run::run(&o, &Abort::never(), Arc::new(log)).unwrap();
+    let fake = FakeRun::new("FAKE_EXIT=1", vec![succeed("true")]);
+    let (outcome, _) = fake.run(&Abort::never());
     assert_eq!(outcome.result, RunResult::VmFailed);
     assert_eq!(outcome.exit_code(), crate::exit_codes::VM_FAILED);
     assert_eq!(outcome.report.vm_failures.len(), 1);
     assert!(outcome.report.vm_failures[0].message.contains("start script exited with status 1"));
-    let xml = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
+    let xml = fake.output("junit.xml");
     assert!(xml.contains("start all VMs"), "{xml}");
 }
 

@@ -18,6 +18,7 @@ pub mod report;
 pub mod run;
 pub mod shell;
 pub mod steps;
+pub mod stream;
 pub mod vlan;
 pub mod vm;
 

@@ -1,12 +1,13 @@
 //! QEMU's human monitor (HMP, the `monitor` socket) and QMP (the `qmp`
 //! socket), both with deadlines on every read.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::abort::{Abort, SLICE, StopReason};
+use super::abort::{Abort, StopReason};
+use super::stream::{ReadError, read_chunk};
 
 /// HMP prompt that ends every reply.
 const PROMPT: &str = "(qemu) ";
@@ -26,6 +27,18 @@ pub enum MonitorError {
     Stopped(#[from] StopReason),
 }
 
+impl From<ReadError> for MonitorError {
+    fn from(e: ReadError) -> MonitorError {
+        match e {
+            ReadError::Timeout(waited) => MonitorError::Timeout(waited),
+            ReadError::Eof => MonitorError::Eof,
+            ReadError::Io(e) => MonitorError::Io(e),
+            ReadError::Stopped(r) => MonitorError::Stopped(r),
+        }
+    }
+}
+
+/// Reads into `buf` until `done` holds for it.
 fn read_until(
     stream: &mut UnixStream,
     buf: &mut Vec<u8>,
@@ -34,24 +47,8 @@ fn read_until(
     abort: &Abort,
 ) -> Result<(), MonitorError> {
     let started = Instant::now();
-    let mut chunk = [0u8; 4096];
     while !done(buf) {
-        abort.check()?;
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(MonitorError::Timeout(now - started));
-        }
-        stream.set_read_timeout(Some((deadline - now).clamp(Duration::from_millis(1), SLICE)))?;
-        match stream.read(&mut chunk) {
-            Ok(0) => return Err(MonitorError::Eof),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-                ) => {}
-            Err(e) => return Err(e.into()),
-        }
+        read_chunk(stream, buf, deadline, abort, started)?;
     }
     Ok(())
 }

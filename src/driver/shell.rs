@@ -4,13 +4,14 @@
 //! EOF detection, a rolling buffer for the ready marker, and resynchronisation
 //! after a command that never answered.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 
-use super::abort::{Abort, SLICE, StopReason};
+use super::abort::{Abort, StopReason};
+use super::stream::{ReadError, read_chunk};
 
 /// Printed by the guest's `backdoor.service` right before `exec bash`.
 pub const READY_MARKER: &[u8] = b"Spawning backdoor root shell...";
@@ -43,6 +44,17 @@ pub enum ShellError {
     Busy,
     #[error(transparent)]
     Stopped(#[from] StopReason),
+}
+
+impl From<ReadError> for ShellError {
+    fn from(e: ReadError) -> ShellError {
+        match e {
+            ReadError::Timeout(waited) => ShellError::Timeout { waited },
+            ReadError::Eof => ShellError::Eof,
+            ReadError::Io(e) => ShellError::Io(e),
+            ReadError::Stopped(r) => ShellError::Stopped(r),
+        }
+    }
 }
 
 /// A finished command.
@@ -81,35 +93,12 @@ impl Shell {
 
     /// Reads one chunk into the buffer, waiting at most until `deadline`.
     fn fill(&mut self, deadline: Instant, abort: &Abort, started: Instant) -> Result<usize, ShellError> {
-        let mut chunk = [0u8; 4096];
-        loop {
-            abort.check()?;
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(ShellError::Timeout { waited: now - started });
-            }
-            self.stream.set_read_timeout(Some((deadline - now).clamp(Duration::from_millis(1), SLICE)))?;
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return Err(ShellError::Eof),
-                Ok(n) => {
-                    let mut data = &chunk[..n];
-                    if self.skip_newline {
-                        self.skip_newline = false;
-                        if data.first() == Some(&b'\n') {
-                            data = &data[1..];
-                        }
-                    }
-                    self.buf.extend_from_slice(data);
-                    return Ok(n);
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(e) => return Err(e.into()),
-            }
+        let before = self.buf.len();
+        let n = read_chunk(&mut self.stream, &mut self.buf, deadline, abort, started)?;
+        if std::mem::take(&mut self.skip_newline) && self.buf.get(before) == Some(&b'\n') {
+            self.buf.remove(before);
         }
+        Ok(n)
     }
 
     /// Waits for the ready marker. The marker may arrive split across reads
@@ -254,6 +243,7 @@ fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     #[test]
     fn quotes_like_python_shlex() {
