@@ -138,7 +138,7 @@ for n in range(1, runs + 1):
     ld = f"{work}/latency-{n}"
     finished = {}
     for line in open(f"{ld}/stderr", errors="replace"):
-        m = re.match(r"(\d+[.,]\d+) .*\(finished: .*/tmp/xchg/cond(\d+)\b", line)
+        m = re.match(r"(\d+[.,]\d+) .*\(finished: waiting for file '/tmp/xchg/cond(\d+)'", line)
         if m:
             finished[int(m.group(2))] = float(m.group(1).replace(",", "."))
     lat, bound = [], []

@@ -309,6 +309,11 @@ const TRIGGER_AFTER: Duration = Duration::from_millis(1500);
 /// The bound: a wait ends within 0.2 s of its condition.
 const MAX_LATENCY: Duration = Duration::from_millis(200);
 
+/// A fake guest with [`SLOW_COMMANDS`], unless the tools are missing.
+fn slow_guest() -> Option<Harness> {
+    available().then(|| Harness::boot(SLOW_COMMANDS))
+}
+
 /// Runs `wait` while `trigger` makes its condition true [`TRIGGER_AFTER`]
 /// its start, and asserts that it ended after the trigger, within
 /// [`MAX_LATENCY`].
@@ -327,10 +332,7 @@ fn assert_wait_latency(h: &mut Harness, wait: Action, trigger: impl FnOnce() + S
 
 #[test]
 fn wait_for_file_latency() {
-    if !available() {
-        return;
-    }
-    let mut h = Harness::boot(SLOW_COMMANDS);
+    let Some(mut h) = slow_guest() else { return };
     let flag = h.tmp.path().join("flag");
     let path = flag.display().to_string();
     assert_wait_latency(&mut h, Action::WaitForFile { path }, move || std::fs::write(flag, "").unwrap());
@@ -344,10 +346,10 @@ fn port_slot() -> (u16, Arc<std::sync::Mutex<Option<std::net::TcpListener>>>) {
 
 #[test]
 fn wait_for_open_port_latency() {
-    if !available() || !require("nc", "the fake guest's port probe") {
+    if !require("nc", "the fake guest's port probe") {
         return;
     }
-    let mut h = Harness::boot(SLOW_COMMANDS);
+    let Some(mut h) = slow_guest() else { return };
     let (port, slot) = port_slot();
     let wait = Action::WaitForOpenPort { port, addr: Some("127.0.0.1".into()) };
     let s2 = slot.clone();
@@ -359,10 +361,10 @@ fn wait_for_open_port_latency() {
 
 #[test]
 fn wait_for_closed_port_latency() {
-    if !available() || !require("nc", "the fake guest's port probe") {
+    if !require("nc", "the fake guest's port probe") {
         return;
     }
-    let mut h = Harness::boot(SLOW_COMMANDS);
+    let Some(mut h) = slow_guest() else { return };
     let (port, slot) = port_slot();
     *slot.lock().unwrap() = Some(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap());
     let wait = Action::WaitForClosedPort { port, addr: Some("127.0.0.1".into()) };
@@ -371,10 +373,7 @@ fn wait_for_closed_port_latency() {
 
 #[test]
 fn wait_until_succeeds_latency() {
-    if !available() {
-        return;
-    }
-    let mut h = Harness::boot(SLOW_COMMANDS);
+    let Some(mut h) = slow_guest() else { return };
     let flag = h.tmp.path().join("flag");
     let command = format!("test -e {}", flag.display());
     let wait = Action::WaitUntilSucceeds { command, expect: Expect::default() };
@@ -390,10 +389,7 @@ fn wait_until_succeeds_latency() {
 
 #[test]
 fn wait_until_fails_latency() {
-    if !available() {
-        return;
-    }
-    let mut h = Harness::boot(SLOW_COMMANDS);
+    let Some(mut h) = slow_guest() else { return };
     let flag = h.tmp.path().join("flag");
     let wait = Action::WaitUntilFails { command: format!("test ! -e {}", flag.display()) };
     assert_wait_latency(&mut h, wait, move || std::fs::write(flag, "").unwrap());
@@ -401,10 +397,7 @@ fn wait_until_fails_latency() {
 
 #[test]
 fn wait_for_unit_latency() {
-    if !available() {
-        return;
-    }
-    let mut h = Harness::boot(SLOW_COMMANDS);
+    let Some(mut h) = slow_guest() else { return };
     // "activating" keeps the wait going until the unit is active.
     let unit_file = h.units().join("syshc.service");
     std::fs::write(&unit_file, "activating").unwrap();
@@ -414,10 +407,7 @@ fn wait_for_unit_latency() {
 
 #[test]
 fn wait_for_console_text_latency() {
-    if !available() {
-        return;
-    }
-    let mut h = Harness::boot(SLOW_COMMANDS);
+    let Some(mut h) = slow_guest() else { return };
     let console = h.machine().console().clone();
     let wait = Action::WaitForConsoleText { regex: "Reached target .*Multi-User".into() };
     assert_wait_latency(&mut h, wait, move || {

@@ -146,17 +146,28 @@ const UNTIL_FAILURE: &str = "if [ \"$__s\" -ne 0 ]; then break; fi;";
 /// probe would have returned, but only once the condition holds.
 ///
 /// `done` is shell code that may `break`; it sees the attempt's exit status
-/// in `$__s` and its stdout in the file `$__o`. The clock is bash's
+/// in `$__s` and its stdout in the file `$__o`. Under TCG every program the
+/// guest starts costs tens of milliseconds, so the loop starts none of its
+/// own per attempt and none after the condition holds (unless there is
+/// output to print): the output goes to an unlinked temporary file reopened
+/// (and so truncated) through `/proc/self/fd`, the pause is bash's `read -t`
+/// on an unlinked FIFO (`sleep` if it cannot be made), and the clock is
 /// `EPOCHREALTIME` (bash ≥ 5.0, as in NixOS's backdoor shell and both
-/// stand-in guests), so the budget is kept to the millisecond where the
-/// guest-side `timeout` only takes whole seconds on busybox.
+/// stand-in guests; `mktemp`, `mkfifo` and `sed` are in NixOS's required
+/// packages, `nixos/modules/config/system-path.nix`). The budget is kept to
+/// the millisecond where the guest-side `timeout` takes whole seconds only.
 pub fn guest_poll_loop(attempt: &str, done: &str, budget: Duration) -> String {
     let us = budget.as_micros();
     format!(
-        "__o=$(mktemp 2>/dev/null || echo /dev/null); __end=$(( ${{EPOCHREALTIME//[!0-9]/}} + {us} )); \
+        "__w= __f= __o=/dev/null; __d=$(mktemp -d 2>/dev/null) || __d=; \
+         if [ -n \"$__d\" ]; then \
+         if mkfifo \"$__d/p\" 2>/dev/null; then exec {{__w}}<>\"$__d/p\"; fi; \
+         exec {{__f}}<>\"$__d/o\"; __o=/proc/self/fd/$__f; rm -rf \"$__d\"; fi; \
+         __end=$(( ${{EPOCHREALTIME//[!0-9]/}} + {us} )); \
          while :; do __s=0; {{ {attempt}; }} > \"$__o\" || __s=$?; {done} \
-         [ \"${{EPOCHREALTIME//[!0-9]/}}\" -lt \"$__end\" ] || break; sleep {GUEST_PAUSE}; done; \
-         cat \"$__o\"; [ \"$__o\" = /dev/null ] || rm -f \"$__o\"; exit \"$__s\""
+         [ \"${{EPOCHREALTIME//[!0-9]/}}\" -lt \"$__end\" ] || break; \
+         if [ -n \"$__w\" ]; then read -rt {GUEST_PAUSE} -u \"$__w\" || :; else sleep {GUEST_PAUSE}; fi; done; \
+         if [ -n \"$__f\" ] && [ -s \"$__o\" ]; then cat <&\"$__f\"; fi; exit \"$__s\""
     )
 }
 
@@ -726,6 +737,50 @@ mod tests {
             monitor_output("\x1b[Kset_link x off\r\nDevice 'x' not found\r\n(qemu) "),
             "Device 'x' not found"
         );
+    }
+
+    /// Runs a [`guest_poll_loop`] like the backdoor does (`bash -c` with
+    /// the framing's options) and returns (status, stdout, seconds taken).
+    fn run_loop(attempt: &str, done: &str, budget: Duration) -> (i32, String, f64) {
+        let script = format!("set -euo pipefail; {}", guest_poll_loop(attempt, done, budget));
+        let t = Instant::now();
+        let out = std::process::Command::new("bash").arg("-c").arg(script).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            t.elapsed().as_secs_f64(),
+        )
+    }
+
+    #[test]
+    fn poll_loop_returns_the_last_attempt() {
+        if !crate::driver::testing::require("bash", "runs the polling loop") {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let n = dir.path().join("n");
+        // Counts its attempts; succeeds on the third one.
+        let attempt = format!(
+            "echo $(( $(cat {0} 2>/dev/null || echo 0) + 1 )) > {0}; echo \"try $(cat {0})\"; [ $(cat {0}) -ge 3 ]",
+            n.display()
+        );
+        let (status, out, secs) = run_loop(&attempt, UNTIL_SUCCESS, Duration::from_secs(5));
+        assert_eq!((status, out.as_str()), (0, "try 3\n"), "only the last attempt's output");
+        assert!(secs < 1.0, "took {secs}");
+        // The budget ends the loop with the last attempt's status; no output, no `cat`.
+        let (status, out, secs) = run_loop("false", UNTIL_SUCCESS, Duration::from_millis(300));
+        assert_eq!((status, out.as_str()), (1, ""));
+        assert!((0.3..1.0).contains(&secs), "took {secs}");
+        let (status, _, _) = run_loop("exit 4", UNTIL_FAILURE, Duration::from_secs(5));
+        assert_eq!(status, 4, "a subshell-free attempt's `exit` ends the loop with its status");
+        // Unit states: `activating` keeps waiting, `inactive` without jobs stops.
+        let show = "printf 'Id=x\\nActiveState=activating\\n'";
+        let (status, out, secs) = run_loop(show, &unit_settled("echo 'No jobs'"), Duration::from_millis(300));
+        assert_eq!((status, out.as_str()), (0, "Id=x\nActiveState=activating\n"));
+        assert!(secs >= 0.3, "took {secs}");
+        let show = "printf 'ActiveState=inactive\\n'";
+        let (_, _, secs) = run_loop(show, &unit_settled("echo 'No jobs running.'"), Duration::from_secs(5));
+        assert!(secs < 1.0, "took {secs}");
     }
 
     #[test]
