@@ -95,6 +95,28 @@ fn vm_lock() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A VM test's [`World`] together with the guest lock, which is released
+/// only after the world has killed its leftovers (fields drop in order).
+struct VmTest {
+    world: World,
+    _lock: MutexGuard<'static, ()>,
+}
+
+impl std::ops::Deref for VmTest {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.world
+    }
+}
+
+/// The world for `steps` on `nodes` (all of `kind`), or `None` when VM
+/// tests are skipped.
+fn vm_test(kind: Kind, nodes: &[&str], steps: Vec<Step>) -> Option<VmTest> {
+    let guests = guests()?;
+    let lock = vm_lock();
+    Some(VmTest { world: World::new(guests, kind, nodes, steps), _lock: lock })
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Busybox,
@@ -382,15 +404,21 @@ fn junit_cases(xml: &str) -> Vec<(String, String, quick_junit::TestCase)> {
 
 #[test]
 fn health_check_passes_on_systemd_guest() {
-    let Some(guests) = guests() else { return };
-    let _vm = vm_lock();
-    let world = World::new(
-        guests,
+    let Some(world) = vm_test(
         Kind::Systemd,
         &["machine"],
         vec![
             step("machine", 120.0, Action::WaitForUnit { unit: "syshc.service".into(), user: None }),
             step("machine", 60.0, Action::WaitForOpenPort { port: 3000, addr: None }),
+            step("machine", 30.0, Action::WaitForClosedPort { port: 3001, addr: None }),
+            step(
+                "machine",
+                30.0,
+                Action::WaitUntilSucceeds {
+                    command: "curl --fail --silent localhost:3000".into(),
+                    expect: Expect { contains: Some("Healthy".into()), ..Expect::default() },
+                },
+            ),
             succeed_contains("machine", 30.0, "curl --fail localhost:3000", "Healthy"),
             step(
                 "machine",
@@ -402,15 +430,17 @@ fn health_check_passes_on_systemd_guest() {
                 },
             ),
         ],
-    );
+    ) else {
+        return;
+    };
     let run = world.run();
     assert_eq!(run.status.code(), Some(0), "driver failed (output above)");
     assert_eq!(run.report["result"], "passed");
     assert_eq!(run.report["exitCode"], 0);
-    assert_eq!(statuses(&run.report), ["passed"; 4]);
-    assert_eq!(run.report["summary"]["passed"], 4);
+    assert_eq!(statuses(&run.report), ["passed"; 6]);
+    assert_eq!(run.report["summary"]["passed"], 6);
     let cases = junit_cases(&run.junit);
-    assert_eq!(cases.len(), 4, "one JUnit test case per step");
+    assert_eq!(cases.len(), 6, "one JUnit test case per step");
     assert!(cases.iter().all(|(_, st, _)| st == "success"), "all JUnit cases pass");
     assert!(cases[0].0.contains("syshc.service"), "case names the step: {}", cases[0].0);
 }
@@ -419,10 +449,7 @@ fn health_check_passes_on_systemd_guest() {
 
 #[test]
 fn client_reaches_server_by_name_on_vlan() {
-    let Some(guests) = guests() else { return };
-    let _vm = vm_lock();
-    let world = World::new(
-        guests,
+    let Some(world) = vm_test(
         Kind::Systemd,
         &["server", "client"],
         vec![
@@ -433,7 +460,9 @@ fn client_reaches_server_by_name_on_vlan() {
             succeed_contains("client", 30.0, "cat /sys/class/net/eth1/address", "52:54:00:12:01:01"),
             succeed_contains("client", 60.0, "curl --fail --silent http://server:3000", "Healthy"),
         ],
-    );
+    ) else {
+        return;
+    };
     let run = world.run();
     assert_eq!(run.status.code(), Some(0), "driver failed (output above)");
     assert_eq!(statuses(&run.report), ["passed"; 5]);
@@ -444,10 +473,7 @@ fn client_reaches_server_by_name_on_vlan() {
 
 #[test]
 fn wait_for_unit_that_never_starts_times_out_with_status() {
-    let Some(guests) = guests() else { return };
-    let _vm = vm_lock();
-    let world = World::new(
-        guests,
+    let Some(world) = vm_test(
         Kind::Systemd,
         &["machine"],
         vec![
@@ -455,7 +481,9 @@ fn wait_for_unit_that_never_starts_times_out_with_status() {
             step("machine", 20.0, Action::WaitForUnit { unit: "never-starts.service".into(), user: None }),
             succeed("machine", 30.0, "true"),
         ],
-    );
+    ) else {
+        return;
+    };
     let run = world.run();
     assert_eq!(run.status.code(), Some(1), "a failed step exits 1 (output above)");
     assert_eq!(run.report["result"], "failed");
@@ -479,10 +507,7 @@ fn wait_for_unit_that_never_starts_times_out_with_status() {
 
 #[test]
 fn guest_death_is_reported_at_once() {
-    let Some(guests) = guests() else { return };
-    let _vm = vm_lock();
-    let world = World::new(
-        guests,
+    let Some(world) = vm_test(
         Kind::Busybox,
         &["machine"],
         vec![
@@ -491,7 +516,9 @@ fn guest_death_is_reported_at_once() {
             succeed("machine", 300.0, "echo c > /proc/sysrq-trigger"),
             succeed("machine", 30.0, "true"),
         ],
-    );
+    ) else {
+        return;
+    };
     let run = world.run();
     // exit_codes::VM_FAILED: "a VM failed to start or died".
     assert_eq!(run.status.code(), Some(5), "a dead VM exits 5 (output above)");
@@ -512,17 +539,16 @@ fn guest_death_is_reported_at_once() {
 
 #[test]
 fn qemu_killed_from_host_is_reported_at_once() {
-    let Some(guests) = guests() else { return };
-    let _vm = vm_lock();
-    let world = World::new(
-        guests,
+    let Some(world) = vm_test(
         Kind::Busybox,
         &["machine"],
         vec![
             succeed("machine", 300.0, "touch /tmp/xchg/started; sleep 600"),
             succeed("machine", 30.0, "true"),
         ],
-    );
+    ) else {
+        return;
+    };
     let (child, started) = world.spawn_until_step_runs();
     let qemu: Vec<_> = world.leftovers().into_iter().filter(|(_, cmd)| cmd.contains("qemu-system")).collect();
     assert_eq!(qemu.len(), 1, "one QEMU runs: {qemu:?}");
@@ -545,14 +571,13 @@ fn qemu_killed_from_host_is_reported_at_once() {
 
 #[test]
 fn hanging_command_fails_after_its_timeout() {
-    let Some(guests) = guests() else { return };
-    let _vm = vm_lock();
-    let world = World::new(
-        guests,
+    let Some(world) = vm_test(
         Kind::Busybox,
         &["machine"],
         vec![succeed("machine", 120.0, "echo up"), succeed("machine", 5.0, "sleep 600")],
-    );
+    ) else {
+        return;
+    };
     let run = world.run();
     assert_eq!(run.status.code(), Some(1), "output above");
     let steps = leaf_steps(&run.report);
@@ -568,10 +593,7 @@ fn hanging_command_fails_after_its_timeout() {
 
 #[test]
 fn failing_step_is_in_junit_and_json() {
-    let Some(guests) = guests() else { return };
-    let _vm = vm_lock();
-    let world = World::new(
-        guests,
+    let Some(world) = vm_test(
         Kind::Busybox,
         &["machine"],
         vec![
@@ -579,7 +601,9 @@ fn failing_step_is_in_junit_and_json() {
             succeed("machine", 30.0, "echo some-output; exit 3"),
             succeed("machine", 30.0, "echo after"),
         ],
-    );
+    ) else {
+        return;
+    };
     let run = world.run();
     assert_eq!(run.status.code(), Some(1), "output above");
     assert_eq!(run.report["result"], "failed");
@@ -609,18 +633,62 @@ fn failing_step_is_in_junit_and_json() {
     assert!(described.contains('3'), "JUnit failure carries the exit status: {described}");
 }
 
+// --- 6b. waits that poll inside the guest ---------------------------------------
+
+#[test]
+fn waits_poll_inside_the_guest() {
+    let wait_until = |timeout: f64, command: &str| {
+        step(
+            "machine",
+            timeout,
+            Action::WaitUntilSucceeds { command: command.into(), expect: Expect::default() },
+        )
+    };
+    let Some(world) = vm_test(
+        Kind::Busybox,
+        &["machine"],
+        vec![
+            succeed("machine", 120.0, "(sleep 2; echo ready > /tmp/xchg/flag) > /dev/null 2>&1 &"),
+            step("machine", 30.0, Action::WaitForFile { path: "/tmp/xchg/flag".into() }),
+            step("machine", 30.0, Action::WaitUntilFails { command: "test ! -e /tmp/xchg/flag".into() }),
+            step(
+                "machine",
+                30.0,
+                Action::WaitUntilSucceeds {
+                    command: "cat /tmp/xchg/flag".into(),
+                    expect: Expect { equals: Some("ready".into()), ..Expect::default() },
+                },
+            ),
+            // `set -euo pipefail` holds for each attempt, as for `succeed`.
+            wait_until(3.0, "false; true"),
+        ],
+    ) else {
+        return;
+    };
+    let run = world.run();
+    assert_eq!(run.status.code(), Some(1), "the last wait fails (output above)");
+    assert_eq!(statuses(&run.report), ["passed", "passed", "passed", "passed", "failed"]);
+    let steps = leaf_steps(&run.report);
+    let waited = steps[1]["durationSecs"].as_f64().unwrap_or(0.0);
+    assert!((1.0..10.0).contains(&waited), "waitForFile waited for the file: {waited}");
+    let failed = steps[4];
+    let secs = failed["durationSecs"].as_f64().unwrap_or(0.0);
+    assert!((2.5..8.0).contains(&secs), "the wait honours its 3 s timeout, took {secs}");
+    assert_eq!(failed["failure"]["exitStatus"], 1, "{failed}");
+    assert_eq!(failed["failure"]["command"], "false; true", "{failed}");
+}
+
 // --- 7. SIGINT mid-run -----------------------------------------------------------
 
 #[test]
 fn sigint_stops_driver_and_its_processes() {
-    let Some(guests) = guests() else { return };
-    let _vm = vm_lock();
-    let world = World::new(
-        guests,
+    let Some(world) = vm_test(
         Kind::Busybox,
         &["machine"],
         vec![succeed("machine", 900.0, "touch /tmp/xchg/started; sleep 600")],
-    );
+    ) else {
+        return;
+    };
     let (child, started) = world.spawn_until_step_runs();
     let pid = child.id() as i32;
     assert!(!world.leftovers().is_empty(), "QEMU runs before the interrupt");
