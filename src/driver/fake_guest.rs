@@ -69,6 +69,11 @@ struct Harness {
     log: Log,
 }
 
+/// A booted [`Harness`], unless the fake guest's tools are missing.
+fn harness(env: &str) -> Option<Harness> {
+    available().then(|| Harness::boot(env))
+}
+
 impl Harness {
     fn boot(env: &str) -> Harness {
         let tmp = tempfile::tempdir().unwrap();
@@ -248,11 +253,15 @@ struct FakeRun {
 }
 
 impl FakeRun {
-    fn new(env: &str, steps: Vec<Step>) -> FakeRun {
+    /// `None` when the fake guest's tools are missing.
+    fn new(env: &str, steps: Vec<Step>) -> Option<FakeRun> {
+        if !available() {
+            return None;
+        }
         let tmp = tempfile::tempdir().unwrap();
         let out = tempfile::tempdir().unwrap();
         let opts = opts(tmp.path(), out.path(), env, steps);
-        FakeRun { tmp, out, opts }
+        Some(FakeRun { tmp, out, opts })
     }
 
     /// Runs the plan; returns the outcome and the captured log.
@@ -309,11 +318,6 @@ const TRIGGER_AFTER: Duration = Duration::from_millis(1500);
 /// The bound: a wait ends within 0.2 s of its condition.
 const MAX_LATENCY: Duration = Duration::from_millis(200);
 
-/// A fake guest with [`SLOW_COMMANDS`], unless the tools are missing.
-fn slow_guest() -> Option<Harness> {
-    available().then(|| Harness::boot(SLOW_COMMANDS))
-}
-
 /// Runs `wait` while `trigger` makes its condition true [`TRIGGER_AFTER`]
 /// its start, and asserts that it ended after the trigger, within
 /// [`MAX_LATENCY`].
@@ -332,7 +336,7 @@ fn assert_wait_latency(h: &mut Harness, wait: Action, trigger: impl FnOnce() + S
 
 #[test]
 fn wait_for_file_latency() {
-    let Some(mut h) = slow_guest() else { return };
+    let Some(mut h) = harness(SLOW_COMMANDS) else { return };
     let flag = h.tmp.path().join("flag");
     let path = flag.display().to_string();
     assert_wait_latency(&mut h, Action::WaitForFile { path }, move || std::fs::write(flag, "").unwrap());
@@ -349,7 +353,7 @@ fn wait_for_open_port_latency() {
     if !require("nc", "the fake guest's port probe") {
         return;
     }
-    let Some(mut h) = slow_guest() else { return };
+    let Some(mut h) = harness(SLOW_COMMANDS) else { return };
     let (port, slot) = port_slot();
     let wait = Action::WaitForOpenPort { port, addr: Some("127.0.0.1".into()) };
     let s2 = slot.clone();
@@ -364,7 +368,7 @@ fn wait_for_closed_port_latency() {
     if !require("nc", "the fake guest's port probe") {
         return;
     }
-    let Some(mut h) = slow_guest() else { return };
+    let Some(mut h) = harness(SLOW_COMMANDS) else { return };
     let (port, slot) = port_slot();
     *slot.lock().unwrap() = Some(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap());
     let wait = Action::WaitForClosedPort { port, addr: Some("127.0.0.1".into()) };
@@ -373,7 +377,7 @@ fn wait_for_closed_port_latency() {
 
 #[test]
 fn wait_until_succeeds_latency() {
-    let Some(mut h) = slow_guest() else { return };
+    let Some(mut h) = harness(SLOW_COMMANDS) else { return };
     let flag = h.tmp.path().join("flag");
     let command = format!("test -e {}", flag.display());
     let wait = Action::WaitUntilSucceeds { command, expect: Expect::default() };
@@ -389,7 +393,7 @@ fn wait_until_succeeds_latency() {
 
 #[test]
 fn wait_until_fails_latency() {
-    let Some(mut h) = slow_guest() else { return };
+    let Some(mut h) = harness(SLOW_COMMANDS) else { return };
     let flag = h.tmp.path().join("flag");
     let wait = Action::WaitUntilFails { command: format!("test ! -e {}", flag.display()) };
     assert_wait_latency(&mut h, wait, move || std::fs::write(flag, "").unwrap());
@@ -397,7 +401,7 @@ fn wait_until_fails_latency() {
 
 #[test]
 fn wait_for_unit_latency() {
-    let Some(mut h) = slow_guest() else { return };
+    let Some(mut h) = harness(SLOW_COMMANDS) else { return };
     // "activating" keeps the wait going until the unit is active.
     let unit_file = h.units().join("syshc.service");
     std::fs::write(&unit_file, "activating").unwrap();
@@ -407,7 +411,7 @@ fn wait_for_unit_latency() {
 
 #[test]
 fn wait_for_console_text_latency() {
-    let Some(mut h) = slow_guest() else { return };
+    let Some(mut h) = harness(SLOW_COMMANDS) else { return };
     let console = h.machine().console().clone();
     let wait = Action::WaitForConsoleText { regex: "Reached target .*Multi-User".into() };
     assert_wait_latency(&mut h, wait, move || {
@@ -417,10 +421,7 @@ fn wait_for_console_text_latency() {
 
 #[test]
 fn waits_report_the_last_attempt_on_timeout() {
-    if !available() {
-        return;
-    }
-    let mut h = Harness::boot("");
+    let Some(mut h) = harness("") else { return };
     let t = Instant::now();
     let wait =
         Action::WaitUntilSucceeds { command: "echo attempt; exit 3".into(), expect: Expect::default() };
@@ -442,10 +443,7 @@ fn waits_report_the_last_attempt_on_timeout() {
 
 #[test]
 fn unit_waits_fail_fast_with_diagnostics() {
-    if !available() {
-        return;
-    }
-    let mut h = Harness::boot("");
+    let Some(mut h) = harness("") else { return };
     let units = h.units();
     std::fs::write(units.join("broken.service"), "failed").unwrap();
     let t = Instant::now();
@@ -468,10 +466,7 @@ fn unit_waits_fail_fast_with_diagnostics() {
 
 #[test]
 fn vm_actions_shutdown_start_reboot_crash_copy_screenshot() {
-    if !available() {
-        return;
-    }
-    let mut h = Harness::boot("");
+    let Some(mut h) = harness("") else { return };
     h.ok(Action::Succeed {
         command: "mkdir -p /tmp/shared/../d && echo data > $TMPDIR/file".into(),
         expect: Expect::default(),
@@ -502,9 +497,6 @@ fn vm_actions_shutdown_start_reboot_crash_copy_screenshot() {
 
 #[test]
 fn failing_step_reports_golden() {
-    if !available() {
-        return;
-    }
     let steps = vec![
         succeed("echo hello"),
         step(
@@ -516,7 +508,7 @@ fn failing_step_reports_golden() {
         ),
         succeed("echo never"),
     ];
-    let fake = FakeRun::new("", steps);
+    let Some(fake) = FakeRun::new("", steps) else { return };
     let (outcome, _) = fake.run(&Abort::never());
     assert_eq!(outcome.result, RunResult::Failed);
     assert_eq!(outcome.exit_code(), 1);
@@ -540,9 +532,6 @@ fn statuses(r: &super::report::RunReport) -> Vec<(String, StepStatus)> {
 
 #[test]
 fn keep_going_semantics() {
-    if !available() {
-        return;
-    }
     use StepStatus::*;
     let plan = || {
         vec![
@@ -571,7 +560,7 @@ fn keep_going_semantics() {
         ("must succeed: true".to_owned(), Skipped),
     ];
     for (keep_going, expected) in [(true, expected_keep_going), (false, expected_stop)] {
-        let mut fake = FakeRun::new("", plan());
+        let Some(mut fake) = FakeRun::new("", plan()) else { return };
         fake.opts.keep_going = keep_going;
         let (outcome, _) = fake.run(&Abort::never());
         assert_eq!(outcome.result, RunResult::Failed);
@@ -597,10 +586,9 @@ fn nothing_left(tmp: &Path, command: &str) {
 
 #[test]
 fn global_timeout_writes_the_reports_and_kills_everything() {
-    if !available() {
+    let Some(fake) = FakeRun::new("", vec![succeed("true"), succeed("sleep 30.17"), succeed("true")]) else {
         return;
-    }
-    let fake = FakeRun::new("", vec![succeed("true"), succeed("sleep 30.17"), succeed("true")]);
+    };
     let abort = Abort::new(Arc::new(AtomicUsize::new(0)), Some(Duration::from_secs(3)));
     let t = Instant::now();
     let (outcome, buf) = fake.run(&abort);
@@ -622,10 +610,7 @@ fn global_timeout_writes_the_reports_and_kills_everything() {
 
 #[test]
 fn interrupt_stops_the_run_and_cleans_up() {
-    if !available() {
-        return;
-    }
-    let fake = FakeRun::new("", vec![succeed("sleep 30.23")]);
+    let Some(fake) = FakeRun::new("", vec![succeed("sleep 30.23")]) else { return };
     let signals = Arc::new(AtomicUsize::new(0));
     let abort = Abort::new(signals.clone(), None);
     let s2 = signals.clone();
@@ -641,10 +626,7 @@ fn interrupt_stops_the_run_and_cleans_up() {
 
 #[test]
 fn vm_that_fails_to_start_exits_5_with_a_report() {
-    if !available() {
-        return;
-    }
-    let fake = FakeRun::new("FAKE_EXIT=1", vec![succeed("true")]);
+    let Some(fake) = FakeRun::new("FAKE_EXIT=1", vec![succeed("true")]) else { return };
     let (outcome, _) = fake.run(&Abort::never());
     assert_eq!(outcome.result, RunResult::VmFailed);
     assert_eq!(outcome.exit_code(), crate::exit_codes::VM_FAILED);
