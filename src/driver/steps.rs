@@ -28,7 +28,7 @@ use crate::spec::{Action, Expect, Step};
 /// Extra time the host waits for a reply after the guest-side `timeout`
 /// should have ended the command.
 pub const REPLY_MARGIN: Duration = Duration::from_secs(2);
-/// Pause between two probes inside the guest (`sleep` argument).
+/// Pause between two probes inside the guest (`read -t` / `sleep` argument).
 const GUEST_PAUSE: &str = "0.05";
 /// Extra time given to the guest-side `timeout` of a polling loop beyond its
 /// own budget: the loop stops starting attempts at its budget, this covers
@@ -156,15 +156,17 @@ const UNTIL_FAILURE: &str = "if [ \"$__s\" -ne 0 ]; then break; fi;";
 /// stand-in guests; `mktemp`, `mkfifo` and `sed` are in NixOS's required
 /// packages, `nixos/modules/config/system-path.nix`). The budget is kept to
 /// the millisecond where the guest-side `timeout` takes whole seconds only.
+/// Without a temporary directory the loop makes one attempt with its output
+/// on stdout, and the host polls as it would without the loop.
 pub fn guest_poll_loop(attempt: &str, done: &str, budget: Duration) -> String {
     let us = budget.as_micros();
     format!(
-        "__w= __f= __o=/dev/null; __d=$(mktemp -d 2>/dev/null) || __d=; \
+        "__w= __f= __o=/dev/stdout; __d=$(mktemp -d 2>/dev/null) || __d=; \
          if [ -n \"$__d\" ]; then \
          if mkfifo \"$__d/p\" 2>/dev/null; then exec {{__w}}<>\"$__d/p\"; fi; \
          exec {{__f}}<>\"$__d/o\"; __o=/proc/self/fd/$__f; rm -rf \"$__d\"; fi; \
          __end=$(( ${{EPOCHREALTIME//[!0-9]/}} + {us} )); \
-         while :; do __s=0; {{ {attempt}; }} > \"$__o\" || __s=$?; {done} \
+         while :; do __s=0; {{ {attempt}; }} > \"$__o\" || __s=$?; [ -n \"$__f\" ] || break; {done} \
          [ \"${{EPOCHREALTIME//[!0-9]/}}\" -lt \"$__end\" ] || break; \
          if [ -n \"$__w\" ]; then read -rt {GUEST_PAUSE} -u \"$__w\" || :; else sleep {GUEST_PAUSE}; fi; done; \
          if [ -n \"$__f\" ] && [ -s \"$__o\" ]; then cat <&\"$__f\"; fi; exit \"$__s\""
@@ -742,9 +744,15 @@ mod tests {
     /// Runs a [`guest_poll_loop`] like the backdoor does (`bash -c` with
     /// the framing's options) and returns (status, stdout, seconds taken).
     fn run_loop(attempt: &str, done: &str, budget: Duration) -> (i32, String, f64) {
+        run_loop_in("/tmp", attempt, done, budget)
+    }
+
+    /// [`run_loop`] with `TMPDIR` set to `tmp`.
+    fn run_loop_in(tmp: &str, attempt: &str, done: &str, budget: Duration) -> (i32, String, f64) {
         let script = format!("set -euo pipefail; {}", guest_poll_loop(attempt, done, budget));
         let t = Instant::now();
-        let out = std::process::Command::new("bash").arg("-c").arg(script).output().unwrap();
+        let out =
+            std::process::Command::new("bash").arg("-c").arg(script).env("TMPDIR", tmp).output().unwrap();
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -780,6 +788,11 @@ mod tests {
         assert!(secs >= 0.3, "took {secs}");
         let show = "printf 'ActiveState=inactive\\n'";
         let (_, _, secs) = run_loop(show, &unit_settled("echo 'No jobs running.'"), Duration::from_secs(5));
+        assert!(secs < 1.0, "took {secs}");
+        // No temporary directory: one attempt, its output straight to stdout.
+        let (status, out, secs) =
+            run_loop_in("/nonexistent", "echo hi; false", UNTIL_SUCCESS, Duration::from_secs(5));
+        assert_eq!((status, out.as_str()), (1, "hi\n"));
         assert!(secs < 1.0, "took {secs}");
     }
 
