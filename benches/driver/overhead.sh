@@ -21,11 +21,12 @@
 #    mtime(condK) is the older, looser bound (it includes the next command).
 #
 # Usage: benches/driver/overhead.sh [--runs R] [--commands N] [--waits W] [--kind busybox|systemd]
-#        [--driver PATH] [--no-append] [--keep]
+#        [--release | --driver PATH] [--no-append] [--keep]
+# (--release builds and measures the optimised driver, as in benches/RESULTS.md)
 # Appends a section to benches/RESULTS.md unless --no-append.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-runs=3 commands=10 waits=3 kind=busybox driver=${NIXVM_DRIVER:-} append=1 keep=0
+runs=3 commands=10 waits=3 kind=busybox driver=${NIXVM_DRIVER:-} append=1 keep=0 profile=debug
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
@@ -33,9 +34,10 @@ while [ $# -gt 0 ]; do
     --kind) kind=$2; shift 2 ;;
     --waits) waits=$2; shift 2 ;;
     --driver) driver=$2; shift 2 ;;
+    --release) profile=release; shift ;;
     --no-append) append=0; shift ;;
     --keep) keep=1; shift ;;
-    *) echo "usage: $0 [--runs R] [--commands N] [--waits W] [--kind busybox|systemd] [--driver PATH] [--no-append]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--runs R] [--commands N] [--waits W] [--kind busybox|systemd] [--release | --driver PATH] [--no-append] [--keep]" >&2; exit 2 ;;
   esac
 done
 for tool in jq python3 qemu-system-x86_64 vde_switch; do
@@ -43,9 +45,13 @@ for tool in jq python3 qemu-system-x86_64 vde_switch; do
 done
 
 if [ -z "$driver" ]; then
-  echo "building nixvm-driver (debug profile; pass --driver for another build)" >&2
-  (cd "$root" && cargo build --quiet --bin nixvm-driver)
-  driver=$root/target/debug/nixvm-driver
+  echo "building nixvm-driver ($profile profile; pass --release or --driver for another build)" >&2
+  if [ "$profile" = release ]; then
+    (cd "$root" && cargo build --quiet --release --bin nixvm-driver)
+  else
+    (cd "$root" && cargo build --quiet --bin nixvm-driver)
+  fi
+  driver=$root/target/$profile/nixvm-driver
 fi
 bash "$root/tests/guest/build.sh" > /dev/null
 
