@@ -14,6 +14,7 @@ pub mod eval;
 pub mod exit_codes;
 pub mod flake;
 pub mod fsutil;
+pub mod guest;
 pub mod plan;
 pub mod project;
 pub mod scaffold;

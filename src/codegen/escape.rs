@@ -10,8 +10,6 @@
 
 use std::fmt::Write as _;
 
-use crate::spec::names::is_shell_safe;
-
 /// Nix keywords, which cannot be bare attribute names.
 const NIX_KEYWORDS: &[&str] = &["assert", "else", "if", "in", "inherit", "let", "or", "rec", "then", "with"];
 
@@ -162,28 +160,7 @@ pub fn python_string(s: &str) -> String {
     out
 }
 
-/// Quotes `s` for a POSIX shell, like Python's `shlex.quote` (which the
-/// stock driver uses): unchanged when it only has `[A-Za-z0-9_@%+=:,./-]`,
-/// `''` when empty, otherwise single-quoted with each `'` written `'"'"'`.
-pub fn shell_quote(s: &str) -> String {
-    if s.is_empty() {
-        return "''".to_string();
-    }
-    if is_shell_safe(s) {
-        return s.to_string();
-    }
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('\'');
-    for c in s.chars() {
-        if c == '\'' {
-            out.push_str("'\"'\"'");
-        } else {
-            out.push(c);
-        }
-    }
-    out.push('\'');
-    out
-}
+pub use crate::guest::shell_quote;
 
 /// Makes `s` safe as the text of a one-line comment (Nix or Python, both
 /// `#`): control characters, which could end the comment, are shown escaped.

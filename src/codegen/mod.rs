@@ -9,7 +9,6 @@
 //! `{ <system> = { <test> = <derivation>; }; }`; `wire` and `init` import it
 //! that way, and the rust backend calls `<input>.lib.mkDriver`.
 
-pub mod commands;
 pub mod escape;
 pub mod model;
 pub mod nix_value;

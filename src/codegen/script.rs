@@ -19,9 +19,9 @@
 use std::collections::BTreeSet;
 
 use super::CodegenError;
-use super::commands;
 use super::escape::{comment_text, python_string, shell_quote};
 use crate::diagnostic::{Sources, Span};
+use crate::guest::commands;
 use crate::spec::names::{SHELL_SAFE_CHARS, UNIT_NAME_CHARS, is_safe_unit_name, is_shell_safe};
 use crate::spec::{Action, Expect, Step, TestSpec};
 

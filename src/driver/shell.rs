@@ -18,7 +18,7 @@ pub const READY_MARKER: &[u8] = b"Spawning backdoor root shell...";
 
 /// Quoting identical to Python's `shlex.quote` (shared with the generated
 /// Python scripts, so both backends send byte-identical command lines).
-pub use crate::codegen::escape::shell_quote;
+pub use crate::guest::shell_quote;
 
 /// The line sent for one command: the guest runs it under `timeout`, in a
 /// fresh `bash -c` with `set -euo pipefail`, and answers with its stdout as

@@ -22,7 +22,7 @@ use super::events::{Detail, Failure};
 use super::log::Log;
 use super::shell::{Reply, ShellError, shell_quote};
 use super::vm::{Machine, VmError};
-use crate::codegen::commands::{file_probe_command, http_command, port_probe_command, split_http_output};
+use crate::guest::commands::{file_probe_command, http_command, port_probe_command, split_http_output};
 use crate::spec::{Action, Expect, Step};
 
 /// Extra time the host waits for a reply after the guest-side `timeout`

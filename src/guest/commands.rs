@@ -1,8 +1,7 @@
 //! Guest shell commands that both backends run for a step, so the generated
-//! Python testScript and nixvm-driver (which reuses these functions) execute
-//! byte-identical commands in the VM.
+//! Python testScript and nixvm-driver execute byte-identical commands in the VM.
 
-use super::escape::shell_quote;
+use super::shell_quote;
 
 /// Separator printed by curl between the response body and the status code.
 /// A newline, so the status is always the last line of the output.
