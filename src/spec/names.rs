@@ -45,7 +45,7 @@ const PYTHON_KEYWORDS: &[&str] = &[
 /// §4.9, and the names `nixos/lib/test-script-prepend.py` declares or
 /// imports for the type check). A node with one of these names shadows it,
 /// or makes the driver build's type check fail on a redefinition.
-const DRIVER_GLOBALS: &[&str] = &[
+pub const DRIVER_GLOBALS: &[&str] = &[
     "start_all",
     "join_all",
     "test_script",

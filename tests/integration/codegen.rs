@@ -633,34 +633,6 @@ fn evaluated_steps_are_located_at_their_source() {
 // globals as builtins. A generated script that fails either breaks the
 // user's build, so every golden's scripts go through both.
 
-/// Globals the stock driver injects (reference §4.9), which pyflakes takes
-/// as builtins next to the node names (`generate-driver-symbols`).
-const DRIVER_SYMBOLS: &[&str] = &[
-    "start_all",
-    "join_all",
-    "test_script",
-    "run_tests",
-    "machines",
-    "machines_qemu",
-    "machines_nspawn",
-    "vlans",
-    "driver",
-    "log",
-    "os",
-    "create_machine",
-    "subtest",
-    "retry",
-    "serial_stdout_on",
-    "serial_stdout_off",
-    "polling_condition",
-    "t",
-    "debug",
-    "dump_machine_ssh",
-    "BaseMachine",
-    "QemuMachine",
-    "NspawnMachine",
-];
-
 /// One generated test as the stock driver build sees it.
 #[derive(Debug, serde::Deserialize)]
 struct ScriptUnderTest {
@@ -738,7 +710,7 @@ fn mypy(dir: &Path, files: &[PathBuf]) -> Result<(), String> {
 /// Runs pyflakes with the driver's builtins on one bare script.
 fn pyflakes(file: &Path, nodes: &[String]) -> Result<(), String> {
     let mut builtins = driver_node_names(nodes);
-    builtins.extend(DRIVER_SYMBOLS.iter().map(|s| s.to_string()));
+    builtins.extend(nixvm_gen::spec::names::DRIVER_GLOBALS.iter().map(|s| s.to_string()));
     let out = util::run(Command::new("pyflakes3").env("PYFLAKES_BUILTINS", builtins.join(",")).arg(file));
     if out.status.success() {
         Ok(())
