@@ -106,10 +106,10 @@
         inherit (glue) mkDriver legacyDriverConfiguration driverConfigurationFileOf;
       };
 
-      # The example project (a module, one description, the generated
-      # checks); `nixvm-gen init` writes the same layout with your names.
+      # Exactly what `nixvm-gen init --name my-service` writes (a test keeps
+      # examples/init in sync with the scaffold templates).
       templates.default = {
-        path = ./examples/health;
+        path = ./examples/init;
         description = "A NixOS module with declarative VM tests";
         welcomeText = ''
           Edit `tests/vm/*.nix`, then run `nixvm-gen generate` to refresh

@@ -616,3 +616,39 @@ fn version_is_the_crate_version() {
     assert_code(&out, 0);
     assert_eq!(stdout(&out).trim(), format!("nixvm-gen {}", env!("CARGO_PKG_VERSION")));
 }
+
+/// `examples/init` is what `nix flake init -t` copies (`templates.default`
+/// in flake.nix), so it must stay exactly what `nixvm-gen init` writes.
+/// Refresh with `UPDATE_GOLDENS=1` after changing the scaffold templates.
+#[test]
+fn flake_template_is_what_init_writes() {
+    let tmp = util::tempdir();
+    let dir = tmp.path().join("my-service");
+    let out = init(&dir, &["--name", "my-service"]);
+    util::assert_code(&out, 0);
+    let template = util::root().join("examples/init");
+    let mut written = Vec::new();
+    collect_files(&dir, &dir, &mut written);
+    written.sort();
+    let mut committed = Vec::new();
+    collect_files(&template, &template, &mut committed);
+    committed.sort();
+    if std::env::var_os("UPDATE_GOLDENS").is_none() {
+        assert_eq!(written, committed, "examples/init has other files than `init` writes");
+    }
+    assert!(!written.is_empty());
+    for rel in &written {
+        util::golden(&template.join(rel), &read(&dir.join(rel)));
+    }
+}
+
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            collect_files(root, &path, out);
+        } else {
+            out.push(path.strip_prefix(root).unwrap().to_path_buf());
+        }
+    }
+}
