@@ -13,6 +13,7 @@ use clap::Parser;
 
 use crate::driver::abort::Abort;
 use crate::driver::config::DriverConfig;
+use crate::driver::interactive::{self, ReplSignals};
 use crate::driver::log::{Level, Log};
 use crate::driver::run::{self, BOOT_TIMEOUT, GRACE, RunOptions};
 use crate::exit_codes;
@@ -26,7 +27,10 @@ Exit codes:
   4    I/O or internal error (e.g. a report could not be written)
   5    a VM failed to start or died (QEMU exited, the backdoor shell closed)
   6    the global timeout expired (reports are still written)
-  130  interrupted by SIGINT/SIGTERM (reports are still written)";
+  130  interrupted by SIGINT/SIGTERM (reports are still written)
+
+With --interactive: 0 after `quit`/Ctrl-D, 130 after SIGTERM/SIGHUP, 5 when a
+VLAN switch could not start; the VMs are always stopped before the exit.";
 
 /// Runs a NixOS VM test plan: boots the nodes through their `run-<node>-vm`
 /// scripts and executes the plan's steps over the backdoor shell.
@@ -74,10 +78,13 @@ pub struct DriverCli {
     /// and go on with the next one (default: stop at the first failure).
     #[arg(long)]
     pub keep_going: bool,
-    /// Not supported (there is no REPL); rejected.
-    #[arg(short = 'I', long)]
+    /// Start a prompt instead of running the plan: VMs start on demand,
+    /// commands run in them (`NODE: COMMAND`), steps run one by one or all
+    /// (`step N`, `run`); no global timeout, no reports. `help` lists the
+    /// commands; `quit` or Ctrl-D stops the VMs and leaves.
+    #[arg(short = 'I', long, overrides_with = "no_interactive")]
     pub interactive: bool,
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, overrides_with = "interactive")]
     pub no_interactive: bool,
     /// Accepted for compatibility and ignored (no breakpoint hook).
     #[arg(long = "debug-hook-attach", alias = "debug-hook", value_name = "CMD")]
@@ -200,14 +207,39 @@ fn count_signals(log: &Arc<Log>) -> anyhow::Result<Arc<AtomicUsize>> {
     Ok(count)
 }
 
+/// The interactive mode's signal handling ([`ReplSignals`]): SIGINT
+/// interrupts the running command or, at the prompt, prints a hint;
+/// SIGTERM/SIGHUP end the session (cleanup), a second one skips the grace
+/// period.
+fn repl_signals(log: &Arc<Log>) -> anyhow::Result<ReplSignals> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("cannot install a signal handler")?;
+    let state = ReplSignals::default();
+    let (s, log) = (state.clone(), Arc::clone(log));
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if sig == SIGINT && !s.terminate.load(Ordering::Relaxed) {
+                    if s.busy.load(Ordering::Relaxed) {
+                        s.interrupts.fetch_add(1, Ordering::Relaxed);
+                        log.warning(None, "interrupting (the prompt comes back once the command gave up)");
+                    } else {
+                        log.warning(None, "(type `quit` or press Ctrl-D to stop the VMs and leave)");
+                    }
+                    continue;
+                }
+                s.terminate.store(true, Ordering::Relaxed);
+                s.interrupts.fetch_add(1, Ordering::Relaxed);
+                log.warning(None, &format!("got signal {sig}: stopping the VMs and leaving"));
+            }
+        })
+        .context("cannot start the signal thread")?;
+    Ok(state)
+}
+
 fn run_cli(cli: DriverCli) -> anyhow::Result<i32> {
-    if cli.interactive {
-        bail!(
-            "--interactive is not supported by nixvm-driver (it runs a JSON plan, not a Python REPL); \
-             use the Python backend (`backend = \"python\"`) for driverInteractive, or start a node by hand \
-             with its run-<node>-vm script"
-        );
-    }
     let level = match cli.log_level.clone().or_else(|| env("logLevel")) {
         Some(l) => l.parse::<Level>().map_err(anyhow::Error::msg)?,
         None => Level::Info,
@@ -244,6 +276,24 @@ fn run_cli(cli: DriverCli) -> anyhow::Result<i32> {
         grace: GRACE,
         boot_timeout: BOOT_TIMEOUT,
     };
+    if cli.interactive {
+        if global_timeout.is_some() {
+            log.info(None, "note: interactive mode: the global timeout does not apply");
+        }
+        if opts.junit_xml.is_some() || cli.report_json != Path::new("report.json") {
+            log.info(None, "note: interactive mode writes no reports");
+        }
+        let signals = repl_signals(&log)?;
+        let input = Box::new(std::io::BufReader::new(std::io::stdin()));
+        return match interactive::interactive(&opts, &signals, log, input, &mut std::io::stderr()) {
+            Ok(code) => Ok(code),
+            Err(e) => {
+                let code = e.exit_code();
+                eprintln!("nixvm-driver: error: {:#}", anyhow::Error::new(e));
+                Ok(code)
+            }
+        };
+    }
     let abort = Abort::new(count_signals(&log)?, global_timeout.map(Duration::from_secs));
     match run::run(&opts, &abort, log) {
         Ok(outcome) => Ok(outcome.exit_code()),

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use super::abort::Abort;
 use super::config::{DriverConfig, VmEntry};
 use super::events::{RunResult, StepStatus};
+use super::interactive::{self, ReplSignals};
 use super::log::{Captured, Level, Log};
 use super::run::{self, RunOptions, SetupError};
 use super::shell::ShellError;
@@ -646,4 +647,121 @@ fn steps_on_unknown_nodes_are_rejected_up_front() {
         err.to_string(),
         "the plan names node `ghost`, which the driver configuration does not define (configured: machine)"
     );
+}
+
+/// Runs the interactive prompt against the fake guest with `script` written
+/// to its stdin through a pipe (closed afterwards: EOF ends the session).
+/// Returns the exit code, the prompt's output and the log.
+fn repl(fake: &FakeRun, script: &str, signals: &ReplSignals) -> (i32, String, String) {
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let script = script.to_owned();
+    let feeder = std::thread::spawn(move || {
+        use std::io::Write;
+        writer.write_all(script.as_bytes()).unwrap();
+    });
+    let (log, buf) = Log::capture(Level::Info);
+    let mut out = Vec::new();
+    let input = Box::new(std::io::BufReader::new(reader));
+    let code = interactive::interactive(&fake.opts, signals, Arc::new(log), input, &mut out).unwrap();
+    feeder.join().unwrap();
+    (code, String::from_utf8_lossy(&out).into_owned(), text(&buf))
+}
+
+#[test]
+fn interactive_prompt_drives_nodes_commands_and_steps() {
+    let steps = vec![succeed("echo one"), subtest("two", vec![succeed("touch /tmp/nixvm-step-two")])];
+    let Some(fake) = FakeRun::new("", steps) else { return };
+    let script = "nodes\nstart\nnodes\nmachine: echo hi\nmachine: exit 3\nexec machine printf 'a b'\n\
+                  timeout=1 machine: sleep 5\nsteps\nstep 1\nrun\nnodse\nmachine\nghost: true\n";
+    let (code, out, log) = repl(&fake, script, &ReplSignals::default());
+    assert_eq!(code, 0, "{out}\n{log}");
+    let state = fake.tmp.path().join("vm-state-machine").display().to_string();
+    // `nodes` before and after `start`.
+    assert!(out.contains(&format!("machine  not started  {state}")), "{out}");
+    assert!(out.contains("machine is up"), "{out}");
+    assert!(out.contains(&format!("machine  up           {state}")), "{out}");
+    // Commands: output, then the exit status.
+    assert!(out.contains("nixvm> hi\n(exit status 0)\n"), "{out}");
+    assert!(out.contains("nixvm> (exit status 3)\n"), "{out}");
+    assert!(out.contains("nixvm> a b\n(exit status 0)\n"), "{out}");
+    assert!(out.contains("(exit status 124 (124: the timeout ended it))"), "{out}");
+    // The plan: listing, one step, the whole run (with the live log).
+    assert!(
+        out.contains("  1  machine: must succeed: echo one\n     subtest: two\n  2    machine: must succeed")
+    );
+    assert!(out.contains("step 1 passed"), "{out}");
+    assert!(out.contains("run passed: 2 passed, 0 failed, 0 skipped"), "{out}");
+    assert!(log.contains("[1/2] machine: must succeed: echo one ... ok"), "{log}");
+    assert!(log.contains("[2/2] machine: must succeed: touch /tmp/nixvm-step-two ... ok"), "{log}");
+    // Mistakes get a helpful error and the prompt goes on.
+    assert!(out.contains("error: unknown command `nodse`; did you mean `nodes`?"), "{out}");
+    assert!(out.contains("to run a command on machine, write `machine: COMMAND`"), "{out}");
+    assert!(out.contains("error: unknown node `ghost` (nodes: machine)"), "{out}");
+    // EOF: sync, cleanup, nothing left; no reports in interactive mode.
+    assert!(log.contains("cleanup"), "{log}");
+    assert!(!fake.out.path().join("report.json").exists());
+    nothing_left(fake.tmp.path(), "sleep 5");
+}
+
+#[test]
+fn interactive_commands_start_the_node_on_demand_and_quit_cleans_up() {
+    let Some(fake) = FakeRun::new("", vec![succeed("false")]) else { return };
+    let (code, out, log) = repl(
+        &fake,
+        "machine: echo up\nstep 1\nshutdown machine\nnodes\nquit\nnodes\n",
+        &ReplSignals::default(),
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("up\n(exit status 0)"), "{out}");
+    assert!(out.contains("step 1 failed"), "{out}");
+    assert!(log.contains("must succeed: false"), "{log}");
+    assert!(out.contains("machine is off"), "{out}");
+    assert!(out.contains("machine  not started"), "{out}");
+    // `quit` ends the session: the `nodes` after it is never read.
+    assert_eq!(out.matches("machine  not started").count(), 1, "{out}");
+    nothing_left(fake.tmp.path(), "nixvm-no-such-guest-command");
+}
+
+#[test]
+fn interactive_interrupt_returns_to_the_prompt() {
+    let Some(fake) = FakeRun::new("", Vec::new()) else { return };
+    let signals = ReplSignals::default();
+    let s = signals.clone();
+    // SIGINT as the CLI's signal thread delivers it: only while busy.
+    let _ = later(Duration::from_millis(100), move || {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(20) {
+            if s.busy.load(Ordering::Relaxed) && s.interrupts.load(Ordering::Relaxed) == 0 {
+                std::thread::sleep(Duration::from_millis(1500));
+                s.interrupts.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let t = Instant::now();
+    let (code, out, _) = repl(&fake, "timeout=4 machine: sleep 30.41\nmachine: echo after\n", &signals);
+    assert_eq!(code, 0);
+    assert!(out.contains("interrupted; machine may still be busy in the guest"), "{out}");
+    assert!(out.contains("after\n(exit status 0)"), "{out}");
+    assert!(t.elapsed() < Duration::from_secs(15), "took {:?}", t.elapsed());
+    nothing_left(fake.tmp.path(), "sleep 30.41");
+}
+
+#[test]
+fn interactive_terminate_signal_ends_the_session() {
+    let Some(fake) = FakeRun::new("", Vec::new()) else { return };
+    let signals = ReplSignals::default();
+    let s = signals.clone();
+    let (reader, writer) = std::io::pipe().unwrap();
+    let _ = later(Duration::from_secs(1), move || {
+        s.terminate.store(true, Ordering::Relaxed);
+        s.interrupts.fetch_add(1, Ordering::Relaxed);
+    });
+    let (log, _) = Log::capture(Level::Info);
+    let mut out = Vec::new();
+    let input = Box::new(std::io::BufReader::new(reader));
+    let code = interactive::interactive(&fake.opts, &signals, Arc::new(log), input, &mut out).unwrap();
+    drop(writer);
+    assert_eq!(code, crate::exit_codes::INTERRUPTED);
 }

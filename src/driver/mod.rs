@@ -11,6 +11,7 @@ pub mod abort;
 pub mod config;
 pub mod console;
 pub mod events;
+pub mod interactive;
 pub mod log;
 pub mod monitor;
 pub mod os;

@@ -128,6 +128,16 @@ pub fn validate(opts: &RunOptions) -> Result<(), SetupError> {
     Ok(())
 }
 
+/// [`validate`], then creates the temporary and shared directories.
+pub(super) fn prepare(opts: &RunOptions) -> Result<(), SetupError> {
+    validate(opts)?;
+    let mk = |path: &Path| {
+        std::fs::create_dir_all(path).map_err(|source| SetupError::TmpDir { path: path.to_owned(), source })
+    };
+    mk(&opts.tmp_dir)?;
+    mk(&opts.tmp_dir.join("shared-xchg"))
+}
+
 fn first_unknown_node(steps: &[Step], opts: &RunOptions) -> Option<String> {
     steps.iter().find_map(|s| match &s.action {
         Action::Subtest { steps, .. } => first_unknown_node(steps, opts),
@@ -140,13 +150,18 @@ fn first_unknown_node(steps: &[Step], opts: &RunOptions) -> Option<String> {
     })
 }
 
-struct Sinks {
-    terminal: TerminalSink,
-    report: ReportBuilder,
+/// The live log and the report, fed the same events.
+pub(super) struct Sinks {
+    pub(super) terminal: TerminalSink,
+    pub(super) report: ReportBuilder,
 }
 
 impl Sinks {
-    fn emit(&mut self, event: DriverEvent) {
+    pub(super) fn new(plan: &Plan, log: Arc<Log>) -> Sinks {
+        Sinks { terminal: TerminalSink::new(log), report: ReportBuilder::new(plan) }
+    }
+
+    pub(super) fn emit(&mut self, event: DriverEvent) {
         self.terminal.handle(&event);
         self.report.handle(&event);
     }
@@ -154,7 +169,7 @@ impl Sinks {
 
 /// How a list of steps ended.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Flow {
+pub(super) enum Flow {
     Continue,
     /// A step failed under `--keep-going`: skip the rest of the current
     /// top-level item, then go on.
@@ -163,32 +178,28 @@ enum Flow {
     Halt,
 }
 
-struct Runner<'a> {
-    machines: BTreeMap<String, Machine>,
+/// Executes steps on a set of machines it borrows (the interactive mode
+/// keeps them between commands).
+pub(super) struct Runner<'a> {
+    machines: &'a mut BTreeMap<String, Machine>,
     abort: &'a Abort,
     opts: &'a RunOptions,
     log: &'a Log,
-    sinks: Sinks,
+    pub(super) sinks: Sinks,
     /// Leaf step numbers by path, fixed up front so skipped steps keep theirs.
     numbers: BTreeMap<StepPath, usize>,
-    failed: bool,
-    vm_failed: bool,
-    stop: Option<StopReason>,
+    pub(super) failed: bool,
+    pub(super) vm_failed: bool,
+    pub(super) stop: Option<StopReason>,
 }
 
 /// Runs the plan. Returns `Err` only for setup problems found before
 /// anything was started; everything later is in the [`Outcome`].
 pub fn run(opts: &RunOptions, abort: &Abort, log: Arc<Log>) -> Result<Outcome, SetupError> {
-    validate(opts)?;
-    let mk = |path: &Path| {
-        std::fs::create_dir_all(path).map_err(|source| SetupError::TmpDir { path: path.to_owned(), source })
-    };
-    mk(&opts.tmp_dir)?;
-    mk(&opts.tmp_dir.join("shared-xchg"))?;
+    prepare(opts)?;
 
     let started = Instant::now();
-    let mut sinks =
-        Sinks { terminal: TerminalSink::new(log.clone()), report: ReportBuilder::new(&opts.plan) };
+    let mut sinks = Sinks::new(&opts.plan, log.clone());
     sinks.emit(DriverEvent::RunStarted {
         name: opts.plan.name.clone(),
         nodes: opts.plan.nodes.clone(),
@@ -198,56 +209,17 @@ pub fn run(opts: &RunOptions, abort: &Abort, log: Arc<Log>) -> Result<Outcome, S
         log.info(None, "Machine state will be reset. To keep it, pass --keep-machine-state");
     }
 
-    let mut vlans = Vec::new();
-    let mut error = None;
-    let t = Instant::now();
-    log.header(None, "start all VLans");
-    for nr in &opts.config.vlans {
-        match Vlan::start(*nr, &opts.tmp_dir, &log) {
-            Ok(v) => vlans.push(v),
-            Err(e) => {
-                error = Some(e.to_string());
-                break;
-            }
-        }
-    }
-    log.finished(None, "start all VLans", t.elapsed());
-
-    let env: Vec<(OsString, OsString)> = vlans.iter().map(Vlan::env).collect();
+    let (vlans, mut error) = start_vlans(opts, &log);
     let mut machines = BTreeMap::new();
     if error.is_none() {
-        for vm in &opts.config.vms {
-            let setup = VmSetup {
-                name: vm.name.clone(),
-                start_script: vm.start_script.clone(),
-                tmp_dir: opts.tmp_dir.clone(),
-                env: env.clone(),
-                keep_state: opts.keep_state,
-                grace: opts.grace,
-            };
-            match Machine::new(setup, log.clone()) {
-                Ok(m) => {
-                    machines.insert(vm.name.clone(), m);
-                }
-                Err(e) => {
-                    error = Some(e.to_string());
-                    break;
-                }
-            }
+        match prepare_machines(opts, &vlans, &log) {
+            Ok(m) => machines = m,
+            Err(e) => error = Some(e),
         }
     }
 
-    let mut runner = Runner {
-        machines,
-        abort,
-        opts,
-        log: &log,
-        sinks,
-        numbers: number_steps(&opts.plan.steps),
-        failed: false,
-        vm_failed: error.is_some(),
-        stop: None,
-    };
+    let mut runner = Runner::new(&mut machines, abort, opts, &log, sinks);
+    runner.vm_failed = error.is_some();
     if let Some(deadline) = abort.deadline() {
         let secs = deadline.saturating_duration_since(Instant::now()).as_secs_f64().round();
         log.info(None, &format!("Test will time out and terminate in {secs} seconds"));
@@ -273,8 +245,8 @@ pub fn run(opts: &RunOptions, abort: &Abort, log: Arc<Log>) -> Result<Outcome, S
         None if runner.failed => RunResult::Failed,
         None => RunResult::Passed,
     };
-    runner.cleanup(vlans);
     let mut sinks = runner.sinks;
+    cleanup(&mut machines, vlans, abort, opts, &log);
     sinks.emit(DriverEvent::RunFinished { result, duration: started.elapsed(), error });
 
     let report = sinks.report.report().clone();
@@ -293,8 +265,73 @@ pub fn run(opts: &RunOptions, abort: &Abort, log: Arc<Log>) -> Result<Outcome, S
     Ok(Outcome { result, report, write_errors })
 }
 
+/// Starts one switch per VLAN (header and timing in the log). On a failure
+/// the switches started so far are returned with the error.
+pub(super) fn start_vlans(opts: &RunOptions, log: &Log) -> (Vec<Vlan>, Option<String>) {
+    let mut vlans = Vec::new();
+    let mut error = None;
+    let t = Instant::now();
+    log.header(None, "start all VLans");
+    for nr in &opts.config.vlans {
+        match Vlan::start(*nr, &opts.tmp_dir, log) {
+            Ok(v) => vlans.push(v),
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    log.finished(None, "start all VLans", t.elapsed());
+    (vlans, error)
+}
+
+/// Creates the machine objects (state directories, nothing started).
+pub(super) fn prepare_machines(
+    opts: &RunOptions,
+    vlans: &[Vlan],
+    log: &Arc<Log>,
+) -> Result<BTreeMap<String, Machine>, String> {
+    let env: Vec<(OsString, OsString)> = vlans.iter().map(Vlan::env).collect();
+    let mut machines = BTreeMap::new();
+    for vm in &opts.config.vms {
+        let setup = VmSetup {
+            name: vm.name.clone(),
+            start_script: vm.start_script.clone(),
+            tmp_dir: opts.tmp_dir.clone(),
+            env: env.clone(),
+            keep_state: opts.keep_state,
+            grace: opts.grace,
+        };
+        let m = Machine::new(setup, log.clone()).map_err(|e| e.to_string())?;
+        machines.insert(vm.name.clone(), m);
+    }
+    Ok(machines)
+}
+
+/// Stops every VM (in parallel: each may use the grace period) and the
+/// switches.
+pub(super) fn cleanup(
+    machines: &mut BTreeMap<String, Machine>,
+    vlans: Vec<Vlan>,
+    abort: &Abort,
+    opts: &RunOptions,
+    log: &Log,
+) {
+    let t = Instant::now();
+    log.header(None, "cleanup");
+    std::thread::scope(|s| {
+        for m in machines.values_mut() {
+            s.spawn(move || m.release(abort));
+        }
+    });
+    for v in vlans {
+        v.stop(opts.grace, log, &|| abort.hurry());
+    }
+    log.finished(None, "cleanup", t.elapsed());
+}
+
 /// Numbers the leaf steps 1, 2, … in plan order (subtests are not numbered).
-fn number_steps(steps: &[Step]) -> BTreeMap<StepPath, usize> {
+pub(super) fn number_steps(steps: &[Step]) -> BTreeMap<StepPath, usize> {
     fn walk(steps: &[Step], prefix: &[usize], map: &mut BTreeMap<StepPath, usize>) {
         for (i, step) in steps.iter().enumerate() {
             let mut path = prefix.to_vec();
@@ -313,10 +350,30 @@ fn number_steps(steps: &[Step]) -> BTreeMap<StepPath, usize> {
     map
 }
 
-impl Runner<'_> {
+impl<'a> Runner<'a> {
+    pub(super) fn new(
+        machines: &'a mut BTreeMap<String, Machine>,
+        abort: &'a Abort,
+        opts: &'a RunOptions,
+        log: &'a Log,
+        sinks: Sinks,
+    ) -> Runner<'a> {
+        Runner {
+            machines,
+            abort,
+            opts,
+            log,
+            sinks,
+            numbers: number_steps(&opts.plan.steps),
+            failed: false,
+            vm_failed: false,
+            stop: None,
+        }
+    }
+
     /// Starts every VM in parallel and waits for their shells. Returns
     /// whether all came up.
-    fn start_all(&mut self) -> bool {
+    pub(super) fn start_all(&mut self) -> bool {
         let t = Instant::now();
         self.log.header(None, "start all VMs");
         let deadline = Instant::now() + self.opts.boot_timeout;
@@ -363,7 +420,7 @@ impl Runner<'_> {
         ok
     }
 
-    fn run_list(&mut self, steps: &[Step], prefix: &[usize]) -> Flow {
+    pub(super) fn run_list(&mut self, steps: &[Step], prefix: &[usize]) -> Flow {
         for (i, step) in steps.iter().enumerate() {
             if let Err(r) = self.abort.check() {
                 self.stop.get_or_insert(r);
@@ -413,7 +470,7 @@ impl Runner<'_> {
         flow
     }
 
-    fn run_leaf(&mut self, step: &Step, path: StepPath) -> Flow {
+    pub(super) fn run_leaf(&mut self, step: &Step, path: StepPath) -> Flow {
         let number = self.numbers.get(&path).copied();
         let node = if step.action.needs_node() { step.node.clone() } else { None };
         let description = describe(step);
@@ -425,7 +482,7 @@ impl Runner<'_> {
         });
         let t = Instant::now();
         let mut ctx = StepCtx {
-            machines: &mut self.machines,
+            machines: self.machines,
             abort: self.abort,
             out_dir: &self.opts.out_dir,
             log: self.log,
@@ -463,7 +520,7 @@ impl Runner<'_> {
 
     /// `sync` on every connected machine after a successful run, so guests
     /// flush what a later `--keep-machine-state` run would read.
-    fn sync_all(&mut self) {
+    pub(super) fn sync_all(&mut self) {
         for m in self.machines.values_mut() {
             if m.is_connected() {
                 let deadline = Instant::now() + Duration::from_secs(30);
@@ -472,22 +529,5 @@ impl Runner<'_> {
                 }
             }
         }
-    }
-
-    /// Stops every VM (in parallel: each may use the grace period) and the
-    /// switches.
-    fn cleanup(&mut self, vlans: Vec<Vlan>) {
-        let t = Instant::now();
-        self.log.header(None, "cleanup");
-        let abort = self.abort;
-        std::thread::scope(|s| {
-            for m in self.machines.values_mut() {
-                s.spawn(move || m.release(abort));
-            }
-        });
-        for v in vlans {
-            v.stop(self.opts.grace, self.log, &|| abort.hurry());
-        }
-        self.log.finished(None, "cleanup", t.elapsed());
     }
 }
