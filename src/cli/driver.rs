@@ -367,4 +367,12 @@ mod tests {
         assert!(DriverCli::try_parse_from(["d", "--output_directory", "/o"]).is_ok());
         assert!(DriverCli::try_parse_from(["d", "--log-level", "loud"]).is_err());
     }
+
+    #[test]
+    fn interactive_flag_and_its_negation() {
+        assert!(DriverCli::try_parse_from(["d", "-I"]).unwrap().interactive);
+        // extraDriverArgs come first; a later --no-interactive wins, and vice versa.
+        assert!(!DriverCli::try_parse_from(["d", "--interactive", "--no-interactive"]).unwrap().interactive);
+        assert!(DriverCli::try_parse_from(["d", "--no-interactive", "-I"]).unwrap().interactive);
+    }
 }

@@ -650,14 +650,22 @@ fn steps_on_unknown_nodes_are_rejected_up_front() {
 }
 
 /// Runs the interactive prompt against the fake guest with `script` written
-/// to its stdin through a pipe (closed afterwards: EOF ends the session).
+/// to its stdin through a pipe (closed afterwards: EOF ends the session);
+/// a line `<pause>` is not written but makes the writer wait a second.
 /// Returns the exit code, the prompt's output and the log.
 fn repl(fake: &FakeRun, script: &str, signals: &ReplSignals) -> (i32, String, String) {
     let (reader, mut writer) = std::io::pipe().unwrap();
     let script = script.to_owned();
     let feeder = std::thread::spawn(move || {
         use std::io::Write;
-        writer.write_all(script.as_bytes()).unwrap();
+        for line in script.split_inclusive('\n') {
+            if line.trim() == "<pause>" {
+                std::thread::sleep(Duration::from_secs(1));
+            } else {
+                // The prompt may have quit already: later lines are not read.
+                let _ = writer.write_all(line.as_bytes());
+            }
+        }
     });
     let (log, buf) = Log::capture(Level::Info);
     let mut out = Vec::new();
@@ -708,7 +716,8 @@ fn interactive_commands_start_the_node_on_demand_and_quit_cleans_up() {
     let Some(fake) = FakeRun::new("", vec![succeed("false")]) else { return };
     let (code, out, log) = repl(
         &fake,
-        "machine: echo up\nstep 1\nshutdown machine\nnodes\nquit\nnodes\n",
+        "machine: echo up\nstep 1\nshutdown machine\nnodes\nstart machine\n\
+         machine: (sleep 0.2; poweroff) >/dev/null 2>&1 &\n<pause>\nnodes\nquit\nnodes\n",
         &ReplSignals::default(),
     );
     assert_eq!(code, 0);
@@ -717,6 +726,8 @@ fn interactive_commands_start_the_node_on_demand_and_quit_cleans_up() {
     assert!(log.contains("must succeed: false"), "{log}");
     assert!(out.contains("machine is off"), "{out}");
     assert!(out.contains("machine  not started"), "{out}");
+    // A QEMU that exits on its own (the fake's `poweroff` stub kills it).
+    assert!(out.contains("machine  exited ("), "{out}");
     // `quit` ends the session: the `nodes` after it is never read.
     assert_eq!(out.matches("machine  not started").count(), 1, "{out}");
     nothing_left(fake.tmp.path(), "nixvm-no-such-guest-command");

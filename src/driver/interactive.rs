@@ -36,7 +36,7 @@ const MAX_TIMEOUT: u64 = 7 * 24 * 3600;
 
 const HELP: &str = "\
 commands:
-  nodes                      state of each node (not started / booting / up)
+  nodes                      state of each node (not started / booting / up / exited)
   start [NODE|all]           start a node (default: all, in parallel) and wait for its shell
   shutdown NODE              power the node off (poweroff in the guest)
   crash NODE                 stop QEMU at once (monitor quit)
@@ -324,14 +324,13 @@ impl Session<'_> {
         let width = self.machines.keys().map(String::len).max().unwrap_or(0);
         let rows: Vec<String> = self
             .machines
-            .values()
+            .values_mut()
             .map(|m| {
-                let state = if m.is_connected() {
-                    "up"
-                } else if m.is_running() {
-                    "booting"
-                } else {
-                    "not started"
+                let state = match m.poll_exit() {
+                    Some(status) => format!("exited ({status})"),
+                    None if m.is_connected() => "up".to_owned(),
+                    None if m.is_running() => "booting".to_owned(),
+                    None => "not started".to_owned(),
                 };
                 format!("{:width$}  {state:11}  {}", m.name(), m.state_dir().display())
             })

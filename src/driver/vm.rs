@@ -510,6 +510,15 @@ impl Machine {
         self.connect(deadline, abort)
     }
 
+    /// Whether QEMU exited on its own since the last look (e.g. `poweroff`
+    /// typed at the interactive prompt); if so it is reaped (the node is then
+    /// "not started") and its exit status is returned, described.
+    pub fn poll_exit(&mut self) -> Option<String> {
+        let status = self.running.as_mut()?.child.try_wait().ok().flatten()?;
+        self.reap();
+        Some(os::describe_status(status))
+    }
+
     /// Forgets a QEMU that has exited (reaps it and its readers).
     fn reap(&mut self) {
         if let Some(mut run) = self.running.take() {
