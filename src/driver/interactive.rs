@@ -269,8 +269,12 @@ pub fn interactive(
         if command == Command::Quit {
             break;
         }
-        signals.interrupts.store(0, Ordering::Relaxed);
         signals.busy.store(true, Ordering::Relaxed);
+        if signals.terminate.load(Ordering::Relaxed) {
+            break;
+        }
+        // A Ctrl-C at the prompt was only a hint; it must not stop this command.
+        signals.interrupts.store(0, Ordering::Relaxed);
         session.execute(command);
         signals.busy.store(false, Ordering::Relaxed);
     }
