@@ -19,5 +19,5 @@ pub const INTERNAL: i32 = 4;
 pub const VM_FAILED: i32 = 5;
 /// `nixvm-driver`: the global timeout expired (the report was still written).
 pub const GLOBAL_TIMEOUT: i32 = 6;
-/// `nixvm-driver`: interrupted by SIGINT/SIGTERM (the report was still written).
+/// `nixvm-driver`: interrupted by SIGINT/SIGTERM/SIGHUP (the report was still written).
 pub const INTERRUPTED: i32 = 130;
