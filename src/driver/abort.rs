@@ -25,10 +25,27 @@ pub struct Abort {
 /// Longest slice a wait sleeps or blocks before it checks [`Abort`] again.
 pub const SLICE: Duration = Duration::from_millis(100);
 
+/// Longest wait the driver arms: timeouts from the plan or the
+/// configuration beyond it are clamped, so no deadline overflows `Instant`
+/// (which panics).
+pub const MAX_WAIT: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// `now + d`, with `d` clamped to [`MAX_WAIT`].
+pub fn deadline_after(d: Duration) -> Instant {
+    Instant::now() + d.min(MAX_WAIT)
+}
+
+/// Seconds read from JSON as a duration: negative becomes zero and
+/// anything beyond [`MAX_WAIT`] is clamped (`Duration::from_secs_f64`
+/// panics on both).
+pub fn secs_f64(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs.max(0.0)).map_or(MAX_WAIT, |d| d.min(MAX_WAIT))
+}
+
 impl Abort {
     /// `signals` counts the signals received; `global_timeout` starts now.
     pub fn new(signals: Arc<AtomicUsize>, global_timeout: Option<Duration>) -> Abort {
-        Abort { signals, deadline: global_timeout.map(|t| Instant::now() + t) }
+        Abort { signals, deadline: global_timeout.map(deadline_after) }
     }
 
     /// Never stops (tests).
@@ -58,7 +75,7 @@ impl Abort {
 
     /// Sleeps `d` in slices, returning early when the run stops.
     pub fn sleep(&self, d: Duration) -> Result<(), StopReason> {
-        let end = Instant::now() + d;
+        let end = deadline_after(d);
         loop {
             self.check()?;
             let now = Instant::now();
@@ -67,5 +84,20 @@ impl Abort {
             }
             std::thread::sleep((end - now).min(SLICE));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_range_timeouts_are_clamped_not_panics() {
+        assert_eq!(secs_f64(-1.0), Duration::ZERO);
+        assert_eq!(secs_f64(f64::NAN), Duration::ZERO);
+        assert_eq!(secs_f64(1e300), MAX_WAIT);
+        assert_eq!(secs_f64(1.5), Duration::from_millis(1500));
+        let abort = Abort::new(Arc::new(AtomicUsize::new(0)), Some(Duration::from_secs(u64::MAX)));
+        assert!(abort.check().is_ok());
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use regex::Regex;
 
-use super::abort::{Abort, StopReason};
+use super::abort::{Abort, StopReason, deadline_after, secs_f64};
 use super::console::ConsoleWait;
 use super::events::{Detail, Failure};
 use super::log::Log;
@@ -72,10 +72,10 @@ type StepResult = Result<(), StepError>;
 
 /// Runs one leaf step (subtests are walked by the runner).
 pub fn run_step(ctx: &mut StepCtx<'_>, step: &Step) -> StepResult {
-    let timeout = step.effective_timeout().map(Duration::from_secs_f64);
-    let deadline = Instant::now() + timeout.unwrap_or(Duration::from_secs(3600));
+    let timeout = step.effective_timeout().map(secs_f64);
+    let deadline = deadline_after(timeout.unwrap_or(Duration::from_secs(3600)));
     if let Action::Sleep { seconds } = &step.action {
-        return ctx.abort.sleep(Duration::from_secs_f64(seconds.max(0.0))).map_err(StepError::Stopped);
+        return ctx.abort.sleep(secs_f64(*seconds)).map_err(StepError::Stopped);
     }
     let node = step.node.clone().unwrap_or_default();
     let Some(machine) = ctx.machines.get_mut(&node) else {
@@ -774,11 +774,11 @@ mod tests {
         );
         let (status, out, secs) = run_loop(&attempt, UNTIL_SUCCESS, Duration::from_secs(5));
         assert_eq!((status, out.as_str()), (0, "try 3\n"), "only the last attempt's output");
-        assert!(secs < 1.0, "took {secs}");
+        assert!(secs < 2.5, "took {secs}");
         // The budget ends the loop with the last attempt's status; no output, no `cat`.
         let (status, out, secs) = run_loop("false", UNTIL_SUCCESS, Duration::from_millis(300));
         assert_eq!((status, out.as_str()), (1, ""));
-        assert!((0.3..1.0).contains(&secs), "took {secs}");
+        assert!((0.3..2.5).contains(&secs), "took {secs}");
         let (status, _, _) = run_loop("exit 4", UNTIL_FAILURE, Duration::from_secs(5));
         assert_eq!(status, 4, "a subshell-free attempt's `exit` ends the loop with its status");
         // Unit states: `activating` keeps waiting, `inactive` without jobs stops.
@@ -788,12 +788,33 @@ mod tests {
         assert!(secs >= 0.3, "took {secs}");
         let show = "printf 'ActiveState=inactive\\n'";
         let (_, _, secs) = run_loop(show, &unit_settled("echo 'No jobs running.'"), Duration::from_secs(5));
-        assert!(secs < 1.0, "took {secs}");
+        assert!(secs < 2.5, "took {secs}");
         // No temporary directory: one attempt, its output straight to stdout.
         let (status, out, secs) =
             run_loop_in("/nonexistent", "echo hi; false", UNTIL_SUCCESS, Duration::from_secs(5));
         assert_eq!((status, out.as_str()), (1, "hi\n"));
-        assert!(secs < 1.0, "took {secs}");
+        assert!(secs < 2.5, "took {secs}");
+    }
+
+    #[test]
+    fn out_of_range_plan_timeouts_do_not_panic() {
+        let (log, _) = Log::capture(crate::driver::log::Level::Error);
+        let mut machines = BTreeMap::new();
+        let out = tempfile::tempdir().unwrap();
+        let mut ctx =
+            StepCtx { machines: &mut machines, abort: &Abort::never(), out_dir: out.path(), log: &log };
+        for timeout in [-1.0, 1e300] {
+            let step = Step {
+                node: Some("ghost".into()),
+                timeout: Some(timeout),
+                action: Action::Fail { command: "true".into() },
+                span: None,
+            };
+            let err = run_step(&mut ctx, &step).unwrap_err();
+            assert!(matches!(&err, StepError::Failed(f) if f.message.contains("not configured")), "{err:?}");
+        }
+        let nap = Step { node: None, timeout: None, action: Action::Sleep { seconds: -3.0 }, span: None };
+        assert!(run_step(&mut ctx, &nap).is_ok());
     }
 
     #[test]
