@@ -286,6 +286,17 @@ fn socket_path_too_long_is_rejected_up_front() {
     assert!(!tmp.exists(), "nothing is created");
 }
 
+#[test]
+fn node_names_that_escape_the_state_directory_are_rejected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut o = opts(tmp.path(), Path::new("/tmp"), "", Vec::new());
+    o.config.vms[0].name = "x/../../victim".into();
+    o.plan.nodes.clear();
+    let err = run::validate(&o).unwrap_err();
+    assert!(matches!(err, SetupError::NodeName { .. }), "{err:?}");
+    assert_eq!(err.exit_code(), crate::exit_codes::INVALID_INPUT);
+}
+
 fn step(action: Action, timeout: f64) -> Step {
     Step { node: Some("machine".into()), timeout: Some(timeout), action, span: None }
 }

@@ -65,6 +65,10 @@ pub enum SetupError {
         path.display()
     )]
     SocketPath { path: PathBuf, len: usize },
+    #[error(
+        "node name {name:?} cannot name a state directory (`vm-state-<node>`): it is empty or contains `/` or NUL"
+    )]
+    NodeName { name: String },
     #[error("cannot create the temporary directory {}", path.display())]
     TmpDir {
         path: PathBuf,
@@ -77,7 +81,7 @@ impl SetupError {
     /// Usage problems exit with `INVALID_INPUT`, I/O problems with `INTERNAL`.
     pub fn exit_code(&self) -> i32 {
         match self {
-            SetupError::UnknownNode { .. } | SetupError::SocketPath { .. } => {
+            SetupError::UnknownNode { .. } | SetupError::SocketPath { .. } | SetupError::NodeName { .. } => {
                 crate::exit_codes::INVALID_INPUT
             }
             SetupError::TmpDir { .. } => crate::exit_codes::INTERNAL,
@@ -106,6 +110,11 @@ impl Outcome {
 
 /// Checks what can be checked before starting anything.
 pub fn validate(opts: &RunOptions) -> Result<(), SetupError> {
+    // The name becomes a path component that is deleted recursively
+    // (`Machine::new`), so `a/../..` must not get that far.
+    if let Some(vm) = opts.config.vms.iter().find(|v| v.name.is_empty() || v.name.contains(['/', '\0'])) {
+        return Err(SetupError::NodeName { name: vm.name.clone() });
+    }
     for node in &opts.plan.nodes {
         if !opts.config.vms.iter().any(|v| &v.name == node) {
             let configured = opts.config.vms.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ");
