@@ -12,9 +12,8 @@ use crate::scaffold::{self, ScaffoldError};
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// Directory to create the project in.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
+    /// Directory to create the project in [default: the --flake directory, `.`].
+    pub dir: Option<PathBuf>,
     /// Project name ([a-z][a-z0-9-]*); default: the directory's name.
     #[arg(long)]
     pub name: Option<String>,
@@ -62,8 +61,10 @@ fn usage_or_err(err: ScaffoldError) -> anyhow::Result<i32> {
 }
 
 pub fn init(g: &GlobalArgs, args: &InitArgs) -> anyhow::Result<i32> {
+    // `nixvm-gen --flake DIR init` means DIR, like every other command.
+    let dir = args.dir.clone().unwrap_or_else(|| g.flake.clone());
     let opts = scaffold::init::InitOptions {
-        dir: args.dir.clone(),
+        dir: dir.clone(),
         name: args.name.clone(),
         module: args.module.clone(),
         service: args.service.clone(),
@@ -80,14 +81,14 @@ pub fn init(g: &GlobalArgs, args: &InitArgs) -> anyhow::Result<i32> {
     if !g.quiet {
         for p in &report.written {
             let verb = if report.overwritten.contains(p) { "overwrote" } else { "wrote" };
-            eprintln!("{verb} {}", args.dir.join(p).display());
+            eprintln!("{verb} {}", dir.join(p).display());
         }
         eprintln!(
             "\ncreated project `{}`: nixosModules.{} (services.{}) with one VM test.\nnext: cd {} && git init && git add -A && nix flake check",
             report.name,
             report.module,
             report.service,
-            args.dir.display()
+            dir.display()
         );
     }
     Ok(exit_codes::OK)

@@ -289,6 +289,19 @@ fn init_honours_custom_paths_and_input_name() {
     assert!(stderr(&wire).contains("already wired"), "{}", stderr(&wire));
 }
 
+/// Without DIR, `init` creates the project where `--flake` points, as every
+/// other command reads the flake there (not in the working directory).
+#[test]
+fn init_without_dir_uses_the_flake_option() {
+    let tmp = util::tempdir();
+    let cwd = tmp.path().join("cwd");
+    let dir = tmp.path().join("demo");
+    std::fs::create_dir(&cwd).unwrap();
+    assert_code(&run(nixvm_gen().current_dir(&cwd).arg("--flake").arg(&dir).arg("init")), 0);
+    assert!(dir.join("flake.nix").is_file() && dir.join("tests/vm/demo.nix").is_file());
+    assert!(std::fs::read_dir(&cwd).unwrap().next().is_none(), "init wrote into the working directory");
+}
+
 #[test]
 fn init_refuses_to_overwrite_and_writes_nothing() {
     let tmp = util::tempdir();
