@@ -46,15 +46,34 @@ missing=()
 for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
 done
-[ -e /usr/share/busybox-static ] || [ -x /bin/busybox ] || missing+=(busybox-static)
+# The guests copy /bin/busybox as is, so it must be busybox-static's (the
+# dynamically linked `busybox` package has the same path).
+if ! { [ -x /bin/busybox ] && ! LC_ALL=C ldd /bin/busybox >/dev/null 2>&1; }; then missing+=(busybox-static); fi
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then missing+=(python3-venv); fi
 if [ ${#missing[@]} -gt 0 ]; then
   step "installing Debian packages: ${missing[*]}"
   sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 \
+      || { echo "missing Debian packages: ${missing[*]}; run as root or install sudo" >&2; exit 1; }
+    sudo="sudo"
+  fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# --- Rust ------------------------------------------------------------------
+# Not from apt: bookworm's cargo (1.63) predates edition 2024. The version
+# must be at least Cargo.toml's rust-version (rustup: https://rustup.rs).
+want=$(sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml)
+have=$(rustc --version 2>/dev/null | cut -d' ' -f2 || true)
+if [ -z "$have" ] || ! command -v cargo >/dev/null 2>&1 \
+  || [ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -n1)" != "$want" ]; then
+  echo "error: Rust >= $want with cargo is required (found: ${have:-none}); install it with rustup" >&2
+  exit 1
+fi
+cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1 \
+  || { echo "error: rustfmt and clippy are required: rustup component add rustfmt clippy" >&2; exit 1; }
 
 # --- static checks ---------------------------------------------------------
 step "cargo fmt --check"
