@@ -626,15 +626,21 @@ impl Runner<'_> {
             let why = if said.is_empty() { "no reason given".to_owned() } else { said };
             return Err(fail(self, format!("QEMU did not write a screendump ({why})")));
         }
-        let converted =
-            std::process::Command::new("pnmtopng").arg(&ppm).stderr(std::process::Stdio::inherit()).output();
+        // stderr is captured (not inherited): it belongs in the failure, not
+        // unannounced in the live log.
+        let converted = std::process::Command::new("pnmtopng").arg(&ppm).output();
         match converted {
             Ok(out) if out.status.success() => crate::fsutil::write_atomic(&target, &out.stdout)
                 .map_err(|e| fail(self, format!("cannot write {}: {e}", target.display()))),
-            Ok(out) => {
-                Err(fail(self, format!("Cannot convert screenshot (pnmtopng exited with {})", out.status)))
-            }
-            Err(_) => {
+            Ok(out) => Err(fail(
+                self,
+                format!(
+                    "Cannot convert screenshot (pnmtopng exited with {}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let kept = target.with_extension("ppm");
                 std::fs::copy(&ppm, &kept)
                     .map(drop)
@@ -645,6 +651,7 @@ impl Runner<'_> {
                 );
                 Ok(())
             }
+            Err(e) => Err(fail(self, format!("cannot run pnmtopng: {e}"))),
         }
     }
 }
