@@ -1,13 +1,16 @@
 //! Helpers for the driver's unit tests.
 
 /// Whether `tool` is on `PATH`. Missing tools skip the test loudly locally
-/// and fail it on CI (`CI` set), like `tests/integration/util.rs`.
+/// and fail it on CI (`CI=true`), exactly like `tests/integration/util.rs`.
 pub fn require(tool: &str, why: &str) -> bool {
     let found =
         std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
     if !found {
-        assert!(std::env::var_os("CI").is_none(), "{tool} is required on CI ({why})");
-        eprintln!("SKIPPED: {tool} not found ({why})");
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "`{tool}` is required on CI ({why}); .ci/run must install it"
+        );
+        eprintln!("\n!!! SKIPPED: `{tool}` is not installed ({why}). Run ./scripts/test.sh to install it.\n");
     }
     found
 }
