@@ -61,6 +61,9 @@ pub struct Monitor {
 impl Monitor {
     /// Consumes the banner that ends with the first prompt.
     pub fn handshake(stream: UnixStream, deadline: Instant, abort: &Abort) -> Result<Monitor, MonitorError> {
+        // Writes are bounded too (as on the shell socket): a QEMU that stops
+        // reading its monitor must not block a step past its deadline.
+        stream.set_write_timeout(Some(Duration::from_secs(10)))?;
         let mut mon = Monitor { stream };
         let mut buf = Vec::new();
         read_until(&mut mon.stream, &mut buf, |b| b.ends_with(PROMPT.as_bytes()), deadline, abort)?;
@@ -115,6 +118,7 @@ impl Qmp {
                 }
             }
         };
+        stream.set_write_timeout(Some(Duration::from_secs(10)))?;
         let mut buf = Vec::new();
         read_until(&mut stream, &mut buf, |b| b.contains(&b'\n'), deadline, abort)?;
         if !String::from_utf8_lossy(&buf).contains("QMP") {
