@@ -11,15 +11,17 @@ use crate::diagnostic;
 use crate::exit_codes;
 use crate::project::{self, Project};
 
-/// `eprintln!` that ignores write errors: `eprintln!` panics when stderr
-/// is a pipe whose reader is gone (`nixvm-gen check 2>&1 | head`), and
-/// there is nobody left to tell anyway. The exit code still tells.
+/// `eprintln!` that ignores write errors, for every `cli` module:
+/// `eprintln!` panics when stderr is a pipe whose reader is gone
+/// (`nixvm-gen init 2>&1 | head`), and there is nobody left to tell
+/// anyway. The exit code still tells.
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
         let _ = writeln!(std::io::stderr().lock(), $($arg)*);
     }};
 }
+pub(crate) use say;
 
 /// Like [`say!`] for text that brings its own newlines.
 fn say_raw(text: &str) {

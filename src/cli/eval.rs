@@ -1,6 +1,7 @@
 //! The evaluator fallback of `scan --eval`: ask Nix for the names of the
 //! flake's `nixosModules` and merge them into what static analysis found.
 
+use crate::cli::app::say;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
@@ -49,19 +50,19 @@ fn eval_modules(
     }
     if mode == EvalMode::Auto && !eval::is_installed("nix") {
         if !g.quiet {
-            eprintln!(
+            say!(
                 "note: `nix` is not installed; keeping the static results (unresolved entries stay unresolved)"
             );
         }
         return Ok(false);
     }
     if g.verbose {
-        eprintln!("asking Nix for the nixosModules of {}", config.flake_dir.display());
+        say!("asking Nix for the nixosModules of {}", config.flake_dir.display());
     }
     let names = match eval::module_names(&config.flake_dir, eval::DEFAULT_TIMEOUT) {
         Ok(names) => names,
         Err(err) if mode == EvalMode::Auto => {
-            eprintln!("warning: keeping the static results: {}", summary(&err));
+            say!("warning: keeping the static results: {}", summary(&err));
             return Ok(false);
         }
         Err(err) => {
@@ -72,7 +73,7 @@ fn eval_modules(
     let dropped = merge(&mut project.flake, &names);
     for name in dropped {
         if !g.quiet {
-            eprintln!("warning: static analysis found module `{name}`, but Nix does not list it; dropped");
+            say!("warning: static analysis found module `{name}`, but Nix does not list it; dropped");
         }
     }
     Ok(true)
@@ -98,7 +99,7 @@ fn eval_descriptions(
     }
     if mode == EvalMode::Auto && !eval::is_installed("nix-instantiate") {
         if !g.quiet {
-            eprintln!(
+            say!(
                 "note: `nix-instantiate` is not installed; descriptions that are not plain data stay errors"
             );
         }
@@ -108,12 +109,12 @@ fn eval_descriptions(
     for file in files {
         let rel = project.sources.path(file).to_path_buf();
         if g.verbose {
-            eprintln!("asking Nix to evaluate {}", rel.display());
+            say!("asking Nix to evaluate {}", rel.display());
         }
         let value = match eval::eval_description(&config.flake_dir.join(&rel), eval::DEFAULT_TIMEOUT) {
             Ok(value) => value,
             Err(err) if mode == EvalMode::Auto => {
-                eprintln!("warning: {} stays unread: {}", rel.display(), summary(&err));
+                say!("warning: {} stays unread: {}", rel.display(), summary(&err));
                 continue;
             }
             Err(err) => return Err(err).with_context(|| format!("failed to evaluate {}", rel.display())),

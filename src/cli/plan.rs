@@ -5,6 +5,7 @@
 //! then read with [`crate::store`] (no further Nix calls), so what is shown
 //! is exactly what `nix build` would build.
 
+use crate::cli::app::say;
 use anyhow::Context;
 
 use crate::cli::app::{Format, GlobalArgs, UsageError};
@@ -26,14 +27,14 @@ pub fn run(g: &GlobalArgs, config: &Config, test: &str, system: &str) -> anyhow:
     let attr = format!("checks.{system}.{test}");
     let drv_path = instantiate(g, config, &attr)?;
     if g.verbose {
-        eprintln!("reading the closure of {drv_path}");
+        say!("reading the closure of {drv_path}");
     }
     let closure =
         Closure::read(&drv_path).with_context(|| format!("failed to read the closure of {drv_path}"))?;
     // A check that is not a VM test is the user's mistake (exit code 2).
     let vm_test = VmTest::from_closure(&closure).map_err(|e| UsageError(format!("`{attr}`: {e}")))?;
     if !vm_test.driver.nixvm && !g.quiet {
-        eprintln!(
+        say!(
             "warning: `{attr}` runs the stock NixOS test driver, not nixvm-driver: its test module does not set \
              `driver = lib.mkForce (nixvm-gen.lib.mkDriver {{ … }})` (was it written by hand?)"
         );
@@ -66,7 +67,7 @@ fn instantiate(g: &GlobalArgs, config: &Config, attr: &str) -> anyhow::Result<St
     // Flags after the subcommand: Nix 2.8 rejects `--no-write-lock-file` before it.
     cmd.arg("eval").args(eval::OFFLINE_FLAGS).args(["--raw", &installable]);
     if g.verbose {
-        eprintln!("$ {cmd}");
+        say!("$ {cmd}");
     }
     let out = match cmd.run() {
         Ok(out) => out,

@@ -1,5 +1,6 @@
 //! `nixvm-gen init`, `new` and `wire`.
 
+use crate::cli::app::say;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -53,7 +54,7 @@ pub struct WireArgs {
 /// Prints a user mistake and returns exit code 2; other errors propagate.
 fn usage_or_err(err: ScaffoldError) -> anyhow::Result<i32> {
     if err.is_usage() {
-        eprintln!("error: {err}");
+        say!("error: {err}");
         Ok(exit_codes::INVALID_INPUT)
     } else {
         Err(err.into())
@@ -81,9 +82,9 @@ pub fn init(g: &GlobalArgs, args: &InitArgs) -> anyhow::Result<i32> {
     if !g.quiet {
         for p in &report.written {
             let verb = if report.overwritten.contains(p) { "overwrote" } else { "wrote" };
-            eprintln!("{verb} {}", dir.join(p).display());
+            say!("{verb} {}", dir.join(p).display());
         }
-        eprintln!(
+        say!(
             "\ncreated project `{}`: nixosModules.{} (services.{}) with one VM test.\nnext: cd {} && git init && git add -A && nix flake check",
             report.name,
             report.module,
@@ -105,8 +106,8 @@ pub fn new(g: &GlobalArgs, config: &Config, args: &NewArgs) -> anyhow::Result<i3
         Err(e) => return usage_or_err(e),
     };
     if !g.quiet {
-        eprintln!("wrote {}", config.flake_dir.join(&rel).display());
-        eprintln!("next: edit it, then run `nixvm-gen generate`");
+        say!("wrote {}", config.flake_dir.join(&rel).display());
+        say!("next: edit it, then run `nixvm-gen generate`");
     }
     Ok(exit_codes::OK)
 }
@@ -116,7 +117,7 @@ pub fn wire(g: &GlobalArgs, config: &Config, args: &WireArgs) -> anyhow::Result<
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!(
+            say!(
                 "error: no {} in {}: run nixvm-gen in a flake or pass --flake DIR",
                 crate::flake::FLAKE_FILE,
                 config.flake_dir.display()
@@ -133,7 +134,7 @@ pub fn wire(g: &GlobalArgs, config: &Config, args: &WireArgs) -> anyhow::Result<
     match scaffold::wire::wire(&text, &opts) {
         Ok(outcome) if outcome.edits.is_empty() => {
             if !g.quiet {
-                eprintln!("{display} is already wired; nothing to do");
+                say!("{display} is already wired; nothing to do");
             }
             Ok(exit_codes::OK)
         }
@@ -149,15 +150,15 @@ pub fn wire(g: &GlobalArgs, config: &Config, args: &WireArgs) -> anyhow::Result<
             }
             if !g.quiet {
                 let verb = if args.dry_run { "would edit" } else { "edited" };
-                eprintln!("{verb} {display}:");
+                say!("{verb} {display}:");
                 for e in &outcome.edits {
-                    eprintln!("  - {e}");
+                    say!("  - {e}");
                 }
                 for n in &outcome.notes {
-                    eprintln!("note: {n}");
+                    say!("note: {n}");
                 }
                 if !config.output_path().exists() {
-                    eprintln!(
+                    say!(
                         "next: run `nixvm-gen generate` ({} does not exist yet, so the flake does not evaluate)",
                         config.output.display()
                     );

@@ -614,6 +614,29 @@ fn a_closed_stderr_keeps_the_exit_code() {
     assert_eq!(status.code(), Some(2), "{status:?}");
 }
 
+/// `init`, `new` and `wire` report on stderr too: a reader that is already
+/// gone (`nixvm-gen init 2>&1 | true`) must not turn success into a panic.
+#[test]
+fn scaffold_commands_survive_a_stderr_without_reader() {
+    let tmp = util::tempdir();
+    let dir = tmp.path().join("demo");
+    let closed = || {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        writer
+    };
+    let run = |args: &[&str]| {
+        let status =
+            util::nixvm_gen().arg("--flake").arg(&dir).args(args).stderr(closed()).status().expect("run");
+        // A panic would be 101.
+        assert_eq!(status.code(), Some(0), "{args:?}: {status:?}");
+    };
+    run(&["init"]);
+    run(&["new", "second"]);
+    run(&["wire"]);
+    assert!(dir.join("tests/vm/second.nix").is_file());
+}
+
 // ---------------------------------------------------------- output path
 
 #[test]
