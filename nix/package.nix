@@ -18,10 +18,14 @@ rustPlatform.buildRustPackage {
 
   # Only what cargo needs: a change to docs or CI does not rebuild.
   # templates/ holds the askama templates compiled into the binary; tests/
-  # and examples/ are read by the test suite (doCheck).
+  # and examples/ are read by the test suite (doCheck). The stand-in guests'
+  # cache (git-ignored, ~860 MB) is left out explicitly: a flake source has
+  # only tracked files, but a plain `callPackage ./nix/package.nix` from a
+  # checkout would copy it into the store (lib/fileset/default.nix,
+  # `difference`).
   src = fs.toSource {
     inherit root;
-    fileset = fs.unions [
+    fileset = fs.difference (fs.unions [
       ../Cargo.toml
       ../Cargo.lock
       ../src
@@ -32,7 +36,7 @@ rustPlatform.buildRustPackage {
       (fs.maybeMissing ../tests)
       (fs.maybeMissing ../examples)
       (fs.maybeMissing ../nix)
-    ];
+    ]) (fs.maybeMissing ../tests/guest/cache);
   };
 
   cargoLock.lockFile = ../Cargo.lock;

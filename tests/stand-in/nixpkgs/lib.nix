@@ -58,19 +58,25 @@ let
   # Real: lib/fileset (a much richer, lazy implementation). Here a file set
   # is a list of paths; `toSource` copies `root` keeping only those paths
   # (and their parent directories), which is all nix/package.nix relies on.
+  # `difference a b` appends b's paths as `{ exclude = …; }` entries, which
+  # toSource drops with everything under them.
   fileset = rec {
     unions = concatMap (x: if isList x then x else [ x ]);
     maybeMissing = p: if builtins.pathExists p then [ p ] else [ ];
+    difference = a: b: unions [ a ] ++ map (p: { exclude = toString p; }) (unions [ b ]);
     toSource =
       { root, fileset }:
       let
-        paths = map toString (unions [ fileset ]);
+        all = unions [ fileset ];
+        paths = map toString (builtins.filter (x: !isAttrs x) all);
+        excludes = map (x: x.exclude) (builtins.filter isAttrs all);
         keep =
           p: _type:
           let
             s = toString p;
           in
-          builtins.any (f: s == f || hasPrefix (f + "/") s || hasPrefix (s + "/") f) paths;
+          !(builtins.any (e: s == e || hasPrefix (e + "/") s) excludes)
+          && builtins.any (f: s == f || hasPrefix (f + "/") s || hasPrefix (s + "/") f) paths;
       in
       builtins.path {
         path = root;
