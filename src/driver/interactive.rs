@@ -371,33 +371,7 @@ impl Session<'_> {
             },
             None => {
                 let deadline = Instant::now() + self.opts.boot_timeout;
-                let abort = &self.abort;
-                let results: Vec<(String, Result<(), VmError>)> = std::thread::scope(|s| {
-                    let handles: Vec<_> = self
-                        .machines
-                        .values_mut()
-                        .map(|m| {
-                            let name = m.name().to_owned();
-                            (
-                                name,
-                                s.spawn(move || {
-                                    m.start(deadline, abort).and_then(|()| m.connect(deadline, abort))
-                                }),
-                            )
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|(name, h)| {
-                            let r = h.join().unwrap_or_else(|_| {
-                                Err(VmError::NotRunning {
-                                    node: format!("{name} (the start thread panicked)"),
-                                })
-                            });
-                            (name, r)
-                        })
-                        .collect()
-                });
+                let results = run::boot_all(&mut self.machines, deadline, &self.abort);
                 for (node, r) in results {
                     match r {
                         Ok(()) => self.say(&format!("{node} is up")),

@@ -339,6 +339,34 @@ pub(super) fn cleanup(
     log.finished(None, "cleanup", t.elapsed());
 }
 
+/// Starts every machine and waits for its backdoor shell, all in parallel
+/// (one thread each, bounded by `deadline`); results in name order.
+pub(super) fn boot_all(
+    machines: &mut BTreeMap<String, Machine>,
+    deadline: Instant,
+    abort: &Abort,
+) -> Vec<(String, Result<(), VmError>)> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = machines
+            .values_mut()
+            .map(|m| {
+                let name = m.name().to_owned();
+                let h = s.spawn(move || m.start(deadline, abort).and_then(|()| m.connect(deadline, abort)));
+                (name, h)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(name, h)| {
+                let r = h.join().unwrap_or_else(|_| {
+                    Err(VmError::NotRunning { node: format!("{name} (the start thread panicked)") })
+                });
+                (name, r)
+            })
+            .collect()
+    })
+}
+
 /// Numbers the leaf steps 1, 2, … in plan order (subtests are not numbered).
 pub(super) fn number_steps(steps: &[Step]) -> BTreeMap<StepPath, usize> {
     fn walk(steps: &[Step], prefix: &[usize], map: &mut BTreeMap<StepPath, usize>) {
@@ -386,28 +414,7 @@ impl<'a> Runner<'a> {
         let t = Instant::now();
         self.log.header(None, "start all VMs");
         let deadline = Instant::now() + self.opts.boot_timeout;
-        let abort = self.abort;
-        let results: Vec<(String, Result<(), VmError>)> = std::thread::scope(|s| {
-            let handles: Vec<_> = self
-                .machines
-                .values_mut()
-                .map(|m| {
-                    let name = m.name().to_owned();
-                    let h =
-                        s.spawn(move || m.start(deadline, abort).and_then(|()| m.connect(deadline, abort)));
-                    (name, h)
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|(name, h)| {
-                    let r = h.join().unwrap_or_else(|_| {
-                        Err(VmError::NotRunning { node: format!("{name} (the start thread panicked)") })
-                    });
-                    (name, r)
-                })
-                .collect()
-        });
+        let results = boot_all(self.machines, deadline, self.abort);
         let mut ok = true;
         for (node, r) in results {
             match r {
