@@ -35,7 +35,7 @@ fn say_raw(text: &str) {
 /// description, flake or command line; 3 the Nix evaluator failed; 4 I/O or
 /// internal error.
 #[derive(Debug, Parser)]
-#[command(name = "nixvm-gen", version, about, long_about = None, max_term_width = 100)]
+#[command(name = "nixvm-gen", version, about, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
