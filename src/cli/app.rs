@@ -357,10 +357,7 @@ fn scan_text(project: &Project) -> String {
     use std::fmt::Write;
     let mut out = String::from("modules:\n");
     for m in &project.flake.modules {
-        let kind = serde_json::to_value(&m.kind)
-            .ok()
-            .and_then(|v| v.get("kind").and_then(|k| k.as_str().map(String::from)))
-            .unwrap_or_default();
+        let kind = m.kind.name();
         let extra = match &m.kind {
             crate::flake::ModuleKind::Alias { target } => format!(" -> {target}"),
             crate::flake::ModuleKind::Path { source }

@@ -76,6 +76,18 @@ pub enum ModuleKind {
 }
 
 impl ModuleKind {
+    /// The kind's name, as `scan --json` spells it (`importApply`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModuleKind::Path { .. } => "path",
+            ModuleKind::Import { .. } => "import",
+            ModuleKind::ImportApply { .. } => "importApply",
+            ModuleKind::Inline => "inline",
+            ModuleKind::Alias { .. } => "alias",
+            ModuleKind::Evaluated => "evaluated",
+        }
+    }
+
     /// The alias target, if this is an alias.
     pub fn alias_target(&self) -> Option<&str> {
         match self {
@@ -160,6 +172,22 @@ mod tests {
 
     fn path(s: &str) -> ModuleKind {
         ModuleKind::Path { source: PathBuf::from(s) }
+    }
+
+    #[test]
+    fn kind_names_are_the_json_tags() {
+        let all = [
+            path("m.nix"),
+            ModuleKind::Import { source: PathBuf::from("m.nix") },
+            ModuleKind::ImportApply { source: PathBuf::from("m.nix") },
+            ModuleKind::Inline,
+            ModuleKind::Alias { target: "a".into() },
+            ModuleKind::Evaluated,
+        ];
+        for kind in all {
+            let json = serde_json::to_value(&kind).expect("serializes");
+            assert_eq!(json["kind"], kind.name(), "{kind:?}");
+        }
     }
 
     #[test]
