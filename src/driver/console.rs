@@ -103,13 +103,13 @@ impl Console {
                 st.consumed = st.dropped + start + upto + 1;
                 return Ok(ConsoleWait::Found(m.as_str().to_owned()));
             }
-            drop(st);
+            // The lock is held from the scan into `wait_timeout`, so a line
+            // pushed in between cannot be missed until the next slice.
             abort.check()?;
             let now = Instant::now();
             if now >= deadline {
                 return Ok(ConsoleWait::TimedOut);
             }
-            st = self.lock();
             let (guard, _) =
                 self.changed.wait_timeout(st, (deadline - now).min(SLICE)).unwrap_or_else(|e| e.into_inner());
             st = guard;
