@@ -270,11 +270,13 @@ pub fn interactive(
             break;
         }
         signals.busy.store(true, Ordering::Relaxed);
+        // A Ctrl-C at the prompt was only a hint; it must not stop this command.
+        signals.interrupts.store(0, Ordering::Relaxed);
+        // Checked after the reset: a SIGTERM that arrived before it would
+        // otherwise lose its count and not interrupt the command.
         if signals.terminate.load(Ordering::Relaxed) {
             break;
         }
-        // A Ctrl-C at the prompt was only a hint; it must not stop this command.
-        signals.interrupts.store(0, Ordering::Relaxed);
         session.execute(command);
         signals.busy.store(false, Ordering::Relaxed);
     }
