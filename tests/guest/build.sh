@@ -69,6 +69,8 @@ ensure_tools() {
     die "missing packages: ${missing[*]} (run as root or: sudo apt-get install --no-install-recommends ${missing[*]})"
   fi
   log "installing missing packages: ${missing[*]}"
+  # A fresh machine (or container) may have empty package lists.
+  apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
 
@@ -312,14 +314,23 @@ inputs_hash() {
   } | hash_of
 }
 
+# The stamp alone is not enough: current/ holds symlinks into the cache,
+# which may have been pruned by hand (-e follows them).
 stamp=$cache/current/stamp
 if [ "$refresh_kernel" -eq 0 ] && [ -s "$cache/kernel.pin" ] && [ -e "$stamp" ] \
+  && [ -e "$cache/current/vmlinux" ] && [ -e "$cache/current/initrd.cpio.gz" ] \
+  && { [ "$busybox_only" -eq 1 ] || [ -e "$cache/current/root.ext4" ]; } \
   && [ "$(cat "$stamp")" = "$(inputs_hash)" ]; then
   cat "$cache/current/guest.env"
   exit 0
 fi
 
 t0=$(date +%s)
+# debootstrap and a root-owned root image need root; say so up front
+# instead of failing a minute in.
+if [ "$(id -u)" -ne 0 ] && [ "$busybox_only" -eq 0 ]; then
+  die "building the systemd guest needs root (debootstrap, file ownership in root.ext4): run 'sudo $0' once; later runs use the cache"
+fi
 # Leftovers of an interrupted build (we hold the lock, so none is in use).
 rm -rf "$cache"/initrd-stage.* "$cache"/rootfs-stage.* "$cache"/current.new "$cache"/*.tmp
 ensure_tools
