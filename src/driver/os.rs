@@ -59,7 +59,14 @@ pub fn terminate_group(
         return Ok(status);
     }
     let deadline = Instant::now() + grace;
-    signal_group(pgid, libc::SIGTERM)?;
+    if let Err(e) = signal_group(pgid, libc::SIGTERM) {
+        // Still reap the leader (no zombie, no QEMU left behind when the
+        // group can be killed after all), then report the error.
+        let _ = signal_group(pgid, libc::SIGKILL);
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
+    }
     let mut status = None;
     while status.is_none() && Instant::now() < deadline && !hurry() {
         status = wait_timeout(child, Duration::from_millis(25).min(grace))?;
@@ -67,7 +74,10 @@ pub fn terminate_group(
     let status = match status {
         Some(status) => status,
         None => {
-            signal_group(pgid, libc::SIGKILL)?;
+            // The leader is SIGKILLed directly too, so it is reaped even if
+            // killpg failed.
+            let _ = signal_group(pgid, libc::SIGKILL);
+            let _ = child.kill();
             child.wait()?
         }
     };
