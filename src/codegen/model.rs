@@ -26,7 +26,15 @@ const PLAN_INDENT: usize = 14;
 
 /// Names the generated file binds itself; the nixvm-gen input argument
 /// must not shadow them.
-const RESERVED_NAMES: &[&str] = &["self", "nixpkgs", "pkgs", "lib", "config", "tests", "import", "builtins"];
+pub(crate) const RESERVED_NAMES: &[&str] =
+    &["self", "nixpkgs", "pkgs", "lib", "config", "tests", "import", "builtins"];
+
+/// Whether `name` can be nixvm-gen's input name: the generated file takes
+/// it as a function argument next to `self` and `nixpkgs`, and `init` and
+/// `wire` write it into `flake.nix` (one rule for all three).
+pub fn is_usable_input_name(name: &str) -> bool {
+    is_nix_identifier(name) && !RESERVED_NAMES.contains(&name)
+}
 
 /// The whole generated file.
 #[derive(Template)]
@@ -72,7 +80,7 @@ pub struct SystemView {
 /// Builds the view of a loaded project.
 pub fn build(project: &Project, config: &Config) -> Result<ChecksFile, CodegenError> {
     let input_name = config.input_name.clone();
-    if !is_nix_identifier(&input_name) || RESERVED_NAMES.contains(&input_name.as_str()) {
+    if !is_usable_input_name(&input_name) {
         return Err(CodegenError::InputName { name: input_name });
     }
     let output_dir = normalize(config.output.parent().unwrap_or(Path::new("")))

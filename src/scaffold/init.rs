@@ -93,7 +93,7 @@ fn resolve_names(opts: &InitOptions) -> Result<Names, ScaffoldError> {
     validate_name("service name", &service)?;
     let module = opts.module.clone().unwrap_or_else(|| service.clone());
     validate_name("module name", &module)?;
-    validate_identifier("input name", &opts.input_name)?;
+    validate_input_name(&opts.input_name)?;
     Ok(Names {
         name,
         service,
@@ -120,26 +120,21 @@ fn dir_name(dir: &Path) -> Option<String> {
     parts.last()?.to_str().map(str::to_string)
 }
 
-/// A flake input name must be a plain Nix identifier to be used as
-/// `inputs.<name>` and as a function argument.
-pub(crate) fn validate_identifier(what: &'static str, value: &str) -> Result<(), ScaffoldError> {
-    let mut chars = value.chars();
-    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '\''));
-    if ok
-        && !matches!(
-            value,
-            "if" | "then" | "else" | "let" | "in" | "rec" | "with" | "inherit" | "assert" | "or"
-        )
-    {
-        Ok(())
-    } else {
-        Err(ScaffoldError::InvalidName {
-            what,
-            value: value.to_string(),
-            reason: "it must be a plain Nix identifier ([A-Za-z_][A-Za-z0-9_'-]*)".into(),
-        })
+/// nixvm-gen's input name, checked by the same rule as `generate`
+/// ([`crate::codegen::model::is_usable_input_name`]), so `init` and `wire`
+/// never write a flake whose generated file cannot be made.
+pub(crate) fn validate_input_name(value: &str) -> Result<(), ScaffoldError> {
+    if crate::codegen::model::is_usable_input_name(value) {
+        return Ok(());
     }
+    Err(ScaffoldError::InvalidName {
+        what: "input name",
+        value: value.to_string(),
+        reason: format!(
+            "it must be a plain Nix identifier ([A-Za-z_][A-Za-z0-9_'-]*), not a keyword, and none of {}",
+            crate::codegen::model::RESERVED_NAMES.join(", ")
+        ),
+    })
 }
 
 /// A relative path that can be written as a Nix path literal `./<path>`.
@@ -265,11 +260,11 @@ mod tests {
     }
 
     #[test]
-    fn identifiers() {
-        assert!(validate_identifier("i", "nixvm-gen").is_ok());
-        assert!(validate_identifier("i", "foo_bar'").is_ok());
-        for bad in ["", "1a", "a.b", "in", "a b"] {
-            assert!(validate_identifier("i", bad).is_err(), "{bad}");
+    fn input_names() {
+        assert!(validate_input_name("nixvm-gen").is_ok());
+        assert!(validate_input_name("foo_bar'").is_ok());
+        for bad in ["", "1a", "a.b", "in", "a b", "self", "nixpkgs"] {
+            assert!(validate_input_name(bad).is_err(), "{bad}");
         }
     }
 

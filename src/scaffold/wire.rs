@@ -47,7 +47,7 @@ pub struct WireOptions {
 
 impl WireOptions {
     pub fn from_config(config: &Config) -> Result<Self, ScaffoldError> {
-        super::init::validate_identifier("input name", &config.input_name)?;
+        super::init::validate_input_name(&config.input_name)?;
         Ok(WireOptions {
             output: super::init::nix_relative_path("output file", &config.output)?,
             input_name: config.input_name.clone(),

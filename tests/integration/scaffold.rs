@@ -339,6 +339,27 @@ fn init_rejects_bad_names() {
     assert!(stderr(&out).contains("--name"), "{}", stderr(&out));
 }
 
+/// An input name the generated file cannot take as an argument (`self`,
+/// `nixpkgs`, …) is the user's mistake for `init` and `wire` too, refused
+/// before anything is written, as `generate` refuses it.
+#[test]
+fn init_and_wire_refuse_input_names_generate_refuses() {
+    let tmp = util::tempdir();
+    let dir = tmp.path().join("x");
+    for name in ["nixpkgs", "self", "in"] {
+        let out = run(nixvm_gen().args(["--input-name", name, "init"]).arg(&dir));
+        assert_code(&out, 2);
+        assert!(stderr(&out).contains(&format!("invalid input name `{name}`")), "{}", stderr(&out));
+        assert!(!dir.exists(), "init created {} for {name}", dir.display());
+    }
+    let dir = wire_case("plain");
+    let original = read(&dir.path().join("flake.nix"));
+    let out = wire_in(dir.path(), &["--input-name", "self"]);
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("invalid input name `self`"), "{}", stderr(&out));
+    assert_eq!(read(&dir.path().join("flake.nix")), original);
+}
+
 // --- new ------------------------------------------------------------------
 
 fn init_project() -> (tempfile::TempDir, PathBuf) {
