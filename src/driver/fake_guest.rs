@@ -287,6 +287,22 @@ fn socket_path_too_long_is_rejected_up_front() {
 }
 
 #[test]
+fn temporary_directory_with_a_space_reaches_qemu_as_one_argument() {
+    if !available() {
+        return;
+    }
+    let parent = tempfile::tempdir().unwrap();
+    let tmp = parent.path().join("with space");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let (mut m, buf) = machine(&tmp, "");
+    m.start(far(), &Abort::never()).unwrap_or_else(|e| panic!("{e}\n{}", text(&buf)));
+    m.connect(far(), &Abort::never()).unwrap();
+    let reply = m.execute("echo ok", Some(5), far(), &Abort::never()).unwrap();
+    assert_eq!(reply.stdout, b"ok\n");
+    m.release(&Abort::never());
+}
+
+#[test]
 fn node_names_that_escape_the_state_directory_are_rejected() {
     let tmp = tempfile::tempdir().unwrap();
     let mut o = opts(tmp.path(), Path::new("/tmp"), "", Vec::new());

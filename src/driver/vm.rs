@@ -223,8 +223,14 @@ impl Machine {
         let shell_l = listen(&shell_path).map_err(self.io(format!("listen on {}", shell_path.display())))?;
 
         let graphics = std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
-        let script =
-            format!("{} {}", self.setup.start_script, qemu_args(&self.state_dir, false, graphics).join(" "));
+        // Each argument is quoted like `shlex.quote`, which leaves the usual
+        // paths byte-identical to the stock driver's unquoted command line
+        // but keeps a temporary directory with spaces in one argument.
+        let args: Vec<String> = qemu_args(&self.state_dir, false, graphics)
+            .iter()
+            .map(|a| super::shell::shell_quote(a))
+            .collect();
+        let script = format!("{} {}", self.setup.start_script, args.join(" "));
         let shared = self.setup.tmp_dir.join("shared-xchg");
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
