@@ -94,6 +94,11 @@ fn resolve_names(opts: &InitOptions) -> Result<Names, ScaffoldError> {
     let module = opts.module.clone().unwrap_or_else(|| service.clone());
     validate_name("module name", &module)?;
     validate_input_name(&opts.input_name)?;
+    if opts.port == 0 {
+        // The test would wait for port 0 and validation refuses it.
+        let reason = "the example service needs a port from 1 to 65535".into();
+        return Err(ScaffoldError::InvalidName { what: "port", value: "0".into(), reason });
+    }
     Ok(Names {
         name,
         service,
