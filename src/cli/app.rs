@@ -516,6 +516,15 @@ fn shell_word(s: &str) -> String {
 /// (`--output flake.nix`) or become a description itself on the next run
 /// (`--output tests/vm/checks.nix`): either would break the next run.
 fn guard_output(config: &Config, project: &Project) -> Result<(), UsageError> {
+    // `--output /`, `--output ..`: no file name at all (an existing
+    // directory of that name is an I/O error when writing, exit code 4).
+    if config.output.file_name().is_none() {
+        return Err(UsageError(format!(
+            "--output {} names no file; name the file to write (the default is {})",
+            config.output.display(),
+            crate::config::DEFAULT_OUTPUT
+        )));
+    }
     let output = normalize(&config.output);
     let read = (0..project.sources.len()).map(|i| project.sources.path(crate::diagnostic::FileId(i)));
     if let Some(input) = read.into_iter().find(|p| normalize(p) == output) {

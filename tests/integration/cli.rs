@@ -446,6 +446,17 @@ fn values_the_stock_driver_cannot_take_exit_2() {
     assert_eq!(std::fs::read(dir.path().join(OUTPUT)).expect("read"), before);
 }
 
+/// `--output ..` or `/` is a mistake on the command line, not an I/O error.
+#[test]
+fn an_output_without_file_name_is_refused() {
+    let dir = health();
+    for output in ["..", "/", "nix/.."] {
+        let out = gen_in(dir.path(), &["--output", output, "generate"]);
+        util::assert_code(&out, 2);
+        assert!(stderr(&out).contains(&format!("--output {output} names no file")), "{}", stderr(&out));
+    }
+}
+
 // ------------------------------------------------------------ I/O errors
 
 #[test]
