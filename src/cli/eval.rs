@@ -1,13 +1,12 @@
 //! The evaluator fallback of `scan --eval`: ask Nix for the names of the
 //! flake's `nixosModules` and merge them into what static analysis found.
 
-use crate::cli::app::say;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::cli::app::{EvalMode, GlobalArgs};
+use crate::cli::app::{EvalMode, GlobalArgs, say};
 use crate::config::Config;
 use crate::diagnostic::FileId;
 use crate::eval::{self, EvalError};

@@ -5,10 +5,9 @@
 //! then read with [`crate::store`] (no further Nix calls), so what is shown
 //! is exactly what `nix build` would build.
 
-use crate::cli::app::say;
 use anyhow::Context;
 
-use crate::cli::app::{Format, GlobalArgs, UsageError};
+use crate::cli::app::{Format, GlobalArgs, UsageError, say};
 use crate::config::Config;
 use crate::eval::{self, EvalError, NixCommand};
 use crate::exit_codes;

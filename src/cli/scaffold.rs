@@ -1,12 +1,11 @@
 //! `nixvm-gen init`, `new` and `wire`.
 
-use crate::cli::app::say;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
 
-use crate::cli::app::GlobalArgs;
+use crate::cli::app::{GlobalArgs, say};
 use crate::config::Config;
 use crate::exit_codes;
 use crate::scaffold::{self, ScaffoldError};
