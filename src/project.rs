@@ -31,6 +31,14 @@ pub enum ProjectError {
         #[source]
         source: std::io::Error,
     },
+    /// The descriptions directory exists but cannot be listed (for example
+    /// `--tests-dir` names a file).
+    #[error("failed to list the descriptions directory {path} (--tests-dir)")]
+    ReadDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Project {
@@ -47,7 +55,7 @@ pub fn discover(config: &Config, flake: &FlakeInfo) -> Result<Vec<PathBuf>, Proj
     match std::fs::read_dir(&dir) {
         Ok(entries) => {
             for entry in entries {
-                let entry = entry.map_err(|source| ProjectError::Read { path: dir.clone(), source })?;
+                let entry = entry.map_err(|source| ProjectError::ReadDir { path: dir.clone(), source })?;
                 let name = entry.file_name();
                 let is_nix = Path::new(&name).extension().is_some_and(|e| e == "nix");
                 // `metadata` follows symlinks: a linked description counts.
@@ -57,7 +65,7 @@ pub fn discover(config: &Config, flake: &FlakeInfo) -> Result<Vec<PathBuf>, Proj
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => return Err(ProjectError::Read { path: dir, source }),
+        Err(source) => return Err(ProjectError::ReadDir { path: dir, source }),
     }
     files.sort();
     files.dedup();

@@ -196,9 +196,14 @@ fn exit_code_of(err: &anyhow::Error) -> i32 {
         {
             return exit_codes::INVALID_INPUT;
         }
-        // A description that is not UTF-8 is the user's file to fix.
-        if e.downcast_ref::<project::ProjectError>().is_some_and(|e| {
-            matches!(e, project::ProjectError::Read { source, .. } if source.kind() == std::io::ErrorKind::InvalidData)
+        // A description that is not UTF-8, or a `--tests-dir` that names a
+        // file, is the user's to fix.
+        if e.downcast_ref::<project::ProjectError>().is_some_and(|e| match e {
+            project::ProjectError::Read { source, .. } => source.kind() == std::io::ErrorKind::InvalidData,
+            project::ProjectError::ReadDir { source, .. } => {
+                source.kind() == std::io::ErrorKind::NotADirectory
+            }
+            project::ProjectError::Flake(_) => false,
         }) {
             return exit_codes::INVALID_INPUT;
         }
@@ -600,6 +605,10 @@ mod tests {
             |kind| project::ProjectError::Read { path: "t.nix".into(), source: std::io::Error::from(kind) };
         assert_eq!(code(read(std::io::ErrorKind::InvalidData).into()), 2);
         assert_eq!(code(read(std::io::ErrorKind::PermissionDenied).into()), 4);
+        let list =
+            |kind| project::ProjectError::ReadDir { path: "t".into(), source: std::io::Error::from(kind) };
+        assert_eq!(code(list(std::io::ErrorKind::NotADirectory).into()), 2);
+        assert_eq!(code(list(std::io::ErrorKind::PermissionDenied).into()), 4);
         let pipe: anyhow::Error = StdoutError(std::io::Error::from(std::io::ErrorKind::BrokenPipe)).into();
         assert!(is_broken_pipe(&pipe.context("writing")));
         // A pipe to a child process is not our stdout.
