@@ -27,6 +27,16 @@ pub fn plan(config: &Config, opts: &NewOptions) -> Result<PlannedFile, ScaffoldE
     let mut nodes: Vec<String> = Vec::new();
     for n in &opts.nodes {
         validate_name("node name", n)?;
+        // The same rule validation applies, so `new` never writes a
+        // description that `check` then refuses (`--nodes log`).
+        let pythonized = crate::spec::names::pythonize(n);
+        if let Some(why) = crate::spec::names::reserved_python_name(&pythonized) {
+            return Err(ScaffoldError::InvalidName {
+                what: "node name",
+                value: n.clone(),
+                reason: format!("`{pythonized}` is {why} in the test script; choose another name"),
+            });
+        }
         if !nodes.contains(n) {
             nodes.push(n.clone());
         }

@@ -408,6 +408,22 @@ fn new_with_a_module_imports_it() {
     assert!(!dir.join("tests/vm/other.nix").exists());
 }
 
+/// Node names the test script cannot use (`log`, `class`, `vlan1`) are
+/// refused by `new` as validation would refuse them in the written file.
+#[test]
+fn new_refuses_node_names_the_test_script_reserves() {
+    let (_tmp, dir) = init_project();
+    for nodes in ["web,log", "class", "vlan1"] {
+        let out = run(nixvm_gen().arg("--flake").arg(&dir).args(["new", "extra", "--nodes", nodes]));
+        assert_code(&out, 2);
+        assert!(stderr(&out).contains("invalid node name"), "{nodes}: {}", stderr(&out));
+        assert!(!dir.join("tests/vm/extra.nix").exists(), "{nodes}: written anyway");
+    }
+    let out = run(nixvm_gen().arg("--flake").arg(&dir).args(["new", "extra", "--nodes", "web-1,db"]));
+    assert_code(&out, 0);
+    assert_code(&run(nixvm_gen().arg("--flake").arg(&dir).arg("generate")), 0);
+}
+
 #[test]
 fn new_refuses_duplicates() {
     let (_tmp, dir) = init_project();
