@@ -104,6 +104,11 @@ pub fn validate_name(what: &'static str, value: &str) -> Result<(), ScaffoldErro
             "`{c}` is not allowed; use lowercase letters, digits and `-` ([a-z][a-z0-9-]*)"
         )));
     }
+    // The characters are fine, so only a keyword (`if`, `let`…) is left to
+    // refuse: `nixosModules.if` and `services.if` do not parse.
+    if !crate::codegen::escape::is_nix_identifier(value) {
+        return Err(invalid("it is a Nix keyword"));
+    }
     Ok(())
 }
 

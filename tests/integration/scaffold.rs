@@ -326,8 +326,14 @@ fn init_refuses_to_overwrite_and_writes_nothing() {
 #[test]
 fn init_rejects_bad_names() {
     let tmp = util::tempdir();
-    for args in [&["--name", "Bad_Name"][..], &["--service", "1svc"], &["--module", "a.b"], &["--port", "0"]]
-    {
+    for args in [
+        &["--name", "Bad_Name"][..],
+        &["--service", "1svc"],
+        &["--module", "a.b"],
+        &["--port", "0"],
+        &["--name", "let"],
+        &["--module", "if"],
+    ] {
         let dir = tmp.path().join("x");
         let out = init(&dir, args);
         assert_code(&out, 2);
