@@ -1,7 +1,25 @@
-//! Atomic file writes: nothing is ever half-written.
+//! Atomic file writes (nothing is ever half-written) and the lexical path
+//! normalisation the flake analysis and the CLI compare paths with.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
+
+/// Lexical normalisation: drops `.` and folds `..` into a preceding name
+/// (Nix does the same with path literals, without following symlinks); a
+/// `..` with no name before it stays (`../x`, `/..`).
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 /// Writes `contents` to `path` through a temporary file in the same
 /// directory followed by a rename, so readers see the old or the new file,
@@ -43,6 +61,15 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn normalizes_lexically() {
+        assert_eq!(normalize(Path::new("./a/../b/./c.nix")), PathBuf::from("b/c.nix"));
+        assert_eq!(normalize(Path::new("../x")), PathBuf::from("../x"));
+        assert_eq!(normalize(Path::new("../..")), PathBuf::from("../.."));
+        assert_eq!(normalize(Path::new("/a/./b/../c.nix")), PathBuf::from("/a/c.nix"));
+        assert_eq!(normalize(Path::new("/a/b/../../..")), PathBuf::from("/.."));
+    }
 
     #[test]
     fn replaces_a_file_and_leaves_no_temporary_file() {

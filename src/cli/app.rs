@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::config::Config;
 use crate::diagnostic;
 use crate::exit_codes;
+use crate::fsutil::normalize;
 use crate::project::{self, Project};
 
 /// `eprintln!` that ignores write errors, for every `cli` module:
@@ -551,23 +552,6 @@ fn guard_output(config: &Config, project: &Project) -> Result<(), UsageError> {
         )));
     }
     Ok(())
-}
-
-/// A relative path without `.` components and with `..` applied where it
-/// can be, for comparing paths as the user spelled them.
-fn normalize(path: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
-                out.pop();
-            }
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //! once, parsed once and named relative to the flake root.
 
 use std::collections::HashMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
+
+use crate::fsutil::normalize;
 
 use rnix::ast;
 
@@ -107,24 +109,6 @@ impl Files {
     }
 }
 
-/// Lexical normalization: drops `.` and folds `..` (Nix does the same with
-/// path literals, without following symlinks).
-pub(crate) fn normalize(p: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    out.push("..");
-                }
-            }
-            other => out.push(other.as_os_str()),
-        }
-    }
-    out
-}
-
 /// `path` relative to `base` (both absolute and normalized), with `..` where
 /// `path` lies outside `base`.
 pub(crate) fn relative_to(path: &Path, base: &Path) -> PathBuf {
@@ -147,12 +131,6 @@ pub(crate) fn relative_to(path: &Path, base: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn normalizes_lexically() {
-        assert_eq!(normalize(Path::new("/a/./b/../c.nix")), PathBuf::from("/a/c.nix"));
-        assert_eq!(normalize(Path::new("/a/b/../../..")), PathBuf::from("/.."));
-    }
 
     #[test]
     fn relative_paths() {
