@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
 use crate::diagnostic;
+use crate::eval::shell_word;
 use crate::exit_codes;
 use crate::fsutil::normalize;
 use crate::project::{self, Project};
@@ -507,15 +508,6 @@ fn generate_command(g: &GlobalArgs) -> String {
     }
     cmd.push_str(" generate");
     cmd
-}
-
-/// `s` quoted for a POSIX shell when it needs it.
-fn shell_word(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:@=,".contains(c)) {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
 }
 
 /// Refuses an output path that would overwrite an input of the project

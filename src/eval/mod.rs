@@ -10,7 +10,7 @@ mod runner;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use runner::{NixCommand, command_line};
+pub use runner::{NixCommand, command_line, shell_word};
 
 /// Default time limit of one evaluator call. Evaluating a flake's module
 /// names takes well under a second; a minute means something is wrong

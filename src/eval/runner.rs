@@ -107,19 +107,23 @@ impl std::fmt::Display for NixCommand {
 
 /// A shell-quoted command line, for messages the user can copy and run.
 pub fn command_line(program: &str, args: &[OsString]) -> String {
-    let mut out = quote(program);
+    let mut out = shell_word(program);
     for a in args {
         out.push(' ');
-        out.push_str(&quote(&a.to_string_lossy()));
+        out.push_str(&shell_word(&a.to_string_lossy()));
     }
     out
 }
 
-fn quote(s: &str) -> String {
+/// One shell word, for command lines shown to the user to copy: unchanged
+/// when it is plain, single-quoted otherwise (a `#` that starts a word
+/// would begin a comment, so only a later one counts as plain).
+pub fn shell_word(s: &str) -> String {
     let plain = !s.is_empty()
+        && !s.starts_with('#')
         && s.chars().all(|c| {
             c.is_ascii_alphanumeric()
-                || matches!(c, '-' | '_' | '.' | '/' | ':' | '#' | '=' | '%' | '+' | ',')
+                || matches!(c, '-' | '_' | '.' | '/' | ':' | '#' | '=' | '%' | '+' | ',' | '@')
         });
     if plain { s.to_string() } else { format!("'{}'", s.replace('\'', r"'\''")) }
 }
@@ -189,10 +193,12 @@ mod tests {
 
     #[test]
     fn quotes_for_the_shell() {
-        assert_eq!(quote("nix"), "nix");
-        assert_eq!(quote("nix-command flakes"), "'nix-command flakes'");
-        assert_eq!(quote("it's"), r"'it'\''s'");
-        assert_eq!(quote(""), "''");
+        assert_eq!(shell_word("nix"), "nix");
+        assert_eq!(shell_word("nix-command flakes"), "'nix-command flakes'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word(""), "''");
+        assert_eq!(shell_word("path:/a#b"), "path:/a#b");
+        assert_eq!(shell_word("#b"), "'#b'");
     }
 
     #[test]
