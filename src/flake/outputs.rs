@@ -168,6 +168,7 @@ impl<'a> Walker<'a> {
     /// Analyzes the flake whose `flake.nix` is file `flake`.
     pub fn run(mut self, flake: FileIx) -> Found {
         self.flake(flake);
+        self.check_alias_cycles();
         self.check_aliases();
         self.found.modules = std::mem::take(&mut self.modules).into_values().collect();
         self.found
@@ -402,6 +403,43 @@ impl<'a> Walker<'a> {
                 line: m.line,
                 column: m.column,
                 reason: format!("refers to `self.nixosModules.{target}`, which the flake does not define statically{similar}"),
+            });
+        }
+    }
+
+    /// Aliases that lead back to themselves (`a = self.nixosModules.b;
+    /// b = self.nixosModules.a;`) name no module at all: Nix would fail with
+    /// infinite recursion, so they are reported instead of generated.
+    fn check_alias_cycles(&mut self) {
+        let target_of =
+            |name: &str| self.modules.get(name).and_then(|m| m.kind.alias_target()).map(str::to_string);
+        let mut cyclic: Vec<(String, String)> = Vec::new();
+        for start in self.modules.keys() {
+            let mut chain = vec![start.clone()];
+            let mut current = start.clone();
+            while let Some(next) = target_of(&current) {
+                if next == *start {
+                    chain.push(next);
+                    cyclic.push((start.clone(), chain.join(" -> ")));
+                    break;
+                }
+                if chain.contains(&next) {
+                    break;
+                }
+                chain.push(next.clone());
+                current = next;
+            }
+        }
+        for (name, chain) in cyclic {
+            let Some(m) = self.modules.remove(&name) else { continue };
+            self.found.unresolved.push(Unresolved {
+                what: format!("nixosModules.{name}"),
+                file: m.file,
+                line: m.line,
+                column: m.column,
+                reason: format!(
+                    "aliases form a cycle ({chain}), so no module is defined; point one of them at a module"
+                ),
             });
         }
     }

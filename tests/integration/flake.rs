@@ -189,6 +189,20 @@ fn computed_modules_are_unresolved_never_guessed() {
     assert!(reasons[3].contains("self.nixosModules.missing"), "{reasons:?}");
 }
 
+/// Aliases that only point at each other would make Nix recurse forever:
+/// they are unresolved, and an alias into the cycle points at nothing.
+#[test]
+fn alias_cycles_are_unresolved() {
+    let (code, json, _) = scan_golden("alias-cycle");
+    assert_eq!(code, Some(0));
+    assert_eq!(modules(&json), pairs(&[("web", "path")]));
+    assert_eq!(unresolved(&json), vec!["nixosModules.default", "nixosModules.main", "nixosModules.extra"]);
+    let reasons: Vec<&str> =
+        json["unresolved"].as_array().into_iter().flatten().filter_map(|u| u["reason"].as_str()).collect();
+    assert!(reasons[0].contains("cycle (default -> main -> default)"), "{reasons:?}");
+    assert!(reasons[2].contains("self.nixosModules.main"), "{reasons:?}");
+}
+
 #[test]
 fn syntax_errors_are_located_diagnostics() {
     let dir = flake("syntax-error");
