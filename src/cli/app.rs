@@ -89,6 +89,10 @@ pub struct GlobalArgs {
 pub enum Format {
     Text,
     Json,
+    /// `matrix` only: GitHub's `strategy.matrix` JSON.
+    Github,
+    /// `matrix` only: a GitLab child pipeline.
+    Gitlab,
 }
 
 /// When to ask the Nix evaluator.
@@ -130,6 +134,10 @@ pub enum Command {
     New(crate::cli::scaffold::NewArgs),
     /// Wire the generated checks into an existing flake.nix.
     Wire(crate::cli::scaffold::WireArgs),
+    /// List the CI jobs: one per check and system, with its installable,
+    /// nodes, required system features and weight (--format
+    /// text|json|github|gitlab).
+    Matrix(crate::cli::matrix::MatrixArgs),
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).
@@ -234,6 +242,13 @@ pub struct UsageError(pub String);
 pub fn run(cli: &Cli) -> anyhow::Result<i32> {
     let g = &cli.global;
     let config = g.config();
+    if matches!(g.format, Format::Github | Format::Gitlab) && !matches!(cli.command, Command::Matrix(_)) {
+        return Err(UsageError(format!(
+            "--format {} is for `matrix` only; use text or json",
+            if g.format == Format::Github { "github" } else { "gitlab" }
+        ))
+        .into());
+    }
     match &cli.command {
         Command::Scan { json } => scan(g, &config, *json || g.format == Format::Json),
         Command::Generate => generate(g, &config),
@@ -242,6 +257,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<i32> {
         Command::Init(args) => crate::cli::scaffold::init(g, args),
         Command::New(args) => crate::cli::scaffold::new(g, &config, args),
         Command::Wire(args) => crate::cli::scaffold::wire(g, &config, args),
+        Command::Matrix(args) => crate::cli::matrix::run(g, &config, args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             // clap_complete panics when its writer fails (a closed pipe):
