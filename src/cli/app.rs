@@ -138,6 +138,9 @@ pub enum Command {
     /// nodes, required system features and weight (--format
     /// text|json|github|gitlab).
     Matrix(crate::cli::matrix::MatrixArgs),
+    /// Merge the results of check builds (their report.json) into a
+    /// summary, one JUnit file and one HTML report; exit 1 when a test failed.
+    Report(crate::cli::report::ReportArgs),
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).
@@ -258,6 +261,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<i32> {
         Command::New(args) => crate::cli::scaffold::new(g, &config, args),
         Command::Wire(args) => crate::cli::scaffold::wire(g, &config, args),
         Command::Matrix(args) => crate::cli::matrix::run(g, &config, args),
+        Command::Report(args) => crate::cli::report::run(g, args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             // clap_complete panics when its writer fails (a closed pipe):

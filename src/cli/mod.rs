@@ -6,6 +6,7 @@ pub mod driver;
 pub mod eval;
 pub mod matrix;
 pub mod plan;
+pub mod report;
 pub mod scaffold;
 
 use std::io::IsTerminal;

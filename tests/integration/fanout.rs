@@ -182,3 +182,328 @@ fn gitlab_child_pipeline_passes_the_gitlab_schema() {
         check_jsonschema("vendor.gitlab-ci", &[&file]);
     }
 }
+
+// ------------------------------------------------------------------ report
+
+use nixvm_gen::plan::{PLAN_VERSION, Plan};
+use nixvm_gen::spec::{Action, Expect, Step};
+
+fn step(node: Option<&str>, timeout: f64, action: Action) -> Step {
+    Step { node: node.map(str::to_owned), timeout: Some(timeout), action, span: None }
+}
+
+fn succeed(node: &str, command: &str) -> Step {
+    step(Some(node), 10.0, Action::Succeed { command: command.into(), expect: Expect::default() })
+}
+
+/// Output that must stay text in every report: markup, an escape
+/// sequence, quotes.
+const HOSTILE: &str = "</pre><script>alert(1)</script><img src=x onerror=alert(2)> \u{1b}[2J \"q\" 'a' &amp;";
+
+/// Runs the real `nixvm-driver` on the fake guest (`tests/fake-guest`: a
+/// Python stand-in for QEMU whose "guest" is a local bash) and leaves its
+/// output directory (report.json, junit.xml, screenshots) at `out`.
+fn driver_run(
+    work: &Path,
+    out: &Path,
+    name: &str,
+    nodes: &[&str],
+    steps: Vec<Step>,
+    keep_going: bool,
+) -> i32 {
+    let dir = work.join(format!("run-{name}"));
+    std::fs::create_dir_all(dir.join("tmp")).unwrap();
+    std::fs::create_dir_all(out).unwrap();
+    let fake = util::root().join("tests/fake-guest/run-fake-vm");
+    let units = dir.join("units");
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::write(units.join("broken.service"), "failed").unwrap();
+    let mut vms = serde_json::Map::new();
+    for node in nodes {
+        let script = format!("FAKE_BOOT_DELAY=0.2 FAKE_UNITS={} {}", units.display(), fake.display());
+        vms.insert((*node).into(), serde_json::json!({ "name": node, "start_script": script }));
+    }
+    let config = serde_json::json!({
+        "vms": vms, "vlans": [], "global_timeout": 120, "enable_ssh_backdoor": false, "test_script": "/dev/null",
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let plan = Plan {
+        version: PLAN_VERSION,
+        name: name.into(),
+        nodes: nodes.iter().map(|n| (*n).to_owned()).collect(),
+        global_timeout: None,
+        steps,
+    };
+    std::fs::write(dir.join("plan.json"), plan.to_json().to_string()).unwrap();
+    let mut cmd = util::nixvm_driver();
+    cmd.arg("--config").arg(dir.join("config.json")).arg("--plan").arg(dir.join("plan.json"));
+    cmd.arg("-o").arg(out).args(["--junit-xml", "junit.xml"]);
+    if keep_going {
+        cmd.arg("--keep-going");
+    }
+    cmd.env("TMPDIR", dir.join("tmp"))
+        .env("XDG_RUNTIME_DIR", dir.join("tmp"))
+        .stdin(std::process::Stdio::null());
+    util::run(&mut cmd).status.code().unwrap_or(-1)
+}
+
+/// Three stand-in runs, one failing, laid out as CI artifacts:
+/// `reports/<test>-<system>/`.
+fn three_runs(work: &Path) -> Option<PathBuf> {
+    if !["python3", "bash", "base64", "timeout"].iter().all(|t| util::require(t, "the fake guest")) {
+        return None;
+    }
+    let reports = work.join("reports");
+    let web = vec![
+        succeed("server", "echo serving"),
+        step(None, 10.0, Action::Sleep { seconds: 0.3 }),
+        succeed("client", "echo Healthy"),
+    ];
+    assert_eq!(
+        driver_run(work, &reports.join("web-x86_64-linux"), "web", &["client", "server"], web, false),
+        0
+    );
+    let db = vec![succeed("machine", "true"), succeed("machine", "sleep 0.2")];
+    assert_eq!(driver_run(work, &reports.join("db-x86_64-linux"), "db", &["machine"], db, false), 0);
+    let login = vec![
+        succeed("machine", "echo booted"),
+        step(Some("machine"), 10.0, Action::Screenshot { name: "login-screen".into() }),
+        step(
+            Some("machine"),
+            10.0,
+            Action::Succeed {
+                command: format!("printf '%s\\n' line1 '{}'", HOSTILE.replace('\'', "")),
+                expect: Expect { contains: Some("Welcome".into()), ..Expect::default() },
+            },
+        ),
+        step(Some("machine"), 5.0, Action::WaitForUnit { unit: "broken.service".into(), user: None }),
+        succeed("machine", "echo never"),
+    ];
+    assert_eq!(
+        driver_run(work, &reports.join("login-x86_64-linux"), "login", &["machine"], login, true),
+        1,
+        "the login run must fail"
+    );
+    Some(reports)
+}
+
+fn report(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let mut cmd = util::nixvm_gen();
+    cmd.arg("report").args(args);
+    util::run(&mut cmd)
+}
+
+#[test]
+fn report_merges_three_driver_runs() {
+    let work = util::tempdir();
+    let Some(reports) = three_runs(work.path()) else { return };
+    let junit = work.path().join("merged.junit.xml");
+    let html = work.path().join("report.html");
+    let out = report(&[
+        reports.as_os_str(),
+        "--junit".as_ref(),
+        junit.as_os_str(),
+        "--html".as_ref(),
+        html.as_os_str(),
+    ]);
+    util::assert_code(&out, 1);
+    let text = stdout(&out);
+
+    // The summary: failing run first, with step, node, command and output.
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("FAIL  login  ("), "{text}");
+    assert!(text.contains("step 3: machine: must succeed: printf"), "{text}");
+    assert!(text.contains("does not contain `Welcome`"), "{text}");
+    assert!(text.contains("node: machine"), "{text}");
+    assert!(text.contains("command: printf"), "{text}");
+    assert!(text.contains("          line1"), "{text}");
+    assert!(
+        text.contains("\\x1b[2J") && !text.contains('\u{1b}'),
+        "escape sequences reach the terminal:\n{text}"
+    );
+    // Under --keep-going the unit failure is reported too, with its status.
+    assert!(text.contains("unit \"broken.service\" reached state \"failed\""), "{text}");
+    assert!(text.contains("systemctl status broken.service:"), "{text}");
+    assert!(text.contains("PASS  web  (") && text.contains("PASS  db  ("), "{text}");
+    assert_eq!(lines.last(), Some(&"3 run(s): 2 passed, 1 failed"), "{text}");
+
+    // The merged JUnit: one suite per run, failures kept.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let parsed = quick_junit::Report::deserialize_from_str(&xml);
+    let suites: Vec<(String, usize, usize)> = match parsed {
+        Ok(r) => r.test_suites.iter().map(|s| (s.name.to_string(), s.tests, s.failures)).collect(),
+        Err(e) => panic!("merged JUnit does not parse: {e}\n{xml}"),
+    };
+    assert_eq!(
+        suites,
+        // Directory order: db, login, web.
+        [("db".to_owned(), 2, 0), ("login".to_owned(), 5, 2), ("web".to_owned(), 3, 0)],
+        "{xml}"
+    );
+
+    // The HTML: self-contained, escaped, with timeline and screenshot.
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(!page.contains("<script"), "markup from a report became markup");
+    assert!(
+        page.contains("&#60;/pre&#62;&#60;script&#62;alert(1)&#60;/script&#62;"),
+        "hostile output missing or unescaped"
+    );
+    assert!(page.contains("\\x1b[2J") && !page.contains('\u{1b}'), "control characters reach the page");
+    for external in ["src=\"http", "href=\"http", "url(", "@import", "<link"] {
+        assert!(!page.contains(external), "the page loads something external: {external}");
+    }
+    assert!(page.contains("class=\"timeline\""));
+    assert!(page.contains("class=\"bar boot\""));
+    assert!(page.contains("data:image/png;base64,iVBORw0KGgo"), "the screenshot is not inline");
+    assert!(page.contains("systemctl status broken.service"));
+
+    // JSON summary and single results work too; a missing path is exit 2.
+    let mut cmd = util::nixvm_gen();
+    cmd.args(["--format", "json", "report"]).arg(reports.join("db-x86_64-linux"));
+    let out = util::run(&mut cmd);
+    util::assert_code(&out, 0);
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((value["total"].as_u64(), value["passed"].as_u64()), (Some(1), Some(1)));
+    let out = report(&[work.path().join("nowhere").as_os_str()]);
+    util::assert_code(&out, 2);
+}
+
+// ----------------------------------------------------------------- browser
+
+/// Viewport of the browser checks: a laptop screen.
+const VIEWPORT: (u32, u32) = (1280, 800);
+
+/// Headless Debian chromium with the flags that keep it offline and
+/// quiet, a fresh profile, bounded in time. Returns (stdout, stderr).
+fn chromium(profile: &Path, args: &[String]) -> (String, String) {
+    let mut cmd = Command::new("timeout");
+    cmd.args(["120", "chromium"]).args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+    ]);
+    cmd.arg(format!("--user-data-dir={}", profile.display()));
+    cmd.arg(format!("--window-size={},{}", VIEWPORT.0, VIEWPORT.1));
+    cmd.args(args).stdin(std::process::Stdio::null());
+    let out = cmd.output().expect("run chromium");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "chromium failed ({:?}):\n{stderr}", out.status);
+    (stdout, stderr)
+}
+
+/// Console messages chromium logs with `--enable-logging=stderr`.
+fn console_lines(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|l| l.contains(":CONSOLE")).collect()
+}
+
+/// Measures in the page what a person sees without scrolling. Added to a
+/// copy of the report only (the report itself has no scripts, and its
+/// Content-Security-Policy would refuse this one).
+const PROBE: &str = r#"<script>
+const rect = (s) => { const e = document.querySelector(s); return e ? e.getBoundingClientRect() : null; };
+const bars = [...document.querySelectorAll('.track .bar')];
+const inside = bars.every((b) => { const r = b.getBoundingClientRect(), t = b.parentElement.getBoundingClientRect();
+  return r.left >= t.left - 1 && r.right <= t.right + 1 && r.width > 0; });
+const first = document.querySelector('section.run');
+const probe = {
+  viewport: [innerWidth, innerHeight],
+  firstRunFailed: first.classList.contains('failed'),
+  failureTitle: document.querySelector('.failure h3').textContent,
+  title: rect('.failure h3'), message: rect('.failure .message'), facts: rect('.failure dl.facts'),
+  output: rect('.failure pre'),
+  lanes: document.querySelectorAll('.timeline .lane').length, bars: bars.length, barsInside: inside,
+  fontsLoaded: document.fonts.size, scripts: document.scripts.length,
+};
+const pre = document.createElement('pre'); pre.id = 'probe'; pre.textContent = JSON.stringify(probe);
+document.body.appendChild(pre);
+console.error('probe ran');
+</script>"#;
+
+#[test]
+fn html_report_in_a_real_browser() {
+    if !util::require("chromium", "the HTML report is checked in a real browser (Debian's chromium)") {
+        return;
+    }
+    let work = util::tempdir();
+    let Some(reports) = three_runs(work.path()) else { return };
+    let html = work.path().join("report.html");
+    util::assert_code(&report(&[reports.as_os_str(), "--html".as_ref(), html.as_os_str()]), 1);
+    let url = format!("file://{}", html.display());
+
+    // What a person sees, kept as a test artefact (not a golden).
+    let artefacts = util::root().join("target/test-artefacts");
+    std::fs::create_dir_all(&artefacts).unwrap();
+    let shot = artefacts.join("report-failing-run.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(&work.path().join("profile-1"), &[format!("--screenshot={}", shot.display()), url.clone()]);
+    let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "screenshot too small: {} bytes", png.len());
+    eprintln!("screenshot of the report: {}", shot.display());
+
+    // The page as shipped: no console errors (a refused load or inline
+    // script would log one), and the timeline is in the DOM.
+    let (dom, stderr) = chromium(
+        &work.path().join("profile-2"),
+        &["--enable-logging=stderr".into(), "--v=0".into(), "--dump-dom".into(), url],
+    );
+    assert_eq!(console_lines(&stderr), Vec::<&str>::new(), "console messages:\n{stderr}");
+    assert!(dom.contains("class=\"timeline\"") && dom.contains("class=\"failure\""), "{dom}");
+
+    // A copy with the layout probe, and without the CSP that forbids it.
+    let page = std::fs::read_to_string(&html).unwrap();
+    let csp_start = page.find("<meta http-equiv=\"Content-Security-Policy\"").expect("the report has a CSP");
+    let csp_end = csp_start + page[csp_start..].find('>').unwrap() + 1;
+    let probed =
+        format!("{}{}", &page[..csp_start], &page[csp_end..]).replace("</body>", &format!("{PROBE}</body>"));
+    let probe_html = work.path().join("probe.html");
+    std::fs::write(&probe_html, probed).unwrap();
+    let (dom, stderr) = chromium(
+        &work.path().join("profile-3"),
+        &[
+            "--enable-logging=stderr".into(),
+            "--v=0".into(),
+            "--dump-dom".into(),
+            format!("file://{}", probe_html.display()),
+        ],
+    );
+    // The console check above can fail: here the probe's own message shows.
+    assert!(
+        console_lines(&stderr).iter().any(|l| l.contains("probe ran")),
+        "console not captured:\n{stderr}"
+    );
+    let start = dom.find("<pre id=\"probe\">").expect("the probe ran") + "<pre id=\"probe\">".len();
+    let json = dom[start..][..dom[start..].find("</pre>").unwrap()]
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    let p: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    eprintln!("layout probe: {p:#}");
+    let height = p["viewport"][1].as_f64().unwrap();
+    assert_eq!(p["viewport"][0].as_f64(), Some(f64::from(VIEWPORT.0)), "{p}");
+    assert_eq!(p["firstRunFailed"], true, "the failing run is not first: {p}");
+    assert!(p["failureTitle"].as_str().unwrap().contains("step 3: machine: must succeed"), "{p}");
+    // Step, message, node and command of the failure, and the start of its
+    // output, are on the first screen.
+    for (what, bound) in [("title", "bottom"), ("message", "bottom"), ("facts", "bottom"), ("output", "top")]
+    {
+        let y = p[what][bound].as_f64().unwrap_or_else(|| panic!("no {what}: {p}"));
+        assert!(
+            y > 0.0 && y < height,
+            "the failure's {what} is not visible without scrolling ({bound} = {y}, viewport {height}): {p}"
+        );
+    }
+    // Timeline: one lane per node that did something, bars inside their track.
+    assert!(p["lanes"].as_u64().unwrap() >= 4, "{p}");
+    assert!(p["bars"].as_u64().unwrap() >= 10, "{p}");
+    assert_eq!(p["barsInside"], true, "{p}");
+    assert_eq!((p["fontsLoaded"].as_u64(), p["scripts"].as_u64()), (Some(0), Some(1)), "{p}");
+}
