@@ -608,9 +608,18 @@ impl Runner<'_> {
             let msg = format!("copying `{source}` out of the VM failed (exit code {})", reply.status);
             return Err(StepError::failed(self.failure(msg, Some(&cmd), Some(&reply))));
         }
-        let target = out_dir.join(target_dir.unwrap_or("")).join(&base);
-        copy_tree(&tmp.path().join(&base), &target)
+        let rel = Path::new(target_dir.unwrap_or(".")).join(&base);
+        let target = out_dir.join(&rel);
+        let skipped = crate::fsutil::Confined::new(out_dir)
+            .copy_tree(&tmp.path().join(&base), &rel)
             .map_err(|e| io_fail(self, format!("cannot copy to {}", target.display()), e))?;
+        for s in skipped {
+            let shown = s.strip_prefix(tmp.path()).unwrap_or(&s).display().to_string();
+            self.log.warning(
+                Some(&self.node()),
+                &format!("not copied (not a regular file or directory): {shown}"),
+            );
+        }
         self.log.info(Some(&self.node()), &format!("copied {source} to {}", target.display()));
         Ok(())
     }
@@ -618,6 +627,15 @@ impl Runner<'_> {
     fn screenshot(&mut self, name: &str, out_dir: &Path) -> StepResult {
         let file = if name.contains('.') { name.to_owned() } else { format!("{name}.png") };
         let target = out_dir.join(&file);
+        // Defence in depth: `generate` refuses such names already.
+        let out = crate::fsutil::Confined::new(out_dir);
+        if let Err(e) = out.prepare(Path::new(&file)) {
+            return Err(StepError::failed(self.failure(
+                format!("cannot write {}: {e}", target.display()),
+                None,
+                None,
+            )));
+        }
         let ppm = self.m.state_dir().join("screenshot.ppm");
         let _ = std::fs::remove_file(&ppm);
         let said = self.monitor(&format!("screendump {}", ppm.display()))?;
@@ -630,19 +648,23 @@ impl Runner<'_> {
         // unannounced in the live log.
         let converted = std::process::Command::new("pnmtopng").arg(&ppm).output();
         match converted {
-            Ok(out) if out.status.success() => crate::fsutil::write_atomic(&target, &out.stdout)
+            Ok(png) if png.status.success() => out
+                .write(Path::new(&file), &png.stdout)
+                .map(drop)
                 .map_err(|e| fail(self, format!("cannot write {}: {e}", target.display()))),
-            Ok(out) => Err(fail(
+            Ok(png) => Err(fail(
                 self,
                 format!(
                     "Cannot convert screenshot (pnmtopng exited with {}): {}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
+                    png.status,
+                    String::from_utf8_lossy(&png.stderr).trim()
                 ),
             )),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let kept = target.with_extension("ppm");
-                std::fs::copy(&ppm, &kept)
+                let rel = Path::new(&file).with_extension("ppm");
+                std::fs::read(&ppm)
+                    .and_then(|bytes| out.write(&rel, &bytes))
                     .map(drop)
                     .map_err(|e| fail(self, format!("cannot write {}: {e}", kept.display())))?;
                 self.log.warning(
@@ -694,22 +716,6 @@ fn monitor_output(reply: &str) -> String {
     let mut lines = body.lines();
     lines.next();
     lines.collect::<Vec<_>>().join("\n").trim().to_owned()
-}
-
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    if from.is_dir() {
-        std::fs::create_dir_all(to)?;
-        for entry in std::fs::read_dir(from)? {
-            let entry = entry?;
-            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
-        }
-        Ok(())
-    } else {
-        std::fs::copy(from, to).map(drop)
-    }
 }
 
 #[cfg(test)]
