@@ -9,6 +9,7 @@ mod cli;
 mod codegen;
 mod driver;
 mod flake;
+mod import;
 mod nix;
 mod scaffold;
 mod spec;
