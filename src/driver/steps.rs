@@ -628,7 +628,20 @@ impl Runner<'_> {
         }
         // stderr is captured (not inherited): it belongs in the failure, not
         // unannounced in the live log.
-        let converted = std::process::Command::new("pnmtopng").arg(&ppm).output();
+        let converted = match crate::driver::tools::command(crate::driver::tools::PNMTOPNG) {
+            Ok(mut cmd) => cmd.arg(&ppm).output().map_err(|e| format!("cannot run pnmtopng: {e}")),
+            Err(missing) => {
+                let kept = target.with_extension("ppm");
+                std::fs::copy(&ppm, &kept)
+                    .map(drop)
+                    .map_err(|e| fail(self, format!("cannot write {}: {e}", kept.display())))?;
+                self.log.warning(
+                    Some(&self.node()),
+                    &format!("{missing}; kept the raw screendump as {}", kept.display()),
+                );
+                return Ok(());
+            }
+        };
         match converted {
             Ok(out) if out.status.success() => crate::fsutil::write_atomic(&target, &out.stdout)
                 .map_err(|e| fail(self, format!("cannot write {}: {e}", target.display()))),
@@ -640,18 +653,7 @@ impl Runner<'_> {
                     String::from_utf8_lossy(&out.stderr).trim()
                 ),
             )),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let kept = target.with_extension("ppm");
-                std::fs::copy(&ppm, &kept)
-                    .map(drop)
-                    .map_err(|e| fail(self, format!("cannot write {}: {e}", kept.display())))?;
-                self.log.warning(
-                    Some(&self.node()),
-                    &format!("pnmtopng is missing; kept the raw screendump as {}", kept.display()),
-                );
-                Ok(())
-            }
-            Err(e) => Err(fail(self, format!("cannot run pnmtopng: {e}"))),
+            Err(e) => Err(fail(self, e)),
         }
     }
 }

@@ -202,7 +202,7 @@ fn mk_driver_falls_back_to_this_flakes_package() {
     // packages.<system>.nixvm-driver is wrapped.
     let apply = format!(
         r#"lib: let
-             pkgs = builtins.removeAttrs (import {} {{ system = "aarch64-linux"; }}) [ "nixvm-driver" ];
+             pkgs = import {} {{ system = "aarch64-linux"; }};
              config = {{ name = "t"; nodes = {{ }}; extraDriverArgs = [ ]; driverConfigurationFile = pkgs.writeText "c" "{{}}"; }};
              d = lib.mkDriver {{ inherit config pkgs; plan = {{ }}; }};
            in [ d.nixvm.driverPackage.name d.nixvm.driverPackage.meta.mainProgram d.name ]"#,
@@ -318,7 +318,8 @@ fn hand_written_test(body: &str, attr: &str, build: bool) -> Output {
   pkgs = import {stand_in} {{ system = "x86_64-linux"; }};
   glue = import {lib} {{ }};
   plan = {{ version = 1; name = "t"; nodes = [ "machine" ]; steps = [ ]; }};
-  test = pkgs.testers.runNixOSTest ({{ config, lib, ... }}: let drv = glue.mkDriver {{ inherit config pkgs plan; }}; in {body});
+  driverPackage = pkgs.nixvm-driver-args-stand-in;
+  test = pkgs.testers.runNixOSTest ({{ config, lib, ... }}: let drv = glue.mkDriver {{ inherit config pkgs plan driverPackage; }}; in {body});
 in test"#,
             stand_in = stand_in().display(),
             lib = util::root().join("nix/lib.nix").display(),
