@@ -60,7 +60,10 @@ impl fmt::Display for MissingTool {
 /// The absolute path of `tool` on `path` (a `PATH` value).
 pub fn find_on(tool: Tool, path: Option<&OsStr>) -> Result<PathBuf, MissingTool> {
     let found = path.and_then(|p| {
-        std::env::split_paths(p).filter(|d| d.is_absolute()).map(|d| d.join(tool.program)).find(|c| is_executable(c))
+        std::env::split_paths(p)
+            .filter(|d| d.is_absolute())
+            .map(|d| d.join(tool.program))
+            .find(|c| is_executable(c))
     });
     found.ok_or_else(|| MissingTool { tool, path: path.map(|p| p.to_string_lossy().into_owned()) })
 }
@@ -111,7 +114,10 @@ mod tests {
              or add vde2 to PATH"
         );
         let err = find_on(PNMTOPNG, None).unwrap_err().to_string();
-        assert!(err.starts_with("`pnmtopng` (from the netpbm package") && err.contains("PATH is empty"), "{err}");
+        assert!(
+            err.starts_with("`pnmtopng` (from the netpbm package") && err.contains("PATH is empty"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -77,7 +77,11 @@ impl Vlan {
         let stderr = child.stderr.take().map(|e| drain_stderr(nr, e, Arc::clone(log)));
         let said = |out: String| {
             let err = stderr.as_ref().map(|s| s.lock().map(|l| l.join("\n")).unwrap_or_default());
-            [out.trim().to_owned(), err.unwrap_or_default()].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join("\n")
+            [out.trim().to_owned(), err.unwrap_or_default()]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join("\n")
         };
         let mut stdin = child.stdin.take();
         let stdout = child.stdout.take();
@@ -196,7 +200,8 @@ mod tests {
             return;
         }
         let tmp = tempfile::tempdir().unwrap();
-        let (log, lines) = Log::capture(Level::Info);
+        // Debug level: the switch's own stderr is logged there.
+        let (log, lines) = Log::capture(Level::Debug);
         let log = Arc::new(log);
         let vlan = Vlan::start(1, tmp.path(), &log).unwrap();
         assert!(vlan.socket_dir.join("ctl").exists());
@@ -205,5 +210,19 @@ mod tests {
         vlan.stop(Duration::from_secs(2), &log, &|| false);
         // SAFETY: signal 0 only probes for existence.
         assert_ne!(unsafe { libc::kill(pid, 0) }, 0, "switch must be gone");
+        // Give the stderr thread a moment to log what the switch said last.
+        std::thread::sleep(Duration::from_millis(100));
+        let said = String::from_utf8_lossy(&lines.lock().unwrap()).into_owned();
+        assert!(said.contains("vlan1: vde_switch: "), "its stderr is logged at debug level: {said}");
+        assert!(!said.contains("Could not remove"), "a normal cleanup is quiet: {said}");
+    }
+
+    #[test]
+    fn a_missing_switch_names_its_package() {
+        let err = tools::find_on(tools::VDE_SWITCH, Some(std::ffi::OsStr::new("/path-not-set")))
+            .map_err(|source| VlanError::Missing { nr: 2, source })
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("vlan 2: `vde_switch` (from the vde2 package"), "{text}");
     }
 }
