@@ -13,7 +13,6 @@ use std::path::Path;
 use nixvm_gen::diagnostic::Sources;
 use nixvm_gen::flake;
 use rnix::ast;
-use rowan::ast::AstNode;
 
 use crate::util;
 
