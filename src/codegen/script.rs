@@ -398,6 +398,8 @@ mod tests {
             backend: crate::spec::Backend::Python,
             timeout: None,
             steps,
+            function: false,
+            computed: Vec::new(),
         }
     }
 
