@@ -191,7 +191,10 @@ fn mark_computed(v: &mut Value, path: String) {
 fn attr_segment(key: &str) -> String {
     let ident = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '\'' | '-'))
-        && !matches!(key, "if" | "then" | "else" | "assert" | "with" | "let" | "in" | "rec" | "inherit" | "or");
+        && !matches!(
+            key,
+            "if" | "then" | "else" | "assert" | "with" | "let" | "in" | "rec" | "inherit" | "or"
+        );
     if ident {
         return key.to_string();
     }

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::diagnostic::{Diagnostic, Span};
+use crate::spec::computed::{self, Computed, ComputedType};
 use crate::spec::parse::{KNOWN_SYSTEMS, TOP_KEYS, valid_test_name};
 use crate::spec::validate::did_you_mean;
 use crate::spec::value::{Entry, Kind, Value};
-use crate::spec::computed::{self, Computed, ComputedType};
 use crate::spec::{Backend, TestSpec};
 
 /// Steps are copied into the generated test, so they must be literals.

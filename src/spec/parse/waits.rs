@@ -1,8 +1,8 @@
 //! Waits on a guest condition: units, ports, files, console text.
 
 use super::convert::{Conv, ShellWord, Sibling};
-use crate::spec::{Action, names};
 use crate::spec::value::Entry;
+use crate::spec::{Action, names};
 
 /// The action keys of this family.
 pub(super) const WAIT_KEYS: &[&str] =
