@@ -97,12 +97,11 @@ pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>
                 Diagnostic::error(
                     "top_level_function",
                     Some(root.span),
-                    "a description must be an attribute set, not a function",
+                    "a description function must return an attribute set, not another function",
                 )
                 .with_label("this is a function")
                 .with_hint(
-                    "remove the `{ … }:` header; node modules receive `pkgs`, `lib`, … themselves: \
-                                `nodes.machine = { pkgs, ... }: { … };`",
+                    "take every argument in one header: `{ pkgs, lib, nodes, ... }: { nodes = …; steps = …; }`",
                 ),
             );
             return None;
