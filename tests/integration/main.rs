@@ -9,6 +9,8 @@ mod cli;
 mod codegen;
 mod driver;
 mod flake;
+mod flake_constructs;
 mod nix;
+mod sandbox;
 mod scaffold;
 mod spec;
