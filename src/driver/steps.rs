@@ -4,7 +4,8 @@
 //!
 //! Waits whose condition is a guest command poll *inside the guest*: one
 //! backdoor command runs the stock probe in a loop with a 50 ms pause until
-//! it holds or the step's time is up ([`guest_poll_loop`]), so the step ends
+//! it holds or the step's time is up ([`poll_command`] with the fast
+//! protocol, [`guest_poll_loop`] with the stock framing), so the step ends
 //! within about 0.1 s of its condition instead of after a full backdoor round
 //! trip (0.2–0.4 s per probe on a systemd guest under TCG). The host judges
 //! the last attempt's reply as before and re-enters the loop when time is
@@ -20,8 +21,9 @@ use super::abort::{Abort, StopReason, deadline_after, secs_f64};
 use super::console::ConsoleWait;
 use super::events::{Detail, Failure};
 use super::log::Log;
-use super::shell::{Reply, ShellError, shell_quote};
+use super::shell::{Protocol, Reply, ShellError, shell_quote};
 use super::vm::{Machine, VmError};
+use crate::guest::backdoor::{Until, poll_command};
 use crate::guest::commands::{file_probe_command, http_command, port_probe_command, split_http_output};
 use crate::spec::{Action, Expect, Step};
 
@@ -128,17 +130,51 @@ struct Runner<'a> {
     log: &'a Log,
 }
 
-/// Whole seconds for the guest-side `timeout` (busybox's takes integers
-/// only), rounded to the nearest second and at least 1; the host waits
-/// [`REPLY_MARGIN`] longer, which covers the rounding.
-fn guest_secs(d: Duration) -> u64 {
-    (d.as_secs_f64().round() as u64).max(1)
-}
-
 /// `done` code of [`guest_poll_loop`]: the attempt exited 0.
+#[cfg(test)]
 const UNTIL_SUCCESS: &str = "if [ \"$__s\" -eq 0 ]; then break; fi;";
 /// `done` code of [`guest_poll_loop`]: the attempt exited non-zero.
 const UNTIL_FAILURE: &str = "if [ \"$__s\" -ne 0 ]; then break; fi;";
+
+/// What a wait polls for: `attempt` until `until`. With the stock framing a
+/// user's command (`fresh_shell`) gets its own `bash -c` per attempt, as when
+/// the host sends it; the fast protocol runs every attempt in a fresh
+/// `set -euo pipefail` subshell anyway.
+struct GuestWait<'a> {
+    attempt: &'a str,
+    fresh_shell: bool,
+    until: Until,
+}
+
+impl GuestWait<'_> {
+    /// The backdoor command that polls for `budget`.
+    fn command(&self, protocol: Protocol, budget: Duration) -> String {
+        match protocol {
+            Protocol::Fast => poll_command(self.attempt, &self.until, budget),
+            Protocol::Stock => {
+                let attempt = if self.fresh_shell {
+                    format!("bash -c {}", shell_quote(&format!("set -euo pipefail; {}", self.attempt)))
+                } else {
+                    self.attempt.to_owned()
+                };
+                guest_poll_loop(&attempt, &stock_done(&self.until), budget)
+            }
+        }
+    }
+}
+
+/// `done` code of [`guest_poll_loop`] for an [`Until`].
+fn stock_done(until: &Until) -> String {
+    match until {
+        Until::Status(code) => format!("if [ \"$__s\" -eq {code} ]; then break; fi;"),
+        Until::Failure => UNTIL_FAILURE.to_owned(),
+        Until::StatusAndOutput(code, needle) => format!(
+            "if [ \"$__s\" -eq {code} ] && grep -qF -e {} \"$__o\"; then break; fi;",
+            shell_quote(needle)
+        ),
+        Until::UnitSettled(list_jobs) => unit_settled(list_jobs),
+    }
+}
 
 /// One backdoor command that runs `attempt` every [`GUEST_PAUSE`] until
 /// `done` ends the loop or `budget` has passed, then prints the last
@@ -173,18 +209,16 @@ pub fn guest_poll_loop(attempt: &str, done: &str, budget: Duration) -> String {
     )
 }
 
-/// `done` code of [`guest_poll_loop`] for `waitUntilSucceeds`: the awaited
-/// exit status and, as a pre-filter, `grep -F` for `contains` (never stricter
-/// than the host's check, which still judges all of `expect`).
-fn until_expected(expect: &Expect) -> String {
-    let status = format!("[ \"$__s\" -eq {} ]", expect.exit_code.unwrap_or(0));
+/// When a `waitUntilSucceeds` loop stops in the guest: the awaited exit
+/// status and, as a pre-filter, `contains` (never stricter than the host's
+/// check, which still judges all of `expect`).
+fn until_expected(expect: &Expect) -> Until {
+    let code = expect.exit_code.unwrap_or(0);
     // An empty or multi-line needle would make grep stricter (no lines, or
     // one pattern per line): the exit status alone decides then.
     match expect.contains.as_deref().filter(|n| !n.is_empty() && !n.contains('\n')) {
-        Some(needle) => {
-            format!("if {status} && grep -qF -e {} \"$__o\"; then break; fi;", shell_quote(needle))
-        }
-        None => format!("if {status}; then break; fi;"),
+        Some(needle) => Until::StatusAndOutput(code, needle.to_owned()),
+        None => Until::Status(code),
     }
 }
 
@@ -219,6 +253,16 @@ impl Runner<'_> {
         }
         let vm_failure = err.is_vm_failure();
         let message = match &err {
+            VmError::Shell { source: ShellError::Timeout { waited }, .. }
+                if self.m.protocol() == Protocol::Fast =>
+            {
+                format!(
+                    "node {}: no reply from the guest within {:.1} seconds although the guest-side deadline \
+                     should have ended the command: the guest is unresponsive.",
+                    self.node(),
+                    waited.as_secs_f64()
+                )
+            }
             VmError::Shell { source: ShellError::Timeout { waited }, .. } => format!(
                 "node {}: no reply from the guest within {:.1} seconds although the guest-side `timeout` should \
                  have ended the command: most likely a background process keeps the command's stdout open; \
@@ -251,38 +295,37 @@ impl Runner<'_> {
         f
     }
 
-    /// One command bounded by the step: the guest `timeout` is the time
+    /// One command bounded by the step: the guest-side deadline is the time
     /// left, the host waits [`REPLY_MARGIN`] longer.
     fn exec(&mut self, command: &str) -> Result<Reply, StepError> {
-        let guest = guest_secs(self.remaining());
+        let guest = self.remaining();
         self.exec_bounded(command, guest, command)
     }
 
-    /// `command` under a guest-side `timeout` of `guest` seconds; errors
-    /// name `shown` (the probe rather than the loop around it).
-    fn exec_bounded(&mut self, command: &str, guest: u64, shown: &str) -> Result<Reply, StepError> {
+    /// `command` under a guest-side deadline of `guest`; errors name `shown`
+    /// (the probe rather than the loop around it).
+    fn exec_bounded(&mut self, command: &str, guest: Duration, shown: &str) -> Result<Reply, StepError> {
         let host_deadline = self.deadline + REPLY_MARGIN;
         self.m
-            .execute(command, Some(guest), host_deadline, self.abort)
+            .execute_within(command, Some(guest), host_deadline, self.abort)
             .map_err(|e| self.vm_error(e, Some(shown)))
     }
 
-    /// Runs `attempt` in a [`guest_poll_loop`] until `done` holds in the
-    /// guest and `judge` accepts the last attempt's reply on the host, or
-    /// the step's time is up (`Ok(None)`). One loop lasts at most
-    /// [`SLOW_NOTE`], so long waits still log that they are waiting. The
-    /// guest-side `timeout` is the loop's budget plus [`LOOP_SLACK`]
-    /// (rounded up), which stays below the host's [`REPLY_MARGIN`].
+    /// Runs the wait's attempt in a loop inside the guest until its
+    /// condition holds there and `judge` accepts the last attempt's reply on
+    /// the host, or the step's time is up (`Ok(None)`). One loop lasts at
+    /// most [`SLOW_NOTE`], so long waits still log that they are waiting.
+    /// The guest-side deadline is the loop's budget plus [`LOOP_SLACK`],
+    /// which stays below the host's [`REPLY_MARGIN`].
     fn poll_in_guest<T>(
         &mut self,
-        attempt: &str,
-        done: &str,
+        wait: &GuestWait<'_>,
         mut judge: impl FnMut(&mut Self, Reply) -> Result<Option<T>, StepError>,
     ) -> Result<Option<T>, StepError> {
         self.poll(|r| {
             let budget = r.remaining().min(SLOW_NOTE);
-            let guest = ((budget + LOOP_SLACK).as_secs_f64().ceil() as u64).max(1);
-            let reply = r.exec_bounded(&guest_poll_loop(attempt, done, budget), guest, attempt)?;
+            let command = wait.command(r.m.protocol(), budget);
+            let reply = r.exec_bounded(&command, budget + LOOP_SLACK, wait.attempt)?;
             judge(r, reply)
         })
     }
@@ -361,8 +404,12 @@ impl Runner<'_> {
 
     fn wait_for_unit(&mut self, unit: &str, user: Option<&str>) -> StepResult {
         let show = self.show_command(unit, user);
-        let settled = unit_settled("systemctl list-jobs --full");
-        let result = self.poll_in_guest(&show, &settled, |r, reply| {
+        let wait = GuestWait {
+            attempt: &show,
+            fresh_shell: false,
+            until: Until::UnitSettled("systemctl list-jobs --full".into()),
+        };
+        let result = self.poll_in_guest(&wait, |r, reply| {
             let state = r.parse_active_state(unit, user, &show, &reply)?;
             match state.as_str() {
                 "active" => Ok(Some(())),
@@ -429,8 +476,9 @@ impl Runner<'_> {
     /// Waits until `command` exits 0 (`want_success`) or non-zero.
     fn wait_status(&mut self, command: &str, want_success: bool, what: &str) -> StepResult {
         let mut last = None;
-        let until = if want_success { UNTIL_SUCCESS } else { UNTIL_FAILURE };
-        let done = self.poll_in_guest(command, until, |_, reply| {
+        let until = if want_success { Until::Status(0) } else { Until::Failure };
+        let wait = GuestWait { attempt: command, fresh_shell: false, until };
+        let done = self.poll_in_guest(&wait, |_, reply| {
             let ok = (reply.status == 0) == want_success;
             last = Some(reply);
             Ok(ok.then_some(()))
@@ -498,15 +546,15 @@ impl Runner<'_> {
     /// `waitUntilSucceeds` (with `expect`) / `waitUntilFails` (without).
     fn wait_until(&mut self, command: &str, expect: Option<&Expect>) -> StepResult {
         let mut last: Option<(Reply, String)> = None;
-        // Each attempt is a fresh `bash -c` with the framing's options, as
+        // Each attempt is a fresh shell with the framing's options, as
         // when the host sends it; the loop stops on the awaited exit status
         // and the host checks the rest of `expect`, re-entering if it fails.
-        let attempt = format!("bash -c {}", shell_quote(&format!("set -euo pipefail; {command}")));
         let until = match expect {
             Some(e) => until_expected(e),
-            None => UNTIL_FAILURE.to_owned(),
+            None => Until::Failure,
         };
-        let done = self.poll_in_guest(&attempt, &until, |_, reply| {
+        let wait = GuestWait { attempt: command, fresh_shell: true, until };
+        let done = self.poll_in_guest(&wait, |_, reply| {
             let verdict = match expect {
                 Some(e) => check_expect(command, &reply, e),
                 None if reply.status != 0 => Ok(()),
@@ -822,12 +870,5 @@ mod tests {
         }
         let nap = Step { node: None, timeout: None, action: Action::Sleep { seconds: -3.0 }, span: None };
         assert!(run_step(&mut ctx, &nap).is_ok());
-    }
-
-    #[test]
-    fn guest_timeout_is_whole_seconds() {
-        assert_eq!(guest_secs(Duration::from_millis(300)), 1);
-        assert_eq!(guest_secs(Duration::from_millis(4999)), 5);
-        assert_eq!(guest_secs(Duration::from_millis(2400)), 2);
     }
 }
