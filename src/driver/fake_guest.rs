@@ -863,3 +863,14 @@ fn interactive_terminate_signal_ends_the_session() {
     drop(writer);
     assert_eq!(code, crate::exit_codes::INTERRUPTED);
 }
+
+#[test]
+fn teardown_syncs_only_when_the_machine_state_is_kept() {
+    for keep in [false, true] {
+        let Some(mut fake) = FakeRun::new("", vec![succeed("true")]) else { return };
+        fake.opts.keep_state = keep;
+        let (outcome, buf) = fake.run(&Abort::never());
+        assert_eq!(outcome.result, RunResult::Passed);
+        assert_eq!(text(&buf).contains("fake guest: sync"), keep, "keep_state {keep}: {}", text(&buf));
+    }
+}

@@ -324,8 +324,13 @@ impl Runner<'_> {
     ) -> Result<Option<T>, StepError> {
         self.poll(|r| {
             let budget = r.remaining().min(SLOW_NOTE);
-            let command = wait.command(r.m.protocol(), budget);
-            let reply = r.exec_bounded(&command, budget + LOOP_SLACK, wait.attempt)?;
+            let protocol = r.m.protocol();
+            let guest = match protocol {
+                Protocol::Fast => budget + LOOP_SLACK,
+                // Whole seconds, rounded up: the loop's last attempt must fit.
+                Protocol::Stock => Duration::from_secs((budget + LOOP_SLACK).as_secs_f64().ceil() as u64),
+            };
+            let reply = r.exec_bounded(&wait.command(protocol, budget), guest, wait.attempt)?;
             judge(r, reply)
         })
     }

@@ -36,8 +36,8 @@
 //!   until the guest-side `timeout`; nixpkgs issue #144875).
 //!
 //! Needs bash ≥ 5 (`{var}` descriptors, `wait` on a pid, `$EPOCHREALTIME`),
-//! `mktemp` and `rm` once per connection (coreutils), `/proc` and `/dev/fd`
-//! (process substitution). The negotiation line checks them and answers
+//! `mktemp`, `mkfifo` and `rm` once per connection (coreutils), a writable
+//! `$TMPDIR` or `/tmp`, and `/proc`. The negotiation line checks them and answers
 //! `nixvm-stock` when one is missing; the driver then keeps the stock framing.
 
 use std::time::Duration;
@@ -53,14 +53,16 @@ pub const STOCK_ANSWER: &[u8] = b"nixvm-stock\n";
 /// The helpers, sent once per connection (`eval`ed by the negotiation line,
 /// so an old bash that cannot parse them only reports `nixvm-stock`).
 ///
-/// `__nixvm_o` is the output file, `__nixvm_z` a pipe nobody writes (a
+/// `__nixvm_o` is the output file, `__nixvm_z` a FIFO nobody writes (a
 /// `read -t` on it is a sleep without `sleep`), `__nixvm_q`/`__nixvm_a` the
-/// watchdog's request and answer pipes (`<> <(:)` opens a pipe read-write
-/// without `mkfifo`).
+/// watchdog's request and answer FIFOs; all opened once and unlinked at
+/// once. (Process substitution would save `mkfifo` but needs `/dev/fd`,
+/// which a minimal initramfs may lack.)
 const HELPERS: &str = r#"__nixvm_init() {
   local d
-  d=$(mktemp -d) && exec {__nixvm_o}>>"$d/o" && rm -rf "$d" || return 1
-  exec {__nixvm_z}<> <(:) {__nixvm_q}<> <(:) {__nixvm_a}<> <(:) || return 1
+  d=$(mktemp -d) || return 1
+  if mkfifo "$d/z" "$d/q" "$d/a" && exec {__nixvm_o}>>"$d/o" {__nixvm_z}<>"$d/z" {__nixvm_q}<>"$d/q" {__nixvm_a}<>"$d/a"
+  then rm -rf "$d"; else rm -rf "$d"; return 1; fi
   __nixvm_watchdog {__nixvm_o}>&- </dev/null >/dev/null &
 }
 __nixvm_tree() {
