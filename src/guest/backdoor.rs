@@ -15,9 +15,9 @@
 //!
 //! What the helpers keep from the stock semantics, and how:
 //! * a fresh `set -euo pipefail` environment per command: a subshell (fork,
-//!   no exec) that sets the options and `eval`s the command, so nothing it
-//!   changes survives it; never run in a `||`/`if` context, where bash would
-//!   ignore `-e`;
+//!   no exec) that sets the options, clears the positional parameters and
+//!   `eval`s the command, so nothing it changes survives it; never run in a
+//!   `||`/`if` context, where bash would ignore `-e`;
 //! * stdout bytes exact: stdout goes to an unlinked file opened once per
 //!   connection (append mode, truncated before each command) and is sent back
 //!   raw after a header with its length (`\x01NIXVM <seq> <status> <len>`);
@@ -91,7 +91,7 @@ __nixvm_watchdog() {
 __nixvm_x() {
   local s p v=k
   : >"/proc/self/fd/$__nixvm_o"
-  ( exec {__nixvm_q}>&- {__nixvm_a}>&- {__nixvm_o}>&-; set -euo pipefail; eval "$3" ) <&0 >&"$__nixvm_o" & p=$!
+  ( exec {__nixvm_q}>&- {__nixvm_a}>&- {__nixvm_o}>&-; __nixvm_c=$3; set -euo pipefail --; eval "$__nixvm_c" ) <&0 >&"$__nixvm_o" & p=$!
   [ "$2" = - ] || printf '%s %s\n' "$p" "$2" >&"$__nixvm_q"
   wait "$p"; s=$?
   if [ "$2" != - ]; then printf 'd\n' >&"$__nixvm_q"; read -r -u "$__nixvm_a" v; fi
@@ -116,7 +116,7 @@ __nixvm_poll() {
   local end=$(( ${EPOCHREALTIME//[!0-9]/} + $1 )) s o j
   while :; do
     : >/proc/self/fd/1
-    ( set -euo pipefail; eval "$5" ); s=$?
+    ( __nixvm_c=$5; set -euo pipefail --; eval "$__nixvm_c" ); s=$?
     case $2 in
       s) [ "$s" -eq "$3" ] && break ;;
       f) [ "$s" -ne 0 ] && break ;;
@@ -253,7 +253,7 @@ mod tests {
         // `set -euo pipefail`, a fresh environment per command.
         assert_eq!(g.run(2, "false | true; echo unreachable", t), (1, vec![]));
         assert_eq!(g.run(3, "echo $undefined_variable", t).0, 1);
-        assert_eq!(g.run(4, "x=1; cd /; echo $x", t), (0, b"1\n".to_vec()));
+        assert_eq!(g.run(4, "x=1; cd /; echo $x $#", t), (0, b"1 0\n".to_vec()));
         assert_eq!(
             g.run(5, "echo ${x-unset} $PWD", None).1,
             format!("unset {}\n", std::env::current_dir().unwrap().display()).into_bytes()
@@ -275,10 +275,20 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
         // The deadline: 124, the output so far, the command and its children gone.
         let started = Instant::now();
-        let (status, out) =
-            g.run(11, "echo before; (sleep 30; echo never) & sleep 30", Some(Duration::from_millis(300)));
+        let (status, out) = g.run(
+            11,
+            "echo before; (sleep 31.41; echo never) & sleep 31.42",
+            Some(Duration::from_millis(300)),
+        );
         assert_eq!((status, out.as_slice()), (124, &b"before\n"[..]));
         assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let zombie = stat.rsplit(") ").next().is_some_and(|s| s.starts_with('Z'));
+            assert!(zombie || !String::from_utf8_lossy(&cmdline).contains("31.4"), "survivor: {cmdline:?}");
+        }
         // SIGTERM ignored: SIGKILL a second later.
         let started = Instant::now();
         assert_eq!(g.run(12, "trap '' TERM; sleep 30", Some(Duration::from_millis(200))).0, 124);
@@ -300,6 +310,9 @@ mod tests {
         );
         let cmd = poll_command(&attempt, &Until::Status(0), Duration::from_secs(5));
         assert_eq!(g.run(1, &cmd, t), (0, b"try 3\n".to_vec()));
+        // Each attempt: no positional parameters, `set -e` in force.
+        let cmd = poll_command("echo $#; false; echo no", &Until::Failure, Duration::from_secs(5));
+        assert_eq!(g.run(9, &cmd, t), (1, b"0\n".to_vec()));
         // The budget ends it with the last attempt's status.
         let started = Instant::now();
         let cmd = poll_command("echo no; false", &Until::Status(0), Duration::from_millis(300));
