@@ -428,6 +428,13 @@ mod tests {
     }
 
     #[test]
+    fn stock_timeout_is_whole_seconds() {
+        assert_eq!(whole_secs(Duration::from_millis(300)), 1);
+        assert_eq!(whole_secs(Duration::from_millis(4999)), 5);
+        assert_eq!(whole_secs(Duration::from_millis(2400)), 2);
+    }
+
+    #[test]
     fn decodes_leniently() {
         assert_eq!(decode_base64(b"aGk=\r").unwrap(), b"hi");
         assert!(decode_base64(b"a").is_err());
