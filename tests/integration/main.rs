@@ -9,6 +9,7 @@ mod cli;
 mod codegen;
 mod driver;
 mod flake;
+mod hostile;
 mod nix;
 mod scaffold;
 mod spec;
