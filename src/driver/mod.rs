@@ -20,6 +20,7 @@ pub mod run;
 pub mod shell;
 pub mod steps;
 pub mod stream;
+pub mod tools;
 pub mod vlan;
 pub mod vm;
 

@@ -3,6 +3,13 @@
 #
 #   make-vm.sh --out DIR --node NAME --kind busybox|systemd
 #              [--all-nodes "a b c"] [--vlans "1 2"] [--memory MiB] [--smp N]
+#              [--qemu PATH] [--shell PATH] [--path DIRS]
+#
+# Like NixOS's start script, the script names its interpreter and QEMU by
+# absolute path and puts its own tools (coreutils) in front of PATH, so it
+# runs with an empty PATH: --shell (default /bin/bash), --qemu (default:
+# qemu-system-x86_64 as found on PATH now), --path (default: the directory
+# of `mkdir` as found now). The stand-in nixpkgs passes its store paths.
 #
 # Node numbers are the positions of the names in the sorted --all-nodes
 # list (1-based), as nixos/lib/testing/network.nix numbers them; the node
@@ -14,7 +21,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${NIXVM_GUEST_CACHE:-$here/cache}
 
-out="" node="" kind="" all="" vlans="1" memory="" smp=""
+out="" node="" kind="" all="" vlans="1" memory="" smp="" qemu="" shell=/bin/bash tools_path=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=$2; shift 2 ;;
@@ -24,11 +31,16 @@ while [ $# -gt 0 ]; do
     --vlans) vlans=$2; shift 2 ;;
     --memory) memory=$2; shift 2 ;;
     --smp) smp=$2; shift 2 ;;
+    --qemu) qemu=$2; shift 2 ;;
+    --shell) shell=$2; shift 2 ;;
+    --path) tools_path=$2; shift 2 ;;
     *) echo "make-vm.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 [ -n "$out" ] && [ -n "$node" ] || { echo "make-vm.sh: --out and --node are required" >&2; exit 2; }
 [ -n "$all" ] || all=$node
+[ -n "$qemu" ] || qemu=$(command -v qemu-system-x86_64) || { echo "make-vm.sh: qemu-system-x86_64 is not on PATH (pass --qemu)" >&2; exit 1; }
+[ -n "$tools_path" ] || tools_path=$(dirname "$(command -v mkdir)")
 [ -f "$cache/current/guest.env" ] || { echo "make-vm.sh: no guests built; run tests/guest/build.sh" >&2; exit 1; }
 
 sorted=$(printf '%s\n' $all | LC_ALL=C sort -u)
@@ -78,8 +90,8 @@ params="$params net.ifnames=0 nixvm.net=$net nixvm.hosts=$hosts"
 mkdir -p "$out"
 script=$out/run-$node-vm
 NODE=$node NUMBER=$number KIND=$kind MEMORY=$memory SMP=$smp ACCEL=$accel_args \
-NICS=${nics%$'\n'} DRIVES=$drives PARAMS=$params \
-QEMU_BIN=qemu-system-x86_64 VMLINUX=$cache/current/vmlinux INITRD=$cache/current/initrd.cpio.gz awk '
+NICS=${nics%$'\n'} DRIVES=$drives PARAMS=$params SHELL_BIN=$shell TOOLS_PATH=$tools_path \
+QEMU_BIN=$qemu VMLINUX=$cache/current/vmlinux INITRD=$cache/current/initrd.cpio.gz awk '
   # Values come through ENVIRON: awk -v would interpret their backslashes.
   function sub_all(s, k) { for (k in keys) s = replace(s, "@" k "@", ENVIRON[keys[k]]); return s }
   function replace(s, pat, val,   i, out) {
@@ -90,7 +102,8 @@ QEMU_BIN=qemu-system-x86_64 VMLINUX=$cache/current/vmlinux INITRD=$cache/current
   BEGIN {
     split("NODE NUMBER KIND MEMORY SMP ACCEL VMLINUX INITRD", names, " ")
     for (n in names) keys[names[n]] = names[n]
-    keys["KERNEL_PARAMS"] = "PARAMS"; keys["QEMU"] = "QEMU_BIN"
+    keys["KERNEL_PARAMS"] = "PARAMS"; keys["QEMU"] = "QEMU_BIN"; keys["SHELL"] = "SHELL_BIN"
+    keys["PATH"] = "TOOLS_PATH"
   }
   /^@VLAN_NICS@$/ { if (ENVIRON["NICS"] != "") print ENVIRON["NICS"]; next }
   /^@DRIVES@$/ { if (ENVIRON["DRIVES"] != "") print ENVIRON["DRIVES"]; next }

@@ -72,8 +72,8 @@ fn scan_json_of_the_example_has_the_documented_shape() {
     let m = &modules[0];
     assert_eq!(m["name"], "default");
     assert_eq!(m["file"], "flake.nix");
-    assert_eq!(m["kind"], "path");
-    // `      nixosModules.default = ./service.nix;` is line 13 of the example.
+    assert_eq!(m["kind"], "import");
+    // `      nixosModules.default = import ./service.nix;` is line 16 of the example.
     let flake = std::fs::read_to_string(dir.path().join("flake.nix")).expect("read flake.nix");
     let line = m["line"].as_u64().expect("line is a number") as usize;
     let column = m["column"].as_u64().expect("column is a number") as usize;
@@ -97,7 +97,7 @@ fn scan_text_lists_modules_and_tests() {
     util::assert_code(&out, 0);
     let text = stdout(&out);
     assert!(text.starts_with("modules:\n"), "{text}");
-    assert!(text.contains("default") && text.contains("flake.nix:13:"), "{text}");
+    assert!(text.contains("default") && text.contains("flake.nix:16:"), "{text}");
     assert!(text.contains("health") && text.contains("3 step(s)"), "{text}");
 }
 

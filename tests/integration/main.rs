@@ -11,5 +11,6 @@ mod driver;
 mod flake;
 mod hostile;
 mod nix;
+mod sandbox;
 mod scaffold;
 mod spec;

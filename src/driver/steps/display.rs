@@ -23,9 +23,25 @@ impl Runner<'_> {
             return Err(fail(self, format!("QEMU did not write a screendump ({why})")));
         }
         // stderr is captured (not inherited): it belongs in the failure, not
-        // unannounced in the live log.
-        let converted = std::process::Command::new("pnmtopng").arg(&ppm).output();
-        match converted {
+        // unannounced in the live log. pnmtopng comes from the driver's PATH
+        // (src/driver/tools.rs); without it the raw screendump is kept.
+        let mut convert = match crate::driver::tools::command(crate::driver::tools::PNMTOPNG) {
+            Ok(cmd) => cmd,
+            Err(missing) => {
+                let kept = target.with_extension("ppm");
+                let rel = Path::new(&file).with_extension("ppm");
+                std::fs::read(&ppm)
+                    .and_then(|bytes| out.write(&rel, &bytes))
+                    .map(drop)
+                    .map_err(|e| fail(self, format!("cannot write {}: {e}", kept.display())))?;
+                self.log.warning(
+                    Some(&self.node()),
+                    &format!("{missing}; kept the raw screendump as {}", kept.display()),
+                );
+                return Ok(());
+            }
+        };
+        match convert.arg(&ppm).output() {
             Ok(png) if png.status.success() => out
                 .write(Path::new(&file), &png.stdout)
                 .map(drop)
@@ -38,19 +54,6 @@ impl Runner<'_> {
                     String::from_utf8_lossy(&png.stderr).trim()
                 ),
             )),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let kept = target.with_extension("ppm");
-                let rel = Path::new(&file).with_extension("ppm");
-                std::fs::read(&ppm)
-                    .and_then(|bytes| out.write(&rel, &bytes))
-                    .map(drop)
-                    .map_err(|e| fail(self, format!("cannot write {}: {e}", kept.display())))?;
-                self.log.warning(
-                    Some(&self.node()),
-                    &format!("pnmtopng is missing; kept the raw screendump as {}", kept.display()),
-                );
-                Ok(())
-            }
             Err(e) => Err(fail(self, format!("cannot run pnmtopng: {e}"))),
         }
     }
