@@ -9,6 +9,7 @@ mod cli;
 mod codegen;
 mod driver;
 mod flake;
+mod flake_constructs;
 mod hostile;
 mod nix;
 mod sandbox;
