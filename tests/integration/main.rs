@@ -10,6 +10,8 @@ mod codegen;
 mod driver;
 mod flake;
 mod flake_constructs;
+mod hostile;
+mod import;
 mod nix;
 mod sandbox;
 mod scaffold;
