@@ -130,6 +130,9 @@ pub enum Command {
     New(crate::cli::scaffold::NewArgs),
     /// Wire the generated checks into an existing flake.nix.
     Wire(crate::cli::scaffold::WireArgs),
+    /// Turn hand-written NixOS tests (runNixOSTest, makeTest, nixos/tests
+    /// files) into test descriptions; report what could not be converted.
+    Import(crate::cli::import::ImportArgs),
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).
@@ -242,6 +245,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<i32> {
         Command::Init(args) => crate::cli::scaffold::init(g, args),
         Command::New(args) => crate::cli::scaffold::new(g, &config, args),
         Command::Wire(args) => crate::cli::scaffold::wire(g, &config, args),
+        Command::Import(args) => crate::cli::import::run(g, args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             // clap_complete panics when its writer fails (a closed pipe):

@@ -11,6 +11,8 @@ mod driver;
 mod flake;
 mod flake_constructs;
 mod flake_real_world;
+mod hostile;
+mod import;
 mod nix;
 mod sandbox;
 mod scaffold;
