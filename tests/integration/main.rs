@@ -11,6 +11,7 @@ mod driver;
 mod fanout;
 mod flake;
 mod flake_constructs;
+mod flake_real_world;
 mod hostile;
 mod import;
 mod nix;
