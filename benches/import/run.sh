@@ -22,7 +22,7 @@ fi
 [ -x "$bin" ] || { echo "run.sh: build nixvm-gen first (cargo build --release)" >&2; exit 2; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-find "$dir" -name '*.nix' -type f | LC_ALL=C sort > "$work/files"
+find -L "$dir" -name '*.nix' -type f | LC_ALL=C sort > "$work/files"
 i=0
 while read -r f; do
   i=$((i + 1))

@@ -309,6 +309,11 @@ struct Converter<'a> {
 /// How deep function calls are inlined.
 const MAX_INLINE: usize = 8;
 
+/// What Python's `str.strip()` removes without arguments (ASCII whitespace
+/// and the other characters `str.isspace` accepts; the ASCII ones suffice
+/// for commands, anything else is left to Python).
+const PY_WHITESPACE: &[char] = &[' ', '\t', '\n', '\r', '\x0b', '\x0c'];
+
 /// Why a statement stays as it was.
 type Why = (String, String);
 
@@ -946,6 +951,15 @@ impl Converter<'_> {
     /// Evaluates a constant expression: literals, loop variables, f-strings
     /// and `+` over them.
     fn eval(&self, expr: &Expr) -> Result<PyValue, Why> {
+        self.eval_in(expr, &self.env, 0)
+    }
+
+    /// [`Self::eval`] with the variables of `env`; `depth` counts the
+    /// pure functions being evaluated.
+    fn eval_in(&self, expr: &Expr, env: &BTreeMap<String, PyValue>, depth: usize) -> Result<PyValue, Why> {
+        if depth > MAX_INLINE {
+            return Err(why("call", "functions call each other too deeply"));
+        }
         match expr {
             Expr::Constant(c) => match &c.value {
                 Constant::Str(s) => match s.find(PLACEHOLDER_PREFIX) {
@@ -963,7 +977,7 @@ impl Converter<'_> {
                 if n.id.as_str().starts_with(PLACEHOLDER_PREFIX) {
                     return Err(why("Nix interpolation", self.interpolation_why(n.id.as_str())));
                 }
-                self.env.get(n.id.as_str()).cloned().ok_or_else(|| {
+                env.get(n.id.as_str()).cloned().ok_or_else(|| {
                     why("variable", format!("`{}` is a Python variable; descriptions hold values only", n.id))
                 })
             }
@@ -974,7 +988,7 @@ impl Converter<'_> {
                         Expr::FormattedValue(fv)
                             if fv.format_spec.is_none() && fv.conversion == ast::ConversionFlag::None =>
                         {
-                            match self.eval(&fv.value)? {
+                            match self.eval_in(&fv.value, env, depth)? {
                                 PyValue::Str(v) => s.push_str(&v),
                                 PyValue::Int(i) => s.push_str(&i.to_string()),
                                 _ => {
@@ -985,7 +999,7 @@ impl Converter<'_> {
                                 }
                             }
                         }
-                        other => match self.eval(other)? {
+                        other => match self.eval_in(other, env, depth)? {
                             PyValue::Str(v) => s.push_str(&v),
                             _ => return Err(why("f-string", "an unexpected part")),
                         },
@@ -993,19 +1007,107 @@ impl Converter<'_> {
                 }
                 Ok(PyValue::Str(s))
             }
-            Expr::BinOp(b) if b.op == ast::Operator::Add => match (self.eval(&b.left)?, self.eval(&b.right)?)
-            {
-                (PyValue::Str(l), PyValue::Str(r)) => Ok(PyValue::Str(l + &r)),
-                (PyValue::Int(l), PyValue::Int(r)) => {
-                    l.checked_add(r).map(PyValue::Int).ok_or_else(|| why("integer", "overflow"))
+            Expr::BinOp(b) if b.op == ast::Operator::Add => {
+                match (self.eval_in(&b.left, env, depth)?, self.eval_in(&b.right, env, depth)?) {
+                    (PyValue::Str(l), PyValue::Str(r)) => Ok(PyValue::Str(l + &r)),
+                    (PyValue::Int(l), PyValue::Int(r)) => {
+                        l.checked_add(r).map(PyValue::Int).ok_or_else(|| why("integer", "overflow"))
+                    }
+                    _ => Err(why("operator", "`+` on values of different types")),
                 }
-                _ => Err(why("operator", "`+` on values of different types")),
-            },
-            Expr::UnaryOp(u) if u.op == ast::UnaryOp::USub => match self.eval(&u.operand)? {
+            }
+            Expr::UnaryOp(u) if u.op == ast::UnaryOp::USub => match self.eval_in(&u.operand, env, depth)? {
                 PyValue::Int(i) => Ok(PyValue::Int(-i)),
                 PyValue::Float(f) => Ok(PyValue::Float(-f)),
                 _ => Err(why("operator", "`-` on a non-number")),
             },
+            Expr::Call(call) => self.eval_call(call, env, depth),
+            other => Err(why(expr_kind(other), "not a value the converter can compute")),
+        }
+    }
+
+    /// Calls with a value known statically: a module-level function whose
+    /// body is `return <expression>`, `"sep".join([…])`, `str(n)`, and
+    /// `.strip()`/`.rstrip()`/`.lstrip()` of a known string.
+    fn eval_call(
+        &self,
+        call: &ast::ExprCall,
+        env: &BTreeMap<String, PyValue>,
+        depth: usize,
+    ) -> Result<PyValue, Why> {
+        let args = || -> Result<Vec<PyValue>, Why> {
+            if !call.keywords.is_empty() {
+                return Err(why("call", "keyword arguments"));
+            }
+            call.args.iter().map(|a| self.eval_in(a, env, depth)).collect()
+        };
+        match &*call.func {
+            Expr::Name(n) if n.id.as_str() == "str" => match args()?.as_slice() {
+                [PyValue::Int(i)] => Ok(PyValue::Str(i.to_string())),
+                [PyValue::Str(s)] => Ok(PyValue::Str(s.clone())),
+                _ => Err(why("str()", "not a string or integer")),
+            },
+            Expr::Name(n) if self.defs.contains_key(n.id.as_str()) => {
+                let def = &self.defs[n.id.as_str()];
+                let body: Vec<&Stmt> = def
+                    .body
+                    .iter()
+                    .filter(|s| !matches!(s, Stmt::Expr(e) if matches!(&*e.value, Expr::Constant(_))))
+                    .collect();
+                let [Stmt::Return(ast::StmtReturn { value: Some(value), .. })] = body.as_slice() else {
+                    return Err(why(format!("{}()", n.id), "a function that does more than return a value"));
+                };
+                let values = args()?;
+                if values.len() != def.args.args.len() {
+                    return Err(why(format!("{}()", n.id), "the arguments do not match the parameters"));
+                }
+                let mut frame = self.globals.clone();
+                for (param, value) in def.args.args.iter().zip(values) {
+                    frame.insert(param.def.arg.to_string(), value);
+                }
+                self.eval_in(value, &frame, depth + 1)
+            }
+            Expr::Attribute(attr) => {
+                let method = attr.attr.as_str();
+                let PyValue::Str(object) = self.eval_in(&attr.value, env, depth)? else {
+                    return Err(why(format!("….{method}()"), "a method of a value that is not a string"));
+                };
+                match (method, call.args.as_slice()) {
+                    ("join", [list]) => {
+                        let elts = match list {
+                            Expr::List(l) => &l.elts,
+                            Expr::Tuple(t) => &t.elts,
+                            _ => return Err(why(".join()", "joins something other than a literal list")),
+                        };
+                        let mut parts = Vec::new();
+                        for e in elts {
+                            match self.eval_in(e, env, depth)? {
+                                PyValue::Str(p) => parts.push(p),
+                                _ => return Err(why(".join()", "joins something other than strings")),
+                            }
+                        }
+                        Ok(PyValue::Str(parts.join(&object)))
+                    }
+                    ("strip" | "rstrip" | "lstrip", []) => {
+                        let stripped = match method {
+                            "strip" => object.trim_matches(PY_WHITESPACE),
+                            "rstrip" => object.trim_end_matches(PY_WHITESPACE),
+                            _ => object.trim_start_matches(PY_WHITESPACE),
+                        };
+                        // Python strips more kinds of space than these; refuse
+                        // rather than guess when one of them is at an end.
+                        let odd = |c: char| c.is_whitespace() || ('\x1c'..='\x1f').contains(&c);
+                        if stripped.starts_with(odd) || stripped.ends_with(odd) {
+                            return Err(why(
+                                format!("….{method}()"),
+                                "unusual whitespace at an end of the string",
+                            ));
+                        }
+                        Ok(PyValue::Str(stripped.to_string()))
+                    }
+                    _ => Err(why(format!("….{method}()"), "a string method the converter does not compute")),
+                }
+            }
             other => Err(why(expr_kind(other), "not a value the converter can compute")),
         }
     }
