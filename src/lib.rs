@@ -16,6 +16,7 @@ pub mod flake;
 pub mod fsutil;
 pub mod guest;
 pub mod import;
+pub mod limits;
 pub mod plan;
 pub mod project;
 pub mod scaffold;

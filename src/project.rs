@@ -79,7 +79,7 @@ pub fn load(config: &Config) -> Result<Project, ProjectError> {
     let mut files = Vec::new();
     for rel in discover(config, &flake)? {
         let path = config.flake_dir.join(&rel);
-        let text = std::fs::read_to_string(&path)
+        let text = crate::limits::read_nix_file(&path)
             .map_err(|source| ProjectError::Read { path: path.clone(), source })?;
         files.push((sources.add(rel.clone(), text), rel));
     }

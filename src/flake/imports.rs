@@ -85,7 +85,7 @@ impl Files {
         if let Some(&ix) = self.by_path.get(&path) {
             return Ok(ix);
         }
-        let text = match std::fs::read_to_string(&path) {
+        let text = match crate::limits::read_nix_file(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(LoadError::Missing(self.rel(&path)));

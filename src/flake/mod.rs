@@ -158,7 +158,7 @@ pub enum FlakeError {
 /// `nixosModules.default`.
 pub fn analyze(dir: &Path, sources: &mut Sources) -> Result<(FlakeInfo, Vec<Diagnostic>), FlakeError> {
     let path = dir.join(FLAKE_FILE);
-    let text = match std::fs::read_to_string(&path) {
+    let text = match crate::limits::read_nix_file(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(FlakeError::NoFlake { dir: dir.to_path_buf() });
