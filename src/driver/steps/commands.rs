@@ -1,0 +1,124 @@
+//! Shell commands: `succeed`, `fail`, `waitUntilSucceeds`, `waitUntilFails`
+//! and the check of their `expect`.
+
+use std::time::Duration;
+
+use regex::Regex;
+
+use super::{Runner, StepError, StepResult, UNTIL_FAILURE};
+use crate::driver::shell::{Reply, shell_quote};
+use crate::spec::Expect;
+
+/// `done` code of [`guest_poll_loop`] for `waitUntilSucceeds`: the awaited
+/// exit status and, as a pre-filter, `grep -F` for `contains` (never stricter
+/// than the host's check, which still judges all of `expect`).
+pub(super) fn until_expected(expect: &Expect) -> String {
+    let status = format!("[ \"$__s\" -eq {} ]", expect.exit_code.unwrap_or(0));
+    // An empty or multi-line needle would make grep stricter (no lines, or
+    // one pattern per line): the exit status alone decides then.
+    match expect.contains.as_deref().filter(|n| !n.is_empty() && !n.contains('\n')) {
+        Some(needle) => {
+            format!("if {status} && grep -qF -e {} \"$__o\"; then break; fi;", shell_quote(needle))
+        }
+        None => format!("if {status}; then break; fi;"),
+    }
+}
+
+impl Runner<'_> {
+    pub(super) fn succeed(&mut self, command: &str, expect: &Expect) -> StepResult {
+        let reply = self.exec(command)?;
+        match check_expect(command, &reply, expect) {
+            Ok(()) => Ok(()),
+            Err(msg) => {
+                Err(StepError::failed(self.failure(self.timed_out(msg, &reply), Some(command), Some(&reply))))
+            }
+        }
+    }
+
+    /// Adds a note when the guest-side `timeout` ended the command.
+    pub(super) fn timed_out(&self, msg: String, reply: &Reply) -> String {
+        if reply.status == 124 && self.remaining() <= Duration::from_secs(1) {
+            format!(
+                "{msg}; the step's timeout of {:.1} seconds ended it (guest-side `timeout`)",
+                self.timeout_secs()
+            )
+        } else {
+            msg
+        }
+    }
+
+    pub(super) fn fail(&mut self, command: &str) -> StepResult {
+        let reply = self.exec(command)?;
+        if reply.status == 0 {
+            let msg = format!("command `{command}` unexpectedly succeeded");
+            return Err(StepError::failed(self.failure(msg, Some(command), Some(&reply))));
+        }
+        Ok(())
+    }
+
+    /// `waitUntilSucceeds` (with `expect`) / `waitUntilFails` (without).
+    pub(super) fn wait_until(&mut self, command: &str, expect: Option<&Expect>) -> StepResult {
+        let mut last: Option<(Reply, String)> = None;
+        // Each attempt is a fresh `bash -c` with the framing's options, as
+        // when the host sends it; the loop stops on the awaited exit status
+        // and the host checks the rest of `expect`, re-entering if it fails.
+        let attempt = format!("bash -c {}", shell_quote(&format!("set -euo pipefail; {command}")));
+        let until = match expect {
+            Some(e) => until_expected(e),
+            None => UNTIL_FAILURE.to_owned(),
+        };
+        let done = self.poll_in_guest(&attempt, &until, |_, reply| {
+            let verdict = match expect {
+                Some(e) => check_expect(command, &reply, e),
+                None if reply.status != 0 => Ok(()),
+                None => Err(format!("command `{command}` succeeded")),
+            };
+            match verdict {
+                Ok(()) => Ok(Some(())),
+                Err(why) => {
+                    last = Some((reply, why));
+                    Ok(None)
+                }
+            }
+        })?;
+        if done.is_some() {
+            return Ok(());
+        }
+        let goal = if expect.is_some() { "succeed" } else { "fail" };
+        let mut msg = format!("command `{command}` did not {goal} within {:.1} seconds", self.timeout_secs());
+        if let Some((_, why)) = &last {
+            msg.push_str(&format!(" (last attempt: {why})"));
+        }
+        Err(StepError::failed(self.failure(msg, Some(command), last.as_ref().map(|(r, _)| r))))
+    }
+}
+
+/// Checks a reply against `expect` (exit code default 0).
+pub fn check_expect(command: &str, reply: &Reply, expect: &Expect) -> Result<(), String> {
+    let want = expect.exit_code.unwrap_or(0);
+    if reply.status != want {
+        return Err(if expect.exit_code.is_none() {
+            format!("command `{command}` failed (exit code {})", reply.status)
+        } else {
+            format!("command `{command}` exited with {}, expected {want}", reply.status)
+        });
+    }
+    let (out, _) = reply.text();
+    if let Some(needle) = &expect.contains {
+        if !out.contains(needle.as_str()) {
+            return Err(format!("the output of `{command}` does not contain `{needle}`"));
+        }
+    }
+    if let Some(eq) = &expect.equals {
+        if out.trim_end_matches('\n') != eq.trim_end_matches('\n') {
+            return Err(format!("the output of `{command}` is not `{eq}`"));
+        }
+    }
+    if let Some(pattern) = &expect.matches {
+        let re = Regex::new(pattern).map_err(|e| format!("invalid regular expression `{pattern}`: {e}"))?;
+        if !re.is_match(&out) {
+            return Err(format!("the output of `{command}` does not match `{pattern}`"));
+        }
+    }
+    Ok(())
+}

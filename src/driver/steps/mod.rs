@@ -1,0 +1,300 @@
+//! Executing one plan step: the guest commands are the stock `Machine`
+//! methods' (reference §4) and every step's timeout bounds its wall time,
+//! each command's guest-side `timeout` included.
+//!
+//! Waits whose condition is a guest command poll *inside the guest*: one
+//! backdoor command runs the stock probe in a loop with a 50 ms pause until
+//! it holds or the step's time is up ([`guest_poll_loop`]), so the step ends
+//! within about 0.1 s of its condition instead of after a full backdoor round
+//! trip (0.2–0.4 s per probe on a systemd guest under TCG). The host judges
+//! the last attempt's reply as before and re-enters the loop when time is
+//! left (an `expect` on the output, a unit that is `inactive` with jobs).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::abort::{Abort, StopReason, deadline_after, secs_f64};
+use super::events::Failure;
+use super::log::Log;
+use super::shell::{Reply, ShellError};
+use super::vm::{Machine, VmError};
+use crate::guest::commands::{file_probe_command, port_probe_command};
+use crate::spec::{Action, Step};
+
+mod commands;
+mod display;
+mod files;
+mod monitor;
+mod network;
+#[cfg(test)]
+mod tests;
+mod units;
+mod waits;
+
+pub use commands::check_expect;
+
+/// Extra time the host waits for a reply after the guest-side `timeout`
+/// should have ended the command.
+pub const REPLY_MARGIN: Duration = Duration::from_secs(2);
+/// Pause between two probes inside the guest (`read -t` / `sleep` argument).
+const GUEST_PAUSE: &str = "0.05";
+/// Extra time given to the guest-side `timeout` of a polling loop beyond its
+/// own budget: the loop stops starting attempts at its budget, this covers
+/// the last one.
+const LOOP_SLACK: Duration = Duration::from_millis(500);
+/// First pause between two host-side re-entries of a wait.
+const POLL_START: Duration = Duration::from_millis(50);
+/// Longest pause between two probes.
+const POLL_MAX: Duration = Duration::from_millis(100);
+/// How often a long wait says that it is still waiting.
+const SLOW_NOTE: Duration = Duration::from_secs(30);
+
+/// Why a step did not pass.
+#[derive(Debug)]
+pub enum StepError {
+    /// The checked condition did not hold (exit code 1).
+    Failed(Box<Failure>),
+    /// The VM is gone or unusable (exit code 5).
+    Vm(Box<Failure>),
+    /// The run was stopped (signal or global timeout).
+    Stopped(StopReason),
+}
+
+impl StepError {
+    fn failed(f: Failure) -> StepError {
+        StepError::Failed(Box::new(f))
+    }
+}
+
+/// What a step needs from the run.
+pub struct StepCtx<'a> {
+    pub machines: &'a mut BTreeMap<String, Machine>,
+    pub abort: &'a Abort,
+    pub out_dir: &'a Path,
+    pub log: &'a Log,
+}
+
+type StepResult = Result<(), StepError>;
+
+/// Runs one leaf step (subtests are walked by the runner).
+pub fn run_step(ctx: &mut StepCtx<'_>, step: &Step) -> StepResult {
+    let timeout = step.effective_timeout().map(secs_f64);
+    let deadline = deadline_after(timeout.unwrap_or(Duration::from_secs(3600)));
+    if let Action::Sleep { seconds } = &step.action {
+        return ctx.abort.sleep(secs_f64(*seconds)).map_err(StepError::Stopped);
+    }
+    let node = step.node.clone().unwrap_or_default();
+    let Some(machine) = ctx.machines.get_mut(&node) else {
+        return Err(StepError::failed(Failure::new(format!(
+            "the plan names node `{node}`, which is not configured"
+        ))));
+    };
+    let mut run = Runner { m: machine, abort: ctx.abort, deadline, step_timeout: timeout, log: ctx.log };
+    match &step.action {
+        Action::WaitForUnit { unit, user } => run.wait_for_unit(unit, user.as_deref()),
+        Action::WaitForOpenPort { port, addr } => {
+            let cmd = port_probe_command(*port, addr.as_deref());
+            run.wait_status(&cmd, true, &format!("TCP port {port} did not open"))
+        }
+        Action::WaitForClosedPort { port, addr } => {
+            let cmd = port_probe_command(*port, addr.as_deref());
+            run.wait_status(&cmd, false, &format!("TCP port {port} did not close"))
+        }
+        Action::WaitForFile { path } => {
+            run.wait_status(&file_probe_command(path), true, &format!("file '{path}' did not appear"))
+        }
+        Action::WaitForConsoleText { regex } => run.wait_for_console(regex),
+        Action::Succeed { command, expect } => run.succeed(command, expect),
+        Action::Fail { command } => run.fail(command),
+        Action::WaitUntilSucceeds { command, expect } => run.wait_until(command, Some(expect)),
+        Action::WaitUntilFails { command } => run.wait_until(command, None),
+        Action::Http { url, status, contains } => run.http(url, *status, contains.as_deref()),
+        Action::Start => {
+            run.m.start(deadline, run.abort).map_err(|e| run.vm_error(e, None))?;
+            run.m.connect(deadline, run.abort).map_err(|e| run.vm_error(e, None))
+        }
+        Action::Shutdown => run.m.shutdown(deadline, run.abort).map_err(|e| run.vm_error(e, None)),
+        Action::Crash => run.m.crash(deadline, run.abort).map_err(|e| run.vm_error(e, None)),
+        Action::Reboot => run.m.reboot(deadline, run.abort).map_err(|e| run.vm_error(e, None)),
+        Action::Block => run.monitor_quiet("set_link virtio-net-pci.1 off"),
+        Action::Unblock => run.monitor_quiet("set_link virtio-net-pci.1 on"),
+        Action::CopyFromVm { source, target_dir } => {
+            run.copy_from_vm(source, target_dir.as_deref(), ctx.out_dir)
+        }
+        Action::Screenshot { name } => run.screenshot(name, ctx.out_dir),
+        Action::Sleep { .. } | Action::Subtest { .. } => Ok(()),
+    }
+}
+
+struct Runner<'a> {
+    m: &'a mut Machine,
+    abort: &'a Abort,
+    deadline: Instant,
+    step_timeout: Option<Duration>,
+    log: &'a Log,
+}
+
+/// Whole seconds for the guest-side `timeout` (busybox's takes integers
+/// only), rounded to the nearest second and at least 1; the host waits
+/// [`REPLY_MARGIN`] longer, which covers the rounding.
+fn guest_secs(d: Duration) -> u64 {
+    (d.as_secs_f64().round() as u64).max(1)
+}
+
+/// `done` code of [`guest_poll_loop`]: the attempt exited 0.
+const UNTIL_SUCCESS: &str = "if [ \"$__s\" -eq 0 ]; then break; fi;";
+/// `done` code of [`guest_poll_loop`]: the attempt exited non-zero.
+const UNTIL_FAILURE: &str = "if [ \"$__s\" -ne 0 ]; then break; fi;";
+
+/// One backdoor command that runs `attempt` every [`GUEST_PAUSE`] until
+/// `done` ends the loop or `budget` has passed, then prints the last
+/// attempt's stdout and exits with its status: the host sees what a single
+/// probe would have returned, but only once the condition holds.
+///
+/// `done` is shell code that may `break`; it sees the attempt's exit status
+/// in `$__s` and its stdout in the file `$__o`. Under TCG every program the
+/// guest starts costs tens of milliseconds, so the loop starts none of its
+/// own per attempt and none after the condition holds (unless there is
+/// output to print): the output goes to an unlinked temporary file reopened
+/// (and so truncated) through `/proc/self/fd`, the pause is bash's `read -t`
+/// on an unlinked FIFO (`sleep` if it cannot be made), and the clock is
+/// `EPOCHREALTIME` (bash ≥ 5.0, as in NixOS's backdoor shell and both
+/// stand-in guests; `mktemp`, `mkfifo` and `sed` are in NixOS's required
+/// packages, `nixos/modules/config/system-path.nix`). The budget is kept to
+/// the millisecond where the guest-side `timeout` takes whole seconds only.
+/// Without a temporary directory the loop makes one attempt with its output
+/// on stdout, and the host polls as it would without the loop.
+pub fn guest_poll_loop(attempt: &str, done: &str, budget: Duration) -> String {
+    let us = budget.as_micros();
+    format!(
+        "__w= __f= __o=/dev/stdout; __d=$(mktemp -d 2>/dev/null) || __d=; \
+         if [ -n \"$__d\" ]; then \
+         if mkfifo \"$__d/p\" 2>/dev/null; then exec {{__w}}<>\"$__d/p\"; fi; \
+         exec {{__f}}<>\"$__d/o\"; __o=/proc/self/fd/$__f; rm -rf \"$__d\"; fi; \
+         __end=$(( ${{EPOCHREALTIME//[!0-9]/}} + {us} )); \
+         while :; do __s=0; {{ {attempt}; }} > \"$__o\" || __s=$?; [ -n \"$__f\" ] || break; {done} \
+         [ \"${{EPOCHREALTIME//[!0-9]/}}\" -lt \"$__end\" ] || break; \
+         if [ -n \"$__w\" ]; then read -rt {GUEST_PAUSE} -u \"$__w\" || :; else sleep {GUEST_PAUSE}; fi; done; \
+         if [ -n \"$__f\" ] && [ -s \"$__o\" ]; then cat <&\"$__f\"; fi; exit \"$__s\""
+    )
+}
+
+impl Runner<'_> {
+    fn node(&self) -> String {
+        self.m.name().to_owned()
+    }
+
+    fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    fn timeout_secs(&self) -> f64 {
+        self.step_timeout.map_or(0.0, |t| t.as_secs_f64())
+    }
+
+    /// Turns a VM error into a step error, with the console tail attached.
+    fn vm_error(&self, err: VmError, command: Option<&str>) -> StepError {
+        if let VmError::Stopped(r) = err {
+            return StepError::Stopped(r);
+        }
+        let vm_failure = err.is_vm_failure();
+        let message = match &err {
+            VmError::Shell { source: ShellError::Timeout { waited }, .. } => format!(
+                "node {}: no reply from the guest within {:.1} seconds although the guest-side `timeout` should \
+                 have ended the command: most likely a background process keeps the command's stdout open; \
+                 redirect its output (`cmd >/dev/null 2>&1 &`). Otherwise the guest is unresponsive.",
+                self.node(),
+                waited.as_secs_f64()
+            ),
+            _ => err.to_string(),
+        };
+        let mut f = Failure::new(message);
+        f.node = Some(self.node());
+        f.command = command.map(str::to_owned);
+        if !matches!(err, VmError::StartScriptExited { .. } | VmError::Exited { .. }) {
+            f.console = self.m.console_tail();
+        }
+        if vm_failure { StepError::Vm(Box::new(f)) } else { StepError::failed(f) }
+    }
+
+    fn failure(&self, message: String, command: Option<&str>, reply: Option<&Reply>) -> Failure {
+        let mut f = Failure::new(message);
+        f.node = Some(self.node());
+        f.command = command.map(str::to_owned);
+        if let Some(r) = reply {
+            let (text, lossy) = r.text();
+            f.exit_status = Some(r.status);
+            f.output = Some(text);
+            f.output_lossy = lossy;
+        }
+        f.console = self.m.console_tail();
+        f
+    }
+
+    /// One command bounded by the step: the guest `timeout` is the time
+    /// left, the host waits [`REPLY_MARGIN`] longer.
+    fn exec(&mut self, command: &str) -> Result<Reply, StepError> {
+        let guest = guest_secs(self.remaining());
+        self.exec_bounded(command, guest, command)
+    }
+
+    /// `command` under a guest-side `timeout` of `guest` seconds; errors
+    /// name `shown` (the probe rather than the loop around it).
+    fn exec_bounded(&mut self, command: &str, guest: u64, shown: &str) -> Result<Reply, StepError> {
+        let host_deadline = self.deadline + REPLY_MARGIN;
+        self.m
+            .execute(command, Some(guest), host_deadline, self.abort)
+            .map_err(|e| self.vm_error(e, Some(shown)))
+    }
+
+    /// Runs `attempt` in a [`guest_poll_loop`] until `done` holds in the
+    /// guest and `judge` accepts the last attempt's reply on the host, or
+    /// the step's time is up (`Ok(None)`). One loop lasts at most
+    /// [`SLOW_NOTE`], so long waits still log that they are waiting. The
+    /// guest-side `timeout` is the loop's budget plus [`LOOP_SLACK`]
+    /// (rounded up), which stays below the host's [`REPLY_MARGIN`].
+    fn poll_in_guest<T>(
+        &mut self,
+        attempt: &str,
+        done: &str,
+        mut judge: impl FnMut(&mut Self, Reply) -> Result<Option<T>, StepError>,
+    ) -> Result<Option<T>, StepError> {
+        self.poll(|r| {
+            let budget = r.remaining().min(SLOW_NOTE);
+            let guest = ((budget + LOOP_SLACK).as_secs_f64().ceil() as u64).max(1);
+            let reply = r.exec_bounded(&guest_poll_loop(attempt, done, budget), guest, attempt)?;
+            judge(r, reply)
+        })
+    }
+
+    /// Probes until `probe` yields a value or the deadline passes.
+    fn poll<T>(
+        &mut self,
+        mut probe: impl FnMut(&mut Self) -> Result<Option<T>, StepError>,
+    ) -> Result<Option<T>, StepError> {
+        let mut pause = POLL_START;
+        let started = Instant::now();
+        let mut next_note = started + SLOW_NOTE;
+        loop {
+            if let Some(v) = probe(self)? {
+                return Ok(Some(v));
+            }
+            let left = self.remaining();
+            if left.is_zero() {
+                return Ok(None);
+            }
+            if Instant::now() >= next_note {
+                next_note += SLOW_NOTE;
+                let msg = format!(
+                    "still waiting after {:.0} seconds ({:.0} seconds left)",
+                    started.elapsed().as_secs_f64(),
+                    left.as_secs_f64()
+                );
+                self.log.info(Some(&self.node()), &msg);
+            }
+            self.abort.sleep(pause.min(left)).map_err(StepError::Stopped)?;
+            pause = (pause * 3 / 2).min(POLL_MAX);
+        }
+    }
+}

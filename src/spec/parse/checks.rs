@@ -1,0 +1,107 @@
+//! Checks of single values shared by several families: commands, unit
+//! names, words the stock driver passes to a shell, ports, regexes.
+
+use super::convert::{Conv, ShellWord, shown_char};
+use crate::diagnostic::{Diagnostic, Span};
+use crate::spec::value::Value;
+use crate::spec::{names, pattern};
+
+impl Conv<'_> {
+    /// A shell command: a string that does something.
+    /// `must_fail` for `fail` and `waitUntilFails`.
+    pub(super) fn command(&mut self, v: &Value, what: &str, must_fail: bool) -> Option<String> {
+        let command = self.str(v, what)?;
+        if names::is_blank_command(&command) {
+            let label = if command.is_empty() { "empty command" } else { "only whitespace" };
+            // `sh -c ''` exits 0: a waiting-for-failure step could never pass.
+            let effect = if must_fail { "so this step can never pass" } else { "so it tests nothing" };
+            self.diags.push(
+                Diagnostic::error("empty_command", Some(v.span), format!("{what} has an empty command"))
+                    .with_label(label)
+                    .with_hint(format!(
+                        "write the shell command to run in the node, e.g. `\"systemctl is-active syshc\"`; \
+                         an empty command always succeeds, {effect}"
+                    )),
+            );
+        }
+        Some(command)
+    }
+
+    /// Refuses unit names the stock driver cannot quote (see
+    /// [`names::is_safe_unit_name`]).
+    pub(super) fn unit_name(&mut self, unit: &str, span: Span) {
+        if names::is_safe_unit_name(unit) {
+            return;
+        }
+        let (message, label) = match names::first_unsafe_unit_char(unit) {
+            None => ("the unit name is empty".to_string(), "empty unit name".to_string()),
+            Some(c) => (
+                format!("unit name `{}` cannot be passed safely to the test driver", unit.escape_debug()),
+                format!("{} is not allowed in unit names here", shown_char(c)),
+            ),
+        };
+        self.diags.push(
+            Diagnostic::error("unsafe_unit_name", Some(span), message).with_label(label).with_hint(format!(
+                "the stock Python driver puts the name into a shell command unescaped; use only {} \
+                     (e.g. `\"syshc.service\"`, `\"getty@tty1.service\"`)",
+                names::UNIT_NAME_CHARS
+            )),
+        );
+    }
+
+    /// Refuses values the stock driver hands to a shell unquoted (see
+    /// [`names::is_shell_safe`]).
+    pub(super) fn shell_word(&mut self, what: ShellWord, value: &str, span: Span) {
+        if names::is_shell_safe(value) {
+            return;
+        }
+        let (code, noun, example) = match what {
+            ShellWord::User => ("unsafe_user_name", "user name", "`user = \"alice\";`"),
+            ShellWord::CopySource => {
+                ("unsafe_path", "`copyFromVm` path", "`copyFromVm = \"/var/log/syshc.log\";`")
+            }
+            ShellWord::Screenshot => {
+                ("unsafe_screenshot_name", "screenshot name", "`screenshot = \"login-screen\";`")
+            }
+        };
+        let (message, label) = match names::first_unsafe_shell_char(value) {
+            None => (format!("the {noun} is empty"), format!("empty {noun}")),
+            Some(c) => (
+                format!("{noun} `{}` cannot be passed safely to the test driver", value.escape_debug()),
+                format!("{} is not allowed here", shown_char(c)),
+            ),
+        };
+        self.diags.push(
+            Diagnostic::error(code, Some(span), message).with_label(label).with_hint(format!(
+                "the stock Python driver passes the {noun} to a shell without quoting; use only {} (e.g. {example})",
+                names::SHELL_SAFE_CHARS
+            )),
+        );
+    }
+
+    pub(super) fn port(&mut self, v: &Value, what: &str) -> Option<u16> {
+        let p = self.int(v, what)?;
+        match u16::try_from(p) {
+            Ok(port) if port > 0 => Some(port),
+            _ => {
+                self.diags.push(
+                    Diagnostic::error("port_out_of_range", Some(v.span), format!("port {p} is out of range"))
+                        .with_label("not in 1..65535")
+                        .with_hint("TCP ports are between 1 and 65535"),
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn regex(&mut self, pattern: &str, span: Span) {
+        if let Err(e) = pattern::check(pattern) {
+            let code = if e.message.starts_with("invalid") { "invalid_regex" } else { "unportable_regex" };
+            self.diags.push(
+                Diagnostic::error(code, Some(span), e.message)
+                    .with_label("in this regular expression")
+                    .with_hint(e.hint),
+            );
+        }
+    }
+}

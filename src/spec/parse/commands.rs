@@ -1,0 +1,137 @@
+//! `expect` of the command steps, and `http`.
+
+use super::convert::{Conv, Sibling, code_list};
+use crate::diagnostic::Diagnostic;
+use crate::spec::parse::{EXPECT_KEYS, HTTP_KEYS};
+use crate::spec::value::{Entry, Kind, Value};
+use crate::spec::{Action, Expect};
+
+/// The action keys of this family.
+pub(super) const COMMAND_KEYS: &[&str] = &["succeed", "fail", "waitUntilSucceeds", "waitUntilFails"];
+
+impl Conv<'_> {
+    pub(super) fn command_action<'e>(&mut self, e: &Entry, sibling: Sibling<'_, 'e>) -> Option<Action> {
+        let v = &e.value;
+        let what = format!("`{}`", e.key);
+        Some(match e.key.as_str() {
+            "succeed" | "waitUntilSucceeds" => {
+                let command = self.command(v, &what, false);
+                let expect = match sibling("expect") {
+                    Some(x) => self.expect(&x.value)?,
+                    None => Expect::default(),
+                };
+                let command = command?;
+                if e.key == "succeed" {
+                    Action::Succeed { command, expect }
+                } else {
+                    Action::WaitUntilSucceeds { command, expect }
+                }
+            }
+            "fail" => Action::Fail { command: self.command(v, &what, true)? },
+            "waitUntilFails" => Action::WaitUntilFails { command: self.command(v, &what, true)? },
+            _ => return None,
+        })
+    }
+
+    pub(super) fn expect(&mut self, v: &Value) -> Option<Expect> {
+        let entries = self.attrs(v, "`expect`")?;
+        let mut out = Expect::default();
+        let mut ok = true;
+        for e in entries {
+            let what = format!("`expect.{}`", e.key);
+            match e.key.as_str() {
+                "contains" => out.contains = self.str(&e.value, &what),
+                "equals" => out.equals = self.str(&e.value, &what),
+                "matches" => {
+                    out.matches = self.str(&e.value, &what);
+                    if let Some(p) = &out.matches {
+                        self.regex(p, e.value.span);
+                    }
+                }
+                "exitCode" => match self.int(&e.value, &what) {
+                    Some(code) if (0..=255).contains(&code) => out.exit_code = i32::try_from(code).ok(),
+                    Some(code) => {
+                        ok = false;
+                        self.diags.push(
+                            Diagnostic::error(
+                                "exit_code_out_of_range",
+                                Some(e.value.span),
+                                format!("exit code {code} is out of range"),
+                            )
+                            .with_label("not in 0..255")
+                            .with_hint("exit statuses are between 0 and 255"),
+                        );
+                    }
+                    None => ok = false,
+                },
+                _ => {
+                    ok = false;
+                    self.unknown_key(
+                        "unknown_expect_key",
+                        e,
+                        EXPECT_KEYS,
+                        &format!("`expect` takes {}", code_list(EXPECT_KEYS)),
+                    );
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
+    pub(super) fn http(&mut self, v: &Value) -> Option<Action> {
+        let entries = self.attrs(v, "`http`")?;
+        let mut url = None;
+        let mut status = 200;
+        let mut contains = None;
+        let mut ok = true;
+        for e in entries {
+            let what = format!("`http.{}`", e.key);
+            match e.key.as_str() {
+                "url" => url = self.str(&e.value, &what),
+                "status" => match self.int(&e.value, &what) {
+                    Some(s) if (100..=599).contains(&s) => status = u16::try_from(s).unwrap_or(200),
+                    Some(s) => {
+                        ok = false;
+                        self.diags.push(
+                            Diagnostic::error(
+                                "status_out_of_range",
+                                Some(e.value.span),
+                                format!("HTTP status {s} is out of range"),
+                            )
+                            .with_label("not in 100..599")
+                            .with_hint("use an HTTP status code such as 200 or 404"),
+                        );
+                    }
+                    None => ok = false,
+                },
+                "contains" => {
+                    if e.value.kind != Kind::Null {
+                        contains = self.str(&e.value, &what);
+                        ok &= contains.is_some();
+                    }
+                }
+                _ => {
+                    ok = false;
+                    self.unknown_key(
+                        "unknown_http_key",
+                        e,
+                        HTTP_KEYS,
+                        &format!("`http` takes {}", code_list(HTTP_KEYS)),
+                    );
+                }
+            }
+        }
+        if !entries.iter().any(|e| e.key == "url") {
+            self.diags.push(
+                Diagnostic::error("missing_field", Some(v.span), "`http` has no `url`")
+                    .with_label("missing `url`")
+                    .with_hint("add the address to fetch: `url = \"http://localhost:8080/\";`"),
+            );
+            return None;
+        }
+        if !ok {
+            return None;
+        }
+        Some(Action::Http { url: url?, status, contains })
+    }
+}

@@ -1,0 +1,438 @@
+//! The converter's state and the top level of a description: its keys,
+//! and the generic shape checks (types, unknown keys) every family uses.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::diagnostic::{Diagnostic, Span};
+use crate::spec::parse::{KNOWN_SYSTEMS, TOP_KEYS, valid_test_name};
+use crate::spec::validate::did_you_mean;
+use crate::spec::value::{Entry, Kind, Value};
+use crate::spec::{Backend, TestSpec};
+
+/// Steps are copied into the generated test, so they must be literals.
+const STATIC_HINT: &str = "descriptions are copied into the generated test, so everything outside `nodes` must be \
+                           literal data (strings, numbers, booleans, lists, attribute sets); move computation into \
+                           a node module";
+const EVAL_HINT: &str = "or let Nix evaluate the description: `nixvm-gen --eval generate`";
+
+/// What a value should be, for wrong-type messages.
+#[derive(Clone, Copy)]
+pub(super) enum Ty {
+    Str,
+    Int,
+    Number,
+    List,
+    Attrs,
+}
+
+impl Ty {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Ty::Str => "a string",
+            Ty::Int => "an integer",
+            Ty::Number => "a number",
+            Ty::List => "a list",
+            Ty::Attrs => "an attribute set",
+        }
+    }
+    pub(super) fn hint(self) -> &'static str {
+        match self {
+            Ty::Str => "write a string literal in double quotes, e.g. `\"…\"`",
+            Ty::Int => "write a whole number without quotes",
+            Ty::Number => "write a number without quotes, e.g. `30` or `1.5`",
+            Ty::List => "write a list: `[ … ]`",
+            Ty::Attrs => "write an attribute set: `{ … }`",
+        }
+    }
+}
+
+/// Values the stock driver passes to a shell unquoted.
+#[derive(Clone, Copy)]
+pub(super) enum ShellWord {
+    /// `user` of `waitForUnit` (`su -l <user>`).
+    User,
+    /// `copyFromVm` (`cp -r <source> …`).
+    CopySource,
+    /// `screenshot` (`pnmtopng … > <name>`).
+    Screenshot,
+}
+
+/// A character for a label: visible characters in backquotes, others
+/// (space, control characters) by name or escape.
+pub(super) fn shown_char(c: char) -> String {
+    match c {
+        ' ' => "a space".to_string(),
+        '`' => "a backquote".to_string(),
+        c if c.is_control() || c.is_whitespace() => format!("`{}`", c.escape_default()),
+        c => format!("`{c}`"),
+    }
+}
+
+/// The known nodes of the test being converted.
+#[derive(Default)]
+pub(super) enum Nodes {
+    /// `nodes` is missing or unreadable: node checks are skipped.
+    #[default]
+    Unknown,
+    Known(BTreeMap<String, Span>),
+}
+
+pub(super) struct Conv<'a> {
+    pub(super) diags: &'a mut Vec<Diagnostic>,
+    pub(super) nodes: Nodes,
+}
+
+/// Checks the value tree against the description format.
+pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>) -> Option<TestSpec> {
+    let entries = match &root.kind {
+        Kind::Attrs(entries) => entries,
+        Kind::Lambda => {
+            diags.push(
+                Diagnostic::error(
+                    "top_level_function",
+                    Some(root.span),
+                    "a description must be an attribute set, not a function",
+                )
+                .with_label("this is a function")
+                .with_hint(
+                    "remove the `{ … }:` header; node modules receive `pkgs`, `lib`, … themselves: \
+                                `nodes.machine = { pkgs, ... }: { … };`",
+                ),
+            );
+            return None;
+        }
+        _ => {
+            let mut c = Conv { diags, nodes: Nodes::Unknown };
+            c.wrong_type(root, Ty::Attrs, "the description");
+            return None;
+        }
+    };
+    let mut c = Conv { diags, nodes: Nodes::Unknown };
+    let stem = rel_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut spec = TestSpec {
+        name: stem.clone(),
+        name_span: None,
+        file: rel_path.to_path_buf(),
+        description: None,
+        nodes: BTreeMap::new(),
+        modules: None,
+        systems: None,
+        backend: Backend::default(),
+        timeout: None,
+        steps: Vec::new(),
+    };
+    // Nodes first: steps are checked against them.
+    match entries.iter().find(|e| e.key == "nodes") {
+        Some(e) => {
+            if let Some(nodes) = c.nodes(&e.value) {
+                spec.nodes = nodes.clone();
+                c.nodes = Nodes::Known(nodes);
+            }
+        }
+        None => c.diags.push(
+            Diagnostic::error("missing_nodes", Some(open_brace(root.span)), "the description has no `nodes`")
+                .with_label("in this attribute set")
+                .with_hint("add the machines of the test: `nodes.machine = { pkgs, ... }: { … };`"),
+        ),
+    }
+    let mut saw_steps = false;
+    let mut saw_name = false;
+    for e in entries {
+        let v = &e.value;
+        match e.key.as_str() {
+            "nodes" => {}
+            "name" => {
+                saw_name = true;
+                if let Some(name) = c.str(v, "`name`") {
+                    if !valid_test_name(&name) {
+                        c.invalid_test_name(&name, v.span, false);
+                    }
+                    spec.name = name;
+                    spec.name_span = Some(v.span);
+                }
+            }
+            "description" => spec.description = c.str(v, "`description`"),
+            "modules" => {
+                spec.modules = c.list(v, "`modules`").map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|item| c.str(item, "a module name").map(|s| (s, item.span)))
+                        .collect()
+                });
+            }
+            "systems" => {
+                let items = c.list(v, "`systems`");
+                if items.is_some_and(<[Value]>::is_empty) {
+                    c.empty_systems(v.span);
+                }
+                spec.systems =
+                    items.map(|items| items.iter().filter_map(|item| c.system(item)).collect::<Vec<_>>());
+            }
+            "backend" => {
+                if let Some(b) = c.str(v, "`backend`") {
+                    match b.as_str() {
+                        "rust" => spec.backend = Backend::Rust,
+                        "python" => spec.backend = Backend::Python,
+                        other => c.unknown_value(
+                            "unknown_backend",
+                            v.span,
+                            &format!("unknown backend `{other}`"),
+                            other,
+                            &["rust", "python"],
+                        ),
+                    }
+                }
+            }
+            "timeout" => {
+                if let Some(t) = c.int(v, "`timeout`") {
+                    match u64::try_from(t) {
+                        Ok(t) if t > 0 => spec.timeout = Some(t),
+                        _ => c.bad_timeout(v.span, &t.to_string()),
+                    }
+                }
+            }
+            "steps" => {
+                saw_steps = true;
+                if let Some(items) = c.list(v, "`steps`") {
+                    if items.is_empty() {
+                        c.empty_steps(v.span, "the test");
+                    }
+                    spec.steps = c.steps(items);
+                }
+            }
+            other => c.unknown_key("unknown_top_level_key", e, TOP_KEYS, &top_key_hint(other)),
+        }
+    }
+    if !saw_name && !valid_test_name(&stem) {
+        let span = open_brace(root.span);
+        c.invalid_test_name(&stem, span, true);
+    }
+    if !saw_steps {
+        c.diags.push(
+            Diagnostic::error("missing_steps", Some(open_brace(root.span)), "the description has no `steps`")
+                .with_label("in this attribute set")
+                .with_hint("add what the test does: `steps = [ { waitForUnit = \"multi-user.target\"; } ];`"),
+        );
+    }
+    Some(spec)
+}
+
+/// Extra advice for well-known wrong top-level keys.
+fn top_key_hint(key: &str) -> String {
+    match key {
+        "testScript" => "nixvm-gen writes the test script from `steps`; describe the test as steps".into(),
+        "machine" | "machines" => "define machines under `nodes`: `nodes.machine = { … };`".into(),
+        _ => format!("the top-level keys are {}", code_list(TOP_KEYS)),
+    }
+}
+
+/// The first character of a span (for "in this attribute set" labels that
+/// should not underline a whole file).
+pub(super) fn open_brace(span: Span) -> Span {
+    Span { end: span.start.saturating_add(1).min(span.end.max(span.start)), ..span }
+}
+
+pub(crate) fn code_list(items: &[&str]) -> String {
+    items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+}
+
+impl Conv<'_> {
+    // ----- generic shape checks -----
+
+    pub(super) fn wrong_type(&mut self, v: &Value, ty: Ty, what: &str) {
+        let d = match &v.kind {
+            Kind::Invalid => return,
+            Kind::Opaque { why } => Diagnostic::error(
+                "not_static",
+                Some(v.span),
+                format!("{what} is not plain data: it is {why}"),
+            )
+            .with_label("not static data")
+            .with_hint(STATIC_HINT)
+            .with_hint(EVAL_HINT),
+            other => Diagnostic::error(
+                "wrong_type",
+                Some(v.span),
+                format!("{what} must be {}, found {}", ty.name(), other.describe()),
+            )
+            .with_label(format!("expected {}", ty.name()))
+            .with_hint(ty.hint()),
+        };
+        self.diags.push(d);
+    }
+
+    pub(super) fn str(&mut self, v: &Value, what: &str) -> Option<String> {
+        match &v.kind {
+            Kind::Str(s) => Some(s.clone()),
+            _ => {
+                self.wrong_type(v, Ty::Str, what);
+                None
+            }
+        }
+    }
+
+    pub(super) fn int(&mut self, v: &Value, what: &str) -> Option<i64> {
+        match &v.kind {
+            Kind::Int(i) => Some(*i),
+            _ => {
+                self.wrong_type(v, Ty::Int, what);
+                None
+            }
+        }
+    }
+
+    pub(super) fn number(&mut self, v: &Value, what: &str) -> Option<f64> {
+        match &v.kind {
+            Kind::Int(i) => Some(*i as f64),
+            Kind::Float(f) => Some(*f),
+            _ => {
+                self.wrong_type(v, Ty::Number, what);
+                None
+            }
+        }
+    }
+
+    pub(super) fn list<'v>(&mut self, v: &'v Value, what: &str) -> Option<&'v [Value]> {
+        match &v.kind {
+            Kind::List(items) => Some(items),
+            _ => {
+                self.wrong_type(v, Ty::List, what);
+                None
+            }
+        }
+    }
+
+    pub(super) fn attrs<'v>(&mut self, v: &'v Value, what: &str) -> Option<&'v [Entry]> {
+        match &v.kind {
+            Kind::Attrs(entries) => Some(entries),
+            _ => {
+                self.wrong_type(v, Ty::Attrs, what);
+                None
+            }
+        }
+    }
+
+    pub(super) fn unknown_key(&mut self, code: &'static str, e: &Entry, known: &[&str], fallback_hint: &str) {
+        let (label, hint) = match did_you_mean(&e.key, known.iter().copied()) {
+            Some(s) => (format!("did you mean `{s}`?"), format!("replace `{}` with `{s}`", e.key)),
+            None => ("unknown key".to_string(), fallback_hint.to_string()),
+        };
+        let place = match code {
+            "unknown_step_key" => "in a step",
+            "unknown_expect_key" => "in `expect`",
+            "unknown_http_key" => "in `http`",
+            _ => "in the description",
+        };
+        self.diags.push(
+            Diagnostic::error(code, Some(e.key_span), format!("unknown key `{}` {place}", e.key))
+                .with_label(label)
+                .with_hint(hint),
+        );
+    }
+
+    pub(super) fn unknown_value(
+        &mut self,
+        code: &'static str,
+        span: Span,
+        message: &str,
+        value: &str,
+        known: &[&str],
+    ) {
+        let label = match did_you_mean(value, known.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => "unknown value".into(),
+        };
+        self.diags.push(
+            Diagnostic::error(code, Some(span), message)
+                .with_label(label)
+                .with_hint(format!("use one of {}", code_list(known))),
+        );
+    }
+
+    pub(super) fn bad_timeout(&mut self, span: Span, shown: &str) {
+        self.diags.push(
+            Diagnostic::error(
+                "invalid_timeout",
+                Some(span),
+                format!("timeout must be positive, found {shown}"),
+            )
+            .with_label("not a positive number of seconds")
+            .with_hint("give the timeout in seconds, greater than zero (leave it out for the default)"),
+        );
+    }
+
+    pub(super) fn empty_steps(&mut self, span: Span, whose: &str) {
+        self.diags.push(
+            Diagnostic::error("empty_steps", Some(span), format!("{whose} has no steps"))
+                .with_label("empty list")
+                .with_hint("add at least one step, e.g. `{ waitForUnit = \"multi-user.target\"; }`"),
+        );
+    }
+
+    pub(super) fn invalid_test_name(&mut self, name: &str, span: Span, from_stem: bool) {
+        let (message, hint) = if from_stem {
+            (
+                format!("the file name `{name}` is not a valid test name"),
+                "rename the file or set `name = \"…\";` using letters, digits, `_`, `.`, `+`, `-`",
+            )
+        } else {
+            (
+                format!("`{name}` is not a valid test name"),
+                "use letters, digits, `_`, `.`, `+`, `-` (not starting with `.`, `+` or `-`)",
+            )
+        };
+        self.diags.push(
+            Diagnostic::error("invalid_test_name", Some(span), message)
+                .with_label("becomes `checks.<system>.<name>` and `vm-test-run-<name>`")
+                .with_hint(hint),
+        );
+    }
+
+    /// `systems = [ ]` is a warning, not an error: it is a way to park a
+    /// test (it is still parsed and checked), but no `checks.<system>` runs
+    /// it, which is almost never what was meant.
+    pub(super) fn empty_systems(&mut self, span: Span) {
+        self.diags.push(
+            Diagnostic::warning(
+                "empty_systems",
+                Some(span),
+                "the test is generated for no system, so no check runs it",
+            )
+            .with_label("empty list")
+            .with_hint(format!(
+                "remove `systems` to use the defaults ({}), or list at least one system",
+                code_list(crate::spec::DEFAULT_SYSTEMS)
+            )),
+        );
+    }
+
+    pub(super) fn system(&mut self, v: &Value) -> Option<String> {
+        let s = self.str(v, "a system")?;
+        if KNOWN_SYSTEMS.contains(&s.as_str()) {
+            return Some(s);
+        }
+        let mut d = Diagnostic::error("unknown_system", Some(v.span), format!("unknown system `{s}`"));
+        d = match did_you_mean(&s, KNOWN_SYSTEMS.iter().copied()) {
+            Some(close) => d.with_label(format!("did you mean `{close}`?")),
+            None => d.with_label("not a Linux system NixOS VM tests run on"),
+        };
+        if s.ends_with("-darwin") {
+            d = d.with_hint("NixOS VM tests run on Linux; macOS needs a Linux builder and `aarch64-linux`");
+        }
+        self.diags.push(d.with_hint(format!("use one of {}", code_list(KNOWN_SYSTEMS))));
+        None
+    }
+}
+
+/// Finds a sibling key of the step being converted.
+pub(super) type Sibling<'s, 'e> = &'s dyn Fn(&str) -> Option<&'e Entry>;
+/// A node named by an action's own value (`start = "server";`), with its span.
+pub(super) type NodeRef = Option<(String, Span)>;
+
+impl Conv<'_> {
+    /// An optional string sibling (`user`, `addr`, `targetDir`).
+    pub(super) fn opt_str<'e>(&mut self, sibling: Sibling<'_, 'e>, name: &str) -> Option<String> {
+        sibling(name).and_then(|s| self.str(&s.value, &format!("`{name}`")))
+    }
+}

@@ -1,0 +1,267 @@
+//! Description files (Nix source) → [`TestSpec`], with a diagnostic for every
+//! construct that is not static data and every mistake in the format.
+//!
+//! Two stages: [`value::lower_root`] turns the rnix AST into a spanned value
+//! tree (non-data becomes `Opaque`, node modules are skipped), then
+//! [`convert`] checks that tree against the format, collecting every problem
+//! instead of stopping at the first. Evaluator output ([`from_json`]) goes
+//! through the same converter, so both paths accept exactly the same format.
+//!
+//! Checks that need only one file happen here, including node names of
+//! steps (they need the exact spans); cross-file and flake checks are in
+//! [`crate::spec::validate`].
+
+use std::path::Path;
+
+use rnix::SyntaxKind;
+
+use crate::diagnostic::{Diagnostic, FileId, Span};
+pub use crate::spec::names::{valid_node_name, valid_test_name};
+use crate::spec::value::{self, Value};
+use crate::spec::{Action, Step, TestSpec};
+
+mod checks;
+mod commands;
+mod convert;
+mod files;
+mod nodes;
+mod power;
+mod steps;
+mod syntax;
+#[cfg(test)]
+mod tests;
+mod waits;
+
+pub(crate) use convert::code_list;
+use convert::convert;
+use syntax::syntax_error;
+
+/// Keys of the top-level attribute set.
+pub const TOP_KEYS: &[&str] =
+    &["name", "description", "nodes", "modules", "systems", "backend", "timeout", "steps"];
+/// Keys every step may have besides its action.
+pub const STEP_MODIFIERS: &[&str] = &["node", "timeout"];
+/// Keys that refine one action, with the actions they belong to.
+pub const STEP_SIBLINGS: &[(&str, &[&str])] = &[
+    ("user", &["waitForUnit"]),
+    ("addr", &["waitForOpenPort", "waitForClosedPort"]),
+    ("expect", &["succeed", "waitUntilSucceeds"]),
+    ("targetDir", &["copyFromVm"]),
+    ("steps", &["subtest"]),
+];
+pub const EXPECT_KEYS: &[&str] = &["contains", "equals", "matches", "exitCode"];
+pub const HTTP_KEYS: &[&str] = &["url", "status", "contains"];
+/// Systems NixOS VM tests can be generated for.
+pub const KNOWN_SYSTEMS: &[&str] = &[
+    "x86_64-linux",
+    "aarch64-linux",
+    "i686-linux",
+    "riscv64-linux",
+    "armv7l-linux",
+    "armv6l-linux",
+    "powerpc64le-linux",
+    "loongarch64-linux",
+];
+
+/// Parses one description. Returns `None` when the file is too broken to
+/// describe a test (syntax errors, not an attribute set); otherwise a spec
+/// (possibly incomplete: bad steps are left out) and every problem found.
+pub fn parse(file: FileId, rel_path: &Path, text: &str) -> (Option<TestSpec>, Vec<Diagnostic>) {
+    // rnix stops at 512 levels of nesting, but in a debug build that already
+    // needs more stack than a default thread has; parse on a thread whose
+    // stack fits the deepest tree rnix accepts.
+    on_parse_stack(|| parse_here(file, rel_path, text))
+}
+
+/// One description to parse: its file id, path relative to the flake, text.
+pub type ParseInput<'a> = (FileId, &'a Path, &'a str);
+
+/// Parses many descriptions on a few big-stack worker threads (one per core,
+/// at most one per file), keeping the input order. Cheaper than [`parse`]
+/// per file, which starts a thread each time: `nixvm-gen check` runs on
+/// every commit and must stay fast with hundreds of descriptions.
+pub fn parse_many(inputs: &[ParseInput<'_>]) -> Vec<(Option<TestSpec>, Vec<Diagnostic>)> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, inputs.len().max(1));
+    let chunk = inputs.len().div_ceil(workers).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = inputs
+            .chunks(chunk)
+            .map(|part| {
+                let job = move || part.iter().map(|&(f, p, t)| parse_here(f, p, t)).collect::<Vec<_>>();
+                (
+                    part,
+                    std::thread::Builder::new()
+                        .name("spec-parse".into())
+                        .stack_size(PARSE_STACK_BYTES)
+                        .spawn_scoped(scope, job),
+                )
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|(part, handle)| match handle {
+                Ok(h) => h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err(_) => part.iter().map(|&(f, p, t)| parse(f, p, t)).collect(),
+            })
+            .collect()
+    })
+}
+
+/// Enough for rnix's maximum nesting depth in unoptimised builds.
+const PARSE_STACK_BYTES: usize = 64 << 20;
+
+/// Brackets nested deeper than this are refused before parsing: rnix's
+/// error recovery on very deep input takes minutes.
+const MAX_BRACKET_DEPTH: usize = 100;
+
+/// The first bracket (`[`, `{`, `(`, `${`, string start) that nests deeper
+/// than [`MAX_BRACKET_DEPTH`], found by a linear scan of the tokens.
+fn too_deep(file: FileId, text: &str) -> Option<Span> {
+    use SyntaxKind::*;
+    let mut depth = 0usize;
+    let mut offset = 0usize;
+    for (kind, tok) in rnix::tokenize(text) {
+        match kind {
+            TOKEN_L_BRACE | TOKEN_L_BRACK | TOKEN_L_PAREN | TOKEN_INTERPOL_START | TOKEN_STRING_START => {
+                depth += 1;
+                if depth > MAX_BRACKET_DEPTH {
+                    let start = u32::try_from(offset).unwrap_or(u32::MAX);
+                    let end = u32::try_from(offset + tok.len()).unwrap_or(u32::MAX);
+                    return Some(Span { file, start, end });
+                }
+            }
+            TOKEN_R_BRACE | TOKEN_R_BRACK | TOKEN_R_PAREN | TOKEN_INTERPOL_END | TOKEN_STRING_END => {
+                depth = depth.saturating_sub(1);
+            }
+            _ => {}
+        }
+        offset += tok.len();
+    }
+    None
+}
+
+fn parse_here(file: FileId, rel_path: &Path, text: &str) -> (Option<TestSpec>, Vec<Diagnostic>) {
+    if let Some(span) = too_deep(file, text) {
+        let d = Diagnostic::error(
+            "nix_syntax",
+            Some(span),
+            format!("brackets are nested more than {MAX_BRACKET_DEPTH} levels deep"),
+        )
+        .with_label("too deep")
+        .with_hint("a description is a flat list of steps; move deep structures into a separate Nix file");
+        return (None, vec![d]);
+    }
+    let parsed = rnix::Root::parse(text);
+    if let Some(err) = parsed.errors().first() {
+        // Later rnix errors are mostly consequences of the first one.
+        return (None, vec![syntax_error(file, err, text.len())]);
+    }
+    let mut diags = Vec::new();
+    let Some(expr) = parsed.tree().expr() else {
+        let d = Diagnostic::error("nix_syntax", Some(whole(file, text)), "the file holds no expression")
+            .with_hint("a description is an attribute set: `{ nodes.machine = { … }; steps = [ … ]; }`");
+        return (None, vec![d]);
+    };
+    let root = value::lower_root(file, &expr, &mut diags);
+    let spec = convert(rel_path, &root, &mut diags);
+    diags.sort_by_key(|d| d.span.map(|s| (s.start, s.end)));
+    (spec, diags)
+}
+
+/// Converts evaluator output: the description evaluated to JSON with each
+/// `nodes.<name>` replaced by `null`. JSON has no positions, so every
+/// diagnostic points at the start of the file and steps have no span (the
+/// generated code then names only the file, not a misleading line 1). Use
+/// [`from_json_with_source`] when the file's text is at hand.
+pub fn from_json(
+    file: FileId,
+    rel_path: &Path,
+    value: &serde_json::Value,
+) -> (Option<TestSpec>, Vec<Diagnostic>) {
+    let unknown = Span { file, start: 0, end: 0 };
+    let (mut spec, diags) = from_json_spanned(rel_path, value, unknown);
+    if let Some(spec) = &mut spec {
+        forget_spans(&mut spec.steps, unknown);
+    }
+    (spec, diags)
+}
+
+/// [`from_json`] for a file whose source `text` is known: values that the
+/// static parse could place (e.g. the `steps` attribute, or each step of a
+/// literal list whose items are computed) get those spans, for step comments
+/// and diagnostics; the rest behave as in [`from_json`].
+pub fn from_json_with_source(
+    file: FileId,
+    rel_path: &Path,
+    text: &str,
+    value: &serde_json::Value,
+) -> (Option<TestSpec>, Vec<Diagnostic>) {
+    let unknown = Span { file, start: 0, end: 0 };
+    let located = on_parse_stack(|| static_tree(file, text));
+    let root = value::from_json_located(value, located.as_ref(), unknown);
+    let mut diags = Vec::new();
+    let mut spec = convert(rel_path, &root, &mut diags);
+    if let Some(spec) = &mut spec {
+        forget_spans(&mut spec.steps, unknown);
+    }
+    (spec, diags)
+}
+
+/// The static value tree of `text`, if it parses (its diagnostics are
+/// dropped: the evaluated value is what counts).
+fn static_tree(file: FileId, text: &str) -> Option<Value> {
+    if too_deep(file, text).is_some() {
+        return None;
+    }
+    let parsed = rnix::Root::parse(text);
+    if !parsed.errors().is_empty() {
+        return None;
+    }
+    let expr = parsed.tree().expr()?;
+    Some(value::lower_root(file, &expr, &mut Vec::new()))
+}
+
+/// Runs `job` on a thread with [`PARSE_STACK_BYTES`] of stack (see
+/// [`parse`]); here when no thread can be started.
+fn on_parse_stack<T: Send>(job: impl Fn() -> T + Sync) -> T {
+    let job = &job;
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("spec-parse".into())
+            .stack_size(PARSE_STACK_BYTES)
+            .spawn_scoped(scope, job);
+        match worker {
+            Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => job(),
+        }
+    })
+}
+
+/// Clears step spans equal to `unknown`, recursively: no position is better
+/// than a made-up one.
+fn forget_spans(steps: &mut [Step], unknown: Span) {
+    for step in steps {
+        if step.span == Some(unknown) {
+            step.span = None;
+        }
+        if let Action::Subtest { steps, .. } = &mut step.action {
+            forget_spans(steps, unknown);
+        }
+    }
+}
+
+/// [`from_json`] with an explicit span for every value (e.g. the whole file).
+pub fn from_json_spanned(
+    rel_path: &Path,
+    value: &serde_json::Value,
+    span: Span,
+) -> (Option<TestSpec>, Vec<Diagnostic>) {
+    let root = value::from_json(value, span);
+    let mut diags = Vec::new();
+    let spec = convert(rel_path, &root, &mut diags);
+    (spec, diags)
+}
+
+fn whole(file: FileId, text: &str) -> Span {
+    Span { file, start: 0, end: u32::try_from(text.len()).unwrap_or(u32::MAX) }
+}

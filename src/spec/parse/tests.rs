@@ -1,0 +1,180 @@
+//! Unit tests of the description parser.
+
+mod unit {
+    use super::super::*;
+    use crate::spec::{ACTION_KEYS, Expect};
+
+    fn parse_ok(text: &str) -> TestSpec {
+        let (spec, diags) = parse(FileId(0), Path::new("tests/vm/t.nix"), text);
+        assert!(diags.is_empty(), "{diags:#?}");
+        spec.expect("spec")
+    }
+
+    fn codes(text: &str) -> Vec<&'static str> {
+        parse(FileId(0), Path::new("tests/vm/t.nix"), text).1.iter().map(|d| d.code).collect()
+    }
+
+    #[test]
+    fn minimal_description() {
+        let spec = parse_ok(r#"{ nodes.machine = {}; steps = [ { waitForUnit = "a.service"; } ]; }"#);
+        assert_eq!(spec.name, "t");
+        assert_eq!(spec.nodes.keys().collect::<Vec<_>>(), ["machine"]);
+        assert_eq!(spec.steps[0].node.as_deref(), Some("machine"));
+        assert_eq!(spec.steps[0].action, Action::WaitForUnit { unit: "a.service".into(), user: None });
+    }
+
+    #[test]
+    fn every_action() {
+        let spec = parse_ok(
+            r#"{
+              nodes = { a = {}; b = {}; };
+              steps = [
+                { waitForUnit = "u"; user = "alice"; node = "a"; timeout = 5; }
+                { waitForOpenPort = 80; addr = "::1"; node = "a"; }
+                { waitForClosedPort = 81; node = "b"; }
+                { waitForFile = "/f"; node = "a"; }
+                { waitForConsoleText = "login: ?$"; node = "a"; }
+                { succeed = "true"; expect = { contains = "x"; equals = "y"; matches = "z+"; exitCode = 3; }; node = "a"; }
+                { fail = "false"; node = "a"; }
+                { waitUntilSucceeds = "x"; expect.contains = "ok"; node = "a"; }
+                { waitUntilFails = "x"; node = "a"; timeout = 0.5; }
+                { sleep = 2; }
+                { http = { url = "http://h"; status = 404; contains = null; }; node = "b"; }
+                { start = "a"; } { shutdown = true; node = "b"; } { crash = "a"; }
+                { reboot = "a"; } { block = "a"; } { unblock = "a"; }
+                { copyFromVm = "/log"; targetDir = "logs"; node = "a"; }
+                { screenshot = "s"; node = "a"; }
+                { subtest = "t"; steps = [ { sleep = 0.5; } ]; }
+              ];
+            }"#,
+        );
+        assert_eq!(spec.steps.len(), 20);
+        let keys: Vec<&str> = spec.steps.iter().map(|s| s.action.key()).collect();
+        assert_eq!(keys, ACTION_KEYS);
+        assert_eq!(spec.steps[0].timeout, Some(5.0));
+        assert_eq!(spec.steps[12].node.as_deref(), Some("b"));
+        assert_eq!(
+            spec.steps[5].action,
+            Action::Succeed {
+                command: "true".into(),
+                expect: Expect {
+                    contains: Some("x".into()),
+                    equals: Some("y".into()),
+                    matches: Some("z+".into()),
+                    exit_code: Some(3)
+                }
+            }
+        );
+        assert_eq!(
+            spec.steps[10].action,
+            Action::Http { url: "http://h".into(), status: 404, contains: None }
+        );
+    }
+
+    #[test]
+    fn all_mistakes_are_reported() {
+        let c = codes(
+            r#"{ nodes.m = {}; nme = "x"; steps = [ { succed = "x"; } { waitForOpenPort = 70000; } { sleep = 1; fail = "x"; } ]; }"#,
+        );
+        assert_eq!(c, ["unknown_top_level_key", "unknown_step_key", "port_out_of_range", "multiple_actions"]);
+    }
+
+    #[test]
+    fn top_level_function_is_an_error() {
+        assert_eq!(codes("{ pkgs, ... }: { nodes.m = {}; steps = []; }"), ["top_level_function"]);
+    }
+
+    #[test]
+    fn syntax_errors_are_reported_once() {
+        assert_eq!(codes("{ nodes.m = {} steps = [ ]; }"), ["nix_syntax"]);
+        assert_eq!(codes(""), ["nix_syntax"]);
+    }
+
+    #[test]
+    fn json_adapter() {
+        let j = serde_json::json!({
+            "name": "j", "nodes": { "m": null },
+            "steps": [ { "succeed": "x", "expect": { "exitCode": 1 } }, { "sleep": 0.25 } ]
+        });
+        let (spec, diags) = from_json(FileId(3), Path::new("tests/vm/j.nix"), &j);
+        assert!(diags.is_empty(), "{diags:?}");
+        let spec = spec.expect("spec");
+        assert_eq!(spec.name, "j");
+        assert_eq!(spec.steps[0].node.as_deref(), Some("m"));
+        assert_eq!(spec.steps[1].action, Action::Sleep { seconds: 0.25 });
+    }
+
+    /// Line of each top-level step (and of subtest steps) after converting
+    /// `json` with the source `text`.
+    fn json_step_lines(text: &str, json: &serde_json::Value) -> Vec<Option<usize>> {
+        let mut sources = crate::diagnostic::Sources::default();
+        let file = sources.add("tests/vm/j.nix", text);
+        let (spec, diags) = from_json_with_source(file, Path::new("tests/vm/j.nix"), text, json);
+        assert!(diags.is_empty(), "{diags:?}");
+        let mut lines = Vec::new();
+        for step in &spec.expect("spec").steps {
+            lines.push(step.span.map(|s| sources.line_col(s.file, s.start).0));
+            if let Action::Subtest { steps, .. } = &step.action {
+                lines.extend(steps.iter().map(|s| s.span.map(|s| sources.line_col(s.file, s.start).0)));
+            }
+        }
+        lines
+    }
+
+    #[test]
+    fn json_steps_take_positions_from_the_source() {
+        let json = serde_json::json!({
+            "nodes": { "m": null },
+            "steps": [ { "waitForOpenPort": 80 }, { "subtest": "s", "steps": [ { "sleep": 1 } ] } ]
+        });
+        // Computed values inside a literal list: each step keeps its own line.
+        let text = "let p = 80; in {\n  nodes.m = { };\n  steps = [\n    { waitForOpenPort = p; }\n    {\n      subtest = \"s\";\n      steps = [ { sleep = 1; } ];\n    }\n  ];\n}\n";
+        assert_eq!(json_step_lines(text, &json), [Some(4), Some(5), Some(7)]);
+        // A computed list: every step is at the `steps` value.
+        let text = "let xs = [ ]; in {\n  nodes.m = { };\n\n  steps = xs ++ [ ];\n}\n";
+        assert_eq!(json_step_lines(text, &json), [Some(4), Some(4), Some(4)]);
+        // A list of a different length: same.
+        let text = "{\n  nodes.m = { };\n  steps =\n    [ (f 1) ] ++ g;\n}\n";
+        assert_eq!(json_step_lines(text, &json), [Some(4), Some(4), Some(4)]);
+        // Nothing static to go by: no positions rather than line 1.
+        for text in ["import ./x.nix", "{ nodes.m = { }; } // import ./steps.nix", "{ broken"] {
+            assert_eq!(json_step_lines(text, &json), [None, None, None], "{text}");
+        }
+        let (spec, _) = from_json(FileId(0), Path::new("tests/vm/j.nix"), &json);
+        assert!(spec.expect("spec").steps.iter().all(|s| s.span.is_none()));
+    }
+
+    #[test]
+    fn json_mistakes_point_at_the_given_span() {
+        let j = serde_json::json!({ "nodes": { "a": null, "b": null }, "steps": [ { "succed": "x" }, { "fail": "y" } ] });
+        let span = Span { file: FileId(2), start: 0, end: 40 };
+        let (spec, diags) = from_json_spanned(Path::new("tests/vm/j.nix"), &j, span);
+        let codes: Vec<_> = diags.iter().map(|d| d.code).collect();
+        assert_eq!(codes, ["unknown_step_key", "missing_node"]);
+        assert!(diags.iter().all(|d| d.span == Some(span)));
+        assert_eq!(spec.map(|s| s.steps.len()), Some(1));
+    }
+}
+
+mod deep {
+    use super::super::*;
+
+    /// Deep nesting must end in diagnostics, not a stack overflow.
+    #[test]
+    fn deeply_nested_input_does_not_overflow() {
+        for text in [
+            "[".repeat(100_000),
+            format!("{{ nodes.m = {{}}; steps = {}1{}; }}", "[".repeat(5000), "]".repeat(5000)),
+            format!(
+                "{{ nodes.m = {{}}; steps = [ {{ sleep = {}1{}; }} ]; }}",
+                "(".repeat(5000),
+                ")".repeat(5000)
+            ),
+            "{ a = ".repeat(20_000),
+            format!("{{ nodes.m = {{}}; steps = [ {{ sleep = {}1; }} ]; }}", "-".repeat(5000)),
+        ] {
+            let (_, diags) = parse(FileId(0), Path::new("d.nix"), &text);
+            assert!(!diags.is_empty());
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Waits on a guest condition: units, ports, files, console text.
+
+use super::convert::{Conv, ShellWord, Sibling};
+use crate::spec::Action;
+use crate::spec::value::Entry;
+
+/// The action keys of this family.
+pub(super) const WAIT_KEYS: &[&str] =
+    &["waitForUnit", "waitForOpenPort", "waitForClosedPort", "waitForFile", "waitForConsoleText"];
+
+impl Conv<'_> {
+    pub(super) fn wait_action<'e>(&mut self, e: &Entry, sibling: Sibling<'_, 'e>) -> Option<Action> {
+        let v = &e.value;
+        let what = format!("`{}`", e.key);
+        Some(match e.key.as_str() {
+            "waitForUnit" => {
+                let unit = self.str(v, &what);
+                if let Some(unit) = &unit {
+                    self.unit_name(unit, v.span);
+                }
+                let user = self.opt_str(sibling, "user");
+                if let (Some(user), Some(entry)) = (&user, sibling("user")) {
+                    self.shell_word(ShellWord::User, user, entry.value.span);
+                }
+                Action::WaitForUnit { unit: unit?, user }
+            }
+            "waitForOpenPort" | "waitForClosedPort" => {
+                let port = self.port(v, &what);
+                let addr = self.opt_str(sibling, "addr");
+                let port = port?;
+                if e.key == "waitForOpenPort" {
+                    Action::WaitForOpenPort { port, addr }
+                } else {
+                    Action::WaitForClosedPort { port, addr }
+                }
+            }
+            "waitForFile" => Action::WaitForFile { path: self.str(v, &what)? },
+            "waitForConsoleText" => {
+                let regex = self.str(v, &what)?;
+                self.regex(&regex, v.span);
+                Action::WaitForConsoleText { regex }
+            }
+            _ => return None,
+        })
+    }
+}
