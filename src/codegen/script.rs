@@ -280,6 +280,17 @@ impl<'a> ScriptGen<'a> {
                 }
                 out.push(format!("{node}.screenshot({})", python_string(name)));
             }
+            Action::Snapshot { .. } | Action::Restore { .. } => {
+                // Validation refuses these for the Python backend first
+                // (docs/snapshots.md says why the stock Machine API cannot).
+                return Err(CodegenError::Unsupported {
+                    location: loc,
+                    message: format!(
+                        "`{}` (and `isolate`) need the Rust backend: the stock driver's monitor can only `savevm`,                          which QEMU refuses for NixOS test VMs; remove `backend = \"python\";`",
+                        step.action.key()
+                    ),
+                });
+            }
             Action::Subtest { title, steps } => {
                 out.push(format!("with subtest({}):", python_string(title)));
                 let mut inner = Vec::new();
