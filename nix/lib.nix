@@ -65,7 +65,13 @@ let
         inherit name;
         start_script = startScript node;
       }) config.nodes;
-      containers = { };
+      # This driver configuration has no containers; dropping the test's
+      # silently would run it without them.
+      containers =
+        if (config.containers or { }) == { } then
+          { }
+        else
+          throw "nixvm-gen.lib.mkDriver: the test `${config.name}' defines containers (${lib.concatStringsSep ", " (builtins.attrNames config.containers)}), which nixvm-driver does not support; use the Python backend for tests with containers";
       vlans = lib.unique (builtins.concatMap vlansOf (builtins.attrValues config.nodes));
       global_timeout = config.globalTimeout or 3600;
       enable_ssh_backdoor = config.sshBackdoor.enable or false;
@@ -95,11 +101,15 @@ let
       # extraDriverArgs carries `--interactive` in the interactive
       # re-evaluation (nixos/lib/testing/interactive.nix), so
       # driverInteractive keeps working with a forced driver.
+      # `--junit-xml` is relative to the output directory: run.nix's `-o $out`
+      # gets report.json and junit.xml, for CI to pick up.
       args = [
         "--config"
         "${configFile}"
         "--plan"
         "${planFile}"
+        "--junit-xml"
+        "junit.xml"
       ]
       # gen C's driver.nix passes the `logLevel` option the same way.
       ++ lib.optionals (config ? logLevel) [
@@ -107,9 +117,17 @@ let
         config.logLevel
       ]
       ++ (config.extraDriverArgs or [ ]);
+      # The host programs the driver runs (src/driver/tools.rs), in front
+      # of PATH (/path-not-set in the build), so that a driverPackage
+      # without its own wrapper (an overlay's plain build) works too.
+      toolsPath = lib.makeBinPath (driverPackage.driverTools or [
+        pkgs.vde2
+        pkgs.netpbm
+      ]);
       # Runtime arguments (`-o $out` from run.nix, `-K`, …) come after ours.
       wrapper = ''
         #!${pkgs.runtimeShell}
+        export PATH=${toolsPath}''${PATH:+:$PATH}
         exec ${driverPackage}/bin/nixvm-driver ${lib.escapeShellArgs args} "$@"
       '';
     in
@@ -119,7 +137,7 @@ let
         preferLocalBuild = true;
         passthru = (config.passthru or { }) // {
           nixvm = {
-            inherit plan planFile driverPackage;
+            inherit plan planFile driverPackage toolsPath;
             driverConfigurationFile = configFile;
           };
         };

@@ -6,11 +6,23 @@
   stdenv,
   rustPlatform,
   installShellFiles,
+  makeWrapper,
+  vde2,
+  netpbm,
 }:
 let
   fs = lib.fileset;
   root = ../.;
   cargoToml = builtins.fromTOML (builtins.readFile ../Cargo.toml);
+  # Every host program the driver runs (src/driver/tools.rs): vde_switch
+  # for VLANs, pnmtopng for screenshots. Inside a Nix build PATH is
+  # /path-not-set, so the driver finds them only through its wrapper, as
+  # the stock driver does (nixos/lib/test-driver/default.nix @0354d61d
+  # wraps nixos-test-driver with `--prefix PATH` of vde2, netpbm, …).
+  driverTools = [
+    vde2
+    netpbm
+  ];
 in
 rustPlatform.buildRustPackage {
   pname = cargoToml.package.name;
@@ -41,7 +53,10 @@ rustPlatform.buildRustPackage {
 
   cargoLock.lockFile = ../Cargo.lock;
 
-  nativeBuildInputs = [ installShellFiles ];
+  nativeBuildInputs = [
+    installShellFiles
+    makeWrapper
+  ];
 
   # Tests that need nix/qemu skip themselves loudly in the sandbox (they
   # call util::require); the rest run here.
@@ -58,7 +73,16 @@ rustPlatform.buildRustPackage {
       --fish <($out/bin/nixvm-gen completions fish)
     $out/bin/nixvm-gen man > nixvm-gen.1
     installManPage nixvm-gen.1
+  ''
+  + ''
+    for driver in nixvm-driver nixos-test-driver; do
+      wrapProgram $out/bin/$driver --prefix PATH : ${lib.makeBinPath driverTools}
+    done
   '';
+
+  passthru = {
+    inherit driverTools;
+  };
 
   meta = {
     description = cargoToml.package.description;

@@ -26,6 +26,8 @@ declare -A need=(
   [qemu-system-x86_64]=qemu-system-x86
   [nix-instantiate]=nix-bin
   [vde_switch]=vde2
+  # The driver converts screenshots with it (src/driver/tools.rs).
+  [pnmtopng]=netpbm
   [debootstrap]=debootstrap
   [cpio]=cpio
   [depmod]=kmod

@@ -10,7 +10,10 @@
   outputs =
     { self, nixpkgs, ... }@inputs:
     {
-      nixosModules.default = ./service.nix;
+      # `import`, not the bare path: `nix flake check` before Nix 2.13
+      # rejects path-valued modules ("module must be a function or an
+      # attribute set", NixOS/nix#6866).
+      nixosModules.default = import ./service.nix;
 
       # Written by `nixvm-gen generate` from tests/vm/*.nix; `nixvm-gen check`
       # (e.g. in a pre-commit hook) tells when it is stale.

@@ -428,12 +428,28 @@ fn generate(g: &GlobalArgs, config: &Config) -> anyhow::Result<i32> {
         ))
         .into());
     }
-    crate::fsutil::write_atomic(&path, text.as_bytes())
-        .with_context(|| format!("failed to write {}", shown(&path).display()))?;
+    write_generated(config, &path, text.as_bytes())?;
     if !g.quiet {
         say!("wrote {} ({} test(s))", shown(&path).display(), project.tests.len());
     }
     Ok(exit_codes::OK)
+}
+
+/// Writes the generated file atomically. A path inside the flake must stay
+/// there: a symlinked `nix/` directory or checks file that leads out of the
+/// flake is refused (an explicit `--output` outside the flake is the user's
+/// choice). Temporaries a killed run left next to the file are removed.
+fn write_generated(config: &Config, path: &Path, text: &[u8]) -> anyhow::Result<()> {
+    let root = normalize(&config.flake_dir);
+    if normalize(path).starts_with(&root) {
+        crate::fsutil::check_stays_inside(&config.flake_dir, path)
+            .map_err(|e| UsageError(format!("cannot write {}: {e}", shown(path).display())))?;
+    }
+    if let Some(dir) = path.parent() {
+        crate::fsutil::remove_stale_temporaries(dir);
+    }
+    crate::fsutil::write_atomic(path, text)
+        .with_context(|| format!("failed to write {}", shown(path).display()))
 }
 
 /// First bytes of every generated file (`templates/codegen/checks.nix`):

@@ -248,6 +248,11 @@ fn run_cli(cli: DriverCli) -> anyhow::Result<i32> {
     let config = load_config(&cli)?;
     let plan = load_plan(&cli)?;
     let out_dir = output_dir(&cli.output_dir)?;
+    for (flag, path) in [("--report-json", Some(&cli.report_json)), ("--junit-xml", cli.junit_xml.as_ref())] {
+        if let Some(Err(e)) = path.map(|p| crate::fsutil::check_relative(&p.to_string_lossy())) {
+            bail!("{flag}: {e} (reports are written inside the output directory -o)");
+        }
+    }
     if config.ssh_backdoor {
         log.warning(
             None,

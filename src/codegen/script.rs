@@ -268,6 +268,12 @@ impl<'a> ScriptGen<'a> {
                 if !is_shell_safe(source) {
                     return Err(unsupported(&loc, "copyFromVm source", source, SHELL_SAFE_CHARS));
                 }
+                if let Some(Err(e)) = target_dir.as_deref().map(crate::fsutil::check_relative) {
+                    return Err(CodegenError::Unsupported {
+                        location: loc,
+                        message: format!("`targetDir`: {e}"),
+                    });
+                }
                 let target = match target_dir {
                     Some(dir) => format!(", {}", python_string(dir)),
                     None => String::new(),
@@ -277,6 +283,12 @@ impl<'a> ScriptGen<'a> {
             Action::Screenshot { name } => {
                 if !is_shell_safe(name) {
                     return Err(unsupported(&loc, "screenshot name", name, SHELL_SAFE_CHARS));
+                }
+                if let Err(e) = crate::fsutil::check_relative(name) {
+                    return Err(CodegenError::Unsupported {
+                        location: loc,
+                        message: format!("screenshot name: {e}"),
+                    });
                 }
                 out.push(format!("{node}.screenshot({})", python_string(name)));
             }

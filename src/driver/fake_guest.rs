@@ -523,6 +523,42 @@ fn vm_actions_shutdown_start_reboot_crash_copy_screenshot() {
     assert!(matches!(r, Err(StepError::Vm(_))), "{r:?}");
 }
 
+/// Issue 11: a plan written by hand (or by an old generator) with paths that
+/// leave the output directory fails the step; nothing is written outside,
+/// and links the guest put into the copied tree are not followed.
+#[test]
+fn copies_and_screenshots_stay_inside_the_output_directory() {
+    let Some(mut h) = harness("") else { return };
+    let victim = h.tmp.path().join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("file"), "keep").unwrap();
+    h.ok(Action::Succeed {
+        command:
+            "mkdir -p $TMPDIR/tree && echo data > $TMPDIR/tree/file && ln -s /etc/passwd $TMPDIR/tree/pw"
+                .into(),
+        expect: Expect::default(),
+    });
+    let tree = h.machine().state_dir().join("tree").display().to_string();
+    let out = h.out.path().to_owned();
+    for target in [victim.display().to_string(), "../victim".into(), format!("../{}", victim.display())] {
+        let f = h.failure(&step(Action::CopyFromVm { source: tree.clone(), target_dir: Some(target) }, 10.0));
+        assert!(f.message.contains("cannot copy"), "{}", f.message);
+    }
+    std::os::unix::fs::symlink(&victim, out.join("link")).unwrap();
+    let f =
+        h.failure(&step(Action::CopyFromVm { source: tree.clone(), target_dir: Some("link".into()) }, 10.0));
+    assert!(f.message.contains("symbolic link"), "{}", f.message);
+    for name in ["../victim/file", "/tmp/x", "link/file"] {
+        let f = h.failure(&step(Action::Screenshot { name: name.into() }, 10.0));
+        assert!(f.message.contains("cannot write"), "{name}: {}", f.message);
+    }
+    assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 1);
+    assert_eq!(std::fs::read_to_string(victim.join("file")).unwrap(), "keep");
+    h.ok(Action::CopyFromVm { source: tree, target_dir: Some("inside".into()) });
+    assert_eq!(std::fs::read_to_string(out.join("inside/tree/file")).unwrap(), "data\n");
+    assert!(std::fs::symlink_metadata(out.join("inside/tree/pw")).is_err(), "a guest link was copied");
+}
+
 #[test]
 fn failing_step_reports_golden() {
     let steps = vec![

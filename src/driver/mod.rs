@@ -21,6 +21,7 @@ pub mod shell;
 pub mod snapshot;
 pub mod steps;
 pub mod stream;
+pub mod tools;
 pub mod vlan;
 pub mod vm;
 

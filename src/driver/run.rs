@@ -276,7 +276,7 @@ pub fn run(opts: &RunOptions, abort: &Abort, log: Arc<Log>) -> Result<Outcome, S
 
 /// Starts one switch per VLAN (header and timing in the log). On a failure
 /// the switches started so far are returned with the error.
-pub(super) fn start_vlans(opts: &RunOptions, log: &Log) -> (Vec<Vlan>, Option<String>) {
+pub(super) fn start_vlans(opts: &RunOptions, log: &Arc<Log>) -> (Vec<Vlan>, Option<String>) {
     let mut vlans = Vec::new();
     let mut error = None;
     let t = Instant::now();

@@ -2,14 +2,15 @@
 //! directory is exported to the start scripts as `QEMU_VDE_SOCKET_<n>`.
 
 use std::ffi::OsString;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use super::log::Log;
 use super::os;
+use super::tools::{self, MissingTool};
 
 /// How long `vde_switch` gets to answer `showinfo`.
 pub const SWITCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -17,9 +18,16 @@ pub const SWITCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Why a switch could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum VlanError {
-    #[error("vlan {nr}: failed to run `vde_switch` (is vde2 installed?)")]
+    #[error("vlan {nr}: {source}")]
+    Missing {
+        nr: u32,
+        #[source]
+        source: MissingTool,
+    },
+    #[error("vlan {nr}: failed to run {}", program.display())]
     Spawn {
         nr: u32,
+        program: PathBuf,
         #[source]
         source: io::Error,
     },
@@ -50,18 +58,31 @@ pub struct Vlan {
 }
 
 impl Vlan {
-    /// Starts the switch and waits for it to answer.
-    pub fn start(nr: u32, tmp_dir: &Path, log: &Log) -> Result<Vlan, VlanError> {
+    /// Starts the switch and waits for it to answer. Its stderr goes to the
+    /// log at debug level (its greetings and cleanup notes are noise in a
+    /// passing run) and into the error when it does not start.
+    pub fn start(nr: u32, tmp_dir: &Path, log: &Arc<Log>) -> Result<Vlan, VlanError> {
         let socket_dir = socket_dir(tmp_dir, nr);
         log.info(None, "start vlan");
-        let mut cmd = Command::new("vde_switch");
+        let program = tools::find(tools::VDE_SWITCH).map_err(|source| VlanError::Missing { nr, source })?;
+        let mut cmd = Command::new(&program);
         cmd.arg("--sock")
             .arg(&socket_dir)
             .args(["--dirmode", "0700", "--hub"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = os::spawn_in_group(&mut cmd).map_err(|source| VlanError::Spawn { nr, source })?;
+            .stderr(Stdio::piped());
+        let mut child =
+            os::spawn_in_group(&mut cmd).map_err(|source| VlanError::Spawn { nr, program, source })?;
+        let stderr = child.stderr.take().map(|e| drain_stderr(nr, e, Arc::clone(log)));
+        let said = |out: String| {
+            let err = stderr.as_ref().map(|s| s.lock().map(|l| l.join("\n")).unwrap_or_default());
+            [out.trim().to_owned(), err.unwrap_or_default()]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
         let mut stdin = child.stdin.take();
         let stdout = child.stdout.take();
         let answered = match (stdin.as_mut(), stdout) {
@@ -74,7 +95,7 @@ impl Vlan {
             Some((true, _)) => true,
             Some((false, output)) => {
                 let _ = os::terminate_group(&mut child, Duration::from_secs(1), &|| false);
-                return Err(VlanError::NoAnswer { nr, secs: SWITCH_TIMEOUT.as_secs(), output });
+                return Err(VlanError::NoAnswer { nr, secs: SWITCH_TIMEOUT.as_secs(), output: said(output) });
             }
             None => false,
         };
@@ -92,14 +113,45 @@ impl Vlan {
         (format!("QEMU_VDE_SOCKET_{}", self.nr).into(), self.socket_dir.clone().into_os_string())
     }
 
-    /// Closes stdin, then SIGTERM, grace period, SIGKILL.
+    /// Closes stdin, on which the switch cleans up and exits by itself; only
+    /// if it has not within [`EOF_EXIT`] (or `grace`, if shorter): SIGTERM,
+    /// grace period, SIGKILL. Signalling a switch that is already cleaning
+    /// up after EOF made it print "Could not remove ctl socket" at every
+    /// normal cleanup.
     pub fn stop(mut self, grace: Duration, log: &Log, hurry: &dyn Fn() -> bool) {
         log.info(None, &format!("kill vlan (pid {})", self.child.id()));
         self.stdin.take();
+        if !hurry() && matches!(os::wait_timeout(&mut self.child, EOF_EXIT.min(grace)), Ok(Some(_))) {
+            // Its group may still hold nothing else; reap for certain.
+            let _ = os::signal_group(self.child.id(), libc::SIGKILL);
+            return;
+        }
         if let Err(e) = os::terminate_group(&mut self.child, grace, hurry) {
             log.warning(None, &format!("Error during cleanup of vlan{}: {e}", self.nr));
         }
     }
+}
+
+/// How long a switch gets to exit on its own after EOF on stdin.
+pub const EOF_EXIT: Duration = Duration::from_millis(500);
+
+/// Logs the switch's stderr lines at debug level and keeps them (for the
+/// error when the switch does not start).
+fn drain_stderr(nr: u32, err: impl Read + Send + 'static, log: Arc<Log>) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let keep = Arc::clone(&lines);
+    let _ = std::thread::Builder::new().name(format!("vlan{nr}-stderr")).spawn(move || {
+        for line in BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            log.debug(None, &format!("vlan{nr}: vde_switch: {line}"));
+            if let Ok(mut l) = keep.lock() {
+                if l.len() < 50 {
+                    l.push(line);
+                }
+            }
+        }
+    });
+    lines
 }
 
 impl Drop for Vlan {
@@ -148,7 +200,9 @@ mod tests {
             return;
         }
         let tmp = tempfile::tempdir().unwrap();
-        let (log, _) = Log::capture(Level::Info);
+        // Debug level: the switch's own stderr is logged there.
+        let (log, lines) = Log::capture(Level::Debug);
+        let log = Arc::new(log);
         let vlan = Vlan::start(1, tmp.path(), &log).unwrap();
         assert!(vlan.socket_dir.join("ctl").exists());
         assert_eq!(vlan.env().0, "QEMU_VDE_SOCKET_1");
@@ -156,5 +210,19 @@ mod tests {
         vlan.stop(Duration::from_secs(2), &log, &|| false);
         // SAFETY: signal 0 only probes for existence.
         assert_ne!(unsafe { libc::kill(pid, 0) }, 0, "switch must be gone");
+        // Give the stderr thread a moment to log what the switch said last.
+        std::thread::sleep(Duration::from_millis(100));
+        let said = String::from_utf8_lossy(&lines.lock().unwrap()).into_owned();
+        assert!(said.contains("vlan1: vde_switch: "), "its stderr is logged at debug level: {said}");
+        assert!(!said.contains("Could not remove"), "a normal cleanup is quiet: {said}");
+    }
+
+    #[test]
+    fn a_missing_switch_names_its_package() {
+        let err = tools::find_on(tools::VDE_SWITCH, Some(std::ffi::OsStr::new("/path-not-set")))
+            .map_err(|source| VlanError::Missing { nr: 2, source })
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("vlan 2: `vde_switch` (from the vde2 package"), "{text}");
     }
 }

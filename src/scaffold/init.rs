@@ -196,7 +196,10 @@ fn plan_sources(opts: &InitOptions, n: &Names) -> Result<Vec<PlannedFile>, Scaff
             templates::render("scaffold/pre-commit-config.yaml", &pre_commit)?,
         ),
         file("README.md".into(), templates::render("scaffold/README.md", &readme)?),
-        file(".gitignore".into(), "result\nresult-*\n".into()),
+        file(
+            ".gitignore".into(),
+            "result\nresult-*\n# temporaries of an interrupted nixvm-gen run\n.nixvm-tmp*\n".into(),
+        ),
     ])
 }
 

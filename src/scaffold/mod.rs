@@ -123,6 +123,9 @@ pub struct PlannedFile {
 pub(crate) fn write_planned(root: &std::path::Path, files: &[PlannedFile]) -> Result<(), ScaffoldError> {
     for f in files {
         let path = root.join(&f.path);
+        // A linked `tests/vm` that leads out of the project is not followed.
+        crate::fsutil::check_stays_inside(root, &path)
+            .map_err(|source| ScaffoldError::Write { path: path.clone(), source })?;
         crate::fsutil::write_atomic(&path, f.contents.as_bytes())
             .map_err(|source| ScaffoldError::Write { path, source })?;
     }

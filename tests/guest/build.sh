@@ -330,7 +330,9 @@ probe_accel() {
 # Fast path: nothing to do when the stamp of the last build matches.
 inputs_hash() {
   {
-    cat "$here/build.sh" "$here/init" "$here/run-vm.sh.in" "$here/make-vm.sh"
+    # Only what goes into the images: the start-script template and
+    # make-vm.sh are read when a start script is written, not cached.
+    cat "$here/build.sh" "$here/init"
     (cd "$here/rootfs" && find . -type f -o -type l | LC_ALL=C sort | while read -r f; do
       echo "$f"; if [ -L "$f" ]; then readlink "$f"; else cat "$f"; fi; done)
     cat "$cache/kernel.pin" 2>/dev/null || true

@@ -3,7 +3,15 @@
 #
 #   make-vm.sh --out DIR --node NAME --kind busybox|systemd
 #              [--all-nodes "a b c"] [--vlans "1 2"] [--memory MiB] [--smp N]
-#              [--store 9p|image]
+#              [--store 9p|image] [--qemu PATH] [--qemu-img PATH]
+#              [--shell PATH] [--path DIRS]
+#
+# Like NixOS's start script, the script names its interpreter and QEMU by
+# absolute path and puts its own tools (coreutils) in front of PATH, so it
+# runs with an empty PATH: --shell (default /bin/bash), --qemu (default:
+# qemu-system-x86_64 as found on PATH now), --path (default: the directory
+# of `mkdir` as found now), --qemu-img (default: next to QEMU, else on PATH;
+# it creates the qcow2 disk). The stand-in nixpkgs passes its store paths.
 #
 # Node numbers are the positions of the names in the sorted --all-nodes
 # list (1-based), as nixos/lib/testing/network.nix numbers them; the node
@@ -18,7 +26,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${NIXVM_GUEST_CACHE:-$here/cache}
 
-out="" node="" kind="" all="" vlans="1" memory="" smp="" store=9p
+out="" node="" kind="" all="" vlans="1" memory="" smp="" store=9p qemu="" qemu_img="" shell=/bin/bash tools_path=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=$2; shift 2 ;;
@@ -29,11 +37,22 @@ while [ $# -gt 0 ]; do
     --memory) memory=$2; shift 2 ;;
     --smp) smp=$2; shift 2 ;;
     --store) store=$2; shift 2 ;;
+    --qemu) qemu=$2; shift 2 ;;
+    --qemu-img) qemu_img=$2; shift 2 ;;
+    --shell) shell=$2; shift 2 ;;
+    --path) tools_path=$2; shift 2 ;;
     *) echo "make-vm.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 [ -n "$out" ] && [ -n "$node" ] || { echo "make-vm.sh: --out and --node are required" >&2; exit 2; }
 [ -n "$all" ] || all=$node
+[ -n "$qemu" ] || qemu=$(command -v qemu-system-x86_64) || { echo "make-vm.sh: qemu-system-x86_64 is not on PATH (pass --qemu)" >&2; exit 1; }
+[ -n "$tools_path" ] || tools_path=$(dirname "$(command -v mkdir)")
+if [ -z "$qemu_img" ]; then
+  if [ -x "$(dirname "$qemu")/qemu-img" ]; then qemu_img=$(dirname "$qemu")/qemu-img
+  else qemu_img=$(command -v qemu-img) || { echo "make-vm.sh: qemu-img is not on PATH (pass --qemu-img; Debian: qemu-utils)" >&2; exit 1; }
+  fi
+fi
 [ -f "$cache/current/guest.env" ] || { echo "make-vm.sh: no guests built; run tests/guest/build.sh" >&2; exit 1; }
 
 sorted=$(printf '%s\n' $all | LC_ALL=C sort -u)
@@ -47,7 +66,7 @@ case "$kind" in
   busybox)
     : "${memory:=256}" "${smp:=1}"
     # No root file system on it: the disk holds the VM state of snapshots.
-    disk_create='qemu-img create -q -f qcow2 "$NIX_DISK_IMAGE" 64M'
+    disk_create="$qemu_img create -q -f qcow2 \"\$NIX_DISK_IMAGE\" 64M"
     params="console=ttyS0 panic=-1 quiet systemd.hostname=$node"
     ;;
   systemd)
@@ -55,7 +74,7 @@ case "$kind" in
     : "${memory:=512}" "${smp:=2}"
     # The shared root image is the read-only backing file of each VM's disk.
     root_image=$(readlink -f "$cache/current/root.ext4")
-    disk_create="qemu-img create -q -f qcow2 -F raw -b $root_image \"\$NIX_DISK_IMAGE\""
+    disk_create="$qemu_img create -q -f qcow2 -F raw -b $root_image \"\$NIX_DISK_IMAGE\""
     params="console=ttyS0 panic=-1 root=/dev/vda rw systemd.hostname=$node"
     ;;
   *) echo "make-vm.sh: --kind must be busybox or systemd" >&2; exit 2 ;;
@@ -98,9 +117,9 @@ params="$params net.ifnames=0 nixvm.net=$net nixvm.hosts=$hosts"
 mkdir -p "$out"
 script=$out/run-$node-vm
 NODE=$node NUMBER=$number KIND=$kind MEMORY=$memory SMP=$smp ACCEL=$accel_args \
-NICS=${nics%$'\n'} DRIVES=$drives PARAMS=$params DISK_CREATE=$disk_create STORE_PREP=$store_prep \
-STORE_SHARE=$store_share STORE_KIND=$store \
-QEMU_BIN=qemu-system-x86_64 VMLINUX=$cache/current/vmlinux INITRD=$cache/current/initrd.cpio.gz awk '
+NICS=${nics%$'\n'} DRIVES=$drives PARAMS=$params SHELL_BIN=$shell TOOLS_PATH=$tools_path \
+DISK_CREATE=$disk_create STORE_PREP=$store_prep STORE_SHARE=$store_share STORE_KIND=$store \
+QEMU_BIN=$qemu VMLINUX=$cache/current/vmlinux INITRD=$cache/current/initrd.cpio.gz awk '
   # Values come through ENVIRON: awk -v would interpret their backslashes.
   function sub_all(s, k) { for (k in keys) s = replace(s, "@" k "@", ENVIRON[keys[k]]); return s }
   function replace(s, pat, val,   i, out) {
@@ -111,7 +130,8 @@ QEMU_BIN=qemu-system-x86_64 VMLINUX=$cache/current/vmlinux INITRD=$cache/current
   BEGIN {
     split("NODE NUMBER KIND MEMORY SMP ACCEL VMLINUX INITRD DISK_CREATE STORE_PREP STORE_KIND", names, " ")
     for (n in names) keys[names[n]] = names[n]
-    keys["KERNEL_PARAMS"] = "PARAMS"; keys["QEMU"] = "QEMU_BIN"
+    keys["KERNEL_PARAMS"] = "PARAMS"; keys["QEMU"] = "QEMU_BIN"; keys["SHELL"] = "SHELL_BIN"
+    keys["PATH"] = "TOOLS_PATH"
   }
   /^@VLAN_NICS@$/ { if (ENVIRON["NICS"] != "") print ENVIRON["NICS"]; next }
   /^@DRIVES@$/ { if (ENVIRON["DRIVES"] != "") print ENVIRON["DRIVES"]; next }

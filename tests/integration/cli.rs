@@ -72,8 +72,8 @@ fn scan_json_of_the_example_has_the_documented_shape() {
     let m = &modules[0];
     assert_eq!(m["name"], "default");
     assert_eq!(m["file"], "flake.nix");
-    assert_eq!(m["kind"], "path");
-    // `      nixosModules.default = ./service.nix;` is line 13 of the example.
+    assert_eq!(m["kind"], "import");
+    // `      nixosModules.default = import ./service.nix;` is line 16 of the example.
     let flake = std::fs::read_to_string(dir.path().join("flake.nix")).expect("read flake.nix");
     let line = m["line"].as_u64().expect("line is a number") as usize;
     let column = m["column"].as_u64().expect("column is a number") as usize;
@@ -97,7 +97,7 @@ fn scan_text_lists_modules_and_tests() {
     util::assert_code(&out, 0);
     let text = stdout(&out);
     assert!(text.starts_with("modules:\n"), "{text}");
-    assert!(text.contains("default") && text.contains("flake.nix:13:"), "{text}");
+    assert!(text.contains("default") && text.contains("flake.nix:16:"), "{text}");
     assert!(text.contains("health") && text.contains("3 step(s)"), "{text}");
 }
 
@@ -444,6 +444,40 @@ fn values_the_stock_driver_cannot_take_exit_2() {
     assert!(stderr(&out).contains("error[unsafe_unit_name]"), "{}", stderr(&out));
     assert!(stderr(&out).contains("--> tests/vm/health.nix:3:29"), "{}", stderr(&out));
     assert_eq!(std::fs::read(dir.path().join(OUTPUT)).expect("read"), before);
+}
+
+/// Issue 11: the generated file is never written through a link that leaves
+/// the flake (a linked `nix/` directory or checks file); a link that stays
+/// inside is fine, and an interrupted run's temporaries are cleaned up.
+#[test]
+fn generate_does_not_write_through_links_out_of_the_flake() {
+    let dir = health();
+    let outside = util::tempdir();
+    let nix = dir.path().join("nix");
+    std::fs::remove_dir_all(&nix).expect("remove nix/");
+    std::os::unix::fs::symlink(outside.path(), &nix).expect("symlink");
+    let out = gen_in(dir.path(), &["generate"]);
+    util::assert_code(&out, 2);
+    assert!(stderr(&out).contains("outside"), "{}", stderr(&out));
+    assert!(listing(outside.path()).is_empty(), "wrote outside the flake: {:?}", listing(outside.path()));
+    std::fs::remove_file(&nix).expect("unlink");
+    std::fs::create_dir(&nix).expect("mkdir");
+    let victim = outside.path().join("victim.nix");
+    std::fs::write(&victim, "").expect("write");
+    std::os::unix::fs::symlink(&victim, dir.path().join(OUTPUT)).expect("symlink");
+    util::assert_code(&gen_in(dir.path(), &["generate"]), 2);
+    assert_eq!(std::fs::read(&victim).expect("read"), b"");
+    // Inside the flake a link is followed as before.
+    std::fs::remove_file(dir.path().join(OUTPUT)).expect("unlink");
+    std::fs::write(dir.path().join("real.nix"), "").expect("write");
+    std::os::unix::fs::symlink("../real.nix", dir.path().join(OUTPUT)).expect("symlink");
+    let stale = nix.join(".nixvm-tmpXYZ");
+    std::fs::write(&stale, "half").expect("write");
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
+    std::fs::File::options().write(true).open(&stale).expect("open").set_modified(old).expect("mtime");
+    util::assert_code(&gen_in(dir.path(), &["generate"]), 0);
+    assert!(std::fs::read_to_string(dir.path().join("real.nix")).expect("read").starts_with("# Generated"));
+    assert!(!stale.exists(), "a stale temporary file was left");
 }
 
 /// `--output ..` or `/` is a mistake on the command line, not an I/O error.

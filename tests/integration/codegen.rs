@@ -159,12 +159,18 @@ fn nix_flakes() -> Command {
     cmd
 }
 
-/// A copy of nixvm-gen's own flake (flake.nix + nix/) small enough for a
-/// `path:` input (the repository itself holds `target/`).
+/// A copy of nixvm-gen's own flake small enough for a `path:` input (the
+/// repository itself holds `target/`): flake.nix, nix/, and what
+/// nix/package.nix reads (mkDriver falls back to the flake's own package,
+/// as real nixpkgs has no `nixvm-driver`).
 fn nixvm_gen_flake_copy(into: &Path) {
     std::fs::create_dir_all(into).unwrap();
-    std::fs::copy(util::root().join("flake.nix"), into.join("flake.nix")).unwrap();
-    util::copy_dir(&util::root().join("nix"), &into.join("nix"));
+    for file in ["flake.nix", "Cargo.toml", "Cargo.lock"] {
+        std::fs::copy(util::root().join(file), into.join(file)).unwrap();
+    }
+    for dir in ["nix", "src", "templates"] {
+        util::copy_dir(&util::root().join(dir), &into.join(dir));
+    }
 }
 
 /// `nix eval --json path:<flake>#<attr>` with the stand-in nixpkgs and a copy

@@ -33,19 +33,19 @@ const RUN_BOUND: Duration = Duration::from_secs(240);
 
 /// Paths of the built guests (`cache/current/guest.env`).
 #[derive(Debug)]
-struct Guests {
+pub(crate) struct Guests {
     env: BTreeMap<String, String>,
 }
 
 impl Guests {
-    fn make_vm(&self) -> &str {
+    pub(crate) fn make_vm(&self) -> &str {
         &self.env["GUEST_MAKE_VM"]
     }
 }
 
 /// The guests, built once per test process (build.sh itself holds a file
 /// lock, so concurrent test processes do not build twice either).
-fn guests() -> Option<&'static Guests> {
+pub(crate) fn guests() -> Option<&'static Guests> {
     if let Some(why) = std::env::var_os("NIXVM_SKIP_VM_TESTS") {
         eprintln!("\n!!! SKIPPED: NIXVM_SKIP_VM_TESTS is set ({}).\n", why.to_string_lossy());
         return None;
@@ -90,7 +90,7 @@ fn guests() -> Option<&'static Guests> {
 }
 
 /// Held by every VM test: one guest set at a time on two cores.
-fn vm_lock() -> MutexGuard<'static, ()> {
+pub(crate) fn vm_lock() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -10,5 +10,6 @@ mod codegen;
 mod driver;
 mod flake;
 mod nix;
+mod sandbox;
 mod scaffold;
 mod spec;

@@ -202,7 +202,7 @@ fn mk_driver_falls_back_to_this_flakes_package() {
     // packages.<system>.nixvm-driver is wrapped.
     let apply = format!(
         r#"lib: let
-             pkgs = builtins.removeAttrs (import {} {{ system = "aarch64-linux"; }}) [ "nixvm-driver" ];
+             pkgs = import {} {{ system = "aarch64-linux"; }};
              config = {{ name = "t"; nodes = {{ }}; extraDriverArgs = [ ]; driverConfigurationFile = pkgs.writeText "c" "{{}}"; }};
              d = lib.mkDriver {{ inherit config pkgs; plan = {{ }}; }};
            in [ d.nixvm.driverPackage.name d.nixvm.driverPackage.meta.mainProgram d.name ]"#,
@@ -251,6 +251,16 @@ fn building_the_check_runs_the_wrapper_with_config_plan_and_output() {
     }
     let tmp = util::tempdir();
     let (_repo, project) = example_project(tmp.path());
+    // The glue alone: the fake driver that prints its arguments stands in
+    // for nixvm-driver (the real one runs in sandbox.rs).
+    let generated = project.join("nix/checks.generated.nix");
+    let text = std::fs::read_to_string(&generated).unwrap();
+    let patched = text.replace(
+        "nixvm-gen.lib.mkDriver {",
+        "nixvm-gen.lib.mkDriver {\n driverPackage = pkgs.nixvm-driver-args-stand-in;",
+    );
+    assert_ne!(patched, text);
+    std::fs::write(&generated, patched).unwrap();
     let out_link = tmp.path().join("result");
     let link = out_link.to_str().unwrap();
 
@@ -268,10 +278,10 @@ fn building_the_check_runs_the_wrapper_with_config_plan_and_output() {
         util::run(Command::new(out_link.join("bin/nixos-test-driver")).arg("-o").arg(&outdir).arg("-K"));
     let printed = stdout(&run);
     let argv: Vec<&str> = printed.lines().filter_map(|l| l.strip_prefix("arg: ")).collect();
-    assert_eq!(argv.len(), 9, "{argv:?}");
+    assert_eq!(argv.len(), 11, "{argv:?}");
     assert_eq!(
-        (argv[0], argv[2], argv[4], argv[5], argv[6], argv[8]),
-        ("--config", "--plan", "--log-level", "info", "-o", "-K"),
+        (argv[0], argv[2], argv[4], argv[5], argv[6], argv[7], argv[8], argv[10]),
+        ("--config", "--plan", "--junit-xml", "junit.xml", "--log-level", "info", "-o", "-K"),
         "{argv:?}"
     );
     assert!(argv[1].ends_with("-driverConfiguration.json"), "{argv:?}");
@@ -292,8 +302,8 @@ fn building_the_check_runs_the_wrapper_with_config_plan_and_output() {
     stdout(&nix("build", &args));
     let args = std::fs::read_to_string(out_link.join("stand-in-driver-args")).unwrap();
     let lines: Vec<&str> = args.lines().collect();
-    assert_eq!(lines[6], "-o", "{lines:?}");
-    assert_eq!(lines[7], std::fs::read_link(&out_link).unwrap().to_str().unwrap());
+    assert_eq!(lines[8], "-o", "{lines:?}");
+    assert_eq!(lines[9], std::fs::read_link(&out_link).unwrap().to_str().unwrap());
 
     // driverInteractive: the same wrapper with `--interactive` from extraDriverArgs.
     let attr = flake_ref(&project, "checks.x86_64-linux.health.driverInteractive");
@@ -318,7 +328,8 @@ fn hand_written_test(body: &str, attr: &str, build: bool) -> Output {
   pkgs = import {stand_in} {{ system = "x86_64-linux"; }};
   glue = import {lib} {{ }};
   plan = {{ version = 1; name = "t"; nodes = [ "machine" ]; steps = [ ]; }};
-  test = pkgs.testers.runNixOSTest ({{ config, lib, ... }}: let drv = glue.mkDriver {{ inherit config pkgs plan; }}; in {body});
+  driverPackage = pkgs.nixvm-driver-args-stand-in;
+  test = pkgs.testers.runNixOSTest ({{ config, lib, ... }}: let drv = glue.mkDriver {{ inherit config pkgs plan driverPackage; }}; in {body});
 in test"#,
             stand_in = stand_in().display(),
             lib = util::root().join("nix/lib.nix").display(),

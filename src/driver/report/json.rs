@@ -12,5 +12,5 @@ pub fn render(report: &RunReport) -> String {
 
 /// Writes the report atomically.
 pub fn write(report: &RunReport, path: &Path) -> std::io::Result<()> {
-    crate::fsutil::write_atomic(path, render(report).as_bytes())
+    crate::fsutil::replace_atomic(path, render(report).as_bytes())
 }

@@ -87,5 +87,5 @@ pub fn render(report: &RunReport) -> String {
 
 /// Writes the JUnit file atomically.
 pub fn write(report: &RunReport, path: &Path) -> std::io::Result<()> {
-    crate::fsutil::write_atomic(path, render(report).as_bytes())
+    crate::fsutil::replace_atomic(path, render(report).as_bytes())
 }

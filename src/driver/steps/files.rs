@@ -41,26 +41,19 @@ impl Runner<'_> {
             let msg = format!("copying `{source}` out of the VM failed (exit code {})", reply.status);
             return Err(StepError::failed(self.failure(msg, Some(&cmd), Some(&reply))));
         }
-        let target = out_dir.join(target_dir.unwrap_or("")).join(&base);
-        copy_tree(&tmp.path().join(&base), &target)
+        let rel = Path::new(target_dir.unwrap_or(".")).join(&base);
+        let target = out_dir.join(&rel);
+        let skipped = crate::fsutil::Confined::new(out_dir)
+            .copy_tree(&tmp.path().join(&base), &rel)
             .map_err(|e| io_fail(self, format!("cannot copy to {}", target.display()), e))?;
+        for s in skipped {
+            let shown = s.strip_prefix(tmp.path()).unwrap_or(&s).display().to_string();
+            self.log.warning(
+                Some(&self.node()),
+                &format!("not copied (not a regular file or directory): {shown}"),
+            );
+        }
         self.log.info(Some(&self.node()), &format!("copied {source} to {}", target.display()));
         Ok(())
-    }
-}
-
-pub(super) fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    if from.is_dir() {
-        std::fs::create_dir_all(to)?;
-        for entry in std::fs::read_dir(from)? {
-            let entry = entry?;
-            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
-        }
-        Ok(())
-    } else {
-        std::fs::copy(from, to).map(drop)
     }
 }

@@ -31,6 +31,7 @@ impl Conv<'_> {
     /// [`names::is_safe_unit_name`]).
     pub(super) fn unit_name(&mut self, unit: &str, span: Span) {
         if names::is_safe_unit_name(unit) {
+            self.option_like(unit, span);
             return;
         }
         let (message, label) = match names::first_unsafe_unit_char(unit) {
@@ -53,6 +54,7 @@ impl Conv<'_> {
     /// [`names::is_shell_safe`]).
     pub(super) fn shell_word(&mut self, what: ShellWord, value: &str, span: Span) {
         if names::is_shell_safe(value) {
+            self.option_like(value, span);
             return;
         }
         let (code, noun, example) = match what {
@@ -77,6 +79,32 @@ impl Conv<'_> {
                 names::SHELL_SAFE_CHARS
             )),
         );
+    }
+
+    /// Refuses a value that `systemctl`, `su` or `cp` would take for an
+    /// option: both backends pass it as a plain argument.
+    fn option_like(&mut self, value: &str, span: Span) {
+        if value.starts_with('-') {
+            self.diags.push(
+                Diagnostic::error("option_like_value", Some(span), format!("`{value}` begins with `-`"))
+                    .with_label("would be read as a command-line option")
+                    .with_hint("names and paths passed to commands in the VM may not begin with `-`"),
+            );
+        }
+    }
+
+    /// Refuses an output path (`targetDir`, a screenshot name) that would
+    /// leave the driver's output directory: absolute, with `..`, or empty.
+    pub(super) fn out_path(&mut self, what: &str, value: &str, span: Span) {
+        if let Err(e) = crate::fsutil::check_relative(value) {
+            self.diags.push(
+                Diagnostic::error("path_outside_output", Some(span), format!("{what}: {e}"))
+                    .with_label("must stay inside the output directory")
+                    .with_hint(
+                        "write a relative path without `..`, e.g. `\"logs\"`; files land in the test's output directory",
+                    ),
+            );
+        }
     }
 
     pub(super) fn port(&mut self, v: &Value, what: &str) -> Option<u16> {

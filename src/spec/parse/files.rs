@@ -12,6 +12,9 @@ impl Conv<'_> {
             self.shell_word(ShellWord::CopySource, source, v.span);
         }
         let target_dir = self.opt_str(sibling, "targetDir");
+        if let (Some(dir), Some(entry)) = (&target_dir, sibling("targetDir")) {
+            self.out_path("`targetDir`", dir, entry.value.span);
+        }
         Some(Action::CopyFromVm { source: source?, target_dir })
     }
 
@@ -19,6 +22,9 @@ impl Conv<'_> {
         let v = &e.value;
         let name = self.str(v, &format!("`{}`", e.key))?;
         self.shell_word(ShellWord::Screenshot, &name, v.span);
+        if !name.starts_with('-') {
+            self.out_path("screenshot name", &name, v.span);
+        }
         Some(Action::Screenshot { name })
     }
 }

@@ -1,14 +1,82 @@
 # STAND-IN for `nixpkgs.legacyPackages.<system>` (NOT real nixpkgs).
 #
-# Builders here really build offline with Nix 2.8 (`builder = "/bin/sh"`,
-# tools from the host's /usr/bin), which needs
-#   --option sandbox false --option build-users-group '' --option substituters ''
-# Everything that cannot exist here (Rust toolchain, QEMU, NixOS systems) is a
-# clearly named placeholder derivation that evaluates but refuses to build.
+# Builders here really build offline with Nix 2.8, and the same way inside
+# and outside the sandbox: every builder is bash with PATH set to the
+# stand-in busybox (the stand-in stdenv); nothing inherits the host's PATH.
+# Host programs enter only through the packages of ./host.nix (vde2, netpbm,
+# qemu, bash), which a sandboxed build sees only when prepare.sh's
+# `extra-sandbox-paths` expose them. Everything that cannot exist here (Rust
+# toolchain, NixOS systems) is a clearly named placeholder derivation that
+# evaluates but refuses to build.
 { system, lib }:
 let
-  # The one primitive: a /bin/sh derivation with the host PATH (impure on
-  # purpose; the real stdenv brings coreutils).
+  host = import ./host.nix;
+  # Written by ../prepare.sh into its copy of this directory: content hashes
+  # of the host inputs that are not packages (the guest, the cargo
+  # binaries), so that derivations using them are rebuilt when they change.
+  hostInputs = if builtins.pathExists ./host-inputs.nix then import ./host-inputs.nix else null;
+
+  # The bootstrap: busybox-static copied into the store (its applets are
+  # the stand-in's coreutils). Built by busybox itself, whose shell runs
+  # its own applets without PATH.
+  busybox =
+    derivation {
+      name = "busybox-stand-in";
+      inherit system;
+      builder = host.busybox;
+      args = [
+        "sh"
+        "-c"
+        ''
+          set -e
+          mkdir -p $out/bin
+          cp ${host.busybox} $out/bin/busybox
+          chmod 555 $out/bin/busybox
+          for a in $($out/bin/busybox --list); do
+            case $a in busybox | bash) ;; *) ln -s busybox $out/bin/$a ;; esac
+          done
+        ''
+      ];
+    }
+    // {
+      meta.mainProgram = "busybox";
+    };
+
+  # A package standing for a host program (./host.nix): bin/<name> links
+  # to the host's file. `hostPaths` is what the sandbox must expose.
+  hostPackage =
+    pname: spec:
+    let
+      bins = spec.bin or { };
+      drv = derivation {
+        name = "${pname}-host-stand-in";
+        inherit system;
+        builder = "${busybox}/bin/sh";
+        PATH = "${busybox}/bin";
+        links = lib.concatStringsSep " " (lib.mapAttrsToList (n: p: "${n}=${p}") bins);
+        args = [
+          "-c"
+          ''
+            set -e
+            mkdir -p $out/bin
+            for l in $links; do ln -s "''${l#*=}" "$out/bin/''${l%%=*}"; done
+          ''
+        ];
+      };
+      names = builtins.attrNames bins;
+    in
+    drv
+    // {
+      inherit pname;
+      hostPaths = builtins.attrValues bins ++ (spec.data or [ ]);
+      meta = lib.optionalAttrs (builtins.length names == 1) { mainProgram = builtins.head names; };
+    };
+
+  hostPackages = builtins.mapAttrs hostPackage host.packages;
+  bash = hostPackages.bash;
+
+  # The one primitive (the stand-in stdenv.mkDerivation): bash as the
+  # builder, busybox on PATH, `set -e`.
   mkDrv =
     {
       name,
@@ -21,11 +89,11 @@ let
       drv = derivation (
         {
           inherit name system;
-          builder = "/bin/sh";
+          builder = "${bash}/bin/bash";
+          PATH = "${busybox}/bin";
           args = [
             "-c"
             ''
-              export PATH=/usr/bin:/bin
               set -e
               ${script}
             ''
@@ -74,7 +142,8 @@ let
       '';
     };
 
-  runtimeShell = "/bin/sh";
+  # Real: bash (pkgs/top-level/all-packages.nix runtimeShell).
+  runtimeShell = "${bash}/bin/bash";
 
   self = {
     inherit system lib runtimeShell writeTextFile;
@@ -154,21 +223,24 @@ let
         env.paths = paths;
         script = ''
           mkdir -p $out
-          for p in $paths; do cp -rsf --no-preserve=mode "$p"/. $out/; done
+          for p in $paths; do cp -rsf "$p"/. $out/; done
+          find $out -type d -exec chmod u+w {} +
           ${postBuild}
         '';
       };
 
-    # Stand-in of nixvm-driver (the real one is built by nix/package.nix with
-    # rustPlatform, which this stand-in does not have). It prints its argv, one
-    # per line, and with `-o DIR` also writes them to DIR/stand-in-driver-args
-    # and copies the files given to --config/--plan there, so tests can see
-    # exactly how the wrapper called it.
-    nixvm-driver = mkDrv {
+    # A fake nixvm-driver for tests of the glue alone (pass it as mkDriver's
+    # `driverPackage`). Real nixpkgs has no `nixvm-driver`, so neither has
+    # this package set: lib.mkDriver falls back to the flake's own package,
+    # as with real nixpkgs. It prints its argv, one per line, and with
+    # `-o DIR` also writes them to DIR/stand-in-driver-args and copies the
+    # files given to --config/--plan there, so tests can see exactly how the
+    # wrapper called it.
+    nixvm-driver-args-stand-in = mkDrv {
       name = "nixvm-driver-stand-in";
       meta.mainProgram = "nixvm-driver";
       env.driver = ''
-        #!/bin/sh
+        #!${runtimeShell}
         out=
         prev=
         for a in "$@"; do
@@ -198,18 +270,79 @@ let
       '';
     };
 
-    # Placeholders for what the flake's devShell/package reference.
+    # The stand-in stdenv's tools and the host programs of ./host.nix.
+    inherit busybox bash;
+    coreutils = busybox;
+    inherit (hostPackages) vde2 netpbm qemu;
+    qemu_test = hostPackages.qemu;
+
+    # STAND-IN rustPlatform: no Rust toolchain here, so buildRustPackage
+    # does not compile. It installs the cargo binaries built on the host
+    # (mapped into the sandbox at host.cargoDir by ../prepare.sh, checked
+    # against the hash prepare.sh recorded), then runs the package's setup
+    # hooks and postInstall like the real one. `src` is an input, so a
+    # change of the sources rebuilds it. Without prepare.sh's host inputs it
+    # is a placeholder that fails to build. `doCheck` is not run.
     rustPlatform.buildRustPackage =
       args:
-      placeholder "${args.pname}-${args.version}-rust-stand-in" {
-        inherit (args) pname version;
-        meta = args.meta or { };
-        # Forcing these in tests checks that nix/package.nix's arguments
-        # evaluate (source filter, lock file).
-        standInArgs = args;
-      };
-    installShellFiles = placeholder "installShellFiles-stand-in" { };
-    makeWrapper = placeholder "makeWrapper-stand-in" { };
+      let
+        standIn = {
+          inherit (args) pname version;
+          meta = args.meta or { };
+          # Forcing these in tests checks that nix/package.nix's arguments
+          # evaluate (source filter, lock file).
+          standInArgs = args;
+        };
+        hooks = builtins.filter (p: p ? setupHook) (args.nativeBuildInputs or [ ]);
+      in
+      if hostInputs == null then
+        placeholder "${args.pname}-${args.version}-rust-stand-in" standIn
+      else
+        mkDrv {
+          name = "${args.pname}-${args.version}";
+          env = {
+            inherit (args) src;
+            inherit (hostInputs) cargoHash;
+            cargoDir = host.cargoDir;
+            setupHooks = map (p: p.setupHook) hooks;
+            postInstall = args.postInstall or "";
+          };
+          script = ''
+            have=$(cd "$cargoDir" && cat $(ls | sort) | sha256sum | cut -d' ' -f1)
+            if [ "$have" != "$cargoHash" ]; then
+              echo "stand-in rustPlatform: the cargo binaries in $cargoDir are not the ones prepare.sh hashed; run tests/stand-in/prepare.sh again" >&2
+              exit 1
+            fi
+            for h in $setupHooks; do . "$h"; done
+            mkdir -p $out/bin
+            for b in "$cargoDir"/*; do cp "$b" $out/bin/; done
+            chmod 555 $out/bin/*
+            eval "$postInstall"
+          '';
+          passthru = (args.passthru or { }) // standIn;
+          meta = args.meta or { };
+        };
+
+    # Setup hooks (real: pkgs/build-support/setup-hooks/make-wrapper.sh and
+    # installShellFiles), reduced to what nix/package.nix uses.
+    makeWrapper = mkDrv {
+      name = "make-wrapper-stand-in";
+      env.hook = ./setup-hooks/make-wrapper.sh;
+      script = ''
+        mkdir -p $out/nix-support
+        sed "s|@shell@|${runtimeShell}|g" "$hook" > $out/nix-support/setup-hook
+      '';
+      passthru.setupHook = "${self.makeWrapper}/nix-support/setup-hook";
+    };
+    installShellFiles = mkDrv {
+      name = "install-shell-files-stand-in";
+      env.hook = ./setup-hooks/install-shell-files.sh;
+      script = ''
+        mkdir -p $out/nix-support
+        cp "$hook" $out/nix-support/setup-hook
+      '';
+      passthru.setupHook = "${self.installShellFiles}/nix-support/setup-hook";
+    };
     mkShell = args: placeholder "nix-shell-stand-in" { standInArgs = args; };
     cargo = placeholder "cargo-stand-in" { };
     clippy = placeholder "clippy-stand-in" { };
@@ -220,12 +353,18 @@ let
     nixfmt-rfc-style = placeholder "nixfmt-stand-in" { meta.mainProgram = "nixfmt"; };
     nixfmt = self.nixfmt-rfc-style;
     alejandra = placeholder "alejandra-stand-in" { meta.mainProgram = "alejandra"; };
-    qemu = placeholder "qemu-stand-in" { };
-    qemu_test = placeholder "qemu-test-stand-in" { };
-    vde2 = placeholder "vde2-stand-in" { };
     cargo-nextest = placeholder "cargo-nextest-stand-in" { };
 
-    testers = import ./testers.nix { inherit lib self mkDrv placeholder; };
+    testers = import ./testers.nix {
+      inherit
+        lib
+        self
+        mkDrv
+        placeholder
+        host
+        hostInputs
+        ;
+    };
   };
 in
 self

@@ -31,6 +31,8 @@
   self,
   mkDrv,
   placeholder,
+  host,
+  hostInputs,
 }:
 let
   pkgs = self;
@@ -253,7 +255,7 @@ let
 
       config = {
         name = checkType "name" isString "string" (mergeEqual "name" (defs "name"));
-        nodes = mapAttrs (n: ms: evalNode n (defaultsModules ++ ms)) nodeModules;
+        nodes = mapAttrs (n: ms: evalNode (attrNames nodeModules) n (defaultsModules ++ ms)) nodeModules;
         containers = mergeAttrs (defs "containers");
         testScript = checkType "testScript" (v: isString v || isFunction v) "string or function" (
           mergeUnique "testScript" (defs "testScript")
@@ -337,7 +339,7 @@ let
   # need. Real: nodes.nix sets networking.hostName = mkDefault <attr name>,
   # and system.name defaults to the host name (nixos/modules/misc/label.nix).
   evalNode =
-    name: modules:
+    allNodes: name: modules:
     let
       args = {
         config = node;
@@ -366,27 +368,72 @@ let
       node = {
         networking.hostName = hostName;
         system.name = sysName;
-        virtualisation.vlans = pick [ "virtualisation" "vlans" ] [ 1 ];
+        # Real default (qemu-vm.nix): [ 1 ] unless interfaces are set.
+        virtualisation.vlans = pick [ "virtualisation" "vlans" ] (
+          if node.virtualisation.interfaces == { } then [ 1 ] else [ ]
+        );
         virtualisation.interfaces = pick [ "virtualisation" "interfaces" ] { };
-        system.build.vm = mkDrv {
-          name = "nixos-vm";
-          env.vmName = sysName;
-          env.node = name;
-          script = ''
-            mkdir -p $out/bin
-            cat > $out/bin/run-$vmName-vm <<EOS
-            #!/bin/sh
-            echo "stand-in run-$vmName-vm (node $node): a stand-in nixpkgs cannot build NixOS VMs" >&2
-            exit 1
-            EOS
-            chmod +x $out/bin/run-$vmName-vm
-          '';
-          meta.mainProgram = "run-${sysName}-vm";
+        system.build.vm = startVM {
+          inherit name allNodes sysName;
+          vlans = node.virtualisation.vlans ++ lib.mapAttrsToList (_: i: i.vlan) node.virtualisation.interfaces;
         };
         system.build.toplevel = placeholder "nixos-system-${sysName}-stand-in" { };
       };
     in
     node;
+
+  # system.build.vm: bin/run-<system.name>-vm, written by tests/guest/make-vm.sh
+  # for the systemd stand-in guest of tests/guest/ (mapped into the sandbox
+  # at host.guestDir by ../prepare.sh; the guest's cache stamp is an input).
+  # It honours the contract of NixOS's start script (startVM in
+  # nixos/modules/virtualisation/qemu-vm.nix, NixOS/nixpkgs@00008e8e):
+  # `#!runtimeShell`, coreutils in front of PATH, cwd and TMPDIR the state
+  # dir unless TMPDIR and USE_TMPDIR are set, `$TMPDIR/xchg` and
+  # `${SHARED_DIR:-$TMPDIR/xchg}` shared over 9p, one NIC on
+  # `$QEMU_VDE_SOCKET_<vlan>` per VLAN (node numbers over the sorted names,
+  # MAC 52:54:00:12:<vlan>:<n>), `$QEMU_NET_OPTS`, `$QEMU_KERNEL_PARAMS`,
+  # then `exec qemu … $QEMU_OPTS "$@"`. Without prepare.sh's host inputs
+  # the script exists but fails when run, saying why.
+  startVM =
+    {
+      name,
+      allNodes,
+      sysName,
+      vlans,
+    }:
+    mkDrv {
+      name = "nixos-vm";
+      env = {
+        vmName = sysName;
+        node = name;
+        allNodes = lib.concatStringsSep " " allNodes;
+        vlans = lib.concatStringsSep " " (map toString vlans);
+        guestDir = host.guestDir;
+        guestStamp = if hostInputs == null then "" else hostInputs.guestStamp;
+        qemu = "${pkgs.qemu}/bin/qemu-system-x86_64";
+        shell = pkgs.runtimeShell;
+        coreutils = "${pkgs.coreutils}/bin";
+      };
+      script = ''
+        mkdir -p $out/bin
+        if [ -z "$guestStamp" ]; then
+          cat > $out/bin/run-$vmName-vm <<EOS
+        #!$shell
+        echo "stand-in run-$vmName-vm (node $node): no stand-in guest (build through tests/stand-in/prepare.sh's copy of the stand-in)" >&2
+        exit 1
+        EOS
+          chmod +x $out/bin/run-$vmName-vm
+        else
+          # make-vm.sh numbers the nodes, as network.nix, over the names; the
+          # NixOS host name is the node's system.name here.
+          NIXVM_GUEST_CACHE=$guestDir/cache "$shell" $guestDir/make-vm.sh --out $out/bin \
+            --node "$node" --all-nodes "$allNodes" --vlans "$vlans" --kind systemd \
+            --qemu "$qemu" --shell "$shell" --path "$coreutils" > /dev/null
+          if [ "$node" != "$vmName" ]; then mv $out/bin/run-$node-vm $out/bin/run-$vmName-vm; fi
+        fi
+      '';
+      meta.mainProgram = "run-${sysName}-vm";
+    };
 
   # The framework's own driver (driver.nix): a placeholder for the Python
   # driver, so an un-forced user definition collides with it.
