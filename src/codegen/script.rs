@@ -292,16 +292,20 @@ impl<'a> ScriptGen<'a> {
                 }
                 out.push(format!("{node}.screenshot({})", python_string(name)));
             }
-            Action::Snapshot { .. } | Action::Restore { .. } => {
-                // Validation refuses these for the Python backend first
-                // (docs/snapshots.md says why the stock Machine API cannot).
-                return Err(CodegenError::Unsupported {
-                    location: loc,
-                    message: format!(
-                        "`{}` (and `isolate`) need the Rust backend: the stock driver's monitor can only `savevm`,                          which QEMU refuses for NixOS test VMs; remove `backend = \"python\";`",
+            Action::Snapshot { name } | Action::Restore { name } => {
+                // Only nixvm-driver runs these (validation refuses them for
+                // the Python backend; docs/snapshots.md says why the stock
+                // Machine API cannot). The stock driver never runs this
+                // script when the Rust backend replaces it, but if it did,
+                // it stops here with the reason instead of skipping a step.
+                out.push(format!(
+                    "raise Exception({})",
+                    python_string(&format!(
+                        "`{} = \"{name}\"` needs nixvm-driver (the Rust backend): the stock driver cannot snapshot \
+                         NixOS test VMs",
                         step.action.key()
-                    ),
-                });
+                    ))
+                ));
             }
             Action::Subtest { title, steps } => {
                 out.push(format!("with subtest({}):", python_string(title)));
