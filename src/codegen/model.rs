@@ -188,7 +188,8 @@ fn test_view(spec: &TestSpec, project: &Project, output_dir: &[String]) -> Resul
 pub fn selected_modules(spec: &TestSpec, flake: &FlakeInfo) -> Vec<String> {
     let mut names: Vec<String> = match &spec.modules {
         Some(list) => list.iter().map(|(name, _)| name.clone()).collect(),
-        None => flake.modules.iter().map(|m| m.name.clone()).collect(),
+        // A set of modules (`nixosModules.hm.x`) is not importable.
+        None => flake.modules.iter().filter(|m| m.kind.is_module()).map(|m| m.name.clone()).collect(),
     };
     let mut seen = std::collections::BTreeSet::new();
     names.retain(|n| seen.insert(n.clone()));

@@ -144,6 +144,9 @@ fn too_deep(file: FileId, text: &str) -> Option<Span> {
 }
 
 fn parse_here(file: FileId, rel_path: &Path, text: &str) -> (Option<TestSpec>, Vec<Diagnostic>) {
+    if let Some(d) = crate::limits::nesting_diagnostic(file, text) {
+        return (None, vec![d]);
+    }
     if let Some(span) = too_deep(file, text) {
         let d = Diagnostic::error(
             "nix_syntax",
@@ -213,7 +216,7 @@ pub fn from_json_with_source(
 /// The static value tree of `text`, if it parses (its diagnostics are
 /// dropped: the evaluated value is what counts).
 fn static_tree(file: FileId, text: &str) -> Option<Value> {
-    if too_deep(file, text).is_some() {
+    if too_deep(file, text).is_some() || crate::limits::check_nesting(text).is_err() {
         return None;
     }
     let parsed = rnix::Root::parse(text);
