@@ -2,9 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::{REPLY_MARGIN, Runner, StepError, StepResult};
+use super::{GuestWait, REPLY_MARGIN, Runner, StepError, StepResult};
 use crate::driver::events::Detail;
 use crate::driver::shell::{Reply, shell_quote};
+use crate::guest::backdoor::Until;
 
 /// Bound of the diagnostic commands run after a unit wait failed.
 const DIAGNOSTIC_TIMEOUT: u64 = 10;
@@ -65,8 +66,9 @@ impl Runner<'_> {
 
     pub(super) fn wait_for_unit(&mut self, unit: &str, user: Option<&str>) -> StepResult {
         let show = self.show_command(unit, user);
-        let settled = unit_settled("systemctl list-jobs --full");
-        let result = self.poll_in_guest(&show, &settled, |r, reply| {
+        let until = Until::UnitSettled("systemctl list-jobs --full".into());
+        let wait = GuestWait { attempt: &show, fresh_shell: false, until };
+        let result = self.poll_in_guest(&wait, |r, reply| {
             let state = r.parse_active_state(unit, user, &show, &reply)?;
             match state.as_str() {
                 "active" => Ok(Some(())),

@@ -168,9 +168,14 @@ fn parse_here(file: FileId, rel_path: &Path, text: &str) -> (Option<TestSpec>, V
             .with_hint("a description is an attribute set: `{ nodes.machine = { … }; steps = [ … ]; }`");
         return (None, vec![d]);
     };
-    let root = value::lower_root(file, &expr, &mut diags);
-    let spec = convert(rel_path, &root, &mut diags);
+    let (root, function) = value::lower_description(file, &expr, &mut diags);
+    let mut spec = convert(rel_path, &root, &mut diags);
+    if let Some(spec) = &mut spec {
+        spec.function = function;
+    }
     diags.sort_by_key(|d| d.span.map(|s| (s.start, s.end)));
+    // A `let` binding folded at several uses reports its problems once.
+    diags.dedup_by(|a, b| a.code == b.code && a.span == b.span && a.message == b.message);
     (spec, diags)
 }
 
