@@ -10,6 +10,7 @@ mod codegen;
 mod driver;
 mod flake;
 mod flake_constructs;
+mod flake_real_world;
 mod hostile;
 mod import;
 mod nix;
