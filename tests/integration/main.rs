@@ -8,6 +8,7 @@ mod util;
 mod cli;
 mod codegen;
 mod driver;
+mod fanout;
 mod flake;
 mod flake_constructs;
 mod flake_real_world;
