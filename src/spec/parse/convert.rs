@@ -144,6 +144,7 @@ pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>
     }
     let mut saw_steps = false;
     let mut saw_name = false;
+    let mut isolate = None;
     for e in entries {
         let v = &e.value;
         match e.key.as_str() {
@@ -198,6 +199,11 @@ pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>
                     }
                 }
             }
+            "isolate" => {
+                if c.isolate_flag(v) {
+                    isolate = Some(e.key_span);
+                }
+            }
             "steps" => {
                 saw_steps = true;
                 if let Some(items) = c.list(v, "`steps`") {
@@ -210,6 +216,10 @@ pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>
             other => c.unknown_key("unknown_top_level_key", e, TOP_KEYS, &top_key_hint(other)),
         }
     }
+    if let Some(span) = isolate {
+        super::isolate(&mut spec.steps, super::ISOLATE_SNAPSHOT, span);
+    }
+    super::snapshots::check(&spec, c.diags);
     if !saw_name && !valid_test_name(&stem) {
         let span = open_brace(root.span);
         c.invalid_test_name(&stem, span, true);
