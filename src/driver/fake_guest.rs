@@ -203,6 +203,12 @@ fn start_script_that_exits_is_reported_at_once() {
     let msg = err.to_string();
     assert!(msg.starts_with("node machine: start script exited with status 7"), "{msg}");
     assert!(msg.contains("fake-qemu: failing on purpose"), "the last console lines are shown: {msg}");
+    // QEMU's stderr is shown apart from the console, and is not console output.
+    assert!(
+        msg.contains("QEMU's stderr:\n    qemu-system-x86_64: fake-qemu: exiting with 7"),
+        "QEMU's stderr is shown apart: {msg}"
+    );
+    assert!(!m.console().tail(50).iter().any(|l| l.contains("exiting with")), "stderr is not console output");
 }
 
 #[test]
@@ -838,4 +844,29 @@ fn interactive_terminate_signal_ends_the_session() {
     let code = interactive::interactive(&fake.opts, &signals, Arc::new(log), input, &mut out).unwrap();
     drop(writer);
     assert_eq!(code, crate::exit_codes::INTERRUPTED);
+}
+
+/// Issue 8: the driver's temporary directories are private (mode 0700), like
+/// the stock driver's; a pre-existing temporary directory keeps its mode.
+#[test]
+fn temporary_directories_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(mut fake) = FakeRun::new("", vec![succeed("true")]) else { return };
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let shared = fake.tmp.path().join("shared-xchg");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(fake.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (outcome, _) = fake.run(&Abort::never());
+    assert_eq!(outcome.exit_code(), 0);
+    assert_eq!(mode(&shared), 0o700, "shared-xchg");
+    assert_eq!(mode(&fake.tmp.path().join("vm-state-machine")), 0o700, "vm-state-machine");
+    assert_eq!(mode(fake.tmp.path()), 0o755, "an existing temporary directory keeps its mode");
+    // A temporary directory the driver creates is private too.
+    let fresh = fake.tmp.path().join("new/tmp");
+    fake.opts.tmp_dir = fresh.clone();
+    let (outcome, _) = fake.run(&Abort::never());
+    assert_eq!(outcome.exit_code(), 0);
+    assert_eq!(mode(&fresh), 0o700, "a created temporary directory");
+    assert_eq!(mode(&fresh.join("shared-xchg")), 0o700);
 }

@@ -127,6 +127,9 @@ def main():
     if os.environ.get("FAKE_EXIT"):
         serial("fake-qemu: starting")
         serial("fake-qemu: failing on purpose")
+        # QEMU's own complaint goes to stderr, not the serial console.
+        sys.stderr.write("qemu-system-x86_64: fake-qemu: exiting with " + os.environ["FAKE_EXIT"] + "\n")
+        sys.stderr.flush()
         die(int(os.environ["FAKE_EXIT"]))
 
     qmp = arg_after("-qmp").split("unix:", 1)[1].split(",", 1)[0]

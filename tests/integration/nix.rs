@@ -624,3 +624,52 @@ fn plan_warns_about_a_stock_driver() {
         stderr(&out)
     );
 }
+
+/// The older driver command line and environment (`--vm-names`,
+/// `--vm-start-scripts`, `--vlans`, `--global-timeout`, a positional test
+/// script; `vmNames`/`vmStartScripts`): the driver starts the named VMs
+/// through their scripts (here one that fails at once, so no QEMU is needed).
+#[test]
+fn driver_accepts_the_older_command_line_and_environment() {
+    let tmp = util::tempdir();
+    let script = tmp.path().join("run-weird-name-vm");
+    std::fs::write(&script, "#!/bin/sh\necho 'fake start script failing' >&2\nexit 3\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let plan = tmp.path().join("plan.json");
+    std::fs::write(&plan, r#"{"version": 1, "name": "old", "nodes": ["alpha"], "steps": []}"#).unwrap();
+    let state = tmp.path().join("tmp");
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let script = script.to_str().unwrap();
+    let check = |o: &Output| {
+        let err = stderr(o);
+        assert_eq!(o.status.code(), Some(5), "a VM that fails to start: exit 5\n{err}");
+        assert!(err.contains("node alpha: start script exited with status 3"), "{err}");
+        assert!(err.contains("fake start script failing"), "the script's stderr is shown: {err}");
+    };
+    // On the command line (vlans empty: no vde_switch needed) …
+    let o = util::run(
+        util::nixvm_driver()
+            .env("TMPDIR", &state)
+            .args(["--vm-names", "alpha", "--vm-start-scripts", script, "--vlans", "--global-timeout", "60"])
+            .arg("--plan")
+            .arg(&plan)
+            .arg("-o")
+            .arg(&out)
+            .arg(tmp.path().join("test-script")),
+    );
+    check(&o);
+    // … and from the environment.
+    let o = util::run(
+        util::nixvm_driver()
+            .env("TMPDIR", &state)
+            .env("vmNames", "alpha")
+            .env("vmStartScripts", script)
+            .env("globalTimeout", "60")
+            .arg("--plan")
+            .arg(&plan)
+            .arg("-o")
+            .arg(&out),
+    );
+    check(&o);
+}
