@@ -484,7 +484,7 @@ fn unit_waits_fail_fast_with_diagnostics() {
     let f = h.failure(&step(Action::WaitForUnit { unit: "broken.service".into(), user: None }, 30.0));
     assert!(t.elapsed() < Duration::from_secs(3));
     assert_eq!(f.message, "unit \"broken.service\" reached state \"failed\"");
-    assert_eq!(f.details.len(), 2);
+    assert_eq!(f.details.len(), 2, "{:?}", f.details);
     assert_eq!(f.details[0].title, "systemctl status broken.service");
     assert!(f.details[0].text.contains("Active: failed"), "{:?}", f.details);
     assert!(f.details[1].text.contains("fake journal"), "{:?}", f.details);
@@ -496,6 +496,13 @@ fn unit_waits_fail_fast_with_diagnostics() {
     let t = Instant::now();
     assert!(h.run(&step(Action::WaitForUnit { unit: "slow.service".into(), user: None }, 1.0)).is_err());
     assert!(t.elapsed() < Duration::from_millis(1500), "took {:?}", t.elapsed());
+    // Diagnostics included (docs/driver.md: within 0.5 s of the timeout).
+    let t = Instant::now();
+    let f = h.failure(&step(Action::WaitForUnit { unit: "slow.service".into(), user: None }, 3.0));
+    let took = t.elapsed();
+    assert!(f.message.contains("did not become active within 3.0 seconds"), "{}", f.message);
+    assert_eq!(f.details.len(), 2, "diagnostics collected: {:?}", f.details);
+    assert!(took < Duration::from_millis(3500), "took {took:?}");
 }
 
 #[test]

@@ -161,10 +161,13 @@ def main():
     shared = env.get("SHARED_DIR", os.path.join(os.getcwd(), "xchg"))
     # Its own session: the driver's SIGTERM to our group must reach us first,
     # so that die() still finds the guest commands as our descendants.
+    # The backdoor's stderr is the serial console (ttyS0) in a real guest,
+    # i.e. QEMU's stdout, not QEMU's own stderr.
     bash = subprocess.Popen(
         ["bash", "--norc"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        stderr=sys.stdout,
         env=env,
         cwd=os.getcwd(),
         start_new_session=True,

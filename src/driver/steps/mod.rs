@@ -264,6 +264,13 @@ impl Runner<'_> {
             let budget = r.remaining().min(SLOW_NOTE);
             let guest = ((budget + LOOP_SLACK).as_secs_f64().ceil() as u64).max(1);
             let reply = r.exec_bounded(&guest_poll_loop(attempt, done, budget), guest, attempt)?;
+            // The guest-side `timeout` ended the loop itself (a probe hung,
+            // or a loaded TCG guest overran the loop's slack) once the
+            // step's time was up: the wait ran out of time; the reply is not
+            // a probe's result.
+            if reply.status == 124 && r.remaining().is_zero() {
+                return Ok(None);
+            }
             judge(r, reply)
         })
     }
