@@ -15,6 +15,8 @@ pub mod exit_codes;
 pub mod flake;
 pub mod fsutil;
 pub mod guest;
+pub mod import;
+pub mod limits;
 pub mod plan;
 pub mod project;
 pub mod scaffold;

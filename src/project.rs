@@ -79,7 +79,7 @@ pub fn load(config: &Config) -> Result<Project, ProjectError> {
     let mut files = Vec::new();
     for rel in discover(config, &flake)? {
         let path = config.flake_dir.join(&rel);
-        let text = std::fs::read_to_string(&path)
+        let text = crate::limits::read_nix_file(&path)
             .map_err(|source| ProjectError::Read { path: path.clone(), source })?;
         files.push((sources.add(rel.clone(), text), rel));
     }
@@ -90,8 +90,14 @@ pub fn load(config: &Config) -> Result<Project, ProjectError> {
         diagnostics.extend(diags);
         tests.extend(spec);
     }
-    let module_names: Vec<String> = flake.modules.iter().map(|m| m.name.clone()).collect();
-    diagnostics.extend(spec::validate::validate(&mut tests, &module_names));
+    // A set of modules (`nixosModules.hm.x`) is not something to import.
+    let module_names: Vec<String> =
+        flake.modules.iter().filter(|m| m.kind.is_module()).map(|m| m.name.clone()).collect();
+    let flake_broken = crate::diagnostic::has_errors(&diagnostics);
+    let checked = spec::validate::validate(&mut tests, &module_names);
+    // With a broken flake no module is known: "unknown module" would only
+    // repeat the flake's error once per description.
+    diagnostics.extend(checked.into_iter().filter(|d| !(flake_broken && d.code == "unknown_module")));
     tests.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Project { root: config.flake_dir.clone(), flake, tests, sources, diagnostics })
 }

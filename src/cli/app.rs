@@ -130,6 +130,9 @@ pub enum Command {
     New(crate::cli::scaffold::NewArgs),
     /// Wire the generated checks into an existing flake.nix.
     Wire(crate::cli::scaffold::WireArgs),
+    /// Turn hand-written NixOS tests (runNixOSTest, makeTest, nixos/tests
+    /// files) into test descriptions; report what could not be converted.
+    Import(crate::cli::import::ImportArgs),
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).
@@ -242,6 +245,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<i32> {
         Command::Init(args) => crate::cli::scaffold::init(g, args),
         Command::New(args) => crate::cli::scaffold::new(g, &config, args),
         Command::Wire(args) => crate::cli::scaffold::wire(g, &config, args),
+        Command::Import(args) => crate::cli::import::run(g, args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             // clap_complete panics when its writer fails (a closed pipe):
@@ -305,18 +309,59 @@ fn print_diagnostics(g: &GlobalArgs, project: &Project) {
         say_raw(&diagnostic::render(&project.diagnostics, &project.sources, crate::cli::stderr_color()));
         let errors = project.diagnostics.iter().filter(|d| d.is_error()).count();
         if errors > 0 {
-            say!("error: {errors} problem(s) in test descriptions; nothing was written");
+            say!("error: {errors} problem(s) in {}; nothing was written", error_places(project));
         }
+    }
+}
+
+/// Where the errors are: the flake's own files by name, or test descriptions.
+fn error_places(project: &Project) -> String {
+    let mut flake_files: Vec<String> = Vec::new();
+    let mut descriptions = false;
+    for d in project.diagnostics.iter().filter(|d| d.is_error()) {
+        let file = d.span.map(|s| project.sources.path(s.file).to_path_buf());
+        match file.filter(|f| project.flake.files.contains(f)) {
+            Some(f) => {
+                let f = f.display().to_string();
+                if !flake_files.contains(&f) {
+                    flake_files.push(f);
+                }
+            }
+            None => descriptions = true,
+        }
+    }
+    match (flake_files.is_empty(), descriptions) {
+        (true, _) => "test descriptions".to_string(),
+        (false, false) => flake_files.join(", "),
+        (false, true) => format!("{} and test descriptions", flake_files.join(", ")),
     }
 }
 
 fn scan(g: &GlobalArgs, config: &Config, json: bool) -> anyhow::Result<i32> {
     let project = load_evaluated(g, config)?;
-    let report = scan_report(&project);
+    let mut report = scan_report(&project);
+    // A report with errors is not a clean one: say so in it too.
+    if project.has_errors() {
+        let errors: Vec<_> = project
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.to_json(&project.sources))
+            .collect();
+        report["failed"] = serde_json::Value::Bool(true);
+        report["errors"] = serde_json::Value::Array(errors);
+    }
+    let flake_failed = project.diagnostics.iter().any(|d| {
+        d.is_error()
+            && d.span.is_some_and(|s| project.flake.files.iter().any(|f| f == project.sources.path(s.file)))
+    });
     let text = if json {
         let mut text = serde_json::to_string_pretty(&report)?;
         text.push('\n');
         text
+    } else if flake_failed {
+        // The diagnostics say what is wrong; an empty table would look fine.
+        String::new()
     } else {
         scan_text(&project)
     };
@@ -359,9 +404,18 @@ fn count_steps(steps: &[crate::spec::Step]) -> usize {
         .sum()
 }
 
-/// The human-readable `scan` report.
+/// The human-readable `scan` report. Columns are as wide as the longest name.
 fn scan_text(project: &Project) -> String {
     use std::fmt::Write;
+    let width = project
+        .flake
+        .modules
+        .iter()
+        .map(|m| m.name.chars().count())
+        .chain(project.tests.iter().map(|t| t.name.chars().count()))
+        .max()
+        .unwrap_or(0)
+        .max(20);
     let mut out = String::from("modules:\n");
     for m in &project.flake.modules {
         let kind = m.kind.name();
@@ -372,15 +426,20 @@ fn scan_text(project: &Project) -> String {
             | crate::flake::ModuleKind::ImportApply { source } => {
                 format!(" ({})", source.display())
             }
+            crate::flake::ModuleKind::Computed { reason } => format!(" ({reason})"),
+            crate::flake::ModuleKind::ModuleSet { members } => {
+                format!(" ({}; not a module, tests do not import it)", members.join(", "))
+            }
             _ => String::new(),
         };
-        let _ = writeln!(out, "  {:<20} {kind}{extra}  {}:{}:{}", m.name, m.file.display(), m.line, m.column);
+        let _ =
+            writeln!(out, "  {:<width$} {kind}{extra}  {}:{}:{}", m.name, m.file.display(), m.line, m.column);
     }
     out.push_str("tests:\n");
     for t in &project.tests {
         let _ = writeln!(
             out,
-            "  {:<20} {} node(s), {} step(s)  {}",
+            "  {:<width$} {} node(s), {} step(s)  {}",
             t.name,
             t.nodes.len(),
             count_steps(&t.steps),

@@ -133,7 +133,8 @@ fn eval_descriptions(
 /// Runs the cross-file checks again: module names or tests changed.
 fn revalidate(project: &mut Project) {
     project.diagnostics.retain(|d| !VALIDATE_CODES.contains(&d.code));
-    let names: Vec<String> = project.flake.modules.iter().map(|m| m.name.clone()).collect();
+    let names: Vec<String> =
+        project.flake.modules.iter().filter(|m| m.kind.is_module()).map(|m| m.name.clone()).collect();
     let diags = spec::validate::validate(&mut project.tests, &names);
     project.diagnostics.extend(diags);
     project.tests.sort_by(|a, b| a.name.cmp(&b.name));
@@ -229,6 +230,7 @@ mod tests {
                 },
             ],
             test_files: vec![],
+            files: vec![],
         };
         let dropped = merge(&mut flake, &["a".into(), "b".into(), "c".into()]);
         assert_eq!(dropped, vec!["gone".to_string()]);

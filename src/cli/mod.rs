@@ -4,6 +4,7 @@
 pub mod app;
 pub mod driver;
 pub mod eval;
+pub mod import;
 pub mod plan;
 pub mod scaffold;
 

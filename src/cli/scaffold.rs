@@ -113,7 +113,7 @@ pub fn new(g: &GlobalArgs, config: &Config, args: &NewArgs) -> anyhow::Result<i3
 
 pub fn wire(g: &GlobalArgs, config: &Config, args: &WireArgs) -> anyhow::Result<i32> {
     let path = config.flake_dir.join(crate::flake::FLAKE_FILE);
-    let text = match std::fs::read_to_string(&path) {
+    let text = match crate::limits::read_nix_file(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             say!(

@@ -22,11 +22,22 @@ use super::CodegenError;
 use super::escape::{comment_text, python_string, shell_quote};
 use crate::diagnostic::{Sources, Span};
 use crate::guest::commands;
+use crate::spec::computed::is_placeholder;
 use crate::spec::names::{SHELL_SAFE_CHARS, UNIT_NAME_CHARS, is_safe_unit_name, is_shell_safe};
 use crate::spec::{Action, Expect, Step, TestSpec};
 
 /// The node names of the script; lives in spec, which validates them.
 pub use crate::spec::names::pythonize;
+
+/// `s` without trailing newlines, as a Python expression (computed values
+/// are stripped when the script runs).
+fn stripped(s: &str) -> String {
+    if is_placeholder(s) {
+        format!("{}.rstrip(\"\\n\")", python_string(s))
+    } else {
+        python_string(s.trim_end_matches('\n'))
+    }
+}
 
 /// Indentation of one Python block level.
 const PY_INDENT: &str = "    ";
@@ -43,7 +54,9 @@ pub fn render(spec: &TestSpec, sources: &Sources) -> Result<String, CodegenError
             lines.push(format!("# {}", comment_text(line)).trim_end().to_string());
         }
     }
-    for (module, alias) in [("re", &script_gen.names.re), ("time", &script_gen.names.time)] {
+    for (module, alias) in
+        [("re", &script_gen.names.re), ("shlex", &script_gen.names.shlex), ("time", &script_gen.names.time)]
+    {
         if script_gen.imports.contains(module) {
             if alias == module {
                 lines.push(format!("import {module}"));
@@ -75,6 +88,7 @@ struct Names {
     code: String,
     re: String,
     time: String,
+    shlex: String,
 }
 
 struct ScriptGen<'a> {
@@ -112,6 +126,7 @@ impl<'a> ScriptGen<'a> {
             code: fresh("code"),
             re: fresh("re"),
             time: fresh("time"),
+            shlex: fresh("shlex"),
         };
         let mut reboot_nodes = BTreeSet::new();
         collect_reboots(&spec.steps, &mut reboot_nodes);
@@ -179,7 +194,8 @@ impl<'a> ScriptGen<'a> {
                 out.push(format!("{node}.{method}({port}{addr_arg}{timeout_arg})"));
             }
             Action::WaitForFile { path } => {
-                out.push(format!("{node}.wait_for_file({}{timeout_arg})", python_string(&shell_quote(path))));
+                let quoted = self.shell_quoted(path);
+                out.push(format!("{node}.wait_for_file({quoted}{timeout_arg})"));
             }
             Action::WaitForConsoleText { regex } => {
                 out.push(format!("{node}.wait_for_console_text({}{timeout_arg})", python_string(regex)));
@@ -234,7 +250,15 @@ impl<'a> ScriptGen<'a> {
                 out.push(format!("{}.sleep({})", n.time, python_number(*seconds)));
             }
             Action::Http { url, status, contains } => {
-                let cmd = python_string(&commands::http_command(url));
+                let cmd = if is_placeholder(url) {
+                    format!(
+                        "{} + {}",
+                        python_string(&commands::http_command_prefix()),
+                        self.shell_quoted(url)
+                    )
+                } else {
+                    python_string(&commands::http_command(url))
+                };
                 out.push(format!("{} = {node}.succeed({cmd}{timeout_arg})", n.out));
                 out.push(format!("{}, _, {} = {}.rpartition(\"\\n\")", n.body, n.code, n.out));
                 out.push(format!(
@@ -309,6 +333,17 @@ impl<'a> ScriptGen<'a> {
         Ok(())
     }
 
+    /// A Python expression for `s` quoted for the guest shell: the quoted
+    /// literal, or `shlex.quote(…)` of a value Nix computes.
+    fn shell_quoted(&mut self, s: &str) -> String {
+        if is_placeholder(s) {
+            self.imports.insert("shlex");
+            format!("{}.quote({})", self.names.shlex, python_string(s))
+        } else {
+            python_string(&shell_quote(s))
+        }
+    }
+
     /// Boolean Python expressions for the output checks of `expect`.
     fn output_conditions(&mut self, expect: &Expect, var: &str) -> Vec<String> {
         let mut conditions = Vec::new();
@@ -316,7 +351,7 @@ impl<'a> ScriptGen<'a> {
             conditions.push(format!("{} in {var}", python_string(needle)));
         }
         if let Some(equals) = &expect.equals {
-            let equals = python_string(equals.trim_end_matches('\n'));
+            let equals = stripped(equals);
             conditions.push(format!("{var}.rstrip(\"\\n\") == {equals}"));
         }
         if let Some(regex) = &expect.matches {
@@ -335,7 +370,7 @@ impl<'a> ScriptGen<'a> {
             ));
         }
         if let Some(equals) = &expect.equals {
-            let equals = python_string(equals.trim_end_matches('\n'));
+            let equals = stripped(equals);
             out.push(format!(
                 "assert {var}.rstrip(\"\\n\") == {equals}, \"%s: expected the {what} to be %r, got %r\" % ({loc}, {equals}, {var})"
             ));
@@ -410,6 +445,8 @@ mod tests {
             backend: crate::spec::Backend::Python,
             timeout: None,
             steps,
+            function: false,
+            computed: Vec::new(),
         }
     }
 

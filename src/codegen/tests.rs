@@ -57,6 +57,8 @@ fn health(backend: Backend) -> TestSpec {
                 },
             ),
         ],
+        function: false,
+        computed: Vec::new(),
     }
 }
 

@@ -14,7 +14,7 @@ use super::events::{RunResult, StepStatus};
 use super::interactive::{self, ReplSignals};
 use super::log::{Captured, Level, Log};
 use super::run::{self, RunOptions, SetupError};
-use super::shell::ShellError;
+use super::shell::{Protocol, ShellError};
 use super::steps::{self, StepCtx, StepError};
 use super::testing::{golden, redact, require};
 use super::vm::{Machine, VmError, VmSetup};
@@ -51,7 +51,13 @@ fn far() -> Instant {
 }
 
 fn booted(tmp: &Path, env: &str) -> (Machine, Captured) {
+    booted_with(tmp, env, Protocol::Fast)
+}
+
+/// [`booted`], trying `protocol` (stock: the stock framing only).
+fn booted_with(tmp: &Path, env: &str, protocol: Protocol) -> (Machine, Captured) {
     let (mut m, buf) = machine(tmp, env);
+    m.prefer_protocol(protocol);
     m.start(far(), &Abort::never()).unwrap();
     m.connect(far(), &Abort::never()).unwrap();
     (m, buf)
@@ -77,8 +83,12 @@ fn harness(env: &str) -> Option<Harness> {
 
 impl Harness {
     fn boot(env: &str) -> Harness {
+        Harness::boot_with(env, Protocol::Fast)
+    }
+
+    fn boot_with(env: &str, protocol: Protocol) -> Harness {
         let tmp = tempfile::tempdir().unwrap();
-        let (m, _) = booted(tmp.path(), env);
+        let (m, _) = booted_with(tmp.path(), env, protocol);
         let (log, _) = Log::capture(Level::Info);
         let machines = BTreeMap::from([("machine".to_owned(), m)]);
         Harness { tmp, out: tempfile::tempdir().unwrap(), machines, log }
@@ -119,9 +129,31 @@ fn framing_exit_codes_binary_and_multiline_output() {
     if !available() {
         return;
     }
+    framing_semantics(Protocol::Fast, "", Protocol::Fast);
+    framing_semantics(Protocol::Stock, "", Protocol::Stock);
+}
+
+#[test]
+fn guests_without_bash_5_keep_the_stock_framing() {
+    if !available() {
+        return;
+    }
+    let log = framing_semantics(Protocol::Fast, "FAKE_OLD_BASH=1", Protocol::Stock);
+    assert!(log.contains("cannot run the fast protocol"), "{log}");
+}
+
+/// The stock semantics of one command when the driver prefers `prefer`
+/// and `env` configures the fake; `protocol` is the one to end up with.
+/// Returns the log.
+fn framing_semantics(prefer: Protocol, env: &str, protocol: Protocol) -> String {
     let tmp = tempfile::tempdir().unwrap();
-    let (mut m, log) = booted(tmp.path(), "");
+    let (mut m, log) = booted_with(tmp.path(), env, prefer);
+    assert_eq!(m.protocol(), protocol);
     let a = Abort::never();
+    // A fresh environment per command.
+    m.execute("x=1; cd /", Some(5), far(), &a).unwrap();
+    let r = m.execute("echo ${x-unset} $PWD", Some(5), far(), &a).unwrap();
+    assert_eq!(r.stdout, format!("unset {}\n", m.state_dir().display()).into_bytes());
     let r = m.execute("echo hello; exit 3", Some(5), far(), &a).unwrap();
     assert_eq!((r.status, r.stdout.as_slice()), (3, &b"hello\n"[..]));
     // `set -euo pipefail` is part of the framing.
@@ -143,15 +175,42 @@ fn framing_exit_codes_binary_and_multiline_output() {
     assert!(text(&log).contains("machine # to-the-console"), "{}", text(&log));
     assert!(text(&log).contains("machine: connected to guest root shell"));
     m.release(&Abort::never());
+    text(&log)
 }
 
 #[test]
-fn host_deadline_detects_a_background_process_holding_stdout() {
+fn a_background_process_does_not_hold_the_reply() {
     if !available() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let (mut m, _) = booted(tmp.path(), "");
+    let t = Instant::now();
+    let r = m.execute("sleep 30 & echo started", Some(10), far(), &Abort::never()).unwrap();
+    assert_eq!((r.status, r.stdout.as_slice()), (0, &b"started\n"[..]));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // A guest that does not answer in time (no guest-side deadline here):
+    // the host's deadline holds, the next command finds the shell busy, and
+    // once the old command is done the shell is usable again.
+    let err = m
+        .execute_within("sleep 2", None, Instant::now() + Duration::from_millis(300), &Abort::never())
+        .unwrap_err();
+    assert!(matches!(err, VmError::Shell { source: ShellError::Timeout { .. }, .. }), "{err:?}");
+    let err =
+        m.execute("true", Some(1), Instant::now() + Duration::from_millis(300), &Abort::never()).unwrap_err();
+    assert!(matches!(err, VmError::Shell { source: ShellError::Busy, .. }), "{err:?}");
+    let r = m.execute("echo ok", Some(5), far(), &Abort::never()).unwrap();
+    assert_eq!(r.stdout, b"ok\n");
+    m.release(&Abort::never());
+}
+
+#[test]
+fn stock_framing_host_deadline_detects_a_background_process_holding_stdout() {
+    if !available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut m, _) = booted_with(tmp.path(), "", Protocol::Stock);
     let t = Instant::now();
     let err = m
         .execute("sleep 30 & echo started", Some(1), Instant::now() + Duration::from_secs(2), &Abort::never())
@@ -165,7 +224,7 @@ fn host_deadline_detects_a_background_process_holding_stdout() {
     assert!(matches!(err, VmError::Shell { source: ShellError::Busy, .. }), "{err:?}");
     m.release(&Abort::never());
     // Through a step, the message says what to do.
-    let mut h = Harness::boot("");
+    let mut h = Harness::boot_with("", Protocol::Stock);
     let f = h.failure(&step(
         Action::Succeed { command: "sleep 30 & true".into(), expect: Expect::default() },
         1.0,
@@ -727,7 +786,8 @@ fn steps_on_unknown_nodes_are_rejected_up_front() {
 
 /// Runs the interactive prompt against the fake guest with `script` written
 /// to its stdin through a pipe (closed afterwards: EOF ends the session);
-/// a line `<pause>` is not written but makes the writer wait a second.
+/// a line `<pause>` is not written but makes the writer wait two seconds
+/// (lines are written ahead of the prompt, which may still be booting).
 /// Returns the exit code, the prompt's output and the log.
 fn repl(fake: &FakeRun, script: &str, signals: &ReplSignals) -> (i32, String, String) {
     let (reader, mut writer) = std::io::pipe().unwrap();
@@ -736,7 +796,7 @@ fn repl(fake: &FakeRun, script: &str, signals: &ReplSignals) -> (i32, String, St
         use std::io::Write;
         for line in script.split_inclusive('\n') {
             if line.trim() == "<pause>" {
-                std::thread::sleep(Duration::from_secs(1));
+                std::thread::sleep(Duration::from_secs(2));
             } else {
                 // The prompt may have quit already: later lines are not read.
                 let _ = writer.write_all(line.as_bytes());
@@ -851,6 +911,17 @@ fn interactive_terminate_signal_ends_the_session() {
     let code = interactive::interactive(&fake.opts, &signals, Arc::new(log), input, &mut out).unwrap();
     drop(writer);
     assert_eq!(code, crate::exit_codes::INTERRUPTED);
+}
+
+#[test]
+fn teardown_syncs_only_when_the_machine_state_is_kept() {
+    for keep in [false, true] {
+        let Some(mut fake) = FakeRun::new("", vec![succeed("true")]) else { return };
+        fake.opts.keep_state = keep;
+        let (outcome, buf) = fake.run(&Abort::never());
+        assert_eq!(outcome.result, RunResult::Passed);
+        assert_eq!(text(&buf).contains("fake guest: sync"), keep, "keep_state {keep}: {}", text(&buf));
+    }
 }
 
 /// Issue 8: the driver's temporary directories are private (mode 0700), like

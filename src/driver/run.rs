@@ -253,7 +253,10 @@ pub fn run(opts: &RunOptions, abort: &Abort, log: Arc<Log>) -> Result<Outcome, S
         error.get_or_insert_with(|| "the global timeout expired".to_owned());
     } else if runner.stop == Some(StopReason::Interrupted) {
         error.get_or_insert_with(|| "interrupted by a signal".to_owned());
-    } else if !runner.failed && !runner.vm_failed {
+    } else if !runner.failed && !runner.vm_failed && opts.keep_state {
+        // Only a later `--keep-machine-state` run reads the guests' disks;
+        // otherwise their state directories are deleted, and a `sync` is one
+        // more round trip per node in the teardown.
         runner.sync_all();
     }
     let result = match runner.stop {
@@ -543,8 +546,8 @@ impl<'a> Runner<'a> {
         flow
     }
 
-    /// `sync` on every connected machine after a successful run, so guests
-    /// flush what a later `--keep-machine-state` run would read.
+    /// `sync` on every connected machine after a successful run that keeps
+    /// the machine state, so guests flush what a later run would read.
     pub(super) fn sync_all(&mut self) {
         for m in self.machines.values_mut() {
             if m.is_connected() {

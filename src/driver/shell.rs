@@ -1,8 +1,11 @@
 //! The backdoor shell protocol over the `shell` socket (QEMU's virtconsole,
-//! the guest's `/dev/hvc0`), framed exactly like the stock driver
-//! (reference §3.2), with what it lacks: a host-side deadline on every read,
-//! EOF detection, a rolling buffer for the ready marker, and resynchronisation
-//! after a command that never answered.
+//! the guest's `/dev/hvc0`): after the ready marker the driver offers the
+//! guest its helpers ([`crate::guest::backdoor`]) and uses them when the
+//! guest can ([`Protocol::Fast`]); otherwise commands are framed exactly like
+//! the stock driver (reference §3.2). Either way with what the stock driver
+//! lacks: a host-side deadline on every read, EOF detection, a rolling buffer
+//! for the ready marker, and resynchronisation after a command that never
+//! answered.
 
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
@@ -12,6 +15,7 @@ use base64::Engine;
 
 use super::abort::{Abort, StopReason};
 use super::stream::{ReadError, read_chunk};
+use crate::guest::backdoor::{self, REPLY_MARK, STOCK_ANSWER};
 
 /// Printed by the guest's `backdoor.service` right before `exec bash`.
 pub const READY_MARKER: &[u8] = b"Spawning backdoor root shell...";
@@ -19,6 +23,34 @@ pub const READY_MARKER: &[u8] = b"Spawning backdoor root shell...";
 /// Quoting identical to Python's `shlex.quote` (shared with the generated
 /// Python scripts, so both backends send byte-identical command lines).
 pub use crate::guest::shell_quote;
+
+/// How commands are framed on one connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// The stock driver's framing: `timeout`, `bash -c`, `base64`, then
+    /// `echo ${PIPESTATUS[0]}`.
+    Stock,
+    /// The helpers of [`crate::guest::backdoor`]: one fork and one round trip.
+    Fast,
+}
+
+impl Protocol {
+    /// The protocol asked for by `NIXVM_BACKDOOR_PROTOCOL` (`stock` or
+    /// `fast`, the default: fast when the guest can).
+    pub fn preferred() -> Protocol {
+        match std::env::var("NIXVM_BACKDOOR_PROTOCOL").as_deref() {
+            Ok("stock") => Protocol::Stock,
+            _ => Protocol::Fast,
+        }
+    }
+}
+
+/// Whole seconds for the stock framing's `timeout` (busybox's takes integers
+/// only): rounded to the nearest second, at least 1. The host waits longer,
+/// which covers the rounding.
+pub fn whole_secs(d: Duration) -> u64 {
+    (d.as_secs_f64().round() as u64).max(1)
+}
 
 /// The line sent for one command: the guest runs it under `timeout`, in a
 /// fresh `bash -c` with `set -euo pipefail`, and answers with its stdout as
@@ -60,7 +92,7 @@ impl From<ReadError> for ShellError {
 /// A finished command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
-    /// Exit status of the first pipeline element (`timeout` → 124 when it fired).
+    /// Exit status of the command (124 when its deadline ended it).
     pub status: i32,
     pub stdout: Vec<u8>,
 }
@@ -84,11 +116,62 @@ pub struct Shell {
     /// The newline after the ready marker may still be in flight.
     skip_newline: bool,
     syncs: u64,
+    /// The framing in use since the last ready marker.
+    protocol: Protocol,
+    /// What [`Shell::negotiate`] tries.
+    preferred: Protocol,
+    /// Number of the last fast-protocol command.
+    seq: u64,
 }
 
 impl Shell {
     pub fn new(stream: UnixStream) -> Shell {
-        Shell { stream, buf: Vec::new(), desynced: false, skip_newline: false, syncs: 0 }
+        Shell {
+            stream,
+            buf: Vec::new(),
+            desynced: false,
+            skip_newline: false,
+            syncs: 0,
+            protocol: Protocol::Stock,
+            preferred: Protocol::preferred(),
+            seq: 0,
+        }
+    }
+
+    /// Sets what [`Shell::negotiate`] tries (tests, benchmarks).
+    pub fn prefer(&mut self, protocol: Protocol) {
+        self.preferred = protocol;
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// Right after the ready marker: offers the guest the fast helpers and
+    /// uses them if it accepts; stays with the stock framing if the guest
+    /// answers `nixvm-stock` (no bash ≥ 5, no `mktemp`, …) or the fast
+    /// protocol is not wanted.
+    pub fn negotiate(&mut self, deadline: Instant, abort: &Abort) -> Result<Protocol, ShellError> {
+        self.protocol = Protocol::Stock;
+        if self.preferred == Protocol::Stock {
+            return Ok(Protocol::Stock);
+        }
+        self.seq = 0;
+        self.send(&backdoor::negotiation_line())?;
+        let started = Instant::now();
+        let accept = [REPLY_MARK, b"0 0 0\n"].concat();
+        loop {
+            if let Some(pos) = find(&self.buf, &accept) {
+                self.buf.drain(..pos + accept.len());
+                self.protocol = Protocol::Fast;
+                return Ok(Protocol::Fast);
+            }
+            if let Some(pos) = find(&self.buf, STOCK_ANSWER) {
+                self.buf.drain(..pos + STOCK_ANSWER.len());
+                return Ok(Protocol::Stock);
+            }
+            self.fill(deadline, abort, started)?;
+        }
     }
 
     /// Reads one chunk into the buffer, waiting at most until `deadline`.
@@ -121,6 +204,7 @@ impl Shell {
                 }
                 self.buf = rest;
                 self.desynced = false;
+                self.protocol = Protocol::Stock;
                 return Ok(());
             }
             let keep = READY_MARKER.len() - 1;
@@ -159,10 +243,88 @@ impl Shell {
     }
 
     /// Runs `command` in the guest. `guest_timeout` bounds it inside the
-    /// guest; `deadline` bounds the host's wait for the reply. After a host
-    /// timeout the connection is marked out of sync and the next call first
-    /// waits for the stale reply to drain.
+    /// guest (whole seconds with the stock framing); `deadline` bounds the
+    /// host's wait for the reply. After a host timeout the connection is
+    /// marked out of sync and the next call first skips the stale reply.
     pub fn execute(
+        &mut self,
+        command: &str,
+        guest_timeout: Option<Duration>,
+        deadline: Instant,
+        abort: &Abort,
+    ) -> Result<Reply, ShellError> {
+        match self.protocol {
+            Protocol::Fast => self.execute_fast(command, guest_timeout, deadline, abort),
+            Protocol::Stock => self.execute_stock(command, guest_timeout.map(whole_secs), deadline, abort),
+        }
+    }
+
+    /// One `__nixvm_x` line, one reply: header `\x01NIXVM <seq> <status>
+    /// <len>`, then `len` raw bytes. Replies of commands the host gave up on
+    /// carry older numbers and are skipped.
+    fn execute_fast(
+        &mut self,
+        command: &str,
+        guest_timeout: Option<Duration>,
+        deadline: Instant,
+        abort: &Abort,
+    ) -> Result<Reply, ShellError> {
+        let was_desynced = self.desynced;
+        self.desynced = true;
+        self.seq += 1;
+        let seq = self.seq;
+        self.send(&backdoor::command_line(seq, command, guest_timeout))?;
+        let started = Instant::now();
+        loop {
+            match self.take_fast_reply()? {
+                Some((n, reply)) if n == seq => {
+                    self.desynced = false;
+                    return Ok(reply);
+                }
+                Some(_) => continue,
+                None => {}
+            }
+            match self.fill(deadline, abort, started) {
+                Ok(_) => {}
+                Err(ShellError::Timeout { .. }) if was_desynced => return Err(ShellError::Busy),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A complete fast-protocol reply from the buffer, if there is one;
+    /// bytes before its header (none from a well-behaved guest) are dropped.
+    fn take_fast_reply(&mut self) -> Result<Option<(u64, Reply)>, ShellError> {
+        let Some(pos) = find(&self.buf, REPLY_MARK) else {
+            let keep = REPLY_MARK.len() - 1;
+            if self.buf.len() > keep {
+                self.buf.drain(..self.buf.len() - keep);
+            }
+            return Ok(None);
+        };
+        self.buf.drain(..pos);
+        let Some(nl) = self.buf.iter().position(|&b| b == b'\n') else { return Ok(None) };
+        let header = String::from_utf8_lossy(&self.buf[REPLY_MARK.len()..nl]).into_owned();
+        let bad = || ShellError::Protocol(format!("malformed reply header {:?}", truncate(&header, 200)));
+        let mut fields = header.split(' ').map(str::parse::<u64>);
+        let (Some(Ok(seq)), Some(Ok(status)), Some(Ok(len)), None) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return Err(bad());
+        };
+        let status = i32::try_from(status).map_err(|_| bad())?;
+        let len = usize::try_from(len).map_err(|_| bad())?;
+        let end = (nl + 1).checked_add(len).ok_or_else(bad)?;
+        if self.buf.len() < end {
+            return Ok(None);
+        }
+        let stdout = self.buf[nl + 1..end].to_vec();
+        self.buf.drain(..end);
+        Ok(Some((seq, Reply { status, stdout })))
+    }
+
+    /// The stock framing (reference §3.2).
+    fn execute_stock(
         &mut self,
         command: &str,
         guest_timeout: Option<u64>,
@@ -266,6 +428,13 @@ mod tests {
     }
 
     #[test]
+    fn stock_timeout_is_whole_seconds() {
+        assert_eq!(whole_secs(Duration::from_millis(300)), 1);
+        assert_eq!(whole_secs(Duration::from_millis(4999)), 5);
+        assert_eq!(whole_secs(Duration::from_millis(2400)), 2);
+    }
+
+    #[test]
     fn decodes_leniently() {
         assert_eq!(decode_base64(b"aGk=\r").unwrap(), b"hi");
         assert!(decode_base64(b"a").is_err());
@@ -292,7 +461,8 @@ mod tests {
         let mut guest = t.join().unwrap();
         // The newline that followed the marker must not leak into the next reply.
         guest.write_all(b"aGk=\n0\n").unwrap();
-        let reply = shell.execute("echo hi", Some(3), deadline, &Abort::never()).unwrap();
+        let reply =
+            shell.execute("echo hi", Some(Duration::from_secs(3)), deadline, &Abort::never()).unwrap();
         assert_eq!(reply, Reply { status: 0, stdout: b"hi".to_vec() });
     }
 
@@ -301,7 +471,7 @@ mod tests {
         let (mut shell, guest) = pair();
         drop(guest);
         let deadline = Instant::now() + Duration::from_secs(5);
-        let err = shell.execute("true", Some(1), deadline, &Abort::never()).unwrap_err();
+        let err = shell.execute("true", Some(Duration::from_secs(1)), deadline, &Abort::never()).unwrap_err();
         assert!(matches!(err, ShellError::Eof), "{err:?}");
     }
 
@@ -309,7 +479,9 @@ mod tests {
     fn host_deadline_then_resync() {
         let (mut shell, mut guest) = pair();
         let deadline = Instant::now() + Duration::from_millis(200);
-        let err = shell.execute("sleep 100", Some(100), deadline, &Abort::never()).unwrap_err();
+        let err = shell
+            .execute("sleep 100", Some(Duration::from_secs(100)), deadline, &Abort::never())
+            .unwrap_err();
         assert!(matches!(err, ShellError::Timeout { .. }), "{err:?}");
         assert!(shell.is_desynced());
         // The stale reply arrives, then the sync token is echoed back.
@@ -331,7 +503,8 @@ mod tests {
             guest
         });
         let deadline = Instant::now() + Duration::from_secs(5);
-        let reply = shell.execute("echo ok", Some(3), deadline, &Abort::never()).unwrap();
+        let reply =
+            shell.execute("echo ok", Some(Duration::from_secs(3)), deadline, &Abort::never()).unwrap();
         assert_eq!(reply.stdout, b"ok");
         t.join().unwrap();
     }

@@ -20,7 +20,7 @@ use super::console::{Console, Stream};
 use super::log::Log;
 use super::monitor::{Monitor, MonitorError, Qmp};
 use super::os;
-use super::shell::{Reply, Shell, ShellError};
+use super::shell::{Protocol, Reply, Shell, ShellError};
 
 /// Longest usable Unix socket path in bytes (`sun_path` is 108 bytes,
 /// including the terminating NUL).
@@ -169,6 +169,8 @@ struct Running {
     _qmp: Qmp,
     shell: Shell,
     connected: bool,
+    /// The fast protocol is wanted (a fallback to stock is then reported).
+    prefer_fast: bool,
     readers: Vec<JoinHandle<()>>,
 }
 
@@ -179,6 +181,7 @@ pub struct Machine {
     log: Arc<Log>,
     console: Arc<Console>,
     running: Option<Running>,
+    preferred: Protocol,
 }
 
 impl Machine {
@@ -196,7 +199,14 @@ impl Machine {
         }
         std::fs::create_dir_all(&state_dir).map_err(io_err(format!("create {}", state_dir.display())))?;
         set_mode_0700(&state_dir).map_err(io_err(format!("chmod {}", state_dir.display())))?;
-        Ok(Machine { setup, state_dir, log, console: Arc::default(), running: None })
+        Ok(Machine {
+            setup,
+            state_dir,
+            log,
+            console: Arc::default(),
+            running: None,
+            preferred: Protocol::preferred(),
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -326,13 +336,16 @@ impl Machine {
             }
         };
         self.log.info(Some(&name), &format!("QEMU running (pid {})", child.id()));
+        let mut shell = Shell::new(shell_s);
+        shell.prefer(self.preferred);
         self.running = Some(Running {
             child,
             _stdin: stdin,
             monitor,
             _qmp: qmp,
-            shell: Shell::new(shell_s),
+            shell,
             connected: false,
+            prefer_fast: self.preferred == Protocol::Fast,
             readers,
         });
         Ok(())
@@ -374,11 +387,50 @@ impl Machine {
                 Err(e) => return Err(self.shell_failure(e)),
             }
         }
+        if let Err(e) = Self::negotiate(run, &log, &name, deadline, abort) {
+            return Err(self.shell_failure(e));
+        }
         run.connected = true;
         log.info(Some(&name), "connected to guest root shell");
         log.info(Some(&name), &format!("(connecting took {:.2} seconds)", started.elapsed().as_secs_f64()));
         log.finished(Some(&name), "waiting for the VM to finish booting", started.elapsed());
         Ok(())
+    }
+
+    /// Offers the guest the fast protocol (one round trip), and says when it
+    /// keeps the stock framing.
+    fn negotiate(
+        run: &mut Running,
+        log: &Log,
+        name: &str,
+        deadline: Instant,
+        abort: &Abort,
+    ) -> Result<(), ShellError> {
+        match run.shell.negotiate(deadline, abort)? {
+            Protocol::Fast => log.debug(Some(name), "backdoor protocol: fast (helpers in the guest's bash)"),
+            Protocol::Stock if run.prefer_fast => log.info(
+                Some(name),
+                "the guest's backdoor shell cannot run the fast protocol (it needs bash >= 5, mktemp, /proc); \
+                 using the stock framing",
+            ),
+            Protocol::Stock => log.debug(Some(name), "backdoor protocol: stock framing"),
+        }
+        Ok(())
+    }
+
+    /// Which backdoor protocol [`Machine::connect`] tries (default: fast,
+    /// unless `NIXVM_BACKDOOR_PROTOCOL=stock`).
+    pub fn prefer_protocol(&mut self, protocol: Protocol) {
+        self.preferred = protocol;
+        if let Some(run) = self.running.as_mut() {
+            run.shell.prefer(protocol);
+            run.prefer_fast = protocol == Protocol::Fast;
+        }
+    }
+
+    /// The framing in use (stock until connected).
+    pub fn protocol(&self) -> Protocol {
+        self.running.as_ref().filter(|r| r.connected).map_or(Protocol::Stock, |r| r.shell.protocol())
     }
 
     /// Maps a shell error; EOF becomes "QEMU exited with …" when it did.
@@ -407,12 +459,26 @@ impl Machine {
         }
     }
 
-    /// Runs `command` through the backdoor. Like the stock driver, a node
-    /// that is not running is started first (after `shutdown` or `crash`).
+    /// Runs `command` through the backdoor, bounded in the guest by
+    /// `guest_timeout` whole seconds. See [`Machine::execute_within`].
     pub fn execute(
         &mut self,
         command: &str,
         guest_timeout: Option<u64>,
+        deadline: Instant,
+        abort: &Abort,
+    ) -> Result<Reply, VmError> {
+        self.execute_within(command, guest_timeout.map(Duration::from_secs), deadline, abort)
+    }
+
+    /// Runs `command` through the backdoor. Like the stock driver, a node
+    /// that is not running is started first (after `shutdown` or `crash`).
+    /// `guest_timeout` ends it in the guest (to the millisecond with the fast
+    /// protocol, rounded to whole seconds with the stock framing).
+    pub fn execute_within(
+        &mut self,
+        command: &str,
+        guest_timeout: Option<Duration>,
         deadline: Instant,
         abort: &Abort,
     ) -> Result<Reply, VmError> {
@@ -511,7 +577,12 @@ impl Machine {
         let started = Instant::now();
         match run.shell.wait_ready(deadline, abort, |_| {}) {
             Ok(()) => {
-                run.connected = true;
+                if let Err(e) = Self::negotiate(run, &self.log, &name, deadline, abort) {
+                    return Err(self.shell_failure(e));
+                }
+                if let Some(run) = self.running.as_mut() {
+                    run.connected = true;
+                }
                 return Ok(());
             }
             Err(ShellError::Eof) => {}

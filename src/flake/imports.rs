@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use crate::fsutil::normalize;
 
 use rnix::ast;
+use rowan::ast::AstNode;
 
 use crate::diagnostic::{Diagnostic, FileId, Sources};
-use crate::flake::parse;
+use crate::flake::{dupes, parse};
 
 /// Index of a file in [`Files`].
 pub(crate) type FileIx = usize;
@@ -84,7 +85,7 @@ impl Files {
         if let Some(&ix) = self.by_path.get(&path) {
             return Ok(ix);
         }
-        let text = match std::fs::read_to_string(&path) {
+        let text = match crate::limits::read_nix_file(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(LoadError::Missing(self.rel(&path)));
@@ -98,8 +99,13 @@ impl Files {
     pub fn add(&mut self, path: PathBuf, text: String, sources: &mut Sources) -> FileIx {
         let rel = self.rel(&path);
         let id = sources.add(rel.clone(), text);
-        let (root, diags) = parse::parse(id, sources.text(id));
+        let (root, mut diags) = parse::parse(id, sources.text(id));
         let broken = !diags.is_empty();
+        // rnix's error recovery cascades: the first error is the one to fix.
+        diags.truncate(1);
+        if let (false, Some(root)) = (broken, &root) {
+            diags.extend(dupes::check(id, root.syntax()));
+        }
         self.diagnostics.extend(diags);
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
         self.files.push(Loaded { id, rel, dir, root, broken });

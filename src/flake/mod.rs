@@ -2,19 +2,26 @@
 //! NixOS modules the flake exports, and where. What cannot be told without
 //! evaluating is reported as [`Unresolved`], never guessed.
 //!
-//! Understood (see `outputs.rs`): `outputs` as a lambda (any parameter
-//! form) or `import ./file.nix`; attribute sets, `rec`, dotted keys, `let`,
-//! `with`, `//` chains; `inherit name;` of `let` bindings; `import <path>
-//! args…` of module sets (relative to the importing file, a directory means
-//! `default.nix`, cycles stop); flake-parts `mkFlake` (`flake.…`, `flake =
-//! { … }` or a function, local `imports = [ ./x.nix ]`); flake-utils
-//! `eachSystem`/`eachDefaultSystem` (per-system, so a `nixosModules` inside
-//! is unresolved) and the `…PassThrough` variants; `self.<path>`,
-//! `inputs.self.<path>` and `config.flake.<path>` into the outputs.
+//! Understood (see `outputs.rs`, and docs/flake-analysis.md for the table):
+//! `outputs` as a lambda (any parameter form) or `import ./file.nix`;
+//! attribute sets, `rec`, dotted keys, `let`, `with` (names are looked up
+//! in the `with` set when it can be read), `assert`; `//` as Nix's shallow
+//! update; `inherit name;` and `inherit (set) name;`; `set.attr`; `import
+//! <path> args…` of module sets (relative to the importing file, a
+//! directory means `default.nix`, cycles stop); flake-parts `mkFlake`
+//! (`flake.…`, `config.flake.…`, `config = { flake = …; }`, `flake` as a
+//! function, `imports = [ ./x.nix (importApply ./y.nix { … }) ]` with any
+//! spelling of the lib); flake-utils `eachSystem`/`eachDefaultSystem`
+//! (per-system, so a `nixosModules` inside is unresolved) and the
+//! `…PassThrough` variants; `self.<path>`, `inputs.self.<path>` and
+//! `config.flake.<path>` into the outputs.
 //!
 //! Module values: a path → `Path`, `import path …` → `Import`,
 //! `…importApply path …` → `ImportApply`, an attribute set or function →
-//! `Inline`, `self.nixosModules.x` → `Alias` (checked to exist).
+//! `Inline`, `self.nixosModules.x` or a second name for the same definition
+//! → `Alias`, a set of modules (`hm.x = ./x.nix`) → `ModuleSet`, anything
+//! else under a known name → `Computed`. Attributes defined twice are
+//! errors, as in Nix (`dupes.rs`).
 //!
 //! The legacy `nixosModule` output gets a `legacy_nixos_module` warning and
 //! is not reported as a module (generated code references
@@ -26,6 +33,7 @@ use serde::Serialize;
 
 use crate::diagnostic::{Diagnostic, Sources};
 
+mod dupes;
 mod imports;
 mod outputs;
 mod parse;
@@ -43,6 +51,10 @@ pub struct FlakeInfo {
     /// Description files named by the flake output `nixvmTests` (if any),
     /// relative to the flake root.
     pub test_files: Vec<PathBuf>,
+    /// The files the analysis read (`flake.nix` and what it imports),
+    /// relative to the flake root: problems in them are the flake's.
+    #[serde(skip)]
+    pub files: Vec<PathBuf>,
 }
 
 /// One `nixosModules.<name>` entry.
@@ -69,8 +81,16 @@ pub enum ModuleKind {
     ImportApply { source: PathBuf },
     /// An inline module expression (attribute set or function).
     Inline,
-    /// `name = self.nixosModules.other;`: the same module under another name.
+    /// `name = self.nixosModules.other;`, or a second name for the same
+    /// definition (`rec { a = …; default = a; }`, `let m = …; in { a = m;
+    /// b = m; }`): the same module under another name, imported once.
     Alias { target: String },
+    /// The name is known but the value is computed (`moduleWithSystem (…)`,
+    /// `mkIf …`): a module Nix lists, whose source cannot be shown.
+    Computed { reason: String },
+    /// `name.x = ./x.nix;`: a set of modules, not a module (impermanence's
+    /// `nixosModules.home-manager.impermanence`). Tests do not import it.
+    ModuleSet { members: Vec<String> },
     /// Found via the evaluator (`--eval`), no source location known.
     Evaluated,
 }
@@ -84,8 +104,15 @@ impl ModuleKind {
             ModuleKind::ImportApply { .. } => "importApply",
             ModuleKind::Inline => "inline",
             ModuleKind::Alias { .. } => "alias",
+            ModuleKind::Computed { .. } => "computed",
+            ModuleKind::ModuleSet { .. } => "moduleSet",
             ModuleKind::Evaluated => "evaluated",
         }
+    }
+
+    /// Whether a NixOS configuration can import it (a set of modules cannot).
+    pub fn is_module(&self) -> bool {
+        !matches!(self, ModuleKind::ModuleSet { .. })
     }
 
     /// The alias target, if this is an alias.
@@ -131,7 +158,7 @@ pub enum FlakeError {
 /// `nixosModules.default`.
 pub fn analyze(dir: &Path, sources: &mut Sources) -> Result<(FlakeInfo, Vec<Diagnostic>), FlakeError> {
     let path = dir.join(FLAKE_FILE);
-    let text = match std::fs::read_to_string(&path) {
+    let text = match crate::limits::read_nix_file(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(FlakeError::NoFlake { dir: dir.to_path_buf() });
@@ -146,7 +173,8 @@ pub fn analyze(dir: &Path, sources: &mut Sources) -> Result<(FlakeInfo, Vec<Diag
     diagnostics.extend(found.diagnostics);
     let mut test_files = found.test_files;
     test_files.dedup();
-    let info = FlakeInfo { modules: found.modules, unresolved: found.unresolved, test_files };
+    let read = files.files.iter().map(|f| f.rel.clone()).collect();
+    let info = FlakeInfo { modules: found.modules, unresolved: found.unresolved, test_files, files: read };
     Ok((info, diagnostics))
 }
 
@@ -182,6 +210,8 @@ mod tests {
             ModuleKind::ImportApply { source: PathBuf::from("m.nix") },
             ModuleKind::Inline,
             ModuleKind::Alias { target: "a".into() },
+            ModuleKind::Computed { reason: "r".into() },
+            ModuleKind::ModuleSet { members: vec!["x".into()] },
             ModuleKind::Evaluated,
         ];
         for kind in all {
@@ -236,7 +266,8 @@ mod tests {
             vec![
                 ("default".into(), ModuleKind::Alias { target: "m".into() }),
                 ("m".into(), path("m.nix")),
-                ("n".into(), path("m.nix")),
+                // The same definition under two names: one module.
+                ("n".into(), ModuleKind::Alias { target: "m".into() }),
             ]
         );
     }
@@ -252,30 +283,42 @@ mod tests {
     }
 
     #[test]
-    fn rec_and_update_chains_later_wins() {
+    fn update_is_shallow_in_chains_too() {
+        // Each `nixosModules` replaces the whole previous one, as in Nix.
         let (info, _) = scan(&[(
             "flake.nix",
             r#"{ outputs = { self }: rec { m = ./m.nix; nixosModules.a = m; } // { nixosModules.b = ./b.nix; } // { nixosModules.a = ./a2.nix; }; }"#,
+        )]);
+        assert_eq!(kinds(&info), vec![("a".into(), path("a2.nix"))]);
+        assert!(info.unresolved.is_empty(), "{:?}", info.unresolved);
+        // Inside `nixosModules`, `//` merges names; the right side wins.
+        let (info, _) = scan(&[(
+            "flake.nix",
+            r#"{ outputs = { self }: { nixosModules = { a = ./a.nix; b = ./b.nix; } // { a = ./a2.nix; }; }; }"#,
         )]);
         assert_eq!(kinds(&info), vec![("a".into(), path("a2.nix")), ("b".into(), path("b.nix"))]);
     }
 
     #[test]
-    fn computed_values_are_unresolved_with_reasons() {
+    fn computed_names_are_unresolved_computed_values_are_kept() {
         let (info, _) = scan(&[(
             "flake.nix",
             r#"{ outputs = { self, other }: {
-  nixosModules = builtins.mapAttrs (n: v: v) { };
-} // { nixosModules.${"dyn" + "x"} = ./x.nix; nixosModules.o = other.nixosModules.o; nixosModules.z = self.nixosModules.nope; }; }"#,
+  nixosModules = builtins.mapAttrs (n: v: v) { }
+    // { ${"dyn" + "x"} = ./x.nix; o = other.nixosModules.o; z = self.nixosModules.nope; }; }; }"#,
         )]);
-        assert!(info.modules.is_empty(), "{:?}", info.modules);
-        let whats: Vec<&str> = info.unresolved.iter().map(|u| u.what.as_str()).collect();
-        assert_eq!(
-            whats,
-            vec!["nixosModules", "nixosModules.${\"dyn\" + \"x\"}", "nixosModules.o", "nixosModules.z"]
+        assert_eq!(kinds(&info).len(), 1, "{:?}", info.modules);
+        assert_eq!(info.modules[0].name, "o");
+        assert!(
+            matches!(&info.modules[0].kind, ModuleKind::Computed { reason } if reason.contains("other.nixosModules.o")),
+            "{:?}",
+            info.modules
         );
+        let whats: Vec<&str> = info.unresolved.iter().map(|u| u.what.as_str()).collect();
+        assert_eq!(whats, vec!["nixosModules", "nixosModules.${\"dyn\" + \"x\"}", "nixosModules.z"]);
         assert!(info.unresolved[0].reason.contains("function call"), "{:?}", info.unresolved[0]);
-        assert!(info.unresolved[3].reason.contains("self.nixosModules.nope"), "{:?}", info.unresolved[3]);
+        // `nope` may come from the unresolved `mapAttrs`: not "undefined".
+        assert!(info.unresolved[2].reason.contains("could not resolve"), "{:?}", info.unresolved[2]);
     }
 
     #[test]
@@ -402,7 +445,7 @@ mod tests {
     #[test]
     fn module_sets_from_elsewhere_are_unresolved() {
         for (outputs, reason) in [
-            ("{ self, other }: { inherit (other) nixosModules; }", "inherited from `other`"),
+            ("{ self, other }: { inherit (other) nixosModules; }", "inherit (other) nixosModules"),
             ("{ self, other }: { nixosModules = other.nixosModules; }", "refers to `other.nixosModules`"),
             ("{ self, other }: { nixosModules = other; }", "function argument"),
             ("{ self }: { nixosModules = if true then { } else { }; }", "if"),
@@ -410,8 +453,6 @@ mod tests {
             ("{ self }: { nixosModules = import ./bad.nix; }", "syntax errors"),
             ("{ self }: { nixosModules = import ./fn.nix; }", "function"),
             ("{ self }: { nixosModules = mkModules ./x; }", "mkModules"),
-            ("{ self }: { nixosModules.a = ./modules/${self.name}.nix; }", "computed"),
-            ("{ self }: { nixosModules.a = <nixpkgs/m.nix>; }", "machine"),
         ] {
             let flake = format!("{{ outputs = {outputs}; }}");
             let (info, diags) = scan(&[

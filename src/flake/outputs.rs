@@ -26,7 +26,7 @@ const MAX_DEPTH: usize = 64;
 /// Work budget of one analysis: real flakes need a few hundred steps.
 const MAX_STEPS: usize = 20_000;
 
-/// A lexical scope: names bound by `let`, `rec` or a lambda.
+/// A lexical scope: names bound by `let`, `rec` or a lambda, and `with`.
 type Scope = Option<Rc<Frame>>;
 
 struct Frame {
@@ -34,11 +34,15 @@ struct Frame {
     parent: Scope,
     /// `let` and `rec`: the values see the frame's own names.
     recursive: bool,
+    /// `with e;`: names not bound lexically may come from `e`.
+    with: Option<Val>,
 }
 
 enum Slot {
     /// `name = expr;` in file.
     Bound(ast::Expr, FileIx),
+    /// `inherit (src) name;` in file.
+    From(ast::Expr, FileIx),
     /// A function argument, or a binding whose value is not rebuilt.
     Param,
 }
@@ -47,31 +51,48 @@ enum Slot {
 enum Entry {
     /// A `let`/`rec` binding: its value can be followed.
     Bound(Val),
+    /// `let inherit (src) name;`: the attribute `name` of `src`.
+    From(Val),
     /// A function argument: its value is unknown.
     Param,
+    /// Not bound lexically, but inside `with` (innermost first): Nix looks
+    /// the name up in these sets.
+    With(Vec<Val>),
 }
 
+/// Lexical bindings win over `with` in Nix, whatever the nesting.
 fn lookup(scope: &Scope, name: &str) -> Option<Entry> {
     let mut cur = scope;
+    let mut withs = Vec::new();
     while let Some(frame) = cur {
+        if let Some(w) = &frame.with {
+            withs.push(w.clone());
+        }
+        let own = || if frame.recursive { Some(frame.clone()) } else { frame.parent.clone() };
         match frame.names.get(name) {
             Some(Slot::Bound(expr, file)) => {
-                let scope = if frame.recursive { Some(frame.clone()) } else { frame.parent.clone() };
-                return Some(Entry::Bound(Val { expr: expr.clone(), file: *file, scope }));
+                return Some(Entry::Bound(Val { expr: expr.clone(), file: *file, scope: own() }));
+            }
+            Some(Slot::From(expr, file)) => {
+                return Some(Entry::From(Val { expr: expr.clone(), file: *file, scope: own() }));
             }
             Some(Slot::Param) => return Some(Entry::Param),
             None => cur = &frame.parent,
         }
     }
-    None
+    (!withs.is_empty()).then_some(Entry::With(withs))
 }
 
 fn push_frame(parent: &Scope, names: HashMap<String, Slot>, recursive: bool) -> Scope {
     if names.is_empty() {
         parent.clone()
     } else {
-        Some(Rc::new(Frame { names, parent: parent.clone(), recursive }))
+        Some(Rc::new(Frame { names, parent: parent.clone(), recursive, with: None }))
     }
+}
+
+fn push_with(parent: &Scope, set: Val) -> Scope {
+    Some(Rc::new(Frame { names: HashMap::new(), parent: parent.clone(), recursive: false, with: Some(set) }))
 }
 
 /// An expression together with where it is and what its names mean.
@@ -91,12 +112,38 @@ struct Key {
     text: String,
 }
 
+/// The value of one attribute, resolved only when needed.
+#[derive(Clone)]
+enum Value {
+    Expr(Val),
+    /// `inherit name;` (`from` is `None`) or `inherit (from) name;`.
+    Inherit {
+        from: Option<Val>,
+        name: String,
+        scope: Scope,
+    },
+    /// Known to be unreadable, with the reason.
+    Bad(String),
+}
+
 /// One `a.b.c = value;` (or `inherit a;`) read from an attribute set.
 #[derive(Clone)]
 struct Bind {
     keys: Vec<Key>,
-    value: Result<Val, String>,
+    value: Value,
     file: FileIx,
+    /// Where the value is written (for aliases: a value reached through a
+    /// name is not written here).
+    at: TextRange,
+    /// The flake-parts module that defines it (0 outside flake-parts): the
+    /// module system merges definitions from several modules.
+    module: usize,
+}
+
+impl Bind {
+    fn sub(&self) -> Bind {
+        Bind { keys: self.keys[1..].to_vec(), ..self.clone() }
+    }
 }
 
 /// A part of an attribute set that static analysis cannot see into.
@@ -131,6 +178,9 @@ impl SetView {
     }
 }
 
+/// A module name, whether its definition is written in place, and its order.
+type NamedDef = (String, bool, usize);
+
 /// Everything the walk found.
 #[derive(Default)]
 pub(crate) struct Found {
@@ -146,10 +196,16 @@ pub(crate) struct Walker<'a> {
     depth: usize,
     steps: usize,
     found: Found,
-    /// Modules by name; later definitions win, as with `//`.
+    /// Modules by name.
     modules: BTreeMap<String, Module>,
+    /// Per module name: the definition its value resolves to (file, range),
+    /// whether it is written in place, and the definition order. Names that
+    /// resolve to the same definition are aliases.
+    defs: HashMap<String, (FileIx, TextRange, bool, usize)>,
     /// The flake's outputs, once known: `self.<path>` reads from them.
     outputs: Option<SetView>,
+    /// Last flake-parts module id handed out.
+    parts_modules: usize,
 }
 
 impl<'a> Walker<'a> {
@@ -161,13 +217,16 @@ impl<'a> Walker<'a> {
             steps: 0,
             found: Found::default(),
             modules: BTreeMap::new(),
+            defs: HashMap::new(),
             outputs: None,
+            parts_modules: 0,
         }
     }
 
     /// Analyzes the flake whose `flake.nix` is file `flake`.
     pub fn run(mut self, flake: FileIx) -> Found {
         self.flake(flake);
+        self.shared_definitions();
         self.check_alias_cycles();
         self.check_aliases();
         self.found.modules = std::mem::take(&mut self.modules).into_values().collect();
@@ -222,12 +281,12 @@ impl<'a> Walker<'a> {
             );
             return;
         };
-        let body = match &out.value {
-            Ok(v) if out.keys.len() == 1 => self.apply_function(v, 1),
+        let body = match self.value_of(&out.value) {
+            Ok(v) if out.keys.len() == 1 => self.apply_function(&v, 1),
             Ok(v) => {
                 Err(format!("`outputs` is set attribute by attribute (`{}`)", short_text(v.expr.syntax())))
             }
-            Err(e) => Err(e.clone()),
+            Err(e) => Err(e),
         };
         let outputs_view = match body {
             Ok(body) => self.set_view(&body),
@@ -264,10 +323,10 @@ impl<'a> Walker<'a> {
 
     fn test_list(&mut self, b: &Bind) {
         let key = &b.keys[0];
-        let val = match (&b.value, b.keys.len()) {
-            (Ok(v), 1) => self.whnf(v),
-            (Ok(_), _) => Err("`nixvmTests` must be a list of paths, not an attribute set".to_string()),
-            (Err(e), _) => Err(e.clone()),
+        let val = if b.keys.len() == 1 {
+            self.value_of(&b.value).and_then(|v| self.whnf(&v))
+        } else {
+            Err("`nixvmTests` must be a list of paths, not an attribute set".to_string())
         };
         let list = match val {
             Ok(Val { expr: ast::Expr::List(l), file, .. }) => (l, file),
@@ -322,28 +381,121 @@ impl<'a> Walker<'a> {
                 }
             }
         }
-        for name in order {
+        for (n, name) in order.into_iter().enumerate() {
             let binds = groups.remove(&name).unwrap_or_default();
+            let Some(first) = binds.first().copied() else { continue };
+            let mut parts: Vec<usize> = binds.iter().map(|b| b.module).collect();
+            parts.dedup();
             // A whole definition (`name = …;`) wins; `name.imports = …;`
-            // style definitions build an inline module.
+            // style definitions build an inline module (Nix merges them
+            // into a whole attribute set literal, or rejects them).
             let whole = binds.iter().rev().find(|b| b.keys.len() == 1).copied();
-            let Some(last) = whole.or_else(|| binds.last().copied()) else { continue };
-            let key = &last.keys[0];
-            let kind = match (whole, &last.value) {
-                (Some(_), Ok(v)) => self.classify(v),
-                (Some(_), Err(e)) => Err(e.clone()),
-                (None, _) => Ok(ModuleKind::Inline),
-            };
-            let what = format!("nixosModules.{name}");
-            match kind {
-                Ok(kind) => {
-                    self.check_source_exists(&name, &kind, last.file, key.range);
-                    let (file, line, column) = self.location(last.file, key.range);
-                    self.modules.insert(name.clone(), Module { name, file, line, column, kind });
+            let last = whole.unwrap_or(first);
+            let key = last.keys[0].clone();
+            let dotted: Vec<Bind> = binds.iter().filter(|b| b.keys.len() > 1).map(|b| b.sub()).collect();
+            let kind = if parts.len() > 1 {
+                let (file, line, column) = self.location(first.file, first.keys[0].range);
+                ModuleKind::Computed {
+                    reason: format!(
+                        "defined in {} flake-parts modules (first at {}:{line}:{column}); the module system merges them",
+                        parts.len(),
+                        file.display()
+                    ),
                 }
-                Err(reason) => {
-                    self.modules.remove(&name);
-                    self.unresolved(&what, last.file, key.range, reason);
+            } else if let Some(whole) = whole {
+                match self.value_of(&whole.value).and_then(|v| self.classify(&v)) {
+                    Ok((kind, def)) => {
+                        let direct =
+                            def.file == whole.file && whole.at.contains_range(def.expr.syntax().text_range());
+                        let kind = match (&kind, &def.expr) {
+                            (ModuleKind::Inline, ast::Expr::AttrSet(_)) => {
+                                let mut sub = self.set_view(&def);
+                                sub.binds.extend(dotted);
+                                self.module_set(&sub).unwrap_or(kind)
+                            }
+                            _ => kind,
+                        };
+                        if kind.is_module() {
+                            self.defs
+                                .insert(name.clone(), (def.file, def.expr.syntax().text_range(), direct, n));
+                        }
+                        kind
+                    }
+                    Err(reason) => ModuleKind::Computed { reason },
+                }
+            } else {
+                let sub = SetView { binds: dotted, opaque: Vec::new() };
+                self.module_set(&sub).unwrap_or(ModuleKind::Inline)
+            };
+            self.check_source_exists(&name, &kind, last.file, key.range);
+            let (file, line, column) = self.location(last.file, key.range);
+            self.modules.insert(name.clone(), Module { name, file, line, column, kind });
+        }
+    }
+
+    /// `Some(ModuleSet)` when the attribute set `view` is a set of modules
+    /// rather than a module: every attribute is a module file, an import or
+    /// a function, and none is a module's own key (`imports`, `options`, …).
+    /// Configuration attributes (`services.x.enable = true;`) are values or
+    /// nested sets, so they do not qualify.
+    fn module_set(&mut self, view: &SetView) -> Option<ModuleKind> {
+        const MODULE_KEYS: &[&str] = &[
+            "imports",
+            "options",
+            "config",
+            "_file",
+            "key",
+            "meta",
+            "disabledModules",
+            "_class",
+            "freeformType",
+        ];
+        if !view.opaque.is_empty() || view.binds.is_empty() {
+            return None;
+        }
+        let mut members = Vec::new();
+        for b in &view.binds {
+            let name = b.keys.first()?.name.clone()?;
+            if MODULE_KEYS.contains(&name.as_str()) || b.keys.len() > 1 {
+                return None;
+            }
+            let (kind, def) = self.value_of(&b.value).and_then(|v| self.classify(&v)).ok()?;
+            let module_file = |s: &PathBuf| s.extension().is_none_or(|e| e == "nix");
+            match &kind {
+                ModuleKind::Path { source }
+                | ModuleKind::Import { source }
+                | ModuleKind::ImportApply { source }
+                    if module_file(source) => {}
+                ModuleKind::Alias { .. } => {}
+                ModuleKind::Inline if matches!(def.expr, ast::Expr::Lambda(_)) => {}
+                _ => return None,
+            }
+            if !members.contains(&name) {
+                members.push(name);
+            }
+        }
+        Some(ModuleKind::ModuleSet { members })
+    }
+
+    /// Names whose values resolve to the same definition (`rec { a = …;
+    /// default = a; }`, `let m = …; in { a = m; b = m; }`) are one module:
+    /// the name written in place (or the first, preferring one that is not
+    /// `default`) keeps it, the others become aliases of it.
+    fn shared_definitions(&mut self) {
+        let mut by_def: BTreeMap<(FileIx, u32, u32), Vec<NamedDef>> = BTreeMap::new();
+        for (name, (file, range, direct, n)) in &self.defs {
+            by_def.entry((*file, range.start().into(), range.end().into())).or_default().push((
+                name.clone(),
+                *direct,
+                *n,
+            ));
+        }
+        for mut names in by_def.into_values().filter(|v| v.len() > 1) {
+            names.sort_by_key(|(name, direct, n)| (!direct, name == "default", *n));
+            let target = names[0].0.clone();
+            for (name, _, _) in &names[1..] {
+                if let Some(m) = self.modules.get_mut(name) {
+                    m.kind = ModuleKind::Alias { target: target.clone() };
                 }
             }
         }
@@ -389,20 +541,38 @@ impl<'a> Walker<'a> {
             .collect();
         for (name, target) in bad {
             let Some(m) = self.modules.remove(&name) else { continue };
-            let similar = names
+            // An unresolved entry may well define the target.
+            let pending = self
+                .found
+                .unresolved
                 .iter()
-                .filter(|n| **n != name)
-                .map(|n| (strsim::jaro_winkler(n, &target), n))
-                .filter(|(s, _)| *s > 0.8)
-                .max_by(|a, b| a.0.total_cmp(&b.0))
-                .map(|(_, n)| format!(" (did you mean `{n}`?)"))
-                .unwrap_or_default();
+                .find(|u| u.what == format!("nixosModules.{target}"))
+                .or_else(|| self.found.unresolved.iter().find(|u| u.what == "nixosModules"))
+                .map(|u| format!("{}:{}:{}", u.file.display(), u.line, u.column));
+            let reason = match pending {
+                Some(at) => format!(
+                    "refers to `self.nixosModules.{target}`, which static analysis could not resolve (see the unresolved entry at {at})"
+                ),
+                None => {
+                    let similar = names
+                        .iter()
+                        .filter(|n| **n != name)
+                        .map(|n| (strsim::jaro_winkler(n, &target), n))
+                        .filter(|(s, _)| *s > 0.8)
+                        .max_by(|a, b| a.0.total_cmp(&b.0))
+                        .map(|(_, n)| format!(" (did you mean `{n}`?)"))
+                        .unwrap_or_default();
+                    format!(
+                        "refers to `self.nixosModules.{target}`, which the flake does not define{similar}"
+                    )
+                }
+            };
             self.found.unresolved.push(Unresolved {
                 what: format!("nixosModules.{name}"),
                 file: m.file,
                 line: m.line,
                 column: m.column,
-                reason: format!("refers to `self.nixosModules.{target}`, which the flake does not define statically{similar}"),
+                reason,
             });
         }
     }
@@ -446,24 +616,27 @@ impl<'a> Walker<'a> {
 
     // --- module values -------------------------------------------------
 
-    /// What kind of module a value is.
-    fn classify(&mut self, val: &Val) -> Result<ModuleKind, String> {
+    /// What kind of module a value is, and the definition it resolves to.
+    fn classify(&mut self, val: &Val) -> Result<(ModuleKind, Val), String> {
         self.enter()?;
         let r = self.classify_inner(val);
         self.depth -= 1;
         r
     }
 
-    fn classify_inner(&mut self, val: &Val) -> Result<ModuleKind, String> {
-        let v = self.peel(val);
-        match &v.expr {
-            ast::Expr::AttrSet(_) | ast::Expr::Lambda(_) => Ok(ModuleKind::Inline),
+    fn classify_inner(&mut self, val: &Val) -> Result<(ModuleKind, Val), String> {
+        let v = self.deref(val)?;
+        let kind = match &v.expr {
+            ast::Expr::AttrSet(_) | ast::Expr::Lambda(_) => ModuleKind::Inline,
             ast::Expr::PathRel(_) | ast::Expr::PathAbs(_) => {
                 let source = self.path_source(&v)?;
-                Ok(ModuleKind::Path { source })
+                ModuleKind::Path { source }
             }
             ast::Expr::PathHome(_) | ast::Expr::PathSearch(_) => {
-                Err(format!("`{}` depends on the machine, not on the flake", short_text(v.expr.syntax())))
+                return Err(format!(
+                    "`{}` depends on the machine, not on the flake",
+                    short_text(v.expr.syntax())
+                ));
             }
             ast::Expr::Apply(app) => {
                 let (head, args) = flatten_apply(app);
@@ -472,38 +645,57 @@ impl<'a> Walker<'a> {
                     args.first().map(|a| Val { expr: a.clone(), file: v.file, scope: v.scope.clone() });
                 match (name.as_deref(), first) {
                     (Some("import"), Some(arg)) if is_import_head(&head) => {
-                        let source = self.path_source(&self.peel(&arg))?;
-                        Ok(ModuleKind::Import { source })
+                        let arg = self.deref(&arg)?;
+                        ModuleKind::Import { source: self.path_source(&arg)? }
                     }
                     (Some("importApply"), Some(arg)) => {
-                        let source = self.path_source(&self.peel(&arg))?;
-                        Ok(ModuleKind::ImportApply { source })
+                        let arg = self.deref(&arg)?;
+                        ModuleKind::ImportApply { source: self.path_source(&arg)? }
                     }
-                    _ => Err(format!(
-                        "the value is computed by a function call (`{}`)",
-                        short_text(head.syntax())
-                    )),
+                    _ => {
+                        return Err(format!(
+                            "the value is computed by a function call (`{}`)",
+                            short_text(head.syntax())
+                        ));
+                    }
                 }
             }
             ast::Expr::Select(sel) => match self_module_ref(sel, &v.scope) {
-                Some(target) => Ok(ModuleKind::Alias { target }),
-                None => Err(format!(
-                    "refers to `{}`, which is not a module of this flake (another flake's value or a function argument)",
-                    short_text(sel.syntax())
-                )),
+                Some(target) => ModuleKind::Alias { target },
+                None => {
+                    return Err(format!(
+                        "refers to `{}`, which is not a module of this flake (another flake's value or a function argument)",
+                        short_text(sel.syntax())
+                    ));
+                }
             },
-            ast::Expr::Ident(i) => Err(format!(
-                "refers to `{}`, which is a function argument or not bound in this file",
-                ident_name(i)
-            )),
+            ast::Expr::Ident(i) => return Err(self.unknown_name(&ident_name(i), &v.scope)),
             ast::Expr::BinOp(_) => {
-                Err(format!("the value is computed with an operator (`{}`)", short_text(v.expr.syntax())))
+                return Err(format!(
+                    "the value is computed with an operator (`{}`)",
+                    short_text(v.expr.syntax())
+                ));
             }
-            ast::Expr::IfElse(_) => Err("the value is chosen by `if … then … else`".to_string()),
-            _ => Err(format!(
-                "`{}` is not a module (a path, an attribute set or a function)",
-                short_text(v.expr.syntax())
-            )),
+            ast::Expr::IfElse(_) => return Err("the value is chosen by `if … then … else`".to_string()),
+            _ => {
+                return Err(format!(
+                    "`{}` is not a module (a path, an attribute set or a function)",
+                    short_text(v.expr.syntax())
+                ));
+            }
+        };
+        Ok((kind, v))
+    }
+
+    /// Why the name `name` (which [`Self::deref`] could not follow) has no
+    /// known value.
+    fn unknown_name(&self, name: &str, scope: &Scope) -> String {
+        match lookup(scope, name) {
+            Some(Entry::Param) => format!("refers to `{name}`, which is a function argument"),
+            Some(Entry::With(_)) => {
+                format!("refers to `{name}`, which comes from a `with` set that needs evaluation")
+            }
+            _ => format!("refers to `{name}`, which is not bound in this file"),
         }
     }
 
@@ -520,22 +712,35 @@ impl<'a> Walker<'a> {
 
     /// The attributes under `name` in `view` (`name = { … }` and `name.x = …`
     /// both count). Opaque parts of `view` may hide `name` too, so they
-    /// carry over.
+    /// carry over, and so does an attribute whose name is computed.
     fn select(&mut self, view: &SetView, name: &str) -> SetView {
         let mut out = SetView { binds: Vec::new(), opaque: view.opaque.clone() };
-        for b in view.binds.iter().filter(|b| key_is(&b.keys, 0, name)) {
-            if b.keys.len() > 1 {
-                out.binds.push(Bind { keys: b.keys[1..].to_vec(), value: b.value.clone(), file: b.file });
+        for b in &view.binds {
+            let Some(key) = b.keys.first() else { continue };
+            if key.name.is_none() {
+                out.opaque.push(Opaque {
+                    reason: format!("the attribute name `{}` is computed; it may be `{name}`", key.text),
+                    file: b.file,
+                    range: key.range,
+                });
                 continue;
             }
-            match &b.value {
+            if !key_is(&b.keys, 0, name) {
+                continue;
+            }
+            if b.keys.len() > 1 {
+                out.binds.push(b.sub());
+                continue;
+            }
+            match self.value_of(&b.value) {
                 Ok(v) => {
-                    let sub = self.set_view(v);
+                    let mut sub = self.set_view(&v);
+                    for s in &mut sub.binds {
+                        s.module = b.module;
+                    }
                     out.extend(sub);
                 }
-                Err(reason) => {
-                    out.opaque.push(Opaque { reason: reason.clone(), file: b.file, range: b.keys[0].range })
-                }
+                Err(reason) => out.opaque.push(Opaque { reason, file: b.file, range: key.range }),
             }
         }
         out
@@ -558,14 +763,26 @@ impl<'a> Walker<'a> {
         };
         match &v.expr {
             ast::Expr::AttrSet(set) => self.attrset(set, &v),
+            // `a // b` is a shallow update: a name `b` defines replaces all
+            // of `a`'s definition of it.
             ast::Expr::BinOp(op) if op.operator() == Some(ast::BinOpKind::Update) => {
-                let mut view = SetView::default();
-                for side in [op.lhs(), op.rhs()].into_iter().flatten() {
-                    let side = Val { expr: side, file: v.file, scope: v.scope.clone() };
-                    let sub = self.set_view(&side);
-                    view.extend(sub);
-                }
-                view
+                let side =
+                    |e: Option<ast::Expr>| e.map(|expr| Val { expr, file: v.file, scope: v.scope.clone() });
+                let mut lhs = match side(op.lhs()) {
+                    Some(l) => self.set_view(&l),
+                    None => SetView::default(),
+                };
+                let rhs = match side(op.rhs()) {
+                    Some(r) => self.set_view(&r),
+                    None => SetView::default(),
+                };
+                let replaced: Vec<&str> =
+                    rhs.binds.iter().filter_map(|b| b.keys.first()?.name.as_deref()).collect();
+                lhs.binds.retain(|b| {
+                    b.keys.first().and_then(|k| k.name.as_deref()).is_none_or(|n| !replaced.contains(&n))
+                });
+                lhs.extend(rhs);
+                lhs
             }
             ast::Expr::Apply(app) => self.apply_view(app, &v),
             ast::Expr::Lambda(_) => {
@@ -581,14 +798,15 @@ impl<'a> Walker<'a> {
                     format!("refers to `{}`, which needs evaluation", short_text(sel.syntax())),
                 ),
             },
-            ast::Expr::Ident(i) => SetView::opaque(
-                &v,
-                format!(
-                    "refers to `{}`, which is a function argument or not bound in this file",
-                    ident_name(i)
-                ),
-            ),
+            ast::Expr::Ident(i) => SetView::opaque(&v, self.unknown_name(&ident_name(i), &v.scope)),
             ast::Expr::IfElse(_) => SetView::opaque(&v, "the value is chosen by `if … then … else`"),
+            ast::Expr::BinOp(_) | ast::Expr::UnaryOp(_) => SetView::opaque(
+                &v,
+                format!("the value is computed with an operator (`{}`)", short_text(v.expr.syntax())),
+            ),
+            ast::Expr::LegacyLet(_) => {
+                SetView::opaque(&v, "the legacy `let { … }` form is not read statically; use `let … in`")
+            }
             _ => SetView::opaque(&v, format!("`{}` is not an attribute set", short_text(v.expr.syntax()))),
         }
     }
@@ -609,38 +827,90 @@ impl<'a> Walker<'a> {
                     if keys.is_empty() {
                         continue;
                     }
+                    let at = value.syntax().text_range();
                     view.binds.push(Bind {
                         keys,
-                        value: Ok(Val { expr: value, file: v.file, scope: scope.clone() }),
+                        value: Value::Expr(Val { expr: value, file: v.file, scope: scope.clone() }),
                         file: v.file,
+                        at,
+                        module: 0,
                     });
                 }
                 ast::Entry::Inherit(inh) => {
-                    let from = inh.from().and_then(|f| f.expr());
+                    let from = inh.from().and_then(|f| f.expr()).map(|expr| Val {
+                        expr,
+                        file: v.file,
+                        scope: scope.clone(),
+                    });
                     for attr in inh.attrs() {
                         let key = key_of(&attr);
-                        let Some(name) = key.name.clone() else { continue };
-                        let value = match &from {
-                            Some(src) => Err(format!(
-                                "inherited from `{}`, which needs evaluation",
-                                short_text(src.syntax())
-                            )),
-                            None => match lookup(&v.scope, &name) {
-                                Some(Entry::Bound(val)) => Ok(val),
-                                Some(Entry::Param) => {
-                                    Err(format!("`inherit {name};` takes a function argument"))
-                                }
-                                None => {
-                                    Err(format!("`inherit {name};` refers to a name not bound in this file"))
-                                }
-                            },
+                        let value = match key.name.clone() {
+                            // `inherit` names are looked up outside a `rec` set.
+                            Some(name) => Value::Inherit { from: from.clone(), name, scope: v.scope.clone() },
+                            None => Value::Bad(format!("the inherited name `{}` is computed", key.text)),
                         };
-                        view.binds.push(Bind { keys: vec![key], value, file: v.file });
+                        let at = key.range;
+                        view.binds.push(Bind { keys: vec![key], value, file: v.file, at, module: 0 });
                     }
                 }
             }
         }
         view
+    }
+
+    /// The value of an attribute, following `inherit`.
+    fn value_of(&mut self, value: &Value) -> Result<Val, String> {
+        match value {
+            Value::Expr(v) => Ok(v.clone()),
+            Value::Bad(reason) => Err(reason.clone()),
+            Value::Inherit { from: Some(src), name, .. } => self
+                .attr_of(src, name)
+                .map_err(|e| format!("`inherit ({}) {name};`: {e}", short_text(src.expr.syntax()))),
+            Value::Inherit { from: None, name, scope } => match lookup(scope, name) {
+                Some(Entry::Bound(val)) => Ok(val),
+                Some(Entry::From(src)) => self.attr_of(&src, name),
+                Some(Entry::Param) => Err(format!("`inherit {name};` takes a function argument")),
+                Some(Entry::With(sets)) => self.lookup_with(&sets, name),
+                None => Err(format!("`inherit {name};` refers to a name not bound in this file")),
+            },
+        }
+    }
+
+    /// The attribute `name` of the attribute set `src` evaluates to.
+    fn attr_of(&mut self, src: &Val, name: &str) -> Result<Val, String> {
+        self.enter()?;
+        let view = self.set_view(src);
+        self.depth -= 1;
+        let binds: Vec<&Bind> = view.binds.iter().filter(|b| key_is(&b.keys, 0, name)).collect();
+        if let Some(o) = view.opaque.first() {
+            return Err(format!("`{name}` is read from a set that needs evaluation ({})", o.reason));
+        }
+        match binds.as_slice() {
+            [] => Err(format!("`{}` has no attribute `{name}`", short_text(src.expr.syntax()))),
+            [b] if b.keys.len() == 1 => {
+                let value = b.value.clone();
+                self.value_of(&value)
+            }
+            _ => Err(format!("`{name}` is built attribute by attribute")),
+        }
+    }
+
+    /// A name that only `with` provides: the innermost `with` set that has
+    /// it (Nix's rule), as far as static analysis can tell.
+    fn lookup_with(&mut self, sets: &[Val], name: &str) -> Result<Val, String> {
+        for set in sets {
+            self.enter()?;
+            let view = self.set_view(set);
+            self.depth -= 1;
+            let with = short_text(set.expr.syntax());
+            if view.binds.iter().any(|b| key_is(&b.keys, 0, name)) {
+                return self.attr_of(set, name).map_err(|e| format!("`{name}` from `with {with};`: {e}"));
+            }
+            if !view.opaque.is_empty() {
+                return Err(format!("`{name}` may come from `with {with};`, which needs evaluation"));
+            }
+        }
+        Err(format!("`{name}` is not bound in this file, nor by the `with` sets around it"))
     }
 
     /// `f a b` where an attribute set is expected: flake-parts and
@@ -659,21 +929,28 @@ impl<'a> Walker<'a> {
             // flake-utils: per-system outputs (`packages.<system>.…`); a
             // `nixosModules` in there would be per-system, which is wrong.
             "eachDefaultSystem" | "eachSystem" | "eachDefaultSystemMap" | "eachSystemMap" => {
-                if let Some(f) =
-                    args.last().map(|a| Val { expr: a.clone(), file: v.file, scope: v.scope.clone() })
-                    && let Ok(body) = self.apply_function(&f, 1)
-                {
-                    let inner = self.set_view(&body);
-                    for b in inner.binds.iter().filter(|b| key_is(&b.keys, 0, "nixosModules")) {
-                        self.unresolved(
-                            "nixosModules",
-                            b.file,
-                            b.keys[0].range,
-                            format!("`nixosModules` inside `{name}` becomes `nixosModules.<system>.…`; define it next to `{name} …` with `//`"),
-                        );
-                    }
+                let f = args.last().map(|a| Val { expr: a.clone(), file: v.file, scope: v.scope.clone() });
+                let body = match f {
+                    Some(f) => self.apply_function(&f, 1),
+                    None => Err(format!("`{name}` without a function")),
+                };
+                let inner = match body {
+                    Ok(body) => self.set_view(&body),
+                    Err(reason) => SetView::opaque(
+                        v,
+                        format!("the per-system outputs of `{name}` cannot be read: {reason}"),
+                    ),
+                };
+                for b in inner.binds.iter().filter(|b| key_is(&b.keys, 0, "nixosModules")) {
+                    self.unresolved(
+                        "nixosModules",
+                        b.file,
+                        b.keys[0].range,
+                        format!("`nixosModules` inside `{name}` becomes `nixosModules.<system>.…`; define it next to `{name} …` with `//`"),
+                    );
                 }
-                SetView::default()
+                // What cannot be read may still be a (per-system) `nixosModules`.
+                SetView { binds: Vec::new(), opaque: inner.opaque }
             }
             // flake-utils: the function's result is merged as is.
             "eachDefaultSystemPassThrough" | "eachSystemPassThrough" => {
@@ -693,7 +970,8 @@ impl<'a> Walker<'a> {
     }
 
     /// The flake outputs defined by a flake-parts module (its `flake`
-    /// option), following `imports = [ ./file.nix … ]`.
+    /// option, also written `config.flake` or `config = { flake = …; }`),
+    /// following `imports = [ ./file.nix (importApply ./x.nix { … }) … ]`.
     fn flake_parts(&mut self, module: &Val) -> SetView {
         if let Err(reason) = self.enter() {
             return SetView::opaque(module, reason);
@@ -704,85 +982,127 @@ impl<'a> Walker<'a> {
     }
 
     fn flake_parts_inner(&mut self, module: &Val) -> SetView {
-        // A module given as a path is that file's value.
-        let peeled = self.peel(module);
-        let module = match literal_path(&peeled.expr) {
-            Some(lit) => match self.load_root(peeled.file, &lit) {
-                Ok(root) => root,
-                Err(reason) => return SetView::opaque(&peeled, reason),
-            },
-            None => peeled,
+        let module = match self.parts_module(module) {
+            Ok(m) => m,
+            Err(reason) => return SetView::opaque(module, reason),
         };
-        let module = &module;
-        let body = match self.whnf(module) {
+        let body = match self.whnf(&module) {
             Ok(v) if matches!(v.expr, ast::Expr::Lambda(_)) => match self.apply_function(&v, 1) {
                 Ok(b) => b,
                 Err(reason) => return SetView::opaque(&v, reason),
             },
             Ok(v) => v,
-            Err(reason) => return SetView::opaque(module, reason),
+            Err(reason) => return SetView::opaque(&module, reason),
         };
+        self.parts_modules += 1;
+        let id = self.parts_modules;
         let view = self.set_view(&body);
-        let mut out = SetView { binds: Vec::new(), opaque: view.opaque.clone() };
-        for b in &view.binds {
+        let config = self.select(&SetView { binds: view.binds.clone(), opaque: Vec::new() }, "config");
+        let mut own = SetView { binds: Vec::new(), opaque: view.opaque.clone() };
+        for b in view.binds.iter().chain(&config.binds) {
             if key_is(&b.keys, 0, "flake") {
-                if b.keys.len() > 1 {
-                    out.binds.push(Bind { keys: b.keys[1..].to_vec(), value: b.value.clone(), file: b.file });
-                    continue;
+                let sub = self.flake_option(b);
+                own.extend(sub);
+            }
+        }
+        own.opaque.extend(config.opaque);
+        for b in &mut own.binds {
+            b.module = id;
+        }
+        let mut out = own;
+        for b in view.binds.iter().filter(|b| key_is(&b.keys, 0, "imports") && b.keys.len() == 1) {
+            let sub = self.parts_imports(b);
+            out.extend(sub);
+        }
+        out
+    }
+
+    /// A flake-parts module as written in `imports` or given to `mkFlake`:
+    /// a path is that file's value, `importApply ./x.nix args` (any
+    /// spelling of the lib) that file applied to `args`.
+    fn parts_module(&mut self, module: &Val) -> Result<Val, String> {
+        let peeled = self.deref(module)?;
+        if let Some(lit) = literal_path(&peeled.expr) {
+            return self.load_root(peeled.file, &lit);
+        }
+        if let ast::Expr::Apply(app) = &peeled.expr {
+            let (head, args) = flatten_apply(app);
+            if head_name(&head).as_deref() == Some("importApply") && args.len() == 2 {
+                let path = self.deref(&Val { expr: args[0].clone(), ..peeled.clone() })?;
+                let Some(lit) = literal_path(&path.expr) else {
+                    return Err(format!(
+                        "`importApply` of a computed path (`{}`)",
+                        short_text(args[0].syntax())
+                    ));
+                };
+                let root = self.load_root(path.file, &lit)?;
+                return self.apply_function(&root, 1);
+            }
+        }
+        Ok(peeled)
+    }
+
+    /// The outputs one `flake…` definition of a flake-parts module sets.
+    fn flake_option(&mut self, b: &Bind) -> SetView {
+        if b.keys.len() > 1 {
+            return SetView { binds: vec![b.sub()], opaque: Vec::new() };
+        }
+        // `flake` is a submodule: an attribute set or a function.
+        match self.value_of(&b.value).and_then(|v| self.whnf(&v)) {
+            Ok(f) if matches!(f.expr, ast::Expr::Lambda(_)) => match self.apply_function(&f, 1) {
+                Ok(body) => self.set_view(&body),
+                Err(reason) => SetView::opaque(&f, reason),
+            },
+            Ok(set) => self.set_view(&set),
+            Err(reason) => SetView {
+                binds: Vec::new(),
+                opaque: vec![Opaque { reason, file: b.file, range: b.keys[0].range }],
+            },
+        }
+    }
+
+    /// `imports = [ … ]` of a flake-parts module: local modules are
+    /// followed; anything else (`inputs.x.flakeModule`, a computed list)
+    /// could define `flake.nixosModules` too, so it is reported.
+    fn parts_imports(&mut self, b: &Bind) -> SetView {
+        let mut out = SetView::default();
+        let list = self.value_of(&b.value).and_then(|v| self.whnf(&v));
+        let list = match list {
+            Ok(list) => match &list.expr {
+                ast::Expr::List(_) => list,
+                _ => {
+                    let reason =
+                        format!("flake-parts `imports` is computed (`{}`)", short_text(list.expr.syntax()));
+                    out.opaque.push(Opaque { reason, file: b.file, range: b.keys[0].range });
+                    return out;
                 }
-                // `flake` is a submodule: an attribute set or a function.
-                let sub = match &b.value {
-                    Ok(val) => match self.whnf(val) {
-                        Ok(f) if matches!(f.expr, ast::Expr::Lambda(_)) => match self.apply_function(&f, 1) {
-                            Ok(body) => self.set_view(&body),
-                            Err(reason) => SetView::opaque(&f, reason),
-                        },
-                        Ok(set) => self.set_view(&set),
-                        Err(reason) => SetView::opaque(val, reason),
-                    },
-                    Err(reason) => SetView {
-                        binds: Vec::new(),
-                        opaque: vec![Opaque { reason: reason.clone(), file: b.file, range: b.keys[0].range }],
-                    },
-                };
-                out.extend(sub);
-            } else if key_is(&b.keys, 0, "imports") && b.keys.len() == 1 {
-                // Local flake-parts modules are followed; modules of other
-                // flakes (`inputs.x.flakeModule`) cannot define our
-                // `nixosModules` in a way we could see, and are skipped.
-                let list = match &b.value {
-                    Ok(val) => self.whnf(val),
-                    Err(reason) => Err(reason.clone()),
-                };
-                let (items, list) = match list {
-                    Ok(list) => match &list.expr {
-                        ast::Expr::List(items) => (items.clone(), list),
-                        _ => {
-                            let reason = format!(
-                                "flake-parts `imports` is computed (`{}`)",
-                                short_text(list.expr.syntax())
-                            );
-                            out.opaque.push(Opaque { reason, file: b.file, range: b.keys[0].range });
-                            continue;
-                        }
-                    },
-                    Err(reason) => {
-                        out.opaque.push(Opaque { reason, file: b.file, range: b.keys[0].range });
-                        continue;
-                    }
-                };
-                for item in items.items() {
-                    let item = self.peel(&Val { expr: item, file: list.file, scope: list.scope.clone() });
-                    let local = match &item.expr {
-                        ast::Expr::AttrSet(_) | ast::Expr::Lambda(_) => true,
-                        ast::Expr::Apply(app) => is_import_head(&flatten_apply(app).0),
-                        e => literal_path(e).is_some(),
-                    };
-                    if local {
-                        let sub = self.flake_parts(&item);
-                        out.extend(sub);
-                    }
+            },
+            Err(reason) => {
+                out.opaque.push(Opaque { reason, file: b.file, range: b.keys[0].range });
+                return out;
+            }
+        };
+        let ast::Expr::List(items) = &list.expr else { return out };
+        for item in items.items() {
+            let range = item.syntax().text_range();
+            let item = Val { expr: item, file: list.file, scope: list.scope.clone() };
+            let local = match self.parts_module(&item).and_then(|m| self.whnf(&m)) {
+                Ok(m) => matches!(m.expr, ast::Expr::AttrSet(_) | ast::Expr::Lambda(_)).then_some(m),
+                Err(_) => None,
+            };
+            match local {
+                Some(m) => {
+                    let sub = self.flake_parts(&m);
+                    out.extend(sub);
                 }
+                None => out.opaque.push(Opaque {
+                    reason: format!(
+                        "flake-parts imports `{}`, which is not followed (another flake's module or a computed value); it may define `flake.nixosModules`",
+                        short_text(item.expr.syntax())
+                    ),
+                    file: item.file,
+                    range,
+                }),
             }
         }
         out
@@ -790,7 +1110,8 @@ impl<'a> Walker<'a> {
 
     // --- values --------------------------------------------------------
 
-    /// Follows parentheses, `let … in`, `with … ;` and `let`-bound names.
+    /// Follows parentheses, `let … in`, `with … ;`, `assert` and
+    /// `let`-bound names.
     fn peel(&self, val: &Val) -> Val {
         let mut v = val.clone();
         for _ in 0..MAX_DEPTH {
@@ -808,10 +1129,15 @@ impl<'a> Walker<'a> {
                     Some(Entry::Bound(b)) => v = b,
                     _ => return v,
                 },
-                // Lexical bindings win over `with` in Nix, so looking names
-                // up in the body's scope stays right; names only `with`
-                // provides stay unbound, hence unresolved.
-                ast::Expr::With(w) => match w.body() {
+                ast::Expr::With(w) => match (w.namespace(), w.body()) {
+                    (Some(ns), Some(body)) => {
+                        let set = Val { expr: ns, file: v.file, scope: v.scope.clone() };
+                        v = Val { expr: body, file: v.file, scope: push_with(&v.scope, set) };
+                    }
+                    _ => return v,
+                },
+                // `assert c; e` is `e` (or an evaluation error).
+                ast::Expr::Assert(a) => match a.body() {
                     Some(body) => v = Val { expr: body, ..v },
                     None => return v,
                 },
@@ -821,7 +1147,64 @@ impl<'a> Walker<'a> {
         v
     }
 
-    /// [`Self::peel`] plus `import <path> args…`: the imported file's value,
+    /// [`Self::peel`] plus names from `inherit (src) name;` and `with`, and
+    /// `set.attr` of a set that can be read.
+    fn deref(&mut self, val: &Val) -> Result<Val, String> {
+        self.enter()?;
+        let r = self.deref_inner(val);
+        self.depth -= 1;
+        r
+    }
+
+    fn deref_inner(&mut self, val: &Val) -> Result<Val, String> {
+        let v = self.peel(val);
+        match &v.expr {
+            ast::Expr::Ident(i) => {
+                let name = ident_name(i);
+                match lookup(&v.scope, &name) {
+                    Some(Entry::From(src)) => {
+                        let next = self.attr_of(&src, &name)?;
+                        self.deref(&next)
+                    }
+                    Some(Entry::With(sets)) => {
+                        let next = self.lookup_with(&sets, &name)?;
+                        self.deref(&next)
+                    }
+                    _ => Ok(v),
+                }
+            }
+            ast::Expr::Select(sel)
+                if self_output_path(sel, &v.scope).is_none() && sel.default_expr().is_none() =>
+            {
+                let Some(expr) = sel.expr() else { return Ok(v) };
+                let Some(names) =
+                    sel.attrpath().and_then(|p| p.attrs().map(|a| attr_name(&a)).collect::<Option<Vec<_>>>())
+                else {
+                    return Ok(v);
+                };
+                let base = Val { expr, file: v.file, scope: v.scope.clone() };
+                // Another flake's value or a function argument: say so
+                // where it is used.
+                let readable = match &self.peel(&base).expr {
+                    ast::Expr::Ident(i) => {
+                        matches!(lookup(&base.scope, &ident_name(i)), Some(Entry::From(_) | Entry::With(_)))
+                    }
+                    _ => true,
+                };
+                if !readable {
+                    return Ok(v);
+                }
+                let mut cur = base;
+                for name in &names {
+                    cur = self.attr_of(&cur, name)?;
+                }
+                self.deref(&cur)
+            }
+            _ => Ok(v),
+        }
+    }
+
+    /// [`Self::deref`] plus `import <path> args…`: the imported file's value,
     /// with each argument consuming one of its lambdas.
     fn whnf(&mut self, val: &Val) -> Result<Val, String> {
         self.enter()?;
@@ -831,7 +1214,7 @@ impl<'a> Walker<'a> {
     }
 
     fn whnf_inner(&mut self, val: &Val) -> Result<Val, String> {
-        let mut v = self.peel(val);
+        let mut v = self.deref(val)?;
         let mut chain: Vec<FileIx> = vec![v.file];
         loop {
             let ast::Expr::Apply(app) = &v.expr else { return Ok(v) };
@@ -840,7 +1223,7 @@ impl<'a> Walker<'a> {
                 return Ok(v);
             }
             let Some(first) = args.first() else { return Ok(v) };
-            let target = self.peel(&Val { expr: first.clone(), file: v.file, scope: v.scope.clone() });
+            let target = self.deref(&Val { expr: first.clone(), file: v.file, scope: v.scope.clone() })?;
             let Some(lit) = literal_path(&target.expr) else {
                 return Err(format!("imports a computed path (`{}`)", short_text(first.syntax())));
             };
@@ -853,6 +1236,7 @@ impl<'a> Walker<'a> {
             }
             chain.push(ix);
             v = self.apply_function(&imported, args.len() - 1)?;
+            v = self.deref(&v)?;
         }
     }
 
@@ -926,10 +1310,19 @@ impl<'a> Walker<'a> {
     }
 }
 
-/// Single-name bindings of a `let` or `rec` set. `inherit a;` is skipped
-/// (it names the outer `a` anyway); `a.b = …;` binds `a` to an unknown value.
+/// Single-name bindings of a `let` or `rec` set, and `inherit (src) a;`.
+/// `inherit a;` is skipped (it names the outer `a` anyway); `a.b = …;`
+/// binds `a` to an unknown value.
 fn let_names(node: &impl HasEntry, file: FileIx) -> HashMap<String, Slot> {
     let mut names = HashMap::new();
+    for inh in node.inherits() {
+        let Some(from) = inh.from().and_then(|f| f.expr()) else { continue };
+        for attr in inh.attrs() {
+            if let Some(name) = attr_name(&attr) {
+                names.insert(name, Slot::From(from.clone(), file));
+            }
+        }
+    }
     for apv in node.attrpath_values() {
         let (Some(path), Some(value)) = (apv.attrpath(), apv.value()) else { continue };
         let keys = keys_of(&path);
@@ -1038,7 +1431,7 @@ fn self_output_path(sel: &ast::Select, scope: &Scope) -> Option<Vec<String>> {
     let root = ident_name(&root);
     let binding = lookup(scope, &root);
     // A `let`-bound `self` is somebody's value, not the flake.
-    if matches!(binding, Some(Entry::Bound(_))) {
+    if matches!(binding, Some(Entry::Bound(_) | Entry::From(_))) {
         return None;
     }
     let names: Vec<String> = sel.attrpath()?.attrs().map(|a| attr_name(&a)).collect::<Option<_>>()?;

@@ -18,6 +18,9 @@ const MAX_SYNTAX_ERRORS: usize = 3;
 /// Parses `text`. Returns the root expression (when there is one) and one
 /// `nix_syntax` diagnostic per parse error.
 pub(crate) fn parse(file: FileId, text: &str) -> (Option<ast::Expr>, Vec<Diagnostic>) {
+    if let Some(d) = crate::limits::nesting_diagnostic(file, text) {
+        return (None, vec![d]);
+    }
     let parsed = rnix::Root::parse(text);
     let end = TextSize::try_from(text.len()).unwrap_or(TextSize::from(u32::MAX));
     let diags = parsed

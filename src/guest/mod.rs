@@ -1,8 +1,10 @@
 //! What runs inside the VM: the shell commands a step sends through the
 //! backdoor, and their quoting. Shared by both backends (the generated Python
 //! testScript in [`crate::codegen`] and [`crate::driver`]), so they execute
-//! byte-identical commands, and neither backend depends on the other.
+//! byte-identical commands, and neither backend depends on the other; plus
+//! the driver's faster in-guest protocol ([`backdoor`]).
 
+pub mod backdoor;
 pub mod commands;
 mod quote;
 

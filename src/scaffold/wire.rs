@@ -126,6 +126,13 @@ enum Ref {
 /// Edits `text` (a `flake.nix`). Idempotent: on an already wired flake it
 /// returns no edits and the text unchanged.
 pub fn wire(text: &str, opts: &WireOptions) -> Result<WireOutcome, WireError> {
+    if let Err(e) = crate::limits::check_nesting(text) {
+        let range = rnix::TextRange::new(
+            rnix::TextSize::try_from(e.start).unwrap_or_default(),
+            rnix::TextSize::try_from(e.end).unwrap_or_default(),
+        );
+        return Err(WireError::Syntax { range: Some(range), message: crate::limits::TooDeep::message() });
+    }
     let parse = rnix::Root::parse(text);
     if let Some(e) = parse.errors().first() {
         return Err(WireError::Syntax { range: parse_error_range(e), message: e.to_string() });

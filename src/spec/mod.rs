@@ -20,6 +20,7 @@
 //! imports them from the description file by reference. Steps must be static
 //! data, so they are parsed here and embedded into the generated test.
 
+pub mod computed;
 pub mod names;
 pub mod parse;
 pub mod pattern;
@@ -59,6 +60,12 @@ pub struct TestSpec {
     /// Global timeout of the whole test in seconds.
     pub timeout: Option<u64>,
     pub steps: Vec<Step>,
+    /// The description is a function (`{ pkgs, lib, nodes, ... }: { … }`),
+    /// called with those arguments by the generated check.
+    pub function: bool,
+    /// Values only Nix can compute; steps hold placeholders for them
+    /// ([`computed::placeholder`]).
+    pub computed: Vec<computed::Computed>,
 }
 
 /// Which test driver runs the generated test.

@@ -107,6 +107,9 @@ pub fn reserved_python_name(pythonized: &str) -> Option<&'static str> {
 
 /// Characters allowed in a unit name given to `waitForUnit`.
 pub const UNIT_NAME_CHARS: &str = "letters, digits and `:_.@-`";
+/// [`is_safe_unit_name`] as a POSIX extended regular expression, for the
+/// evaluation-time check of computed unit names (`builtins.match`).
+pub const UNIT_NAME_PATTERN: &str = "[A-Za-z0-9:_.@][A-Za-z0-9:_.@-]*";
 
 /// Whether a systemd unit name can be given to the stock driver's
 /// `wait_for_unit`, which puts it between double quotes in a shell command

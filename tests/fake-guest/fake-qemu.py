@@ -16,9 +16,12 @@ Behaviour switches (environment, usually prefixed to the start script):
   FAKE_NO_MARKER=1     never send the marker
   FAKE_DIE_ON=TEXT     exit 3 0.2 s after a shell line containing TEXT
   FAKE_UNITS=DIR       directory of unit states for the stub `systemctl`
-  FAKE_COMMAND_DELAY=S seconds before each framed command (`bash -c … | base64`)
-                       starts, like its cost on a TCG guest (0.2–0.4 s on the
-                       systemd stand-in); other shell lines are not delayed
+  FAKE_COMMAND_DELAY=S seconds before each framed command (`bash -c … | base64`
+                       or the fast protocol's `__nixvm_x`) starts, like its
+                       cost on a TCG guest (0.2–0.4 s on the systemd stand-in);
+                       other shell lines are not delayed
+  FAKE_OLD_BASH=1      the backdoor bash says it is 4.4 (the driver must keep
+                       the stock framing)
 """
 
 import os
@@ -67,7 +70,16 @@ def descendants():
     return found
 
 
+DYING = threading.Lock()
+
+
 def die(code):
+    # One caller kills: a second one (the SIGTERM handler while a reader
+    # thread saw EOF) would scan /proc after the first killed bash, miss
+    # the reparented commands and exit before the first finished.
+    if not DYING.acquire(blocking=False):
+        while True:
+            time.sleep(1)
     sys.stdout.flush()
     for pid in descendants():
         try:
@@ -172,6 +184,9 @@ def main():
         cwd=os.getcwd(),
         start_new_session=True,
     )
+    if os.environ.get("FAKE_OLD_BASH"):
+        bash.stdin.write(b"BASH_VERSION=4.4.23\n")
+        bash.stdin.flush()
     die_on = os.environ.get("FAKE_DIE_ON")
     command_delay = float(os.environ.get("FAKE_COMMAND_DELAY", "0"))
 
@@ -189,7 +204,8 @@ def main():
                     die(0)
                 if die_on and die_on.encode() in line:
                     threading.Timer(0.2, die, args=(3,)).start()
-                if command_delay and b"| (base64 -w 0; echo)" in line:
+                framed = b"| (base64 -w 0; echo)" in line or line.startswith(b"__nixvm_x ")
+                if command_delay and framed:
                     time.sleep(command_delay)
                 line = line.replace(b"/tmp/shared", shared.encode())
                 bash.stdin.write(line + b"\n")

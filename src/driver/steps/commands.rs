@@ -5,22 +5,21 @@ use std::time::Duration;
 
 use regex::Regex;
 
-use super::{Runner, StepError, StepResult, UNTIL_FAILURE};
-use crate::driver::shell::{Reply, shell_quote};
+use super::{GuestWait, Runner, StepError, StepResult};
+use crate::driver::shell::Reply;
+use crate::guest::backdoor::Until;
 use crate::spec::Expect;
 
-/// `done` code of [`guest_poll_loop`] for `waitUntilSucceeds`: the awaited
-/// exit status and, as a pre-filter, `grep -F` for `contains` (never stricter
-/// than the host's check, which still judges all of `expect`).
-pub(super) fn until_expected(expect: &Expect) -> String {
-    let status = format!("[ \"$__s\" -eq {} ]", expect.exit_code.unwrap_or(0));
-    // An empty or multi-line needle would make grep stricter (no lines, or
-    // one pattern per line): the exit status alone decides then.
+/// When a `waitUntilSucceeds` loop stops in the guest: the awaited exit
+/// status and, as a pre-filter, `contains` (never stricter than the host's
+/// check, which still judges all of `expect`).
+pub(super) fn until_expected(expect: &Expect) -> Until {
+    let code = expect.exit_code.unwrap_or(0);
+    // An empty or multi-line needle would make the stock loop's grep
+    // stricter (no lines, or one pattern per line): the status decides then.
     match expect.contains.as_deref().filter(|n| !n.is_empty() && !n.contains('\n')) {
-        Some(needle) => {
-            format!("if {status} && grep -qF -e {} \"$__o\"; then break; fi;", shell_quote(needle))
-        }
-        None => format!("if {status}; then break; fi;"),
+        Some(needle) => Until::StatusAndOutput(code, needle.to_owned()),
+        None => Until::Status(code),
     }
 }
 
@@ -59,15 +58,15 @@ impl Runner<'_> {
     /// `waitUntilSucceeds` (with `expect`) / `waitUntilFails` (without).
     pub(super) fn wait_until(&mut self, command: &str, expect: Option<&Expect>) -> StepResult {
         let mut last: Option<(Reply, String)> = None;
-        // Each attempt is a fresh `bash -c` with the framing's options, as
-        // when the host sends it; the loop stops on the awaited exit status
-        // and the host checks the rest of `expect`, re-entering if it fails.
-        let attempt = format!("bash -c {}", shell_quote(&format!("set -euo pipefail; {command}")));
+        // Each attempt is a fresh shell with the framing's options, as when
+        // the host sends it; the loop stops on the awaited exit status and
+        // the host checks the rest of `expect`, re-entering if it fails.
         let until = match expect {
             Some(e) => until_expected(e),
-            None => UNTIL_FAILURE.to_owned(),
+            None => Until::Failure,
         };
-        let done = self.poll_in_guest(&attempt, &until, |_, reply| {
+        let wait = GuestWait { attempt: command, fresh_shell: true, until };
+        let done = self.poll_in_guest(&wait, |_, reply| {
             let verdict = match expect {
                 Some(e) => check_expect(command, &reply, e),
                 None if reply.status != 0 => Ok(()),

@@ -4,7 +4,8 @@
 //!
 //! Waits whose condition is a guest command poll *inside the guest*: one
 //! backdoor command runs the stock probe in a loop with a 50 ms pause until
-//! it holds or the step's time is up ([`guest_poll_loop`]), so the step ends
+//! it holds or the step's time is up ([`poll_command`] with the fast
+//! protocol, [`guest_poll_loop`] with the stock framing), so the step ends
 //! within about 0.1 s of its condition instead of after a full backdoor round
 //! trip (0.2–0.4 s per probe on a systemd guest under TCG). The host judges
 //! the last attempt's reply as before and re-enters the loop when time is
@@ -17,8 +18,9 @@ use std::time::{Duration, Instant};
 use super::abort::{Abort, StopReason, deadline_after, secs_f64};
 use super::events::Failure;
 use super::log::Log;
-use super::shell::{Reply, ShellError};
+use super::shell::{Protocol, Reply, ShellError, shell_quote};
 use super::vm::{Machine, VmError};
+use crate::guest::backdoor::{Until, poll_command};
 use crate::guest::commands::{file_probe_command, port_probe_command};
 use crate::spec::{Action, Step};
 
@@ -135,17 +137,51 @@ struct Runner<'a> {
     log: &'a Log,
 }
 
-/// Whole seconds for the guest-side `timeout` (busybox's takes integers
-/// only), rounded to the nearest second and at least 1; the host waits
-/// [`REPLY_MARGIN`] longer, which covers the rounding.
-fn guest_secs(d: Duration) -> u64 {
-    (d.as_secs_f64().round() as u64).max(1)
-}
-
 /// `done` code of [`guest_poll_loop`]: the attempt exited 0.
+#[cfg(test)]
 const UNTIL_SUCCESS: &str = "if [ \"$__s\" -eq 0 ]; then break; fi;";
 /// `done` code of [`guest_poll_loop`]: the attempt exited non-zero.
 const UNTIL_FAILURE: &str = "if [ \"$__s\" -ne 0 ]; then break; fi;";
+
+/// What a wait polls for: `attempt` until `until`. With the stock framing a
+/// user's command (`fresh_shell`) gets its own `bash -c` per attempt, as when
+/// the host sends it; the fast protocol runs every attempt in a fresh
+/// `set -euo pipefail` subshell anyway.
+struct GuestWait<'a> {
+    attempt: &'a str,
+    fresh_shell: bool,
+    until: Until,
+}
+
+impl GuestWait<'_> {
+    /// The backdoor command that polls for `budget`.
+    fn command(&self, protocol: Protocol, budget: Duration) -> String {
+        match protocol {
+            Protocol::Fast => poll_command(self.attempt, &self.until, budget),
+            Protocol::Stock => {
+                let attempt = if self.fresh_shell {
+                    format!("bash -c {}", shell_quote(&format!("set -euo pipefail; {}", self.attempt)))
+                } else {
+                    self.attempt.to_owned()
+                };
+                guest_poll_loop(&attempt, &stock_done(&self.until), budget)
+            }
+        }
+    }
+}
+
+/// `done` code of [`guest_poll_loop`] for an [`Until`].
+fn stock_done(until: &Until) -> String {
+    match until {
+        Until::Status(code) => format!("if [ \"$__s\" -eq {code} ]; then break; fi;"),
+        Until::Failure => UNTIL_FAILURE.to_owned(),
+        Until::StatusAndOutput(code, needle) => format!(
+            "if [ \"$__s\" -eq {code} ] && grep -qF -e {} \"$__o\"; then break; fi;",
+            shell_quote(needle)
+        ),
+        Until::UnitSettled(list_jobs) => units::unit_settled(list_jobs),
+    }
+}
 
 /// One backdoor command that runs `attempt` every [`GUEST_PAUSE`] until
 /// `done` ends the loop or `budget` has passed, then prints the last
@@ -200,6 +236,16 @@ impl Runner<'_> {
         }
         let vm_failure = err.is_vm_failure();
         let message = match &err {
+            VmError::Shell { source: ShellError::Timeout { waited }, .. }
+                if self.m.protocol() == Protocol::Fast =>
+            {
+                format!(
+                    "node {}: no reply from the guest within {:.1} seconds although the guest-side deadline \
+                     should have ended the command: the guest is unresponsive.",
+                    self.node(),
+                    waited.as_secs_f64()
+                )
+            }
             VmError::Shell { source: ShellError::Timeout { waited }, .. } => format!(
                 "node {}: no reply from the guest within {:.1} seconds although the guest-side `timeout` should \
                  have ended the command: most likely a background process keeps the command's stdout open; \
@@ -232,39 +278,43 @@ impl Runner<'_> {
         f
     }
 
-    /// One command bounded by the step: the guest `timeout` is the time
+    /// One command bounded by the step: the guest-side deadline is the time
     /// left, the host waits [`REPLY_MARGIN`] longer.
     fn exec(&mut self, command: &str) -> Result<Reply, StepError> {
-        let guest = guest_secs(self.remaining());
+        let guest = self.remaining();
         self.exec_bounded(command, guest, command)
     }
 
-    /// `command` under a guest-side `timeout` of `guest` seconds; errors
-    /// name `shown` (the probe rather than the loop around it).
-    fn exec_bounded(&mut self, command: &str, guest: u64, shown: &str) -> Result<Reply, StepError> {
+    /// `command` under a guest-side deadline of `guest`; errors name `shown`
+    /// (the probe rather than the loop around it).
+    fn exec_bounded(&mut self, command: &str, guest: Duration, shown: &str) -> Result<Reply, StepError> {
         let host_deadline = self.deadline + REPLY_MARGIN;
         self.m
-            .execute(command, Some(guest), host_deadline, self.abort)
+            .execute_within(command, Some(guest), host_deadline, self.abort)
             .map_err(|e| self.vm_error(e, Some(shown)))
     }
 
-    /// Runs `attempt` in a [`guest_poll_loop`] until `done` holds in the
-    /// guest and `judge` accepts the last attempt's reply on the host, or
-    /// the step's time is up (`Ok(None)`). One loop lasts at most
-    /// [`SLOW_NOTE`], so long waits still log that they are waiting. The
-    /// guest-side `timeout` is the loop's budget plus [`LOOP_SLACK`]
-    /// (rounded up), which stays below the host's [`REPLY_MARGIN`].
+    /// Runs the wait's attempt in a loop inside the guest until its
+    /// condition holds there and `judge` accepts the last attempt's reply on
+    /// the host, or the step's time is up (`Ok(None)`). One loop lasts at
+    /// most [`SLOW_NOTE`], so long waits still log that they are waiting.
+    /// The guest-side deadline is the loop's budget plus [`LOOP_SLACK`],
+    /// which stays below the host's [`REPLY_MARGIN`].
     fn poll_in_guest<T>(
         &mut self,
-        attempt: &str,
-        done: &str,
+        wait: &GuestWait<'_>,
         mut judge: impl FnMut(&mut Self, Reply) -> Result<Option<T>, StepError>,
     ) -> Result<Option<T>, StepError> {
         self.poll(|r| {
             let budget = r.remaining().min(SLOW_NOTE);
-            let guest = ((budget + LOOP_SLACK).as_secs_f64().ceil() as u64).max(1);
-            let reply = r.exec_bounded(&guest_poll_loop(attempt, done, budget), guest, attempt)?;
-            // The guest-side `timeout` ended the loop itself (a probe hung,
+            let protocol = r.m.protocol();
+            let guest = match protocol {
+                Protocol::Fast => budget + LOOP_SLACK,
+                // Whole seconds, rounded up: the loop's last attempt must fit.
+                Protocol::Stock => Duration::from_secs((budget + LOOP_SLACK).as_secs_f64().ceil() as u64),
+            };
+            let reply = r.exec_bounded(&wait.command(protocol, budget), guest, wait.attempt)?;
+            // The guest-side deadline ended the loop itself (a probe hung,
             // or a loaded TCG guest overran the loop's slack) once the
             // step's time was up: the wait ran out of time; the reply is not
             // a probe's result.

@@ -111,10 +111,3 @@ fn out_of_range_plan_timeouts_do_not_panic() {
     let nap = Step { node: None, timeout: None, action: Action::Sleep { seconds: -3.0 }, span: None };
     assert!(run_step(&mut ctx, &nap).is_ok());
 }
-
-#[test]
-fn guest_timeout_is_whole_seconds() {
-    assert_eq!(guest_secs(Duration::from_millis(300)), 1);
-    assert_eq!(guest_secs(Duration::from_millis(4999)), 5);
-    assert_eq!(guest_secs(Duration::from_millis(2400)), 2);
-}

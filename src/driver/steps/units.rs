@@ -2,9 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Runner, StepError, StepResult};
+use super::{GuestWait, Runner, StepError, StepResult};
 use crate::driver::events::Detail;
 use crate::driver::shell::{Reply, shell_quote};
+use crate::guest::backdoor::Until;
 
 /// The guest-side bound of the one diagnostic command run after a unit
 /// wait failed (`systemctl status` and the journal; ~0.3–0.6 s on a TCG
@@ -77,13 +78,14 @@ impl Runner<'_> {
 
     pub(super) fn wait_for_unit(&mut self, unit: &str, user: Option<&str>) -> StepResult {
         let show = self.show_command(unit, user);
-        let settled = unit_settled("systemctl list-jobs --full");
+        let until = Until::UnitSettled("systemctl list-jobs --full".into());
+        let wait = GuestWait { attempt: &show, fresh_shell: false, until };
         // The wait ends early by the diagnostics' reserve; the step's own
         // deadline is restored for them.
         let deadline = self.deadline;
         let reserve = self.step_timeout.map_or(DIAGNOSTIC_RESERVE, |t| DIAGNOSTIC_RESERVE.min(t / 10));
         self.deadline = deadline.checked_sub(reserve).unwrap_or(deadline);
-        let result = self.poll_in_guest(&show, &settled, |r, reply| {
+        let result = self.poll_in_guest(&wait, |r, reply| {
             let state = r.parse_active_state(unit, user, &show, &reply)?;
             match state.as_str() {
                 "active" => Ok(Some(())),

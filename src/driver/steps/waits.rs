@@ -2,15 +2,17 @@
 
 use regex::Regex;
 
-use super::{Runner, StepError, StepResult, UNTIL_FAILURE, UNTIL_SUCCESS};
+use super::{GuestWait, Runner, StepError, StepResult};
 use crate::driver::console::ConsoleWait;
+use crate::guest::backdoor::Until;
 
 impl Runner<'_> {
     /// Waits until `command` exits 0 (`want_success`) or non-zero.
     pub(super) fn wait_status(&mut self, command: &str, want_success: bool, what: &str) -> StepResult {
         let mut last = None;
-        let until = if want_success { UNTIL_SUCCESS } else { UNTIL_FAILURE };
-        let done = self.poll_in_guest(command, until, |_, reply| {
+        let until = if want_success { Until::Status(0) } else { Until::Failure };
+        let wait = GuestWait { attempt: command, fresh_shell: false, until };
+        let done = self.poll_in_guest(&wait, |_, reply| {
             let ok = (reply.status == 0) == want_success;
             last = Some(reply);
             Ok(ok.then_some(()))

@@ -40,10 +40,10 @@ impl Conv<'_> {
         for e in entries {
             let what = format!("`expect.{}`", e.key);
             match e.key.as_str() {
-                "contains" => out.contains = self.str(&e.value, &what),
-                "equals" => out.equals = self.str(&e.value, &what),
+                "contains" => out.contains = self.text(&e.value, &what, None),
+                "equals" => out.equals = self.text(&e.value, &what, None),
                 "matches" => {
-                    out.matches = self.str(&e.value, &what);
+                    out.matches = self.text(&e.value, &what, None);
                     if let Some(p) = &out.matches {
                         self.regex(p, e.value.span);
                     }
@@ -87,7 +87,7 @@ impl Conv<'_> {
         for e in entries {
             let what = format!("`http.{}`", e.key);
             match e.key.as_str() {
-                "url" => url = self.str(&e.value, &what),
+                "url" => url = self.text(&e.value, &what, None),
                 "status" => match self.int(&e.value, &what) {
                     Some(s) if (100..=599).contains(&s) => status = u16::try_from(s).unwrap_or(200),
                     Some(s) => {
@@ -106,7 +106,7 @@ impl Conv<'_> {
                 },
                 "contains" => {
                     if e.value.kind != Kind::Null {
-                        contains = self.str(&e.value, &what);
+                        contains = self.text(&e.value, &what, None);
                         ok &= contains.is_some();
                     }
                 }

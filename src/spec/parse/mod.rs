@@ -141,6 +141,9 @@ fn too_deep(file: FileId, text: &str) -> Option<Span> {
 }
 
 fn parse_here(file: FileId, rel_path: &Path, text: &str) -> (Option<TestSpec>, Vec<Diagnostic>) {
+    if let Some(d) = crate::limits::nesting_diagnostic(file, text) {
+        return (None, vec![d]);
+    }
     if let Some(span) = too_deep(file, text) {
         let d = Diagnostic::error(
             "nix_syntax",
@@ -162,9 +165,14 @@ fn parse_here(file: FileId, rel_path: &Path, text: &str) -> (Option<TestSpec>, V
             .with_hint("a description is an attribute set: `{ nodes.machine = { … }; steps = [ … ]; }`");
         return (None, vec![d]);
     };
-    let root = value::lower_root(file, &expr, &mut diags);
-    let spec = convert(rel_path, &root, &mut diags);
+    let (root, function) = value::lower_description(file, &expr, &mut diags);
+    let mut spec = convert(rel_path, &root, &mut diags);
+    if let Some(spec) = &mut spec {
+        spec.function = function;
+    }
     diags.sort_by_key(|d| d.span.map(|s| (s.start, s.end)));
+    // A `let` binding folded at several uses reports its problems once.
+    diags.dedup_by(|a, b| a.code == b.code && a.span == b.span && a.message == b.message);
     (spec, diags)
 }
 
@@ -210,7 +218,7 @@ pub fn from_json_with_source(
 /// The static value tree of `text`, if it parses (its diagnostics are
 /// dropped: the evaluated value is what counts).
 fn static_tree(file: FileId, text: &str) -> Option<Value> {
-    if too_deep(file, text).is_some() {
+    if too_deep(file, text).is_some() || crate::limits::check_nesting(text).is_err() {
         return None;
     }
     let parsed = rnix::Root::parse(text);

@@ -80,8 +80,23 @@ mod unit {
     }
 
     #[test]
-    fn top_level_function_is_an_error() {
-        assert_eq!(codes("{ pkgs, ... }: { nodes.m = {}; steps = []; }"), ["top_level_function"]);
+    fn top_level_function_is_a_description() {
+        let spec = parse_ok(
+            r#"{ pkgs, nodes, ... }: { nodes.m = {}; steps = [ { succeed = "${pkgs.hello}/bin/hello"; } ]; }"#,
+        );
+        assert!(spec.function);
+        assert_eq!(spec.computed.len(), 1);
+        assert_eq!(spec.computed[0].expr, "(builtins.elemAt description.steps 0).succeed");
+        assert_eq!(
+            spec.steps[0].action,
+            Action::Succeed { command: crate::spec::computed::placeholder(0), expect: Expect::default() }
+        );
+        // Structure stays static: a computed node name or step list is refused.
+        assert_eq!(
+            codes(r#"{ nodes, ... }: { nodes.m = {}; steps = [ { succeed = "x"; node = nodes.x; } ]; }"#),
+            ["not_static"]
+        );
+        assert_eq!(codes("{ pkgs, ... }: { nodes.m = {}; steps = pkgs.steps; }"), ["not_static"]);
     }
 
     #[test]

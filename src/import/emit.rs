@@ -1,0 +1,521 @@
+//! Writing the description of an imported test: nodes as copied source
+//! (comments kept, relative paths re-based, free `pkgs`/`lib` bound), steps
+//! from [`super::python`], TODO comments for the rest.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Component, Path, PathBuf};
+
+use super::nix::{NodeSource, TestSource};
+use super::python::{self, Item, Leftover, NixValue, Note};
+use super::{Imported, Target};
+use crate::codegen::escape::{comment_text, nix_attr_name, nix_indented_string, nix_string};
+use crate::spec::names::valid_test_name;
+
+/// Options of runNixOSTest that change no Machine call and no node: dropped
+/// with a note.
+const DROPPED_OPTIONS: &[&str] = &[
+    "meta",
+    "skipLint",
+    "skipTypeCheck",
+    "interactive",
+    "passthru",
+    "extraPythonPackages",
+    "enableOCR",
+    "includeTestScriptReferences",
+];
+
+/// The variables a node module may use that the module system passes to
+/// every module, so a copied node can take them as arguments.
+const MODULE_ARGS: &[&str] = &["pkgs", "lib"];
+
+/// The description's test name: `name`, else the file name (with the
+/// attribute when a file holds several tests), made a valid check name.
+pub fn test_name(test: &TestSource, stem: &str, several: bool) -> String {
+    let raw = match (&test.name, several, &test.attr) {
+        (Some(name), _, _) => name.clone(),
+        (None, true, Some(attr)) => format!("{stem}-{attr}"),
+        (None, _, _) => stem.to_string(),
+    };
+    let mut name: String = raw
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '+' | '-') { c } else { '-' })
+        .collect();
+    if !valid_test_name(&name) {
+        name.insert(0, '_');
+    }
+    name
+}
+
+/// Builds the description of one test.
+pub fn build(path: &Path, src_dir: &Path, test: TestSource, name: String, target: &Target) -> Imported {
+    let mut leftovers = Vec::new();
+    let mut notes = Vec::new();
+    for (line, construct, why) in &test.problems {
+        leftovers.push(Leftover {
+            line: *line,
+            construct: construct.clone(),
+            why: why.clone(),
+            source: String::new(),
+        });
+    }
+    let node_names: Vec<String> = test.nodes.iter().map(|n| n.name.clone()).collect();
+    if node_names.is_empty() {
+        leftovers.push(Leftover {
+            line: test.line,
+            construct: "nodes".into(),
+            why: "the test defines no nodes the importer can read".into(),
+            source: String::new(),
+        });
+    }
+
+    // Nodes: the flake's own modules become `modules`, the rest is copied.
+    let mut own_modules: Option<BTreeSet<String>> = None;
+    let mut same_modules = true;
+    for node in &test.nodes {
+        let names: BTreeSet<String> =
+            super::nix::own_module_imports(&node.text).into_iter().map(|(_, n)| n).collect();
+        match &own_modules {
+            None => own_modules = Some(names),
+            Some(prev) if *prev != names => same_modules = false,
+            Some(_) => {}
+        }
+    }
+    let rewrite_modules = same_modules;
+    let mut nodes_text = String::new();
+    let mut lets: Vec<&super::nix::Binding> = Vec::new();
+    for node in &test.nodes {
+        let (text, others, mut node_leftovers, node_notes) =
+            copy_node(node, src_dir, &target.out_dir, rewrite_modules);
+        leftovers.append(&mut node_leftovers);
+        notes.extend(node_notes);
+        let missing = bind_from_scope(&others, &test.scope, &mut lets);
+        if !missing.is_empty() {
+            leftovers.push(Leftover {
+                line: node.line,
+                construct: format!("node `{}`", node.name),
+                why: format!(
+                    "it uses {} from outside the test; define {} in the description (a top-level `let`) or in the node",
+                    missing.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", "),
+                    if missing.len() == 1 { "it" } else { "them" }
+                ),
+                source: String::new(),
+            });
+        }
+        for comment in &node.comments {
+            for line in comment.lines() {
+                let _ = writeln!(nodes_text, "    {}", line.trim());
+            }
+        }
+        let _ = writeln!(nodes_text, "    {} = {};", nix_attr_name(&node.name), text);
+    }
+    if !same_modules {
+        leftovers.push(Leftover {
+            line: test.line,
+            construct: "nodes".into(),
+            why: "the nodes import different modules of the flake; `modules` applies to every node, so the imports stay in the nodes".into(),
+            source: String::new(),
+        });
+    }
+    let modules: Vec<String> =
+        if rewrite_modules { own_modules.unwrap_or_default().into_iter().collect() } else { Vec::new() };
+
+    // Options.
+    let mut timeout = None;
+    let mut option_comments = String::new();
+    for opt in &test.options {
+        if opt.key == "globalTimeout" && opt.int.is_some_and(|t| t > 0) {
+            timeout = opt.int;
+            continue;
+        }
+        let top = opt.key.split('.').next().unwrap_or_default();
+        if DROPPED_OPTIONS.contains(&top) {
+            notes.push(Note {
+                line: opt.line,
+                message: format!("dropped `{}`: it changes no Machine call", opt.key),
+            });
+            continue;
+        }
+        leftovers.push(Leftover {
+            line: opt.line,
+            construct: format!("option `{}`", opt.key),
+            why: "a description has no such key (copied below as a comment)".into(),
+            source: opt.text.clone(),
+        });
+        let _ = writeln!(
+            option_comments,
+            "  # TODO(nixvm-gen import): `{}` has no description key:",
+            comment_text(&opt.key)
+        );
+        for line in opt.text.lines() {
+            let _ = writeln!(option_comments, "  #   {}", comment_text(line));
+        }
+    }
+
+    // Steps.
+    let mut items = Vec::new();
+    let original_script = test.script.as_ref().map(|s| s.text.clone());
+    match &test.script {
+        None => leftovers.push(Leftover {
+            line: test.line,
+            construct: "testScript".into(),
+            why: "the testScript is not a string (or a function returning one)".into(),
+            source: String::new(),
+        }),
+        Some(script) => {
+            if script.is_function {
+                notes.push(Note {
+                    line: script.first_line,
+                    message: "the testScript is a function of the nodes; its interpolations are reported where used".into(),
+                });
+            }
+            match python::convert(script, &node_names) {
+                Ok(conv) => {
+                    items = conv.items;
+                    notes.extend(conv.notes);
+                }
+                Err(err) => items.push(Item::Todo(Leftover {
+                    line: err.line,
+                    construct: "testScript".into(),
+                    why: err.message,
+                    source: script.text.clone(),
+                })),
+            }
+        }
+    }
+    collect_leftovers(&items, &mut leftovers);
+    let steps = count_steps(&items);
+
+    let mut d = String::new();
+    let _ = writeln!(
+        d,
+        "# Imported by `nixvm-gen import` from {}:{}.",
+        comment_text(&path.display().to_string()),
+        test.line
+    );
+    if !leftovers.is_empty() {
+        let _ = writeln!(
+            d,
+            "# {} thing(s) could not be converted: see the TODO(nixvm-gen import) comments.",
+            leftovers.len()
+        );
+    }
+    if !lets.is_empty() {
+        d.push_str("let\n");
+        // Innermost-first order reversed: outer bindings first, as written.
+        for b in lets.iter().rev() {
+            for line in b.text.lines() {
+                if line.is_empty() {
+                    d.push('\n');
+                } else {
+                    let _ = writeln!(d, "  {line}");
+                }
+            }
+        }
+        d.push_str("in\n");
+    }
+    d.push_str("{\n");
+    let _ = writeln!(d, "  name = {};", nix_string(&name));
+    let _ = writeln!(
+        d,
+        "  modules = [{}];",
+        modules.iter().map(|m| format!(" {}", nix_string(m))).collect::<String>() + " "
+    );
+    if let Some(t) = timeout {
+        let _ = writeln!(d, "  timeout = {t};");
+    }
+    d.push_str("  nodes = {\n");
+    d.push_str(&nodes_text);
+    d.push_str("  };\n");
+    d.push_str(&option_comments);
+    d.push_str("  steps = [\n");
+    write_items(&mut d, &items, "    ");
+    d.push_str("  ];\n}\n");
+
+    let file_name = format!("{name}.nix");
+    let (generated_script, description_errors) = super::check_description(&file_name, &d);
+    Imported {
+        source: path.to_path_buf(),
+        line: test.line,
+        name,
+        file_name,
+        description: d,
+        nodes: node_names,
+        steps,
+        leftovers,
+        notes,
+        original_script,
+        generated_script,
+        description_errors,
+    }
+}
+
+fn collect_leftovers(items: &[Item], out: &mut Vec<Leftover>) {
+    for item in items {
+        match item {
+            Item::Todo(l) => out.push(l.clone()),
+            Item::Subtest { items, .. } => collect_leftovers(items, out),
+            Item::Step { .. } | Item::Comment(_) => {}
+        }
+    }
+}
+
+fn count_steps(items: &[Item]) -> usize {
+    items
+        .iter()
+        .map(|i| match i {
+            Item::Step { .. } => 1,
+            Item::Subtest { items, .. } => 1 + count_steps(items),
+            Item::Todo(_) | Item::Comment(_) => 0,
+        })
+        .sum()
+}
+
+fn value_text(v: &NixValue, indent: &str) -> String {
+    match v {
+        NixValue::Str(s) if s.contains('\n') => nix_indented_string(s, &format!("{indent}  "), indent),
+        NixValue::Str(s) => nix_string(s),
+        NixValue::Int(i) => i.to_string(),
+        NixValue::Float(f) => {
+            let s = format!("{f}");
+            if s.contains('.') || s.contains('e') { s } else { format!("{s}.0") }
+        }
+        NixValue::Bool(b) => b.to_string(),
+    }
+}
+
+fn write_items(d: &mut String, items: &[Item], indent: &str) {
+    for item in items {
+        match item {
+            Item::Step { node, key, value, extra, .. } => {
+                let mut parts = vec![format!("{key} = {};", value_text(value, indent))];
+                if let Some(node) = node {
+                    parts.push(format!("node = {};", nix_string(node)));
+                }
+                for (k, v) in extra {
+                    parts.push(format!("{k} = {};", value_text(v, indent)));
+                }
+                let _ = writeln!(d, "{indent}{{ {} }}", parts.join(" "));
+            }
+            Item::Subtest { title, items, .. } => {
+                let _ = writeln!(d, "{indent}{{");
+                let _ = writeln!(d, "{indent}  subtest = {};", nix_string(title));
+                let _ = writeln!(d, "{indent}  steps = [");
+                write_items(d, items, &format!("{indent}    "));
+                let _ = writeln!(d, "{indent}  ];");
+                let _ = writeln!(d, "{indent}}}");
+            }
+            Item::Comment(c) if c.is_empty() => {
+                let _ = writeln!(d, "{indent}#");
+            }
+            Item::Comment(c) => {
+                let _ = writeln!(d, "{indent}# {}", comment_text(c));
+            }
+            Item::Todo(l) => {
+                let _ = writeln!(
+                    d,
+                    "{indent}# TODO(nixvm-gen import): line {}, {}: {}",
+                    l.line,
+                    comment_text(&l.construct),
+                    comment_text(&l.why)
+                );
+                for line in l.source.lines() {
+                    let _ = writeln!(d, "{indent}#   {}", comment_text(line).trim_end());
+                }
+            }
+        }
+    }
+}
+
+/// The node's module as description source: own-module imports removed
+/// (they become `modules`), relative paths re-based on the output
+/// directory, free `pkgs`/`lib` taken as module arguments, re-indented.
+fn copy_node(
+    node: &NodeSource,
+    src_dir: &Path,
+    out_dir: &Path,
+    rewrite_modules: bool,
+) -> (String, BTreeSet<String>, Vec<Leftover>, Vec<Note>) {
+    let mut leftovers = Vec::new();
+    let mut notes = Vec::new();
+    let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+    if rewrite_modules {
+        for (range, name) in super::nix::own_module_imports(&node.text) {
+            notes.push(Note {
+                line: node.line,
+                message: format!(
+                    "node `{}`: the import of the flake's module `{name}` became `modules`",
+                    node.name
+                ),
+            });
+            edits.push((range, String::new()));
+        }
+    }
+    for (range, path) in super::nix::relative_paths(&node.text) {
+        let abs = normalize(&src_dir.join(&path));
+        let rel = relative_to(&abs, out_dir);
+        let mut shown = rel.display().to_string();
+        if !shown.starts_with("../") {
+            shown = format!("./{shown}");
+        }
+        if shown != path {
+            edits.push((range, shown));
+        }
+    }
+    edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
+    let mut text = node.text.clone();
+    for (range, replacement) in edits {
+        text.replace_range(range, &replacement);
+    }
+    // Free variables after the edits (`self`, `inputs` may be gone).
+    let free = super::nix::free_vars_of(&text);
+    let args: Vec<&str> = MODULE_ARGS.iter().copied().filter(|a| free.contains(*a)).collect();
+    let others: BTreeSet<String> =
+        free.iter().filter(|v| !MODULE_ARGS.contains(&v.as_str())).cloned().collect();
+    let text = reindent(&text, node.indent, 4);
+    let text = if args.is_empty() {
+        text
+    } else if node.is_function {
+        match add_formals(&text, &args) {
+            Some(t) => {
+                notes.push(Note {
+                    line: node.line,
+                    message: format!(
+                        "node `{}`: took {} as module arguments (the node's own)",
+                        node.name,
+                        args.join(", ")
+                    ),
+                });
+                t
+            }
+            None => {
+                leftovers.push(Leftover {
+                    line: node.line,
+                    construct: format!("node `{}`", node.name),
+                    why: format!(
+                        "it uses {} from the test's function; add them to the module's arguments",
+                        args.join(", ")
+                    ),
+                    source: String::new(),
+                });
+                text
+            }
+        }
+    } else {
+        notes.push(Note {
+            line: node.line,
+            message: format!(
+                "node `{}`: became a function of {{ {}, ... }} (the node's own)",
+                node.name,
+                args.join(", ")
+            ),
+        });
+        format!("{{ {}, ... }}:\n    {text}", args.join(", "))
+    };
+    (text, others, leftovers, notes)
+}
+
+/// Adds to `lets` the bindings of the test's scope that `vars` need,
+/// transitively; returns the variables no binding provides (or whose
+/// binding needs the test's function arguments, which a description lacks).
+fn bind_from_scope<'s>(
+    vars: &BTreeSet<String>,
+    scope: &'s [super::nix::Binding],
+    lets: &mut Vec<&'s super::nix::Binding>,
+) -> BTreeSet<String> {
+    let mut missing = BTreeSet::new();
+    let mut todo: Vec<String> = vars.iter().cloned().collect();
+    let mut guard = 0;
+    while let Some(var) = todo.pop() {
+        guard += 1;
+        if guard > 10_000 {
+            break;
+        }
+        if lets.iter().any(|b| b.name == var) {
+            continue;
+        }
+        match scope.iter().find(|b| b.name == var) {
+            Some(b) if !b.free.iter().any(|f| MODULE_ARGS.contains(&f.as_str()) || f == &var) => {
+                lets.push(b);
+                todo.extend(b.free.iter().cloned());
+            }
+            _ => {
+                missing.insert(var);
+            }
+        }
+    }
+    missing
+}
+
+/// Adds formals to a module function `{ a, ... }: …` (not `x: …`).
+fn add_formals(text: &str, args: &[&str]) -> Option<String> {
+    let trimmed = text.trim_start();
+    if !trimmed.starts_with('{') {
+        return None;
+    }
+    let offset = text.len() - trimmed.len() + 1;
+    let mut out = text.to_string();
+    let inserted: String = args.iter().map(|a| format!(" {a},")).collect();
+    out.insert_str(offset, &inserted);
+    // `{ }:` with an empty pattern would now be `{ a, }:`, which Nix accepts.
+    Some(out)
+}
+
+/// Shifts every line after the first from `from` to `to` columns of
+/// indentation; unchanged when some line is indented less than `from`
+/// (shifting it would change an indented string's stripping).
+fn reindent(text: &str, from: usize, to: usize) -> String {
+    let mut lines = text.split('\n');
+    let first = lines.next().unwrap_or_default();
+    let rest: Vec<&str> = lines.collect();
+    let lacks =
+        rest.iter().any(|l| !l.trim().is_empty() && l.chars().take_while(|c| *c == ' ').count() < from);
+    if lacks {
+        return text.to_string();
+    }
+    let mut out = first.to_string();
+    for line in rest {
+        out.push('\n');
+        if line.trim().is_empty() {
+            out.push_str(line.trim_start_matches(' '));
+        } else {
+            out.push_str(&" ".repeat(to));
+            out.push_str(&line[from..]);
+        }
+    }
+    out
+}
+
+/// Lexical normalization (`a/./b/../c` → `a/c`).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// `path` relative to directory `base` (both absolute).
+fn relative_to(path: &Path, base: &Path) -> PathBuf {
+    let path = normalize(path);
+    let base = normalize(base);
+    let p: Vec<_> = path.components().collect();
+    let b: Vec<_> = base.components().collect();
+    let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut out = PathBuf::new();
+    for _ in common..b.len() {
+        out.push("..");
+    }
+    for c in &p[common..] {
+        out.push(c.as_os_str());
+    }
+    out
+}

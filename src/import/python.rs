@@ -1,0 +1,1085 @@
+//! The Python side of `import`: parses a testScript with rustpython-parser
+//! and maps its statements to description steps through [`METHODS`].
+//!
+//! The rule is "never silently wrong": a statement becomes steps only when
+//! the steps make the same Machine calls with the same arguments (checked
+//! afterwards by the recording fake Machine in `benches/import/`); anything
+//! else becomes an [`Item::Todo`] carrying the original lines and the reason.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustpython_parser::Parse;
+use rustpython_parser::ast::{self, Constant, Expr, Ranged, Stmt};
+
+use super::nix::{PLACEHOLDER_PREFIX, ScriptSource};
+use crate::spec::names::pythonize;
+
+/// A Nix value of a converted step.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NixValue {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+/// One step of the converted description, or a statement left as it was.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Item {
+    Step {
+        node: Option<String>,
+        key: &'static str,
+        value: NixValue,
+        /// Further keys (`user`, `addr`, `timeout`, `expect.contains` …).
+        extra: Vec<(String, NixValue)>,
+        line: usize,
+    },
+    Subtest {
+        title: String,
+        items: Vec<Item>,
+        line: usize,
+    },
+    Todo(Leftover),
+    /// A comment of the script (`# …`), kept above the step it preceded.
+    Comment(String),
+}
+
+/// A statement that was not converted: where, what, why, and its lines.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Leftover {
+    /// File line of the statement's first line.
+    pub line: usize,
+    /// What it is (`Machine.send_keys`, `if statement`, …).
+    pub construct: String,
+    pub why: String,
+    /// The statement's original Python lines.
+    pub source: String,
+}
+
+/// Something the converter dropped on purpose, which changes no Machine
+/// call (an `import re`, the leading `start_all()`), said once.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Note {
+    pub line: usize,
+    pub message: String,
+}
+
+/// How one argument of a Machine method maps onto the step.
+#[derive(Clone, Copy, Debug)]
+enum Role {
+    /// The action key's value.
+    Main(Kind),
+    /// Another key of the step.
+    Extra(&'static str, Kind),
+    /// The step's `timeout`.
+    Timeout,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Str,
+    Int,
+}
+
+/// A Machine method that has a step. `params` are the method's parameters
+/// in the stock driver's order (nixos/lib/test-driver/src/test_driver/machine,
+/// read at NixOS/nixpkgs master via the search tools), so positional and
+/// keyword arguments map alike. To add a step kind, add a row here.
+struct Method {
+    name: &'static str,
+    key: &'static str,
+    params: &'static [(&'static str, Role)],
+    /// `succeed("a", "b")` runs each command in turn: one step per command.
+    variadic: bool,
+}
+
+const METHODS: &[Method] = &[
+    Method {
+        name: "wait_for_unit",
+        key: "waitForUnit",
+        params: &[
+            ("unit", Role::Main(Kind::Str)),
+            ("user", Role::Extra("user", Kind::Str)),
+            ("timeout", Role::Timeout),
+        ],
+        variadic: false,
+    },
+    Method {
+        name: "wait_for_open_port",
+        key: "waitForOpenPort",
+        params: &[
+            ("port", Role::Main(Kind::Int)),
+            ("addr", Role::Extra("addr", Kind::Str)),
+            ("timeout", Role::Timeout),
+        ],
+        variadic: false,
+    },
+    Method {
+        name: "wait_for_closed_port",
+        key: "waitForClosedPort",
+        params: &[
+            ("port", Role::Main(Kind::Int)),
+            ("addr", Role::Extra("addr", Kind::Str)),
+            ("timeout", Role::Timeout),
+        ],
+        variadic: false,
+    },
+    Method {
+        name: "wait_for_file",
+        key: "waitForFile",
+        params: &[("filename", Role::Main(Kind::Str)), ("timeout", Role::Timeout)],
+        variadic: false,
+    },
+    Method {
+        name: "wait_for_console_text",
+        key: "waitForConsoleText",
+        params: &[("regex", Role::Main(Kind::Str)), ("timeout", Role::Timeout)],
+        variadic: false,
+    },
+    Method {
+        name: "succeed",
+        key: "succeed",
+        params: &[("commands", Role::Main(Kind::Str)), ("timeout", Role::Timeout)],
+        variadic: true,
+    },
+    Method {
+        name: "fail",
+        key: "fail",
+        params: &[("commands", Role::Main(Kind::Str)), ("timeout", Role::Timeout)],
+        variadic: true,
+    },
+    Method {
+        name: "wait_until_succeeds",
+        key: "waitUntilSucceeds",
+        params: &[("command", Role::Main(Kind::Str)), ("timeout", Role::Timeout)],
+        variadic: false,
+    },
+    Method {
+        name: "wait_until_fails",
+        key: "waitUntilFails",
+        params: &[("command", Role::Main(Kind::Str)), ("timeout", Role::Timeout)],
+        variadic: false,
+    },
+    Method {
+        name: "copy_from_vm",
+        key: "copyFromVm",
+        params: &[("source", Role::Main(Kind::Str)), ("target_dir", Role::Extra("targetDir", Kind::Str))],
+        variadic: false,
+    },
+    Method {
+        name: "screenshot",
+        key: "screenshot",
+        params: &[("filename", Role::Main(Kind::Str))],
+        variadic: false,
+    },
+    Method { name: "shutdown", key: "shutdown", params: &[], variadic: false },
+    Method { name: "crash", key: "crash", params: &[], variadic: false },
+    Method { name: "reboot", key: "reboot", params: &[], variadic: false },
+    Method { name: "block", key: "block", params: &[], variadic: false },
+    Method { name: "unblock", key: "unblock", params: &[], variadic: false },
+];
+
+/// The largest testScript read, and the deepest bracket nesting: the
+/// parser and the walk below recurse on the tree.
+pub const MAX_SCRIPT_BYTES: usize = 1 << 20;
+pub const MAX_NESTING: usize = 100;
+
+/// A Python value the converter can compute statically.
+#[derive(Clone, Debug, PartialEq)]
+enum PyValue {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+/// What converting a script produced.
+#[derive(Debug, Default)]
+pub struct Converted {
+    pub items: Vec<Item>,
+    pub notes: Vec<Note>,
+}
+
+/// A testScript that could not be read at all.
+#[derive(Debug)]
+pub struct ScriptError {
+    pub line: usize,
+    pub message: String,
+}
+
+/// Converts a decoded testScript. `nodes` are the test's node names.
+pub fn convert(script: &ScriptSource, nodes: &[String]) -> Result<Converted, ScriptError> {
+    if script.text.len() > MAX_SCRIPT_BYTES {
+        return Err(ScriptError {
+            line: script.first_line,
+            message: format!("the testScript is larger than {MAX_SCRIPT_BYTES} bytes"),
+        });
+    }
+    if let Some(offset) = too_deep(&script.text) {
+        return Err(ScriptError {
+            line: script.file_line(line_at(&script.text, offset)),
+            message: format!("brackets are nested more than {MAX_NESTING} levels deep"),
+        });
+    }
+    let suite = ast::Suite::parse(&script.text, "<testScript>").map_err(|e| ScriptError {
+        line: script.file_line(line_at(&script.text, u32::from(e.offset) as usize)),
+        message: format!("the testScript is not valid Python: {}", e.error),
+    })?;
+    let mut by_python: BTreeMap<String, String> = nodes.iter().map(|n| (pythonize(n), n.clone())).collect();
+    // The stock driver also names the only node of a test `machine`.
+    if let [only] = nodes
+        && !by_python.contains_key("machine")
+    {
+        by_python.insert("machine".into(), only.clone());
+    }
+    let mut loads = Vec::new();
+    for stmt in &suite {
+        collect_loads_stmt(stmt, &mut loads);
+    }
+    let mut conv = Converter {
+        script,
+        nodes: by_python,
+        single: nodes.len() == 1,
+        loads,
+        env: BTreeMap::new(),
+        called: false,
+        down: BTreeSet::new(),
+        notes: Vec::new(),
+    };
+    let items = conv.block(&suite, 0, 0);
+    Ok(Converted { items, notes: conv.notes })
+}
+
+/// 1-based line of a byte offset in the script.
+fn line_at(text: &str, offset: usize) -> usize {
+    text.get(..offset.min(text.len())).map_or(1, |t| t.matches('\n').count() + 1)
+}
+
+/// The offset where bracket nesting first exceeds [`MAX_NESTING`].
+fn too_deep(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' | '[' | '{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Some(i);
+                }
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+struct Converter<'a> {
+    script: &'a ScriptSource,
+    /// Python variable → node name.
+    nodes: BTreeMap<String, String>,
+    single: bool,
+    /// Every variable read in the script, with its offset.
+    loads: Vec<(String, usize)>,
+    /// Loop variables bound while unrolling.
+    env: BTreeMap<String, PyValue>,
+    /// Whether a Machine call was converted already.
+    called: bool,
+    /// Nodes shut down or crashed (a `start` then restarts them).
+    down: BTreeSet<String>,
+    notes: Vec<Note>,
+}
+
+/// Why a statement stays as it was.
+type Why = (String, String);
+
+/// An expectation: its key (`contains`, `matches`) and value.
+type Check = (&'static str, String);
+
+/// The call a check is made on: `"x" in CALL`, `re.search(p, CALL)`, and
+/// either `is not None`.
+fn subject_call(e: &Expr) -> Option<&ast::ExprCall> {
+    match e {
+        Expr::Compare(c) if c.ops.as_slice() == [ast::CmpOp::In] => match &c.comparators[0] {
+            Expr::Call(call) => Some(call),
+            _ => None,
+        },
+        Expr::Compare(c) if c.ops.as_slice() == [ast::CmpOp::IsNot] => subject_call(&c.left),
+        Expr::Call(call) => match call.args.get(1) {
+            Some(Expr::Call(inner)) => Some(inner),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn why(construct: impl Into<String>, reason: impl Into<String>) -> Why {
+    (construct.into(), reason.into())
+}
+
+impl Converter<'_> {
+    fn line(&self, range: rustpython_parser::text_size::TextRange) -> usize {
+        self.script.file_line(line_at(&self.script.text, u32::from(range.start()) as usize))
+    }
+
+    fn source(&self, range: rustpython_parser::text_size::TextRange) -> String {
+        let start = u32::from(range.start()) as usize;
+        let end = u32::from(range.end()) as usize;
+        // Whole lines, so the comment shows the statement as written, with
+        // the interpolations as in the file.
+        let line_start = self.script.text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let mut text = self.script.text.get(line_start..end).unwrap_or_default().to_string();
+        for (i, src) in self.script.interpolations.iter().enumerate() {
+            text = text.replace(&super::nix::placeholder(i), &format!("${{{src}}}"));
+        }
+        text
+    }
+
+    fn todo(&self, range: rustpython_parser::text_size::TextRange, (construct, why): Why) -> Item {
+        Item::Todo(Leftover { line: self.line(range), construct, why, source: self.source(range) })
+    }
+
+    fn note(&mut self, range: rustpython_parser::text_size::TextRange, message: impl Into<String>) {
+        let line = self.line(range);
+        self.notes.push(Note { line, message: message.into() });
+    }
+
+    /// Converts a block whose text starts at `block_start` (after its
+    /// header line).
+    fn block(&mut self, stmts: &[Stmt], block_start: usize, depth: usize) -> Vec<Item> {
+        let mut items = Vec::new();
+        let mut i = 0;
+        while i < stmts.len() {
+            self.comments_before(stmts, i, block_start, &mut items);
+            let consumed = self.stmt(stmts, i, depth, &mut items);
+            i += consumed.max(1);
+        }
+        items
+    }
+
+    /// The comment lines between `stmts[i - 1]` (or `block_start`) and
+    /// `stmts[i]`.
+    fn comments_before(&self, stmts: &[Stmt], i: usize, block_start: usize, items: &mut Vec<Item>) {
+        let text = &self.script.text;
+        let start = u32::from(stmts[i].range().start()) as usize;
+        let from = if i == 0 { block_start } else { u32::from(stmts[i - 1].range().end()) as usize };
+        let Some(between) = text.get(from.min(start)..start) else { return };
+        for line in between.lines() {
+            if let Some(comment) = line.trim().strip_prefix('#') {
+                items.push(Item::Comment(comment.trim().to_string()));
+            }
+        }
+    }
+
+    /// Converts `stmts[i]` (and the asserts that check its output); returns
+    /// how many statements it used.
+    fn stmt(&mut self, stmts: &[Stmt], i: usize, depth: usize, items: &mut Vec<Item>) -> usize {
+        let stmt = &stmts[i];
+        let range = stmt.range();
+        if depth > MAX_NESTING {
+            items.push(self.todo(range, why("nested block", "blocks are nested too deeply")));
+            return 1;
+        }
+        match stmt {
+            Stmt::Expr(e) => match self.expr_stmt(&e.value, range) {
+                Ok(mut steps) => items.append(&mut steps),
+                Err(w) => items.push(self.todo(range, w)),
+            },
+            Stmt::Pass(_) => {}
+            Stmt::Import(_) | Stmt::ImportFrom(_) => {
+                self.note(range, "dropped an import: the generated script imports what it uses");
+            }
+            Stmt::Assign(a) => return self.assign(stmts, i, a, items),
+            Stmt::Assert(a) => match self.assert_on_call(a) {
+                Ok(step) => items.push(step),
+                Err(w) => items.push(self.todo(range, w)),
+            },
+            Stmt::With(w) => match self.subtest(w, depth) {
+                Ok(item) => items.push(item),
+                Err(w) => items.push(self.todo(range, w)),
+            },
+            Stmt::For(f) => match self.unroll(f, depth) {
+                Ok(mut unrolled) => items.append(&mut unrolled),
+                Err(w) => items.push(self.todo(range, w)),
+            },
+            other => {
+                let construct = stmt_kind(other);
+                items.push(self.todo(range, why(construct, "no step expresses this Python statement")));
+            }
+        }
+        1
+    }
+
+    /// `node.method(…)`, `start_all()`, `time.sleep(n)` as a statement.
+    fn expr_stmt(
+        &mut self,
+        expr: &Expr,
+        range: rustpython_parser::text_size::TextRange,
+    ) -> Result<Vec<Item>, Why> {
+        let Expr::Call(call) = expr else {
+            if let Expr::Constant(c) = expr
+                && matches!(c.value, Constant::Str(_))
+            {
+                // A docstring-like string statement does nothing.
+                return Ok(Vec::new());
+            }
+            return Err(why(expr_kind(expr), "only calls of Machine methods become steps"));
+        };
+        match &*call.func {
+            Expr::Name(n) if n.id.as_str() == "start_all" => {
+                if !call.args.is_empty() || !call.keywords.is_empty() {
+                    return Err(why("start_all", "start_all takes no arguments"));
+                }
+                if self.called || !self.down.is_empty() {
+                    return Err(why(
+                        "start_all",
+                        "a description starts every node first; a later start_all() has no step",
+                    ));
+                }
+                self.note(range, "dropped start_all(): a description starts every node first");
+                Ok(Vec::new())
+            }
+            Expr::Attribute(attr)
+                if matches!(&*attr.value, Expr::Name(m) if m.id.as_str() == "time")
+                    && attr.attr.as_str() == "sleep" =>
+            {
+                let [arg] = call.args.as_slice() else {
+                    return Err(why("time.sleep", "expected one argument"));
+                };
+                let seconds = match self.eval(arg)? {
+                    PyValue::Int(i) if i >= 0 => NixValue::Int(i),
+                    PyValue::Float(f) if f >= 0.0 => NixValue::Float(f),
+                    _ => return Err(why("time.sleep", "the duration is not a number ≥ 0")),
+                };
+                Ok(vec![Item::Step {
+                    node: None,
+                    key: "sleep",
+                    value: seconds,
+                    extra: Vec::new(),
+                    line: self.line(range),
+                }])
+            }
+            _ => self.machine_call(call, range),
+        }
+    }
+
+    /// The node a `node.method` expression acts on, and the method.
+    fn target<'e>(&self, func: &'e Expr) -> Result<(String, &'e str), Why> {
+        let Expr::Attribute(attr) = func else {
+            return Err(why(expr_kind(func), "not a Machine method call"));
+        };
+        let Expr::Name(obj) = &*attr.value else {
+            return Err(why(format!("….{}", attr.attr), "the object is not a node variable"));
+        };
+        match self.nodes.get(obj.id.as_str()) {
+            Some(node) => Ok((node.clone(), attr.attr.as_str())),
+            None => Err(why(
+                format!("{}.{}", obj.id, attr.attr),
+                format!("`{}` is not a node of the test", obj.id),
+            )),
+        }
+    }
+
+    fn node_key(&self, node: &str) -> Option<String> {
+        (!self.single).then(|| node.to_string())
+    }
+
+    /// A Machine method call as steps.
+    fn machine_call(
+        &mut self,
+        call: &ast::ExprCall,
+        range: rustpython_parser::text_size::TextRange,
+    ) -> Result<Vec<Item>, Why> {
+        let (node, method) = self.target(&call.func)?;
+        let line = self.line(range);
+        let construct = format!("Machine.{method}");
+        match method {
+            "start" => {
+                if !call.args.is_empty() || !call.keywords.is_empty() {
+                    return Err(why(construct, "start with arguments (allow_reboot) has no step"));
+                }
+                if self.down.remove(&node) {
+                    self.called = true;
+                    return Ok(vec![Item::Step {
+                        node: self.node_key(&node),
+                        key: "start",
+                        value: NixValue::Bool(true),
+                        extra: Vec::new(),
+                        line,
+                    }]);
+                }
+                if self.called {
+                    return Err(why(
+                        construct,
+                        "a description starts every node first; a node that boots later has no step",
+                    ));
+                }
+                self.note(
+                    range,
+                    format!("dropped {}.start(): a description starts every node first", pythonize(&node)),
+                );
+                return Ok(Vec::new());
+            }
+            "sleep" => {
+                // The stock driver sleeps in the guest: `succeed(f"sleep {secs}")`.
+                let [arg] = call.args.as_slice() else { return Err(why(construct, "expected one argument")) };
+                let secs = match self.eval(arg)? {
+                    PyValue::Int(i) => i.to_string(),
+                    PyValue::Float(f) => format!("{f}"),
+                    _ => return Err(why(construct, "the duration is not a number")),
+                };
+                self.called = true;
+                return Ok(vec![Item::Step {
+                    node: self.node_key(&node),
+                    key: "succeed",
+                    value: NixValue::Str(format!("sleep {secs}")),
+                    extra: Vec::new(),
+                    line,
+                }]);
+            }
+            _ => {}
+        }
+        let Some(m) = METHODS.iter().find(|m| m.name == method) else {
+            return Err(why(construct, format!("`{method}` has no step in the description vocabulary yet")));
+        };
+        let mut mains = Vec::new();
+        let mut extra = Vec::new();
+        let mut timeout = None;
+        let positional: Vec<&(&str, Role)> = m.params.iter().collect();
+        for (idx, arg) in call.args.iter().enumerate() {
+            if matches!(arg, Expr::Starred(_)) {
+                return Err(why(construct, "a *args argument"));
+            }
+            let param = if m.variadic && idx > 0 { positional.first() } else { positional.get(idx) };
+            let Some((_, role)) = param else {
+                return Err(why(construct, "more arguments than the method takes"));
+            };
+            self.bind(*role, arg, &construct, &mut mains, &mut extra, &mut timeout)?;
+        }
+        for kw in &call.keywords {
+            let Some(arg_name) = &kw.arg else { return Err(why(construct, "a **kwargs argument")) };
+            let Some((_, role)) = m.params.iter().find(|(p, _)| *p == arg_name.as_str()) else {
+                return Err(why(construct, format!("the argument `{arg_name}` has no step key")));
+            };
+            self.bind(*role, &kw.value, &construct, &mut mains, &mut extra, &mut timeout)?;
+        }
+        let needs_main = m.params.iter().any(|(_, r)| matches!(r, Role::Main(_)));
+        if needs_main && mains.is_empty() {
+            return Err(why(construct, "the main argument is missing"));
+        }
+        if let Some(t) = timeout {
+            extra.push(("timeout".to_string(), t));
+        }
+        self.called = true;
+        if matches!(method, "shutdown" | "crash") {
+            self.down.insert(node.clone());
+        }
+        if mains.is_empty() {
+            mains.push(NixValue::Bool(true));
+        }
+        Ok(mains
+            .into_iter()
+            .map(|value| Item::Step {
+                node: self.node_key(&node),
+                key: m.key,
+                value,
+                extra: extra.clone(),
+                line,
+            })
+            .collect())
+    }
+
+    fn bind(
+        &self,
+        role: Role,
+        arg: &Expr,
+        construct: &str,
+        mains: &mut Vec<NixValue>,
+        extra: &mut Vec<(String, NixValue)>,
+        timeout: &mut Option<NixValue>,
+    ) -> Result<(), Why> {
+        let value = self.eval(arg).map_err(|(_, w)| why(construct, w))?;
+        match role {
+            Role::Main(kind) => {
+                mains.push(typed(value, kind).ok_or_else(|| why(construct, "an argument of the wrong type"))?)
+            }
+            Role::Extra(key, kind) => extra.push((
+                key.to_string(),
+                typed(value, kind).ok_or_else(|| why(construct, "an argument of the wrong type"))?,
+            )),
+            Role::Timeout => {
+                *timeout = Some(match value {
+                    PyValue::Int(i) if i > 0 => NixValue::Int(i),
+                    _ => return Err(why(construct, "a timeout that is not a positive integer")),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// `out = node.succeed(cmd)` and the asserts on `out` that follow.
+    fn assign(&mut self, stmts: &[Stmt], i: usize, a: &ast::StmtAssign, items: &mut Vec<Item>) -> usize {
+        let range = a.range;
+        let target = match a.targets.as_slice() {
+            [Expr::Name(n)] => n.id.to_string(),
+            _ => {
+                items.push(self.todo(range, why("assignment", "only `name = node.method(…)` is converted")));
+                return 1;
+            }
+        };
+        let Expr::Call(call) = &*a.value else {
+            items.push(self.todo(
+                range,
+                why("assignment", "the value is not a Machine call; descriptions have no variables"),
+            ));
+            return 1;
+        };
+        let method = match self.target(&call.func) {
+            Ok((_, m)) => m.to_string(),
+            Err(w) => {
+                items.push(self.todo(range, w));
+                return 1;
+            }
+        };
+        // The asserts right after the assignment that check the output.
+        let mut checks = Vec::new();
+        let mut comments = Vec::new();
+        let mut j = i + 1;
+        while let Some(Stmt::Assert(assert)) = stmts.get(j) {
+            self.comments_before(stmts, j, 0, &mut comments);
+            match self.output_check(&assert.test, &target) {
+                Some(Ok(check)) => checks.push(check),
+                Some(Err(w)) => {
+                    items.push(self.todo(stmts[i].range().cover(assert.range), w));
+                    return j - i + 1;
+                }
+                None => break,
+            }
+            j += 1;
+        }
+        let end = stmts[j - 1].range().end();
+        let used_later =
+            self.loads.iter().any(|(name, at)| *name == target && *at >= u32::from(end) as usize);
+        let whole = stmts[i].range().cover(stmts[j - 1].range());
+        if used_later {
+            items.push(self.todo(
+                whole,
+                why("assignment", format!("`{target}` is used later; descriptions have no captures yet")),
+            ));
+            return j - i;
+        }
+        if !checks.is_empty() && method != "succeed" {
+            items.push(self.todo(
+                whole,
+                why(format!("Machine.{method}"), "checks on the output of this method have no step"),
+            ));
+            return j - i;
+        }
+        items.append(&mut comments);
+        match self.with_checks(call, range, checks) {
+            Ok(mut steps) => items.append(&mut steps),
+            Err(w) => items.push(self.todo(whole, w)),
+        }
+        j - i
+    }
+
+    /// `assert "x" in node.succeed(cmd)` and the like.
+    fn assert_on_call(&mut self, a: &ast::StmtAssert) -> Result<Item, Why> {
+        let (call, check) = self.check_on_call(&a.test).ok_or_else(|| {
+            why(
+                "assert",
+                "only `\"x\" in out` and `re.search(p, out)` on a command's output become expectations",
+            )
+        })??;
+        let mut steps = self.with_checks(call, a.range, vec![check])?;
+        match steps.len() {
+            1 => Ok(steps.remove(0)),
+            _ => Err(why("assert", "a check on several commands' joint output")),
+        }
+    }
+
+    /// A `succeed` call with output checks as one step.
+    fn with_checks(
+        &mut self,
+        call: &ast::ExprCall,
+        range: rustpython_parser::text_size::TextRange,
+        checks: Vec<Check>,
+    ) -> Result<Vec<Item>, Why> {
+        let mut seen = BTreeSet::new();
+        for (key, _) in &checks {
+            if !seen.insert(*key) {
+                return Err(why(
+                    "assert",
+                    format!("two `{key}` checks on one output; a step's expect holds one"),
+                ));
+            }
+        }
+        let (_, method) = self.target(&call.func)?;
+        if !checks.is_empty() && (method != "succeed" || call.args.len() != 1) {
+            return Err(why(format!("Machine.{method}"), "checks on this call's output have no step"));
+        }
+        let mut steps = self.machine_call(call, range)?;
+        if let Some(Item::Step { extra, .. }) = steps.first_mut() {
+            for (key, value) in checks {
+                extra.push((format!("expect.{key}"), NixValue::Str(value)));
+            }
+        }
+        Ok(steps)
+    }
+
+    /// An output check on variable `var`: `Some(Ok)` when understood,
+    /// `Some(Err)` when it checks `var` some other way, `None` when it is
+    /// not about `var`.
+    fn output_check(&self, test: &Expr, var: &str) -> Option<Result<Check, Why>> {
+        let is_var = |e: &Expr| matches!(e, Expr::Name(n) if n.id.as_str() == var);
+        let mentions = {
+            let mut loads = Vec::new();
+            collect_loads_expr(test, &mut loads);
+            loads.iter().any(|(n, _)| n == var)
+        };
+        if !mentions {
+            return None;
+        }
+        Some(self.check(test, &is_var).ok_or_else(|| {
+            why("assert", format!("this check on `{var}` has no expectation (only `\"x\" in {var}` and `re.search(p, {var})`)"))
+        }).and_then(|r| r))
+    }
+
+    /// `"x" in <subject>` → contains, `re.search(p, <subject>)` → matches.
+    fn check(&self, test: &Expr, is_subject: &dyn Fn(&Expr) -> bool) -> Option<Result<Check, Why>> {
+        match test {
+            Expr::Compare(c) if c.ops.as_slice() == [ast::CmpOp::In] && is_subject(&c.comparators[0]) => {
+                Some(match self.eval(&c.left) {
+                    Ok(PyValue::Str(s)) => Ok(("contains", s)),
+                    Ok(_) => Err(why("assert", "the needle is not a string")),
+                    Err(w) => Err(w),
+                })
+            }
+            Expr::Compare(c)
+                if c.ops.as_slice() == [ast::CmpOp::IsNot]
+                    && matches!(&c.comparators[0], Expr::Constant(k) if matches!(k.value, Constant::None)) =>
+            {
+                self.check(&c.left, is_subject)
+            }
+            Expr::Call(call)
+                if matches!(&*call.func, Expr::Attribute(a) if a.attr.as_str() == "search" && matches!(&*a.value, Expr::Name(m) if m.id.as_str() == "re"))
+                    && call.args.len() == 2
+                    && call.keywords.is_empty()
+                    && is_subject(&call.args[1]) =>
+            {
+                Some(match self.eval(&call.args[0]) {
+                    Ok(PyValue::Str(s)) => Ok(("matches", s)),
+                    Ok(_) => Err(why("assert", "the pattern is not a string")),
+                    Err(w) => Err(w),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// A check whose subject is a `node.succeed(…)` call itself.
+    fn check_on_call<'e>(&self, test: &'e Expr) -> Option<Result<(&'e ast::ExprCall, Check), Why>> {
+        let call = subject_call(test).filter(|c| self.target(&c.func).is_ok())?;
+        let subject = |e: &Expr| matches!(e, Expr::Call(c) if std::ptr::eq(c, call));
+        Some(self.check(test, &subject)?.map(|check| (call, check)))
+    }
+
+    /// `with subtest("title"):` as a subtest step.
+    fn subtest(&mut self, w: &ast::StmtWith, depth: usize) -> Result<Item, Why> {
+        let [item] = w.items.as_slice() else {
+            return Err(why("with", "a `with` of several context managers"));
+        };
+        if item.optional_vars.is_some() {
+            return Err(why("with", "`with … as …`"));
+        }
+        let Expr::Call(call) = &item.context_expr else {
+            return Err(why("with", "only `with subtest(…)` is converted"));
+        };
+        if !matches!(&*call.func, Expr::Name(n) if n.id.as_str() == "subtest")
+            || call.args.len() != 1
+            || !call.keywords.is_empty()
+        {
+            return Err(why("with", "only `with subtest(\"title\")` is converted"));
+        }
+        let PyValue::Str(title) = self.eval(&call.args[0])? else {
+            return Err(why("subtest", "the title is not a string"));
+        };
+        let items = self.block(&w.body, self.header_end(w.range), depth + 1);
+        Ok(Item::Subtest { title, items, line: self.line(w.range) })
+    }
+
+    /// `for x in [literal, …]:` unrolled.
+    fn unroll(&mut self, f: &ast::StmtFor, depth: usize) -> Result<Vec<Item>, Why> {
+        if !f.orelse.is_empty() {
+            return Err(why("for loop", "a `for … else`"));
+        }
+        let Expr::Name(var) = &*f.target else {
+            return Err(why("for loop", "the loop variable is not a plain name"));
+        };
+        let elts = match &*f.iter {
+            Expr::List(l) => &l.elts,
+            Expr::Tuple(t) => &t.elts,
+            _ => return Err(why("for loop", "only loops over a literal list are unrolled")),
+        };
+        if contains_jump(&f.body) {
+            return Err(why("for loop", "`break`/`continue` in the loop"));
+        }
+        let values: Vec<PyValue> = elts.iter().map(|e| self.eval(e)).collect::<Result<_, _>>()?;
+        let name = var.id.to_string();
+        let saved = self.env.remove(&name);
+        let mut items = Vec::new();
+        for value in values {
+            self.env.insert(name.clone(), value);
+            items.extend(self.block(&f.body, self.header_end(f.range), depth + 1));
+        }
+        self.env.remove(&name);
+        if let Some(v) = saved {
+            self.env.insert(name, v);
+        }
+        Ok(items)
+    }
+
+    /// Evaluates a constant expression: literals, loop variables, f-strings
+    /// and `+` over them.
+    fn eval(&self, expr: &Expr) -> Result<PyValue, Why> {
+        match expr {
+            Expr::Constant(c) => match &c.value {
+                Constant::Str(s) => match s.find(PLACEHOLDER_PREFIX) {
+                    Some(_) => Err(why("Nix interpolation", self.interpolation_why(s))),
+                    None => Ok(PyValue::Str(s.clone())),
+                },
+                Constant::Int(i) => {
+                    i64::try_from(i.clone()).map(PyValue::Int).map_err(|_| why("integer", "out of range"))
+                }
+                Constant::Float(f) => Ok(PyValue::Float(*f)),
+                Constant::Bool(b) => Ok(PyValue::Bool(*b)),
+                _ => Err(why("constant", "not a string or number")),
+            },
+            Expr::Name(n) => {
+                if n.id.as_str().starts_with(PLACEHOLDER_PREFIX) {
+                    return Err(why("Nix interpolation", self.interpolation_why(n.id.as_str())));
+                }
+                self.env.get(n.id.as_str()).cloned().ok_or_else(|| {
+                    why("variable", format!("`{}` is a Python variable; descriptions hold values only", n.id))
+                })
+            }
+            Expr::JoinedStr(j) => {
+                let mut s = String::new();
+                for part in &j.values {
+                    match part {
+                        Expr::FormattedValue(fv)
+                            if fv.format_spec.is_none() && fv.conversion == ast::ConversionFlag::None =>
+                        {
+                            match self.eval(&fv.value)? {
+                                PyValue::Str(v) => s.push_str(&v),
+                                PyValue::Int(i) => s.push_str(&i.to_string()),
+                                _ => {
+                                    return Err(why(
+                                        "f-string",
+                                        "a formatted value that is not a string or integer",
+                                    ));
+                                }
+                            }
+                        }
+                        other => match self.eval(other)? {
+                            PyValue::Str(v) => s.push_str(&v),
+                            _ => return Err(why("f-string", "an unexpected part")),
+                        },
+                    }
+                }
+                Ok(PyValue::Str(s))
+            }
+            Expr::BinOp(b) if b.op == ast::Operator::Add => match (self.eval(&b.left)?, self.eval(&b.right)?)
+            {
+                (PyValue::Str(l), PyValue::Str(r)) => Ok(PyValue::Str(l + &r)),
+                (PyValue::Int(l), PyValue::Int(r)) => {
+                    l.checked_add(r).map(PyValue::Int).ok_or_else(|| why("integer", "overflow"))
+                }
+                _ => Err(why("operator", "`+` on values of different types")),
+            },
+            Expr::UnaryOp(u) if u.op == ast::UnaryOp::USub => match self.eval(&u.operand)? {
+                PyValue::Int(i) => Ok(PyValue::Int(-i)),
+                PyValue::Float(f) => Ok(PyValue::Float(-f)),
+                _ => Err(why("operator", "`-` on a non-number")),
+            },
+            other => Err(why(expr_kind(other), "not a value the converter can compute")),
+        }
+    }
+
+    /// The end of the first line of a compound statement (its header).
+    fn header_end(&self, range: rustpython_parser::text_size::TextRange) -> usize {
+        let start = u32::from(range.start()) as usize;
+        self.script.text[start..].find('\n').map_or(self.script.text.len(), |i| start + i)
+    }
+
+    fn interpolation_why(&self, text: &str) -> String {
+        let shown: Vec<String> = self
+            .script
+            .interpolations
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| text.contains(&super::nix::placeholder(*i)))
+            .map(|(_, src)| format!("${{{src}}}"))
+            .collect();
+        format!(
+            "it uses the Nix value {}; descriptions cannot carry Nix values in steps yet",
+            shown.join(", ")
+        )
+    }
+}
+
+fn typed(value: PyValue, kind: Kind) -> Option<NixValue> {
+    match (value, kind) {
+        (PyValue::Str(s), Kind::Str) => Some(NixValue::Str(s)),
+        (PyValue::Int(i), Kind::Int) => Some(NixValue::Int(i)),
+        _ => None,
+    }
+}
+
+fn contains_jump(stmts: &[Stmt]) -> bool {
+    stmts.iter().any(|s| match s {
+        Stmt::Break(_) | Stmt::Continue(_) => true,
+        Stmt::If(i) => contains_jump(&i.body) || contains_jump(&i.orelse),
+        Stmt::With(w) => contains_jump(&w.body),
+        Stmt::Try(t) => contains_jump(&t.body) || contains_jump(&t.orelse) || contains_jump(&t.finalbody),
+        _ => false,
+    })
+}
+
+/// A readable name of a statement kind.
+fn stmt_kind(stmt: &Stmt) -> String {
+    match stmt {
+        Stmt::FunctionDef(_) | Stmt::AsyncFunctionDef(_) => "function definition",
+        Stmt::ClassDef(_) => "class definition",
+        Stmt::If(_) => "if statement",
+        Stmt::While(_) => "while loop",
+        Stmt::Try(_) | Stmt::TryStar(_) => "try statement",
+        Stmt::AugAssign(_) | Stmt::AnnAssign(_) => "assignment",
+        Stmt::Return(_) => "return",
+        Stmt::Delete(_) => "del",
+        Stmt::Raise(_) => "raise",
+        Stmt::Global(_) | Stmt::Nonlocal(_) => "global declaration",
+        Stmt::Match(_) => "match statement",
+        _ => "statement",
+    }
+    .to_string()
+}
+
+fn expr_kind(expr: &Expr) -> String {
+    match expr {
+        Expr::Call(c) => match &*c.func {
+            Expr::Name(n) => format!("{}()", n.id),
+            Expr::Attribute(a) => format!("….{}()", a.attr),
+            _ => "call".into(),
+        },
+        Expr::Name(n) => format!("variable `{}`", n.id),
+        Expr::Subscript(_) => "subscript".into(),
+        Expr::Attribute(a) => format!("attribute `{}`", a.attr),
+        Expr::ListComp(_) | Expr::GeneratorExp(_) | Expr::SetComp(_) | Expr::DictComp(_) => {
+            "comprehension".into()
+        }
+        Expr::Lambda(_) => "lambda".into(),
+        Expr::Compare(_) => "comparison".into(),
+        Expr::BoolOp(_) => "boolean expression".into(),
+        Expr::Await(_) => "await".into(),
+        _ => "expression".into(),
+    }
+}
+
+/// Every variable read in a statement, with its offset (for "used later").
+fn collect_loads_stmt(stmt: &Stmt, out: &mut Vec<(String, usize)>) {
+    use rustpython_parser::ast::Visitor;
+    struct Loads<'a>(&'a mut Vec<(String, usize)>);
+    impl Visitor for Loads<'_> {
+        fn visit_expr_name(&mut self, node: ast::ExprName) {
+            self.0.push((node.id.to_string(), u32::from(node.range.start()) as usize));
+        }
+    }
+    Loads(out).visit_stmt(stmt.clone());
+}
+
+fn collect_loads_expr(expr: &Expr, out: &mut Vec<(String, usize)>) {
+    use rustpython_parser::ast::Visitor;
+    struct Loads<'a>(&'a mut Vec<(String, usize)>);
+    impl Visitor for Loads<'_> {
+        fn visit_expr_name(&mut self, node: ast::ExprName) {
+            self.0.push((node.id.to_string(), u32::from(node.range.start()) as usize));
+        }
+    }
+    Loads(out).visit_expr(expr.clone());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script(text: &str) -> ScriptSource {
+        ScriptSource {
+            text: text.into(),
+            interpolations: vec!["pkgs.hello".into()],
+            first_line: 10,
+            extra_newlines: vec![0],
+            is_function: false,
+            resolved: Vec::new(),
+        }
+    }
+
+    fn keys(items: &[Item]) -> Vec<String> {
+        items
+            .iter()
+            .map(|i| match i {
+                Item::Step { key, .. } => key.to_string(),
+                Item::Subtest { items, .. } => format!("subtest[{}]", keys(items).join(",")),
+                Item::Todo(l) => format!("todo:{}", l.construct),
+                Item::Comment(_) => "#".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn outputs_used_later_are_not_converted() {
+        let s = script("out = m.succeed('a')\nassert 'x' in out\nm.succeed(out)\n");
+        let conv = convert(&s, &["m".into()]).unwrap();
+        assert_eq!(keys(&conv.items), ["todo:assignment", "todo:Machine.succeed"]);
+        assert_eq!(conv.items.len(), 2);
+    }
+
+    #[test]
+    fn a_check_the_vocabulary_lacks_stays() {
+        // `not in` and two `in` checks on one output have no expectation.
+        let s = script(
+            "out = m.succeed('a')\nassert 'x' not in out\nassert 'y' in m.succeed('b')\nassert 'p' in m.succeed('c') and 'q' in m.succeed('c')\n",
+        );
+        let conv = convert(&s, &["m".into()]).unwrap();
+        assert_eq!(keys(&conv.items), ["todo:assert", "succeed", "todo:assert"]);
+    }
+
+    #[test]
+    fn late_first_boot_and_interpolations_stay() {
+        let s = script("a.succeed('x')\nb.start()\nb.succeed(\"__nixvm_interp_0__/bin/hello\")\nc = 1\n");
+        let conv = convert(&s, &["a".into(), "b".into()]).unwrap();
+        assert_eq!(
+            keys(&conv.items),
+            ["succeed", "todo:Machine.start", "todo:Machine.succeed", "todo:assignment"]
+        );
+        let Item::Todo(l) = &conv.items[2] else { panic!() };
+        assert_eq!(l.line, 12);
+        assert!(l.why.contains("${pkgs.hello}"), "{}", l.why);
+    }
+
+    #[test]
+    fn loops_over_literal_lists_unroll() {
+        let s = script(
+            "for u in ['a.service', 'b.service']:\n    m.wait_for_unit(u)\nfor x in range(3):\n    m.succeed('x')\n",
+        );
+        let conv = convert(&s, &["m".into()]).unwrap();
+        assert_eq!(keys(&conv.items), ["waitForUnit", "waitForUnit", "todo:for loop"]);
+    }
+
+    #[test]
+    fn deep_or_broken_scripts_are_errors_not_crashes() {
+        let deep = script(&format!("m.succeed({}1{})\n", "(".repeat(1000), ")".repeat(1000)));
+        assert!(convert(&deep, &["m".into()]).unwrap_err().message.contains("nested"));
+        let broken = script("m.succeed(\n");
+        assert!(convert(&broken, &["m".into()]).unwrap_err().message.contains("not valid Python"));
+    }
+}

@@ -1,0 +1,93 @@
+//! Hostile inputs (issue 11): files that nest too deeply, special files
+//! where Nix files are expected, paths that leave the output. Each must end
+//! in a clear diagnostic and a documented exit code, quickly, without a
+//! crash, a hang or exhausting memory. Commands run under `timeout` so a
+//! regression shows as a failure, not a stuck suite.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::util;
+
+/// `nixvm-gen --flake <dir> <args…>` with a 60 s bound (exit 124 on a hang).
+fn gen_bounded(dir: &Path, args: &[&str]) -> Output {
+    let bin = env!("CARGO_BIN_EXE_nixvm-gen");
+    let out = Command::new("timeout")
+        .args(["--signal=KILL", "60", bin, "--flake"])
+        .arg(dir)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run timeout");
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("exit: {:?}\n--- stderr (first 2000 bytes)\n{}", out.status, &err[..err.len().min(2000)]);
+    out
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A copy of `examples/health` whose `flake.nix` is `flake`.
+fn flake_with(flake: &str) -> tempfile::TempDir {
+    let dir = util::tempdir();
+    util::copy_dir(&util::root().join("examples/health"), dir.path());
+    std::fs::write(dir.path().join("flake.nix"), flake).expect("write");
+    dir
+}
+
+fn assert_refused(out: &Output, code: i32, says: &str) {
+    assert_eq!(out.status.code(), Some(code), "status {:?}", out.status);
+    let err = stderr(out);
+    assert!(err.contains(says), "expected `{says}` in:\n{}", &err[..err.len().min(4000)]);
+    assert!(!err.contains("panicked") && !err.contains("overflow"), "{}", &err[..err.len().min(4000)]);
+}
+
+#[test]
+fn deeply_nested_flakes_are_refused_by_every_command() {
+    let brackets = format!("{{ outputs = _: {{ x = {}; }}; }}", "[".repeat(50_000));
+    let update = format!("{{ outputs = _: {{ x = a{}; }}; }}", "\n // a".repeat(100_000));
+    for flake in [brackets, update] {
+        let dir = flake_with(&flake);
+        for cmd in [&["scan"][..], &["generate"], &["check"], &["wire"]] {
+            let out = gen_bounded(dir.path(), cmd);
+            assert!(out.status.code().is_some(), "{cmd:?} was killed: {:?}", out.status);
+            assert!(stderr(&out).contains("nested more than 256 levels deep"), "{cmd:?}");
+            assert!(!stderr(&out).contains("panicked"), "{cmd:?}");
+        }
+    }
+}
+
+#[test]
+fn a_long_sum_in_a_description_is_refused() {
+    let dir =
+        flake_with(&std::fs::read_to_string(util::root().join("examples/health/flake.nix")).expect("read"));
+    let sum = format!("1{}", "\n + 1".repeat(1_000_000));
+    std::fs::write(
+        dir.path().join("tests/vm/health.nix"),
+        format!("{{ nodes.machine = {{ }}; steps = [ {{ sleep = {sum}; }} ]; }}"),
+    )
+    .expect("write");
+    assert_refused(&gen_bounded(dir.path(), &["check"]), 2, "nested more than 256 levels deep");
+}
+
+#[test]
+fn special_files_are_not_read_as_nix() {
+    for (flake, says) in [
+        ("{ outputs = _: { nixosModules = import /dev/zero; }; }", "it is a device"),
+        ("{ outputs = _: { nixosModules = import /dev/urandom; }; }", "it is a device"),
+        ("{ outputs = _: { nixosModules = import ./fifo.nix; }; }", "it is a FIFO"),
+        ("{ outputs = _: { nixvmTests = [ /dev/zero ]; }; }", "it is a device"),
+        ("{ outputs = _: { nixvmTests = [ ./fifo.nix ]; }; }", "it is a FIFO"),
+    ] {
+        let dir = flake_with(flake);
+        let fifo = dir.path().join("fifo.nix");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let out = gen_bounded(dir.path(), &["scan"]);
+        assert!(out.status.code().is_some_and(|c| c != 124), "{flake}: killed or hung: {:?}", out.status);
+        let all = stderr(&out) + &String::from_utf8_lossy(&out.stdout);
+        assert!(all.contains(says), "{flake}: {all}");
+    }
+}

@@ -1,0 +1,225 @@
+//! Tests of `nixvm-gen import`: goldens of the descriptions written for the
+//! fixtures in `tests/fixtures/import/` (shapes of real-world tests, written
+//! for this project), the equivalence proof with the recording fake Machine
+//! of `benches/import/fake_machine.py` (and that it does catch a
+//! difference), `--strict`, refusing to overwrite, and bad input.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::util;
+
+/// Fixture files, each with a golden `tests/goldens/import/<case>.txt`.
+const CASES: &[&str] = &["seed-flake", "nixpkgs-style", "function-style", "several-tests"];
+
+/// Tests of the fixtures that must convert fully.
+const FULL: &[&str] = &["narwals-are-awesome", "greeter", "echo-plain", "echo-reboot"];
+
+fn fixture(case: &str) -> String {
+    format!("tests/fixtures/import/{case}.nix")
+}
+
+/// `nixvm-gen import` run from the repository root (goldens hold the paths
+/// as given on the command line).
+fn import(args: &[&str]) -> std::process::Output {
+    let mut cmd = util::nixvm_gen();
+    cmd.current_dir(util::root()).arg("import").args(args);
+    util::run(&mut cmd)
+}
+
+#[test]
+fn goldens_of_imported_descriptions() {
+    for case in CASES {
+        let out = import(&["--dry-run", "--out", "tests/vm", &fixture(case)]);
+        util::assert_code(&out, 0);
+        let text = format!(
+            "{}\n---- report ----\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        util::golden(&util::root().join(format!("tests/goldens/import/{case}.txt")), &text);
+    }
+}
+
+fn report(files: &[&str]) -> serde_json::Value {
+    let mut args = vec!["--dry-run", "--format", "json", "--out", "tests/vm"];
+    args.extend(files);
+    let out = import(&args);
+    util::assert_code(&out, 0);
+    serde_json::from_slice(&out.stdout).expect("import --format json prints JSON")
+}
+
+/// Runs the fake Machine's comparison on a report; returns its verdicts.
+fn check_import(report: &serde_json::Value) -> (bool, serde_json::Value) {
+    let dir = util::tempdir();
+    let path = dir.path().join("report.json");
+    std::fs::write(&path, report.to_string()).unwrap();
+    let mut cmd = Command::new("python3");
+    cmd.arg(util::root().join("benches/import/fake_machine.py")).arg("check-import").arg(&path);
+    let out = util::run(&mut cmd);
+    let verdicts = serde_json::from_slice(&out.stdout).expect("fake_machine.py prints JSON");
+    (out.status.success(), verdicts)
+}
+
+#[test]
+fn fully_converted_fixtures_make_the_same_machine_calls() {
+    if !util::require("python3", "the recording fake Machine is a Python script") {
+        return;
+    }
+    let files: Vec<String> = CASES.iter().map(|c| fixture(c)).collect();
+    let report = report(&files.iter().map(String::as_str).collect::<Vec<_>>());
+    let tests = report["tests"].as_array().unwrap();
+    let full: Vec<&str> =
+        tests.iter().filter(|t| t["full"] == true).map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(full, FULL);
+    let (ok, verdicts) = check_import(&report);
+    assert!(ok, "call logs differ: {verdicts:#}");
+    for v in verdicts.as_array().unwrap() {
+        if v["full"] == true {
+            assert_eq!(v["equal"], true, "{v:#}");
+            assert!(v["calls"].as_u64().unwrap() >= 2, "{v:#}");
+        }
+    }
+}
+
+#[test]
+fn the_fake_machine_catches_a_different_call_or_check() {
+    if !util::require("python3", "the recording fake Machine is a Python script") {
+        return;
+    }
+    let report = report(&[&fixture("seed-flake")]);
+    let mutations = [
+        ("\"Healthy\" in out", "\"Sick\" in out"),
+        ("wait_for_open_port(3000", "wait_for_open_port(3001"),
+        (
+            "wait_for_unit(\"python-server\", timeout=300)",
+            "wait_for_unit(\"python-server\", timeout=300)\nmachine.succeed(\"true\")",
+        ),
+        ("start_all()", "start_all()\nmachine.shutdown()\nmachine.start()"),
+    ];
+    for (from, to) in mutations {
+        let mut mutated = report.clone();
+        let script = mutated["tests"][0]["generated_script"].as_str().unwrap().to_string();
+        assert!(script.contains(from), "{script}");
+        mutated["tests"][0]["generated_script"] = script.replacen(from, to, 1).into();
+        let (ok, verdicts) = check_import(&mutated);
+        assert!(!ok, "the fake Machine missed `{from}` → `{to}`: {verdicts:#}");
+        assert_eq!(verdicts[0]["equal"], false);
+    }
+}
+
+#[test]
+fn leftovers_are_reported_with_file_line_construct_and_why() {
+    let report = report(&[&fixture("nixpkgs-style")]);
+    let test = &report["tests"][0];
+    assert_eq!(test["full"], false);
+    let leftovers = test["leftovers"].as_array().unwrap();
+    let send_keys =
+        leftovers.iter().find(|l| l["construct"] == "Machine.send_keys").expect("send_keys reported");
+    assert_eq!(send_keys["line"], 54);
+    assert!(send_keys["why"].as_str().unwrap().contains("no step"), "{send_keys}");
+    let nix_value =
+        leftovers.iter().find(|l| l["why"].as_str().unwrap().contains("${pkgs.kvstore}")).unwrap();
+    assert_eq!(nix_value["source"], "server.succeed(\"${pkgs.kvstore}/bin/kvstore-check\")");
+    // Kept in the description as a TODO with the original line.
+    let description = test["description"].as_str().unwrap();
+    assert!(description.contains("#   server.send_keys(\"ctrl-alt-delete\")"), "{description}");
+}
+
+#[test]
+fn strict_fails_and_writes_nothing() {
+    let dir = util::tempdir();
+    let out_dir = dir.path().join("tests/vm");
+    let mut cmd = util::nixvm_gen();
+    cmd.current_dir(util::root())
+        .args(["import", "--strict", "--out"])
+        .arg(&out_dir)
+        .args([fixture("nixpkgs-style"), fixture("seed-flake")]);
+    let out = util::run(&mut cmd);
+    util::assert_code(&out, 1);
+    assert!(!out_dir.exists(), "--strict wrote something");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("nixpkgs-style.nix:54: not converted: Machine.send_keys")
+    );
+}
+
+#[test]
+fn writes_descriptions_and_refuses_to_overwrite() {
+    let dir = util::tempdir();
+    let out_dir = dir.path().join("tests/vm");
+    let run = |extra: &[&str]| {
+        let mut cmd = util::nixvm_gen();
+        cmd.current_dir(util::root())
+            .arg("import")
+            .arg("--out")
+            .arg(&out_dir)
+            .args(extra)
+            .arg(fixture("seed-flake"));
+        util::run(&mut cmd)
+    };
+    util::assert_code(&run(&[]), 0);
+    let written = out_dir.join("narwals-are-awesome.nix");
+    let text = std::fs::read_to_string(&written).unwrap();
+    assert!(text.contains("{ waitForUnit = \"python-server\"; }"), "{text}");
+    std::fs::write(&written, "# edited\n").unwrap();
+    let again = run(&[]);
+    util::assert_code(&again, 2);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert_eq!(std::fs::read_to_string(&written).unwrap(), "# edited\n");
+    util::assert_code(&run(&["--force"]), 0);
+    assert_eq!(std::fs::read_to_string(&written).unwrap(), text);
+}
+
+#[test]
+fn bad_input_names_file_line_and_column() {
+    let dir = util::tempdir();
+    let broken = dir.path().join("broken.nix");
+    std::fs::write(&broken, "{\n  testScript = ''\n    x\n  '';\n  nodes = {;\n}\n").unwrap();
+    let none = dir.path().join("none.nix");
+    std::fs::write(&none, "{ a = 1; }\n").unwrap();
+    let deep = dir.path().join("deep.nix");
+    std::fs::write(&deep, format!("{}{}", "[".repeat(5000), "]".repeat(5000))).unwrap();
+    let script = dir.path().join("script.nix");
+    std::fs::write(&script, "{ nodes.m = { }; testScript = \"m.succeed(\\\"x\\\"\"; }\n").unwrap();
+    for (file, needle) in [
+        (&broken, "broken.nix:5:"),
+        (&none, "none.nix: no test found"),
+        (&deep, "nested more than 100 levels"),
+    ] {
+        let mut cmd = util::nixvm_gen();
+        cmd.arg("import").arg("--dry-run").arg(file);
+        let out = util::run(&mut cmd);
+        util::assert_code(&out, 2);
+        assert!(String::from_utf8_lossy(&out.stderr).contains(needle), "expected `{needle}`");
+    }
+    // A testScript that is not Python is a leftover, not a crash.
+    let mut cmd = util::nixvm_gen();
+    cmd.arg("import").arg("--dry-run").arg(&script);
+    let out = util::run(&mut cmd);
+    util::assert_code(&out, 0);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not valid Python"));
+}
+
+#[test]
+fn the_seed_description_is_accepted_by_generate() {
+    // The imported description is a valid description of a flake: `check`
+    // and `scan` take it without complaint.
+    let dir = util::tempdir();
+    let flake = dir.path();
+    std::fs::write(
+        flake.join("flake.nix"),
+        "{ outputs = { self, ... }: { nixosModules.default = ./m.nix; }; }\n",
+    )
+    .unwrap();
+    std::fs::write(flake.join("m.nix"), "{ }\n").unwrap();
+    let mut cmd = util::nixvm_gen();
+    cmd.arg("--flake").arg(flake).arg("import").arg(util::root().join(fixture("seed-flake")));
+    util::assert_code(&util::run(&mut cmd), 0);
+    let mut scan = util::nixvm_gen();
+    scan.arg("--flake").arg(flake).arg("scan");
+    let out = util::run(&mut scan);
+    util::assert_code(&out, 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("narwals-are-awesome"));
+    let _ = Path::new("");
+}
