@@ -174,16 +174,24 @@ def main():
     # Its own session: the driver's SIGTERM to our group must reach us first,
     # so that die() still finds the guest commands as our descendants.
     # The backdoor's stderr is the serial console (ttyS0) in a real guest,
-    # i.e. QEMU's stdout, not QEMU's own stderr.
+    # i.e. QEMU's stdout, not QEMU's own stderr: forwarded by a thread (bash
+    # itself must not hold the driver's pipe open after we exit).
     bash = subprocess.Popen(
         ["bash", "--norc"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        stderr=sys.stdout,
+        stderr=subprocess.PIPE,
         env=env,
         cwd=os.getcwd(),
         start_new_session=True,
     )
+
+    def console_from_stderr():
+        for line in iter(bash.stderr.readline, b""):
+            sys.stdout.write(line.decode("utf-8", "replace"))
+            sys.stdout.flush()
+
+    threading.Thread(target=console_from_stderr, daemon=True).start()
     if os.environ.get("FAKE_OLD_BASH"):
         bash.stdin.write(b"BASH_VERSION=4.4.23\n")
         bash.stdin.flush()
