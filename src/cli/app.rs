@@ -89,6 +89,10 @@ pub struct GlobalArgs {
 pub enum Format {
     Text,
     Json,
+    /// `matrix` only: GitHub's `strategy.matrix` JSON.
+    Github,
+    /// `matrix` only: a GitLab child pipeline.
+    Gitlab,
 }
 
 /// When to ask the Nix evaluator.
@@ -130,6 +134,13 @@ pub enum Command {
     New(crate::cli::scaffold::NewArgs),
     /// Wire the generated checks into an existing flake.nix.
     Wire(crate::cli::scaffold::WireArgs),
+    /// List the CI jobs: one per check and system, with its installable,
+    /// nodes, required system features and weight (--format
+    /// text|json|github|gitlab).
+    Matrix(crate::cli::matrix::MatrixArgs),
+    /// Merge the results of check builds (their report.json) into a
+    /// summary, one JUnit file and one HTML report; exit 1 when a test failed.
+    Report(crate::cli::report::ReportArgs),
     /// Turn hand-written NixOS tests (runNixOSTest, makeTest, nixos/tests
     /// files) into test descriptions; report what could not be converted.
     Import(crate::cli::import::ImportArgs),
@@ -237,6 +248,13 @@ pub struct UsageError(pub String);
 pub fn run(cli: &Cli) -> anyhow::Result<i32> {
     let g = &cli.global;
     let config = g.config();
+    if matches!(g.format, Format::Github | Format::Gitlab) && !matches!(cli.command, Command::Matrix(_)) {
+        return Err(UsageError(format!(
+            "--format {} is for `matrix` only; use text or json",
+            if g.format == Format::Github { "github" } else { "gitlab" }
+        ))
+        .into());
+    }
     match &cli.command {
         Command::Scan { json } => scan(g, &config, *json || g.format == Format::Json),
         Command::Generate => generate(g, &config),
@@ -245,6 +263,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<i32> {
         Command::Init(args) => crate::cli::scaffold::init(g, args),
         Command::New(args) => crate::cli::scaffold::new(g, &config, args),
         Command::Wire(args) => crate::cli::scaffold::wire(g, &config, args),
+        Command::Matrix(args) => crate::cli::matrix::run(g, &config, args),
+        Command::Report(args) => crate::cli::report::run(g, args),
         Command::Import(args) => crate::cli::import::run(g, args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

@@ -349,22 +349,37 @@ pub(super) fn boot_all(
     deadline: Instant,
     abort: &Abort,
 ) -> Vec<(String, Result<(), VmError>)> {
+    boot_all_timed(machines, deadline, abort).into_iter().map(|(name, r, _)| (name, r)).collect()
+}
+
+/// [`boot_all`] with the instant each node's boot ended (for the timeline).
+pub(super) fn boot_all_timed(
+    machines: &mut BTreeMap<String, Machine>,
+    deadline: Instant,
+    abort: &Abort,
+) -> Vec<(String, Result<(), VmError>, Instant)> {
     std::thread::scope(|s| {
         let handles: Vec<_> = machines
             .values_mut()
             .map(|m| {
                 let name = m.name().to_owned();
-                let h = s.spawn(move || m.start(deadline, abort).and_then(|()| m.connect(deadline, abort)));
+                let h = s.spawn(move || {
+                    let r = m.start(deadline, abort).and_then(|()| m.connect(deadline, abort));
+                    (r, Instant::now())
+                });
                 (name, h)
             })
             .collect();
         handles
             .into_iter()
             .map(|(name, h)| {
-                let r = h.join().unwrap_or_else(|_| {
-                    Err(VmError::NotRunning { node: format!("{name} (the start thread panicked)") })
+                let (r, at) = h.join().unwrap_or_else(|_| {
+                    (
+                        Err(VmError::NotRunning { node: format!("{name} (the start thread panicked)") }),
+                        Instant::now(),
+                    )
                 });
-                (name, r)
+                (name, r, at)
             })
             .collect()
     })
@@ -417,9 +432,11 @@ impl<'a> Runner<'a> {
         let t = Instant::now();
         self.log.header(None, "start all VMs");
         let deadline = Instant::now() + self.opts.boot_timeout;
-        let results = boot_all(self.machines, deadline, self.abort);
+        let results = boot_all_timed(self.machines, deadline, self.abort);
         let mut ok = true;
-        for (node, r) in results {
+        for (node, r, ready) in results {
+            let booted = DriverEvent::NodeBooted { node: node.clone(), started: t, ready, ok: r.is_ok() };
+            self.sinks.emit(booted);
             match r {
                 Ok(()) => {}
                 Err(VmError::Stopped(reason)) => {
