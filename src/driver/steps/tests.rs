@@ -125,7 +125,8 @@ fn every_failed_expectation_is_reported() {
         err,
         "the output of `c` fails 4 checks:\n  - it does not contain `b`\n  - it does not contain `c`\n  - it contains `x`\n  - it is not `nope`"
     );
-    let e = Expect { json: Some(serde_json::json!({ "a": { "b": [1, { "c": true }] } })), ..Expect::default() };
+    let e =
+        Expect { json: Some(serde_json::json!({ "a": { "b": [1, { "c": true }] } })), ..Expect::default() };
     assert!(check_expect("c", &reply(0, r#"{"a":{"b":[1.0,{"c":true,"d":0}],"e":2}}"#), &e).is_ok());
     assert!(check_expect("c", &reply(0, r#"{"a":{"b":[1,{"c":1}]}}"#), &e).is_err(), "true is not 1");
     assert!(check_expect("c", &reply(0, r#"{"a":{"b":[1]}}"#), &e).is_err(), "lists keep their length");

@@ -207,7 +207,9 @@ mod lists {
 
     #[test]
     fn command_lists_are_one_step_per_command() {
-        let spec = parse_ok(r#"{ nodes.m = {}; steps = [ { succeed = [ "a" "b" ]; timeout = 5; } { fail = [ "c" ]; } ]; }"#);
+        let spec = parse_ok(
+            r#"{ nodes.m = {}; steps = [ { succeed = [ "a" "b" ]; timeout = 5; } { fail = [ "c" ]; } ]; }"#,
+        );
         let commands: Vec<_> = spec.steps.iter().map(|s| (s.action.key(), s.timeout)).collect();
         assert_eq!(commands, [("succeed", Some(5.0)), ("succeed", Some(5.0)), ("fail", None)]);
         let (_, diags) = parse(
