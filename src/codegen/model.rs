@@ -84,6 +84,23 @@ pub struct SystemView {
     pub tests: Vec<String>,
 }
 
+/// Imported into every node of a test that takes snapshots: QEMU refuses
+/// to snapshot a VM whose Nix store is the host's 9p share (qemu-vm.nix's
+/// default), and the store cannot be unmounted while the guest runs, so the
+/// store comes from an image instead (docs/snapshots.md). `mkDefault`: a
+/// node may choose otherwise (`useBootLoader` works too).
+pub const STORE_IMAGE_MODULE: &str =
+    "({ lib, ... }: { virtualisation.useNixStoreImage = lib.mkDefault true; })";
+
+/// Whether any step (in any subtest) takes or restores a snapshot.
+fn uses_snapshots(steps: &[crate::spec::Step]) -> bool {
+    steps.iter().any(|s| match &s.action {
+        crate::spec::Action::Snapshot { .. } | crate::spec::Action::Restore { .. } => true,
+        crate::spec::Action::Subtest { steps, .. } => uses_snapshots(steps),
+        _ => false,
+    })
+}
+
 /// Builds the view of a loaded project.
 pub fn build(project: &Project, config: &Config) -> Result<ChecksFile, CodegenError> {
     let input_name = config.input_name.clone();
@@ -140,6 +157,7 @@ fn test_view(spec: &TestSpec, project: &Project, output_dir: &[String]) -> Resul
     });
     let modules = selected_modules(spec, &project.flake);
     let curl_nodes = http_nodes(&spec.steps);
+    let snapshots = uses_snapshots(&spec.steps);
     let nodes = spec
         .nodes
         .keys()
@@ -153,6 +171,9 @@ fn test_view(spec: &TestSpec, project: &Project, output_dir: &[String]) -> Resul
             }
             if curl_nodes.contains(node.as_str()) {
                 imports.push("({ pkgs, ... }: { environment.systemPackages = [ pkgs.curl ]; })".to_string());
+            }
+            if snapshots {
+                imports.push(STORE_IMAGE_MODULE.to_string());
             }
             NodeView { attr, imports }
         })

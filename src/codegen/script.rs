@@ -345,6 +345,21 @@ impl<'a> ScriptGen<'a> {
                 }
                 out.push(format!("{node}.screenshot({})", python_string(name)));
             }
+            Action::Snapshot { name } | Action::Restore { name } => {
+                // Only nixvm-driver runs these (validation refuses them for
+                // the Python backend; docs/snapshots.md says why the stock
+                // Machine API cannot). The stock driver never runs this
+                // script when the Rust backend replaces it, but if it did,
+                // it stops here with the reason instead of skipping a step.
+                out.push(format!(
+                    "raise Exception({})",
+                    python_string(&format!(
+                        "`{} = \"{name}\"` needs nixvm-driver (the Rust backend): the stock driver cannot snapshot \
+                         NixOS test VMs",
+                        step.action.key()
+                    ))
+                ));
+            }
             Action::Subtest { title, steps } => {
                 out.push(format!("with subtest({}):", python_string(title)));
                 let mut inner = Vec::new();

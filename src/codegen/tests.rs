@@ -120,3 +120,13 @@ fn empty_project_renders_an_empty_set() {
     assert!(text.contains("from no test descriptions."), "{text}");
     assert!(text.ends_with("{ self, nixpkgs, nixvm-gen ? null }:\n{ }\n"), "{text}");
 }
+
+#[test]
+fn tests_with_snapshots_get_a_store_image() {
+    let mut spec = health(Backend::Rust);
+    let plain = render(&project(vec![spec.clone()]), &Config::new(".")).unwrap();
+    assert!(!plain.contains("useNixStoreImage"), "{plain}");
+    spec.steps.push(step(None, Action::Snapshot { name: "s".into() }));
+    let text = render(&project(vec![spec]), &Config::new(".")).unwrap();
+    assert!(text.contains(model::STORE_IMAGE_MODULE), "{text}");
+}

@@ -68,6 +68,19 @@ pub enum ConfigError {
     Missing,
     #[error("environment variable `{var}` is invalid: {message}")]
     Env { var: &'static str, message: String },
+    #[error(
+        "VLAN {0} is out of range: NixOS numbers VLANs 1 to 255 (MAC 52:54:00:12:<vlan>:…, address 192.168.<vlan>.…)"
+    )]
+    VlanRange(u32),
+}
+
+/// VLAN numbers NixOS can give a node an address and a MAC on
+/// (reference §5.2–5.3: two hex digits and one IPv4 octet).
+fn check_vlans(vlans: &[u32]) -> Result<(), ConfigError> {
+    match vlans.iter().find(|v| !(1..=255).contains(*v)) {
+        Some(v) => Err(ConfigError::VlanRange(*v)),
+        None => Ok(()),
+    }
 }
 
 impl DriverConfig {
@@ -99,6 +112,7 @@ impl DriverConfig {
             }
         }
         let mut vlans = raw.vlans;
+        check_vlans(&vlans)?;
         vlans.sort_unstable();
         vlans.dedup();
         Ok(DriverConfig {
@@ -126,6 +140,7 @@ impl DriverConfig {
                 message: format!("`{v}` is not a VLAN number"),
             })?);
         }
+        check_vlans(&vlans)?;
         vlans.sort_unstable();
         vlans.dedup();
         let global_timeout = match get("globalTimeout") {
@@ -195,5 +210,21 @@ mod tests {
         assert_eq!(c.vlans, [1]);
         assert_eq!(c.global_timeout, Some(60));
         assert!(matches!(DriverConfig::from_env(|_| None), Err(ConfigError::Missing)));
+    }
+
+    #[test]
+    fn vlans_outside_1_to_255_are_refused() {
+        for bad in ["0", "256", "65536", "4294967295"] {
+            let json =
+                format!(r#"{{ "vms": {{}}, "containers": {{}}, "vlans": [{bad}], "global_timeout": 1 }}"#);
+            let r = DriverConfig::from_json(Path::new("c.json"), &json);
+            assert!(matches!(r, Err(ConfigError::VlanRange(_))), "{bad}: {:?}", r.map(|c| c.vlans));
+            let env = |k: &str| match k {
+                "startScripts" => Some("/x/bin/run-a-vm".to_owned()),
+                "vlans" => Some(bad.to_owned()),
+                _ => None,
+            };
+            assert!(matches!(DriverConfig::from_env(env), Err(ConfigError::VlanRange(_))), "{bad}");
+        }
     }
 }

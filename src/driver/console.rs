@@ -26,6 +26,20 @@ struct State {
     consumed: usize,
     /// Reader threads still running.
     open_readers: usize,
+    /// Absolute line ranges no console wait may match: what the guest printed
+    /// in a timeline a snapshot restore abandoned.
+    hidden: Vec<(usize, usize)>,
+    /// Bumped by every [`Console::reset`] (a new QEMU), so a [`ConsoleMark`]
+    /// of an earlier QEMU is recognised.
+    generation: u64,
+}
+
+/// Where a console stood when a snapshot was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConsoleMark {
+    generation: u64,
+    consumed: usize,
+    total: usize,
 }
 
 /// Lines of one node's console since its last start.
@@ -51,7 +65,32 @@ impl Console {
     pub fn reset(&self) {
         let mut st = self.lock();
         let open_readers = st.open_readers;
-        *st = State { open_readers, ..State::default() };
+        let generation = st.generation + 1;
+        *st = State { open_readers, generation, ..State::default() };
+    }
+
+    /// The current position, for [`Console::rewind`].
+    pub fn mark(&self) -> ConsoleMark {
+        let st = self.lock();
+        ConsoleMark { generation: st.generation, consumed: st.consumed, total: st.dropped + st.lines.len() }
+    }
+
+    /// After a snapshot restore: console waits see again what they saw when
+    /// `mark` was taken (the lines printed before the snapshot that no wait
+    /// had consumed), and never what the guest printed since (that timeline
+    /// is gone). The lines stay in the log and in failure context. If QEMU
+    /// was restarted since the mark, everything printed so far is hidden.
+    pub fn rewind(&self, mark: ConsoleMark) {
+        let mut st = self.lock();
+        let total = st.dropped + st.lines.len();
+        if mark.generation == st.generation && mark.total <= total {
+            st.hidden.push((mark.total, total));
+            st.consumed = mark.consumed;
+        } else {
+            st.consumed = total;
+        }
+        let dropped = st.dropped;
+        st.hidden.retain(|&(_, end)| end > dropped);
     }
 
     pub fn push(&self, line: String) {
@@ -92,15 +131,20 @@ impl Console {
         loop {
             let start = st.consumed.saturating_sub(st.dropped);
             let mut text = String::new();
+            // (end of the line in `text`, absolute index of the line)
             let mut ends = Vec::new();
-            for line in st.lines.iter().skip(start) {
+            for (i, line) in st.lines.iter().enumerate().skip(start) {
+                let abs = st.dropped + i;
+                if st.hidden.iter().any(|&(from, to)| (from..to).contains(&abs)) {
+                    continue;
+                }
                 text.push_str(line);
-                ends.push(text.len());
+                ends.push((text.len(), abs));
                 text.push('\n');
             }
             if let Some(m) = regex.find(&text) {
-                let upto = ends.iter().position(|&e| e >= m.end()).unwrap_or(ends.len().saturating_sub(1));
-                st.consumed = st.dropped + start + upto + 1;
+                let after = ends.iter().find(|&&(e, _)| e >= m.end()).or(ends.last());
+                st.consumed = after.map_or(st.consumed, |&(_, abs)| abs + 1);
                 return Ok(ConsoleWait::Found(m.as_str().to_owned()));
             }
             // The lock is held from the scan into `wait_timeout`, so a line
@@ -185,6 +229,45 @@ mod tests {
         // Consumed: the same text is not found twice.
         let soon = Instant::now() + Duration::from_millis(50);
         assert_eq!(c.wait_for(&re, soon, &Abort::never()).unwrap(), ConsoleWait::TimedOut);
+    }
+
+    #[test]
+    fn rewind_shows_unconsumed_lines_again_and_hides_the_abandoned_timeline() {
+        let c = Console::default();
+        let soon = || Instant::now() + Duration::from_millis(30);
+        let never = Abort::never();
+        c.push("booted".into());
+        c.push("ready A".into());
+        let a = Regex::new("ready A").unwrap();
+        // "booted" is consumed before the mark, "ready A" is not.
+        assert!(matches!(
+            c.wait_for(&Regex::new("booted").unwrap(), soon(), &never),
+            Ok(ConsoleWait::Found(_))
+        ));
+        let mark = c.mark();
+        assert!(matches!(c.wait_for(&a, soon(), &never), Ok(ConsoleWait::Found(_))));
+        c.push("after snapshot B".into());
+        c.rewind(mark);
+        c.push("after restore C".into());
+        let b = Regex::new("after snapshot B").unwrap();
+        assert_eq!(c.wait_for(&b, soon(), &never).unwrap(), ConsoleWait::TimedOut);
+        assert!(matches!(c.wait_for(&a, soon(), &never), Ok(ConsoleWait::Found(_))));
+        assert!(matches!(
+            c.wait_for(&Regex::new("after restore C").unwrap(), soon(), &never),
+            Ok(ConsoleWait::Found(_))
+        ));
+        assert_eq!(
+            c.wait_for(&Regex::new("booted").unwrap(), soon(), &never).unwrap(),
+            ConsoleWait::TimedOut
+        );
+        // A mark from before a restart hides everything of the new QEMU so far.
+        c.reset();
+        c.push("new boot".into());
+        c.rewind(mark);
+        assert_eq!(
+            c.wait_for(&Regex::new("new boot").unwrap(), soon(), &never).unwrap(),
+            ConsoleWait::TimedOut
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! (wait for the backdoor's ready marker) → commands → `shutdown` / `crash` /
 //! `release` (SIGTERM to the process group, grace period, SIGKILL).
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -21,6 +22,7 @@ use super::log::Log;
 use super::monitor::{Monitor, MonitorError, Qmp};
 use super::os;
 use super::shell::{Protocol, Reply, Shell, ShellError};
+use super::snapshot::NodeSnapshot;
 
 /// Longest usable Unix socket path in bytes (`sun_path` is 108 bytes,
 /// including the terminating NUL).
@@ -64,6 +66,9 @@ pub enum VmError {
     },
     #[error("node {node} is not running (start it first)")]
     NotRunning { node: String },
+    /// QEMU answered a QMP command with an error.
+    #[error("node {node}: QEMU refused `{command}`: {message}")]
+    Qemu { node: String, command: String, message: String },
     #[error(transparent)]
     Stopped(#[from] StopReason),
 }
@@ -152,7 +157,7 @@ struct Running {
     child: Child,
     _stdin: Option<ChildStdin>,
     monitor: Monitor,
-    _qmp: Qmp,
+    qmp: Qmp,
     shell: Shell,
     connected: bool,
     /// The fast protocol is wanted (a fallback to stock is then reported).
@@ -168,6 +173,11 @@ pub struct Machine {
     console: Arc<Console>,
     running: Option<Running>,
     preferred: Protocol,
+    /// Whether the first VLAN link is up (`block`/`unblock`); a restore
+    /// sets it again (QEMU does not restore the peer's link state).
+    link_up: bool,
+    /// What the driver needs to restore each snapshot of this node.
+    snapshots: BTreeMap<String, NodeSnapshot>,
 }
 
 impl Machine {
@@ -192,6 +202,8 @@ impl Machine {
             console: Arc::default(),
             running: None,
             preferred: Protocol::preferred(),
+            link_up: true,
+            snapshots: BTreeMap::new(),
         })
     }
 
@@ -325,7 +337,7 @@ impl Machine {
             child,
             _stdin: stdin,
             monitor,
-            _qmp: qmp,
+            qmp,
             shell,
             connected: false,
             prefer_fast: self.preferred == Protocol::Fast,
@@ -486,6 +498,62 @@ impl Machine {
         run.monitor.command(command, deadline, abort).map_err(|e| self.monitor_failure(e))
     }
 
+    /// Runs a QMP command and returns its `return` value.
+    pub fn qmp(
+        &mut self,
+        command: &str,
+        arguments: serde_json::Value,
+        deadline: Instant,
+        abort: &Abort,
+    ) -> Result<serde_json::Value, VmError> {
+        let name = self.setup.name.clone();
+        let Some(run) = self.running.as_mut() else {
+            return Err(VmError::NotRunning { node: name });
+        };
+        self.log.debug(Some(&name), &format!("sending QMP command: {command} {arguments}"));
+        match run.qmp.execute(command, arguments, deadline, abort) {
+            Ok(v) => Ok(v),
+            Err(MonitorError::QmpError(message)) => {
+                Err(VmError::Qemu { node: name, command: command.to_owned(), message })
+            }
+            Err(e) => Err(self.monitor_failure(e)),
+        }
+    }
+
+    /// Records the first VLAN link's state after `block`/`unblock`.
+    pub fn note_link(&mut self, up: bool) {
+        self.link_up = up;
+    }
+
+    pub fn link_up(&self) -> bool {
+        self.link_up
+    }
+
+    /// The per-node state of each snapshot (kept across QEMU restarts: the
+    /// snapshots live in the qcow2 disk, which persists).
+    pub fn snapshots_mut(&mut self) -> &mut BTreeMap<String, NodeSnapshot> {
+        &mut self.snapshots
+    }
+
+    /// Runs `script` directly in the backdoor shell after a snapshot restore
+    /// ([`Shell::restored`]) and returns its exit status.
+    pub fn restored_shell(&mut self, script: &str, deadline: Instant, abort: &Abort) -> Result<i32, VmError> {
+        let name = self.setup.name.clone();
+        let Some(run) = self.running.as_mut() else {
+            return Err(VmError::NotRunning { node: name });
+        };
+        run.connected = true;
+        match run.shell.restored(script, deadline, abort) {
+            Ok(status) => Ok(status),
+            Err(e) => Err(self.shell_failure(e)),
+        }
+    }
+
+    /// The node's own exchange directory (guest `/tmp/xchg`).
+    pub fn xchg_dir(&self) -> PathBuf {
+        self.state_dir.join("xchg")
+    }
+
     fn monitor_failure(&mut self, err: MonitorError) -> VmError {
         match err {
             MonitorError::Eof => self.shell_failure(ShellError::Eof),
@@ -630,6 +698,11 @@ impl Machine {
 
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
+    }
+
+    /// The run's temporary directory (state directories, shared directory).
+    pub fn tmp_dir(&self) -> &Path {
+        &self.setup.tmp_dir
     }
 }
 

@@ -167,6 +167,14 @@ pub enum Action {
         title: String,
         steps: Vec<Step>,
     },
+    /// Saves the state of every node under a name (QEMU snapshots).
+    Snapshot {
+        name: String,
+    },
+    /// Brings every node back to a saved state.
+    Restore {
+        name: String,
+    },
 }
 
 fn default_status() -> u16 {
@@ -257,12 +265,18 @@ impl Action {
             Action::CopyFromVm { .. } => "copyFromVm",
             Action::Screenshot { .. } => "screenshot",
             Action::Subtest { .. } => "subtest",
+            Action::Snapshot { .. } => "snapshot",
+            Action::Restore { .. } => "restore",
         }
     }
 
-    /// Whether the action acts on a node (everything but `sleep` and `subtest`).
+    /// Whether the action acts on one node (everything but `sleep`,
+    /// `subtest` and the snapshot steps, which act on all nodes).
     pub fn needs_node(&self) -> bool {
-        !matches!(self, Action::Sleep { .. } | Action::Subtest { .. })
+        !matches!(
+            self,
+            Action::Sleep { .. } | Action::Subtest { .. } | Action::Snapshot { .. } | Action::Restore { .. }
+        )
     }
 
     /// Default timeout in seconds. Waits get generous budgets because boot
@@ -282,6 +296,7 @@ impl Action {
             Action::Start | Action::Reboot => Some(600.0),
             Action::Shutdown | Action::Crash => Some(120.0),
             Action::Block | Action::Unblock => Some(30.0),
+            Action::Snapshot { .. } | Action::Restore { .. } => Some(300.0),
             Action::Sleep { .. } | Action::Subtest { .. } => None,
         }
     }
@@ -307,6 +322,8 @@ pub const ACTION_KEYS: &[&str] = &[
     "waitUntilFails",
     "sleep",
     "http",
+    "snapshot",
+    "restore",
     "start",
     "shutdown",
     "crash",

@@ -131,6 +131,8 @@ pub fn describe(step: &Step) -> String {
         Action::CopyFromVm { source, .. } => format!("copying {source} from the VM"),
         Action::Screenshot { name } => format!("making screenshot {name}"),
         Action::Subtest { title, .. } => format!("subtest: {title}"),
+        Action::Snapshot { name } => format!("saving snapshot {name} of every node"),
+        Action::Restore { name } => format!("restoring snapshot {name} on every node"),
     }
 }
 

@@ -26,6 +26,7 @@ mod convert;
 mod files;
 mod nodes;
 mod power;
+mod snapshots;
 mod steps;
 mod syntax;
 #[cfg(test)]
@@ -34,11 +35,12 @@ mod waits;
 
 pub(crate) use convert::code_list;
 use convert::convert;
+pub use snapshots::{ISOLATE_SNAPSHOT, isolate};
 use syntax::syntax_error;
 
 /// Keys of the top-level attribute set.
 pub const TOP_KEYS: &[&str] =
-    &["name", "description", "nodes", "modules", "systems", "backend", "timeout", "steps"];
+    &["name", "description", "nodes", "modules", "systems", "backend", "timeout", "isolate", "steps"];
 /// Keys every step may have besides its action.
 pub const STEP_MODIFIERS: &[&str] = &["node", "timeout"];
 /// Keys that refine one action, with the actions they belong to.
@@ -48,6 +50,7 @@ pub const STEP_SIBLINGS: &[(&str, &[&str])] = &[
     ("expect", &["succeed", "waitUntilSucceeds"]),
     ("targetDir", &["copyFromVm"]),
     ("steps", &["subtest"]),
+    ("isolate", &["subtest"]),
 ];
 pub const EXPECT_KEYS: &[&str] = &["contains", "notContains", "equals", "matches", "exitCode", "json"];
 pub const HTTP_KEYS: &[&str] = &["url", "status", "contains"];

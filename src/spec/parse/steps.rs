@@ -4,6 +4,7 @@
 use super::commands::COMMAND_KEYS;
 use super::convert::{Conv, NodeRef, Sibling, code_list};
 use super::power::POWER_KEYS;
+use super::snapshots::{SNAPSHOT_KEYS, isolate, subtest_snapshot_name};
 use super::waits::WAIT_KEYS;
 use crate::diagnostic::{Diagnostic, Span};
 use crate::spec::parse::{STEP_MODIFIERS, STEP_SIBLINGS};
@@ -238,6 +239,9 @@ impl Conv<'_> {
         if POWER_KEYS.contains(&key) {
             return self.power_action(e);
         }
+        if SNAPSHOT_KEYS.contains(&key) {
+            return self.snapshot_action(e).map(|a| (a, None));
+        }
         let action = match key {
             "http" => self.http(&e.value)?,
             "copyFromVm" => self.copy_from_vm(e, sibling)?,
@@ -268,7 +272,7 @@ impl Conv<'_> {
         let v = &e.value;
         let what = format!("`{}`", e.key);
         let title = self.str(v, &what);
-        let steps = match sibling("steps") {
+        let mut steps = match sibling("steps") {
             Some(s) => {
                 let items = self.list(&s.value, "`steps`")?;
                 if items.is_empty() {
@@ -285,6 +289,11 @@ impl Conv<'_> {
                 return None;
             }
         };
+        if let Some(iso) = sibling("isolate")
+            && self.isolate_flag(&iso.value)
+        {
+            isolate(&mut steps, &subtest_snapshot_name(e.key_span), iso.key_span);
+        }
         Some(Action::Subtest { title: title?, steps })
     }
 }

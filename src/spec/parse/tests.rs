@@ -40,6 +40,7 @@ mod unit {
                 { waitUntilFails = "x"; node = "a"; timeout = 0.5; }
                 { sleep = 2; }
                 { http = { url = "http://h"; status = 404; contains = null; }; node = "b"; }
+                { snapshot = "s"; } { restore = "s"; }
                 { start = "a"; } { shutdown = true; node = "b"; } { crash = "a"; }
                 { reboot = "a"; } { block = "a"; } { unblock = "a"; }
                 { copyFromVm = "/log"; targetDir = "logs"; node = "a"; }
@@ -48,11 +49,11 @@ mod unit {
               ];
             }"#,
         );
-        assert_eq!(spec.steps.len(), 20);
+        assert_eq!(spec.steps.len(), 22);
         let keys: Vec<&str> = spec.steps.iter().map(|s| s.action.key()).collect();
         assert_eq!(keys, ACTION_KEYS);
         assert_eq!(spec.steps[0].timeout, Some(5.0));
-        assert_eq!(spec.steps[12].node.as_deref(), Some("b"));
+        assert_eq!(spec.steps[14].node.as_deref(), Some("b"));
         assert_eq!(
             spec.steps[5].action,
             Action::Succeed {
