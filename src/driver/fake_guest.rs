@@ -479,7 +479,7 @@ fn wait_until_succeeds_latency() {
     let status = h.tmp.path().join("status");
     std::fs::write(&status, "starting\n").unwrap();
     let command = format!("cat {}", status.display());
-    let expect = Expect { contains: Some("Healthy".into()), ..Expect::default() };
+    let expect = Expect { contains: vec!["Healthy".into()], ..Expect::default() };
     let wait = Action::WaitUntilSucceeds { command, expect };
     assert_wait_latency(&mut h, wait, move || std::fs::write(status, "Healthy\n").unwrap());
 }
@@ -638,7 +638,7 @@ fn failing_step_reports_golden() {
         step(
             Action::Succeed {
                 command: "echo Sick".into(),
-                expect: Expect { contains: Some("Healthy".into()), ..Expect::default() },
+                expect: Expect { contains: vec!["Healthy".into()], ..Expect::default() },
             },
             10.0,
         ),

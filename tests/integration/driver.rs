@@ -155,7 +155,7 @@ fn succeed(node: &str, timeout: f64, command: &str) -> Step {
 }
 
 fn succeed_contains(node: &str, timeout: f64, command: &str, contains: &str) -> Step {
-    let expect = Expect { contains: Some(contains.to_owned()), ..Expect::default() };
+    let expect = Expect { contains: vec![contains.to_owned()], ..Expect::default() };
     step(node, timeout, Action::Succeed { command: command.to_owned(), expect })
 }
 
@@ -432,7 +432,7 @@ fn health_check_passes_on_systemd_guest() {
                 30.0,
                 Action::WaitUntilSucceeds {
                     command: "curl --fail --silent localhost:3000".into(),
-                    expect: Expect { contains: Some("Healthy".into()), ..Expect::default() },
+                    expect: Expect { contains: vec!["Healthy".into()], ..Expect::default() },
                 },
             ),
             succeed_contains("machine", 30.0, "curl --fail localhost:3000", "Healthy"),
