@@ -344,7 +344,7 @@ fn three_runs(work: &Path) -> Option<PathBuf> {
             10.0,
             Action::Succeed {
                 command: format!("printf '%s\\n' line1 '{}'", HOSTILE.replace('\'', "")),
-                expect: Expect { contains: Some("Welcome".into()), ..Expect::default() },
+                expect: Expect { contains: vec!["Welcome".into()], ..Expect::default() },
             },
         ),
         step(Some("machine"), 5.0, Action::WaitForUnit { unit: "broken.service".into(), user: None }),
