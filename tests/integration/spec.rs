@@ -104,7 +104,7 @@ fn good_health() {
         t.steps[2].action,
         Action::Succeed {
             command: "curl --fail localhost:3000".into(),
-            expect: Expect { contains: Some("Healthy".into()), ..Expect::default() }
+            expect: Expect { contains: vec!["Healthy".into()], ..Expect::default() }
         }
     );
     assert_eq!(
