@@ -526,8 +526,22 @@ impl<'a> Walker<'a> {
         );
     }
 
-    /// Aliases must point to a module that exists.
+    /// Aliases must point to a module that exists. An alias of a set of
+    /// modules is a set of modules too (not importable).
     fn check_aliases(&mut self) {
+        let sets: Vec<(String, ModuleKind)> = self
+            .modules
+            .values()
+            .filter_map(|m| {
+                let target = self.modules.get(m.kind.alias_target()?)?;
+                (!target.kind.is_module()).then(|| (m.name.clone(), target.kind.clone()))
+            })
+            .collect();
+        for (name, kind) in sets {
+            if let Some(m) = self.modules.get_mut(&name) {
+                m.kind = kind;
+            }
+        }
         let names: Vec<String> = self.modules.keys().cloned().collect();
         let bad: Vec<(String, String)> = self
             .modules
