@@ -40,12 +40,83 @@ impl Rng {
 
 /// Tokens that reach the interesting corners of Nix, the shell and paths.
 const DICTIONARY: &[&str] = &[
-    "[", "]", "{", "}", "(", ")", "${", "''", "'''", "\"", "\\", "\\\"", "//", "++", "+", "-", "->", "?", ":",
-    "@", ".", "..", "/", "../", "/etc/", "let ", " in ", "with ", "rec ", "inherit ", "if ", "then ", "else ",
-    "assert ", "or ", ";", "=", ",", "...", "\0", "\u{1b}", "\n", "\r", "\t", " ", "0", "-1", "4294967296",
-    "1e308", "true", "null", "import ", "/dev/zero", "./x.nix", "self.nixosModules.", "nixosModules.", "steps",
-    "nodes", "succeed", "node", "timeout", "matches", "a**", "(?<x>", "\\B", "targetDir", "screenshot",
-    "copyFromVm", "user", "-", "--", "$(id)", "`", "✓", "\u{307}", "__functor", "outPath",
+    "[",
+    "]",
+    "{",
+    "}",
+    "(",
+    ")",
+    "${",
+    "''",
+    "'''",
+    "\"",
+    "\\",
+    "\\\"",
+    "//",
+    "++",
+    "+",
+    "-",
+    "->",
+    "?",
+    ":",
+    "@",
+    ".",
+    "..",
+    "/",
+    "../",
+    "/etc/",
+    "let ",
+    " in ",
+    "with ",
+    "rec ",
+    "inherit ",
+    "if ",
+    "then ",
+    "else ",
+    "assert ",
+    "or ",
+    ";",
+    "=",
+    ",",
+    "...",
+    "\0",
+    "\u{1b}",
+    "\n",
+    "\r",
+    "\t",
+    " ",
+    "0",
+    "-1",
+    "4294967296",
+    "1e308",
+    "true",
+    "null",
+    "import ",
+    "/dev/zero",
+    "./x.nix",
+    "self.nixosModules.",
+    "nixosModules.",
+    "steps",
+    "nodes",
+    "succeed",
+    "node",
+    "timeout",
+    "matches",
+    "a**",
+    "(?<x>",
+    "\\B",
+    "targetDir",
+    "screenshot",
+    "copyFromVm",
+    "user",
+    "-",
+    "--",
+    "$(id)",
+    "`",
+    "✓",
+    "\u{307}",
+    "__functor",
+    "outPath",
 ];
 
 fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
@@ -171,7 +242,11 @@ fn fuzz_descriptions_parse_validate_codegen() {
         }
         if let Ok(out) = nixvm_gen::codegen::render(&p, &config) {
             let parsed = rnix::Root::parse(&out);
-            assert!(parsed.errors().is_empty(), "generated code does not parse: {:?}\n{out}", parsed.errors());
+            assert!(
+                parsed.errors().is_empty(),
+                "generated code does not parse: {:?}\n{out}",
+                parsed.errors()
+            );
         }
     });
 }
@@ -194,7 +269,11 @@ fn fuzz_flake_analysis_and_wire() {
         let _ = nixvm_gen::flake::analyze(dir.path(), &mut sources);
         if let Ok(text) = std::str::from_utf8(bytes) {
             if let Ok(out) = nixvm_gen::scaffold::wire::wire(text, &opts) {
-                assert!(rnix::Root::parse(&out.text).errors().is_empty(), "wire wrote broken Nix:\n{}", out.text);
+                assert!(
+                    rnix::Root::parse(&out.text).errors().is_empty(),
+                    "wire wrote broken Nix:\n{}",
+                    out.text
+                );
             }
         }
     });
