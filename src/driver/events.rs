@@ -3,22 +3,22 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Position of a step in the plan: indices into `steps`, then into a
 /// subtest's `steps`, and so on.
 pub type StepPath = Vec<usize>;
 
 /// Extra text attached to a failure (`systemctl status`, journal).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Detail {
     pub title: String,
     pub text: String,
 }
 
 /// Everything known about a failed step.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Failure {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,7 +76,7 @@ fn indent(text: &str) -> String {
 }
 
 /// How a step ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum StepStatus {
     Passed,
@@ -86,7 +86,7 @@ pub enum StepStatus {
 }
 
 /// How the run ended; decides the exit code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum RunResult {
     Passed,
@@ -116,6 +116,14 @@ pub enum DriverEvent {
         name: String,
         nodes: Vec<String>,
         total_steps: usize,
+    },
+    /// A node's boot at the beginning of the run ended (`ok`: its shell
+    /// came up), for the report's timeline.
+    NodeBooted {
+        node: String,
+        started: std::time::Instant,
+        ready: std::time::Instant,
+        ok: bool,
     },
     /// A VM failed to start at the beginning of the run.
     VmFailed {

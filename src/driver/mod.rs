@@ -18,6 +18,7 @@ pub mod os;
 pub mod report;
 pub mod run;
 pub mod shell;
+pub mod snapshot;
 pub mod steps;
 pub mod stream;
 pub mod tools;

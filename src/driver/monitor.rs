@@ -23,6 +23,9 @@ pub enum MonitorError {
     Io(#[from] io::Error),
     #[error("unexpected QMP message: {0}")]
     Qmp(String),
+    /// QEMU answered a QMP command with an error; its description.
+    #[error("{0}")]
+    QmpError(String),
     #[error(transparent)]
     Stopped(#[from] StopReason),
 }
@@ -102,7 +105,9 @@ impl Monitor {
 
 /// A QMP session after capabilities negotiation.
 pub struct Qmp {
-    _stream: UnixStream,
+    stream: UnixStream,
+    /// Bytes read after the last complete message.
+    buf: Vec<u8>,
 }
 
 impl Qmp {
@@ -139,12 +144,57 @@ impl Qmp {
                 let msg: serde_json::Value =
                     serde_json::from_str(&text).map_err(|_| MonitorError::Qmp(text.clone()))?;
                 if msg.get("return").is_some() {
-                    return Ok(Qmp { _stream: stream });
+                    return Ok(Qmp { stream, buf });
                 }
                 if msg.get("event").is_none() {
                     return Err(MonitorError::Qmp(text));
                 }
             }
+        }
+    }
+
+    /// Runs one QMP command and returns its `return` value. Events that
+    /// arrived in between are skipped (nothing in the driver waits for
+    /// them); an `error` answer becomes [`MonitorError::QmpError`].
+    pub fn execute(
+        &mut self,
+        command: &str,
+        arguments: serde_json::Value,
+        deadline: Instant,
+        abort: &Abort,
+    ) -> Result<serde_json::Value, MonitorError> {
+        let mut request = serde_json::json!({ "execute": command });
+        if !arguments.is_null() {
+            request["arguments"] = arguments;
+        }
+        let mut line = request.to_string();
+        line.push('\n');
+        self.stream.write_all(line.as_bytes()).map_err(|e| match e.kind() {
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => MonitorError::Eof,
+            _ => MonitorError::Io(e),
+        })?;
+        loop {
+            while let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let raw: Vec<u8> = self.buf.drain(..=pos).collect();
+                let text = String::from_utf8_lossy(&raw).trim().to_owned();
+                if text.is_empty() {
+                    continue;
+                }
+                let mut msg: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|_| MonitorError::Qmp(text.clone()))?;
+                if let Some(ret) = msg.get_mut("return") {
+                    return Ok(ret.take());
+                }
+                if let Some(err) = msg.get("error") {
+                    let desc = err.get("desc").and_then(|d| d.as_str()).unwrap_or("unknown error");
+                    return Err(MonitorError::QmpError(desc.to_owned()));
+                }
+                if msg.get("event").is_none() {
+                    return Err(MonitorError::Qmp(text));
+                }
+            }
+            let started = Instant::now();
+            read_chunk(&mut self.stream, &mut self.buf, deadline, abort, started)?;
         }
     }
 }

@@ -137,14 +137,23 @@ pub fn validate(opts: &RunOptions) -> Result<(), SetupError> {
     Ok(())
 }
 
-/// [`validate`], then creates the temporary and shared directories.
+/// [`validate`], then creates the temporary and shared directories with
+/// mode 0700, like the stock driver (`mkdir(mode=0o700, exist_ok=True)`):
+/// other users must not reach the guests' sockets or shared files. An
+/// existing temporary directory (`/tmp`, `$XDG_RUNTIME_DIR`) keeps its mode;
+/// `shared-xchg` is ours and is made 0700 in any case.
 pub(super) fn prepare(opts: &RunOptions) -> Result<(), SetupError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     validate(opts)?;
-    let mk = |path: &Path| {
-        std::fs::create_dir_all(path).map_err(|source| SetupError::TmpDir { path: path.to_owned(), source })
+    let err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| SetupError::TmpDir { path, source }
     };
-    mk(&opts.tmp_dir)?;
-    mk(&opts.tmp_dir.join("shared-xchg"))
+    let mk = |path: &Path| std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path);
+    mk(&opts.tmp_dir).map_err(err(&opts.tmp_dir))?;
+    let shared = opts.tmp_dir.join("shared-xchg");
+    mk(&shared).map_err(err(&shared))?;
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o700)).map_err(err(&shared))
 }
 
 fn first_unknown_node(steps: &[Step], opts: &RunOptions) -> Option<String> {
@@ -349,22 +358,37 @@ pub(super) fn boot_all(
     deadline: Instant,
     abort: &Abort,
 ) -> Vec<(String, Result<(), VmError>)> {
+    boot_all_timed(machines, deadline, abort).into_iter().map(|(name, r, _)| (name, r)).collect()
+}
+
+/// [`boot_all`] with the instant each node's boot ended (for the timeline).
+pub(super) fn boot_all_timed(
+    machines: &mut BTreeMap<String, Machine>,
+    deadline: Instant,
+    abort: &Abort,
+) -> Vec<(String, Result<(), VmError>, Instant)> {
     std::thread::scope(|s| {
         let handles: Vec<_> = machines
             .values_mut()
             .map(|m| {
                 let name = m.name().to_owned();
-                let h = s.spawn(move || m.start(deadline, abort).and_then(|()| m.connect(deadline, abort)));
+                let h = s.spawn(move || {
+                    let r = m.start(deadline, abort).and_then(|()| m.connect(deadline, abort));
+                    (r, Instant::now())
+                });
                 (name, h)
             })
             .collect();
         handles
             .into_iter()
             .map(|(name, h)| {
-                let r = h.join().unwrap_or_else(|_| {
-                    Err(VmError::NotRunning { node: format!("{name} (the start thread panicked)") })
+                let (r, at) = h.join().unwrap_or_else(|_| {
+                    (
+                        Err(VmError::NotRunning { node: format!("{name} (the start thread panicked)") }),
+                        Instant::now(),
+                    )
                 });
-                (name, r)
+                (name, r, at)
             })
             .collect()
     })
@@ -417,9 +441,11 @@ impl<'a> Runner<'a> {
         let t = Instant::now();
         self.log.header(None, "start all VMs");
         let deadline = Instant::now() + self.opts.boot_timeout;
-        let results = boot_all(self.machines, deadline, self.abort);
+        let results = boot_all_timed(self.machines, deadline, self.abort);
         let mut ok = true;
-        for (node, r) in results {
+        for (node, r, ready) in results {
+            let booted = DriverEvent::NodeBooted { node: node.clone(), started: t, ready, ok: r.is_ok() };
+            self.sinks.emit(booted);
             match r {
                 Ok(()) => {}
                 Err(VmError::Stopped(reason)) => {

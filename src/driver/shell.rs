@@ -348,6 +348,34 @@ impl Shell {
         Ok(Reply { status, stdout })
     }
 
+    /// After a snapshot restore: the restored guest shell is idle (snapshots
+    /// are taken between commands), so whatever the host still holds or the
+    /// socket still carries belongs to the abandoned timeline. Drops it, then
+    /// runs `script` directly in the backdoor shell (no `bash -c`, no
+    /// base64: the first commands after a restore are slow under TCG, which
+    /// retranslates the guest's code) followed by `echo <token> $?`, and
+    /// returns that status. Lines before the token are discarded.
+    pub fn restored(&mut self, script: &str, deadline: Instant, abort: &Abort) -> Result<i32, ShellError> {
+        self.buf.clear();
+        self.skip_newline = false;
+        self.desynced = true;
+        self.syncs += 1;
+        let token = format!("nixvm-restored-{}-{}", std::process::id(), self.syncs);
+        self.send(&format!("{script}\necho {token} $?\n"))?;
+        loop {
+            let line = self.read_line(deadline, abort)?;
+            let text = String::from_utf8_lossy(&line);
+            // A partial stale line may precede the token on its line.
+            let needle = format!("{token} ");
+            if let Some(rest) = text.trim_end().find(&needle).map(|p| &text.trim_end()[p + needle.len()..]) {
+                self.desynced = false;
+                return rest.trim().parse::<i32>().map_err(|_| {
+                    ShellError::Protocol(format!("expected an exit status after {token}, got {rest:?}"))
+                });
+            }
+        }
+    }
+
     /// Whether an earlier command is still outstanding.
     pub fn is_desynced(&self) -> bool {
         self.desynced
@@ -464,6 +492,33 @@ mod tests {
         let reply =
             shell.execute("echo hi", Some(Duration::from_secs(3)), deadline, &Abort::never()).unwrap();
         assert_eq!(reply, Reply { status: 0, stdout: b"hi".to_vec() });
+    }
+
+    #[test]
+    fn restored_drops_stale_output_and_reads_the_status() {
+        let (mut shell, mut guest) = pair();
+        // Output of the abandoned timeline, still on the socket.
+        guest.write_all(b"c3RhbGU=\n0\npartial").unwrap();
+        let t = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut b = [0u8; 1];
+            while !got.ends_with(b" $?\n") {
+                guest.read_exact(&mut b).unwrap();
+                got.push(b[0]);
+            }
+            let text = String::from_utf8(got).unwrap();
+            let token = text.lines().last().unwrap().split(' ').nth(1).unwrap().to_owned();
+            guest.write_all(format!("noise\n{token} 3\n").as_bytes()).unwrap();
+            (guest, text)
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert_eq!(shell.restored("mount -a", deadline, &Abort::never()).unwrap(), 3);
+        let (mut guest, sent) = t.join().unwrap();
+        assert!(sent.starts_with("mount -a\necho nixvm-restored-"), "{sent:?}");
+        guest.write_all(b"aGk=\n0\n").unwrap();
+        let reply =
+            shell.execute("echo hi", Some(Duration::from_secs(3)), deadline, &Abort::never()).unwrap();
+        assert_eq!(reply.stdout, b"hi");
     }
 
     #[test]

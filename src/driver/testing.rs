@@ -38,10 +38,12 @@ pub fn golden(rel: &str, actual: &str) {
 
 /// Replaces run-dependent numbers (durations) so goldens are stable.
 pub fn redact(text: &str) -> String {
-    let json = regex::Regex::new(r#""(durationSecs)": [0-9.e-]+"#).expect("valid regex");
+    let json = regex::Regex::new(r#""(durationSecs|startSecs|endSecs)": [0-9.e-]+"#).expect("valid regex");
+    let at = regex::Regex::new(r#""startedAt": "[^"]*""#).expect("valid regex");
     let xml = regex::Regex::new(r#"time="[0-9.]+""#).expect("valid regex");
     let secs = regex::Regex::new(r"within [0-9]+\.[0-9] seconds").expect("valid regex");
     let text = json.replace_all(text, r#""$1": "<duration>""#);
+    let text = at.replace_all(&text, r#""startedAt": "<time>""#);
     let text = xml.replace_all(&text, r#"time="<duration>""#);
     secs.replace_all(&text, "within <n> seconds").into_owned()
 }

@@ -6,6 +6,7 @@
 //! (wait for the backdoor's ready marker) → commands → `shutdown` / `crash` /
 //! `release` (SIGTERM to the process group, grace period, SIGKILL).
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -16,11 +17,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::abort::{Abort, StopReason};
-use super::console::Console;
+use super::console::{Console, Stream};
 use super::log::Log;
 use super::monitor::{Monitor, MonitorError, Qmp};
 use super::os;
 use super::shell::{Protocol, Reply, Shell, ShellError};
+use super::snapshot::NodeSnapshot;
 
 /// Longest usable Unix socket path in bytes (`sun_path` is 108 bytes,
 /// including the terminating NUL).
@@ -33,12 +35,13 @@ pub const CONSOLE_TAIL: usize = 20;
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
     #[error(
-        "node {node}: start script exited with {status} before QEMU connected to the driver{}",
+        "node {node}: start script exited with {status} before QEMU connected to the driver{}{}",
+        format_stderr(stderr),
         format_tail(tail)
     )]
-    StartScriptExited { node: String, status: String, tail: Vec<String> },
-    #[error("node {node}: QEMU exited with {status}{}", format_tail(tail))]
-    Exited { node: String, status: String, tail: Vec<String> },
+    StartScriptExited { node: String, status: String, stderr: Vec<String>, tail: Vec<String> },
+    #[error("node {node}: QEMU exited with {status}{}{}", format_stderr(stderr), format_tail(tail))]
+    Exited { node: String, status: String, stderr: Vec<String>, tail: Vec<String> },
     #[error("node {node}: the guest closed the backdoor shell (QEMU is still running)")]
     ShellClosed { node: String },
     #[error("node {node}: {what} did not finish within {secs:.1} seconds")]
@@ -64,8 +67,24 @@ pub enum VmError {
     },
     #[error("node {node} is not running (start it first)")]
     NotRunning { node: String },
+    /// QEMU answered a QMP command with an error.
+    #[error("node {node}: QEMU refused `{command}`: {message}")]
+    Qemu { node: String, command: String, message: String },
     #[error(transparent)]
     Stopped(#[from] StopReason),
+}
+
+/// QEMU's (and the start script's) last stderr lines, apart from the console.
+fn format_stderr(stderr: &[String]) -> String {
+    if stderr.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("; QEMU's stderr:");
+    for line in stderr {
+        s.push_str("\n    ");
+        s.push_str(line);
+    }
+    s
 }
 
 fn format_tail(tail: &[String]) -> String {
@@ -152,7 +171,7 @@ struct Running {
     child: Child,
     _stdin: Option<ChildStdin>,
     monitor: Monitor,
-    _qmp: Qmp,
+    qmp: Qmp,
     shell: Shell,
     connected: bool,
     /// The fast protocol is wanted (a fallback to stock is then reported).
@@ -168,6 +187,11 @@ pub struct Machine {
     console: Arc<Console>,
     running: Option<Running>,
     preferred: Protocol,
+    /// Whether the first VLAN link is up (`block`/`unblock`); a restore
+    /// sets it again (QEMU does not restore the peer's link state).
+    link_up: bool,
+    /// What the driver needs to restore each snapshot of this node.
+    snapshots: BTreeMap<String, NodeSnapshot>,
 }
 
 impl Machine {
@@ -192,6 +216,8 @@ impl Machine {
             console: Arc::default(),
             running: None,
             preferred: Protocol::preferred(),
+            link_up: true,
+            snapshots: BTreeMap::new(),
         })
     }
 
@@ -257,14 +283,15 @@ impl Machine {
         let mut child = os::spawn_in_group(&mut cmd).map_err(self.io("run the start script"))?;
         self.console.reset();
         let mut readers = Vec::new();
-        for source in [
-            child.stdout.take().map(Box::new).map(|b| b as Box<dyn io::Read + Send>),
-            child.stderr.take().map(Box::new).map(|b| b as Box<dyn io::Read + Send>),
+        // stdout is the serial console; stderr is QEMU's own (kept apart).
+        for (stream, source) in [
+            (Stream::Serial, child.stdout.take().map(Box::new).map(|b| b as Box<dyn io::Read + Send>)),
+            (Stream::Stderr, child.stderr.take().map(Box::new).map(|b| b as Box<dyn io::Read + Send>)),
         ]
         .into_iter()
-        .flatten()
+        .filter_map(|(stream, source)| source.map(|s| (stream, s)))
         {
-            match self.console.spawn_reader(name.clone(), source, self.log.clone()) {
+            match self.console.spawn_reader(name.clone(), stream, source, self.log.clone()) {
                 Ok(h) => readers.push(h),
                 Err(e) => {
                     let _ = os::terminate_group(&mut child, Duration::ZERO, &|| false);
@@ -288,6 +315,7 @@ impl Machine {
                     Accept::Exited(status) => VmError::StartScriptExited {
                         node: name,
                         status: os::describe_status(status),
+                        stderr: self.console.stderr_tail(CONSOLE_TAIL),
                         tail: self.console.tail(CONSOLE_TAIL),
                     },
                     Accept::Io(e) => self.io("accept QEMU's connections")(e),
@@ -312,6 +340,7 @@ impl Machine {
                     Some(status) => VmError::Exited {
                         node: name,
                         status: os::describe_status(status),
+                        stderr: self.console.stderr_tail(CONSOLE_TAIL),
                         tail: self.console.tail(CONSOLE_TAIL),
                     },
                     None => VmError::Monitor { node: name, source: e },
@@ -325,7 +354,7 @@ impl Machine {
             child,
             _stdin: stdin,
             monitor,
-            _qmp: qmp,
+            qmp,
             shell,
             connected: false,
             prefer_fast: self.preferred == Protocol::Fast,
@@ -430,6 +459,7 @@ impl Machine {
                         VmError::Exited {
                             node,
                             status: os::describe_status(status),
+                            stderr: self.console.stderr_tail(CONSOLE_TAIL),
                             tail: self.console.tail(CONSOLE_TAIL),
                         }
                     }
@@ -484,6 +514,62 @@ impl Machine {
         };
         self.log.debug(Some(&name), &format!("sending monitor command: {command}"));
         run.monitor.command(command, deadline, abort).map_err(|e| self.monitor_failure(e))
+    }
+
+    /// Runs a QMP command and returns its `return` value.
+    pub fn qmp(
+        &mut self,
+        command: &str,
+        arguments: serde_json::Value,
+        deadline: Instant,
+        abort: &Abort,
+    ) -> Result<serde_json::Value, VmError> {
+        let name = self.setup.name.clone();
+        let Some(run) = self.running.as_mut() else {
+            return Err(VmError::NotRunning { node: name });
+        };
+        self.log.debug(Some(&name), &format!("sending QMP command: {command} {arguments}"));
+        match run.qmp.execute(command, arguments, deadline, abort) {
+            Ok(v) => Ok(v),
+            Err(MonitorError::QmpError(message)) => {
+                Err(VmError::Qemu { node: name, command: command.to_owned(), message })
+            }
+            Err(e) => Err(self.monitor_failure(e)),
+        }
+    }
+
+    /// Records the first VLAN link's state after `block`/`unblock`.
+    pub fn note_link(&mut self, up: bool) {
+        self.link_up = up;
+    }
+
+    pub fn link_up(&self) -> bool {
+        self.link_up
+    }
+
+    /// The per-node state of each snapshot (kept across QEMU restarts: the
+    /// snapshots live in the qcow2 disk, which persists).
+    pub fn snapshots_mut(&mut self) -> &mut BTreeMap<String, NodeSnapshot> {
+        &mut self.snapshots
+    }
+
+    /// Runs `script` directly in the backdoor shell after a snapshot restore
+    /// ([`Shell::restored`]) and returns its exit status.
+    pub fn restored_shell(&mut self, script: &str, deadline: Instant, abort: &Abort) -> Result<i32, VmError> {
+        let name = self.setup.name.clone();
+        let Some(run) = self.running.as_mut() else {
+            return Err(VmError::NotRunning { node: name });
+        };
+        run.connected = true;
+        match run.shell.restored(script, deadline, abort) {
+            Ok(status) => Ok(status),
+            Err(e) => Err(self.shell_failure(e)),
+        }
+    }
+
+    /// The node's own exchange directory (guest `/tmp/xchg`).
+    pub fn xchg_dir(&self) -> PathBuf {
+        self.state_dir.join("xchg")
     }
 
     fn monitor_failure(&mut self, err: MonitorError) -> VmError {
@@ -630,6 +716,11 @@ impl Machine {
 
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
+    }
+
+    /// The run's temporary directory (state directories, shared directory).
+    pub fn tmp_dir(&self) -> &Path {
+        &self.setup.tmp_dir
     }
 }
 

@@ -134,8 +134,12 @@ pub fn eval_description(path: &Path, timeout: Duration) -> Result<serde_json::Va
 
 /// Applied to `--argstr file <abs path>`; `import` accepts an absolute path
 /// string. A description without `nodes` stays without (the converter
-/// reports that).
-const DESCRIPTION_EXPR: &str = "{ file }: let d = import file; in \
+/// reports that). A description that is a function gets arguments that
+/// fail when used: `pkgs` and `nodes` exist only in the generated check.
+const DESCRIPTION_EXPR: &str = "{ file }: let f = import file; \
+     d = if builtins.isFunction f then f (builtins.mapAttrs (n: _: throw \"nixvm-gen --eval: `${n}` is only \
+     known in the generated check; use it in a step's string instead of the test's structure\") \
+     (builtins.functionArgs f)) else f; in \
      d // (if d ? nodes then { nodes = builtins.mapAttrs (_: _: null) d.nodes; } else { })";
 
 #[cfg(test)]

@@ -644,13 +644,16 @@ impl<'a> Walker<'a> {
                 let first =
                     args.first().map(|a| Val { expr: a.clone(), file: v.file, scope: v.scope.clone() });
                 match (name.as_deref(), first) {
-                    (Some("import"), Some(arg)) if is_import_head(&head) => {
+                    (Some("import"), Some(arg)) if is_import_head(&head, &v.scope) => {
                         let arg = self.deref(&arg)?;
                         ModuleKind::Import { source: self.path_source(&arg)? }
                     }
                     (Some("importApply"), Some(arg)) => {
                         let arg = self.deref(&arg)?;
                         ModuleKind::ImportApply { source: self.path_source(&arg)? }
+                    }
+                    (Some("import"), Some(_)) if matches!(head, ast::Expr::Ident(_)) => {
+                        return Err("`import` is rebound in this file (`import = …`), so this calls that function, not Nix's `import`".to_string());
                     }
                     _ => {
                         return Err(format!(
@@ -881,12 +884,17 @@ impl<'a> Walker<'a> {
         self.enter()?;
         let view = self.set_view(src);
         self.depth -= 1;
+        self.attr_in(&view, name, &short_text(src.expr.syntax()))
+    }
+
+    /// The attribute `name` of the set `view` (written `src` in messages).
+    fn attr_in(&mut self, view: &SetView, name: &str, src: &str) -> Result<Val, String> {
         let binds: Vec<&Bind> = view.binds.iter().filter(|b| key_is(&b.keys, 0, name)).collect();
         if let Some(o) = view.opaque.first() {
             return Err(format!("`{name}` is read from a set that needs evaluation ({})", o.reason));
         }
         match binds.as_slice() {
-            [] => Err(format!("`{}` has no attribute `{name}`", short_text(src.expr.syntax()))),
+            [] => Err(format!("`{src}` has no attribute `{name}`")),
             [b] if b.keys.len() == 1 => {
                 let value = b.value.clone();
                 self.value_of(&value)
@@ -1173,6 +1181,25 @@ impl<'a> Walker<'a> {
                     _ => Ok(v),
                 }
             }
+            // `self.homeManagerModules.x`, `self.nixosModule`: another
+            // output, read from the outputs (`self.nixosModules.x` stays an
+            // alias).
+            ast::Expr::Select(sel)
+                if self_module_ref(sel, &v.scope).is_none()
+                    && self.outputs.is_some()
+                    && self_output_path(sel, &v.scope).is_some() =>
+            {
+                let (Some(path), Some(outputs)) = (self_output_path(sel, &v.scope), self.outputs.clone())
+                else {
+                    return Ok(v);
+                };
+                let Some((last, parents)) = path.split_last() else { return Ok(v) };
+                let view = parents.iter().fold(outputs, |view, name| self.select(&view, name));
+                match self.attr_in(&view, last, &short_text(sel.syntax())) {
+                    Ok(next) => self.deref(&next),
+                    Err(_) => Ok(v),
+                }
+            }
             ast::Expr::Select(sel)
                 if self_output_path(sel, &v.scope).is_none() && sel.default_expr().is_none() =>
             {
@@ -1219,7 +1246,7 @@ impl<'a> Walker<'a> {
         loop {
             let ast::Expr::Apply(app) = &v.expr else { return Ok(v) };
             let (head, args) = flatten_apply(app);
-            if !is_import_head(&head) {
+            if !is_import_head(&head, &v.scope) {
                 return Ok(v);
             }
             let Some(first) = args.first() else { return Ok(v) };
@@ -1406,12 +1433,16 @@ fn head_name(head: &ast::Expr) -> Option<String> {
     }
 }
 
-/// `import` or `builtins.import`.
-fn is_import_head(head: &ast::Expr) -> bool {
+/// `import` or `builtins.import`, unless a `let` or a function argument
+/// rebinds the name (nixos-hardware's `import = path: path;`).
+fn is_import_head(head: &ast::Expr, scope: &Scope) -> bool {
     match head {
-        ast::Expr::Ident(i) => ident_name(i) == "import",
+        ast::Expr::Ident(i) => {
+            ident_name(i) == "import" && matches!(lookup(scope, "import"), None | Some(Entry::With(_)))
+        }
         ast::Expr::Select(s) => {
             matches!(s.expr(), Some(ast::Expr::Ident(i)) if ident_name(&i) == "builtins")
+                && lookup(scope, "builtins").is_none()
                 && s.attrpath().is_some_and(|p| {
                     let names: Vec<_> = p.attrs().map(|a| attr_name(&a)).collect();
                     names == [Some("import".to_string())]

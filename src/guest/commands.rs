@@ -13,11 +13,13 @@ const HTTP_STATUS_SEPARATOR: char = '\n';
 /// make it exit non-zero, so a refused connection fails the command while an
 /// HTTP error status does not (the step compares the status itself).
 pub fn http_command(url: &str) -> String {
-    format!(
-        "curl --silent --show-error --location --write-out {} --url {}",
-        shell_quote("\\n%{http_code}"),
-        shell_quote(url)
-    )
+    format!("{}{}", http_command_prefix(), shell_quote(url))
+}
+
+/// [`http_command`] up to the quoted URL (the generated script appends a
+/// URL that Nix computes).
+pub fn http_command_prefix() -> String {
+    format!("curl --silent --show-error --location --write-out {} --url ", shell_quote("\\n%{http_code}"))
 }
 
 /// Splits the output of [`http_command`] into `(body, status)`. `None` when

@@ -52,6 +52,8 @@ pub struct Binding {
     pub free: BTreeSet<String>,
     /// The value when it is a plain string or integer literal.
     pub literal: Option<Literal>,
+    /// Columns of indentation of the line the binding starts on.
+    pub indent: usize,
 }
 
 /// A literal a `${…}` in the testScript can be replaced with.
@@ -96,31 +98,28 @@ pub struct ScriptSource {
     pub interpolations: Vec<String>,
     /// File line of the script's first decoded line.
     pub first_line: usize,
-    /// For each placeholder, how many newlines its source spans (decoded
-    /// lines after it are that much further down in the file).
-    pub extra_newlines: Vec<usize>,
+    /// The file line of each decoded line (a `${…}` spanning lines, or
+    /// `''…'' + ''…''`, moves later lines down).
+    pub line_map: Vec<usize>,
     /// The script is a function (`{ nodes, ... }: ''…''`).
     pub is_function: bool,
     /// Interpolations replaced by their literal value from the scope.
     pub resolved: Vec<usize>,
+    /// The bindings the interpolations see: the script's own `let`s, then
+    /// those around the test.
+    pub scope: Vec<Binding>,
 }
 
 impl ScriptSource {
     /// The file line of 1-based decoded line `line`.
     pub fn file_line(&self, line: usize) -> usize {
-        let mut extra = 0;
-        for (i, newlines) in self.extra_newlines.iter().enumerate() {
-            if *newlines == 0 {
-                continue;
-            }
-            if let Some(pos) = self.text.find(&placeholder(i)) {
-                let ph_line = self.text[..pos].matches('\n').count() + 1;
-                if ph_line < line {
-                    extra += newlines;
-                }
-            }
+        match self.line_map.get(line.saturating_sub(1)) {
+            Some(l) => *l,
+            None => match self.line_map.last() {
+                Some(last) => last + line.saturating_sub(self.line_map.len()),
+                None => self.first_line + line.saturating_sub(1),
+            },
         }
-        self.first_line + line - 1 + extra
     }
 }
 
@@ -184,6 +183,11 @@ fn decode_string(s: &ast::Str) -> (String, Vec<String>) {
 
 /// [`decode_string`] with the interpolations' source as written.
 fn decode_string_raw(s: &ast::Str) -> (String, Vec<String>) {
+    decode_string_from(s, 0)
+}
+
+/// [`decode_string_raw`] numbering placeholders from `first`.
+fn decode_string_from(s: &ast::Str, first: usize) -> (String, Vec<String>) {
     let mut raw = String::new();
     let mut interps = Vec::new();
     let mut indented = false;
@@ -197,7 +201,7 @@ fn decode_string_raw(s: &ast::Str) -> (String, Vec<String>) {
             NodeOrToken::Node(n) if n.kind() == SyntaxKind::NODE_INTERPOL => {
                 let inner = n.text().to_string();
                 let inner = inner.strip_prefix("${").and_then(|i| i.strip_suffix('}')).unwrap_or(&inner);
-                raw.push_str(&placeholder(interps.len()));
+                raw.push_str(&placeholder(first + interps.len()));
                 interps.push(inner.to_string());
             }
             NodeOrToken::Node(_) => {}
@@ -382,23 +386,35 @@ fn enclosing_bindings(node: &SyntaxNode) -> Vec<Binding> {
     let mut out = Vec::new();
     for anc in node.ancestors().skip(1) {
         let Some(let_in) = ast::LetIn::cast(anc) else { continue };
-        for apv in let_in.attrpath_values() {
-            let path: Vec<_> = apv.attrpath().map(|p| p.attrs().collect()).unwrap_or_default();
-            let [attr] = path.as_slice() else { continue };
-            let (Some(name), Some(value)) = (attr_name(attr), apv.value()) else { continue };
-            let mut free = BTreeSet::new();
-            free_vars(value.syntax(), &mut Vec::new(), &mut free, 0);
-            let literal = match strip_parens(&value) {
-                ast::Expr::Str(s) => static_string(&s).map(Literal::Str),
-                ast::Expr::Literal(l)
-                    if l.syntax().first_token().is_some_and(|t| t.kind() == SyntaxKind::TOKEN_INTEGER) =>
-                {
-                    l.syntax().text().to_string().parse().ok().map(Literal::Int)
-                }
-                _ => None,
-            };
-            out.push(Binding { name, text: apv.syntax().text().to_string(), free, literal });
-        }
+        out.extend(bindings_of(&let_in));
+    }
+    out
+}
+
+/// The `name = value;` bindings of one `let`.
+fn bindings_of(let_in: &ast::LetIn) -> Vec<Binding> {
+    let mut out = Vec::new();
+    for apv in let_in.attrpath_values() {
+        let path: Vec<_> = apv.attrpath().map(|p| p.attrs().collect()).unwrap_or_default();
+        let [attr] = path.as_slice() else { continue };
+        let (Some(name), Some(value)) = (attr_name(attr), apv.value()) else { continue };
+        let mut free = BTreeSet::new();
+        free_vars(value.syntax(), &mut Vec::new(), &mut free, 0);
+        let literal = match strip_parens(&value) {
+            ast::Expr::Str(s) => static_string(&s).map(Literal::Str),
+            ast::Expr::Literal(l)
+                if l.syntax().first_token().is_some_and(|t| t.kind() == SyntaxKind::TOKEN_INTEGER) =>
+            {
+                l.syntax().text().to_string().parse().ok().map(Literal::Int)
+            }
+            _ => None,
+        };
+        let start = usize::from(apv.syntax().text_range().start());
+        let full = apv.syntax().ancestors().last().map(|r| r.text().to_string()).unwrap_or_default();
+        let before = &full[..start.min(full.len())];
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let indent = before[line_start..].chars().take_while(|c| *c == ' ').count();
+        out.push(Binding { name, text: apv.syntax().text().to_string(), free, literal, indent });
     }
     out
 }
@@ -430,39 +446,97 @@ fn read_script(value: &ast::Expr, text: &str, scope: &[Binding]) -> Option<Scrip
         is_function = true;
         value = strip_parens(&l.body()?);
     }
-    let ast::Expr::Str(s) = value else { return None };
-    let (decoded, raw_interps) = decode_string_raw(&s);
-    let extra_newlines: Vec<usize> = raw_interps.iter().map(|i| i.matches('\n').count()).collect();
-    let interps: Vec<String> = raw_interps.iter().map(|i| i.trim().to_string()).collect();
-    let start = usize::from(s.syntax().text_range().start());
-    let mut first_line = line_of(text, start);
-    // An indented string whose first line is blank starts on the next line.
-    let raw = s.syntax().text().to_string();
-    if let Some(rest) = raw.strip_prefix("''")
-        && rest.trim_start_matches(' ').starts_with('\n')
-    {
-        first_line += 1;
+    // `let … in ''…''`: its literal bindings resolve interpolations too.
+    let mut scope: Vec<Binding> = scope.to_vec();
+    while let ast::Expr::LetIn(l) = &value {
+        let mut inner = bindings_of(l);
+        inner.extend(scope);
+        scope = inner;
+        value = strip_parens(&l.body()?);
+    }
+    // `''…'' + ''…''` (and `+ import ./helpers.nix`, kept as a placeholder).
+    let mut parts = Vec::new();
+    flatten_concat(&value, &mut parts, 0);
+    if !parts.iter().any(|p| matches!(p, ast::Expr::Str(_))) {
+        return None;
     }
     let mut script = ScriptSource {
-        text: decoded,
-        interpolations: interps,
-        first_line,
-        extra_newlines,
+        text: String::new(),
+        interpolations: Vec::new(),
+        first_line: 0,
+        line_map: Vec::new(),
         is_function,
         resolved: Vec::new(),
+        scope: Vec::new(),
     };
+    let mut extra = Vec::new();
+    for (n, part) in parts.iter().enumerate() {
+        let start = usize::from(part.syntax().text_range().start());
+        let mut first_line = line_of(text, start);
+        let (decoded, raw_interps) = match part {
+            ast::Expr::Str(s) => {
+                // An indented string whose first line is blank starts on the next line.
+                let raw = s.syntax().text().to_string();
+                if let Some(rest) = raw.strip_prefix("''")
+                    && rest.trim_start_matches(' ').starts_with('\n')
+                {
+                    first_line += 1;
+                }
+                decode_string_from(s, script.interpolations.len())
+            }
+            other => (placeholder(script.interpolations.len()), vec![other.syntax().text().to_string()]),
+        };
+        if n == 0 {
+            script.first_line = first_line;
+        }
+        extra.extend(raw_interps.iter().map(|i| i.matches('\n').count()));
+        // The file line of each decoded line of this part.
+        let base = script.interpolations.len();
+        let mut shift = 0;
+        for (i, line) in decoded.split('\n').enumerate() {
+            let l = first_line + i + shift;
+            if i == 0 && !script.text.is_empty() && !script.text.ends_with('\n') {
+                // Continues the previous part's last line.
+            } else {
+                script.line_map.push(l);
+            }
+            for (j, raw) in raw_interps.iter().enumerate() {
+                if line.contains(&placeholder(base + j)) {
+                    shift += raw.matches('\n').count();
+                }
+            }
+        }
+        script.text.push_str(&decoded);
+        script.interpolations.extend(raw_interps.iter().map(|i| i.trim().to_string()));
+    }
     // Interpolations of literal bindings are what Nix would produce: put
-    // them in (keeping the placeholders' line accounting: none spans lines).
+    // them in (the line map is already made).
     for (i, src) in script.interpolations.clone().iter().enumerate() {
-        if script.extra_newlines[i] == 0
-            && let Some(value) = static_interpolation(src, scope)
+        if extra[i] == 0
+            && let Some(value) = static_interpolation(src, &scope)
             && !value.contains('\n')
         {
             script.text = script.text.replace(&placeholder(i), &value);
             script.resolved.push(i);
         }
     }
+    script.scope = scope;
     Some(script)
+}
+
+/// The operands of a chain of `+`, in order.
+fn flatten_concat(expr: &ast::Expr, out: &mut Vec<ast::Expr>, depth: usize) {
+    let expr = strip_parens(expr);
+    if let ast::Expr::BinOp(op) = &expr
+        && op.operator() == Some(ast::BinOpKind::Add)
+        && depth < MAX_WALK_DEPTH
+        && let (Some(l), Some(r)) = (op.lhs(), op.rhs())
+    {
+        flatten_concat(&l, out, depth + 1);
+        flatten_concat(&r, out, depth + 1);
+        return;
+    }
+    out.push(expr);
 }
 
 /// Names every Nix evaluation has in scope.

@@ -207,8 +207,14 @@ pub struct ScriptError {
     pub message: String,
 }
 
-/// Converts a decoded testScript. `nodes` are the test's node names.
-pub fn convert(script: &ScriptSource, nodes: &[String]) -> Result<Converted, ScriptError> {
+/// Converts a decoded testScript. `nodes` are the test's node names;
+/// `interpolations[i]` says whether `${…}` number `i` can be carried into a
+/// step as a Nix value (and why not).
+pub fn convert(
+    script: &ScriptSource,
+    nodes: &[String],
+    interpolations: &BTreeMap<usize, Result<(), String>>,
+) -> Result<Converted, ScriptError> {
     if script.text.len() > MAX_SCRIPT_BYTES {
         return Err(ScriptError {
             line: script.first_line,
@@ -236,6 +242,10 @@ pub fn convert(script: &ScriptSource, nodes: &[String]) -> Result<Converted, Scr
     for stmt in &suite {
         collect_loads_stmt(stmt, &mut loads);
     }
+    let mut stores = BTreeMap::new();
+    for stmt in &suite {
+        collect_stores(stmt, &mut stores);
+    }
     let mut conv = Converter {
         script,
         nodes: by_python,
@@ -245,6 +255,11 @@ pub fn convert(script: &ScriptSource, nodes: &[String]) -> Result<Converted, Scr
         called: false,
         down: BTreeSet::new(),
         notes: Vec::new(),
+        stores,
+        globals: BTreeMap::new(),
+        defs: BTreeMap::new(),
+        frames: 0,
+        interpolations,
     };
     let items = conv.block(&suite, 0, 0);
     Ok(Converted { items, notes: conv.notes })
@@ -287,7 +302,38 @@ struct Converter<'a> {
     /// Nodes shut down or crashed (a `start` then restarts them).
     down: BTreeSet<String>,
     notes: Vec<Note>,
+    /// How often each name is assigned anywhere in the script.
+    stores: BTreeMap<String, usize>,
+    /// Module-level names bound to values (constants, loop variables):
+    /// what an inlined function body sees besides its parameters.
+    globals: BTreeMap<String, PyValue>,
+    /// Module-level functions that can be inlined at their calls.
+    defs: BTreeMap<String, ast::StmtFunctionDef>,
+    /// How deep inlining is (0: module level).
+    frames: usize,
+    /// Which `${…}` may be carried into steps as Nix values.
+    interpolations: &'a BTreeMap<usize, Result<(), String>>,
 }
+
+/// Step keys whose string may be a Nix value of the description
+/// (docs/descriptions.md, "Nix values in steps"); `expect` strings too.
+const COMPUTABLE_KEYS: &[&str] = &[
+    "succeed",
+    "fail",
+    "waitUntilSucceeds",
+    "waitUntilFails",
+    "waitForUnit",
+    "waitForFile",
+    "waitForConsoleText",
+];
+
+/// How deep function calls are inlined.
+const MAX_INLINE: usize = 8;
+
+/// What Python's `str.strip()` removes without arguments (ASCII whitespace
+/// and the other characters `str.isspace` accepts; the ASCII ones suffice
+/// for commands, anything else is left to Python).
+const PY_WHITESPACE: &[char] = &[' ', '\t', '\n', '\r', '\x0b', '\x0c'];
 
 /// Why a statement stays as it was.
 type Why = (String, String);
@@ -380,8 +426,15 @@ impl Converter<'_> {
             return 1;
         }
         match stmt {
-            Stmt::Expr(e) => match self.expr_stmt(&e.value, range) {
+            Stmt::Expr(e) => match self.expr_stmt(&e.value, range, depth) {
                 Ok(mut steps) => items.append(&mut steps),
+                Err(w) => items.push(self.todo(range, w)),
+            },
+            Stmt::FunctionDef(f) if self.frames == 0 && depth == 0 => match inlinable(f, &self.stores) {
+                Ok(()) => {
+                    self.note(range, format!("function `{}` is inlined where it is called", f.name));
+                    self.defs.insert(f.name.to_string(), f.clone());
+                }
                 Err(w) => items.push(self.todo(range, w)),
             },
             Stmt::Pass(_) => {}
@@ -414,6 +467,7 @@ impl Converter<'_> {
         &mut self,
         expr: &Expr,
         range: rustpython_parser::text_size::TextRange,
+        depth: usize,
     ) -> Result<Vec<Item>, Why> {
         let Expr::Call(call) = expr else {
             if let Expr::Constant(c) = expr
@@ -458,8 +512,70 @@ impl Converter<'_> {
                     line: self.line(range),
                 }])
             }
+            Expr::Name(n) if n.id.as_str() == "print" => self.print(call, range),
+            Expr::Name(n) if self.defs.contains_key(n.id.as_str()) => self.inline(call, n.id.as_str(), depth),
             _ => self.machine_call(call, range),
         }
+    }
+
+    /// `print(…)`: the Machine calls among its arguments become steps; the
+    /// printing itself is dropped (the driver logs every command's output).
+    fn print(
+        &mut self,
+        call: &ast::ExprCall,
+        range: rustpython_parser::text_size::TextRange,
+    ) -> Result<Vec<Item>, Why> {
+        let mut steps = Vec::new();
+        for arg in &call.args {
+            match arg {
+                Expr::Call(inner) if self.target(&inner.func).is_ok() => {
+                    let (_, method) = self.target(&inner.func)?;
+                    if !matches!(method, "succeed" | "fail" | "wait_until_succeeds" | "wait_until_fails") {
+                        return Err(why("print", format!("prints the result of `{method}`")));
+                    }
+                    steps.extend(self.machine_call(inner, range)?);
+                }
+                other if has_call(other) => return Err(why("print", "an argument calls a function")),
+                _ => {}
+            }
+        }
+        if call.keywords.iter().any(|k| has_call(&k.value)) {
+            return Err(why("print", "an argument calls a function"));
+        }
+        self.note(range, "dropped print(): the driver logs every command and its output");
+        Ok(steps)
+    }
+
+    /// A call of a module-level function, inlined with its parameters bound.
+    fn inline(&mut self, call: &ast::ExprCall, name: &str, depth: usize) -> Result<Vec<Item>, Why> {
+        let construct = format!("{name}()");
+        if self.frames >= MAX_INLINE {
+            return Err(why(construct, "functions call each other too deeply to inline"));
+        }
+        let def = self.defs.get(name).cloned().ok_or_else(|| why(construct.clone(), "not inlinable"))?;
+        if !call.keywords.is_empty() || call.args.len() != def.args.args.len() {
+            return Err(why(construct, "the arguments do not match the parameters one by one"));
+        }
+        let mut frame = self.globals.clone();
+        for (param, arg) in def.args.args.iter().zip(&call.args) {
+            let value = self.eval(arg).map_err(|(_, w)| why(construct.clone(), w))?;
+            frame.insert(param.def.arg.to_string(), value);
+        }
+        // The body with a trailing `return X` read as the statement `X`
+        // (the call's value is not used: it is a statement).
+        let mut body = def.body.clone();
+        if let Some(Stmt::Return(ret)) = body.last().cloned() {
+            body.pop();
+            if let Some(value) = ret.value {
+                body.push(Stmt::Expr(ast::StmtExpr { range: ret.range, value }));
+            }
+        }
+        let saved = std::mem::replace(&mut self.env, frame);
+        self.frames += 1;
+        let items = self.block(&body, self.header_end(def.range), depth + 1);
+        self.frames -= 1;
+        self.env = saved;
+        Ok(items)
     }
 
     /// The node a `node.method` expression acts on, and the method.
@@ -553,14 +669,14 @@ impl Converter<'_> {
             let Some((_, role)) = param else {
                 return Err(why(construct, "more arguments than the method takes"));
             };
-            self.bind(*role, arg, &construct, &mut mains, &mut extra, &mut timeout)?;
+            self.bind(m.key, *role, arg, &construct, &mut mains, &mut extra, &mut timeout)?;
         }
         for kw in &call.keywords {
             let Some(arg_name) = &kw.arg else { return Err(why(construct, "a **kwargs argument")) };
             let Some((_, role)) = m.params.iter().find(|(p, _)| *p == arg_name.as_str()) else {
                 return Err(why(construct, format!("the argument `{arg_name}` has no step key")));
             };
-            self.bind(*role, &kw.value, &construct, &mut mains, &mut extra, &mut timeout)?;
+            self.bind(m.key, *role, &kw.value, &construct, &mut mains, &mut extra, &mut timeout)?;
         }
         let needs_main = m.params.iter().any(|(_, r)| matches!(r, Role::Main(_)));
         if needs_main && mains.is_empty() {
@@ -588,8 +704,10 @@ impl Converter<'_> {
             .collect())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn bind(
         &self,
+        key: &str,
         role: Role,
         arg: &Expr,
         construct: &str,
@@ -598,6 +716,20 @@ impl Converter<'_> {
         timeout: &mut Option<NixValue>,
     ) -> Result<(), Why> {
         let value = self.eval(arg).map_err(|(_, w)| why(construct, w))?;
+        if let PyValue::Str(s) = &value
+            && s.contains(PLACEHOLDER_PREFIX)
+        {
+            let computable = match role {
+                Role::Main(_) => COMPUTABLE_KEYS.contains(&key),
+                Role::Extra(..) | Role::Timeout => false,
+            };
+            if !computable {
+                return Err(why(
+                    construct,
+                    "a Nix value where a description needs a literal (only commands, unit names, paths and patterns may be computed)",
+                ));
+            }
+        }
         match role {
             Role::Main(kind) => {
                 mains.push(typed(value, kind).ok_or_else(|| why(construct, "an argument of the wrong type"))?)
@@ -627,6 +759,18 @@ impl Converter<'_> {
             }
         };
         let Expr::Call(call) = &*a.value else {
+            // A name assigned once to a value the converter can compute is a
+            // constant: folded into the steps that use it.
+            if self.stores.get(&target) == Some(&1)
+                && let Ok(value) = self.eval(&a.value)
+            {
+                if self.frames == 0 {
+                    self.globals.insert(target.clone(), value.clone());
+                }
+                self.env.insert(target.clone(), value);
+                self.note(range, format!("`{target}` is a constant: its value is written into the steps"));
+                return 1;
+            }
             items.push(self.todo(
                 range,
                 why("assignment", "the value is not a Machine call; descriptions have no variables"),
@@ -803,6 +947,9 @@ impl Converter<'_> {
         let PyValue::Str(title) = self.eval(&call.args[0])? else {
             return Err(why("subtest", "the title is not a string"));
         };
+        if title.contains(PLACEHOLDER_PREFIX) {
+            return Err(why("subtest", "a title with a Nix value (a subtest title must be a literal)"));
+        }
         let items = self.block(&w.body, self.header_end(w.range), depth + 1);
         Ok(Item::Subtest { title, items, line: self.line(w.range) })
     }
@@ -828,6 +975,9 @@ impl Converter<'_> {
         let saved = self.env.remove(&name);
         let mut items = Vec::new();
         for value in values {
+            if self.frames == 0 {
+                self.globals.insert(name.clone(), value.clone());
+            }
             self.env.insert(name.clone(), value);
             items.extend(self.block(&f.body, self.header_end(f.range), depth + 1));
         }
@@ -841,10 +991,19 @@ impl Converter<'_> {
     /// Evaluates a constant expression: literals, loop variables, f-strings
     /// and `+` over them.
     fn eval(&self, expr: &Expr) -> Result<PyValue, Why> {
+        self.eval_in(expr, &self.env, 0)
+    }
+
+    /// [`Self::eval`] with the variables of `env`; `depth` counts the
+    /// pure functions being evaluated.
+    fn eval_in(&self, expr: &Expr, env: &BTreeMap<String, PyValue>, depth: usize) -> Result<PyValue, Why> {
+        if depth > MAX_INLINE {
+            return Err(why("call", "functions call each other too deeply"));
+        }
         match expr {
             Expr::Constant(c) => match &c.value {
                 Constant::Str(s) => match s.find(PLACEHOLDER_PREFIX) {
-                    Some(_) => Err(why("Nix interpolation", self.interpolation_why(s))),
+                    Some(_) => self.nix_valued(s),
                     None => Ok(PyValue::Str(s.clone())),
                 },
                 Constant::Int(i) => {
@@ -858,7 +1017,7 @@ impl Converter<'_> {
                 if n.id.as_str().starts_with(PLACEHOLDER_PREFIX) {
                     return Err(why("Nix interpolation", self.interpolation_why(n.id.as_str())));
                 }
-                self.env.get(n.id.as_str()).cloned().ok_or_else(|| {
+                env.get(n.id.as_str()).cloned().ok_or_else(|| {
                     why("variable", format!("`{}` is a Python variable; descriptions hold values only", n.id))
                 })
             }
@@ -869,7 +1028,7 @@ impl Converter<'_> {
                         Expr::FormattedValue(fv)
                             if fv.format_spec.is_none() && fv.conversion == ast::ConversionFlag::None =>
                         {
-                            match self.eval(&fv.value)? {
+                            match self.eval_in(&fv.value, env, depth)? {
                                 PyValue::Str(v) => s.push_str(&v),
                                 PyValue::Int(i) => s.push_str(&i.to_string()),
                                 _ => {
@@ -880,7 +1039,7 @@ impl Converter<'_> {
                                 }
                             }
                         }
-                        other => match self.eval(other)? {
+                        other => match self.eval_in(other, env, depth)? {
                             PyValue::Str(v) => s.push_str(&v),
                             _ => return Err(why("f-string", "an unexpected part")),
                         },
@@ -888,19 +1047,111 @@ impl Converter<'_> {
                 }
                 Ok(PyValue::Str(s))
             }
-            Expr::BinOp(b) if b.op == ast::Operator::Add => match (self.eval(&b.left)?, self.eval(&b.right)?)
-            {
-                (PyValue::Str(l), PyValue::Str(r)) => Ok(PyValue::Str(l + &r)),
-                (PyValue::Int(l), PyValue::Int(r)) => {
-                    l.checked_add(r).map(PyValue::Int).ok_or_else(|| why("integer", "overflow"))
+            Expr::BinOp(b) if b.op == ast::Operator::Add => {
+                match (self.eval_in(&b.left, env, depth)?, self.eval_in(&b.right, env, depth)?) {
+                    (PyValue::Str(l), PyValue::Str(r)) => Ok(PyValue::Str(l + &r)),
+                    (PyValue::Int(l), PyValue::Int(r)) => {
+                        l.checked_add(r).map(PyValue::Int).ok_or_else(|| why("integer", "overflow"))
+                    }
+                    _ => Err(why("operator", "`+` on values of different types")),
                 }
-                _ => Err(why("operator", "`+` on values of different types")),
-            },
-            Expr::UnaryOp(u) if u.op == ast::UnaryOp::USub => match self.eval(&u.operand)? {
+            }
+            Expr::UnaryOp(u) if u.op == ast::UnaryOp::USub => match self.eval_in(&u.operand, env, depth)? {
                 PyValue::Int(i) => Ok(PyValue::Int(-i)),
                 PyValue::Float(f) => Ok(PyValue::Float(-f)),
                 _ => Err(why("operator", "`-` on a non-number")),
             },
+            Expr::Call(call) => self.eval_call(call, env, depth),
+            other => Err(why(expr_kind(other), "not a value the converter can compute")),
+        }
+    }
+
+    /// Calls with a value known statically: a module-level function whose
+    /// body is `return <expression>`, `"sep".join([…])`, `str(n)`, and
+    /// `.strip()`/`.rstrip()`/`.lstrip()` of a known string.
+    fn eval_call(
+        &self,
+        call: &ast::ExprCall,
+        env: &BTreeMap<String, PyValue>,
+        depth: usize,
+    ) -> Result<PyValue, Why> {
+        let args = || -> Result<Vec<PyValue>, Why> {
+            if !call.keywords.is_empty() {
+                return Err(why("call", "keyword arguments"));
+            }
+            call.args.iter().map(|a| self.eval_in(a, env, depth)).collect()
+        };
+        match &*call.func {
+            Expr::Name(n) if n.id.as_str() == "str" => match args()?.as_slice() {
+                [PyValue::Int(i)] => Ok(PyValue::Str(i.to_string())),
+                [PyValue::Str(s)] => Ok(PyValue::Str(s.clone())),
+                _ => Err(why("str()", "not a string or integer")),
+            },
+            Expr::Name(n) if self.defs.contains_key(n.id.as_str()) => {
+                let def = &self.defs[n.id.as_str()];
+                let body: Vec<&Stmt> = def
+                    .body
+                    .iter()
+                    .filter(|s| !matches!(s, Stmt::Expr(e) if matches!(&*e.value, Expr::Constant(_))))
+                    .collect();
+                let [Stmt::Return(ast::StmtReturn { value: Some(value), .. })] = body.as_slice() else {
+                    return Err(why(format!("{}()", n.id), "a function that does more than return a value"));
+                };
+                let values = args()?;
+                if values.len() != def.args.args.len() {
+                    return Err(why(format!("{}()", n.id), "the arguments do not match the parameters"));
+                }
+                let mut frame = self.globals.clone();
+                for (param, value) in def.args.args.iter().zip(values) {
+                    frame.insert(param.def.arg.to_string(), value);
+                }
+                self.eval_in(value, &frame, depth + 1)
+            }
+            Expr::Attribute(attr) => {
+                let method = attr.attr.as_str();
+                let PyValue::Str(object) = self.eval_in(&attr.value, env, depth)? else {
+                    return Err(why(format!("….{method}()"), "a method of a value that is not a string"));
+                };
+                match (method, call.args.as_slice()) {
+                    ("join", [list]) => {
+                        let elts = match list {
+                            Expr::List(l) => &l.elts,
+                            Expr::Tuple(t) => &t.elts,
+                            _ => return Err(why(".join()", "joins something other than a literal list")),
+                        };
+                        let mut parts = Vec::new();
+                        for e in elts {
+                            match self.eval_in(e, env, depth)? {
+                                PyValue::Str(p) => parts.push(p),
+                                _ => return Err(why(".join()", "joins something other than strings")),
+                            }
+                        }
+                        Ok(PyValue::Str(parts.join(&object)))
+                    }
+                    ("strip" | "rstrip" | "lstrip", []) if object.contains(PLACEHOLDER_PREFIX) => Err(why(
+                        format!("….{method}()"),
+                        "strips a string holding a Nix value, whose ends are not known",
+                    )),
+                    ("strip" | "rstrip" | "lstrip", []) => {
+                        let stripped = match method {
+                            "strip" => object.trim_matches(PY_WHITESPACE),
+                            "rstrip" => object.trim_end_matches(PY_WHITESPACE),
+                            _ => object.trim_start_matches(PY_WHITESPACE),
+                        };
+                        // Python strips more kinds of space than these; refuse
+                        // rather than guess when one of them is at an end.
+                        let odd = |c: char| c.is_whitespace() || ('\x1c'..='\x1f').contains(&c);
+                        if stripped.starts_with(odd) || stripped.ends_with(odd) {
+                            return Err(why(
+                                format!("….{method}()"),
+                                "unusual whitespace at an end of the string",
+                            ));
+                        }
+                        Ok(PyValue::Str(stripped.to_string()))
+                    }
+                    _ => Err(why(format!("….{method}()"), "a string method the converter does not compute")),
+                }
+            }
             other => Err(why(expr_kind(other), "not a value the converter can compute")),
         }
     }
@@ -909,6 +1160,24 @@ impl Converter<'_> {
     fn header_end(&self, range: rustpython_parser::text_size::TextRange) -> usize {
         let start = u32::from(range.start()) as usize;
         self.script.text[start..].find('\n').map_or(self.script.text.len(), |i| start + i)
+    }
+
+    /// A string holding `${…}`: kept (placeholders and all) when every
+    /// interpolation in it can be a Nix value of the description.
+    fn nix_valued(&self, s: &str) -> Result<PyValue, Why> {
+        for (i, src) in self.script.interpolations.iter().enumerate() {
+            if !s.contains(&super::nix::placeholder(i)) {
+                continue;
+            }
+            match self.interpolations.get(&i) {
+                Some(Ok(())) => {}
+                Some(Err(reason)) => {
+                    return Err(why("Nix interpolation", format!("`${{{src}}}` {reason}")));
+                }
+                None => return Err(why("Nix interpolation", self.interpolation_why(s))),
+            }
+        }
+        Ok(PyValue::Str(s.to_string()))
     }
 
     fn interpolation_why(&self, text: &str) -> String {
@@ -985,6 +1254,94 @@ fn expr_kind(expr: &Expr) -> String {
     }
 }
 
+/// Whether a function can be inlined at its calls: plain positional
+/// parameters, no decorators, defined once, `return` only at the end.
+fn inlinable(f: &ast::StmtFunctionDef, stores: &BTreeMap<String, usize>) -> Result<(), Why> {
+    let construct = format!("function `{}`", f.name);
+    if !f.decorator_list.is_empty() {
+        return Err(why(construct, "a decorated function"));
+    }
+    let a = &f.args;
+    if a.vararg.is_some() || a.kwarg.is_some() || !a.kwonlyargs.is_empty() || !a.posonlyargs.is_empty() {
+        return Err(why(construct, "parameters other than plain positional ones"));
+    }
+    if a.args.iter().any(|p| p.default.is_some()) {
+        return Err(why(construct, "parameters with defaults"));
+    }
+    if stores.get(f.name.as_str()).copied().unwrap_or(0) > 1 {
+        return Err(why(construct, "the name is defined more than once"));
+    }
+    let returns = |stmts: &[Stmt]| {
+        fn walk(stmts: &[Stmt]) -> usize {
+            stmts
+                .iter()
+                .map(|s| match s {
+                    Stmt::Return(_) => 1,
+                    Stmt::If(i) => walk(&i.body) + walk(&i.orelse),
+                    Stmt::For(f) => walk(&f.body) + walk(&f.orelse),
+                    Stmt::While(w) => walk(&w.body) + walk(&w.orelse),
+                    Stmt::With(w) => walk(&w.body),
+                    Stmt::Try(t) => walk(&t.body) + walk(&t.orelse) + walk(&t.finalbody),
+                    _ => 0,
+                })
+                .sum()
+        }
+        walk(stmts)
+    };
+    let trailing = usize::from(matches!(f.body.last(), Some(Stmt::Return(_))));
+    if returns(&f.body) > trailing {
+        return Err(why(construct, "a `return` before the end of the body"));
+    }
+    Ok(())
+}
+
+/// Whether an expression calls anything.
+fn has_call(expr: &Expr) -> bool {
+    use rustpython_parser::ast::Visitor;
+    struct Calls(bool);
+    impl Visitor for Calls {
+        fn visit_expr_call(&mut self, _: ast::ExprCall) {
+            self.0 = true;
+        }
+    }
+    let mut v = Calls(false);
+    v.visit_expr(expr.clone());
+    v.0
+}
+
+/// How often each name is assigned (targets, loop variables, `def`s,
+/// imports) anywhere in a statement.
+fn collect_stores(stmt: &Stmt, out: &mut BTreeMap<String, usize>) {
+    use rustpython_parser::ast::Visitor;
+    struct Stores<'a>(&'a mut BTreeMap<String, usize>);
+    impl Visitor for Stores<'_> {
+        fn visit_expr_name(&mut self, node: ast::ExprName) {
+            if node.ctx == ast::ExprContext::Store {
+                *self.0.entry(node.id.to_string()).or_insert(0) += 1;
+            }
+        }
+        fn visit_stmt_function_def(&mut self, node: ast::StmtFunctionDef) {
+            *self.0.entry(node.name.to_string()).or_insert(0) += 1;
+            for p in &node.args.args {
+                *self.0.entry(p.def.arg.to_string()).or_insert(0) += 1;
+            }
+            self.generic_visit_stmt_function_def(node);
+        }
+        fn visit_stmt_global(&mut self, node: ast::StmtGlobal) {
+            for n in &node.names {
+                *self.0.entry(n.to_string()).or_insert(0) += 2;
+            }
+        }
+        fn visit_stmt_aug_assign(&mut self, node: ast::StmtAugAssign) {
+            if let Expr::Name(n) = &*node.target {
+                *self.0.entry(n.id.to_string()).or_insert(0) += 2;
+            }
+            self.generic_visit_stmt_aug_assign(node);
+        }
+    }
+    Stores(out).visit_stmt(stmt.clone());
+}
+
 /// Every variable read in a statement, with its offset (for "used later").
 fn collect_loads_stmt(stmt: &Stmt, out: &mut Vec<(String, usize)>) {
     use rustpython_parser::ast::Visitor;
@@ -1009,21 +1366,22 @@ fn collect_loads_expr(expr: &Expr, out: &mut Vec<(String, usize)>) {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests_support {
     use super::*;
 
-    fn script(text: &str) -> ScriptSource {
+    pub fn script(text: &str) -> ScriptSource {
         ScriptSource {
             text: text.into(),
             interpolations: vec!["pkgs.hello".into()],
             first_line: 10,
-            extra_newlines: vec![0],
+            line_map: Vec::new(),
             is_function: false,
             resolved: Vec::new(),
+            scope: Vec::new(),
         }
     }
 
-    fn keys(items: &[Item]) -> Vec<String> {
+    pub fn keys(items: &[Item]) -> Vec<String> {
         items
             .iter()
             .map(|i| match i {
@@ -1034,11 +1392,17 @@ mod tests {
             })
             .collect()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::*;
+    use super::*;
 
     #[test]
     fn outputs_used_later_are_not_converted() {
         let s = script("out = m.succeed('a')\nassert 'x' in out\nm.succeed(out)\n");
-        let conv = convert(&s, &["m".into()]).unwrap();
+        let conv = convert(&s, &["m".into()], &BTreeMap::new()).unwrap();
         assert_eq!(keys(&conv.items), ["todo:assignment", "todo:Machine.succeed"]);
         assert_eq!(conv.items.len(), 2);
     }
@@ -1049,18 +1413,15 @@ mod tests {
         let s = script(
             "out = m.succeed('a')\nassert 'x' not in out\nassert 'y' in m.succeed('b')\nassert 'p' in m.succeed('c') and 'q' in m.succeed('c')\n",
         );
-        let conv = convert(&s, &["m".into()]).unwrap();
+        let conv = convert(&s, &["m".into()], &BTreeMap::new()).unwrap();
         assert_eq!(keys(&conv.items), ["todo:assert", "succeed", "todo:assert"]);
     }
 
     #[test]
     fn late_first_boot_and_interpolations_stay() {
-        let s = script("a.succeed('x')\nb.start()\nb.succeed(\"__nixvm_interp_0__/bin/hello\")\nc = 1\n");
-        let conv = convert(&s, &["a".into(), "b".into()]).unwrap();
-        assert_eq!(
-            keys(&conv.items),
-            ["succeed", "todo:Machine.start", "todo:Machine.succeed", "todo:assignment"]
-        );
+        let s = script("a.succeed('x')\nb.start()\nb.succeed(\"__nixvm_interp_0__/bin/hello\")\n");
+        let conv = convert(&s, &["a".into(), "b".into()], &BTreeMap::new()).unwrap();
+        assert_eq!(keys(&conv.items), ["succeed", "todo:Machine.start", "todo:Machine.succeed"]);
         let Item::Todo(l) = &conv.items[2] else { panic!() };
         assert_eq!(l.line, 12);
         assert!(l.why.contains("${pkgs.hello}"), "{}", l.why);
@@ -1071,15 +1432,46 @@ mod tests {
         let s = script(
             "for u in ['a.service', 'b.service']:\n    m.wait_for_unit(u)\nfor x in range(3):\n    m.succeed('x')\n",
         );
-        let conv = convert(&s, &["m".into()]).unwrap();
+        let conv = convert(&s, &["m".into()], &BTreeMap::new()).unwrap();
         assert_eq!(keys(&conv.items), ["waitForUnit", "waitForUnit", "todo:for loop"]);
     }
 
     #[test]
     fn deep_or_broken_scripts_are_errors_not_crashes() {
         let deep = script(&format!("m.succeed({}1{})\n", "(".repeat(1000), ")".repeat(1000)));
-        assert!(convert(&deep, &["m".into()]).unwrap_err().message.contains("nested"));
+        assert!(convert(&deep, &["m".into()], &BTreeMap::new()).unwrap_err().message.contains("nested"));
         let broken = script("m.succeed(\n");
-        assert!(convert(&broken, &["m".into()]).unwrap_err().message.contains("not valid Python"));
+        assert!(
+            convert(&broken, &["m".into()], &BTreeMap::new())
+                .unwrap_err()
+                .message
+                .contains("not valid Python")
+        );
+    }
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::tests_support::*;
+    use super::*;
+
+    #[test]
+    fn constants_and_simple_functions_are_folded() {
+        let s = script(
+            "UNIT = 'web.service'\ndef check(path):\n    m.succeed(f'test -e {path}')\n    return m.succeed('true')\nm.wait_for_unit(UNIT)\ncheck('/etc')\nprint(m.succeed('uname'))\nN = 1\nN = 2\nm.succeed(f'{N}')\n",
+        );
+        let conv = convert(&s, &["m".into()], &BTreeMap::new()).unwrap();
+        assert_eq!(
+            keys(&conv.items),
+            [
+                "waitForUnit",
+                "succeed",
+                "succeed",
+                "succeed",
+                "todo:assignment",
+                "todo:assignment",
+                "todo:Machine.succeed"
+            ]
+        );
     }
 }

@@ -20,6 +20,7 @@
 //! imports them from the description file by reference. Steps must be static
 //! data, so they are parsed here and embedded into the generated test.
 
+pub mod computed;
 pub mod names;
 pub mod parse;
 pub mod pattern;
@@ -59,6 +60,12 @@ pub struct TestSpec {
     /// Global timeout of the whole test in seconds.
     pub timeout: Option<u64>,
     pub steps: Vec<Step>,
+    /// The description is a function (`{ pkgs, lib, nodes, ... }: { … }`),
+    /// called with those arguments by the generated check.
+    pub function: bool,
+    /// Values only Nix can compute; steps hold placeholders for them
+    /// ([`computed::placeholder`]).
+    pub computed: Vec<computed::Computed>,
 }
 
 /// Which test driver runs the generated test.
@@ -160,18 +167,31 @@ pub enum Action {
         title: String,
         steps: Vec<Step>,
     },
+    /// Saves the state of every node under a name (QEMU snapshots).
+    Snapshot {
+        name: String,
+    },
+    /// Brings every node back to a saved state.
+    Restore {
+        name: String,
+    },
 }
 
 fn default_status() -> u16 {
     200
 }
 
-/// Checks on a command's result. All given checks must hold.
+/// Checks on a command's result. All given checks must hold, and a failure
+/// reports every one that does not.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Expect {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contains: Option<String>,
+    /// Substrings the output must contain (one string or a list in the plan).
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "one_or_many")]
+    pub contains: Vec<String>,
+    /// Substrings the output must not contain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "one_or_many")]
+    pub not_contains: Vec<String>,
     /// Compared with the output after trimming trailing newlines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub equals: Option<String>,
@@ -181,6 +201,38 @@ pub struct Expect {
     /// Expected exit status; default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// The output parsed as JSON must contain this value: attribute sets
+    /// match when every given attribute matches (recursively, also inside
+    /// lists, which must have the same length); other values must be equal
+    /// (numbers by value). Checked on the host, so the guest needs no `jq`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<serde_json::Value>,
+}
+
+/// A list that is written as a single value when it has one item (plans
+/// from before lists stay readable, and one-item plans look as before).
+mod one_or_many {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(items: &[String], s: S) -> Result<S::Ok, S::Error> {
+        match items {
+            [one] => one.serialize(s),
+            many => many.serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match OneOrMany::deserialize(d)? {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        })
+    }
 }
 
 impl Expect {
@@ -213,12 +265,18 @@ impl Action {
             Action::CopyFromVm { .. } => "copyFromVm",
             Action::Screenshot { .. } => "screenshot",
             Action::Subtest { .. } => "subtest",
+            Action::Snapshot { .. } => "snapshot",
+            Action::Restore { .. } => "restore",
         }
     }
 
-    /// Whether the action acts on a node (everything but `sleep` and `subtest`).
+    /// Whether the action acts on one node (everything but `sleep`,
+    /// `subtest` and the snapshot steps, which act on all nodes).
     pub fn needs_node(&self) -> bool {
-        !matches!(self, Action::Sleep { .. } | Action::Subtest { .. })
+        !matches!(
+            self,
+            Action::Sleep { .. } | Action::Subtest { .. } | Action::Snapshot { .. } | Action::Restore { .. }
+        )
     }
 
     /// Default timeout in seconds. Waits get generous budgets because boot
@@ -238,6 +296,7 @@ impl Action {
             Action::Start | Action::Reboot => Some(600.0),
             Action::Shutdown | Action::Crash => Some(120.0),
             Action::Block | Action::Unblock => Some(30.0),
+            Action::Snapshot { .. } | Action::Restore { .. } => Some(300.0),
             Action::Sleep { .. } | Action::Subtest { .. } => None,
         }
     }
@@ -263,6 +322,8 @@ pub const ACTION_KEYS: &[&str] = &[
     "waitUntilFails",
     "sleep",
     "http",
+    "snapshot",
+    "restore",
     "start",
     "shutdown",
     "crash",

@@ -137,6 +137,8 @@ mod tests {
             backend: Backend::Rust,
             timeout: None,
             steps,
+            function: false,
+            computed: Vec::new(),
         }
     }
 

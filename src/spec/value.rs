@@ -7,6 +7,9 @@
 //! modules and are never lowered ([`Kind::Module`]). The same tree is built
 //! from evaluator JSON ([`from_json`]), so both paths share one converter.
 
+use std::collections::HashMap;
+use std::rc::Rc;
+
 use rnix::ast::{self, HasEntry};
 use rnix::{SyntaxKind, SyntaxNode};
 use rowan::ast::AstNode;
@@ -16,6 +19,10 @@ use crate::spec::strings;
 
 /// Nesting deeper than this is reported rather than recursed into.
 const MAX_DEPTH: usize = 200;
+/// Expressions lowered per description, folding included: a bound on the
+/// time and memory `let`, `map` and `++` can make the folding take
+/// (`let a = [ b b ]; b = [ c c ]; …` doubles at every name).
+const MAX_WORK: usize = 200_000;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Value {
@@ -42,6 +49,13 @@ pub enum Kind {
     Opaque {
         why: String,
     },
+    /// Not static data in `steps`, where Nix may compute it: `expr` is a Nix
+    /// expression for the value inside the evaluated description
+    /// (`(builtins.elemAt description.steps 2).succeed`).
+    Computed {
+        why: String,
+        expr: String,
+    },
     /// A value already reported as wrong while lowering; checks skip it.
     Invalid,
 }
@@ -67,7 +81,7 @@ impl Kind {
             Kind::Attrs(_) => "an attribute set".into(),
             Kind::Lambda => "a function".into(),
             Kind::Module => "a module".into(),
-            Kind::Opaque { why } => why.clone(),
+            Kind::Opaque { why } | Kind::Computed { why, .. } => why.clone(),
             Kind::Invalid => "an invalid value".into(),
         }
     }
@@ -107,16 +121,35 @@ impl Shape {
 
 /// Lowers a description's top-level expression. Problems found on the way
 /// (duplicate attributes, out-of-range integers) are appended to `diags`.
-/// A top-level `let … in` or `with …;` is looked through: its bindings may
-/// serve the node modules (which are imported by reference), and any use in
-/// the data is reported at the exact variable.
+/// A top-level `let … in` or `with …;` is looked through, and so is a
+/// top-level function (`{ pkgs, lib, nodes, ... }: { … }`, see
+/// [`lower_description`]): `let` bindings of plain data are folded where
+/// the data uses them, other values stay opaque at the exact variable.
 pub fn lower_root(file: FileId, expr: &ast::Expr, diags: &mut Vec<Diagnostic>) -> Value {
+    lower_description(file, expr, diags).0
+}
+
+/// [`lower_root`], also telling whether the description is a function.
+/// Non-data values under `steps` become [`Kind::Computed`], located in the
+/// evaluated description.
+pub fn lower_description(file: FileId, expr: &ast::Expr, diags: &mut Vec<Diagnostic>) -> (Value, bool) {
+    let mut l = Lowering { file, diags, env: None, work: 0 };
     let mut expr = expr.clone();
+    let mut function = false;
     loop {
         let body = match &expr {
-            ast::Expr::LetIn(l) => l.body(),
+            ast::Expr::LetIn(let_in) => {
+                l.push_let(let_in);
+                let_in.body()
+            }
             ast::Expr::With(w) => w.body(),
             ast::Expr::Paren(p) => p.expr(),
+            ast::Expr::Root(r) => r.expr(),
+            ast::Expr::Lambda(lambda) if !function => {
+                function = true;
+                l.push_params(lambda);
+                lambda.body()
+            }
             _ => None,
         };
         match body {
@@ -124,13 +157,101 @@ pub fn lower_root(file: FileId, expr: &ast::Expr, diags: &mut Vec<Diagnostic>) -
             None => break,
         }
     }
-    let mut l = Lowering { file, diags };
-    l.expr(&expr, Shape::Top, 0)
+    let mut root = l.expr(&expr, Shape::Top, 0);
+    if let Kind::Attrs(entries) = &mut root.kind {
+        for e in entries.iter_mut().filter(|e| e.key == "steps") {
+            mark_computed(&mut e.value, "description.steps".to_string());
+        }
+    }
+    (root, function)
+}
+
+/// Turns every opaque value below `v` into [`Kind::Computed`] at `path`.
+fn mark_computed(v: &mut Value, path: String) {
+    match &mut v.kind {
+        Kind::Opaque { why } => {
+            v.kind = Kind::Computed { why: std::mem::take(why), expr: path };
+        }
+        Kind::List(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                mark_computed(item, format!("(builtins.elemAt {path} {i})"));
+            }
+        }
+        Kind::Attrs(entries) => {
+            for e in entries {
+                let key = attr_segment(&e.key);
+                mark_computed(&mut e.value, format!("{path}.{key}"));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// An attribute name as Nix source (an identifier, or a quoted string).
+fn attr_segment(key: &str) -> String {
+    let ident = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '\'' | '-'))
+        && !matches!(
+            key,
+            "if" | "then" | "else" | "assert" | "with" | "let" | "in" | "rec" | "inherit" | "or"
+        );
+    if ident {
+        return key.to_string();
+    }
+    let mut out = String::from("\"");
+    let mut chars = key.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '$' if chars.peek() == Some(&'{') => out.push_str("\\$"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// What a name in scope stands for.
+#[derive(Clone)]
+enum Binding {
+    /// A `let` binding, lowered where it is used (in its own scope, as
+    /// `let` is recursive).
+    Expr(ast::Expr),
+    /// A value already lowered (a `map` function's argument).
+    Value(Value),
+    /// Known to exist, value unknown (`pkgs`, `nodes`, …).
+    Unknown,
+}
+
+/// One level of names: a `let`, a function's parameters.
+struct Scope {
+    vars: HashMap<String, Binding>,
+    parent: Option<Rc<Scope>>,
 }
 
 struct Lowering<'a> {
     file: FileId,
     diags: &'a mut Vec<Diagnostic>,
+    /// Names in scope, innermost first.
+    env: Option<Rc<Scope>>,
+    /// Expressions lowered so far (bounded by [`MAX_WORK`]).
+    work: usize,
+}
+
+/// `e` without surrounding parentheses.
+fn strip_parens(e: &ast::Expr) -> ast::Expr {
+    let mut e = e.clone();
+    while let ast::Expr::Paren(p) = &e {
+        match p.expr() {
+            Some(inner) => e = inner,
+            None => break,
+        }
+    }
+    e
 }
 
 fn opaque(why: impl Into<String>, span: Span) -> Value {
@@ -150,6 +271,10 @@ impl Lowering<'_> {
         if depth > MAX_DEPTH {
             return opaque("an expression nested too deeply", span);
         }
+        self.work += 1;
+        if self.work > MAX_WORK {
+            return opaque("an expression too large to fold statically", span);
+        }
         match expr {
             ast::Expr::Paren(p) => match p.expr() {
                 Some(inner) => self.expr(&inner, shape, depth + 1),
@@ -163,7 +288,7 @@ impl Lowering<'_> {
                     "true" => Value { kind: Kind::Bool(true), span },
                     "false" => Value { kind: Kind::Bool(false), span },
                     "null" => Value { kind: Kind::Null, span },
-                    _ => opaque(format!("the variable `{name}`"), span),
+                    _ => self.variable(&name, shape, span, depth),
                 }
             }
             ast::Expr::UnaryOp(op) => self.unary(op, span, depth),
@@ -174,6 +299,9 @@ impl Lowering<'_> {
             ast::Expr::AttrSet(set) => self.attrset(set, shape, span, depth),
             ast::Expr::Lambda(_) => Value { kind: Kind::Lambda, span },
             ast::Expr::Apply(app) => {
+                if let Some(v) = self.apply(app, span, depth) {
+                    return v;
+                }
                 let callee = app.lambda().map(|l| l.syntax().text().to_string());
                 match callee.as_deref() {
                     Some("import") => opaque("an `import`", span),
@@ -183,13 +311,26 @@ impl Lowering<'_> {
                     _ => opaque("a function call", span),
                 }
             }
-            ast::Expr::LetIn(_) | ast::Expr::LegacyLet(_) => opaque("a `let … in` expression", span),
+            ast::Expr::LetIn(let_in) => {
+                let saved = self.env.clone();
+                self.push_let(let_in);
+                let v = match let_in.body() {
+                    Some(body) => self.expr(&body, shape, depth + 1),
+                    None => opaque("an incomplete `let … in` expression", span),
+                };
+                self.env = saved;
+                v
+            }
+            ast::Expr::LegacyLet(_) => opaque("a `let { … }` expression", span),
             ast::Expr::With(_) => opaque("a `with` expression", span),
             ast::Expr::IfElse(_) => opaque("an `if … then … else` expression", span),
             ast::Expr::Assert(_) => opaque("an `assert` expression", span),
-            ast::Expr::Select(_) => opaque("an attribute selection", span),
+            ast::Expr::Select(sel) => self.select(sel, span, depth),
             ast::Expr::HasAttr(_) => opaque("an `?` attribute test", span),
             ast::Expr::BinOp(op) => {
+                if let Some(v) = self.binop(op, span, depth) {
+                    return v;
+                }
                 let what = match op.operator() {
                     Some(ast::BinOpKind::Update) => "the `//` operator".to_string(),
                     Some(ast::BinOpKind::Concat) => "the `++` operator".to_string(),
@@ -261,8 +402,19 @@ impl Lowering<'_> {
     }
 
     fn string(&mut self, s: &ast::Str, span: Span) -> Value {
+        self.string_in(s, span, 0)
+    }
+
+    /// A string literal; interpolations of values that fold to strings are
+    /// folded (`"${port}"` with `port = "80"`, `"${toString 80}"`). Each
+    /// interpolation is decoded as a private-use stand-in first, so that an
+    /// indented string's indentation is stripped exactly as Nix does it
+    /// (an interpolation counts as text).
+    fn string_in(&mut self, s: &ast::Str, span: Span, depth: usize) -> Value {
+        const SLOT: char = '\u{E002}';
         let mut raw = String::new();
         let mut multiline = false;
+        let mut parts: Vec<String> = Vec::new();
         for child in s.syntax().children_with_tokens() {
             match child {
                 rnix::NodeOrToken::Token(t) => match t.kind() {
@@ -271,12 +423,269 @@ impl Lowering<'_> {
                     _ => {}
                 },
                 rnix::NodeOrToken::Node(n) => {
-                    return opaque("string interpolation (`${…}`)", self.span(&n));
+                    let inner = ast::Interpol::cast(n.clone()).and_then(|i| i.expr());
+                    let folded = match inner {
+                        Some(e) if depth <= MAX_DEPTH => self.expr(&e, Shape::Data, depth + 1),
+                        _ => opaque("string interpolation (`${…}`)", self.span(&n)),
+                    };
+                    match folded.kind {
+                        Kind::Str(text) if !s.syntax().text().contains_char(SLOT) => {
+                            raw.push(SLOT);
+                            parts.push(text);
+                        }
+                        Kind::Invalid => return Value { kind: Kind::Invalid, span },
+                        _ => return opaque("string interpolation (`${…}`)", self.span(&n)),
+                    }
                 }
             }
         }
         let text = if multiline { strings::decode_indented(&raw) } else { strings::decode_plain(&raw) };
-        Value { kind: Kind::Str(text), span }
+        if text.contains('\0') {
+            // Nix ends a string at a NUL byte; the Python script would keep
+            // the rest. Neither meaning is safe to pick.
+            self.diags.push(
+                Diagnostic::error("nul_in_string", Some(span), "the string contains a NUL byte")
+                    .with_label("Nix would cut the string here")
+                    .with_hint("remove the NUL byte; Nix strings cannot carry it"),
+            );
+            return Value { kind: Kind::Invalid, span };
+        }
+        if parts.is_empty() {
+            return Value { kind: Kind::Str(text), span };
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut parts = parts.into_iter();
+        for c in text.chars() {
+            if c == SLOT {
+                out.push_str(&parts.next().unwrap_or_default());
+            } else {
+                out.push(c);
+            }
+        }
+        Value { kind: Kind::Str(out), span }
+    }
+
+    // ----- folding: a small evaluator for the plain-data subset of Nix -----
+
+    /// Adds the bindings of a `let` as the innermost scope.
+    fn push_let(&mut self, let_in: &ast::LetIn) {
+        let mut vars = HashMap::new();
+        for entry in let_in.entries() {
+            match entry {
+                ast::Entry::AttrpathValue(apv) => {
+                    let attrs: Vec<ast::Attr> = apv.attrpath().into_iter().flat_map(|p| p.attrs()).collect();
+                    let name = match attrs.first() {
+                        Some(ast::Attr::Ident(id)) => id.ident_token().map(|t| t.text().to_string()),
+                        _ => None,
+                    };
+                    let Some(name) = name else { continue };
+                    let binding = match (attrs.len(), apv.value()) {
+                        (1, Some(value)) => Binding::Expr(value),
+                        _ => Binding::Unknown,
+                    };
+                    vars.insert(name, binding);
+                }
+                ast::Entry::Inherit(inh) => {
+                    for attr in inh.attrs() {
+                        if let ast::Attr::Ident(id) = attr
+                            && let Some(t) = id.ident_token()
+                        {
+                            let name = t.text().to_string();
+                            // `inherit x;` is the outer `x`, which would be
+                            // this binding again in the recursive scope.
+                            let binding = match (inh.from().is_some(), self.lookup(&name)) {
+                                (false, Some((Binding::Value(v), _))) => Binding::Value(v),
+                                _ => Binding::Unknown,
+                            };
+                            vars.insert(name, binding);
+                        }
+                    }
+                }
+            }
+        }
+        self.env = Some(Rc::new(Scope { vars, parent: self.env.take() }));
+    }
+
+    /// Adds a function's parameters (values unknown) as the innermost scope.
+    fn push_params(&mut self, lambda: &ast::Lambda) {
+        let mut vars = HashMap::new();
+        match lambda.param() {
+            Some(ast::Param::IdentParam(p)) => {
+                if let Some(name) = p.ident().and_then(|i| i.ident_token()) {
+                    vars.insert(name.text().to_string(), Binding::Unknown);
+                }
+            }
+            Some(ast::Param::Pattern(pat)) => {
+                for entry in pat.pat_entries() {
+                    if let Some(name) = entry.ident().and_then(|i| i.ident_token()) {
+                        vars.insert(name.text().to_string(), Binding::Unknown);
+                    }
+                }
+                if let Some(name) = pat.pat_bind().and_then(|b| b.ident()).and_then(|i| i.ident_token()) {
+                    vars.insert(name.text().to_string(), Binding::Unknown);
+                }
+            }
+            None => {}
+        }
+        self.env = Some(Rc::new(Scope { vars, parent: self.env.take() }));
+    }
+
+    /// The binding of `name` and the scope that holds it.
+    fn lookup(&self, name: &str) -> Option<(Binding, Rc<Scope>)> {
+        let mut scope = self.env.clone();
+        while let Some(s) = scope {
+            if let Some(b) = s.vars.get(name) {
+                return Some((b.clone(), s));
+            }
+            scope = s.parent.clone();
+        }
+        None
+    }
+
+    fn variable(&mut self, name: &str, shape: Shape, span: Span, depth: usize) -> Value {
+        match self.lookup(name) {
+            Some((Binding::Expr(e), scope)) => {
+                let saved = self.env.replace(scope);
+                let v = self.expr(&e, shape, depth + 1);
+                self.env = saved;
+                match v.kind {
+                    // Say which variable, not what it is bound to.
+                    Kind::Opaque { why } if !why.starts_with("the variable") => {
+                        opaque(format!("the variable `{name}` ({why})"), span)
+                    }
+                    Kind::Opaque { why } => opaque(why, span),
+                    _ => v,
+                }
+            }
+            Some((Binding::Value(v), _)) => v,
+            Some((Binding::Unknown, _)) | None => opaque(format!("the variable `{name}`"), span),
+        }
+    }
+
+    /// Folds calls of `toString`, `map`, `concatMap` and `concatLists` on
+    /// known values; `None` leaves the call opaque.
+    fn apply(&mut self, app: &ast::Apply, span: Span, depth: usize) -> Option<Value> {
+        // `f a b` is `(f a) b`: collect the arguments.
+        let mut args = vec![app.argument()?];
+        let mut callee = app.lambda()?;
+        while let ast::Expr::Apply(inner) = &callee {
+            args.push(inner.argument()?);
+            callee = inner.lambda()?;
+        }
+        args.reverse();
+        let name = callee.syntax().text().to_string();
+        let base = name.strip_prefix("builtins.").or_else(|| name.strip_prefix("lib.")).unwrap_or(&name);
+        // A local binding of that name is not the builtin.
+        let head = name.split('.').next().unwrap_or_default();
+        if self.lookup(head).is_some_and(|(b, _)| !matches!(b, Binding::Unknown) || head == base) {
+            return None;
+        }
+        match (base, args.as_slice()) {
+            ("toString", [x]) => {
+                let v = self.expr(x, Shape::Data, depth + 1);
+                let text = match v.kind {
+                    Kind::Str(s) => s,
+                    Kind::Int(i) => i.to_string(),
+                    Kind::Bool(true) => "1".into(),
+                    Kind::Bool(false) | Kind::Null => String::new(),
+                    _ => return None,
+                };
+                Some(Value { kind: Kind::Str(text), span })
+            }
+            ("map" | "concatMap", [f, xs]) => {
+                let ast::Expr::Lambda(lambda) = strip_parens(f) else { return None };
+                let Kind::List(items) = self.expr(xs, Shape::Data, depth + 1).kind else { return None };
+                let mut out = Vec::new();
+                for item in items {
+                    let v = self.call(&lambda, item, depth)?;
+                    if base == "map" {
+                        out.push(v);
+                    } else {
+                        let Kind::List(inner) = v.kind else { return None };
+                        out.extend(inner);
+                    }
+                }
+                Some(Value { kind: Kind::List(out), span })
+            }
+            ("concatLists", [xs]) => {
+                let Kind::List(lists) = self.expr(xs, Shape::Data, depth + 1).kind else { return None };
+                let mut out = Vec::new();
+                for list in lists {
+                    let Kind::List(inner) = list.kind else { return None };
+                    out.extend(inner);
+                }
+                Some(Value { kind: Kind::List(out), span })
+            }
+            _ => None,
+        }
+    }
+
+    /// Applies a function literal to a known value (`x: …` or `{ a, b ? 1 }: …`).
+    fn call(&mut self, lambda: &ast::Lambda, arg: Value, depth: usize) -> Option<Value> {
+        let mut vars = HashMap::new();
+        match lambda.param()? {
+            ast::Param::IdentParam(p) => {
+                vars.insert(p.ident()?.ident_token()?.text().to_string(), Binding::Value(arg));
+            }
+            ast::Param::Pattern(pat) => {
+                let entries = arg.attrs()?.to_vec();
+                for entry in pat.pat_entries() {
+                    let name = entry.ident()?.ident_token()?.text().to_string();
+                    let binding = match entries.iter().find(|e| e.key == name) {
+                        Some(e) => Binding::Value(e.value.clone()),
+                        None => Binding::Expr(entry.default()?),
+                    };
+                    vars.insert(name, binding);
+                }
+                if let Some(name) = pat.pat_bind().and_then(|b| b.ident()).and_then(|i| i.ident_token()) {
+                    vars.insert(name.text().to_string(), Binding::Value(arg));
+                }
+            }
+        }
+        let saved = self.env.take();
+        self.env = Some(Rc::new(Scope { vars, parent: saved.clone() }));
+        let v = lambda.body().map(|body| self.expr(&body, Shape::Data, depth + 1));
+        self.env = saved;
+        v
+    }
+
+    /// Folds `++` of lists and `+` of strings or integers.
+    fn binop(&mut self, op: &ast::BinOp, span: Span, depth: usize) -> Option<Value> {
+        let kind = op.operator()?;
+        if !matches!(kind, ast::BinOpKind::Concat | ast::BinOpKind::Add) {
+            return None;
+        }
+        let lhs = self.expr(&op.lhs()?, Shape::Data, depth + 1);
+        let rhs = self.expr(&op.rhs()?, Shape::Data, depth + 1);
+        let kind = match (kind, lhs.kind, rhs.kind) {
+            (ast::BinOpKind::Concat, Kind::List(mut a), Kind::List(b)) => {
+                a.extend(b);
+                Kind::List(a)
+            }
+            (ast::BinOpKind::Add, Kind::Str(a), Kind::Str(b)) => Kind::Str(a + &b),
+            (ast::BinOpKind::Add, Kind::Int(a), Kind::Int(b)) => Kind::Int(a.checked_add(b)?),
+            _ => return None,
+        };
+        Some(Value { kind, span })
+    }
+
+    /// `a.b.c` of a known attribute set (no `or` default).
+    fn select(&mut self, sel: &ast::Select, span: Span, depth: usize) -> Value {
+        let not_static = || opaque("an attribute selection", span);
+        if sel.default_expr().is_some() {
+            return not_static();
+        }
+        let Some(base) = sel.expr() else { return not_static() };
+        let mut v = self.expr(&base, Shape::Data, depth + 1);
+        for attr in sel.attrpath().into_iter().flat_map(|p| p.attrs()) {
+            let Ok((name, _)) = self.attr_name(&attr) else { return not_static() };
+            let found = v.attrs().and_then(|es| es.iter().find(|e| e.key == name)).map(|e| e.value.clone());
+            match found {
+                Some(inner) => v = inner,
+                None => return not_static(),
+            }
+        }
+        v
     }
 
     /// The static name of one attribute path element.
@@ -591,7 +1000,7 @@ mod tests {
 
     #[test]
     fn non_data_is_opaque_with_exact_span() {
-        let text = r#"{ a = "x${y}z"; b = let q = 1; in q; c = f 1; d = x // y; e = ./p; }"#;
+        let text = r#"{ a = "x${y}z"; b = let q = f; in q; c = f 1; d = x // y; e = ./p; }"#;
         let (v, _) = lower(text);
         let a = get(&v, "a");
         assert!(matches!(&a.kind, Kind::Opaque { why } if why.contains("interpolation")));
@@ -599,6 +1008,92 @@ mod tests {
         for key in ["b", "c", "d", "e"] {
             assert!(matches!(get(&v, key).kind, Kind::Opaque { .. }), "{key}");
         }
+    }
+
+    #[test]
+    fn plain_data_folds() {
+        let text = r#"let
+          port = 3000;
+          host = "localhost";
+          url = "http://${host}:${toString port}/";
+          cfg = { user = "alice"; };
+          ports = [ 80 443 ];
+        in {
+          a = url;
+          b = map (p: { waitForOpenPort = p; }) ports ++ [ { sleep = 1; } ];
+          c = builtins.concatMap (p: [ p p ]) [ 1 2 ];
+          d = cfg.user + "!";
+          e = ''
+            port ${toString port}
+              ok
+          '';
+          f = let q = 1; in q + 1;
+          g = map ({ n, m ? "x" }: n + m) [ { n = "a"; } { n = "b"; m = "y"; } ];
+        }"#;
+        let (v, d) = lower(text);
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(get(&v, "a").kind, Kind::Str("http://localhost:3000/".into()));
+        let Kind::List(b) = &get(&v, "b").kind else { panic!("{:?}", get(&v, "b")) };
+        assert_eq!(b.len(), 3);
+        assert_eq!(get(&b[1], "waitForOpenPort").kind, Kind::Int(443));
+        let Kind::List(c) = &get(&v, "c").kind else { panic!() };
+        assert_eq!(c.iter().map(|x| x.kind.clone()).collect::<Vec<_>>(), [1, 1, 2, 2].map(Kind::Int));
+        assert_eq!(get(&v, "d").kind, Kind::Str("alice!".into()));
+        assert_eq!(get(&v, "e").kind, Kind::Str("port 3000\n  ok\n".into()));
+        assert_eq!(get(&v, "f").kind, Kind::Int(2));
+        let Kind::List(g) = &get(&v, "g").kind else { panic!() };
+        assert_eq!(g[0].kind, Kind::Str("ax".into()));
+        assert_eq!(g[1].kind, Kind::Str("by".into()));
+    }
+
+    #[test]
+    fn unknown_values_stay_opaque_at_their_use() {
+        let text = r#"{ pkgs, nodes, ... }: let map = x: x; in {
+          a = "${pkgs.hello}/bin/hello";
+          b = map (x: x) [ 1 ];
+          c = let r = r; in r;
+        }"#;
+        let (v, _) = lower(text);
+        for key in ["a", "b", "c"] {
+            assert!(matches!(get(&v, key).kind, Kind::Opaque { .. }), "{key}: {:?}", get(&v, key));
+        }
+    }
+
+    #[test]
+    fn folding_is_bounded() {
+        // Each name doubles the list: 2^40 items unless bounded.
+        let mut text = String::from("let a0 = [ 1 1 ];");
+        for i in 1..40 {
+            text.push_str(&format!(" a{i} = a{} ++ a{};", i - 1, i - 1));
+        }
+        text.push_str(" in { x = a39; }");
+        let start = std::time::Instant::now();
+        let (v, _) = lower(&text);
+        assert!(matches!(get(&v, "x").kind, Kind::Opaque { .. }));
+        assert!(start.elapsed() < std::time::Duration::from_secs(20));
+    }
+
+    #[test]
+    fn computed_values_in_steps_know_their_place() {
+        let text = r#"{ pkgs, ... }: {
+          name = "${pkgs.x}";
+          steps = [ { succeed = "${pkgs.hello}/bin/hello"; expect.contains = [ "a" pkgs.b ]; } ];
+        }"#;
+        let parsed = rnix::Root::parse(text);
+        let mut diags = Vec::new();
+        let (v, function) = lower_description(FileId(0), &parsed.tree().expr().unwrap(), &mut diags);
+        assert!(function);
+        assert!(matches!(get(&v, "name").kind, Kind::Opaque { .. }), "only steps are computed");
+        let Kind::List(steps) = &get(&v, "steps").kind else { panic!() };
+        assert!(matches!(&get(&steps[0], "succeed").kind,
+            Kind::Computed { expr, .. } if expr == "(builtins.elemAt description.steps 0).succeed"));
+        let Kind::List(needles) = &get(get(&steps[0], "expect"), "contains").kind else { panic!() };
+        assert!(matches!(&needles[1].kind,
+            Kind::Computed { expr, .. } if expr == "(builtins.elemAt (builtins.elemAt description.steps 0).expect.contains 1)"));
+        assert_eq!(attr_segment("a-b"), "a-b");
+        assert_eq!(attr_segment("a b"), "\"a b\"");
+        assert_eq!(attr_segment("in"), "\"in\"");
+        assert_eq!(attr_segment("${x}"), "\"\\${x}\"");
     }
 
     #[test]

@@ -5,6 +5,30 @@
 { }
 {%- else %}
 let
+{%- if computed %}
+  # A description that is a function gets what a testScript function gets,
+  # plus `pkgs` and `lib`.
+  nixvmDescription =
+    d: args:
+    if !builtins.isFunction d then
+      d
+    else if builtins.functionArgs d == { } then
+      d args
+    else
+      d (builtins.intersectAttrs (builtins.functionArgs d) args);
+  # A value a description computes, checked when Nix evaluates it.
+  nixvmValue =
+    where: type: pattern: value:
+    let
+      found = builtins.typeOf value;
+    in
+    if found != type then
+      throw "${where} must be a ${type}, but it evaluates to a ${found}"
+    else if pattern != null && builtins.match pattern value == null then
+      throw "${where}: ${builtins.toJSON value} cannot be passed safely to the test driver (it must match ${pattern})"
+    else
+      value;
+{%- endif %}
   # One function per test, from a package set to the check; the systems
   # below apply them to their own nixpkgs.
   tests = {
@@ -13,6 +37,11 @@ let
       pkgs:
       pkgs.testers.runNixOSTest (
         { config, lib, ... }:
+{%- if let Some(description) = test.description %}
+        let
+          description = {{ description }};
+        in
+{%- endif %}
         {
           name = {{ test.name }};
 {%- if let Some(seconds) = test.global_timeout %}

@@ -36,6 +36,8 @@
     # { waitUntilFails = "pgrep -x setup"; }
     # { sleep = 2; }
     # { http = { url = "http://localhost/"; status = 200; contains = "Welcome"; }; }
+    # { snapshot = "booted"; }  # every node, saved (QEMU snapshot; docs/snapshots.md)
+    # { restore = "booted"; }   # every node back to that state, in about a second
     # { start = true; }  # or `start = "<node>";` instead of `node`
     # { shutdown = true; }
     # { crash = true; }
@@ -46,6 +48,7 @@
     # { screenshot = "after-login"; }
     # {
     #   subtest = "the service restarts";
+    #   # isolate = true;  # its subtests each start from the same state
     #   steps = [
     #     { succeed = "systemctl restart nginx"; }
     #     { waitForUnit = "nginx.service"; }

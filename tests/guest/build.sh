@@ -8,7 +8,12 @@
 #                                  in the initramfs) or, given root=, stage 1 of
 #                                  the systemd guest
 #   cache/current/root.ext4        debootstrap'ed bookworm with systemd,
-#                                  configured like NixOS test instrumentation
+#                                  configured like NixOS test instrumentation;
+#                                  the backing file of each VM's qcow2 disk
+#   cache/current/store/           the guests' "Nix store": shared over 9p
+#                                  (tag nix-store) as NixOS shares the host's
+#   cache/current/store.erofs      the same as an erofs image, the stand-in
+#                                  for virtualisation.useNixStoreImage
 #   cache/current/accel            "tcg" or "kvm" (probed, see probe_accel)
 #   cache/current/guest.env        the paths above as KEY=VALUE lines
 #
@@ -32,7 +37,10 @@ mirror=${NIXVM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # wait_for_open_port runs `nc -z`, which busybox nc lacks).
 include=systemd,systemd-sysv,udev,iproute2,iputils-ping,curl,kmod,procps,netcat-openbsd
 # Modules the guests need, loaded by /init in dependency order.
-modules=(virtio_pci virtio_console virtio_net virtio_rng virtio_blk 9pnet_virtio 9p crc32c_generic ext4)
+modules=(virtio_pci virtio_console virtio_net virtio_rng virtio_blk 9pnet_virtio 9p crc32c_generic ext4 erofs overlay)
+# The guests run their backdoor from the store, as NixOS does, so the store
+# is busy while the guest runs (it cannot be unmounted for a snapshot).
+store_backdoor=/nix/store/3zq1v1nzk3w5cdbxw2m1jj8sm0q4yx6c-nixvm-backdoor/bin/nixvm-backdoor
 
 busybox_only=0
 refresh_kernel=0
@@ -58,6 +66,7 @@ ensure_tools() {
     [qemu-system-x86_64]=qemu-system-x86 [debootstrap]=debootstrap [cpio]=cpio
     [depmod]=kmod [xz]=xz-utils [mkfs.ext4]=e2fsprogs [vde_switch]=vde2
     [nc]=netcat-openbsd [curl]=curl [flock]=util-linux [dpkg-deb]=dpkg
+    [qemu-img]=qemu-utils [mkfs.erofs]=erofs-utils
   )
   local missing=() cmd
   for cmd in "${!need[@]}"; do
@@ -210,11 +219,10 @@ build_initrd() {
     echo "${ko##*/}" >> "$stage/modules/load-order"
   done
   install -m 0755 "$here/init" "$stage/init"
-  install -m 0755 "$here/rootfs/usr/local/bin/nixvm-backdoor" "$stage/bin/nixvm-backdoor"
   install -m 0755 "$here/rootfs/usr/local/sbin/nixvm-guestnet" "$stage/bin/nixvm-guestnet"
-  cat > "$stage/etc/inittab" <<'EOF'
+  cat > "$stage/etc/inittab" <<EOF
 ::sysinit:/bin/nixvm-guestnet
-::once:/bin/nixvm-backdoor
+::once:$store_backdoor
 ::shutdown:/bin/umount -a -r
 EOF
   echo 'root:x:0:0:root:/root:/bin/bash' > "$stage/etc/passwd"
@@ -272,6 +280,24 @@ build_rootimg() {
   log "rootfs: $out ($(du -h "$out" | cut -f1) allocated)"
 }
 
+# --- the guests' Nix store -------------------------------------------------------
+# A directory shared over 9p (tag nix-store, mounted at /nix/.ro-store under
+# an overlay on /nix/store, as qemu-vm.nix does by default) and the same
+# content as an erofs image (virtualisation.useNixStoreImage). NixOS builds
+# store.img at every VM start from the closure; the stand-in builds it once
+# and the start script copies it into the VM's state directory.
+build_store() {
+  local dir=$1 img=$2
+  rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+  install -D -m 0755 "$here/rootfs/usr/local/bin/nixvm-backdoor" "$dir.tmp$store_backdoor"
+  install -D -m 0644 "$here/rootfs/srv/www/index.html" \
+    "$dir.tmp/nix/store/9mfjq0d1sa3v3d0rqx2n5w3q2kk7ka4b-syshc-www/index.html"
+  mv "$dir.tmp/nix/store" "$dir.new" && rm -rf "$dir.tmp" "$dir" && mv "$dir.new" "$dir"
+  rm -f "$img.tmp"
+  mkfs.erofs --quiet --all-root -T 0 "$img.tmp" "$dir" >&2
+  mv "$img.tmp" "$img"
+}
+
 # --- accelerator probe ----------------------------------------------------------
 # /dev/kvm may exist and still be unusable (kvm_pvm: QEMU aborts with -cpu
 # host, or runs slower than TCG). KVM is used only if a probe boot of the
@@ -321,6 +347,7 @@ inputs_hash() {
 stamp=$cache/current/stamp
 if [ "$refresh_kernel" -eq 0 ] && [ -s "$cache/kernel.pin" ] && [ -e "$stamp" ] \
   && [ -e "$cache/current/vmlinux" ] && [ -e "$cache/current/initrd.cpio.gz" ] \
+  && [ -e "$cache/current/store" ] && [ -e "$cache/current/store.erofs" ] \
   && { [ "$busybox_only" -eq 1 ] || [ -e "$cache/current/root.ext4" ]; } \
   && [ "$(cat "$stamp")" = "$(inputs_hash)" ]; then
   cat "$cache/current/guest.env"
@@ -343,6 +370,9 @@ key=$(inputs_hash)
 initrd=$cache/initrd-$key.cpio.gz
 [ -e "$initrd" ] || build_initrd "$initrd"
 
+store=$cache/store-$key
+[ -e "$store.erofs" ] || build_store "$store" "$store.erofs"
+
 rootimg=""
 if [ "$busybox_only" -eq 0 ]; then
   dbkey=$(echo "$suite $include $mirror" | hash_of)
@@ -355,12 +385,16 @@ new=$cache/current.new
 rm -rf "$new" && mkdir -p "$new"
 ln -s "$kdir/vmlinux" "$new/vmlinux"
 ln -s "$initrd" "$new/initrd.cpio.gz"
+ln -s "$store" "$new/store"
+ln -s "$store.erofs" "$new/store.erofs"
 [ -n "$rootimg" ] && ln -s "$rootimg" "$new/root.ext4"
 probe_accel "$new/accel"
 {
   echo "GUEST_VMLINUX=$cache/current/vmlinux"
   echo "GUEST_INITRD=$cache/current/initrd.cpio.gz"
   [ -n "$rootimg" ] && echo "GUEST_ROOT_IMAGE=$cache/current/root.ext4"
+  echo "GUEST_STORE=$cache/current/store"
+  echo "GUEST_STORE_IMAGE=$cache/current/store.erofs"
   echo "GUEST_ACCEL=$(cat "$new/accel")"
   echo "GUEST_MAKE_VM=$here/make-vm.sh"
 } > "$new/guest.env"
@@ -371,8 +405,8 @@ mv "$new" "$cache/current"
 rm -rf "$cache/current.old"
 
 # Drop artifacts of older inputs so the cache does not grow without bound.
-for f in "$cache"/initrd-*.cpio.gz "$cache"/root-*.ext4; do
-  case "$f" in "$initrd" | "$rootimg") ;; *) rm -f "$f" ;; esac
+for f in "$cache"/initrd-*.cpio.gz "$cache"/root-*.ext4 "$cache"/store-*; do
+  case "$f" in "$initrd" | "$rootimg" | "$store" | "$store.erofs") ;; *) rm -rf "$f" ;; esac
 done
 log "done in $(( $(date +%s) - t0 )) s; cache uses $(du -sh "$cache" | cut -f1)"
 cat "$cache/current/guest.env"

@@ -3,25 +3,30 @@
 #
 #   make-vm.sh --out DIR --node NAME --kind busybox|systemd
 #              [--all-nodes "a b c"] [--vlans "1 2"] [--memory MiB] [--smp N]
-#              [--qemu PATH] [--shell PATH] [--path DIRS]
+#              [--store 9p|image] [--qemu PATH] [--qemu-img PATH]
+#              [--shell PATH] [--path DIRS]
 #
 # Like NixOS's start script, the script names its interpreter and QEMU by
 # absolute path and puts its own tools (coreutils) in front of PATH, so it
 # runs with an empty PATH: --shell (default /bin/bash), --qemu (default:
 # qemu-system-x86_64 as found on PATH now), --path (default: the directory
-# of `mkdir` as found now). The stand-in nixpkgs passes its store paths.
+# of `mkdir` as found now), --qemu-img (default: next to QEMU, else on PATH;
+# it creates the qcow2 disk). The stand-in nixpkgs passes its store paths.
 #
 # Node numbers are the positions of the names in the sorted --all-nodes
 # list (1-based), as nixos/lib/testing/network.nix numbers them; the node
 # gets 192.168.<vlan>.<number>/24 and MAC 52:54:00:12:<vlan>:<number> (hex)
 # on each VLAN (default: VLAN 1), and /etc/hosts names every node's first
-# VLAN address. Reads the guest paths from tests/guest/cache/current/.
+# VLAN address. --store: the guest's /nix/store is the host's 9p share
+# `nix-store` (default, as NixOS's mountHostNixStore) or an erofs store image
+# (virtualisation.useNixStoreImage). Reads the guest paths from
+# tests/guest/cache/current/.
 # Prints the script's path.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${NIXVM_GUEST_CACHE:-$here/cache}
 
-out="" node="" kind="" all="" vlans="1" memory="" smp="" qemu="" shell=/bin/bash tools_path=""
+out="" node="" kind="" all="" vlans="1" memory="" smp="" store=9p qemu="" qemu_img="" shell=/bin/bash tools_path=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=$2; shift 2 ;;
@@ -31,7 +36,9 @@ while [ $# -gt 0 ]; do
     --vlans) vlans=$2; shift 2 ;;
     --memory) memory=$2; shift 2 ;;
     --smp) smp=$2; shift 2 ;;
+    --store) store=$2; shift 2 ;;
     --qemu) qemu=$2; shift 2 ;;
+    --qemu-img) qemu_img=$2; shift 2 ;;
     --shell) shell=$2; shift 2 ;;
     --path) tools_path=$2; shift 2 ;;
     *) echo "make-vm.sh: unknown argument $1" >&2; exit 2 ;;
@@ -41,6 +48,11 @@ done
 [ -n "$all" ] || all=$node
 [ -n "$qemu" ] || qemu=$(command -v qemu-system-x86_64) || { echo "make-vm.sh: qemu-system-x86_64 is not on PATH (pass --qemu)" >&2; exit 1; }
 [ -n "$tools_path" ] || tools_path=$(dirname "$(command -v mkdir)")
+if [ -z "$qemu_img" ]; then
+  if [ -x "$(dirname "$qemu")/qemu-img" ]; then qemu_img=$(dirname "$qemu")/qemu-img
+  else qemu_img=$(command -v qemu-img) || { echo "make-vm.sh: qemu-img is not on PATH (pass --qemu-img; Debian: qemu-utils)" >&2; exit 1; }
+  fi
+fi
 [ -f "$cache/current/guest.env" ] || { echo "make-vm.sh: no guests built; run tests/guest/build.sh" >&2; exit 1; }
 
 sorted=$(printf '%s\n' $all | LC_ALL=C sort -u)
@@ -53,17 +65,32 @@ accel=$(cat "$cache/current/accel")
 case "$kind" in
   busybox)
     : "${memory:=256}" "${smp:=1}"
-    drives=""
+    # No root file system on it: the disk holds the VM state of snapshots.
+    disk_create="$qemu_img create -q -f qcow2 \"\$NIX_DISK_IMAGE\" 64M"
     params="console=ttyS0 panic=-1 quiet systemd.hostname=$node"
     ;;
   systemd)
     [ -e "$cache/current/root.ext4" ] || { echo "make-vm.sh: no systemd guest built (build.sh without --busybox-only)" >&2; exit 1; }
     : "${memory:=512}" "${smp:=2}"
-    drives="  -drive file=$cache/current/root.ext4,if=virtio,format=raw,snapshot=on \\"
+    # The shared root image is the read-only backing file of each VM's disk.
+    root_image=$(readlink -f "$cache/current/root.ext4")
+    disk_create="$qemu_img create -q -f qcow2 -F raw -b $root_image \"\$NIX_DISK_IMAGE\""
     params="console=ttyS0 panic=-1 root=/dev/vda rw systemd.hostname=$node"
     ;;
   *) echo "make-vm.sh: --kind must be busybox or systemd" >&2; exit 2 ;;
 esac
+case "$store" in
+  9p)
+    store_share="  -virtfs local,path=$(readlink -f "$cache/current/store"),security_model=none,mount_tag=nix-store \\"
+    store_prep=":" drives="" ;;
+  image)
+    store_share=""
+    store_prep="cp $(readlink -f "$cache/current/store.erofs") \"\$TMPDIR\"/store.img"
+    drives="  -drive file=\"\$TMPDIR\"/store.img,format=raw,id=drive2,if=none,index=2 \\
+  -device virtio-blk-pci,bootindex=2,drive=drive2 \\" ;;
+  *) echo "make-vm.sh: --store must be 9p or image" >&2; exit 2 ;;
+esac
+params="$params nixvm.store=$store"
 case "$accel" in
   kvm) accel_args="-accel kvm -cpu host" ;;
   *) if [ "$smp" -gt 1 ]; then accel_args="-accel tcg,thread=multi"; else accel_args="-accel tcg"; fi ;;
@@ -91,6 +118,7 @@ mkdir -p "$out"
 script=$out/run-$node-vm
 NODE=$node NUMBER=$number KIND=$kind MEMORY=$memory SMP=$smp ACCEL=$accel_args \
 NICS=${nics%$'\n'} DRIVES=$drives PARAMS=$params SHELL_BIN=$shell TOOLS_PATH=$tools_path \
+DISK_CREATE=$disk_create STORE_PREP=$store_prep STORE_SHARE=$store_share STORE_KIND=$store \
 QEMU_BIN=$qemu VMLINUX=$cache/current/vmlinux INITRD=$cache/current/initrd.cpio.gz awk '
   # Values come through ENVIRON: awk -v would interpret their backslashes.
   function sub_all(s, k) { for (k in keys) s = replace(s, "@" k "@", ENVIRON[keys[k]]); return s }
@@ -100,13 +128,14 @@ QEMU_BIN=$qemu VMLINUX=$cache/current/vmlinux INITRD=$cache/current/initrd.cpio.
     return out s
   }
   BEGIN {
-    split("NODE NUMBER KIND MEMORY SMP ACCEL VMLINUX INITRD", names, " ")
+    split("NODE NUMBER KIND MEMORY SMP ACCEL VMLINUX INITRD DISK_CREATE STORE_PREP STORE_KIND", names, " ")
     for (n in names) keys[names[n]] = names[n]
     keys["KERNEL_PARAMS"] = "PARAMS"; keys["QEMU"] = "QEMU_BIN"; keys["SHELL"] = "SHELL_BIN"
     keys["PATH"] = "TOOLS_PATH"
   }
   /^@VLAN_NICS@$/ { if (ENVIRON["NICS"] != "") print ENVIRON["NICS"]; next }
   /^@DRIVES@$/ { if (ENVIRON["DRIVES"] != "") print ENVIRON["DRIVES"]; next }
+  /^@STORE_SHARE@$/ { if (ENVIRON["STORE_SHARE"] != "") print ENVIRON["STORE_SHARE"]; next }
   { print sub_all($0) }' "$here/run-vm.sh.in" > "$script.tmp"
 chmod 755 "$script.tmp"
 mv "$script.tmp" "$script"

@@ -16,6 +16,8 @@ use crate::util;
 /// Every fixture project; each has a golden `tests/goldens/<case>.nix`.
 const CASES: &[&str] = &[
     "single-node-rust",
+    "store-paths",
+    "battery",
     "multi-node-python",
     "aliases",
     "every-step",
@@ -264,20 +266,64 @@ fn fixture_checks_evaluate_against_the_stand_in() {
             let check = &checks[&test.name];
             let drv = check["drv"].as_str().unwrap_or_default();
             assert!(drv.ends_with(&format!("-vm-test-run-{}.drv", test.name)), "{case}: {drv}");
-            // The script Nix sees is exactly the one rendered.
-            let script = nixvm_gen::codegen::script::render(test, &project.sources).expect("renders");
+            // The script Nix sees is exactly the one rendered, with the
+            // values Nix computed (read back from the plan) in place.
+            let expected_plan = nixvm_gen::plan::Plan::from_spec(test).to_json();
+            let mut values = std::collections::BTreeMap::new();
+            if !check["plan"].is_null() {
+                computed_values(&expected_plan, &check["plan"], &mut values);
+            }
+            assert_eq!(values.len(), test.computed.len(), "{case}/{}: every computed value found", test.name);
+            let mut script = nixvm_gen::codegen::script::render(test, &project.sources).expect("renders");
+            for (index, value) in &values {
+                let placeholder = escape::python_string(&nixvm_gen::spec::computed::placeholder(*index));
+                script = script.replace(&placeholder, &serde_json::to_string(value).unwrap());
+            }
             assert_eq!(check["script"].as_str(), Some(script.as_str()), "{case}/{}: testScript", test.name);
             match test.backend {
                 nixvm_gen::spec::Backend::Rust => {
                     let plan =
                         nixvm_gen::plan::Plan::from_json(&check["plan"].to_string()).expect("a valid plan");
-                    assert_eq!(plan, nixvm_gen::plan::Plan::from_spec(test), "{case}/{}: plan", test.name);
+                    let mut expected = expected_plan.to_string();
+                    for (index, value) in &values {
+                        let placeholder =
+                            serde_json::to_string(&nixvm_gen::spec::computed::placeholder(*index)).unwrap();
+                        expected = expected.replace(&placeholder, &serde_json::to_string(value).unwrap());
+                    }
+                    let expected = nixvm_gen::plan::Plan::from_json(&expected).unwrap();
+                    assert_eq!(plan, expected, "{case}/{}: plan", test.name);
                 }
                 nixvm_gen::spec::Backend::Python => {
                     assert!(check["plan"].is_null(), "{case}: stock driver kept")
                 }
             }
         }
+    }
+}
+
+/// The values Nix computed for the placeholders of `rendered` (a plan as
+/// generated), read at the same places of `evaluated` (the plan Nix built).
+fn computed_values(
+    rendered: &serde_json::Value,
+    evaluated: &serde_json::Value,
+    out: &mut std::collections::BTreeMap<usize, serde_json::Value>,
+) {
+    use serde_json::Value;
+    match (rendered, evaluated) {
+        (Value::String(s), v) => {
+            if let Some(i) = nixvm_gen::spec::computed::placeholder_index(s) {
+                out.insert(i, v.clone());
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => a.iter().zip(b).for_each(|(a, b)| computed_values(a, b, out)),
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                if let Some(w) = b.get(k) {
+                    computed_values(v, w, out);
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -657,13 +703,20 @@ fn scripts_of_generated_file(file: &Path) -> Vec<ScriptUnderTest> {
     let expr = format!(
         r#"
 let
+  # Just enough of a package set and of evaluated nodes for the fixtures
+  # whose descriptions compute values (tests/fixtures/codegen/store-paths).
+  fakeNodes = {{ server.networking.hostName = "server"; client.networking.hostName = "client"; }};
   runNixOSTest = module:
-    let m = module {{ config = {{ }}; lib = {{ }}; }};
+    let m = module {{ config.nodes = fakeNodes; lib = {{ }}; }};
     in {{ inherit (m) name testScript; nodes = builtins.attrNames m.nodes; }};
   checks = import (/. + {file}) {{
     self = {{ nixosModules = {{ }}; }};
     nixpkgs.legacyPackages = builtins.listToAttrs (map
-      (system: {{ name = system; value.testers = {{ inherit runNixOSTest; }}; }})
+      (system: {{ name = system; value = {{
+        testers = {{ inherit runNixOSTest; }};
+        runtimeShell = "/bin/sh";
+        writeShellScriptBin = name: text: "/nix/store/00000000000000000000000000000000-${{name}}";
+      }}; }})
       [ {systems} ]);
   }};
 in
@@ -771,9 +824,22 @@ fn generated_scripts_pass_the_stock_driver_type_check_and_lint() {
 
     let mut typed = Vec::new();
     let mut names = Vec::new();
+    let fixtures = util::tempdir();
     for file in &files {
-        let tests = scripts_of_generated_file(file);
         let shown = file.strip_prefix(util::root()).unwrap_or(file).display().to_string();
+        // A golden whose descriptions are read at evaluation time (computed
+        // values) is evaluated in a copy of its fixture project.
+        let case = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let in_fixture = fixtures.path().join(&case);
+        let file = if file.starts_with(util::root()) && util::fixture(&format!("codegen/{case}")).is_dir() {
+            util::copy_dir(&util::fixture(&format!("codegen/{case}")), &in_fixture);
+            std::fs::create_dir_all(in_fixture.join("nix")).unwrap();
+            std::fs::copy(file, in_fixture.join(OUTPUT)).unwrap();
+            in_fixture.join(OUTPUT)
+        } else {
+            file.clone()
+        };
+        let tests = scripts_of_generated_file(&file);
         assert!(!tests.is_empty(), "{shown}: no tests read back");
         for test in tests {
             let index = typed.len();
@@ -847,4 +913,66 @@ fn empty_systems_warn_but_generate() {
     assert!(stderr.contains("--> tests/vm/health.nix:2:13"), "{stderr}");
     let generated = std::fs::read_to_string(dir.path().join(OUTPUT)).unwrap();
     assert!(!generated.contains("x86_64-linux ="), "{generated}");
+}
+
+/// Strings that Nix computes (here: each nasty string passed through a
+/// function, which the static parse cannot fold) reach the Python script
+/// and the plan exactly: both embed `builtins.toJSON` of the value, whose
+/// JSON string literals are valid Python literals.
+#[test]
+fn computed_strings_reach_python_and_the_plan_unchanged() {
+    if !util::require("nix-instantiate", "evaluates the generated testScript and plan")
+        || !util::require("python3", "runs the generated testScript")
+    {
+        return;
+    }
+    let strings: Vec<String> =
+        string_batch().into_iter().filter(|s| !nixvm_gen::spec::names::is_blank_command(s)).collect();
+    let items: String = strings.iter().map(|c| format!("    {}\n", escape::nix_string(c))).collect();
+    let dir = copy_case("single-node-rust");
+    std::fs::remove_file(dir.path().join("tests/vm/health.nix")).unwrap();
+    for backend in ["python", "rust"] {
+        std::fs::write(
+            dir.path().join("tests/vm/nasty.nix"),
+            format!(
+                "{{ pkgs, ... }}:\nlet\n  id = x: x;\n  strings = [\n{items}  ];\nin\n{{\n  backend = \"{backend}\";\n  systems = [ \"x86_64-linux\" ];\n  nodes.machine = {{ }};\n  steps = map (s: {{ succeed = id s; }}) strings;\n}}\n"
+            ),
+        )
+        .unwrap();
+        let text = generate(dir.path());
+        assert!(text.contains("builtins.toJSON (nixvmValue"), "the values are computed:\n{text}");
+        if backend == "rust" {
+            let plan_of = r#"
+let
+  checks = import ./nix/checks.generated.nix {
+    self = { nixosModules = { }; };
+    nixvm-gen.lib.mkDriver = { plan, ... }: plan;
+    nixpkgs.legacyPackages.x86_64-linux.testers.runNixOSTest =
+      module: (module { config = { }; lib.mkForce = x: x; }).driver;
+  };
+in
+map (s: s.action.succeed.command) checks.x86_64-linux.nasty.steps
+"#;
+            std::fs::write(dir.path().join("plan.nix"), plan_of).unwrap();
+            let got: Vec<String> =
+                serde_json::from_value(nix_eval_path(&dir.path().join("plan.nix"))).unwrap();
+            assert_round_trip("computed plan command", &strings, &got);
+            continue;
+        }
+        std::fs::write(dir.path().join("stand-in.nix"), TINY_STAND_IN).unwrap();
+        let script = nix_eval_path(&dir.path().join("stand-in.nix"));
+        let script = script.as_str().expect("testScript is a string").to_string();
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(FAKE_DRIVER)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), script.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "the generated script failed in python3:\n{script}");
+        let got: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+        assert_round_trip("computed succeed command", &strings, &got);
+    }
 }

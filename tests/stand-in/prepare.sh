@@ -37,7 +37,7 @@ for b in "${bins[@]}"; do
   [ -x "$cargo_bin/$b" ] || die "$cargo_bin/$b is missing (run cargo build, or pass --cargo-bin)"
 done
 current=$guest_cache/current
-for f in vmlinux initrd.cpio.gz root.ext4 accel guest.env stamp; do
+for f in vmlinux initrd.cpio.gz root.ext4 store store.erofs accel guest.env stamp; do
   [ -e "$current/$f" ] || die "$current/$f is missing (run tests/guest/build.sh)"
 done
 
@@ -89,7 +89,7 @@ add /bin/sh /bin/busybox
 guest=/nixvm-stand-in/guest
 add "$guest/make-vm.sh" "$repo/tests/guest/make-vm.sh"
 add "$guest/run-vm.sh.in" "$repo/tests/guest/run-vm.sh.in"
-for f in vmlinux initrd.cpio.gz root.ext4 accel guest.env; do
+for f in vmlinux initrd.cpio.gz root.ext4 store store.erofs accel guest.env; do
   add "$guest/cache/current/$f" "$(readlink -f "$current/$f")"
 done
 for b in "${bins[@]}"; do

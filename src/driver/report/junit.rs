@@ -10,6 +10,12 @@ use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use super::{RunReport, StepReport};
 use crate::driver::events::StepStatus;
 
+/// Seconds as a `Duration`; a value no `Duration` holds (negative, NaN,
+/// 1e300 from a hand-edited report) is zero rather than a panic.
+pub fn duration(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO)
+}
+
 fn first_failure(step: &StepReport) -> Option<&StepReport> {
     if step.failure.is_some() {
         return Some(step);
@@ -42,7 +48,7 @@ fn case(index: usize, step: &StepReport) -> TestCase {
     };
     let mut tc = TestCase::new(case_name(index, step), status);
     tc.set_classname(step.node.clone().unwrap_or_else(|| step.action.clone()));
-    tc.set_time(Duration::from_secs_f64(step.duration_secs.max(0.0)));
+    tc.set_time(duration(step.duration_secs));
     if let Some(f) = first_failure(step).and_then(|s| s.failure.as_ref()) {
         if let Some(out) = f.output.as_ref().filter(|o| !o.is_empty()) {
             tc.set_system_out(out.clone());
@@ -56,8 +62,16 @@ fn case(index: usize, step: &StepReport) -> TestCase {
 
 pub fn render(report: &RunReport) -> String {
     let mut junit = Report::new("nixvm-driver");
-    let mut suite = TestSuite::new(report.name.clone());
-    suite.set_time(Duration::from_secs_f64(report.duration_secs.max(0.0)));
+    junit.set_time(duration(report.duration_secs));
+    junit.add_test_suite(suite(report, report.name.clone()));
+    junit.to_string().unwrap_or_else(|e| format!("<!-- cannot serialize JUnit report: {e} -->\n"))
+}
+
+/// The test suite of one run, named `name` (`nixvm-gen report` merges
+/// several into one file).
+pub fn suite(report: &RunReport, name: String) -> TestSuite {
+    let mut suite = TestSuite::new(name);
+    suite.set_time(duration(report.duration_secs));
     if let Some(err) = &report.error {
         suite.set_system_err(err.clone());
     }
@@ -80,9 +94,7 @@ pub fn render(report: &RunReport) -> String {
     for (i, step) in report.steps.iter().enumerate() {
         suite.add_test_case(case(i, step));
     }
-    junit.set_time(Duration::from_secs_f64(report.duration_secs.max(0.0)));
-    junit.add_test_suite(suite);
-    junit.to_string().unwrap_or_else(|e| format!("<!-- cannot serialize JUnit report: {e} -->\n"))
+    suite
 }
 
 /// Writes the JUnit file atomically.

@@ -8,19 +8,21 @@ pub mod json;
 pub mod junit;
 pub mod terminal;
 
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::events::{DriverEvent, EventSink, Failure, RunResult, StepPath, StepStatus};
 use crate::plan::Plan;
 use crate::spec::{Action, Step};
 
-/// Version of the `report.json` schema (see `docs/driver.md`).
-pub const REPORT_SCHEMA_VERSION: u32 = 1;
+/// Version of the `report.json` schema (see `docs/driver.md`). 2 added the
+/// timeline: `startedAt`, `boots`, and each step's `startSecs`/`endSecs`.
+pub const REPORT_SCHEMA_VERSION: u32 = 2;
 
-/// One step (or subtest) in the report.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// One step (or subtest) in the report. `Deserialize` reads reports back
+/// (`nixvm-gen report`); fields added after schema 1 are optional.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StepReport {
     /// Leaf step number (1-based, as in the progress lines); absent for subtests.
@@ -35,14 +37,38 @@ pub struct StepReport {
     pub timeout_secs: Option<f64>,
     pub status: StepStatus,
     pub duration_secs: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Seconds from the start of the run to the start of the step (absent
+    /// when it never ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_secs: Option<f64>,
+    /// Seconds from the start of the run to the end of the step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_secs: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Files the step wrote into the output directory (screenshots),
+    /// relative to it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepReport>,
 }
 
+/// How long one node took from the start of its VM to its backdoor shell,
+/// at the beginning of the run (`start`/`reboot` steps are steps).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BootReport {
+    pub node: String,
+    /// Seconds from the start of the run.
+    pub start_secs: f64,
+    pub end_secs: f64,
+    /// Whether the shell came up.
+    pub ok: bool,
+}
+
 /// Counts of leaf steps.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
     pub total: usize,
     pub passed: usize,
@@ -51,19 +77,25 @@ pub struct Summary {
 }
 
 /// The whole run.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunReport {
     pub schema_version: u32,
     pub name: String,
+    /// Wall-clock start of the run, RFC 3339 in UTC (`2026-12-01T04:14:27.123Z`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
     pub result: RunResult,
     pub exit_code: i32,
     pub duration_secs: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub nodes: Vec<String>,
+    /// Boot of each node at the start of the run, in node order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub boots: Vec<BootReport>,
     /// VMs that failed to start.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vm_failures: Vec<Failure>,
     pub summary: Summary,
     pub steps: Vec<StepReport>,
@@ -99,6 +131,8 @@ pub fn describe(step: &Step) -> String {
         Action::CopyFromVm { source, .. } => format!("copying {source} from the VM"),
         Action::Screenshot { name } => format!("making screenshot {name}"),
         Action::Subtest { title, .. } => format!("subtest: {title}"),
+        Action::Snapshot { name } => format!("saving snapshot {name} of every node"),
+        Action::Restore { name } => format!("restoring snapshot {name} on every node"),
     }
 }
 
@@ -117,6 +151,8 @@ pub fn count_steps(steps: &[Step]) -> usize {
 /// skipped, so steps never reached show up as such.
 pub struct ReportBuilder {
     report: RunReport,
+    /// Start of the run: step and boot times are offsets from it.
+    t0: Instant,
 }
 
 fn skeleton(steps: &[Step], next: &mut usize) -> Vec<StepReport> {
@@ -138,7 +174,15 @@ fn skeleton(steps: &[Step], next: &mut usize) -> Vec<StepReport> {
                 timeout_secs: s.timeout,
                 status: StepStatus::Skipped,
                 duration_secs: 0.0,
+                start_secs: None,
+                end_secs: None,
                 failure: None,
+                files: match &s.action {
+                    // As `steps::screenshot` names it.
+                    Action::Screenshot { name } if name.contains('.') => vec![name.clone()],
+                    Action::Screenshot { name } => vec![format!("{name}.png")],
+                    _ => Vec::new(),
+                },
                 steps: children,
             }
         })
@@ -152,15 +196,18 @@ impl ReportBuilder {
             report: RunReport {
                 schema_version: REPORT_SCHEMA_VERSION,
                 name: plan.name.clone(),
+                started_at: None,
                 result: RunResult::Passed,
                 exit_code: 0,
                 duration_secs: 0.0,
                 error: None,
                 nodes: plan.nodes.clone(),
+                boots: Vec::new(),
                 vm_failures: Vec::new(),
                 summary: Summary::default(),
                 steps: skeleton(&plan.steps, &mut next),
             },
+            t0: Instant::now(),
         }
     }
 
@@ -195,12 +242,33 @@ fn summarize(steps: &[StepReport], sum: &mut Summary) {
 
 impl EventSink for ReportBuilder {
     fn handle(&mut self, event: &DriverEvent) {
+        let now = secs(self.t0.elapsed());
         match event {
+            DriverEvent::RunStarted { .. } => {
+                self.t0 = Instant::now();
+                self.report.started_at = Some(rfc3339(SystemTime::now()));
+            }
             DriverEvent::VmFailed { failure, .. } => self.report.vm_failures.push(failure.clone()),
+            DriverEvent::NodeBooted { node, started, ready, ok } => {
+                let offset = |t: &Instant| secs(t.saturating_duration_since(self.t0));
+                self.report.boots.push(BootReport {
+                    node: node.clone(),
+                    start_secs: offset(started),
+                    end_secs: offset(ready),
+                    ok: *ok,
+                });
+            }
+            DriverEvent::StepStarted { path, .. } => {
+                if let Some(step) = self.find(path) {
+                    step.start_secs = Some(now);
+                }
+            }
             DriverEvent::StepFinished { path, status, duration, failure, .. } => {
                 if let Some(step) = self.find(path) {
                     step.status = *status;
                     step.duration_secs = secs(*duration);
+                    step.start_secs.get_or_insert((now - step.duration_secs).max(0.0));
+                    step.end_secs = Some(now);
                     step.failure = failure.clone();
                 }
             }
@@ -213,7 +281,6 @@ impl EventSink for ReportBuilder {
                 summarize(&self.report.steps, &mut sum);
                 self.report.summary = sum;
             }
-            DriverEvent::RunStarted { .. } | DriverEvent::StepStarted { .. } => {}
         }
     }
 }
@@ -221,6 +288,29 @@ impl EventSink for ReportBuilder {
 /// Seconds rounded to milliseconds (stable, readable JSON).
 fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// RFC 3339 in UTC with milliseconds, without a date crate: days since
+/// the epoch to a civil date (Howard Hinnant's `civil_from_days`).
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let (days, rem) = ((d.as_secs() / 86_400) as i64, d.as_secs() % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
 }
 
 #[cfg(test)]

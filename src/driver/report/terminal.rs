@@ -25,6 +25,7 @@ impl EventSink for TerminalSink {
         match event {
             DriverEvent::RunStarted { total_steps, .. } => self.total = *total_steps,
             DriverEvent::VmFailed { failure, .. } => self.log.test_error(&failure.render()),
+            DriverEvent::NodeBooted { .. } => {}
             DriverEvent::StepStarted { node, description, .. } => {
                 self.log.header(node.as_deref(), description)
             }

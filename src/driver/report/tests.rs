@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::{ReportBuilder, json, junit};
 use crate::driver::events::{DriverEvent, EventSink, Failure, RunResult, StepStatus};
-use crate::driver::testing::golden;
+use crate::driver::testing::{golden, redact};
 use crate::plan::{PLAN_VERSION, Plan};
 use crate::spec::{Action, Expect, Step};
 
@@ -76,7 +76,7 @@ fn subtest_failure_under_keep_going() {
     }
     let r = b.report();
     assert_eq!((r.summary.total, r.summary.passed, r.summary.failed, r.summary.skipped), (4, 2, 1, 1));
-    golden("report/goldens/subtest.json", &json::render(r));
+    golden("report/goldens/subtest.json", &redact(&json::render(r)));
     golden("report/goldens/subtest.junit.xml", &junit::render(r));
 }
 
@@ -148,4 +148,42 @@ fn live_log_lines() {
          [2/3] machine: must succeed: false ... FAILED (1.23 s)\n\
          test script finished in 3.00s (failed; 1 passed, 1 failed, 1 skipped)\n"
     );
+}
+
+#[test]
+fn timestamps_are_rfc3339_utc() {
+    use std::time::{Duration, SystemTime};
+    let at = |secs: u64, ms: u64| {
+        super::rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(ms))
+    };
+    assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
+    assert_eq!(at(951_782_400, 5), "2000-02-29T00:00:00.005Z");
+    assert_eq!(at(1_796_185_267, 123), "2026-12-02T04:21:07.123Z");
+}
+
+#[test]
+fn steps_and_boots_get_times_from_the_start_of_the_run() {
+    use std::time::Instant;
+    let mut b = ReportBuilder::new(&plan());
+    b.handle(&DriverEvent::RunStarted { name: "health".into(), nodes: vec![], total_steps: 4 });
+    let t = Instant::now();
+    b.handle(&DriverEvent::NodeBooted { node: "server".into(), started: t, ready: t, ok: true });
+    b.handle(&DriverEvent::StepStarted {
+        path: vec![0],
+        number: Some(1),
+        node: None,
+        description: String::new(),
+    });
+    b.handle(&finished(vec![0], Some(1), StepStatus::Passed, None));
+    let r = b.report();
+    assert!(r.started_at.as_deref().is_some_and(|s| s.ends_with('Z')), "{:?}", r.started_at);
+    assert_eq!(r.boots.len(), 1);
+    assert!(r.boots[0].ok && r.boots[0].start_secs <= r.boots[0].end_secs);
+    let s = &r.steps[0];
+    assert!(s.start_secs.unwrap() <= s.end_secs.unwrap(), "{s:?}");
+    // Never-run steps have no times.
+    assert_eq!((r.steps[2].start_secs, r.steps[2].end_secs), (None, None));
+    // The report reads back (`nixvm-gen report`).
+    let back: super::RunReport = serde_json::from_str(&json::render(r)).unwrap();
+    assert_eq!(&back, r);
 }

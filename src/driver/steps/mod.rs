@@ -83,8 +83,15 @@ type StepResult = Result<(), StepError>;
 pub fn run_step(ctx: &mut StepCtx<'_>, step: &Step) -> StepResult {
     let timeout = step.effective_timeout().map(secs_f64);
     let deadline = deadline_after(timeout.unwrap_or(Duration::from_secs(3600)));
-    if let Action::Sleep { seconds } = &step.action {
-        return ctx.abort.sleep(secs_f64(*seconds)).map_err(StepError::Stopped);
+    match &step.action {
+        Action::Sleep { seconds } => return ctx.abort.sleep(secs_f64(*seconds)).map_err(StepError::Stopped),
+        Action::Snapshot { name } => {
+            return super::snapshot::save(ctx.machines, name, deadline, ctx.abort, ctx.log);
+        }
+        Action::Restore { name } => {
+            return super::snapshot::restore(ctx.machines, name, deadline, ctx.abort, ctx.log);
+        }
+        _ => {}
     }
     let node = step.node.clone().unwrap_or_default();
     let Some(machine) = ctx.machines.get_mut(&node) else {
@@ -119,13 +126,15 @@ pub fn run_step(ctx: &mut StepCtx<'_>, step: &Step) -> StepResult {
         Action::Shutdown => run.m.shutdown(deadline, run.abort).map_err(|e| run.vm_error(e, None)),
         Action::Crash => run.m.crash(deadline, run.abort).map_err(|e| run.vm_error(e, None)),
         Action::Reboot => run.m.reboot(deadline, run.abort).map_err(|e| run.vm_error(e, None)),
-        Action::Block => run.monitor_quiet("set_link virtio-net-pci.1 off"),
-        Action::Unblock => run.monitor_quiet("set_link virtio-net-pci.1 on"),
+        Action::Block => run.monitor_quiet("set_link virtio-net-pci.1 off").map(|()| run.m.note_link(false)),
+        Action::Unblock => run.monitor_quiet("set_link virtio-net-pci.1 on").map(|()| run.m.note_link(true)),
         Action::CopyFromVm { source, target_dir } => {
             run.copy_from_vm(source, target_dir.as_deref(), ctx.out_dir)
         }
         Action::Screenshot { name } => run.screenshot(name, ctx.out_dir),
-        Action::Sleep { .. } | Action::Subtest { .. } => Ok(()),
+        Action::Sleep { .. } | Action::Subtest { .. } | Action::Snapshot { .. } | Action::Restore { .. } => {
+            Ok(())
+        }
     }
 }
 
@@ -319,6 +328,13 @@ impl Runner<'_> {
                 Protocol::Stock => Duration::from_secs((budget + LOOP_SLACK).as_secs_f64().ceil() as u64),
             };
             let reply = r.exec_bounded(&wait.command(protocol, budget), guest, wait.attempt)?;
+            // The guest-side deadline ended the loop itself (a probe hung,
+            // or a loaded TCG guest overran the loop's slack) once the
+            // step's time was up: the wait ran out of time; the reply is not
+            // a probe's result.
+            if reply.status == 124 && r.remaining().is_zero() {
+                return Ok(None);
+            }
             judge(r, reply)
         })
     }

@@ -4,14 +4,14 @@
 use super::convert::{Conv, ShellWord, shown_char};
 use crate::diagnostic::{Diagnostic, Span};
 use crate::spec::value::Value;
-use crate::spec::{names, pattern};
+use crate::spec::{computed, names, pattern};
 
 impl Conv<'_> {
     /// A shell command: a string that does something.
     /// `must_fail` for `fail` and `waitUntilFails`.
     pub(super) fn command(&mut self, v: &Value, what: &str, must_fail: bool) -> Option<String> {
-        let command = self.str(v, what)?;
-        if names::is_blank_command(&command) {
+        let command = self.text(v, what, None)?;
+        if names::is_blank_command(&command) && !computed::is_placeholder(&command) {
             let label = if command.is_empty() { "empty command" } else { "only whitespace" };
             // `sh -c ''` exits 0: a waiting-for-failure step could never pass.
             let effect = if must_fail { "so this step can never pass" } else { "so it tests nothing" };
@@ -30,6 +30,10 @@ impl Conv<'_> {
     /// Refuses unit names the stock driver cannot quote (see
     /// [`names::is_safe_unit_name`]).
     pub(super) fn unit_name(&mut self, unit: &str, span: Span) {
+        // Computed names are checked when Nix evaluates them.
+        if computed::is_placeholder(unit) {
+            return;
+        }
         if names::is_safe_unit_name(unit) {
             self.option_like(unit, span);
             return;
@@ -123,6 +127,9 @@ impl Conv<'_> {
     }
 
     pub(super) fn regex(&mut self, pattern: &str, span: Span) {
+        if computed::is_placeholder(pattern) {
+            return;
+        }
         if let Err(e) = pattern::check(pattern) {
             let code = if e.message.starts_with("invalid") { "invalid_regex" } else { "unportable_regex" };
             self.diags.push(

@@ -5,15 +5,18 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::diagnostic::{Diagnostic, Span};
+use crate::spec::computed::{self, Computed, ComputedType};
 use crate::spec::parse::{KNOWN_SYSTEMS, TOP_KEYS, valid_test_name};
 use crate::spec::validate::did_you_mean;
 use crate::spec::value::{Entry, Kind, Value};
 use crate::spec::{Backend, TestSpec};
 
 /// Steps are copied into the generated test, so they must be literals.
-const STATIC_HINT: &str = "descriptions are copied into the generated test, so everything outside `nodes` must be \
-                           literal data (strings, numbers, booleans, lists, attribute sets); move computation into \
-                           a node module";
+const STATIC_HINT: &str = "this value shapes the test (which steps, which nodes, which checks), so it must be plain \
+                           data or fold statically: literals, `let`-bound literals, and `map`, `++`, `toString` or \
+                           `${…}` over them. Strings that a step runs or compares (commands, unit names, paths, \
+                           expectations) may be any Nix expression; a top-level function `{ pkgs, lib, nodes, ... }:` \
+                           provides `pkgs` and `nodes`";
 const EVAL_HINT: &str = "or let Nix evaluate the description: `nixvm-gen --eval generate`";
 
 /// What a value should be, for wrong-type messages.
@@ -81,6 +84,8 @@ pub(super) enum Nodes {
 pub(super) struct Conv<'a> {
     pub(super) diags: &'a mut Vec<Diagnostic>,
     pub(super) nodes: Nodes,
+    /// Values only Nix can compute, indexed by their placeholders.
+    pub(super) computed: Vec<Computed>,
 }
 
 /// Checks the value tree against the description format.
@@ -92,23 +97,22 @@ pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>
                 Diagnostic::error(
                     "top_level_function",
                     Some(root.span),
-                    "a description must be an attribute set, not a function",
+                    "a description function must return an attribute set, not another function",
                 )
                 .with_label("this is a function")
                 .with_hint(
-                    "remove the `{ … }:` header; node modules receive `pkgs`, `lib`, … themselves: \
-                                `nodes.machine = { pkgs, ... }: { … };`",
+                    "take every argument in one header: `{ pkgs, lib, nodes, ... }: { nodes = …; steps = …; }`",
                 ),
             );
             return None;
         }
         _ => {
-            let mut c = Conv { diags, nodes: Nodes::Unknown };
+            let mut c = Conv { diags, nodes: Nodes::Unknown, computed: Vec::new() };
             c.wrong_type(root, Ty::Attrs, "the description");
             return None;
         }
     };
-    let mut c = Conv { diags, nodes: Nodes::Unknown };
+    let mut c = Conv { diags, nodes: Nodes::Unknown, computed: Vec::new() };
     let stem = rel_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let mut spec = TestSpec {
         name: stem.clone(),
@@ -121,6 +125,8 @@ pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>
         backend: Backend::default(),
         timeout: None,
         steps: Vec::new(),
+        function: false,
+        computed: Vec::new(),
     };
     // Nodes first: steps are checked against them.
     match entries.iter().find(|e| e.key == "nodes") {
@@ -138,6 +144,7 @@ pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>
     }
     let mut saw_steps = false;
     let mut saw_name = false;
+    let mut isolate = None;
     for e in entries {
         let v = &e.value;
         match e.key.as_str() {
@@ -145,7 +152,7 @@ pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>
             "name" => {
                 saw_name = true;
                 if let Some(name) = c.str(v, "`name`") {
-                    if !valid_test_name(&name) {
+                    if !valid_test_name(&name) || crate::spec::names::is_reserved_check_name(&name) {
                         c.invalid_test_name(&name, v.span, false);
                     }
                     spec.name = name;
@@ -192,6 +199,11 @@ pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>
                     }
                 }
             }
+            "isolate" => {
+                if c.isolate_flag(v) {
+                    isolate = Some(e.key_span);
+                }
+            }
             "steps" => {
                 saw_steps = true;
                 if let Some(items) = c.list(v, "`steps`") {
@@ -204,7 +216,11 @@ pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>
             other => c.unknown_key("unknown_top_level_key", e, TOP_KEYS, &top_key_hint(other)),
         }
     }
-    if !saw_name && !valid_test_name(&stem) {
+    if let Some(span) = isolate {
+        super::isolate(&mut spec.steps, super::ISOLATE_SNAPSHOT, span);
+    }
+    super::snapshots::check(&spec, c.diags);
+    if !saw_name && (!valid_test_name(&stem) || crate::spec::names::is_reserved_check_name(&stem)) {
         let span = open_brace(root.span);
         c.invalid_test_name(&stem, span, true);
     }
@@ -215,6 +231,7 @@ pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>
                 .with_hint("add what the test does: `steps = [ { waitForUnit = \"multi-user.target\"; } ];`"),
         );
     }
+    spec.computed = c.computed;
     Some(spec)
 }
 
@@ -243,7 +260,7 @@ impl Conv<'_> {
     pub(super) fn wrong_type(&mut self, v: &Value, ty: Ty, what: &str) {
         let d = match &v.kind {
             Kind::Invalid => return,
-            Kind::Opaque { why } => Diagnostic::error(
+            Kind::Opaque { why } | Kind::Computed { why, .. } => Diagnostic::error(
                 "not_static",
                 Some(v.span),
                 format!("{what} is not plain data: it is {why}"),
@@ -264,12 +281,43 @@ impl Conv<'_> {
 
     pub(super) fn str(&mut self, v: &Value, what: &str) -> Option<String> {
         match &v.kind {
+            Kind::Str(s) if computed::has_marker(s) => {
+                self.reserved_chars(v.span, what);
+                None
+            }
             Kind::Str(s) => Some(s.clone()),
             _ => {
                 self.wrong_type(v, Ty::Str, what);
                 None
             }
         }
+    }
+
+    /// A string that Nix may compute: a literal, or a placeholder for a
+    /// [`Computed`] value that the generated check evaluates and checks
+    /// (its type, and `pattern` when the stock driver passes it unquoted).
+    pub(super) fn text(&mut self, v: &Value, what: &str, pattern: Option<&'static str>) -> Option<String> {
+        match &v.kind {
+            Kind::Computed { expr, .. } => {
+                self.computed.push(Computed {
+                    expr: expr.clone(),
+                    ty: ComputedType::String,
+                    pattern,
+                    what: what.to_string(),
+                    span: v.span,
+                });
+                Some(computed::placeholder(self.computed.len() - 1))
+            }
+            _ => self.str(v, what),
+        }
+    }
+
+    fn reserved_chars(&mut self, span: Span, what: &str) {
+        self.diags.push(
+            Diagnostic::error("reserved_character", Some(span), format!("{what} contains U+E000 or U+E001"))
+                .with_label("reserved character")
+                .with_hint("nixvm-gen uses these private-use characters internally; remove them"),
+        );
     }
 
     pub(super) fn int(&mut self, v: &Value, what: &str) -> Option<i64> {
@@ -371,7 +419,12 @@ impl Conv<'_> {
     }
 
     pub(super) fn invalid_test_name(&mut self, name: &str, span: Span, from_stem: bool) {
-        let (message, hint) = if from_stem {
+        let (message, hint) = if crate::spec::names::is_reserved_check_name(name) {
+            (
+                format!("`{name}` is reserved: Nix gives it a meaning in `checks.<system>`"),
+                "choose another name (rename the file or set `name = \"…\";`)",
+            )
+        } else if from_stem {
             (
                 format!("the file name `{name}` is not a valid test name"),
                 "rename the file or set `name = \"…\";` using letters, digits, `_`, `.`, `+`, `-`",

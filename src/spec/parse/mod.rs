@@ -26,6 +26,7 @@ mod convert;
 mod files;
 mod nodes;
 mod power;
+mod snapshots;
 mod steps;
 mod syntax;
 #[cfg(test)]
@@ -34,11 +35,12 @@ mod waits;
 
 pub(crate) use convert::code_list;
 use convert::convert;
+pub use snapshots::{ISOLATE_SNAPSHOT, isolate};
 use syntax::syntax_error;
 
 /// Keys of the top-level attribute set.
 pub const TOP_KEYS: &[&str] =
-    &["name", "description", "nodes", "modules", "systems", "backend", "timeout", "steps"];
+    &["name", "description", "nodes", "modules", "systems", "backend", "timeout", "isolate", "steps"];
 /// Keys every step may have besides its action.
 pub const STEP_MODIFIERS: &[&str] = &["node", "timeout"];
 /// Keys that refine one action, with the actions they belong to.
@@ -48,8 +50,9 @@ pub const STEP_SIBLINGS: &[(&str, &[&str])] = &[
     ("expect", &["succeed", "waitUntilSucceeds"]),
     ("targetDir", &["copyFromVm"]),
     ("steps", &["subtest"]),
+    ("isolate", &["subtest"]),
 ];
-pub const EXPECT_KEYS: &[&str] = &["contains", "equals", "matches", "exitCode"];
+pub const EXPECT_KEYS: &[&str] = &["contains", "notContains", "equals", "matches", "exitCode", "json"];
 pub const HTTP_KEYS: &[&str] = &["url", "status", "contains"];
 /// Systems NixOS VM tests can be generated for.
 pub const KNOWN_SYSTEMS: &[&str] = &[
@@ -165,9 +168,14 @@ fn parse_here(file: FileId, rel_path: &Path, text: &str) -> (Option<TestSpec>, V
             .with_hint("a description is an attribute set: `{ nodes.machine = { … }; steps = [ … ]; }`");
         return (None, vec![d]);
     };
-    let root = value::lower_root(file, &expr, &mut diags);
-    let spec = convert(rel_path, &root, &mut diags);
+    let (root, function) = value::lower_description(file, &expr, &mut diags);
+    let mut spec = convert(rel_path, &root, &mut diags);
+    if let Some(spec) = &mut spec {
+        spec.function = function;
+    }
     diags.sort_by_key(|d| d.span.map(|s| (s.start, s.end)));
+    // A `let` binding folded at several uses reports its problems once.
+    diags.dedup_by(|a, b| a.code == b.code && a.span == b.span && a.message == b.message);
     (spec, diags)
 }
 

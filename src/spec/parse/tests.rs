@@ -40,6 +40,7 @@ mod unit {
                 { waitUntilFails = "x"; node = "a"; timeout = 0.5; }
                 { sleep = 2; }
                 { http = { url = "http://h"; status = 404; contains = null; }; node = "b"; }
+                { snapshot = "s"; } { restore = "s"; }
                 { start = "a"; } { shutdown = true; node = "b"; } { crash = "a"; }
                 { reboot = "a"; } { block = "a"; } { unblock = "a"; }
                 { copyFromVm = "/log"; targetDir = "logs"; node = "a"; }
@@ -48,20 +49,21 @@ mod unit {
               ];
             }"#,
         );
-        assert_eq!(spec.steps.len(), 20);
+        assert_eq!(spec.steps.len(), 22);
         let keys: Vec<&str> = spec.steps.iter().map(|s| s.action.key()).collect();
         assert_eq!(keys, ACTION_KEYS);
         assert_eq!(spec.steps[0].timeout, Some(5.0));
-        assert_eq!(spec.steps[12].node.as_deref(), Some("b"));
+        assert_eq!(spec.steps[14].node.as_deref(), Some("b"));
         assert_eq!(
             spec.steps[5].action,
             Action::Succeed {
                 command: "true".into(),
                 expect: Expect {
-                    contains: Some("x".into()),
+                    contains: vec!["x".into()],
                     equals: Some("y".into()),
                     matches: Some("z+".into()),
-                    exit_code: Some(3)
+                    exit_code: Some(3),
+                    ..Expect::default()
                 }
             }
         );
@@ -80,8 +82,23 @@ mod unit {
     }
 
     #[test]
-    fn top_level_function_is_an_error() {
-        assert_eq!(codes("{ pkgs, ... }: { nodes.m = {}; steps = []; }"), ["top_level_function"]);
+    fn top_level_function_is_a_description() {
+        let spec = parse_ok(
+            r#"{ pkgs, nodes, ... }: { nodes.m = {}; steps = [ { succeed = "${pkgs.hello}/bin/hello"; } ]; }"#,
+        );
+        assert!(spec.function);
+        assert_eq!(spec.computed.len(), 1);
+        assert_eq!(spec.computed[0].expr, "(builtins.elemAt description.steps 0).succeed");
+        assert_eq!(
+            spec.steps[0].action,
+            Action::Succeed { command: crate::spec::computed::placeholder(0), expect: Expect::default() }
+        );
+        // Structure stays static: a computed node name or step list is refused.
+        assert_eq!(
+            codes(r#"{ nodes, ... }: { nodes.m = {}; steps = [ { succeed = "x"; node = nodes.x; } ]; }"#),
+            ["not_static"]
+        );
+        assert_eq!(codes("{ pkgs, ... }: { nodes.m = {}; steps = pkgs.steps; }"), ["not_static"]);
     }
 
     #[test]
@@ -176,5 +193,56 @@ mod deep {
             let (_, diags) = parse(FileId(0), Path::new("d.nix"), &text);
             assert!(!diags.is_empty());
         }
+    }
+}
+
+mod lists {
+    use super::super::*;
+    use crate::spec::Expect;
+
+    fn parse_ok(text: &str) -> TestSpec {
+        let (spec, diags) = parse(FileId(0), Path::new("tests/vm/t.nix"), text);
+        assert!(diags.is_empty(), "{diags:#?}");
+        spec.expect("spec")
+    }
+
+    #[test]
+    fn command_lists_are_one_step_per_command() {
+        let spec = parse_ok(
+            r#"{ nodes.m = {}; steps = [ { succeed = [ "a" "b" ]; timeout = 5; } { fail = [ "c" ]; } ]; }"#,
+        );
+        let commands: Vec<_> = spec.steps.iter().map(|s| (s.action.key(), s.timeout)).collect();
+        assert_eq!(commands, [("succeed", Some(5.0)), ("succeed", Some(5.0)), ("fail", None)]);
+        let (_, diags) = parse(
+            FileId(0),
+            Path::new("t.nix"),
+            r#"{ nodes.m = {}; steps = [ { succeed = [ "a" ]; expect.contains = "x"; } { fail = [ ]; } ]; }"#,
+        );
+        let codes: Vec<_> = diags.iter().map(|d| d.code).collect();
+        assert_eq!(codes, ["misplaced_step_key", "empty_command"]);
+    }
+
+    #[test]
+    fn expectation_lists_and_json() {
+        let spec = parse_ok(
+            r#"let ks = [ "a" "b" ]; in { nodes.m = {}; steps = [ { succeed = "x"; expect = {
+                contains = map (k: "k=${k}") ks; notContains = "err"; json = { n = 1; l = [ true null 1.5 ]; }; }; } ]; }"#,
+        );
+        let Action::Succeed { expect, .. } = &spec.steps[0].action else { panic!() };
+        assert_eq!(
+            *expect,
+            Expect {
+                contains: vec!["k=a".into(), "k=b".into()],
+                not_contains: vec!["err".into()],
+                json: Some(serde_json::json!({ "n": 1, "l": [true, null, 1.5] })),
+                ..Expect::default()
+            }
+        );
+        // One needle is a string in the plan, several a list.
+        let plan = serde_json::to_value(expect).unwrap();
+        assert_eq!(plan["contains"], serde_json::json!(["k=a", "k=b"]));
+        assert_eq!(plan["notContains"], "err");
+        let back: Expect = serde_json::from_value(plan).unwrap();
+        assert_eq!(&back, expect);
     }
 }

@@ -1,8 +1,8 @@
 //! Waits on a guest condition: units, ports, files, console text.
 
 use super::convert::{Conv, ShellWord, Sibling};
-use crate::spec::Action;
 use crate::spec::value::Entry;
+use crate::spec::{Action, names};
 
 /// The action keys of this family.
 pub(super) const WAIT_KEYS: &[&str] =
@@ -14,7 +14,7 @@ impl Conv<'_> {
         let what = format!("`{}`", e.key);
         Some(match e.key.as_str() {
             "waitForUnit" => {
-                let unit = self.str(v, &what);
+                let unit = self.text(v, &what, Some(names::UNIT_NAME_PATTERN));
                 if let Some(unit) = &unit {
                     self.unit_name(unit, v.span);
                 }
@@ -34,9 +34,9 @@ impl Conv<'_> {
                     Action::WaitForClosedPort { port, addr }
                 }
             }
-            "waitForFile" => Action::WaitForFile { path: self.str(v, &what)? },
+            "waitForFile" => Action::WaitForFile { path: self.text(v, &what, None)? },
             "waitForConsoleText" => {
-                let regex = self.str(v, &what)?;
+                let regex = self.text(v, &what, None)?;
                 self.regex(&regex, v.span);
                 Action::WaitForConsoleText { regex }
             }

@@ -21,6 +21,8 @@
     netpbm.bin.pnmtopng = "/usr/bin/pnmtopng";
     qemu = {
       bin.qemu-system-x86_64 = "/usr/bin/qemu-system-x86_64";
+      # The start script creates the qcow2 root disk with it (NIX_DISK_IMAGE).
+      bin.qemu-img = "/usr/bin/qemu-img";
       # Firmware and option ROMs (pvh.bin for the direct kernel boot), and
       # the modules Debian's QEMU loads at run time (TCG itself is one:
       # accel-tcg-x86_64.so).
@@ -40,7 +42,7 @@
   # Host inputs that are not packages, at fixed paths inside the sandbox
   # (prepare.sh maps them; see ../README.md):
   # the stand-in guest of tests/guest/ (make-vm.sh, run-vm.sh.in and the built
-  # cache/current/{vmlinux,initrd.cpio.gz,root.ext4,accel,guest.env}) …
+  # cache/current/{vmlinux,initrd.cpio.gz,root.ext4,store,store.erofs,accel,guest.env}) …
   guestDir = "/nixvm-stand-in/guest";
   # … and the prebuilt cargo binaries the stand-in rustPlatform installs.
   cargoDir = "/nixvm-stand-in/cargo";

@@ -1,0 +1,337 @@
+//! Snapshots of all nodes: the `snapshot` and `restore` steps, `isolate`
+//! (on the test or on a subtest), which expands into them, and the checks
+//! that need the steps in order (what is restored was saved, and every node
+//! runs at that point).
+
+use std::collections::BTreeMap;
+
+use super::convert::Conv;
+use crate::diagnostic::{Diagnostic, Span};
+use crate::spec::value::{Entry, Kind, Value};
+use crate::spec::{Action, Backend, Step, TestSpec};
+
+/// The action keys of this family.
+pub(super) const SNAPSHOT_KEYS: &[&str] = &["snapshot", "restore"];
+
+/// Name of the snapshot `isolate = true;` on the test takes.
+pub const ISOLATE_SNAPSHOT: &str = "isolate";
+
+/// Longest snapshot name.
+const MAX_NAME: usize = 64;
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+impl Conv<'_> {
+    pub(super) fn snapshot_action(&mut self, e: &Entry) -> Option<Action> {
+        let v = &e.value;
+        let name = self.str(v, &format!("`{}`", e.key))?;
+        if !valid_name(&name) {
+            self.diags.push(
+                Diagnostic::error(
+                    "invalid_snapshot_name",
+                    Some(v.span),
+                    format!("invalid snapshot name {name:?}"),
+                )
+                .with_label("not a snapshot name")
+                .with_hint(format!(
+                    "use 1 to {MAX_NAME} letters, digits, `-`, `_` or `.`, e.g. `{} = \"clean\";`",
+                    e.key
+                )),
+            );
+            return None;
+        }
+        Some(match e.key.as_str() {
+            "snapshot" => Action::Snapshot { name },
+            _ => Action::Restore { name },
+        })
+    }
+
+    /// `isolate = true;` / `false`.
+    pub(super) fn isolate_flag(&mut self, v: &Value) -> bool {
+        match v.kind {
+            Kind::Bool(b) => b,
+            _ => {
+                self.diags.push(
+                    Diagnostic::error(
+                        "wrong_type",
+                        Some(v.span),
+                        format!("`isolate` must be a boolean, found {}", v.kind.describe()),
+                    )
+                    .with_label("expected `true` or `false`")
+                    .with_hint("write `isolate = true;`"),
+                );
+                false
+            }
+        }
+    }
+}
+
+/// Expands `isolate`: each subtest of `steps` (their direct subtests, not
+/// nested ones) starts from the state the nodes had when the first began.
+/// A `snapshot` goes before the first subtest and a `restore` before each
+/// later one, so the save and restore times are steps of their own in the
+/// reports and the checks below apply to them too.
+pub fn isolate(steps: &mut Vec<Step>, name: &str, span: Span) {
+    let firsts: Vec<usize> = steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches!(s.action, Action::Subtest { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    for (k, &i) in firsts.iter().enumerate().rev() {
+        let action = if k == 0 {
+            Action::Snapshot { name: name.to_owned() }
+        } else {
+            Action::Restore { name: name.to_owned() }
+        };
+        steps.insert(i, Step { node: None, timeout: None, action, span: Some(span) });
+    }
+}
+
+/// The name a subtest's `isolate` uses: unique in the file (nested
+/// isolated subtests must not overwrite each other's snapshot).
+pub fn subtest_snapshot_name(span: Span) -> String {
+    format!("{ISOLATE_SNAPSHOT}-{}", span.start)
+}
+
+/// Node power and saved snapshots while walking the steps in order.
+struct Walk<'a> {
+    diags: &'a mut Vec<Diagnostic>,
+    /// Nodes that are shut down, with the step that did it.
+    down: BTreeMap<String, Option<Span>>,
+    /// Snapshot name → the nodes that were down when it was taken.
+    saved: BTreeMap<String, BTreeMap<String, Option<Span>>>,
+    python: bool,
+    python_reported: bool,
+}
+
+impl Walk<'_> {
+    fn steps(&mut self, steps: &[Step]) {
+        for step in steps {
+            let node = step.node.clone();
+            match &step.action {
+                Action::Subtest { steps, .. } => self.steps(steps),
+                Action::Start | Action::Reboot => {
+                    if let Some(n) = node {
+                        self.down.remove(&n);
+                    }
+                }
+                Action::Shutdown | Action::Crash => {
+                    if let Some(n) = node {
+                        self.down.insert(n, step.span);
+                    }
+                }
+                Action::Snapshot { name } => {
+                    self.backend(step);
+                    self.all_running(step, "a snapshot");
+                    self.saved.insert(name.clone(), self.down.clone());
+                }
+                Action::Restore { name } => {
+                    self.backend(step);
+                    if !self.all_running(step, "a restore") {
+                        continue;
+                    }
+                    match self.saved.get(name) {
+                        Some(down) => self.down = down.clone(),
+                        None => {
+                            let known: Vec<&str> = self.saved.keys().map(String::as_str).collect();
+                            let hint = if known.is_empty() {
+                                format!("take it first: `{{ snapshot = \"{name}\"; }}` before this step")
+                            } else {
+                                format!(
+                                    "snapshots taken before this step: {}",
+                                    super::convert::code_list(&known)
+                                )
+                            };
+                            self.diags.push(
+                                Diagnostic::error(
+                                    "unknown_snapshot",
+                                    step.span,
+                                    format!("restore of snapshot `{name}`, which no earlier step takes"),
+                                )
+                                .with_label("nothing to restore")
+                                .with_hint(hint),
+                            );
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Reports nodes that are shut down at `step`; whether all run.
+    fn all_running(&mut self, step: &Step, what: &str) -> bool {
+        let Some((node, at)) = self.down.iter().next().map(|(n, s)| (n.clone(), *s)) else {
+            return true;
+        };
+        let mut d = Diagnostic::error(
+            "snapshot_node_down",
+            step.span,
+            format!("{what} needs every node running, but node `{node}` is shut down here"),
+        )
+        .with_label("node not running")
+        .with_hint(format!(
+            "add `{{ start = \"{node}\"; }}` before this step (QEMU keeps snapshots in the node's disk, so a \
+             restart in between is fine)"
+        ));
+        if let Some(at) = at {
+            d = d.with_secondary(at, format!("`{node}` stops here and is not started again"));
+        }
+        self.diags.push(d);
+        false
+    }
+
+    fn backend(&mut self, step: &Step) {
+        if self.python && !self.python_reported {
+            self.python_reported = true;
+            self.diags.push(
+                Diagnostic::error(
+                    "needs_rust_backend",
+                    step.span,
+                    format!("`{}` and `isolate` need the Rust backend", step.action.key()),
+                )
+                .with_label("not possible with the stock Python driver")
+                .with_hint(
+                    "remove `backend = \"python\";`: the stock driver's monitor can only `savevm`, which QEMU \
+                     refuses for NixOS test VMs (a mounted 9p store, or the raw store image); see \
+                     docs/snapshots.md",
+                ),
+            );
+        }
+    }
+}
+
+/// Checks the snapshot steps of a parsed description in execution order.
+pub(super) fn check(spec: &TestSpec, diags: &mut Vec<Diagnostic>) {
+    let mut walk = Walk {
+        diags,
+        down: BTreeMap::new(),
+        saved: BTreeMap::new(),
+        python: spec.backend == Backend::Python,
+        python_reported: false,
+    };
+    walk.steps(&spec.steps);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::diagnostic::FileId;
+    use crate::spec::parse::parse;
+    use crate::spec::{Action, TestSpec};
+
+    fn parse_codes(text: &str) -> (Option<TestSpec>, Vec<&'static str>) {
+        let (spec, diags) = parse(FileId(0), Path::new("tests/vm/t.nix"), text);
+        (spec, diags.iter().map(|d| d.code).collect())
+    }
+
+    fn keys(steps: &[crate::spec::Step]) -> Vec<String> {
+        steps
+            .iter()
+            .map(|s| match &s.action {
+                Action::Snapshot { name } => format!("snapshot:{name}"),
+                Action::Restore { name } => format!("restore:{name}"),
+                Action::Subtest { title, .. } => format!("subtest:{title}"),
+                a => a.key().to_owned(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn isolate_on_the_test_saves_before_the_first_subtest_and_restores_before_the_others() {
+        let (spec, codes) = parse_codes(
+            r#"{ nodes.m = {}; isolate = true; steps = [
+                 { waitForUnit = "multi-user.target"; }
+                 { subtest = "a"; steps = [ { succeed = "touch /x"; } ]; }
+                 { succeed = "true"; }
+                 { subtest = "b"; steps = [ { fail = "test -e /x"; } ]; }
+                 { subtest = "c"; steps = [ { sleep = 1; } ]; }
+               ]; }"#,
+        );
+        assert!(codes.is_empty(), "{codes:?}");
+        let spec = spec.unwrap();
+        assert_eq!(
+            keys(&spec.steps),
+            [
+                "waitForUnit",
+                "snapshot:isolate",
+                "subtest:a",
+                "succeed",
+                "restore:isolate",
+                "subtest:b",
+                "restore:isolate",
+                "subtest:c"
+            ]
+        );
+        // The inserted steps act on every node and point at `isolate`.
+        assert_eq!(spec.steps[1].node, None);
+        assert!(spec.steps[1].span.is_some());
+    }
+
+    #[test]
+    fn isolate_on_a_subtest_applies_to_its_subtests() {
+        let (spec, codes) = parse_codes(
+            r#"{ nodes.m = {}; steps = [
+                 { subtest = "outer"; isolate = true; steps = [
+                   { subtest = "a"; steps = [ { sleep = 1; } ]; }
+                   { subtest = "b"; steps = [ { sleep = 1; } ]; }
+                 ]; }
+               ]; }"#,
+        );
+        assert!(codes.is_empty(), "{codes:?}");
+        let Action::Subtest { steps, .. } = &spec.unwrap().steps[0].action else { panic!("subtest") };
+        let k = keys(steps);
+        assert!(k[0].starts_with("snapshot:isolate-") && k[2].starts_with("restore:isolate-"), "{k:?}");
+        assert_eq!(k[0]["snapshot:".len()..], k[2]["restore:".len()..]);
+    }
+
+    #[test]
+    fn explicit_steps_and_their_mistakes() {
+        let (spec, codes) =
+            parse_codes(r#"{ nodes.m = {}; steps = [ { snapshot = "clean"; } { restore = "clean"; } ]; }"#);
+        assert!(codes.is_empty(), "{codes:?}");
+        assert_eq!(spec.unwrap().steps[1].action, Action::Restore { name: "clean".into() });
+        let bad = |text: &str| parse_codes(text).1;
+        assert_eq!(bad(r#"{ nodes.m = {}; steps = [ { restore = "x"; } ]; }"#), ["unknown_snapshot"]);
+        assert_eq!(bad(r#"{ nodes.m = {}; steps = [ { snapshot = "a b"; } ]; }"#), ["invalid_snapshot_name"]);
+        assert_eq!(bad(r#"{ nodes.m = {}; isolate = "yes"; steps = [ { sleep = 1; } ]; }"#), ["wrong_type"]);
+        assert_eq!(
+            bad(r#"{ nodes.m = {}; steps = [ { snapshot = "s"; node = "m"; } ]; }"#),
+            ["misplaced_step_key"]
+        );
+        assert_eq!(
+            bad(
+                r#"{ nodes.m = {}; backend = "python"; steps = [ { snapshot = "s"; } { restore = "s"; } ]; }"#
+            ),
+            ["needs_rust_backend"]
+        );
+    }
+
+    #[test]
+    fn restore_after_shutdown_needs_a_start() {
+        let bad = |text: &str| parse_codes(text).1;
+        // Shut down and never started again.
+        assert_eq!(
+            bad(r#"{ nodes = { a = {}; b = {}; }; steps = [
+                 { snapshot = "s"; } { shutdown = "b"; } { restore = "s"; } ]; }"#),
+            ["snapshot_node_down"]
+        );
+        assert_eq!(
+            bad(r#"{ nodes.m = {}; steps = [ { crash = true; } { snapshot = "s"; } ]; }"#),
+            ["snapshot_node_down"]
+        );
+        // Started again: fine; and a restore brings back the saved power state.
+        assert!(
+            bad(r#"{ nodes = { a = {}; b = {}; }; steps = [
+                 { snapshot = "s"; } { shutdown = "b"; } { start = "b"; } { restore = "s"; }
+                 { shutdown = "a"; } { start = "a"; } { restore = "s"; } ]; }"#)
+            .is_empty()
+        );
+    }
+}
