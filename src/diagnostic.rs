@@ -148,6 +148,39 @@ pub fn has_errors(diags: &[Diagnostic]) -> bool {
 
 /// Renders diagnostics the way rustc does: `error[code]: message`, then
 /// `--> file:line:col`, the source line, a caret under the span and the hints.
+/// `s` with every control character except newline and tab written as
+/// `\u{…}`: names and values from a description or a flake (a key like
+/// `"\e]0;title\a"`) must not drive the user's terminal.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(is_unprintable) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if is_unprintable(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+fn is_unprintable(c: char) -> bool {
+    c.is_control() && c != '\n' && c != '\t'
+}
+
+/// Source text for the snippets: control characters become `?` (one per
+/// byte, so spans keep their offsets).
+fn printable_source(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let n = if is_unprintable(c) && c != '\r' { c.len_utf8() } else { 0 };
+            std::iter::repeat_n('?', n).chain((n == 0).then_some(c))
+        })
+        .collect()
+}
+
 pub fn render(diags: &[Diagnostic], sources: &Sources, color: bool) -> String {
     use codespan_reporting::diagnostic as cs;
     use codespan_reporting::files::SimpleFiles;
@@ -156,7 +189,8 @@ pub fn render(diags: &[Diagnostic], sources: &Sources, color: bool) -> String {
     let mut files = SimpleFiles::new();
     for i in 0..sources.len() {
         let id = FileId(i);
-        files.add(sources.path(id).display().to_string(), sources.text(id).to_string());
+        let name = escape_controls(&sources.path(id).display().to_string()).into_owned();
+        files.add(name, printable_source(sources.text(id)));
     }
     let mut buf = if color { termcolor::Buffer::ansi() } else { termcolor::Buffer::no_color() };
     // rustc's look (`-->`, `|`, `^`) rather than box-drawing characters:
@@ -168,24 +202,27 @@ pub fn render(diags: &[Diagnostic], sources: &Sources, color: bool) -> String {
             Severity::Warning => cs::Diagnostic::warning(),
         }
         .with_code(d.code)
-        .with_message(&d.message);
+        .with_message(escape_controls(&d.message));
         let mut labels = Vec::new();
         if let Some(s) = d.span {
             labels.push(
                 cs::Label::primary(s.file.0, s.start as usize..s.end as usize)
-                    .with_message(d.label.clone().unwrap_or_default()),
+                    .with_message(escape_controls(d.label.as_deref().unwrap_or_default())),
             );
         }
         for (s, msg) in &d.secondary {
-            labels.push(cs::Label::secondary(s.file.0, s.start as usize..s.end as usize).with_message(msg));
+            labels.push(
+                cs::Label::secondary(s.file.0, s.start as usize..s.end as usize)
+                    .with_message(escape_controls(msg)),
+            );
         }
         out = out.with_labels(labels);
-        out = out.with_notes(d.hints.iter().map(|h| format!("help: {h}")).collect());
+        out = out.with_notes(d.hints.iter().map(|h| format!("help: {}", escape_controls(h))).collect());
         // Rendering into a memory buffer cannot fail for in-range spans; an
         // out-of-range span is a bug, but we still print the message.
         if term::emit_to_write_style(&mut buf, &config, &files, &out).is_err() {
             use std::io::Write;
-            let _ = writeln!(buf, "error[{}]: {}", d.code, d.message);
+            let _ = writeln!(buf, "error[{}]: {}", d.code, escape_controls(&d.message));
         }
     }
     String::from_utf8_lossy(buf.as_slice()).into_owned()

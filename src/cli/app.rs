@@ -20,7 +20,8 @@ use crate::project::{self, Project};
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+        let text = format!($($arg)*);
+        let _ = writeln!(std::io::stderr().lock(), "{}", $crate::diagnostic::escape_controls(&text));
     }};
 }
 pub(crate) use say;
@@ -310,6 +311,8 @@ fn load_evaluated(g: &GlobalArgs, config: &Config) -> anyhow::Result<Project> {
 pub(crate) fn write_stdout(bytes: &[u8]) -> Result<(), StdoutError> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
+    let escaped = std::str::from_utf8(bytes).map(crate::diagnostic::escape_controls);
+    let bytes = escaped.as_ref().map_or(bytes, |s| s.as_bytes());
     out.write_all(bytes).and_then(|()| out.flush()).map_err(StdoutError)
 }
 

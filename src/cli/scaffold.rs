@@ -29,6 +29,19 @@ pub struct InitArgs {
     /// Overwrite existing files.
     #[arg(long)]
     pub force: bool,
+    /// Also write a CI workflow that runs every check as its own job
+    /// (from `nixvm-gen matrix`) and merges their reports.
+    #[arg(long, value_enum, value_name = "SERVICE")]
+    pub ci: Option<CiService>,
+}
+
+/// `init --ci`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CiService {
+    /// GitHub Actions: .github/workflows/vm-tests.yml
+    Github,
+    /// GitLab CI: .gitlab-ci.yml with a generated child pipeline
+    Gitlab,
 }
 
 #[derive(Debug, Args)]
@@ -73,6 +86,10 @@ pub fn init(g: &GlobalArgs, args: &InitArgs) -> anyhow::Result<i32> {
         tests_dir: g.tests_dir.clone(),
         output: g.output.clone(),
         input_name: g.input_name.clone(),
+        ci: args.ci.map(|c| match c {
+            CiService::Github => scaffold::init::Ci::Github,
+            CiService::Gitlab => scaffold::init::Ci::Gitlab,
+        }),
     };
     let report = match scaffold::init::init(&opts) {
         Ok(r) => r,

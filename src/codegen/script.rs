@@ -54,9 +54,12 @@ pub fn render(spec: &TestSpec, sources: &Sources) -> Result<String, CodegenError
             lines.push(format!("# {}", comment_text(line)).trim_end().to_string());
         }
     }
-    for (module, alias) in
-        [("re", &script_gen.names.re), ("shlex", &script_gen.names.shlex), ("time", &script_gen.names.time)]
-    {
+    for (module, alias) in [
+        ("json", &script_gen.names.json),
+        ("re", &script_gen.names.re),
+        ("shlex", &script_gen.names.shlex),
+        ("time", &script_gen.names.time),
+    ] {
         if script_gen.imports.contains(module) {
             if alias == module {
                 lines.push(format!("import {module}"));
@@ -66,6 +69,10 @@ pub fn render(spec: &TestSpec, sources: &Sources) -> Result<String, CodegenError
         }
     }
     if !lines.is_empty() {
+        lines.push(String::new());
+    }
+    if script_gen.json_helpers {
+        lines.extend(json_helpers(&script_gen.names));
         lines.push(String::new());
     }
     for node in &script_gen.reboot_nodes {
@@ -89,6 +96,10 @@ struct Names {
     re: String,
     time: String,
     shlex: String,
+    json: String,
+    json_contains: String,
+    expect_json: String,
+    failures: String,
 }
 
 struct ScriptGen<'a> {
@@ -102,6 +113,10 @@ struct ScriptGen<'a> {
     reboot_nodes: BTreeSet<String>,
     /// Counter for helper function names.
     helpers: usize,
+    /// The script defines the `expect.json` helpers.
+    json_helpers: bool,
+    /// The list of failed checks has been declared.
+    failures_declared: bool,
 }
 
 impl<'a> ScriptGen<'a> {
@@ -127,10 +142,24 @@ impl<'a> ScriptGen<'a> {
             re: fresh("re"),
             time: fresh("time"),
             shlex: fresh("shlex"),
+            json: fresh("json"),
+            json_contains: fresh("json_contains"),
+            expect_json: fresh("expect_json"),
+            failures: fresh("failures"),
         };
         let mut reboot_nodes = BTreeSet::new();
         collect_reboots(&spec.steps, &mut reboot_nodes);
-        ScriptGen { spec, sources, taken, names, imports: BTreeSet::new(), reboot_nodes, helpers: 0 }
+        ScriptGen {
+            spec,
+            sources,
+            taken,
+            names,
+            imports: BTreeSet::new(),
+            reboot_nodes,
+            helpers: 0,
+            json_helpers: false,
+            failures_declared: false,
+        }
     }
 
     /// `file:line` of a step, for comments and assertion messages.
@@ -359,45 +388,84 @@ impl<'a> ScriptGen<'a> {
         }
     }
 
-    /// Boolean Python expressions for the output checks of `expect`.
-    fn output_conditions(&mut self, expect: &Expect, var: &str) -> Vec<String> {
-        let mut conditions = Vec::new();
-        if let Some(needle) = &expect.contains {
-            conditions.push(format!("{} in {var}", python_string(needle)));
-        }
-        if let Some(equals) = &expect.equals {
-            let equals = stripped(equals);
-            conditions.push(format!("{var}.rstrip(\"\\n\") == {equals}"));
-        }
-        if let Some(regex) = &expect.matches {
-            self.imports.insert("re");
-            conditions.push(format!("{}.search({}, {var}) is not None", self.names.re, python_string(regex)));
-        }
-        conditions
-    }
-
-    /// One `assert` per output check, each with a message naming the step.
-    fn output_asserts(&mut self, expect: &Expect, var: &str, what: &str, loc: &str, out: &mut Vec<String>) {
-        if let Some(needle) = &expect.contains {
+    /// The output checks of `expect`: a Python boolean expression and a
+    /// message (a `%`-format with its arguments) for each.
+    fn checks(&mut self, expect: &Expect, var: &str, what: &str) -> Vec<(String, String, String)> {
+        let mut checks = Vec::new();
+        for needle in &expect.contains {
             let needle = python_string(needle);
-            out.push(format!(
-                "assert {needle} in {var}, \"%s: expected the {what} to contain %r, got %r\" % ({loc}, {needle}, {var})"
+            checks.push((format!("{needle} in {var}"), format!("expected the {what} to contain %r"), needle));
+        }
+        for needle in &expect.not_contains {
+            let needle = python_string(needle);
+            checks.push((
+                format!("{needle} not in {var}"),
+                format!("expected the {what} not to contain %r"),
+                needle,
             ));
         }
         if let Some(equals) = &expect.equals {
             let equals = stripped(equals);
-            out.push(format!(
-                "assert {var}.rstrip(\"\\n\") == {equals}, \"%s: expected the {what} to be %r, got %r\" % ({loc}, {equals}, {var})"
+            checks.push((
+                format!("{var}.rstrip(\"\\n\") == {equals}"),
+                format!("expected the {what} to be %r"),
+                equals,
             ));
         }
         if let Some(regex) = &expect.matches {
             self.imports.insert("re");
             let regex = python_string(regex);
-            out.push(format!(
-                "assert {re}.search({regex}, {var}) is not None, \"%s: expected the {what} to match %r, got %r\" % ({loc}, {regex}, {var})",
-                re = self.names.re
+            checks.push((
+                format!("{}.search({regex}, {var}) is not None", self.names.re),
+                format!("expected the {what} to match %r"),
+                regex,
             ));
         }
+        if let Some(want) = &expect.json {
+            self.json_helpers = true;
+            self.imports.insert("json");
+            let text = python_string(&serde_json::to_string(want).unwrap_or_default());
+            let want = format!("{}.loads({text})", self.names.json);
+            checks.push((
+                format!("{}({want}, {var})", self.names.expect_json),
+                format!("expected the {what} as JSON to contain %r"),
+                want,
+            ));
+        }
+        checks
+    }
+
+    /// Boolean Python expressions for the output checks of `expect`.
+    fn output_conditions(&mut self, expect: &Expect, var: &str) -> Vec<String> {
+        self.checks(expect, var, "output").into_iter().map(|(cond, _, _)| cond).collect()
+    }
+
+    /// The output checks as asserts naming the step. One check is one
+    /// `assert`; several are all evaluated and every failure is reported.
+    fn output_asserts(&mut self, expect: &Expect, var: &str, what: &str, loc: &str, out: &mut Vec<String>) {
+        let checks = self.checks(expect, var, what);
+        if let [(cond, message, arg)] = checks.as_slice() {
+            out.push(format!("assert {cond}, \"%s: {message}, got %r\" % ({loc}, {arg}, {var})"));
+            return;
+        }
+        if checks.is_empty() {
+            return;
+        }
+        let failures = self.names.failures.clone();
+        // Declared with its type once (mypy refuses a second annotation).
+        if self.failures_declared {
+            out.push(format!("{failures} = []"));
+        } else {
+            self.failures_declared = true;
+            out.push(format!("{failures}: list[str] = []"));
+        }
+        for (cond, message, arg) in &checks {
+            out.push(format!("if not ({cond}):"));
+            out.push(format!("{PY_INDENT}{failures}.append(\"{message}\" % ({arg},))"));
+        }
+        out.push(format!(
+            "assert not {failures}, \"%s: %s; got %r\" % ({loc}, \"; \".join({failures}), {var})"
+        ));
     }
 }
 
@@ -411,9 +479,39 @@ fn unsupported(location: &str, what: &str, value: &str, allowed: &str) -> Codege
     }
 }
 
+/// The Python side of `expect.json`, the same rule as the driver's
+/// `json_contains` (booleans are not numbers, `1 == 1.0`).
+fn json_helpers(n: &Names) -> Vec<String> {
+    let (contains, expect_json, json) = (&n.json_contains, &n.expect_json, &n.json);
+    let text = format!(
+        "def {contains}(want: object, got: object) -> bool:
+    if isinstance(want, dict):
+        return isinstance(got, dict) and all(k in got and {contains}(v, got[k]) for k, v in want.items())
+    if isinstance(want, list):
+        return isinstance(got, list) and len(want) == len(got) and all({contains}(a, b) for a, b in zip(want, got))
+    if isinstance(want, bool) or isinstance(got, bool):
+        return type(want) is type(got) and want == got
+    if isinstance(want, (int, float)) and isinstance(got, (int, float)):
+        return want == got
+    return type(want) is type(got) and want == got
+
+def {expect_json}(want: object, text: str) -> bool:
+    try:
+        got = {json}.loads(text)
+    except ValueError:
+        return False
+    return {contains}(want, got)"
+    );
+    text.lines().map(str::to_string).collect()
+}
+
 /// Whether `expect` has no output checks (the exit code aside).
 fn output_checks_empty(expect: &Expect) -> bool {
-    expect.contains.is_none() && expect.equals.is_none() && expect.matches.is_none()
+    expect.contains.is_empty()
+        && expect.not_contains.is_empty()
+        && expect.equals.is_none()
+        && expect.matches.is_none()
+        && expect.json.is_none()
 }
 
 fn collect_reboots(steps: &[Step], nodes: &mut BTreeSet<String>) {
@@ -471,7 +569,7 @@ mod tests {
 
     #[test]
     fn script_variables_avoid_node_names() {
-        let expect = Expect { contains: Some("x".into()), ..Expect::default() };
+        let expect = Expect { contains: vec!["x".into()], ..Expect::default() };
         let s = spec(
             &["out", "re"],
             vec![

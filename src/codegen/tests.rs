@@ -53,7 +53,7 @@ fn health(backend: Backend) -> TestSpec {
                 Some("machine"),
                 Action::Succeed {
                     command: "curl --fail localhost:3000".into(),
-                    expect: Expect { contains: Some("Healthy".into()), ..Expect::default() },
+                    expect: Expect { contains: vec!["Healthy".into()], ..Expect::default() },
                 },
             ),
         ],

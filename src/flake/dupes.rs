@@ -15,6 +15,9 @@ use rowan::ast::AstNode;
 use crate::diagnostic::{Diagnostic, FileId, Span};
 use crate::flake::parse::attr_name;
 
+/// Attribute paths are checked this many levels deep.
+const MAX_NESTING: usize = 128;
+
 enum Def {
     /// A value that does not merge, first defined at the range.
     Leaf(TextRange),
@@ -113,6 +116,11 @@ fn add_path(
     let Some(((name, range), rest)) = keys.split_first() else { return };
     // A computed name is checked by Nix when it evaluates the set.
     let Some(name) = name else { return };
+    // Deeper paths than any real file has are left to Nix (the recursion
+    // stays small on hostile input).
+    if prefix.len() >= MAX_NESTING {
+        return;
+    }
     prefix.push(name.clone());
     let literal = if rest.is_empty() { set_literal(value.clone()) } else { None };
     let merges = !rest.is_empty() || literal.is_some();
@@ -195,6 +203,15 @@ mod tests {
         assert_eq!(dupes("let a = 1; a = 2; in a"), ["a"]);
         assert_eq!(dupes("let a.x = 1; a.y = 2; in a"), none);
         assert_eq!(dupes("{ m = { n.a = ./a.nix; n = { a = ./b.nix; }; }; }"), ["m.n.a"]);
+    }
+
+    #[test]
+    fn deep_paths_stay_cheap() {
+        let path = vec!["a"; 2_000].join(".");
+        let text = format!("{{ {path} = 1; {path} = 2; }}");
+        let parsed = rnix::Root::parse(&text);
+        // Too deep to check: no diagnostic, and no stack overflow.
+        assert!(check(FileId(0), &parsed.syntax()).is_empty());
     }
 
     #[test]

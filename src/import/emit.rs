@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
 
-use super::nix::{NodeSource, TestSource};
+use std::collections::BTreeMap;
+
+use super::nix::{Binding, NodeSource, PLACEHOLDER_PREFIX, TestSource};
 use super::python::{self, Item, Leftover, NixValue, Note};
 use super::{Imported, Target};
 use crate::codegen::escape::{comment_text, nix_attr_name, nix_indented_string, nix_string};
@@ -28,6 +30,10 @@ const DROPPED_OPTIONS: &[&str] = &[
 /// The variables a node module may use that the module system passes to
 /// every module, so a copied node can take them as arguments.
 const MODULE_ARGS: &[&str] = &["pkgs", "lib"];
+
+/// The arguments a description that is a function receives (the test's
+/// `pkgs` and `lib`, the evaluated `nodes`), in the order written.
+const FUNCTION_ARGS: &[&str] = &["pkgs", "lib", "nodes"];
 
 /// The description's test name: `name`, else the file name (with the
 /// attribute when a file holds several tests), made a valid check name.
@@ -83,13 +89,14 @@ pub fn build(path: &Path, src_dir: &Path, test: TestSource, name: String, target
     }
     let rewrite_modules = same_modules;
     let mut nodes_text = String::new();
-    let mut lets: Vec<&super::nix::Binding> = Vec::new();
+    let mut lets: Vec<Binding> = Vec::new();
+    let mut args: BTreeSet<String> = BTreeSet::new();
     for node in &test.nodes {
         let (text, others, mut node_leftovers, node_notes) =
             copy_node(node, src_dir, &target.out_dir, rewrite_modules);
         leftovers.append(&mut node_leftovers);
         notes.extend(node_notes);
-        let missing = bind_from_scope(&others, &test.scope, &mut lets);
+        let missing = bind_from_scope(&others, &test.scope, &mut lets, &mut args);
         if !missing.is_empty() {
             leftovers.push(Leftover {
                 line: node.line,
@@ -169,10 +176,37 @@ pub fn build(path: &Path, src_dir: &Path, test: TestSource, name: String, target
                     message: "the testScript is a function of the nodes; its interpolations are reported where used".into(),
                 });
             }
-            match python::convert(script, &node_names) {
+            // Which `${…}` can become Nix values of the description.
+            let mut verdicts = BTreeMap::new();
+            for (i, src) in script.interpolations.iter().enumerate() {
+                if script.resolved.contains(&i) {
+                    continue;
+                }
+                let free = super::nix::free_vars_of(src);
+                let (mut trial_lets, mut trial_args) = (lets.clone(), BTreeSet::new());
+                let missing = bind_from_scope(&free, &script.scope, &mut trial_lets, &mut trial_args);
+                verdicts.insert(
+                    i,
+                    if missing.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "uses {}, which a description cannot receive (its function gets pkgs, lib and nodes)",
+                            missing.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
+                        ))
+                    },
+                );
+            }
+            match python::convert(script, &node_names, &verdicts) {
                 Ok(conv) => {
                     items = conv.items;
                     notes.extend(conv.notes);
+                    let mut used = BTreeSet::new();
+                    used_interpolations(&items, &mut used);
+                    for i in used {
+                        let free = super::nix::free_vars_of(&script.interpolations[i]);
+                        bind_from_scope(&free, &script.scope, &mut lets, &mut args);
+                    }
                 }
                 Err(err) => items.push(Item::Todo(Leftover {
                     line: err.line,
@@ -200,11 +234,15 @@ pub fn build(path: &Path, src_dir: &Path, test: TestSource, name: String, target
             leftovers.len()
         );
     }
+    if !args.is_empty() {
+        let names: Vec<&str> = FUNCTION_ARGS.iter().copied().filter(|a| args.contains(*a)).collect();
+        let _ = writeln!(d, "{{ {}, ... }}:", names.join(", "));
+    }
     if !lets.is_empty() {
         d.push_str("let\n");
         // Innermost-first order reversed: outer bindings first, as written.
         for b in lets.iter().rev() {
-            for line in b.text.lines() {
+            for line in reindent(&b.text, b.indent, 2).lines() {
                 if line.is_empty() {
                     d.push('\n');
                 } else {
@@ -229,11 +267,14 @@ pub fn build(path: &Path, src_dir: &Path, test: TestSource, name: String, target
     d.push_str("  };\n");
     d.push_str(&option_comments);
     d.push_str("  steps = [\n");
-    write_items(&mut d, &items, "    ");
+    let interpolations: Vec<String> =
+        test.script.as_ref().map(|s| s.interpolations.clone()).unwrap_or_default();
+    write_items(&mut d, &items, "    ", &interpolations);
     d.push_str("  ];\n}\n");
 
     let file_name = format!("{name}.nix");
-    let (generated_script, description_errors) = super::check_description(&file_name, &d);
+    let symbolic = |expr: &str| computed_value(expr, &items);
+    let (generated_script, description_errors) = super::check_description(&file_name, &d, &symbolic);
     Imported {
         source: path.to_path_buf(),
         line: test.line,
@@ -271,8 +312,9 @@ fn count_steps(items: &[Item]) -> usize {
         .sum()
 }
 
-fn value_text(v: &NixValue, indent: &str) -> String {
+fn value_text(v: &NixValue, indent: &str, interpolations: &[String]) -> String {
     match v {
+        NixValue::Str(s) if s.contains(PLACEHOLDER_PREFIX) => nix_string_with(s, interpolations),
         NixValue::Str(s) if s.contains('\n') => nix_indented_string(s, &format!("{indent}  "), indent),
         NixValue::Str(s) => nix_string(s),
         NixValue::Int(i) => i.to_string(),
@@ -284,16 +326,16 @@ fn value_text(v: &NixValue, indent: &str) -> String {
     }
 }
 
-fn write_items(d: &mut String, items: &[Item], indent: &str) {
+fn write_items(d: &mut String, items: &[Item], indent: &str, interpolations: &[String]) {
     for item in items {
         match item {
             Item::Step { node, key, value, extra, .. } => {
-                let mut parts = vec![format!("{key} = {};", value_text(value, indent))];
+                let mut parts = vec![format!("{key} = {};", value_text(value, indent, interpolations))];
                 if let Some(node) = node {
                     parts.push(format!("node = {};", nix_string(node)));
                 }
                 for (k, v) in extra {
-                    parts.push(format!("{k} = {};", value_text(v, indent)));
+                    parts.push(format!("{k} = {};", value_text(v, indent, interpolations)));
                 }
                 let _ = writeln!(d, "{indent}{{ {} }}", parts.join(" "));
             }
@@ -301,7 +343,7 @@ fn write_items(d: &mut String, items: &[Item], indent: &str) {
                 let _ = writeln!(d, "{indent}{{");
                 let _ = writeln!(d, "{indent}  subtest = {};", nix_string(title));
                 let _ = writeln!(d, "{indent}  steps = [");
-                write_items(d, items, &format!("{indent}    "));
+                write_items(d, items, &format!("{indent}    "), interpolations);
                 let _ = writeln!(d, "{indent}  ];");
                 let _ = writeln!(d, "{indent}}}");
             }
@@ -415,13 +457,14 @@ fn copy_node(
     (text, others, leftovers, notes)
 }
 
-/// Adds to `lets` the bindings of the test's scope that `vars` need,
-/// transitively; returns the variables no binding provides (or whose
-/// binding needs the test's function arguments, which a description lacks).
-fn bind_from_scope<'s>(
+/// Adds to `lets` the bindings of `scope` that `vars` need, transitively,
+/// and to `args` the description-function arguments they use
+/// ([`FUNCTION_ARGS`]); returns the variables nothing provides.
+fn bind_from_scope(
     vars: &BTreeSet<String>,
-    scope: &'s [super::nix::Binding],
-    lets: &mut Vec<&'s super::nix::Binding>,
+    scope: &[Binding],
+    lets: &mut Vec<Binding>,
+    args: &mut BTreeSet<String>,
 ) -> BTreeSet<String> {
     let mut missing = BTreeSet::new();
     let mut todo: Vec<String> = vars.iter().cloned().collect();
@@ -431,12 +474,16 @@ fn bind_from_scope<'s>(
         if guard > 10_000 {
             break;
         }
+        if FUNCTION_ARGS.contains(&var.as_str()) {
+            args.insert(var);
+            continue;
+        }
         if lets.iter().any(|b| b.name == var) {
             continue;
         }
         match scope.iter().find(|b| b.name == var) {
-            Some(b) if !b.free.iter().any(|f| MODULE_ARGS.contains(&f.as_str()) || f == &var) => {
-                lets.push(b);
+            Some(b) if !b.free.contains(&var) => {
+                lets.push(b.clone());
                 todo.extend(b.free.iter().cloned());
             }
             _ => {
@@ -445,6 +492,96 @@ fn bind_from_scope<'s>(
         }
     }
     missing
+}
+
+/// The string of the step value a computed expression of the generated
+/// check names (`(builtins.elemAt (builtins.elemAt description.steps 3).steps
+/// 1).expect.contains`), placeholders and all.
+fn computed_value(expr: &str, items: &[Item]) -> Option<String> {
+    fn steps_of(items: &[Item]) -> impl Iterator<Item = &Item> {
+        items.iter().filter(|i| matches!(i, Item::Step { .. } | Item::Subtest { .. }))
+    }
+    fn item_at<'a, 'e>(expr: &'e str, top: &'a [Item], depth: usize) -> Option<(&'a Item, &'e str)> {
+        let s = expr.strip_prefix("(builtins.elemAt ")?;
+        let (list, rest): (&'a [Item], &'e str) = match s.strip_prefix("description.steps ") {
+            Some(rest) => (top, rest),
+            None if depth < 64 => {
+                let (parent, rest) = item_at(s, top, depth + 1)?;
+                let Item::Subtest { items, .. } = parent else { return None };
+                (items.as_slice(), rest.strip_prefix(".steps ")?)
+            }
+            None => return None,
+        };
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        let index: usize = rest[..digits].parse().ok()?;
+        let rest = rest[digits..].strip_prefix(')')?;
+        Some((steps_of(list).nth(index)?, rest))
+    }
+    let (item, field) = item_at(expr, items, 0)?;
+    let Item::Step { key, value, extra, .. } = item else { return None };
+    let field = field.strip_prefix('.')?;
+    let value = if field == *key { value } else { &extra.iter().find(|(k, _)| k == field)?.1 };
+    match value {
+        NixValue::Str(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// The interpolations (by index) that converted steps carry.
+fn used_interpolations(items: &[Item], out: &mut BTreeSet<usize>) {
+    fn scan(v: &NixValue, out: &mut BTreeSet<usize>) {
+        if let NixValue::Str(s) = v {
+            out.extend(split_placeholders(s).into_iter().filter_map(|p| p.1).map(|(i, ())| i));
+        }
+    }
+    for item in items {
+        match item {
+            Item::Step { value, extra, .. } => {
+                scan(value, out);
+                extra.iter().for_each(|(_, v)| scan(v, out));
+            }
+            Item::Subtest { items, .. } => used_interpolations(items, out),
+            Item::Todo(_) | Item::Comment(_) => {}
+        }
+    }
+}
+
+/// `s` cut into literal text and placeholders: `(text, Some((index, ())))`.
+#[allow(clippy::type_complexity)]
+fn split_placeholders(s: &str) -> Vec<(String, Option<(usize, ())>)> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(at) = rest.find(PLACEHOLDER_PREFIX) {
+        let after = &rest[at + PLACEHOLDER_PREFIX.len()..];
+        let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+        match (after[digits.len()..].starts_with("__"), digits.parse::<usize>()) {
+            (true, Ok(i)) if !digits.is_empty() => {
+                out.push((rest[..at].to_string(), Some((i, ()))));
+                rest = &after[digits.len() + 2..];
+            }
+            _ => {
+                out.push((rest[..at + PLACEHOLDER_PREFIX.len()].to_string(), None));
+                rest = after;
+            }
+        }
+    }
+    out.push((rest.to_string(), None));
+    out
+}
+
+/// A Nix string for `s`, its placeholders written back as `${…}`.
+fn nix_string_with(s: &str, interpolations: &[String]) -> String {
+    let mut out = String::from("\"");
+    for (text, ph) in split_placeholders(s) {
+        let lit = nix_string(&text);
+        out.push_str(&lit[1..lit.len() - 1]);
+        if let Some((i, ())) = ph {
+            let src = interpolations.get(i).map(String::as_str).unwrap_or("null");
+            let _ = write!(out, "${{{src}}}");
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Adds formals to a module function `{ a, ... }: …` (not `x: …`).

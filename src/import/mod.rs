@@ -167,7 +167,19 @@ fn nix_too_deep(text: &str) -> Option<usize> {
 
 /// Parses and validates a description text with nixvm-gen's own parser,
 /// and renders its Python testScript: the self-check every import ends with.
-pub fn check_description(file_name: &str, text: &str) -> (Option<String>, Vec<String>) {
+///
+/// Values Nix computes (`"${pkgs.hello}/bin/hello"`) are placeholders in the
+/// rendered script; for the call-log comparison each is replaced by what
+/// `symbolic` gives for its expression (`(builtins.elemAt description.steps
+/// 3).succeed`): the step's string with the interpolations written as the
+/// original script's placeholders, so both scripts see the same symbolic
+/// value. A computed value `symbolic` cannot follow leaves the script out
+/// (`None`) with a reason.
+pub fn check_description(
+    file_name: &str,
+    text: &str,
+    symbolic: &dyn Fn(&str) -> Option<String>,
+) -> (Option<String>, Vec<String>) {
     let mut sources = Sources::default();
     let rel = PathBuf::from(crate::spec::DEFAULT_TESTS_DIR).join(file_name);
     let file = sources.add(rel.clone(), text.to_string());
@@ -181,10 +193,23 @@ pub fn check_description(file_name: &str, text: &str) -> (Option<String>, Vec<St
     if crate::diagnostic::has_errors(&diags) {
         return (None, render_diags(&diags, &sources));
     }
-    match crate::codegen::script::render(&tests[0], &sources) {
-        Ok(script) => (Some(script), Vec::new()),
-        Err(err) => (None, vec![err.to_string()]),
+    let mut script = match crate::codegen::script::render(&tests[0], &sources) {
+        Ok(script) => script,
+        Err(err) => return (None, vec![err.to_string()]),
+    };
+    for (i, computed) in tests[0].computed.iter().enumerate() {
+        let Some(symbolic) = symbolic(&computed.expr) else {
+            return (
+                None,
+                vec![format!("a computed value the call-log comparison cannot follow: {}", computed.expr)],
+            );
+        };
+        // The placeholder sits inside a Python string literal: put the
+        // symbolic text there, escaped as that literal escapes.
+        let quoted = crate::codegen::escape::python_string(&symbolic);
+        script = script.replace(&crate::spec::computed::placeholder(i), &quoted[1..quoted.len() - 1]);
     }
+    (Some(script), Vec::new())
 }
 
 fn render_diags(diags: &[Diagnostic], sources: &Sources) -> Vec<String> {

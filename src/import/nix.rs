@@ -52,6 +52,8 @@ pub struct Binding {
     pub free: BTreeSet<String>,
     /// The value when it is a plain string or integer literal.
     pub literal: Option<Literal>,
+    /// Columns of indentation of the line the binding starts on.
+    pub indent: usize,
 }
 
 /// A literal a `${…}` in the testScript can be replaced with.
@@ -103,6 +105,9 @@ pub struct ScriptSource {
     pub is_function: bool,
     /// Interpolations replaced by their literal value from the scope.
     pub resolved: Vec<usize>,
+    /// The bindings the interpolations see: the script's own `let`s, then
+    /// those around the test.
+    pub scope: Vec<Binding>,
 }
 
 impl ScriptSource {
@@ -404,7 +409,12 @@ fn bindings_of(let_in: &ast::LetIn) -> Vec<Binding> {
             }
             _ => None,
         };
-        out.push(Binding { name, text: apv.syntax().text().to_string(), free, literal });
+        let start = usize::from(apv.syntax().text_range().start());
+        let full = apv.syntax().ancestors().last().map(|r| r.text().to_string()).unwrap_or_default();
+        let before = &full[..start.min(full.len())];
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let indent = before[line_start..].chars().take_while(|c| *c == ' ').count();
+        out.push(Binding { name, text: apv.syntax().text().to_string(), free, literal, indent });
     }
     out
 }
@@ -457,6 +467,7 @@ fn read_script(value: &ast::Expr, text: &str, scope: &[Binding]) -> Option<Scrip
         line_map: Vec::new(),
         is_function,
         resolved: Vec::new(),
+        scope: Vec::new(),
     };
     let mut extra = Vec::new();
     for (n, part) in parts.iter().enumerate() {
@@ -509,6 +520,7 @@ fn read_script(value: &ast::Expr, text: &str, scope: &[Binding]) -> Option<Scrip
             script.resolved.push(i);
         }
     }
+    script.scope = scope;
     Some(script)
 }
 

@@ -207,8 +207,14 @@ pub struct ScriptError {
     pub message: String,
 }
 
-/// Converts a decoded testScript. `nodes` are the test's node names.
-pub fn convert(script: &ScriptSource, nodes: &[String]) -> Result<Converted, ScriptError> {
+/// Converts a decoded testScript. `nodes` are the test's node names;
+/// `interpolations[i]` says whether `${…}` number `i` can be carried into a
+/// step as a Nix value (and why not).
+pub fn convert(
+    script: &ScriptSource,
+    nodes: &[String],
+    interpolations: &BTreeMap<usize, Result<(), String>>,
+) -> Result<Converted, ScriptError> {
     if script.text.len() > MAX_SCRIPT_BYTES {
         return Err(ScriptError {
             line: script.first_line,
@@ -253,6 +259,7 @@ pub fn convert(script: &ScriptSource, nodes: &[String]) -> Result<Converted, Scr
         globals: BTreeMap::new(),
         defs: BTreeMap::new(),
         frames: 0,
+        interpolations,
     };
     let items = conv.block(&suite, 0, 0);
     Ok(Converted { items, notes: conv.notes })
@@ -304,7 +311,21 @@ struct Converter<'a> {
     defs: BTreeMap<String, ast::StmtFunctionDef>,
     /// How deep inlining is (0: module level).
     frames: usize,
+    /// Which `${…}` may be carried into steps as Nix values.
+    interpolations: &'a BTreeMap<usize, Result<(), String>>,
 }
+
+/// Step keys whose string may be a Nix value of the description
+/// (docs/descriptions.md, "Nix values in steps"); `expect` strings too.
+const COMPUTABLE_KEYS: &[&str] = &[
+    "succeed",
+    "fail",
+    "waitUntilSucceeds",
+    "waitUntilFails",
+    "waitForUnit",
+    "waitForFile",
+    "waitForConsoleText",
+];
 
 /// How deep function calls are inlined.
 const MAX_INLINE: usize = 8;
@@ -648,14 +669,14 @@ impl Converter<'_> {
             let Some((_, role)) = param else {
                 return Err(why(construct, "more arguments than the method takes"));
             };
-            self.bind(*role, arg, &construct, &mut mains, &mut extra, &mut timeout)?;
+            self.bind(m.key, *role, arg, &construct, &mut mains, &mut extra, &mut timeout)?;
         }
         for kw in &call.keywords {
             let Some(arg_name) = &kw.arg else { return Err(why(construct, "a **kwargs argument")) };
             let Some((_, role)) = m.params.iter().find(|(p, _)| *p == arg_name.as_str()) else {
                 return Err(why(construct, format!("the argument `{arg_name}` has no step key")));
             };
-            self.bind(*role, &kw.value, &construct, &mut mains, &mut extra, &mut timeout)?;
+            self.bind(m.key, *role, &kw.value, &construct, &mut mains, &mut extra, &mut timeout)?;
         }
         let needs_main = m.params.iter().any(|(_, r)| matches!(r, Role::Main(_)));
         if needs_main && mains.is_empty() {
@@ -683,8 +704,10 @@ impl Converter<'_> {
             .collect())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn bind(
         &self,
+        key: &str,
         role: Role,
         arg: &Expr,
         construct: &str,
@@ -693,6 +716,20 @@ impl Converter<'_> {
         timeout: &mut Option<NixValue>,
     ) -> Result<(), Why> {
         let value = self.eval(arg).map_err(|(_, w)| why(construct, w))?;
+        if let PyValue::Str(s) = &value
+            && s.contains(PLACEHOLDER_PREFIX)
+        {
+            let computable = match role {
+                Role::Main(_) => COMPUTABLE_KEYS.contains(&key),
+                Role::Extra(..) | Role::Timeout => false,
+            };
+            if !computable {
+                return Err(why(
+                    construct,
+                    "a Nix value where a description needs a literal (only commands, unit names, paths and patterns may be computed)",
+                ));
+            }
+        }
         match role {
             Role::Main(kind) => {
                 mains.push(typed(value, kind).ok_or_else(|| why(construct, "an argument of the wrong type"))?)
@@ -910,6 +947,9 @@ impl Converter<'_> {
         let PyValue::Str(title) = self.eval(&call.args[0])? else {
             return Err(why("subtest", "the title is not a string"));
         };
+        if title.contains(PLACEHOLDER_PREFIX) {
+            return Err(why("subtest", "a title with a Nix value (a subtest title must be a literal)"));
+        }
         let items = self.block(&w.body, self.header_end(w.range), depth + 1);
         Ok(Item::Subtest { title, items, line: self.line(w.range) })
     }
@@ -963,7 +1003,7 @@ impl Converter<'_> {
         match expr {
             Expr::Constant(c) => match &c.value {
                 Constant::Str(s) => match s.find(PLACEHOLDER_PREFIX) {
-                    Some(_) => Err(why("Nix interpolation", self.interpolation_why(s))),
+                    Some(_) => self.nix_valued(s),
                     None => Ok(PyValue::Str(s.clone())),
                 },
                 Constant::Int(i) => {
@@ -1088,6 +1128,10 @@ impl Converter<'_> {
                         }
                         Ok(PyValue::Str(parts.join(&object)))
                     }
+                    ("strip" | "rstrip" | "lstrip", []) if object.contains(PLACEHOLDER_PREFIX) => Err(why(
+                        format!("….{method}()"),
+                        "strips a string holding a Nix value, whose ends are not known",
+                    )),
                     ("strip" | "rstrip" | "lstrip", []) => {
                         let stripped = match method {
                             "strip" => object.trim_matches(PY_WHITESPACE),
@@ -1116,6 +1160,24 @@ impl Converter<'_> {
     fn header_end(&self, range: rustpython_parser::text_size::TextRange) -> usize {
         let start = u32::from(range.start()) as usize;
         self.script.text[start..].find('\n').map_or(self.script.text.len(), |i| start + i)
+    }
+
+    /// A string holding `${…}`: kept (placeholders and all) when every
+    /// interpolation in it can be a Nix value of the description.
+    fn nix_valued(&self, s: &str) -> Result<PyValue, Why> {
+        for (i, src) in self.script.interpolations.iter().enumerate() {
+            if !s.contains(&super::nix::placeholder(i)) {
+                continue;
+            }
+            match self.interpolations.get(&i) {
+                Some(Ok(())) => {}
+                Some(Err(reason)) => {
+                    return Err(why("Nix interpolation", format!("`${{{src}}}` {reason}")));
+                }
+                None => return Err(why("Nix interpolation", self.interpolation_why(s))),
+            }
+        }
+        Ok(PyValue::Str(s.to_string()))
     }
 
     fn interpolation_why(&self, text: &str) -> String {
@@ -1315,6 +1377,7 @@ mod tests_support {
             line_map: Vec::new(),
             is_function: false,
             resolved: Vec::new(),
+            scope: Vec::new(),
         }
     }
 
@@ -1339,7 +1402,7 @@ mod tests {
     #[test]
     fn outputs_used_later_are_not_converted() {
         let s = script("out = m.succeed('a')\nassert 'x' in out\nm.succeed(out)\n");
-        let conv = convert(&s, &["m".into()]).unwrap();
+        let conv = convert(&s, &["m".into()], &BTreeMap::new()).unwrap();
         assert_eq!(keys(&conv.items), ["todo:assignment", "todo:Machine.succeed"]);
         assert_eq!(conv.items.len(), 2);
     }
@@ -1350,14 +1413,14 @@ mod tests {
         let s = script(
             "out = m.succeed('a')\nassert 'x' not in out\nassert 'y' in m.succeed('b')\nassert 'p' in m.succeed('c') and 'q' in m.succeed('c')\n",
         );
-        let conv = convert(&s, &["m".into()]).unwrap();
+        let conv = convert(&s, &["m".into()], &BTreeMap::new()).unwrap();
         assert_eq!(keys(&conv.items), ["todo:assert", "succeed", "todo:assert"]);
     }
 
     #[test]
     fn late_first_boot_and_interpolations_stay() {
         let s = script("a.succeed('x')\nb.start()\nb.succeed(\"__nixvm_interp_0__/bin/hello\")\n");
-        let conv = convert(&s, &["a".into(), "b".into()]).unwrap();
+        let conv = convert(&s, &["a".into(), "b".into()], &BTreeMap::new()).unwrap();
         assert_eq!(keys(&conv.items), ["succeed", "todo:Machine.start", "todo:Machine.succeed"]);
         let Item::Todo(l) = &conv.items[2] else { panic!() };
         assert_eq!(l.line, 12);
@@ -1369,16 +1432,21 @@ mod tests {
         let s = script(
             "for u in ['a.service', 'b.service']:\n    m.wait_for_unit(u)\nfor x in range(3):\n    m.succeed('x')\n",
         );
-        let conv = convert(&s, &["m".into()]).unwrap();
+        let conv = convert(&s, &["m".into()], &BTreeMap::new()).unwrap();
         assert_eq!(keys(&conv.items), ["waitForUnit", "waitForUnit", "todo:for loop"]);
     }
 
     #[test]
     fn deep_or_broken_scripts_are_errors_not_crashes() {
         let deep = script(&format!("m.succeed({}1{})\n", "(".repeat(1000), ")".repeat(1000)));
-        assert!(convert(&deep, &["m".into()]).unwrap_err().message.contains("nested"));
+        assert!(convert(&deep, &["m".into()], &BTreeMap::new()).unwrap_err().message.contains("nested"));
         let broken = script("m.succeed(\n");
-        assert!(convert(&broken, &["m".into()]).unwrap_err().message.contains("not valid Python"));
+        assert!(
+            convert(&broken, &["m".into()], &BTreeMap::new())
+                .unwrap_err()
+                .message
+                .contains("not valid Python")
+        );
     }
 }
 
@@ -1392,7 +1460,7 @@ mod more_tests {
         let s = script(
             "UNIT = 'web.service'\ndef check(path):\n    m.succeed(f'test -e {path}')\n    return m.succeed('true')\nm.wait_for_unit(UNIT)\ncheck('/etc')\nprint(m.succeed('uname'))\nN = 1\nN = 2\nm.succeed(f'{N}')\n",
         );
-        let conv = convert(&s, &["m".into()]).unwrap();
+        let conv = convert(&s, &["m".into()], &BTreeMap::new()).unwrap();
         assert_eq!(
             keys(&conv.items),
             [

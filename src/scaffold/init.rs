@@ -8,7 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::templates::{self, Flake, Module, PreCommitConfig, Readme, ServiceTest};
+use super::templates::{
+    self, CiWorkflow, Flake, GitlabPipeline, Module, PreCommitConfig, Readme, ServiceTest,
+};
 use super::{PlannedFile, ScaffoldError, validate_name};
 use crate::config::Config;
 
@@ -32,6 +34,17 @@ pub struct InitOptions {
     pub tests_dir: PathBuf,
     pub output: PathBuf,
     pub input_name: String,
+    /// Also write a CI workflow that fans the checks out (`--ci`).
+    pub ci: Option<Ci>,
+}
+
+/// CI services `init --ci` writes a workflow for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ci {
+    /// `.github/workflows/vm-tests.yml`
+    Github,
+    /// `.gitlab-ci.yml` (the child pipeline is `nixvm-gen matrix --format gitlab`)
+    Gitlab,
 }
 
 impl InitOptions {
@@ -47,6 +60,7 @@ impl InitOptions {
             tests_dir: defaults.tests_dir,
             output: defaults.output,
             input_name: defaults.input_name,
+            ci: None,
         }
     }
 }
@@ -187,7 +201,7 @@ fn plan_sources(opts: &InitOptions, n: &Names) -> Result<Vec<PlannedFile>, Scaff
         output: &n.output,
     };
     let file = |path: String, contents: String| PlannedFile { path: PathBuf::from(path), contents };
-    Ok(vec![
+    let mut files = vec![
         file(crate::flake::FLAKE_FILE.into(), templates::render("scaffold/flake.nix", &flake)?),
         file(format!("modules/{}.nix", n.module), templates::render("scaffold/module.nix", &module)?),
         file(format!("{}/{}.nix", n.tests_dir, n.service), templates::render("scaffold/test.nix", &test)?),
@@ -200,7 +214,27 @@ fn plan_sources(opts: &InitOptions, n: &Names) -> Result<Vec<PlannedFile>, Scaff
             ".gitignore".into(),
             "result\nresult-*\n# temporaries of an interrupted nixvm-gen run\n.nixvm-tmp*\n".into(),
         ),
-    ])
+    ];
+    files.extend(ci_files(opts)?);
+    Ok(files)
+}
+
+/// The CI workflow of `--ci`: it asks `nixvm-gen matrix` for the jobs at
+/// run time, so it never goes stale when tests are added.
+pub fn ci_files(opts: &InitOptions) -> Result<Vec<PlannedFile>, ScaffoldError> {
+    let input_name = crate::eval::shell_word(&opts.input_name);
+    let view = CiWorkflow { input_name: &input_name };
+    Ok(match opts.ci {
+        None => Vec::new(),
+        Some(Ci::Github) => vec![PlannedFile {
+            path: PathBuf::from(".github/workflows/vm-tests.yml"),
+            contents: templates::render("ci/github.yml", &view)?,
+        }],
+        Some(Ci::Gitlab) => vec![PlannedFile {
+            path: PathBuf::from(".gitlab-ci.yml"),
+            contents: templates::render("ci/gitlab.yml", &GitlabPipeline { input_name: &input_name })?,
+        }],
+    })
 }
 
 /// Renders the generated checks of a project whose sources are `files`, by

@@ -56,6 +56,22 @@ pub(super) struct Readme<'a> {
     pub output: &'a str,
 }
 
+/// `.github/workflows/vm-tests.yml` of `init --ci github`.
+#[derive(Template)]
+#[template(path = "ci/github.yml", escape = "none")]
+pub(super) struct CiWorkflow<'a> {
+    /// nixvm-gen's flake input name, shell-quoted.
+    pub input_name: &'a str,
+}
+
+/// `.gitlab-ci.yml` of `init --ci gitlab`.
+#[derive(Template)]
+#[template(path = "ci/gitlab.yml", escape = "none")]
+pub(super) struct GitlabPipeline<'a> {
+    /// nixvm-gen's flake input name, shell-quoted.
+    pub input_name: &'a str,
+}
+
 /// The skeleton `nixvm-gen new` writes.
 #[derive(Template)]
 #[template(path = "scaffold/new-test.nix", escape = "none")]

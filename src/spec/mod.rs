@@ -181,12 +181,17 @@ fn default_status() -> u16 {
     200
 }
 
-/// Checks on a command's result. All given checks must hold.
+/// Checks on a command's result. All given checks must hold, and a failure
+/// reports every one that does not.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Expect {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contains: Option<String>,
+    /// Substrings the output must contain (one string or a list in the plan).
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "one_or_many")]
+    pub contains: Vec<String>,
+    /// Substrings the output must not contain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "one_or_many")]
+    pub not_contains: Vec<String>,
     /// Compared with the output after trimming trailing newlines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub equals: Option<String>,
@@ -196,6 +201,38 @@ pub struct Expect {
     /// Expected exit status; default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// The output parsed as JSON must contain this value: attribute sets
+    /// match when every given attribute matches (recursively, also inside
+    /// lists, which must have the same length); other values must be equal
+    /// (numbers by value). Checked on the host, so the guest needs no `jq`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<serde_json::Value>,
+}
+
+/// A list that is written as a single value when it has one item (plans
+/// from before lists stay readable, and one-item plans look as before).
+mod one_or_many {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(items: &[String], s: S) -> Result<S::Ok, S::Error> {
+        match items {
+            [one] => one.serialize(s),
+            many => many.serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match OneOrMany::deserialize(d)? {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        })
+    }
 }
 
 impl Expect {

@@ -12,6 +12,18 @@ pub fn valid_test_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '+' | '-'))
 }
 
+/// Attribute names Nix and nixpkgs give a meaning in an attribute set of
+/// derivations: a check called `outPath` or `__functor` would change what
+/// `checks.<system>` is, `type` and `recurseForDerivations` what
+/// `nix flake check` and Hydra walk into.
+pub const RESERVED_CHECK_NAMES: &[&str] =
+    &["__functor", "outPath", "type", "recurseForDerivations", "drvPath"];
+
+/// Whether `name` is one of [`RESERVED_CHECK_NAMES`].
+pub fn is_reserved_check_name(name: &str) -> bool {
+    RESERVED_CHECK_NAMES.contains(&name)
+}
+
 /// `[A-Za-z_][A-Za-z0-9_-]*`: a NixOS host name and, with `-` mangled, a
 /// Python identifier in the stock driver's test script.
 pub fn valid_node_name(name: &str) -> bool {

@@ -440,6 +440,16 @@ impl Lowering<'_> {
             }
         }
         let text = if multiline { strings::decode_indented(&raw) } else { strings::decode_plain(&raw) };
+        if text.contains('\0') {
+            // Nix ends a string at a NUL byte; the Python script would keep
+            // the rest. Neither meaning is safe to pick.
+            self.diags.push(
+                Diagnostic::error("nul_in_string", Some(span), "the string contains a NUL byte")
+                    .with_label("Nix would cut the string here")
+                    .with_hint("remove the NUL byte; Nix strings cannot carry it"),
+            );
+            return Value { kind: Kind::Invalid, span };
+        }
         if parts.is_empty() {
             return Value { kind: Kind::Str(text), span };
         }

@@ -35,8 +35,12 @@ let
 
             # tests/vm/health.nix:15: succeed
             out = machine.succeed("cat /etc/hostname", timeout=120)
-            assert out.rstrip("\n") == "machine", "%s: expected the output to be %r, got %r" % ("tests/vm/health.nix:15", "machine", out)
-            assert re.search("^mach", out) is not None, "%s: expected the output to match %r, got %r" % ("tests/vm/health.nix:15", "^mach", out)
+            failures: list[str] = []
+            if not (out.rstrip("\n") == "machine"):
+                failures.append("expected the output to be %r" % ("machine",))
+            if not (re.search("^mach", out) is not None):
+                failures.append("expected the output to match %r" % ("^mach",))
+            assert not failures, "%s: %s; got %r" % ("tests/vm/health.nix:15", "; ".join(failures), out)
 
             # tests/vm/health.nix:20: succeed
             status, out = machine.execute("systemctl is-active nothing.service", timeout=120)

@@ -17,6 +17,7 @@ use crate::util;
 const CASES: &[&str] = &[
     "single-node-rust",
     "store-paths",
+    "battery",
     "multi-node-python",
     "aliases",
     "every-step",

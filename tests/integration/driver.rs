@@ -155,7 +155,7 @@ fn succeed(node: &str, timeout: f64, command: &str) -> Step {
 }
 
 fn succeed_contains(node: &str, timeout: f64, command: &str, contains: &str) -> Step {
-    let expect = Expect { contains: Some(contains.to_owned()), ..Expect::default() };
+    let expect = Expect { contains: vec![contains.to_owned()], ..Expect::default() };
     step(node, timeout, Action::Succeed { command: command.to_owned(), expect })
 }
 
@@ -432,7 +432,7 @@ fn health_check_passes_on_systemd_guest() {
                 30.0,
                 Action::WaitUntilSucceeds {
                     command: "curl --fail --silent localhost:3000".into(),
-                    expect: Expect { contains: Some("Healthy".into()), ..Expect::default() },
+                    expect: Expect { contains: vec!["Healthy".into()], ..Expect::default() },
                 },
             ),
             succeed_contains("machine", 30.0, "curl --fail localhost:3000", "Healthy"),
@@ -506,7 +506,10 @@ fn wait_for_unit_that_never_starts_times_out_with_status() {
     assert_eq!(statuses(&run.report), ["passed", "failed", "skipped"]);
     let wait = leaf_steps(&run.report)[1];
     let secs = wait["durationSecs"].as_f64().unwrap_or(0.0);
-    assert!((19.0..60.0).contains(&secs), "the wait honours its 20 s timeout, took {secs}");
+    // docs/driver.md: a step ends within 0.5 s of its timeout, diagnostics
+    // included; 1 s more for a loaded host.
+    eprintln!("the 20 s wait took {secs} s");
+    assert!((19.0..=21.5).contains(&secs), "the wait honours its 20 s timeout, took {secs}");
     let text = failure_text(wait);
     let lower = text.to_lowercase();
     assert!(

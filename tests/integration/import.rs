@@ -116,14 +116,24 @@ fn leftovers_are_reported_with_file_line_construct_and_why() {
     let leftovers = test["leftovers"].as_array().unwrap();
     let send_keys =
         leftovers.iter().find(|l| l["construct"] == "Machine.send_keys").expect("send_keys reported");
-    assert_eq!(send_keys["line"], 54);
+    assert_eq!(send_keys["line"], 55);
     assert!(send_keys["why"].as_str().unwrap().contains("no step"), "{send_keys}");
-    let nix_value =
-        leftovers.iter().find(|l| l["why"].as_str().unwrap().contains("${pkgs.kvstore}")).unwrap();
-    assert_eq!(nix_value["source"], "server.succeed(\"${pkgs.kvstore}/bin/kvstore-check\")");
+    // `system` is an argument of the test's function that a description's
+    // function does not receive; `pkgs` is carried as a Nix value.
+    let nix_value = leftovers.iter().find(|l| l["why"].as_str().unwrap().contains("${system}")).unwrap();
+    assert_eq!(nix_value["source"], "server.succeed(\"echo ${system}\")");
+    assert!(!leftovers.iter().any(|l| l["source"].as_str().unwrap().contains("kvstore-check")));
     // Kept in the description as a TODO with the original line.
     let description = test["description"].as_str().unwrap();
     assert!(description.contains("#   server.send_keys(\"ctrl-alt-delete\")"), "{description}");
+    assert!(
+        description.starts_with("# Imported") && description.contains("\n{ pkgs, ... }:\nlet\n"),
+        "{description}"
+    );
+    assert!(
+        description.contains("{ succeed = \"${pkgs.kvstore}/bin/kvstore-check\"; node = \"server\"; }"),
+        "{description}"
+    );
 }
 
 #[test]
@@ -140,7 +150,7 @@ fn strict_fails_and_writes_nothing() {
     assert!(!out_dir.exists(), "--strict wrote something");
     assert!(
         String::from_utf8_lossy(&out.stderr)
-            .contains("nixpkgs-style.nix:54: not converted: Machine.send_keys")
+            .contains("nixpkgs-style.nix:55: not converted: Machine.send_keys")
     );
 }
 
@@ -202,7 +212,7 @@ fn bad_input_names_file_line_and_column() {
 }
 
 #[test]
-fn the_seed_description_is_accepted_by_generate() {
+fn imported_descriptions_are_accepted_by_scan_and_generate() {
     // The imported description is a valid description of a flake: `check`
     // and `scan` take it without complaint.
     let dir = util::tempdir();
@@ -214,12 +224,23 @@ fn the_seed_description_is_accepted_by_generate() {
     .unwrap();
     std::fs::write(flake.join("m.nix"), "{ }\n").unwrap();
     let mut cmd = util::nixvm_gen();
-    cmd.arg("--flake").arg(flake).arg("import").arg(util::root().join(fixture("seed-flake")));
+    cmd.arg("--flake").arg(flake).arg("import");
+    for case in CASES {
+        cmd.arg(util::root().join(fixture(case)));
+    }
     util::assert_code(&util::run(&mut cmd), 0);
     let mut scan = util::nixvm_gen();
     scan.arg("--flake").arg(flake).arg("scan");
     let out = util::run(&mut scan);
     util::assert_code(&out, 0);
     assert!(String::from_utf8_lossy(&out.stdout).contains("narwals-are-awesome"));
+    // Every description, functions and Nix values included, generates.
+    let mut generate = util::nixvm_gen();
+    generate.arg("--flake").arg(flake).arg("generate");
+    util::assert_code(&util::run(&mut generate), 0);
+    let generated = std::fs::read_to_string(flake.join("nix/checks.generated.nix")).unwrap();
+    for name in ["narwals-are-awesome", "greeter", "kvstore", "echo-plain", "echo-reboot"] {
+        assert!(generated.contains(name), "{name} missing from the generated checks");
+    }
     let _ = Path::new("");
 }

@@ -17,7 +17,7 @@ pub(super) fn until_expected(expect: &Expect) -> Until {
     let code = expect.exit_code.unwrap_or(0);
     // An empty or multi-line needle would make the stock loop's grep
     // stricter (no lines, or one pattern per line): the status decides then.
-    match expect.contains.as_deref().filter(|n| !n.is_empty() && !n.contains('\n')) {
+    match expect.contains.first().filter(|n| !n.is_empty() && !n.contains('\n')) {
         Some(needle) => Until::StatusAndOutput(code, needle.to_owned()),
         None => Until::Status(code),
     }
@@ -92,7 +92,9 @@ impl Runner<'_> {
     }
 }
 
-/// Checks a reply against `expect` (exit code default 0).
+/// Checks a reply against `expect` (exit code default 0). A wrong exit
+/// status is reported alone; otherwise every output check that fails is
+/// reported, one per line after the first.
 pub fn check_expect(command: &str, reply: &Reply, expect: &Expect) -> Result<(), String> {
     let want = expect.exit_code.unwrap_or(0);
     if reply.status != want {
@@ -103,21 +105,60 @@ pub fn check_expect(command: &str, reply: &Reply, expect: &Expect) -> Result<(),
         });
     }
     let (out, _) = reply.text();
-    if let Some(needle) = &expect.contains {
+    let mut failed = Vec::new();
+    for needle in &expect.contains {
         if !out.contains(needle.as_str()) {
-            return Err(format!("the output of `{command}` does not contain `{needle}`"));
+            failed.push(format!("does not contain `{needle}`"));
+        }
+    }
+    for needle in &expect.not_contains {
+        if out.contains(needle.as_str()) {
+            failed.push(format!("contains `{needle}`"));
         }
     }
     if let Some(eq) = &expect.equals {
         if out.trim_end_matches('\n') != eq.trim_end_matches('\n') {
-            return Err(format!("the output of `{command}` is not `{eq}`"));
+            failed.push(format!("is not `{eq}`"));
         }
     }
     if let Some(pattern) = &expect.matches {
-        let re = Regex::new(pattern).map_err(|e| format!("invalid regular expression `{pattern}`: {e}"))?;
-        if !re.is_match(&out) {
-            return Err(format!("the output of `{command}` does not match `{pattern}`"));
+        match Regex::new(pattern) {
+            Ok(re) if re.is_match(&out) => {}
+            Ok(_) => failed.push(format!("does not match `{pattern}`")),
+            Err(e) => failed.push(format!("cannot be matched: invalid regular expression `{pattern}`: {e}")),
         }
     }
-    Ok(())
+    if let Some(want) = &expect.json {
+        match serde_json::from_str::<serde_json::Value>(&out) {
+            Ok(got) if json_contains(want, &got) => {}
+            Ok(_) => failed.push(format!("as JSON does not contain `{want}`")),
+            Err(e) => failed.push(format!("is not JSON ({e})")),
+        }
+    }
+    match failed.as_slice() {
+        [] => Ok(()),
+        [one] => Err(format!("the output of `{command}` {one}")),
+        many => Err(format!(
+            "the output of `{command}` fails {} checks:\n  - it {}",
+            many.len(),
+            many.join("\n  - it ")
+        )),
+    }
+}
+
+/// `expect.json`: attribute sets match when every wanted attribute matches
+/// (recursively), lists when they have the same length and match item by
+/// item, numbers by value (`1` and `1.0`), everything else by equality.
+/// The generated Python script implements the same rule (`json_contains`).
+pub fn json_contains(want: &serde_json::Value, got: &serde_json::Value) -> bool {
+    use serde_json::Value as J;
+    match (want, got) {
+        (J::Object(w), J::Object(g)) => w.iter().all(|(k, v)| g.get(k).is_some_and(|x| json_contains(v, x))),
+        (J::Array(w), J::Array(g)) => w.len() == g.len() && w.iter().zip(g).all(|(a, b)| json_contains(a, b)),
+        (J::Number(a), J::Number(b)) => match (a.as_i64(), b.as_i64()) {
+            (Some(x), Some(y)) => x == y,
+            _ => a.as_f64() == b.as_f64(),
+        },
+        (a, b) => a == b,
+    }
 }

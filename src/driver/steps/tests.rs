@@ -12,7 +12,7 @@ fn reply(status: i32, out: &str) -> Reply {
 
 #[test]
 fn expectations() {
-    let e = Expect { contains: Some("Healthy".into()), ..Expect::default() };
+    let e = Expect { contains: vec!["Healthy".into()], ..Expect::default() };
     assert!(check_expect("c", &reply(0, "all Healthy\n"), &e).is_ok());
     assert_eq!(
         check_expect("c", &reply(0, "sick"), &e).unwrap_err(),
@@ -110,4 +110,28 @@ fn out_of_range_plan_timeouts_do_not_panic() {
     }
     let nap = Step { node: None, timeout: None, action: Action::Sleep { seconds: -3.0 }, span: None };
     assert!(run_step(&mut ctx, &nap).is_ok());
+}
+
+#[test]
+fn every_failed_expectation_is_reported() {
+    let e = Expect {
+        contains: vec!["a".into(), "b".into(), "c".into()],
+        not_contains: vec!["x".into()],
+        equals: Some("nope".into()),
+        ..Expect::default()
+    };
+    let err = check_expect("c", &reply(0, "a x"), &e).unwrap_err();
+    assert_eq!(
+        err,
+        "the output of `c` fails 4 checks:\n  - it does not contain `b`\n  - it does not contain `c`\n  - it contains `x`\n  - it is not `nope`"
+    );
+    let e =
+        Expect { json: Some(serde_json::json!({ "a": { "b": [1, { "c": true }] } })), ..Expect::default() };
+    assert!(check_expect("c", &reply(0, r#"{"a":{"b":[1.0,{"c":true,"d":0}],"e":2}}"#), &e).is_ok());
+    assert!(check_expect("c", &reply(0, r#"{"a":{"b":[1,{"c":1}]}}"#), &e).is_err(), "true is not 1");
+    assert!(check_expect("c", &reply(0, r#"{"a":{"b":[1]}}"#), &e).is_err(), "lists keep their length");
+    assert_eq!(
+        check_expect("c", &reply(0, "not json"), &e).unwrap_err(),
+        "the output of `c` is not JSON (expected ident at line 1 column 2)"
+    );
 }

@@ -33,6 +33,42 @@ impl Conv<'_> {
         })
     }
 
+    /// One string or a list of strings (each may be computed).
+    fn texts(&mut self, v: &Value, what: &str) -> Option<Vec<String>> {
+        match &v.kind {
+            Kind::List(items) => {
+                let texts: Vec<Option<String>> = items.iter().map(|i| self.text(i, what, None)).collect();
+                texts.into_iter().collect()
+            }
+            _ => self.text(v, what, None).map(|t| vec![t]),
+        }
+    }
+
+    /// Plain data as JSON (`expect.json`): static, since it shapes the check.
+    fn json(&mut self, v: &Value, what: &str) -> Option<serde_json::Value> {
+        use serde_json::Value as J;
+        Some(match &v.kind {
+            Kind::Null => J::Null,
+            Kind::Bool(b) => J::Bool(*b),
+            Kind::Int(i) => J::from(*i),
+            Kind::Float(f) => serde_json::Number::from_f64(*f).map(J::Number)?,
+            Kind::Str(_) => J::String(self.str(v, what)?),
+            Kind::List(items) => {
+                J::Array(items.iter().map(|i| self.json(i, what)).collect::<Option<Vec<_>>>()?)
+            }
+            Kind::Attrs(entries) => J::Object(
+                entries
+                    .iter()
+                    .map(|e| Some((e.key.clone(), self.json(&e.value, &format!("{what}.{}", e.key))?)))
+                    .collect::<Option<serde_json::Map<_, _>>>()?,
+            ),
+            _ => {
+                self.wrong_type(v, super::convert::Ty::Attrs, what);
+                return None;
+            }
+        })
+    }
+
     pub(super) fn expect(&mut self, v: &Value) -> Option<Expect> {
         let entries = self.attrs(v, "`expect`")?;
         let mut out = Expect::default();
@@ -40,7 +76,18 @@ impl Conv<'_> {
         for e in entries {
             let what = format!("`expect.{}`", e.key);
             match e.key.as_str() {
-                "contains" => out.contains = self.text(&e.value, &what, None),
+                "contains" => match self.texts(&e.value, &what) {
+                    Some(items) => out.contains = items,
+                    None => ok = false,
+                },
+                "notContains" => match self.texts(&e.value, &what) {
+                    Some(items) => out.not_contains = items,
+                    None => ok = false,
+                },
+                "json" => match self.json(&e.value, &what) {
+                    Some(value) => out.json = Some(value),
+                    None => ok = false,
+                },
                 "equals" => out.equals = self.text(&e.value, &what, None),
                 "matches" => {
                     out.matches = self.text(&e.value, &what, None);

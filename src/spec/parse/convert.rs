@@ -152,7 +152,7 @@ pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>
             "name" => {
                 saw_name = true;
                 if let Some(name) = c.str(v, "`name`") {
-                    if !valid_test_name(&name) {
+                    if !valid_test_name(&name) || crate::spec::names::is_reserved_check_name(&name) {
                         c.invalid_test_name(&name, v.span, false);
                     }
                     spec.name = name;
@@ -220,7 +220,7 @@ pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>
         super::isolate(&mut spec.steps, super::ISOLATE_SNAPSHOT, span);
     }
     super::snapshots::check(&spec, c.diags);
-    if !saw_name && !valid_test_name(&stem) {
+    if !saw_name && (!valid_test_name(&stem) || crate::spec::names::is_reserved_check_name(&stem)) {
         let span = open_brace(root.span);
         c.invalid_test_name(&stem, span, true);
     }
@@ -419,7 +419,12 @@ impl Conv<'_> {
     }
 
     pub(super) fn invalid_test_name(&mut self, name: &str, span: Span, from_stem: bool) {
-        let (message, hint) = if from_stem {
+        let (message, hint) = if crate::spec::names::is_reserved_check_name(name) {
+            (
+                format!("`{name}` is reserved: Nix gives it a meaning in `checks.<system>`"),
+                "choose another name (rename the file or set `name = \"…\";`)",
+            )
+        } else if from_stem {
             (
                 format!("the file name `{name}` is not a valid test name"),
                 "rename the file or set `name = \"…\";` using letters, digits, `_`, `.`, `+`, `-`",

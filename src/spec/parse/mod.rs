@@ -52,7 +52,7 @@ pub const STEP_SIBLINGS: &[(&str, &[&str])] = &[
     ("steps", &["subtest"]),
     ("isolate", &["subtest"]),
 ];
-pub const EXPECT_KEYS: &[&str] = &["contains", "equals", "matches", "exitCode"];
+pub const EXPECT_KEYS: &[&str] = &["contains", "notContains", "equals", "matches", "exitCode", "json"];
 pub const HTTP_KEYS: &[&str] = &["url", "status", "contains"];
 /// Systems NixOS VM tests can be generated for.
 pub const KNOWN_SYSTEMS: &[&str] = &[

@@ -8,15 +8,17 @@ use super::snapshots::{SNAPSHOT_KEYS, isolate, subtest_snapshot_name};
 use super::waits::WAIT_KEYS;
 use crate::diagnostic::{Diagnostic, Span};
 use crate::spec::parse::{STEP_MODIFIERS, STEP_SIBLINGS};
-use crate::spec::value::{Entry, Value};
+use crate::spec::value::{Entry, Kind, Value};
 use crate::spec::{ACTION_KEYS, Action, Step};
 
 impl Conv<'_> {
     pub(super) fn steps(&mut self, items: &[Value]) -> Vec<Step> {
-        items.iter().filter_map(|item| self.step(item)).collect()
+        items.iter().flat_map(|item| self.step(item).unwrap_or_default()).collect()
     }
 
-    pub(super) fn step(&mut self, v: &Value) -> Option<Step> {
+    /// One step of the description; several when `succeed` or `fail`
+    /// holds a list of commands (one step per command, in order).
+    pub(super) fn step(&mut self, v: &Value) -> Option<Vec<Step>> {
         let entries = self.attrs(v, "a step")?;
         let mut actions: Vec<&Entry> = Vec::new();
         let mut had_unknown = false;
@@ -100,9 +102,58 @@ impl Conv<'_> {
         let explicit_node =
             sibling("node").and_then(|n| self.str(&n.value, "`node`").map(|s| (s, n.value.span)));
 
+        if let (Kind::List(commands), true) =
+            (&action_entry.value.kind, matches!(action_entry.key.as_str(), "succeed" | "fail"))
+        {
+            return self.command_list(v, action_entry, commands, timeout, explicit_node, &sibling);
+        }
         let (action, value_node) = self.action(action_entry, &sibling)?;
         let node = self.resolve_node(&action, action_entry, explicit_node, value_node, sibling("node"));
-        Some(Step { node, timeout, action, span: Some(v.span) })
+        Some(vec![Step { node, timeout, action, span: Some(v.span) }])
+    }
+
+    /// `succeed = [ … ];` / `fail = [ … ];`: one step per command, as the
+    /// stock `succeed(*commands)` runs them one after the other. `expect`
+    /// needs one command (whose output would it check?).
+    fn command_list<'e>(
+        &mut self,
+        v: &Value,
+        action_entry: &Entry,
+        commands: &[Value],
+        timeout: Option<f64>,
+        explicit_node: Option<(String, Span)>,
+        sibling: Sibling<'_, 'e>,
+    ) -> Option<Vec<Step>> {
+        if commands.is_empty() {
+            self.diags.push(
+                Diagnostic::error(
+                    "empty_command",
+                    Some(action_entry.value.span),
+                    format!("`{}` has no commands", action_entry.key),
+                )
+                .with_label("empty list")
+                .with_hint("list at least one shell command, or remove the step"),
+            );
+            return None;
+        }
+        if let Some(x) = sibling("expect") {
+            self.diags.push(
+                Diagnostic::error("misplaced_step_key", Some(x.key_span), "`expect` needs a single command")
+                    .with_label("several commands above")
+                    .with_hint("give the command whose output is checked its own step"),
+            );
+            return None;
+        }
+        let mut out = Vec::new();
+        for item in commands {
+            let entry =
+                Entry { key: action_entry.key.clone(), key_span: action_entry.key_span, value: item.clone() };
+            let (action, value_node) = self.action(&entry, sibling)?;
+            let node = self.resolve_node(&action, &entry, explicit_node.clone(), value_node, sibling("node"));
+            out.push(Step { node, timeout, action, span: Some(item.span) });
+        }
+        let _ = v;
+        Some(out)
     }
 
     /// Decides the node of a step and reports node mistakes.

@@ -59,10 +59,11 @@ mod unit {
             Action::Succeed {
                 command: "true".into(),
                 expect: Expect {
-                    contains: Some("x".into()),
+                    contains: vec!["x".into()],
                     equals: Some("y".into()),
                     matches: Some("z+".into()),
-                    exit_code: Some(3)
+                    exit_code: Some(3),
+                    ..Expect::default()
                 }
             }
         );
@@ -192,5 +193,56 @@ mod deep {
             let (_, diags) = parse(FileId(0), Path::new("d.nix"), &text);
             assert!(!diags.is_empty());
         }
+    }
+}
+
+mod lists {
+    use super::super::*;
+    use crate::spec::Expect;
+
+    fn parse_ok(text: &str) -> TestSpec {
+        let (spec, diags) = parse(FileId(0), Path::new("tests/vm/t.nix"), text);
+        assert!(diags.is_empty(), "{diags:#?}");
+        spec.expect("spec")
+    }
+
+    #[test]
+    fn command_lists_are_one_step_per_command() {
+        let spec = parse_ok(
+            r#"{ nodes.m = {}; steps = [ { succeed = [ "a" "b" ]; timeout = 5; } { fail = [ "c" ]; } ]; }"#,
+        );
+        let commands: Vec<_> = spec.steps.iter().map(|s| (s.action.key(), s.timeout)).collect();
+        assert_eq!(commands, [("succeed", Some(5.0)), ("succeed", Some(5.0)), ("fail", None)]);
+        let (_, diags) = parse(
+            FileId(0),
+            Path::new("t.nix"),
+            r#"{ nodes.m = {}; steps = [ { succeed = [ "a" ]; expect.contains = "x"; } { fail = [ ]; } ]; }"#,
+        );
+        let codes: Vec<_> = diags.iter().map(|d| d.code).collect();
+        assert_eq!(codes, ["misplaced_step_key", "empty_command"]);
+    }
+
+    #[test]
+    fn expectation_lists_and_json() {
+        let spec = parse_ok(
+            r#"let ks = [ "a" "b" ]; in { nodes.m = {}; steps = [ { succeed = "x"; expect = {
+                contains = map (k: "k=${k}") ks; notContains = "err"; json = { n = 1; l = [ true null 1.5 ]; }; }; } ]; }"#,
+        );
+        let Action::Succeed { expect, .. } = &spec.steps[0].action else { panic!() };
+        assert_eq!(
+            *expect,
+            Expect {
+                contains: vec!["k=a".into(), "k=b".into()],
+                not_contains: vec!["err".into()],
+                json: Some(serde_json::json!({ "n": 1, "l": [true, null, 1.5] })),
+                ..Expect::default()
+            }
+        );
+        // One needle is a string in the plan, several a list.
+        let plan = serde_json::to_value(expect).unwrap();
+        assert_eq!(plan["contains"], serde_json::json!(["k=a", "k=b"]));
+        assert_eq!(plan["notContains"], "err");
+        let back: Expect = serde_json::from_value(plan).unwrap();
+        assert_eq!(&back, expect);
     }
 }
