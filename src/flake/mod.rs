@@ -273,6 +273,16 @@ mod tests {
     }
 
     #[test]
+    fn an_alias_of_a_module_set_is_a_module_set() {
+        let (info, _) = scan(&[(
+            "flake.nix",
+            r#"{ outputs = { self }: { nixosModules = { hm.x = ./x.nix; all = self.nixosModules.hm; }; }; }"#,
+        )]);
+        let set = ModuleKind::ModuleSet { members: vec!["x".into()] };
+        assert_eq!(kinds(&info), vec![("all".into(), set.clone()), ("hm".into(), set)]);
+    }
+
+    #[test]
     fn params_shadow_let_bindings() {
         let (info, _) = scan(&[(
             "flake.nix",

@@ -756,3 +756,49 @@ fn older_nixpkgs_branch_runs_through_run_nixos_test() {
         stderr(&out)
     );
 }
+
+// ---------------------------------------------------------------- hydraJobs
+
+#[test]
+fn hydra_jobs_evaluate_against_the_stand_in() {
+    if !have_nix() {
+        return;
+    }
+    let tmp = util::tempdir();
+    let (_repo, project) = example_project(tmp.path());
+    let mut cmd = util::nixvm_gen();
+    cmd.arg("--flake").arg(&project).args(["--hydra-jobs", "generate"]);
+    util::assert_code(&util::run(&mut cmd), 0);
+    // `check` without the option calls the file stale, and says how to fix it.
+    let mut cmd = util::nixvm_gen();
+    cmd.arg("--flake").arg(&project).arg("check");
+    util::assert_code(&util::run(&mut cmd), 1);
+    let mut cmd = util::nixvm_gen();
+    cmd.arg("--flake").arg(&project).args(["--hydra-jobs", "check"]);
+    util::assert_code(&util::run(&mut cmd), 0);
+    // What `wire --hydra-jobs` adds next to `checks`.
+    let flake = std::fs::read_to_string(project.join("flake.nix")).unwrap();
+    let wired = flake.replacen(
+        "      checks = import",
+        "      hydraJobs = import ./nix/checks.generated.nix {\n        inherit self nixpkgs;\n        \
+         nixvm-gen = inputs.nixvm-gen;\n        hydraJobs = true;\n      };\n      checks = import",
+        1,
+    );
+    assert_ne!(wired, flake);
+    std::fs::write(project.join("flake.nix"), wired).unwrap();
+    // hydraJobs.<test>.<system>: the same derivations as checks.<system>.<test>.
+    let jobs = json(&nix(
+        "eval",
+        &[
+            "--json",
+            &flake_ref(&project, "hydraJobs"),
+            "--apply",
+            "j: builtins.mapAttrs (t: builtins.attrNames) j",
+        ],
+    ));
+    assert_eq!(jobs, serde_json::json!({ "health": ["aarch64-linux", "x86_64-linux"] }));
+    let job = stdout(&nix("eval", &["--raw", &flake_ref(&project, "hydraJobs.health.x86_64-linux.drvPath")]));
+    let check = stdout(&nix("eval", &["--raw", &flake_ref(&project, "checks.x86_64-linux.health.drvPath")]));
+    assert_eq!(job, check);
+    assert!(job.ends_with("-vm-test-run-health.drv"), "{job}");
+}
