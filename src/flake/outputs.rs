@@ -421,7 +421,16 @@ impl<'a> Walker<'a> {
                         }
                         kind
                     }
-                    Err(reason) => ModuleKind::Computed { reason },
+                    Err(reason) => {
+                        // `let m = mkModule …; in { a = m; b = m; }`: still one module.
+                        if let Ok(def) = self.value_of(&whole.value).and_then(|v| self.deref(&v)) {
+                            let direct = def.file == whole.file
+                                && whole.at.contains_range(def.expr.syntax().text_range());
+                            self.defs
+                                .insert(name.clone(), (def.file, def.expr.syntax().text_range(), direct, n));
+                        }
+                        ModuleKind::Computed { reason }
+                    }
                 }
             } else {
                 let sub = SetView { binds: dotted, opaque: Vec::new() };
