@@ -262,6 +262,7 @@ fn fuzz_flake_analysis_and_wire() {
         output: "nix/checks.generated.nix".into(),
         input_name: "nixvm-gen".into(),
         url: "github:nixvm-gen/nixvm-gen".into(),
+        hydra_jobs: false,
     };
     run("flake", &seeds, |bytes| {
         std::fs::write(&flake, bytes).expect("write");
