@@ -273,6 +273,21 @@ mod tests {
     }
 
     #[test]
+    fn computed_values_shared_by_names_are_aliases() {
+        let (info, _) = scan(&[(
+            "flake.nix",
+            r#"{ outputs = { self, lib }: let m = lib.mkModule { }; in { nixosModules = { a = m; default = m; b = lib.mkModule { }; }; }; }"#,
+        )]);
+        let names: Vec<(String, &str)> =
+            info.modules.iter().map(|m| (m.name.clone(), m.kind.name())).collect();
+        assert_eq!(
+            names,
+            vec![("a".into(), "computed"), ("b".into(), "computed"), ("default".into(), "alias")]
+        );
+        assert_eq!(info.modules[2].kind.alias_target(), Some("a"));
+    }
+
+    #[test]
     fn an_alias_of_a_module_set_is_a_module_set() {
         let (info, _) = scan(&[(
             "flake.nix",

@@ -23,8 +23,10 @@ use crate::flake::{Module, ModuleKind, Unresolved};
 /// Recursion budget: deep enough for real flakes, small enough that a cyclic
 /// `let` or import chain stops quickly and the stack stays small.
 const MAX_DEPTH: usize = 64;
-/// Work budget of one analysis: real flakes need a few hundred steps.
-const MAX_STEPS: usize = 20_000;
+/// Work budget of one analysis: real flakes need a few hundred steps; the
+/// analysis is linear (issue 11), so 10k aliases (about 20k steps) fit, and
+/// exponential `let` bindings still stop within a second or two.
+const MAX_STEPS: usize = 50_000;
 
 /// A lexical scope: names bound by `let`, `rec` or a lambda, and `with`.
 type Scope = Option<Rc<Frame>>;
@@ -421,7 +423,16 @@ impl<'a> Walker<'a> {
                         }
                         kind
                     }
-                    Err(reason) => ModuleKind::Computed { reason },
+                    Err(reason) => {
+                        // `let m = mkModule …; in { a = m; b = m; }`: still one module.
+                        if let Ok(def) = self.value_of(&whole.value).and_then(|v| self.deref(&v)) {
+                            let direct = def.file == whole.file
+                                && whole.at.contains_range(def.expr.syntax().text_range());
+                            self.defs
+                                .insert(name.clone(), (def.file, def.expr.syntax().text_range(), direct, n));
+                        }
+                        ModuleKind::Computed { reason }
+                    }
                 }
             } else {
                 let sub = SetView { binds: dotted, opaque: Vec::new() };
