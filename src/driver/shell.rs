@@ -516,7 +516,8 @@ mod tests {
         let (mut guest, sent) = t.join().unwrap();
         assert!(sent.starts_with("mount -a\necho nixvm-restored-"), "{sent:?}");
         guest.write_all(b"aGk=\n0\n").unwrap();
-        let reply = shell.execute("echo hi", Some(Duration::from_secs(3)), deadline, &Abort::never()).unwrap();
+        let reply =
+            shell.execute("echo hi", Some(Duration::from_secs(3)), deadline, &Abort::never()).unwrap();
         assert_eq!(reply.stdout, b"hi");
     }
 
