@@ -29,11 +29,16 @@ impl Span {
 #[derive(Debug, Default)]
 pub struct Sources {
     files: Vec<(PathBuf, String)>,
+    /// Byte offsets where each line starts, per file, made on first use:
+    /// a line lookup is a binary search, not a scan from the file's start
+    /// (issue 11: that scan made 100k steps quadratic).
+    lines: Vec<std::sync::OnceLock<Vec<usize>>>,
 }
 
 impl Sources {
     pub fn add(&mut self, path: impl Into<PathBuf>, text: impl Into<String>) -> FileId {
         self.files.push((path.into(), text.into()));
+        self.lines.push(std::sync::OnceLock::new());
         FileId(self.files.len() - 1)
     }
     pub fn path(&self, id: FileId) -> &Path {
@@ -46,10 +51,12 @@ impl Sources {
     pub fn line_col(&self, id: FileId, offset: u32) -> (usize, usize) {
         let text = self.text(id);
         let offset = (offset as usize).min(text.len());
-        let before = &text[..floor_char_boundary(text, offset)];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let col = before[line_start..].chars().count() + 1;
+        let offset = floor_char_boundary(text, offset);
+        let starts = self.lines[id.0]
+            .get_or_init(|| std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect());
+        let line = starts.partition_point(|&s| s <= offset);
+        let line_start = starts[line - 1];
+        let col = text[line_start..offset].chars().count() + 1;
         (line, col)
     }
     pub fn len(&self) -> usize {

@@ -66,6 +66,10 @@ pub struct GlobalArgs {
     /// Print more about what is done.
     #[arg(long, short, global = true)]
     pub verbose: bool,
+    /// The generated file also serves `hydraJobs.<test>.<system>` (for
+    /// Hydra and buildbot-nix): `generate`, `check` and `wire` need it alike.
+    #[arg(long, global = true)]
+    pub hydra_jobs: bool,
     /// Output format of reports.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -486,7 +490,7 @@ fn generate(g: &GlobalArgs, config: &Config) -> anyhow::Result<i32> {
         return Ok(exit_codes::INVALID_INPUT);
     };
     guard_output(config, &project)?;
-    let text = crate::codegen::render(&project, config)?;
+    let text = crate::codegen::render_with(&project, config, g.hydra_jobs)?;
     let path = config.output_path();
     let old = std::fs::read(&path).ok();
     if old.as_deref() == Some(text.as_bytes()) {
@@ -547,7 +551,7 @@ fn check(g: &GlobalArgs, config: &Config) -> anyhow::Result<i32> {
         return Ok(exit_codes::INVALID_INPUT);
     };
     guard_output(config, &project)?;
-    let text = crate::codegen::render(&project, config)?;
+    let text = crate::codegen::render_with(&project, config, g.hydra_jobs)?;
     let path = config.output_path();
     let old = match std::fs::read(&path) {
         Ok(old) => old,
@@ -599,6 +603,9 @@ fn generate_command(g: &GlobalArgs) -> String {
     flag("tests-dir", &g.tests_dir, crate::spec::DEFAULT_TESTS_DIR);
     flag("output", &g.output, crate::config::DEFAULT_OUTPUT);
     flag("input-name", Path::new(&g.input_name), crate::config::DEFAULT_INPUT_NAME);
+    if g.hydra_jobs {
+        cmd.push_str(" --hydra-jobs");
+    }
     match g.eval {
         EvalMode::Never => {}
         EvalMode::Auto => cmd.push_str(" --eval=auto"),

@@ -89,12 +89,25 @@ pub struct DriverCli {
     /// Accepted for compatibility and ignored (no breakpoint hook).
     #[arg(long = "debug-hook-attach", alias = "debug-hook", value_name = "CMD")]
     pub debug_hook_attach: Option<String>,
+    /// Older nixpkgs: VM names, paired with --vm-start-scripts (default:
+    /// `$vmNames`).
+    #[arg(long = "vm-names", hide = true, num_args = 0.., value_name = "VM-NAME")]
+    pub vm_names: Option<Vec<String>>,
+    /// Older nixpkgs: VM start scripts (default: `$vmStartScripts`).
+    #[arg(long = "vm-start-scripts", hide = true, num_args = 0.., value_name = "VM-START-SCRIPT")]
+    pub vm_start_scripts: Option<Vec<String>>,
+    /// Older nixpkgs: container names; refused (no container support).
+    #[arg(long = "container-names", hide = true, num_args = 0..)]
+    pub container_names: Vec<String>,
+    /// Older nixpkgs: container start scripts; refused.
+    #[arg(long = "container-start-scripts", hide = true, num_args = 0..)]
+    pub container_start_scripts: Vec<String>,
     /// Gen A compatibility: start scripts (default: `$startScripts`).
     #[arg(long = "start-scripts", hide = true, num_args = 1..)]
     pub start_scripts: Vec<String>,
     /// Gen A compatibility: VLAN numbers (default: `$vlans`).
-    #[arg(long, hide = true, num_args = 1..)]
-    pub vlans: Vec<u32>,
+    #[arg(long, hide = true, num_args = 0..)]
+    pub vlans: Option<Vec<u32>>,
     /// Gen A compatibility: global timeout in seconds (default: `$globalTimeout`).
     #[arg(long = "global-timeout", hide = true)]
     pub global_timeout: Option<u64>,
@@ -135,10 +148,20 @@ fn load_config(cli: &DriverCli) -> anyhow::Result<DriverConfig> {
         return Ok(DriverConfig::from_file(path)?);
     }
     let scripts = (!cli.start_scripts.is_empty()).then(|| cli.start_scripts.join(" "));
-    let vlans =
-        (!cli.vlans.is_empty()).then(|| cli.vlans.iter().map(u32::to_string).collect::<Vec<_>>().join(" "));
+    let vlans = cli.vlans.as_ref().map(|v| v.iter().map(u32::to_string).collect::<Vec<_>>().join(" "));
     let timeout = cli.global_timeout.map(|t| t.to_string());
+    // As argparse's EnvDefault: a flag given on the command line (even with
+    // no values) wins over its environment variable.
+    let joined = |v: &Option<Vec<String>>| v.as_ref().map(|v| v.join(" "));
+    let (vm_names, vm_scripts) = (joined(&cli.vm_names), joined(&cli.vm_start_scripts));
+    let listed = |v: &[String]| (!v.is_empty()).then(|| v.join(" "));
+    let (container_names, container_scripts) =
+        (listed(&cli.container_names), listed(&cli.container_start_scripts));
     Ok(DriverConfig::from_env(|name| match name {
+        "vmNames" => vm_names.clone().or_else(|| env(name)),
+        "vmStartScripts" => vm_scripts.clone().or_else(|| env(name)),
+        "containerNames" => container_names.clone().or_else(|| env(name)),
+        "containerStartScripts" => container_scripts.clone().or_else(|| env(name)),
         "startScripts" => scripts.clone().or_else(|| env(name)),
         "vlans" => vlans.clone().or_else(|| env(name)),
         "globalTimeout" => timeout.clone().or_else(|| env(name)),
@@ -371,6 +394,52 @@ mod tests {
         assert_eq!(cli.debug_hook_attach.as_deref(), Some("/attach"));
         assert!(DriverCli::try_parse_from(["d", "--output_directory", "/o"]).is_ok());
         assert!(DriverCli::try_parse_from(["d", "--log-level", "loud"]).is_err());
+    }
+
+    #[test]
+    fn accepts_the_older_command_line() {
+        // The form of nixpkgs whose driver takes names and start scripts on
+        // the command line (or from vmNames/vmStartScripts), with the test
+        // script as a positional argument.
+        let cli = DriverCli::try_parse_from([
+            "nixos-test-driver",
+            "--vm-names",
+            "server",
+            "client",
+            "--vm-start-scripts",
+            "/n/a/bin/run-server-vm",
+            "/n/b/bin/run-client-vm",
+            "--container-names",
+            "--container-start-scripts",
+            "--vlans",
+            "1",
+            "2",
+            "--global-timeout",
+            "60",
+            "/n/t/test-script",
+        ])
+        .unwrap();
+        let config = load_config(&cli).unwrap();
+        assert_eq!(config.vms.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["client", "server"]);
+        assert_eq!(config.vms[1].start_script, "/n/a/bin/run-server-vm");
+        assert_eq!((config.vlans, config.global_timeout), (vec![1, 2], Some(60)));
+        assert_eq!(cli.testscript.as_deref(), Some(Path::new("/n/t/test-script")));
+        let uneven =
+            DriverCli::try_parse_from(["d", "--vm-names", "a", "b", "--vm-start-scripts", "/x"]).unwrap();
+        assert!(load_config(&uneven).unwrap_err().to_string().contains("2 VM names but 1 VM start scripts"));
+        let containers = DriverCli::try_parse_from([
+            "d",
+            "--vm-start-scripts",
+            "/x/bin/run-a-vm",
+            "--container-names",
+            "c",
+            "--container-start-scripts",
+            "/x/bin/run-c-container",
+        ])
+        .unwrap();
+        assert!(
+            load_config(&containers).unwrap_err().to_string().contains("containers (c) are not supported")
+        );
     }
 
     #[test]

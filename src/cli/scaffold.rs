@@ -173,6 +173,16 @@ pub fn wire(g: &GlobalArgs, config: &Config, args: &WireArgs) -> anyhow::Result<
                 for n in &outcome.notes {
                     say!("note: {n}");
                 }
+                if g.hydra_jobs {
+                    say!(
+                        "note: for hydraJobs, add next to `checks` (flake-utils and flake-parts: at the top \
+                         level of the outputs): hydraJobs = import ./{} {{ inherit self nixpkgs; {} = \
+                         inputs.{}; hydraJobs = true; }};",
+                        opts.output,
+                        config.input_name,
+                        config.input_name
+                    );
+                }
                 if !config.output_path().exists() {
                     say!(
                         "next: run `nixvm-gen generate` ({} does not exist yet, so the flake does not evaluate)",

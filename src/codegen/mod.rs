@@ -33,7 +33,7 @@ pub enum CodegenError {
     },
     /// `--input-name` is not usable as a Nix function argument.
     #[error(
-        "input name `{name}` cannot be used as an argument of the generated file: use a Nix identifier other than self, nixpkgs, pkgs, lib, config, tests, import and builtins"
+        "input name `{name}` cannot be used as an argument of the generated file: use a Nix identifier other than self, nixpkgs, pkgs, lib, config, tests, import, builtins and hydraJobs"
     )]
     InputName { name: String },
     /// The output or a description lies outside the flake.
@@ -54,7 +54,15 @@ pub enum CodegenError {
 /// Renders the generated checks file. Deterministic: the same project always
 /// gives byte-identical output.
 pub fn render(project: &Project, config: &Config) -> Result<String, CodegenError> {
-    let file = model::build(project, config)?;
+    render_with(project, config, false)
+}
+
+/// [`render`], optionally serving `hydraJobs` too (`--hydra-jobs`).
+pub fn render_with(project: &Project, config: &Config, hydra_jobs: bool) -> Result<String, CodegenError> {
+    let mut file = model::build(project, config)?;
+    if hydra_jobs {
+        file = file.with_hydra_jobs();
+    }
     let mut text =
         file.render().map_err(|source| CodegenError::Template { template: "codegen/checks.nix", source })?;
     let trimmed = text.trim_end_matches('\n').len();

@@ -28,7 +28,7 @@ const PLAN_INDENT: usize = 14;
 /// Names the generated file binds itself; the nixvm-gen input argument
 /// must not shadow them.
 pub(crate) const RESERVED_NAMES: &[&str] =
-    &["self", "nixpkgs", "pkgs", "lib", "config", "tests", "import", "builtins"];
+    &["self", "nixpkgs", "pkgs", "lib", "config", "tests", "import", "builtins", "hydraJobs"];
 
 /// Whether `name` can be nixvm-gen's input name: the generated file takes
 /// it as a function argument next to `self` and `nixpkgs`, and `init` and
@@ -53,6 +53,34 @@ pub struct ChecksFile {
     pub computed: bool,
     /// Systems sorted by name.
     pub systems: Vec<SystemView>,
+    /// Whether the file also serves `hydraJobs` (`--hydra-jobs`): it then
+    /// takes `hydraJobs ? false` and, when true, returns
+    /// `<test>.<system>` instead of `<system>.<test>`.
+    pub hydra: bool,
+    /// The transposed view, filled only when `hydra` is set.
+    pub hydra_jobs: Vec<HydraJobView>,
+}
+
+/// One test in `hydraJobs`: the systems it is built for.
+pub struct HydraJobView {
+    pub attr: String,
+    /// Attribute names of the systems, sorted.
+    pub systems: Vec<String>,
+}
+
+impl ChecksFile {
+    /// Turns on `hydraJobs` support: transposes `systems`.
+    pub fn with_hydra_jobs(mut self) -> ChecksFile {
+        let mut jobs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for system in &self.systems {
+            for test in &system.tests {
+                jobs.entry(test.clone()).or_default().push(system.attr.clone());
+            }
+        }
+        self.hydra = true;
+        self.hydra_jobs = jobs.into_iter().map(|(attr, systems)| HydraJobView { attr, systems }).collect();
+        self
+    }
 }
 
 /// One test, as a function from a package set to the check.
@@ -147,6 +175,8 @@ pub fn build(project: &Project, config: &Config) -> Result<ChecksFile, CodegenEr
             .into_iter()
             .map(|(system, tests)| SystemView { attr: nix_attr_name(&system), tests })
             .collect(),
+        hydra: false,
+        hydra_jobs: Vec::new(),
     })
 }
 

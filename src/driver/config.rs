@@ -1,6 +1,9 @@
 //! The driver configuration: gen C's `driverConfiguration.json` (reference
-//! §1.3) or, without `--config`, gen A's environment (`startScripts`,
-//! `vlans`, `globalTimeout`).
+//! §1.3) or, without `--config`, the older generations' command line and
+//! environment: gen A's `startScripts`, and the later `vmNames` +
+//! `vmStartScripts` (with `containerNames`/`containerStartScripts`), both
+//! with `vlans` and `globalTimeout` (nixos/lib/test-driver's `__init__.py`,
+//! `EnvDefault` arguments).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -63,9 +66,17 @@ pub enum ConfigError {
     #[error("{}: vms.{key}.name is `{name}`; it must equal the attribute name", path.display())]
     NameMismatch { path: PathBuf, key: String, name: String },
     #[error(
-        "no driver configuration: pass --config driverConfiguration.json (or set the `startScripts` environment variable)"
+        "no driver configuration: pass --config driverConfiguration.json (or --vm-names/--vm-start-scripts, or set the `vmNames`/`vmStartScripts` or `startScripts` environment variables)"
     )]
     Missing,
+    #[error(
+        "{names} VM names but {scripts} VM start scripts (--vm-names/`vmNames` and --vm-start-scripts/`vmStartScripts` must pair up)"
+    )]
+    VmCount { names: usize, scripts: usize },
+    #[error(
+        "containers ({names}) are not supported by nixvm-driver; use the Python backend for tests with containers"
+    )]
+    EnvContainers { names: String },
     #[error("environment variable `{var}` is invalid: {message}")]
     Env { var: &'static str, message: String },
     #[error(
@@ -124,14 +135,45 @@ impl DriverConfig {
         })
     }
 
-    /// Gen A: `startScripts` (whitespace-separated `…/bin/run-<name>-vm`),
-    /// `vlans` (whitespace-separated numbers), `globalTimeout` (seconds).
+    /// The older generations' environment (the command line's values are
+    /// passed in through `get` too): `vmStartScripts` with `vmNames` (names
+    /// in the same order), else gen A's `startScripts` (names from
+    /// `…/bin/run-<name>-vm`); `vlans` (whitespace-separated numbers),
+    /// `globalTimeout` (seconds). Containers (`containerNames`,
+    /// `containerStartScripts`) are refused like in the JSON file.
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<DriverConfig, ConfigError> {
-        let scripts = get("startScripts").ok_or(ConfigError::Missing)?;
-        let mut vms: Vec<VmEntry> = scripts
-            .split_whitespace()
-            .map(|s| VmEntry { name: machine_name(s), start_script: s.to_owned() })
-            .collect();
+        let words = |var: &str| -> Vec<String> {
+            get(var).map(|v| v.split_whitespace().map(str::to_owned).collect()).unwrap_or_default()
+        };
+        let (names, scripts) = (words("containerNames"), words("containerStartScripts"));
+        if !names.is_empty() || !scripts.is_empty() {
+            let names =
+                if names.is_empty() { scripts.iter().map(|s| machine_name(s)).collect() } else { names };
+            return Err(ConfigError::EnvContainers { names: names.join(", ") });
+        }
+        let mut vms: Vec<VmEntry> = if let Some(scripts) = get("vmStartScripts") {
+            let scripts: Vec<&str> = scripts.split_whitespace().collect();
+            let names = words("vmNames");
+            let names = if names.is_empty() && get("vmNames").is_none() {
+                scripts.iter().map(|s| machine_name(s)).collect()
+            } else {
+                names
+            };
+            if names.len() != scripts.len() {
+                return Err(ConfigError::VmCount { names: names.len(), scripts: scripts.len() });
+            }
+            names
+                .into_iter()
+                .zip(scripts)
+                .map(|(name, s)| VmEntry { name, start_script: s.to_owned() })
+                .collect()
+        } else {
+            let scripts = get("startScripts").ok_or(ConfigError::Missing)?;
+            scripts
+                .split_whitespace()
+                .map(|s| VmEntry { name: machine_name(s), start_script: s.to_owned() })
+                .collect()
+        };
         vms.sort_by(|a, b| a.name.cmp(&b.name));
         let mut vlans = Vec::new();
         for v in get("vlans").unwrap_or_default().split_whitespace() {
@@ -210,6 +252,44 @@ mod tests {
         assert_eq!(c.vlans, [1]);
         assert_eq!(c.global_timeout, Some(60));
         assert!(matches!(DriverConfig::from_env(|_| None), Err(ConfigError::Missing)));
+    }
+
+    #[test]
+    fn reads_the_vm_names_and_start_scripts_env() {
+        let env = |k: &str| match k {
+            "vmNames" => Some("server client".to_owned()),
+            "vmStartScripts" => Some("/n/a/bin/run-srv-vm /n/b/bin/run-client-vm".to_owned()),
+            "vlans" => Some("2 1".to_owned()),
+            "globalTimeout" => Some("30".to_owned()),
+            // Ignored when vmStartScripts is there.
+            "startScripts" => Some("/n/c/bin/run-other-vm".to_owned()),
+            _ => None,
+        };
+        let c = DriverConfig::from_env(env).unwrap();
+        // The name comes from vmNames, not from the script's file name.
+        assert_eq!(
+            c.vms,
+            [
+                VmEntry { name: "client".into(), start_script: "/n/b/bin/run-client-vm".into() },
+                VmEntry { name: "server".into(), start_script: "/n/a/bin/run-srv-vm".into() },
+            ]
+        );
+        assert_eq!((c.vlans, c.global_timeout), (vec![1, 2], Some(30)));
+        let uneven = |k: &str| match k {
+            "vmNames" => Some("a b".to_owned()),
+            "vmStartScripts" => Some("/x/bin/run-a-vm".to_owned()),
+            _ => None,
+        };
+        let err = DriverConfig::from_env(uneven).unwrap_err();
+        assert_eq!(err.to_string().split(" (").next(), Some("2 VM names but 1 VM start scripts"));
+        let containers = |k: &str| match k {
+            "vmStartScripts" => Some("/x/bin/run-a-vm".to_owned()),
+            "containerNames" => Some("c1".to_owned()),
+            "containerStartScripts" => Some("/x/bin/run-c1-container".to_owned()),
+            _ => None,
+        };
+        let err = DriverConfig::from_env(containers).unwrap_err().to_string();
+        assert!(err.starts_with("containers (c1) are not supported"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The serial console (QEMU's stdout): a reader thread splits it into lines,
 //! logs them as `<node> # <line>` and keeps them for `waitForConsoleText` and
-//! for the context of failures.
+//! for the context of failures. QEMU's (and the start script's) stderr is
+//! read apart: logged as `<node>: qemu: <line>` and kept for failures, but
+//! never console output, so `waitForConsoleText` cannot match QEMU's own
+//! messages (the stock driver leaves stderr to its own stderr).
 
 use std::collections::VecDeque;
 use std::io::Read;
@@ -17,6 +20,18 @@ use super::log::Log;
 /// the driver without bound).
 const MAX_LINES: usize = 20_000;
 
+/// Lines of QEMU's stderr kept for failures.
+const MAX_STDERR_LINES: usize = 200;
+
+/// Which of QEMU's outputs a reader reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// stdout: the serial console (`-serial stdio`).
+    Serial,
+    /// stderr: QEMU's and the start script's own messages.
+    Stderr,
+}
+
 #[derive(Default)]
 struct State {
     lines: VecDeque<String>,
@@ -26,6 +41,8 @@ struct State {
     consumed: usize,
     /// Reader threads still running.
     open_readers: usize,
+    /// The last lines of QEMU's stderr (not console output).
+    stderr: VecDeque<String>,
     /// Absolute line ranges no console wait may match: what the guest printed
     /// in a timeline a snapshot restore abandoned.
     hidden: Vec<(usize, usize)>,
@@ -111,6 +128,21 @@ impl Console {
         self.changed.notify_all();
     }
 
+    /// Keeps a line of QEMU's stderr.
+    pub fn push_stderr(&self, line: String) {
+        let mut st = self.lock();
+        st.stderr.push_back(line);
+        if st.stderr.len() > MAX_STDERR_LINES {
+            st.stderr.pop_front();
+        }
+    }
+
+    /// The last `n` lines of QEMU's stderr.
+    pub fn stderr_tail(&self, n: usize) -> Vec<String> {
+        let st = self.lock();
+        st.stderr.iter().skip(st.stderr.len().saturating_sub(n)).cloned().collect()
+    }
+
     /// The last `n` lines.
     pub fn tail(&self, n: usize) -> Vec<String> {
         let st = self.lock();
@@ -165,16 +197,21 @@ impl Console {
         self.lock().open_readers == 0
     }
 
-    /// Starts the reader thread over `source` (QEMU's stdout).
+    /// Starts the reader thread over `source` (QEMU's stdout or stderr).
     pub fn spawn_reader(
         self: &Arc<Self>,
         node: String,
+        stream: Stream,
         mut source: impl Read + Send + 'static,
         log: Arc<Log>,
     ) -> std::io::Result<JoinHandle<()>> {
         let console = Arc::clone(self);
         console.lock().open_readers += 1;
-        let res = std::thread::Builder::new().name(format!("serial-{node}")).spawn(move || {
+        let name = match stream {
+            Stream::Serial => format!("serial-{node}"),
+            Stream::Stderr => format!("stderr-{node}"),
+        };
+        let res = std::thread::Builder::new().name(name).spawn(move || {
             let mut pending: Vec<u8> = Vec::new();
             let mut chunk = [0u8; 4096];
             loop {
@@ -187,11 +224,11 @@ impl Console {
                 pending.extend_from_slice(&chunk[..n]);
                 while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
                     let raw: Vec<u8> = pending.drain(..=pos).collect();
-                    console.emit(&node, &raw, &log);
+                    console.emit(&node, stream, &raw, &log);
                 }
             }
             if !pending.is_empty() {
-                console.emit(&node, &pending, &log);
+                console.emit(&node, stream, &pending, &log);
             }
             console.close();
         });
@@ -201,11 +238,19 @@ impl Console {
         res
     }
 
-    fn emit(&self, node: &str, raw: &[u8], log: &Log) {
+    fn emit(&self, node: &str, stream: Stream, raw: &[u8], log: &Log) {
         let text = String::from_utf8_lossy(raw).replace('\r', "");
         let line = text.trim_end().to_owned();
-        log.serial(node, &line);
-        self.push(line);
+        match stream {
+            Stream::Serial => {
+                log.serial(node, &line);
+                self.push(line);
+            }
+            Stream::Stderr => {
+                log.info(Some(node), &format!("qemu: {line}"));
+                self.push_stderr(line);
+            }
+        }
     }
 }
 
@@ -293,10 +338,32 @@ mod tests {
         let (log, buf) = Log::capture(Level::Info);
         let c = Arc::new(Console::default());
         let src = std::io::Cursor::new(b"a\r\nb\xff  \npartial".to_vec());
-        c.spawn_reader("m".into(), src, Arc::new(log)).unwrap().join().unwrap();
+        c.spawn_reader("m".into(), Stream::Serial, src, Arc::new(log)).unwrap().join().unwrap();
         assert_eq!(c.tail(10), vec!["a".to_owned(), "b\u{fffd}".to_owned(), "partial".to_owned()]);
         assert!(c.is_closed());
         let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
         assert_eq!(text, "m # a\nm # b\u{fffd}\nm # partial\n");
+    }
+
+    #[test]
+    fn stderr_is_logged_and_kept_but_is_not_console_output() {
+        let (log, buf) = Log::capture(Level::Info);
+        let log = Arc::new(log);
+        let c = Arc::new(Console::default());
+        let err =
+            std::io::Cursor::new(b"qemu-system-x86_64: warning: host doesn't support feature\n".to_vec());
+        c.spawn_reader("m".into(), Stream::Stderr, err, log.clone()).unwrap().join().unwrap();
+        c.spawn_reader("m".into(), Stream::Serial, std::io::Cursor::new(b"login\n".to_vec()), log)
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(c.tail(10), ["login"]);
+        assert_eq!(c.stderr_tail(10), ["qemu-system-x86_64: warning: host doesn't support feature"]);
+        let re = Regex::new("warning").unwrap();
+        let soon = Instant::now() + Duration::from_millis(50);
+        assert_eq!(c.wait_for(&re, soon, &Abort::never()).unwrap(), ConsoleWait::TimedOut);
+        let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("m: qemu: qemu-system-x86_64: warning"), "{text}");
+        assert!(text.contains("m # login"), "{text}");
     }
 }

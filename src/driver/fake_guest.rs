@@ -262,6 +262,12 @@ fn start_script_that_exits_is_reported_at_once() {
     let msg = err.to_string();
     assert!(msg.starts_with("node machine: start script exited with status 7"), "{msg}");
     assert!(msg.contains("fake-qemu: failing on purpose"), "the last console lines are shown: {msg}");
+    // QEMU's stderr is shown apart from the console, and is not console output.
+    assert!(
+        msg.contains("QEMU's stderr:\n    qemu-system-x86_64: fake-qemu: exiting with 7"),
+        "QEMU's stderr is shown apart: {msg}"
+    );
+    assert!(!m.console().tail(50).iter().any(|l| l.contains("exiting with")), "stderr is not console output");
 }
 
 #[test]
@@ -537,7 +543,7 @@ fn unit_waits_fail_fast_with_diagnostics() {
     let f = h.failure(&step(Action::WaitForUnit { unit: "broken.service".into(), user: None }, 30.0));
     assert!(t.elapsed() < Duration::from_secs(3));
     assert_eq!(f.message, "unit \"broken.service\" reached state \"failed\"");
-    assert_eq!(f.details.len(), 2);
+    assert_eq!(f.details.len(), 2, "{:?}", f.details);
     assert_eq!(f.details[0].title, "systemctl status broken.service");
     assert!(f.details[0].text.contains("Active: failed"), "{:?}", f.details);
     assert!(f.details[1].text.contains("fake journal"), "{:?}", f.details);
@@ -549,6 +555,13 @@ fn unit_waits_fail_fast_with_diagnostics() {
     let t = Instant::now();
     assert!(h.run(&step(Action::WaitForUnit { unit: "slow.service".into(), user: None }, 1.0)).is_err());
     assert!(t.elapsed() < Duration::from_millis(1500), "took {:?}", t.elapsed());
+    // Diagnostics included (docs/driver.md: within 0.5 s of the timeout).
+    let t = Instant::now();
+    let f = h.failure(&step(Action::WaitForUnit { unit: "slow.service".into(), user: None }, 3.0));
+    let took = t.elapsed();
+    assert!(f.message.contains("did not become active within 3.0 seconds"), "{}", f.message);
+    assert_eq!(f.details.len(), 2, "diagnostics collected: {:?}", f.details);
+    assert!(took < Duration::from_millis(3500), "took {took:?}");
 }
 
 #[test]
@@ -909,4 +922,29 @@ fn teardown_syncs_only_when_the_machine_state_is_kept() {
         assert_eq!(outcome.result, RunResult::Passed);
         assert_eq!(text(&buf).contains("fake guest: sync"), keep, "keep_state {keep}: {}", text(&buf));
     }
+}
+
+/// Issue 8: the driver's temporary directories are private (mode 0700), like
+/// the stock driver's; a pre-existing temporary directory keeps its mode.
+#[test]
+fn temporary_directories_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(mut fake) = FakeRun::new("", vec![succeed("true")]) else { return };
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let shared = fake.tmp.path().join("shared-xchg");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(fake.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (outcome, _) = fake.run(&Abort::never());
+    assert_eq!(outcome.exit_code(), 0);
+    assert_eq!(mode(&shared), 0o700, "shared-xchg");
+    assert_eq!(mode(&fake.tmp.path().join("vm-state-machine")), 0o700, "vm-state-machine");
+    assert_eq!(mode(fake.tmp.path()), 0o755, "an existing temporary directory keeps its mode");
+    // A temporary directory the driver creates is private too.
+    let fresh = fake.tmp.path().join("new/tmp");
+    fake.opts.tmp_dir = fresh.clone();
+    let (outcome, _) = fake.run(&Abort::never());
+    assert_eq!(outcome.exit_code(), 0);
+    assert_eq!(mode(&fresh), 0o700, "a created temporary directory");
+    assert_eq!(mode(&fresh.join("shared-xchg")), 0o700);
 }

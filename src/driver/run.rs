@@ -137,14 +137,23 @@ pub fn validate(opts: &RunOptions) -> Result<(), SetupError> {
     Ok(())
 }
 
-/// [`validate`], then creates the temporary and shared directories.
+/// [`validate`], then creates the temporary and shared directories with
+/// mode 0700, like the stock driver (`mkdir(mode=0o700, exist_ok=True)`):
+/// other users must not reach the guests' sockets or shared files. An
+/// existing temporary directory (`/tmp`, `$XDG_RUNTIME_DIR`) keeps its mode;
+/// `shared-xchg` is ours and is made 0700 in any case.
 pub(super) fn prepare(opts: &RunOptions) -> Result<(), SetupError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     validate(opts)?;
-    let mk = |path: &Path| {
-        std::fs::create_dir_all(path).map_err(|source| SetupError::TmpDir { path: path.to_owned(), source })
+    let err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| SetupError::TmpDir { path, source }
     };
-    mk(&opts.tmp_dir)?;
-    mk(&opts.tmp_dir.join("shared-xchg"))
+    let mk = |path: &Path| std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path);
+    mk(&opts.tmp_dir).map_err(err(&opts.tmp_dir))?;
+    let shared = opts.tmp_dir.join("shared-xchg");
+    mk(&shared).map_err(err(&shared))?;
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o700)).map_err(err(&shared))
 }
 
 fn first_unknown_node(steps: &[Step], opts: &RunOptions) -> Option<String> {

@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::abort::{Abort, StopReason};
-use super::console::Console;
+use super::console::{Console, Stream};
 use super::log::Log;
 use super::monitor::{Monitor, MonitorError, Qmp};
 use super::os;
@@ -35,12 +35,13 @@ pub const CONSOLE_TAIL: usize = 20;
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
     #[error(
-        "node {node}: start script exited with {status} before QEMU connected to the driver{}",
+        "node {node}: start script exited with {status} before QEMU connected to the driver{}{}",
+        format_stderr(stderr),
         format_tail(tail)
     )]
-    StartScriptExited { node: String, status: String, tail: Vec<String> },
-    #[error("node {node}: QEMU exited with {status}{}", format_tail(tail))]
-    Exited { node: String, status: String, tail: Vec<String> },
+    StartScriptExited { node: String, status: String, stderr: Vec<String>, tail: Vec<String> },
+    #[error("node {node}: QEMU exited with {status}{}{}", format_stderr(stderr), format_tail(tail))]
+    Exited { node: String, status: String, stderr: Vec<String>, tail: Vec<String> },
     #[error("node {node}: the guest closed the backdoor shell (QEMU is still running)")]
     ShellClosed { node: String },
     #[error("node {node}: {what} did not finish within {secs:.1} seconds")]
@@ -71,6 +72,19 @@ pub enum VmError {
     Qemu { node: String, command: String, message: String },
     #[error(transparent)]
     Stopped(#[from] StopReason),
+}
+
+/// QEMU's (and the start script's) last stderr lines, apart from the console.
+fn format_stderr(stderr: &[String]) -> String {
+    if stderr.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("; QEMU's stderr:");
+    for line in stderr {
+        s.push_str("\n    ");
+        s.push_str(line);
+    }
+    s
 }
 
 fn format_tail(tail: &[String]) -> String {
@@ -269,14 +283,15 @@ impl Machine {
         let mut child = os::spawn_in_group(&mut cmd).map_err(self.io("run the start script"))?;
         self.console.reset();
         let mut readers = Vec::new();
-        for source in [
-            child.stdout.take().map(Box::new).map(|b| b as Box<dyn io::Read + Send>),
-            child.stderr.take().map(Box::new).map(|b| b as Box<dyn io::Read + Send>),
+        // stdout is the serial console; stderr is QEMU's own (kept apart).
+        for (stream, source) in [
+            (Stream::Serial, child.stdout.take().map(Box::new).map(|b| b as Box<dyn io::Read + Send>)),
+            (Stream::Stderr, child.stderr.take().map(Box::new).map(|b| b as Box<dyn io::Read + Send>)),
         ]
         .into_iter()
-        .flatten()
+        .filter_map(|(stream, source)| source.map(|s| (stream, s)))
         {
-            match self.console.spawn_reader(name.clone(), source, self.log.clone()) {
+            match self.console.spawn_reader(name.clone(), stream, source, self.log.clone()) {
                 Ok(h) => readers.push(h),
                 Err(e) => {
                     let _ = os::terminate_group(&mut child, Duration::ZERO, &|| false);
@@ -300,6 +315,7 @@ impl Machine {
                     Accept::Exited(status) => VmError::StartScriptExited {
                         node: name,
                         status: os::describe_status(status),
+                        stderr: self.console.stderr_tail(CONSOLE_TAIL),
                         tail: self.console.tail(CONSOLE_TAIL),
                     },
                     Accept::Io(e) => self.io("accept QEMU's connections")(e),
@@ -324,6 +340,7 @@ impl Machine {
                     Some(status) => VmError::Exited {
                         node: name,
                         status: os::describe_status(status),
+                        stderr: self.console.stderr_tail(CONSOLE_TAIL),
                         tail: self.console.tail(CONSOLE_TAIL),
                     },
                     None => VmError::Monitor { node: name, source: e },
@@ -442,6 +459,7 @@ impl Machine {
                         VmError::Exited {
                             node,
                             status: os::describe_status(status),
+                            stderr: self.console.stderr_tail(CONSOLE_TAIL),
                             tail: self.console.tail(CONSOLE_TAIL),
                         }
                     }

@@ -535,7 +535,7 @@ impl<'a> Walker<'a> {
             .filter_map(|m| {
                 m.kind
                     .alias_target()
-                    .filter(|t| !names.iter().any(|n| n == t))
+                    .filter(|t| !self.modules.contains_key(*t))
                     .map(|t| (m.name.clone(), t.to_string()))
             })
             .collect();
@@ -583,21 +583,35 @@ impl<'a> Walker<'a> {
     fn check_alias_cycles(&mut self) {
         let target_of =
             |name: &str| self.modules.get(name).and_then(|m| m.kind.alias_target()).map(str::to_string);
+        // Linear: each name is walked once (issue 11: re-walking every chain
+        // from every start was cubic in the length of an alias chain).
         let mut cyclic: Vec<(String, String)> = Vec::new();
+        let mut done: HashMap<String, bool> = HashMap::new(); // false: on the current path
         for start in self.modules.keys() {
-            let mut chain = vec![start.clone()];
-            let mut current = start.clone();
-            while let Some(next) = target_of(&current) {
-                if next == *start {
-                    chain.push(next);
-                    cyclic.push((start.clone(), chain.join(" -> ")));
-                    break;
+            if done.contains_key(start) {
+                continue;
+            }
+            let mut path: Vec<String> = vec![start.clone()];
+            done.insert(start.clone(), false);
+            while let Some(next) = target_of(path.last().expect("non-empty")) {
+                match done.get(&next) {
+                    Some(true) => break,
+                    Some(false) => {
+                        let at = path.iter().position(|n| *n == next).unwrap_or(0);
+                        let cycle = &path[at..];
+                        for i in 0..cycle.len() {
+                            cyclic.push((cycle[i].clone(), cycle_text(cycle, i)));
+                        }
+                        break;
+                    }
+                    None => {
+                        done.insert(next.clone(), false);
+                        path.push(next);
+                    }
                 }
-                if chain.contains(&next) {
-                    break;
-                }
-                chain.push(next.clone());
-                current = next;
+            }
+            for n in path {
+                done.insert(n, true);
             }
         }
         for (name, chain) in cyclic {
@@ -1454,6 +1468,19 @@ fn is_import_head(head: &ast::Expr, scope: &Scope) -> bool {
 
 /// `self.a.b`, `inputs.self.a.b` and flake-parts' `config.flake.a.b` →
 /// `[a, b]`: a path into the flake's own outputs.
+/// `a -> b -> a` for the cycle `names` read from position `from`; long
+/// cycles are shortened so the message stays linear in size.
+fn cycle_text(names: &[String], from: usize) -> String {
+    const SHOWN: usize = 8;
+    let k = names.len();
+    let ring = (0..=k).map(|j| names[(from + j) % k].as_str());
+    if k <= SHOWN {
+        return ring.collect::<Vec<_>>().join(" -> ");
+    }
+    let head: Vec<&str> = ring.take(SHOWN).collect();
+    format!("{} -> … -> {}, {k} aliases", head.join(" -> "), names[from])
+}
+
 fn self_output_path(sel: &ast::Select, scope: &Scope) -> Option<Vec<String>> {
     if sel.default_expr().is_some() {
         return None;

@@ -67,8 +67,12 @@ fn unportable(node: &Ast) -> Option<(String, &'static str)> {
             AssertionKind::StartLine
             | AssertionKind::EndLine
             | AssertionKind::StartText
-            | AssertionKind::WordBoundary
-            | AssertionKind::NotWordBoundary => None,
+            | AssertionKind::WordBoundary => None,
+            // On empty input Rust's `\B` matches and Python's does not.
+            AssertionKind::NotWordBoundary => Some((
+                "`\\B`".into(),
+                "Rust and Python disagree on `\\B` at the edges of the text; use `\\w\\w` or `\\W\\W`",
+            )),
             AssertionKind::EndText => {
                 Some(("`\\z`".into(), "Python's `re` has no `\\z`; use `$` (or `\\Z` is Python-only)"))
             }
@@ -79,7 +83,19 @@ fn unportable(node: &Ast) -> Option<(String, &'static str)> {
             "Python's `re` has no `\\p{…}`; list the characters in `[…]` or use `\\w`",
         )),
         Ast::ClassBracketed(class) => class_set(&class.kind),
-        Ast::Repetition(rep) => unportable(&rep.ast),
+        // Python's `re` refuses `a**`, `a{2}{3}` and `^+`, and reads `a*+`
+        // as possessive (3.11) where Rust reads `(a*)+`.
+        Ast::Repetition(rep) => match &*rep.ast {
+            Ast::Repetition(_) => Some((
+                "a repetition of a repetition (`a**`, `a*+`, `a{2}{3}`)".into(),
+                "group the inner part first: `(?:a*)*`, or write one quantifier",
+            )),
+            Ast::Assertion(_) | Ast::Empty(_) | Ast::Flags(_) => Some((
+                "a repetition of an assertion or of nothing (`^+`, `\\b*`)".into(),
+                "remove the quantifier: an assertion matches no characters",
+            )),
+            inner => unportable(inner),
+        },
         Ast::Group(group) => {
             let own = match &group.kind {
                 GroupKind::CaptureIndex(_) => None,
@@ -201,6 +217,12 @@ mod tests {
             r"\z",
             r"\b{start}x",
             "(?-u:.)",
+            // Issue 11: accepted before, but Python refuses them or matches differently.
+            "a**",
+            "^+",
+            "a{2}{3}",
+            "a*+a",
+            r"\B",
         ] {
             let err = check(p).expect_err(p);
             assert!(err.message.contains("not supported by both"), "{p}: {}", err.message);

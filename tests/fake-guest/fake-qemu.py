@@ -139,6 +139,9 @@ def main():
     if os.environ.get("FAKE_EXIT"):
         serial("fake-qemu: starting")
         serial("fake-qemu: failing on purpose")
+        # QEMU's own complaint goes to stderr, not the serial console.
+        sys.stderr.write("qemu-system-x86_64: fake-qemu: exiting with " + os.environ["FAKE_EXIT"] + "\n")
+        sys.stderr.flush()
         die(int(os.environ["FAKE_EXIT"]))
 
     qmp = arg_after("-qmp").split("unix:", 1)[1].split(",", 1)[0]
@@ -170,14 +173,25 @@ def main():
     shared = env.get("SHARED_DIR", os.path.join(os.getcwd(), "xchg"))
     # Its own session: the driver's SIGTERM to our group must reach us first,
     # so that die() still finds the guest commands as our descendants.
+    # The backdoor's stderr is the serial console (ttyS0) in a real guest,
+    # i.e. QEMU's stdout, not QEMU's own stderr: forwarded by a thread (bash
+    # itself must not hold the driver's pipe open after we exit).
     bash = subprocess.Popen(
         ["bash", "--norc"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         env=env,
         cwd=os.getcwd(),
         start_new_session=True,
     )
+
+    def console_from_stderr():
+        for line in iter(bash.stderr.readline, b""):
+            sys.stdout.write(line.decode("utf-8", "replace"))
+            sys.stdout.flush()
+
+    threading.Thread(target=console_from_stderr, daemon=True).start()
     if os.environ.get("FAKE_OLD_BASH"):
         bash.stdin.write(b"BASH_VERSION=4.4.23\n")
         bash.stdin.flush()

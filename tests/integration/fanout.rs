@@ -232,6 +232,28 @@ fn init_ci_quotes_an_odd_input_name_for_the_shell() {
     actionlint(&[&path]);
 }
 
+#[test]
+fn hydra_jobs_option_of_generate_is_golden() {
+    let dir = util::tempdir();
+    util::copy_dir(&util::fixture(FIXTURE), dir.path());
+    let mut cmd = util::nixvm_gen();
+    cmd.arg("--flake").arg(dir.path()).args(["--hydra-jobs", "generate"]);
+    util::assert_code(&util::run(&mut cmd), 0);
+    let generated = dir.path().join("nix/checks.generated.nix");
+    let text = std::fs::read_to_string(&generated).unwrap();
+    util::golden(&goldens().join("checks.hydra-jobs.nix"), &without_version(&text));
+    assert!(text.contains("hydraJobs ? false"), "{text}");
+    // The repair command `check` prints repeats the option.
+    let mut cmd = util::nixvm_gen();
+    cmd.arg("--flake").arg(dir.path()).arg("check");
+    let out = util::run(&mut cmd);
+    util::assert_code(&out, 1);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run `nixvm-gen --flake"));
+    if util::require("nix-instantiate", "the generated Nix must parse with the real parser") {
+        util::assert_code(&util::run(Command::new("nix-instantiate").arg("--parse").arg(&generated)), 0);
+    }
+}
+
 // ------------------------------------------------------------------ report
 
 use nixvm_gen::plan::{PLAN_VERSION, Plan};

@@ -319,13 +319,19 @@ fn building_the_check_runs_the_wrapper_with_config_plan_and_output() {
 /// A test module evaluated against the stand-in and nix/lib.nix, without
 /// flakes; `body` is the module's attribute set (with `drv` in scope).
 fn hand_written_test(body: &str, attr: &str, build: bool) -> Output {
+    hand_written_test_in("current", body, attr, build)
+}
+
+/// [`hand_written_test`] against the stand-in's `framework` generation
+/// (`"legacy"`: before driver-configuration.nix).
+fn hand_written_test_in(framework: &str, body: &str, attr: &str, build: bool) -> Output {
     let tmp = util::tempdir();
     let file = tmp.path().join("test.nix");
     std::fs::write(
         &file,
         format!(
             r#"let
-  pkgs = import {stand_in} {{ system = "x86_64-linux"; }};
+  pkgs = import {stand_in} {{ system = "x86_64-linux"; standInTestFramework = "{framework}"; }};
   glue = import {lib} {{ }};
   plan = {{ version = 1; name = "t"; nodes = [ "machine" ]; steps = [ ]; }};
   driverPackage = pkgs.nixvm-driver-args-stand-in;
@@ -623,4 +629,176 @@ fn plan_warns_about_a_stock_driver() {
         "{}",
         stderr(&out)
     );
+}
+
+/// The older driver command line and environment (`--vm-names`,
+/// `--vm-start-scripts`, `--vlans`, `--global-timeout`, a positional test
+/// script; `vmNames`/`vmStartScripts`): the driver starts the named VMs
+/// through their scripts (here one that fails at once, so no QEMU is needed).
+#[test]
+fn driver_accepts_the_older_command_line_and_environment() {
+    let tmp = util::tempdir();
+    let script = tmp.path().join("run-weird-name-vm");
+    std::fs::write(&script, "#!/bin/sh\necho 'fake start script failing' >&2\nexit 3\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let plan = tmp.path().join("plan.json");
+    std::fs::write(&plan, r#"{"version": 1, "name": "old", "nodes": ["alpha"], "steps": []}"#).unwrap();
+    let state = tmp.path().join("tmp");
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let script = script.to_str().unwrap();
+    let check = |o: &Output| {
+        let err = stderr(o);
+        assert_eq!(o.status.code(), Some(5), "a VM that fails to start: exit 5\n{err}");
+        assert!(err.contains("node alpha: start script exited with status 3"), "{err}");
+        assert!(err.contains("fake start script failing"), "the script's stderr is shown: {err}");
+    };
+    // On the command line (vlans empty: no vde_switch needed) …
+    let o = util::run(
+        util::nixvm_driver()
+            .env("TMPDIR", &state)
+            .args(["--vm-names", "alpha", "--vm-start-scripts", script, "--vlans", "--global-timeout", "60"])
+            .arg("--plan")
+            .arg(&plan)
+            .arg("-o")
+            .arg(&out)
+            .arg(tmp.path().join("test-script")),
+    );
+    check(&o);
+    // … and from the environment.
+    let o = util::run(
+        util::nixvm_driver()
+            .env("TMPDIR", &state)
+            .env("vmNames", "alpha")
+            .env("vmStartScripts", script)
+            .env("globalTimeout", "60")
+            .arg("--plan")
+            .arg(&plan)
+            .arg("-o")
+            .arg(&out),
+    );
+    check(&o);
+}
+
+#[test]
+fn stand_in_checks_option_types() {
+    if !have_nix() {
+        return;
+    }
+    for (def, message) in [
+        (
+            r#"globalTimeout = "60";"#,
+            "A definition for option `globalTimeout' is not of type `signed integer'.",
+        ),
+        (
+            r#"logLevel = "loud";"#,
+            r#"A definition for option `logLevel' is not of type `one of "debug", "info", "warning", "error"'."#,
+        ),
+        (r#"meta.owner = "me";"#, "The option `meta.owner' does not exist."),
+        (
+            r#"meta.timeout = "1h";"#,
+            "A definition for option `meta.timeout' is not of type `null or signed integer'.",
+        ),
+    ] {
+        let body = OK_BODY.replace("testScript = ", &format!("{def} testScript = "));
+        let out = hand_written_test(&body, "drvPath", false);
+        assert!(!out.status.success(), "{def} was accepted");
+        assert!(stderr(&out).contains(message), "{def}: {}", stderr(&out));
+    }
+    let body = OK_BODY.replace(
+        "testScript = ",
+        r#"globalTimeout = 60; logLevel = "warning"; meta.timeout = null; meta.maintainers = [ ]; testScript = "#,
+    );
+    assert!(hand_written_test(&body, "drvPath", false).status.success());
+}
+
+/// nix/lib.nix's branch for nixpkgs before driver-configuration.nix, through
+/// runNixOSTest itself: the driver gets the configuration mkDriver builds.
+#[test]
+fn older_nixpkgs_branch_runs_through_run_nixos_test() {
+    if !have_nix() {
+        return;
+    }
+    let body = r#"{ name = "t"; nodes.machine = { }; nodes.other.virtualisation.vlans = [ 2 ];
+                   globalTimeout = 77; testScript = "x"; driver = lib.mkForce drv; }"#;
+    // The older framework has no driverConfigurationFile, and refuses it.
+    let out = hand_written_test_in("legacy", body, "config.driverConfigurationFile", false);
+    assert!(!out.status.success(), "the legacy stand-in has driverConfigurationFile");
+    let out = hand_written_test_in(
+        "legacy",
+        &body.replace("testScript = ", "driverConfigurationFile = null; testScript = "),
+        "drvPath",
+        false,
+    );
+    assert!(stderr(&out).contains("The option `driverConfigurationFile' does not exist"), "{}", stderr(&out));
+    // Built: the fake driver copies the configuration it was given to $out.
+    let out = hand_written_test_in("legacy", body, "", true);
+    let path = stdout(&out).trim().to_owned();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(Path::new(&path).join("config.json")).unwrap())
+            .unwrap();
+    assert!(config["vms"]["machine"]["start_script"].as_str().unwrap().ends_with("/bin/run-machine-vm"));
+    assert!(config["vms"]["other"]["start_script"].as_str().unwrap().ends_with("/bin/run-other-vm"));
+    assert_eq!(config["vlans"], serde_json::json!([1, 2]));
+    assert_eq!(config["global_timeout"], 77);
+    assert_eq!(config["containers"], serde_json::json!({}));
+    // Containers are not dropped silently.
+    let out = hand_written_test_in(
+        "legacy",
+        &body.replace("testScript = ", "containers.box = { }; testScript = "),
+        "drvPath",
+        false,
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("defines containers (box), which nixvm-driver does not support"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+// ---------------------------------------------------------------- hydraJobs
+
+#[test]
+fn hydra_jobs_evaluate_against_the_stand_in() {
+    if !have_nix() {
+        return;
+    }
+    let tmp = util::tempdir();
+    let (_repo, project) = example_project(tmp.path());
+    let mut cmd = util::nixvm_gen();
+    cmd.arg("--flake").arg(&project).args(["--hydra-jobs", "generate"]);
+    util::assert_code(&util::run(&mut cmd), 0);
+    // `check` without the option calls the file stale, and says how to fix it.
+    let mut cmd = util::nixvm_gen();
+    cmd.arg("--flake").arg(&project).arg("check");
+    util::assert_code(&util::run(&mut cmd), 1);
+    let mut cmd = util::nixvm_gen();
+    cmd.arg("--flake").arg(&project).args(["--hydra-jobs", "check"]);
+    util::assert_code(&util::run(&mut cmd), 0);
+    // What `wire --hydra-jobs` adds next to `checks`.
+    let flake = std::fs::read_to_string(project.join("flake.nix")).unwrap();
+    let wired = flake.replacen(
+        "      checks = import",
+        "      hydraJobs = import ./nix/checks.generated.nix {\n        inherit self nixpkgs;\n        \
+         nixvm-gen = inputs.nixvm-gen;\n        hydraJobs = true;\n      };\n      checks = import",
+        1,
+    );
+    assert_ne!(wired, flake);
+    std::fs::write(project.join("flake.nix"), wired).unwrap();
+    // hydraJobs.<test>.<system>: the same derivations as checks.<system>.<test>.
+    let jobs = json(&nix(
+        "eval",
+        &[
+            "--json",
+            &flake_ref(&project, "hydraJobs"),
+            "--apply",
+            "j: builtins.mapAttrs (t: builtins.attrNames) j",
+        ],
+    ));
+    assert_eq!(jobs, serde_json::json!({ "health": ["aarch64-linux", "x86_64-linux"] }));
+    let job = stdout(&nix("eval", &["--raw", &flake_ref(&project, "hydraJobs.health.x86_64-linux.drvPath")]));
+    let check = stdout(&nix("eval", &["--raw", &flake_ref(&project, "checks.x86_64-linux.health.drvPath")]));
+    assert_eq!(job, check);
+    assert!(job.ends_with("-vm-test-run-health.drv"), "{job}");
 }

@@ -106,6 +106,19 @@ fn forget(p: &Prepared, flake_attr: &str) {
     }
 }
 
+/// Deletes the outputs of `attrs` (referrers first), best effort: the
+/// package holds three copies of the cargo binaries (~300 MB) and every
+/// rebuild of them makes a new one.
+fn discard(p: &Prepared, attrs: &[String]) {
+    for attr in attrs {
+        let out = nix(p, "eval", &["--raw", &format!("{attr}.outPath")]);
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if !path.is_empty() {
+            let _ = util::run(Command::new("nix-store").args(["--delete", &path]));
+        }
+    }
+}
+
 fn vm_tests() -> Option<std::sync::MutexGuard<'static, ()>> {
     if !util::require("nix", "builds the example's check in the Nix sandbox") {
         return None;
@@ -165,6 +178,11 @@ fn example_check_runs_end_to_end_in_the_sandbox() {
     for needle in ["machine", "http://localhost:3000/", "Unhealthy", "Healthy", "1 failed"] {
         assert!(log.contains(needle), "the failure log lacks `{needle}`:\n{log}");
     }
+    // Back to the passing check, whose outputs are dropped again.
+    std::fs::write(&generated, &text_before).unwrap();
+    std::fs::remove_file(&link).unwrap();
+    let attrs = ["", ".driver", ".driverInteractive", ".driver.nixvm.driverPackage"];
+    discard(&p, &attrs.map(|a| format!("{check}{a}")));
 }
 
 #[test]
@@ -232,6 +250,9 @@ fn packaged_driver_runs_a_vlan_test_with_an_empty_path() {
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["result"], "passed", "{report}");
+    let built = std::fs::read_link(&link).unwrap();
+    std::fs::remove_file(&link).unwrap();
+    let _ = util::run(Command::new("nix-store").arg("--delete").arg(&built));
 }
 
 fn which(program: &str) -> PathBuf {

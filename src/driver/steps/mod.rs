@@ -328,6 +328,13 @@ impl Runner<'_> {
                 Protocol::Stock => Duration::from_secs((budget + LOOP_SLACK).as_secs_f64().ceil() as u64),
             };
             let reply = r.exec_bounded(&wait.command(protocol, budget), guest, wait.attempt)?;
+            // The guest-side deadline ended the loop itself (a probe hung,
+            // or a loaded TCG guest overran the loop's slack) once the
+            // step's time was up: the wait ran out of time; the reply is not
+            // a probe's result.
+            if reply.status == 124 && r.remaining().is_zero() {
+                return Ok(None);
+            }
             judge(r, reply)
         })
     }

@@ -2,13 +2,25 @@
 
 use std::time::{Duration, Instant};
 
-use super::{GuestWait, REPLY_MARGIN, Runner, StepError, StepResult};
+use super::{GuestWait, Runner, StepError, StepResult};
 use crate::driver::events::Detail;
 use crate::driver::shell::{Reply, shell_quote};
 use crate::guest::backdoor::Until;
 
-/// Bound of the diagnostic commands run after a unit wait failed.
-const DIAGNOSTIC_TIMEOUT: u64 = 10;
+/// The guest-side bound of the one diagnostic command run after a unit
+/// wait failed (`systemctl status` and the journal; ~0.3–0.6 s on a TCG
+/// guest).
+const DIAGNOSTIC_TIMEOUT: u64 = 1;
+/// Time a unit wait keeps back from its step for the diagnostics (at most a
+/// tenth of the step's timeout), so that the step, diagnostics included,
+/// ends within [`DIAGNOSTIC_OVERSHOOT`] of its timeout.
+const DIAGNOSTIC_RESERVE: Duration = Duration::from_secs(1);
+/// How long after the step's deadline the host still waits for the
+/// diagnostics; a later reply is dropped (the shell resyncs before the next
+/// command) and the failure is reported without them.
+pub(super) const DIAGNOSTIC_OVERSHOOT: Duration = Duration::from_millis(500);
+/// Separates the two parts of the diagnostic command's output.
+const DIAGNOSTIC_SPLIT: &str = "--- nixvm-diagnostics: journal ---";
 
 /// `done` code of [`guest_poll_loop`] for `waitForUnit`, the stock
 /// `check_active` minus its errors: stop on `active` or `failed`, and on
@@ -68,6 +80,11 @@ impl Runner<'_> {
         let show = self.show_command(unit, user);
         let until = Until::UnitSettled("systemctl list-jobs --full".into());
         let wait = GuestWait { attempt: &show, fresh_shell: false, until };
+        // The wait ends early by the diagnostics' reserve; the step's own
+        // deadline is restored for them.
+        let deadline = self.deadline;
+        let reserve = self.step_timeout.map_or(DIAGNOSTIC_RESERVE, |t| DIAGNOSTIC_RESERVE.min(t / 10));
+        self.deadline = deadline.checked_sub(reserve).unwrap_or(deadline);
         let result = self.poll_in_guest(&wait, |r, reply| {
             let state = r.parse_active_state(unit, user, &show, &reply)?;
             match state.as_str() {
@@ -97,6 +114,7 @@ impl Runner<'_> {
             )),
             Err(e) => e,
         };
+        self.deadline = deadline;
         Err(match err {
             StepError::Failed(mut f) => {
                 f.details = self.unit_diagnostics(unit, user);
@@ -106,28 +124,34 @@ impl Runner<'_> {
         })
     }
 
-    /// `systemctl status` and the unit's journal, best effort.
+    /// `systemctl status` and the unit's journal, best effort: one guest
+    /// command (one round trip) under a guest-side `timeout` of
+    /// [`DIAGNOSTIC_TIMEOUT`], waited for until [`DIAGNOSTIC_OVERSHOOT`]
+    /// after the step's deadline.
     pub(super) fn unit_diagnostics(&mut self, unit: &str, user: Option<&str>) -> Vec<Detail> {
         let q = shell_quote(unit);
-        let cmds = [
-            (
-                format!("systemctl status {unit}"),
-                self.systemctl(&format!("--no-pager status {q}"), user) + " 2>&1",
-            ),
-            (
-                format!("journalctl -u {unit} -n 30"),
-                match user {
-                    None => format!("journalctl --no-pager -u {q} -n 30 2>&1"),
-                    Some(_) => format!("journalctl --no-pager --user-unit {q} -n 30 2>&1"),
-                },
-            ),
-        ];
-        let mut out = Vec::new();
-        for (title, cmd) in cmds {
-            let deadline = Instant::now() + Duration::from_secs(DIAGNOSTIC_TIMEOUT) + REPLY_MARGIN;
-            if let Ok(reply) = self.m.execute(&cmd, Some(DIAGNOSTIC_TIMEOUT), deadline, self.abort) {
-                out.push(Detail { title, text: reply.text().0 });
-            }
+        let status = self.systemctl(&format!("--no-pager status {q}"), user);
+        let journal = match user {
+            None => format!("journalctl --no-pager -u {q} -n 30"),
+            Some(_) => format!("journalctl --no-pager --user-unit {q} -n 30"),
+        };
+        // `|| :`: commands run under `set -e`, and `systemctl status` of a
+        // failed unit exits 3.
+        let cmd =
+            format!("{{ {status} || :; echo {}; {journal} || :; }} 2>&1", shell_quote(DIAGNOSTIC_SPLIT));
+        let deadline = self.deadline.max(Instant::now()) + DIAGNOSTIC_OVERSHOOT;
+        let Ok(reply) = self.m.execute(&cmd, Some(DIAGNOSTIC_TIMEOUT), deadline, self.abort) else {
+            return Vec::new();
+        };
+        let text = reply.text().0;
+        let (status_text, journal_text) = match text.split_once(DIAGNOSTIC_SPLIT) {
+            Some((s, j)) => (s.trim_end().to_owned(), j.trim_start_matches('\n').to_owned()),
+            // Cut short by the guest-side timeout: what there is.
+            None => (text, String::new()),
+        };
+        let mut out = vec![Detail { title: format!("systemctl status {unit}"), text: status_text }];
+        if !journal_text.is_empty() {
+            out.push(Detail { title: format!("journalctl -u {unit} -n 30"), text: journal_text });
         }
         out
     }

@@ -8,7 +8,11 @@
 # `extra-sandbox-paths` expose them. Everything that cannot exist here (Rust
 # toolchain, NixOS systems) is a clearly named placeholder derivation that
 # evaluates but refuses to build.
-{ system, lib }:
+{
+  system,
+  lib,
+  standInTestFramework ? "current",
+}:
 let
   host = import ./host.nix;
   # Written by ../prepare.sh into its copy of this directory: content hashes
@@ -363,6 +367,7 @@ let
         placeholder
         host
         hostInputs
+        standInTestFramework
         ;
     };
   };

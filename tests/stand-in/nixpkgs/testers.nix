@@ -33,6 +33,7 @@
   placeholder,
   host,
   hostInputs,
+  standInTestFramework,
 }:
 let
   pkgs = self;
@@ -55,6 +56,46 @@ let
     ;
 
   defaultPriority = 100; # real: lib.modules.defaultOverridePriority
+
+  logLevels = [
+    "debug"
+    "info"
+    "warning"
+    "error"
+  ];
+
+  # meta.nix: a submodule (maintainers, timeout, broken, platforms); an
+  # unknown attribute is an error, like any undeclared submodule option.
+  metaTypes = {
+    maintainers = {
+      check = isList;
+      type = "list of raw value";
+    };
+    timeout = {
+      check = v: v == null || builtins.isInt v;
+      type = "null or signed integer";
+    };
+    broken = {
+      check = builtins.isBool;
+      type = "boolean";
+    };
+    platforms = {
+      check = isList;
+      type = "list of raw value";
+    };
+  };
+  checkMeta =
+    m:
+    let
+      unknown = filter (k: !(metaTypes ? ${k})) (attrNames m);
+      bad = filter (k: metaTypes ? ${k} && !(metaTypes.${k}.check m.${k})) (attrNames m);
+    in
+    if unknown != [ ] then
+      throw "The option `meta.${head unknown}' does not exist."
+    else if bad != [ ] then
+      throw "A definition for option `meta.${head bad}' is not of type `${metaTypes.${head bad}.type}'."
+    else
+      m;
 
   # Top-level options of the real test module (files listed above).
   knownOptions = [
@@ -94,6 +135,12 @@ let
     "includeTestScriptReferences" # testScript.nix (internal)
     "machine" # legacy.nix (deprecated alias of nodes.machine)
     "_module"
+  ];
+  legacy = standInTestFramework == "legacy";
+  # Options of driver-configuration.nix, absent from the older framework.
+  newerOptions = [
+    "driverConfiguration"
+    "driverConfigurationFile"
   ];
   readOnlyOptions = [
     "pythonTestDriverPackage"
@@ -237,7 +284,8 @@ let
       modules = [ frameworkModule ] ++ concatMap (collect args "<unknown-file>") (userModules ++ extraModules);
 
       defined = foldl' (acc: m: acc ++ attrNames m.defs) [ ] modules;
-      unknown = filter (o: !(elem o knownOptions) && !(elem o readOnlyOptions)) defined;
+      known = if legacy then filter (o: !(elem o newerOptions)) knownOptions else knownOptions;
+      unknown = filter (o: !(elem o known) && !(elem o readOnlyOptions)) defined;
       readOnlyDefined = filter (o: elem o readOnlyOptions) defined;
 
       defs = definitionsOf modules;
@@ -253,7 +301,10 @@ let
       ) { } (highest (defs "nodes" ++ map (d: d // { value = { machine = d.value; }; }) (defs "machine")));
       defaultsModules = map (d: d.value) (defs "defaults" ++ defs "nodeDefaults");
 
-      config = {
+      # What modules see as `config` (the older framework has no
+      # driver-configuration.nix options).
+      config = if legacy then builtins.removeAttrs fullConfig newerOptions else fullConfig;
+      fullConfig = {
         name = checkType "name" isString "string" (mergeEqual "name" (defs "name"));
         nodes = mapAttrs (n: ms: evalNode (attrNames nodeModules) n (defaultsModules ++ ms)) nodeModules;
         containers = mergeAttrs (defs "containers");
@@ -269,11 +320,17 @@ let
           else
             t;
         driver = checkType "driver" isPackage "package" (mergeUnique "driver" (defs "driver"));
-        globalTimeout = withDefault "globalTimeout" 3600;
+        # driver.nix: types.int.
+        globalTimeout = checkType "globalTimeout" builtins.isInt "signed integer" (
+          withDefault "globalTimeout" 3600
+        );
         enableOCR = withDefault "enableOCR" false;
         skipLint = withDefault "skipLint" false;
         skipTypeCheck = withDefault "skipTypeCheck" false;
-        logLevel = withDefault "logLevel" "info";
+        # driver.nix @01fbdeef: types.enum [ "debug" "info" "warning" "error" ].
+        logLevel = checkType "logLevel" (v: elem v logLevels) "one of ${
+          concatStringsSep ", " (map (l: "\"${l}\"") logLevels)
+        }" (withDefault "logLevel" "info");
         enableDebugHook = withDefault "enableDebugHook" false;
         extraDriverArgs = checkType "extraDriverArgs" isList "list of string" (mergeList (defs "extraDriverArgs"));
         extraPythonPackages = _: [ ];
@@ -285,11 +342,15 @@ let
           package = pkgs.qemu_test;
         }
         // mergeAttrs (defs "qemu");
-        meta = {
-          timeout = 3600;
-          maintainers = [ ];
-        }
-        // mergeAttrs (defs "meta");
+        meta = checkMeta (
+          {
+            timeout = 3600;
+            maintainers = [ ];
+            broken = false;
+            platforms = [ ];
+          }
+          // mergeAttrs (defs "meta")
+        );
         passthru = mergeAttrs (defs "passthru");
         interactive = mergeAttrs (defs "interactive");
         hostPkgs = pkgs;
@@ -324,10 +385,14 @@ let
         else if badNodes != [ ] then
           throw "A definition for option `nodes.${head badNodes}' is not of type `NixOS module'."
         else if unknown != [ ] then
-          throw "The option `${head unknown}' does not exist (stand-in runNixOSTest; known test options: ${concatStringsSep ", " knownOptions})."
+          throw "The option `${head unknown}' does not exist (stand-in runNixOSTest; known test options: ${concatStringsSep ", " known})."
         else if readOnlyDefined != [ ] then
           throw "The option `${head readOnlyDefined}' is read-only, but it's set."
         else if !(isString config.name) then
+          throw "unreachable"
+        # Typed options are checked whenever the configuration is used, as
+        # the module system checks a definition when its option is read.
+        else if !(builtins.isInt config.globalTimeout && isString config.logLevel && isAttrs config.meta) then
           throw "unreachable"
         else
           true;
