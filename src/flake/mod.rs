@@ -273,6 +273,31 @@ mod tests {
     }
 
     #[test]
+    fn computed_values_shared_by_names_are_aliases() {
+        let (info, _) = scan(&[(
+            "flake.nix",
+            r#"{ outputs = { self, lib }: let m = lib.mkModule { }; in { nixosModules = { a = m; default = m; b = lib.mkModule { }; }; }; }"#,
+        )]);
+        let names: Vec<(String, &str)> =
+            info.modules.iter().map(|m| (m.name.clone(), m.kind.name())).collect();
+        assert_eq!(
+            names,
+            vec![("a".into(), "computed"), ("b".into(), "computed"), ("default".into(), "alias")]
+        );
+        assert_eq!(info.modules[2].kind.alias_target(), Some("a"));
+    }
+
+    #[test]
+    fn an_alias_of_a_module_set_is_a_module_set() {
+        let (info, _) = scan(&[(
+            "flake.nix",
+            r#"{ outputs = { self }: { nixosModules = { hm.x = ./x.nix; all = self.nixosModules.hm; }; }; }"#,
+        )]);
+        let set = ModuleKind::ModuleSet { members: vec!["x".into()] };
+        assert_eq!(kinds(&info), vec![("all".into(), set.clone()), ("hm".into(), set)]);
+    }
+
+    #[test]
     fn params_shadow_let_bindings() {
         let (info, _) = scan(&[(
             "flake.nix",

@@ -421,7 +421,16 @@ impl<'a> Walker<'a> {
                         }
                         kind
                     }
-                    Err(reason) => ModuleKind::Computed { reason },
+                    Err(reason) => {
+                        // `let m = mkModule …; in { a = m; b = m; }`: still one module.
+                        if let Ok(def) = self.value_of(&whole.value).and_then(|v| self.deref(&v)) {
+                            let direct = def.file == whole.file
+                                && whole.at.contains_range(def.expr.syntax().text_range());
+                            self.defs
+                                .insert(name.clone(), (def.file, def.expr.syntax().text_range(), direct, n));
+                        }
+                        ModuleKind::Computed { reason }
+                    }
                 }
             } else {
                 let sub = SetView { binds: dotted, opaque: Vec::new() };
@@ -526,8 +535,22 @@ impl<'a> Walker<'a> {
         );
     }
 
-    /// Aliases must point to a module that exists.
+    /// Aliases must point to a module that exists. An alias of a set of
+    /// modules is a set of modules too (not importable).
     fn check_aliases(&mut self) {
+        let sets: Vec<(String, ModuleKind)> = self
+            .modules
+            .values()
+            .filter_map(|m| {
+                let target = self.modules.get(m.kind.alias_target()?)?;
+                (!target.kind.is_module()).then(|| (m.name.clone(), target.kind.clone()))
+            })
+            .collect();
+        for (name, kind) in sets {
+            if let Some(m) = self.modules.get_mut(&name) {
+                m.kind = kind;
+            }
+        }
         let names: Vec<String> = self.modules.keys().cloned().collect();
         let bad: Vec<(String, String)> = self
             .modules

@@ -274,7 +274,16 @@ pub fn build(path: &Path, src_dir: &Path, test: TestSource, name: String, target
 
     let file_name = format!("{name}.nix");
     let symbolic = |expr: &str| computed_value(expr, &items);
-    let (generated_script, description_errors) = super::check_description(&file_name, &d, &symbolic);
+    let (generated_script, mut description_errors) = super::check_description(&file_name, &d, &symbolic);
+    // A variable nothing in the description binds would fail evaluation:
+    // say so now (leftovers already name most of them).
+    let unbound = super::nix::free_vars_of(&d);
+    if !unbound.is_empty() {
+        description_errors.push(format!(
+            "unbound variable(s) {}: Nix will refuse the description until they are defined",
+            unbound.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
+        ));
+    }
     Imported {
         source: path.to_path_buf(),
         line: test.line,
