@@ -36,6 +36,9 @@ declare -A need=(
   [xz]=xz-utils
   [python3]=python3
   [mkfs.ext4]=e2fsprogs
+  # The guests' qcow2 disks and store image (tests/guest/).
+  [qemu-img]=qemu-utils
+  [mkfs.erofs]=erofs-utils
   [nc]=netcat-openbsd
   [git]=git
   # The stock driver's build-time checks of generated testScripts. The

@@ -74,7 +74,7 @@ subtest() { jq -s --arg t "$1" '{action: {subtest: {title: $t, steps: .}}}'; }
     all '{"restore": {"name": "clean"}}'
     succeed true 30
   done
-  step '{"reboot": true}' 600
+  step '"reboot"' 600
   succeed true 30
 } | jq -s '{version: 1, name: "reset", nodes: ["machine"], steps: .}' > "$work/reset.json"
 {

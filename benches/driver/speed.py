@@ -34,6 +34,7 @@ Usage: benches/driver/speed.py [--rounds R] [--count N] [--waits W]
 """
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -106,25 +107,29 @@ class Bare:
         args = (f" -qmp unix:{st}/qmp,server=on,wait=off -monitor unix:{st}/monitor"
                 f" -chardev socket,id=shell,path={st}/shell -device virtio-serial"
                 f" -device virtconsole,chardev=shell -device virtio-rng-pci -serial stdio -no-reboot -nographic")
+        os.makedirs(os.path.join(tmp, "shared-xchg"))
         env = dict(os.environ, TMPDIR=st, USE_TMPDIR="1", SHARED_DIR=os.path.join(tmp, "shared-xchg"))
         self.proc = subprocess.Popen(["/bin/sh", "-c", script + args], cwd=st, env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, start_new_session=True)
-        threading.Thread(target=self._drain, daemon=True).start()
+        self.drain = threading.Thread(target=self._drain, daemon=True)
+        self.drain.start()
         self.monitor, _ = self.listeners["monitor"].accept()
         self.shell, _ = self.listeners["shell"].accept()
         self.spawned = time.time()
 
     def _drain(self):
-        for _ in self.proc.stdout:
-            pass
+        self.console = []
+        for line in self.proc.stdout:
+            self.console = (self.console + [line])[-20:]
 
     def connect(self):
         buf = b""
         while MARKER not in buf:
             chunk = self.shell.recv(1024)
             if not chunk:
-                raise RuntimeError("shell closed before the marker")
+                time.sleep(0.5)
+                raise RuntimeError("shell closed before the marker: " + b"".join(self.console).decode(errors="replace"))
             buf = (buf + chunk)[-2 * len(MARKER):]
         self.connected = time.time()
 
@@ -155,10 +160,8 @@ class Bare:
     def health(self):
         def unit_active():
             # `get_unit_info` parses `systemctl --no-pager show`; one execute.
-            self.shell.sendall(
-                f"timeout 900 bash -c {quote('set -euo pipefail; systemctl --no-pager show \"syshc.service\"')}"
-                " | (base64 -w 0; echo)\n".encode())
-            import base64
+            inner = quote('set -euo pipefail; systemctl --no-pager show "syshc.service"')
+            self.shell.sendall(f"timeout 900 bash -c {inner} | (base64 -w 0; echo)\n".encode())
             out = base64.b64decode(self._line())
             self.shell.sendall(b"echo ${PIPESTATUS[0]}\n")
             self._line()
@@ -173,6 +176,7 @@ class Bare:
         t = time.time()
         os.killpg(self.proc.pid, signal.SIGTERM)
         self.proc.wait()
+        self.drain.join(10)  # QEMU's stdout closed: QEMU is gone
         self.shell.close()
         self.monitor.close()
         return time.time() - t
@@ -204,10 +208,10 @@ def timed(f):
 def driver_round(driver, script, count, waits, latency_waits, protocol):
     def st(timeout, action):
         return {"node": "machine", "timeout": timeout, "action": action}
-    steps = [st(120, {"waitForUnit": "syshc.service"}), st(60, {"waitForOpenPort": 3000}),
+    steps = [st(120, {"waitForUnit": {"unit": "syshc.service"}}), st(60, {"waitForOpenPort": {"port": 3000}}),
              st(30, {"http": {"url": "http://localhost:3000/", "contains": "Healthy"}})]
-    steps += [st(30, {"waitForOpenPort": 3000}) for _ in range(waits)]
-    steps += [st(30, {"waitForUnit": "syshc.service"}) for _ in range(waits)]
+    steps += [st(30, {"waitForOpenPort": {"port": 3000}}) for _ in range(waits)]
+    steps += [st(30, {"waitForUnit": {"unit": "syshc.service"}}) for _ in range(waits)]
     steps += [st(30, {"succeed": {"command": "true"}}) for _ in range(count)]
     for k in range(latency_waits):
         steps.append(st(30, {"succeed": {"command": f"(sleep 1; touch /tmp/xchg/cond{k}) > /dev/null 2>&1 &"}}))
@@ -285,7 +289,7 @@ def main():
     subprocess.run(["bash", os.path.join(ROOT, "tests/guest/build.sh")], check=True, stdout=subprocess.DEVNULL)
     vms = tempfile.mkdtemp(prefix="nvs-vms-")
     script = subprocess.run(["bash", os.path.join(ROOT, "tests/guest/make-vm.sh"), "--out", vms, "--node", "machine",
-                             "--kind", a.kind], check=True, capture_output=True, text=True).stdout.strip()
+                             "--kind", a.kind, "--vlans", ""], check=True, capture_output=True, text=True).stdout.strip()
     load_before = open("/proc/loadavg").read().split()[:3]
     results = {"bare": [], "fast": [], "stock": []}
     for r in range(a.rounds):

@@ -3,6 +3,7 @@
 #
 #   benches/scale/run.sh              # build (release), measure, append to benches/RESULTS.md
 #   benches/scale/run.sh --no-record  # measure only
+#   benches/scale/run.sh --no-build   # use the existing target/release/nixvm-gen
 #
 # Two series, each timed as the best of 3 runs of the release binary:
 #   - `check` on one description with 1k, 10k and 100k steps (parse,
@@ -16,15 +17,16 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 
-record=1
+record=1 build=1
 for arg in "$@"; do
   case "$arg" in
     --no-record) record=0 ;;
-    *) echo "usage: $0 [--no-record]" >&2; exit 2 ;;
+    --no-build) build=0 ;;
+    *) echo "usage: $0 [--no-record] [--no-build]" >&2; exit 2 ;;
   esac
 done
 
-cargo build --release --quiet --bin nixvm-gen
+if [ "$build" -eq 1 ]; then cargo build --release --quiet --bin nixvm-gen; fi
 bin=$root/target/release/nixvm-gen
 work=$(mktemp -d "${TMPDIR:-/tmp}/nixvm-bench-scale.XXXXXX")
 trap 'rm -rf "$work"' EXIT

@@ -143,7 +143,7 @@ pub fn wire(g: &GlobalArgs, config: &Config, args: &WireArgs) -> anyhow::Result<
         Err(e) => return Err(e).with_context(|| format!("failed to read {}", path.display())),
     };
     let opts = match scaffold::wire::WireOptions::from_config(config) {
-        Ok(o) => o,
+        Ok(o) => scaffold::wire::WireOptions { hydra_jobs: g.hydra_jobs, ..o },
         Err(e) => return usage_or_err(e),
     };
     let display = path.display().to_string();
@@ -172,16 +172,6 @@ pub fn wire(g: &GlobalArgs, config: &Config, args: &WireArgs) -> anyhow::Result<
                 }
                 for n in &outcome.notes {
                     say!("note: {n}");
-                }
-                if g.hydra_jobs {
-                    say!(
-                        "note: for hydraJobs, add next to `checks` (flake-utils and flake-parts: at the top \
-                         level of the outputs): hydraJobs = import ./{} {{ inherit self nixpkgs; {} = \
-                         inputs.{}; hydraJobs = true; }};",
-                        opts.output,
-                        config.input_name,
-                        config.input_name
-                    );
                 }
                 if !config.output_path().exists() {
                     say!(

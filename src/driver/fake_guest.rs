@@ -786,17 +786,24 @@ fn steps_on_unknown_nodes_are_rejected_up_front() {
 
 /// Runs the interactive prompt against the fake guest with `script` written
 /// to its stdin through a pipe (closed afterwards: EOF ends the session);
-/// a line `<pause>` is not written but makes the writer wait two seconds
-/// (lines are written ahead of the prompt, which may still be booting).
+/// a line `<poweroff>` is not written but makes the writer wait until the
+/// fake's `poweroff` stub has run, and one second more (lines are written
+/// ahead of the prompt, which may still be booting the node on a loaded
+/// machine, so a fixed pause is not enough).
 /// Returns the exit code, the prompt's output and the log.
 fn repl(fake: &FakeRun, script: &str, signals: &ReplSignals) -> (i32, String, String) {
     let (reader, mut writer) = std::io::pipe().unwrap();
     let script = script.to_owned();
+    let marker = fake.tmp.path().join("vm-state-machine").join("poweroff-called");
     let feeder = std::thread::spawn(move || {
         use std::io::Write;
         for line in script.split_inclusive('\n') {
-            if line.trim() == "<pause>" {
-                std::thread::sleep(Duration::from_secs(2));
+            if line.trim() == "<poweroff>" {
+                let t = Instant::now();
+                while !marker.exists() && t.elapsed() < Duration::from_secs(30) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                std::thread::sleep(Duration::from_secs(1));
             } else {
                 // The prompt may have quit already: later lines are not read.
                 let _ = writer.write_all(line.as_bytes());
@@ -853,7 +860,7 @@ fn interactive_commands_start_the_node_on_demand_and_quit_cleans_up() {
     let (code, out, log) = repl(
         &fake,
         "machine: echo up\nstep 1\nshutdown machine\nnodes\nstart machine\n\
-         machine: (sleep 0.2; poweroff) >/dev/null 2>&1 &\n<pause>\nnodes\nquit\nnodes\n",
+         machine: (sleep 0.2; poweroff) >/dev/null 2>&1 &\n<poweroff>\nnodes\nquit\nnodes\n",
         &ReplSignals::default(),
     );
     assert_eq!(code, 0);

@@ -43,6 +43,9 @@ pub struct WireOptions {
     pub input_name: String,
     /// URL written when the input is missing.
     pub url: String,
+    /// Also add `hydraJobs = import ./<output> { …; hydraJobs = true; };`
+    /// (`--hydra-jobs`).
+    pub hydra_jobs: bool,
 }
 
 impl WireOptions {
@@ -52,6 +55,7 @@ impl WireOptions {
             output: super::init::nix_relative_path("output file", &config.output)?,
             input_name: config.input_name.clone(),
             url: super::NIXVM_GEN_FLAKE_URL.to_string(),
+            hydra_jobs: false,
         })
     }
 }
@@ -183,7 +187,9 @@ impl<'a> Wiring<'a> {
         let outputs_value = outputs.value();
         let wired = outputs_value.as_ref().is_some_and(|v| self.mentions_output(v.syntax()));
         let has_input = has_input(&top, &self.opts.input_name);
-        if wired && has_input {
+        let wants_hydra = self.opts.hydra_jobs
+            && !outputs_value.as_ref().is_some_and(|v| v.syntax().text().to_string().contains("hydraJobs"));
+        if wired && has_input && !wants_hydra {
             return Ok(());
         }
         if !has_input
@@ -219,7 +225,38 @@ impl<'a> Wiring<'a> {
         if !wired {
             self.wire_checks(&lambda, !has_input)?;
         }
+        if wants_hydra {
+            self.wire_hydra_jobs(&lambda, !has_input)?;
+        }
         Ok(())
+    }
+
+    /// `hydraJobs = import ./<output> { …; hydraJobs = true; };` next to
+    /// the checks (flake-parts: `flake.hydraJobs`). Not per system: with
+    /// flake-utils the user adds it outside `eachDefaultSystem` (a note says how).
+    fn wire_hydra_jobs(&mut self, lambda: &ast::Lambda, input_added: bool) -> Result<(), WireError> {
+        let Some(body) = lambda.body() else {
+            return Ok(());
+        };
+        let target = self.locate(body)?;
+        let (refs, _) = self.import_refs(lambda, input_added);
+        let output = self.opts.output.clone();
+        let value = |indent: Option<&str>| import_text_with(&output, &refs, indent, &["hydraJobs = true;"]);
+        let merge = |old: &str| format!("({old}) // ({})", value(None));
+        match target {
+            Target::Outputs(set) => self.merge_into(&set, &["hydraJobs"], &value, &merge),
+            Target::FlakeParts(module) => match find_binding(&module, &["flake"]).map(|b| b.value()) {
+                Some(Some(ast::Expr::AttrSet(set))) => self.merge_into(&set, &["hydraJobs"], &value, &merge),
+                _ => self.merge_into(&module, &["flake", "hydraJobs"], &value, &merge),
+            },
+            Target::PerSystem { .. } => {
+                self.notes.push(format!(
+                    "hydraJobs is not per system: add `hydraJobs = {};` to the outputs outside the per-system function",
+                    value(None)
+                ));
+                Ok(())
+            }
+        }
     }
 
     /// Whether `node` contains the path literal `./<output>`.
@@ -650,7 +687,13 @@ fn import_args(refs: &[(String, Ref)]) -> Vec<String> {
 /// `import ./<output> { … }` on one line, or over several lines when an
 /// indentation is given.
 fn import_text(output: &str, refs: &[(String, Ref)], indent: Option<&str>) -> String {
-    let args = import_args(refs);
+    import_text_with(output, refs, indent, &[])
+}
+
+/// [`import_text`] with more arguments after the inputs.
+fn import_text_with(output: &str, refs: &[(String, Ref)], indent: Option<&str>, extra: &[&str]) -> String {
+    let mut args = import_args(refs);
+    args.extend(extra.iter().map(|a| a.to_string()));
     match indent {
         None => format!("import ./{output} {{ {} }}", args.join(" ")),
         Some(indent) => {
@@ -907,7 +950,37 @@ mod tests {
             output: "nix/checks.generated.nix".into(),
             input_name: "nixvm-gen".into(),
             url: "github:nixvm-gen/nixvm-gen".into(),
+            hydra_jobs: false,
         }
+    }
+
+    #[test]
+    fn hydra_jobs_next_to_checks() {
+        let o = WireOptions { hydra_jobs: true, ..opts() };
+        let src = "{\n  inputs.nixpkgs.url = \"x\";\n  outputs = { self, nixpkgs }: {\n    packages = { };\n  };\n}\n";
+        let out = wire(src, &o).unwrap();
+        assert!(
+            out.text.contains(
+                "    hydraJobs = import ./nix/checks.generated.nix {\n      inherit self nixpkgs nixvm-gen;\n      \
+                 hydraJobs = true;\n    };\n"
+            ),
+            "{}",
+            out.text
+        );
+        assert!(out.text.contains("checks = import"), "{}", out.text);
+        assert!(wire(&out.text, &o).unwrap().edits.is_empty(), "not idempotent");
+        // An already wired flake gets only hydraJobs.
+        let plain = wire(src, &opts()).unwrap().text;
+        let more = wire(&plain, &o).unwrap();
+        assert_eq!(more.edits.len(), 1, "{:?}", more.edits);
+        assert_eq!(more.text.matches("checks = import").count(), 1, "{}", more.text);
+        assert!(more.text.contains("hydraJobs = true;"), "{}", more.text);
+        assert!(rnix::Root::parse(&more.text).errors().is_empty(), "{}", more.text);
+        // flake-utils: a note, no edit inside the per-system function.
+        let fu = "{ outputs = { self, nixpkgs, flake-utils, nixvm-gen }: flake-utils.lib.eachDefaultSystem (system: { }); inputs.nixvm-gen.url = \"u\"; }";
+        let r = wire(fu, &o).unwrap();
+        assert!(!r.text.contains("hydraJobs = true"), "{}", r.text);
+        assert!(r.notes.iter().any(|n| n.contains("hydraJobs is not per system")), "{:?}", r.notes);
     }
 
     fn wired(text: &str) -> String {
@@ -950,8 +1023,12 @@ mod tests {
 
     #[test]
     fn custom_input_name_and_output() {
-        let o =
-            WireOptions { output: "ci/vm.nix".into(), input_name: "vmgen".into(), url: "github:x/y".into() };
+        let o = WireOptions {
+            output: "ci/vm.nix".into(),
+            input_name: "vmgen".into(),
+            url: "github:x/y".into(),
+            hydra_jobs: false,
+        };
         let out = wire("{ outputs = { self, nixpkgs, ... }@i: { }; }", &o).unwrap();
         assert_eq!(
             out.text,

@@ -169,6 +169,7 @@ def main():
     env = dict(os.environ)
     env["PATH"] = os.path.join(HERE, "bin") + ":" + env.get("PATH", "")
     env["FAKE_QEMU_PID"] = str(os.getpid())
+    env["FAKE_STATE_DIR"] = os.getcwd()
     env.setdefault("FAKE_UNITS", os.path.join(os.getcwd(), "units"))
     shared = env.get("SHARED_DIR", os.path.join(os.getcwd(), "xchg"))
     # Its own session: the driver's SIGTERM to our group must reach us first,

@@ -871,3 +871,31 @@ fn snapshot_with_the_store_on_9p_fails_with_qemus_reason() {
     assert!(!text.contains("mount_tag 'shared'"), "shared and xchg were unmounted: {text}");
     assert!(world.leftovers().is_empty(), "no process survives: {:?}", world.leftovers());
 }
+
+/// The busybox guest (no systemd, busybox `date` without fractions, root
+/// file system in RAM, an empty qcow2 disk for the VM state).
+#[test]
+fn restore_works_on_the_busybox_guest() {
+    let clock_ok = "touch /tmp/xchg/clock; d=$(( $(date +%s) - $(stat -c %Y /tmp/xchg/clock) )); \
+                    echo \"guest clock off by $d s\"; [ \"${d#-}\" -le 3 ]";
+    let Some(world) = vm_test_with_store(
+        Kind::Busybox,
+        Store::Image,
+        &["machine"],
+        vec![
+            succeed("machine", 60.0, "true"),
+            all_nodes(Action::Snapshot { name: "s".into() }),
+            succeed("machine", 30.0, "touch /tmp/gone /tmp/shared/gone"),
+            step("machine", 10.0, Action::Sleep { seconds: 5.0 }),
+            all_nodes(Action::Restore { name: "s".into() }),
+            succeed("machine", 30.0, "test ! -e /tmp/gone && test ! -e /tmp/shared/gone"),
+            succeed("machine", 30.0, clock_ok),
+        ],
+    ) else {
+        return;
+    };
+    let run = world.run();
+    assert_eq!(run.status.code(), Some(0), "driver failed (output above)");
+    assert!(statuses(&run.report).iter().all(|s| s == "passed"));
+    assert!(world.leftovers().is_empty(), "no process survives: {:?}", world.leftovers());
+}

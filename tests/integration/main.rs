@@ -12,6 +12,7 @@ mod fanout;
 mod flake;
 mod flake_constructs;
 mod flake_real_world;
+mod fuzz;
 mod hostile;
 mod import;
 mod nix;

@@ -776,16 +776,14 @@ fn hydra_jobs_evaluate_against_the_stand_in() {
     let mut cmd = util::nixvm_gen();
     cmd.arg("--flake").arg(&project).args(["--hydra-jobs", "check"]);
     util::assert_code(&util::run(&mut cmd), 0);
-    // What `wire --hydra-jobs` adds next to `checks`.
-    let flake = std::fs::read_to_string(project.join("flake.nix")).unwrap();
-    let wired = flake.replacen(
-        "      checks = import",
-        "      hydraJobs = import ./nix/checks.generated.nix {\n        inherit self nixpkgs;\n        \
-         nixvm-gen = inputs.nixvm-gen;\n        hydraJobs = true;\n      };\n      checks = import",
-        1,
-    );
-    assert_ne!(wired, flake);
-    std::fs::write(project.join("flake.nix"), wired).unwrap();
+    // `wire --hydra-jobs` adds `hydraJobs` next to the existing `checks`.
+    let before = std::fs::read_to_string(project.join("flake.nix")).unwrap();
+    let mut cmd = util::nixvm_gen();
+    cmd.arg("--flake").arg(&project).args(["--hydra-jobs", "wire"]);
+    util::assert_code(&util::run(&mut cmd), 0);
+    let after = std::fs::read_to_string(project.join("flake.nix")).unwrap();
+    assert_ne!(before, after);
+    assert!(after.contains("hydraJobs = true;"), "{after}");
     // hydraJobs.<test>.<system>: the same derivations as checks.<system>.<test>.
     let jobs = json(&nix(
         "eval",

@@ -320,6 +320,11 @@ impl Runner<'_> {
         mut judge: impl FnMut(&mut Self, Reply) -> Result<Option<T>, StepError>,
     ) -> Result<Option<T>, StepError> {
         self.poll(|r| {
+            // The framing decides the loop's code: boot and connect first
+            // (a no-op unless the node was shut down).
+            let deadline = r.deadline;
+            r.m.start(deadline, r.abort).map_err(|e| r.vm_error(e, None))?;
+            r.m.connect(deadline, r.abort).map_err(|e| r.vm_error(e, None))?;
             let budget = r.remaining().min(SLOW_NOTE);
             let protocol = r.m.protocol();
             let guest = match protocol {
