@@ -59,8 +59,19 @@ pub fn discover(config: &Config, flake: &FlakeInfo) -> Result<Vec<PathBuf>, Proj
                 let name = entry.file_name();
                 let is_nix = Path::new(&name).extension().is_some_and(|e| e == "nix");
                 // `metadata` follows symlinks: a linked description counts.
-                if is_nix && std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) {
+                if !is_nix {
+                    continue;
+                }
+                if std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) {
                     files.push(config.tests_dir.join(name));
+                } else if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    // A dangling link, a link loop, a FIFO: say so rather than
+                    // silently check fewer tests (issue 11).
+                    let source = std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "it is not a regular file (a dangling or looping link, a FIFO, a socket or a device)",
+                    );
+                    return Err(ProjectError::Read { path: entry.path(), source });
                 }
             }
         }

@@ -220,7 +220,9 @@ fn exit_code_of(err: &anyhow::Error) -> i32 {
         // A description that is not UTF-8, or a `--tests-dir` that names a
         // file, is the user's to fix.
         if e.downcast_ref::<project::ProjectError>().is_some_and(|e| match e {
-            project::ProjectError::Read { source, .. } => source.kind() == std::io::ErrorKind::InvalidData,
+            project::ProjectError::Read { source, .. } => {
+                matches!(source.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput)
+            }
             project::ProjectError::ReadDir { source, .. } => {
                 source.kind() == std::io::ErrorKind::NotADirectory
             }

@@ -132,6 +132,7 @@ __nixvm_poll() {
     n=${EPOCHREALTIME//[!0-9]/}
     [ "$n" -lt "$end" ] || break
     p=$(( n - t < 50000 ? 50000 : n - t > 1000000 ? 1000000 : n - t ))
+    p=$(( p > end - n ? end - n : p ))
     printf -v p '%d.%06d' $(( p / 1000000 )) $(( p % 1000000 ))
     read -r -t "$p" -u "$__nixvm_z" || :
   done

@@ -114,3 +114,25 @@ fn control_characters_are_not_printed_raw() {
         assert!(stderr(&out).contains("\\u{1b}") || stderr(&out).contains('?'), "{cmd}: {}", stderr(&out));
     }
 }
+
+/// Entries of `tests/vm` that are not regular files (a dangling link, a
+/// link loop, a FIFO) are refused with exit 2, not skipped silently.
+#[test]
+fn non_regular_descriptions_are_refused() {
+    let flake = std::fs::read_to_string(util::root().join("examples/health/flake.nix")).expect("read");
+    for make in ["dangling", "loop", "fifo"] {
+        let dir = flake_with(&flake);
+        let entry = dir.path().join("tests/vm/broken.nix");
+        match make {
+            "dangling" => std::os::unix::fs::symlink("missing.nix", &entry).expect("symlink"),
+            "loop" => std::os::unix::fs::symlink("broken.nix", &entry).expect("symlink"),
+            _ => {
+                let c = std::ffi::CString::new(entry.as_os_str().as_encoded_bytes()).expect("path");
+                // SAFETY: a valid NUL-terminated path.
+                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            }
+        }
+        let out = gen_bounded(dir.path(), &["check"]);
+        assert_refused(&out, 2, "not a regular file");
+    }
+}
