@@ -98,6 +98,8 @@ pub struct TestView {
     /// The evaluated description (`description = …;` in the test module),
     /// when the test refers to it: a function description, or computed values.
     pub description: Option<String>,
+    /// The description's `test` module, imported into the test module.
+    pub test_module: Option<String>,
 }
 
 /// One node: the modules it imports.
@@ -229,6 +231,10 @@ fn test_view(spec: &TestSpec, project: &Project, output_dir: &[String]) -> Resul
         nodes,
         script,
         plan,
+        test_module: spec.test_module.then(|| match &evaluated {
+            Some(_) => "description.test".to_string(),
+            None => format!("(import {description}).test"),
+        }),
         description: evaluated,
     })
 }

@@ -345,6 +345,10 @@ impl<'a> ScriptGen<'a> {
                 }
                 out.push(format!("{node}.screenshot({})", python_string(name)));
             }
+            Action::Python { code } => {
+                // The escape hatch: the author's own lines, at this block's level.
+                out.extend(code.trim_end_matches('\n').split('\n').map(|l| l.trim_end().to_string()));
+            }
             Action::Snapshot { name } | Action::Restore { name } => {
                 // Only nixvm-driver runs these (validation refuses them for
                 // the Python backend; docs/snapshots.md says why the stock
@@ -560,6 +564,7 @@ mod tests {
             steps,
             function: false,
             computed: Vec::new(),
+            test_module: false,
         }
     }
 

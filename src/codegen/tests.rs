@@ -59,6 +59,7 @@ fn health(backend: Backend) -> TestSpec {
         ],
         function: false,
         computed: Vec::new(),
+        test_module: false,
     }
 }
 

@@ -66,6 +66,9 @@ pub struct TestSpec {
     /// Values only Nix can compute; steps hold placeholders for them
     /// ([`computed::placeholder`]).
     pub computed: Vec<computed::Computed>,
+    /// The description has a `test` module (more runNixOSTest options),
+    /// imported by reference like the nodes.
+    pub test_module: bool,
 }
 
 /// Which test driver runs the generated test.
@@ -175,6 +178,11 @@ pub enum Action {
     Restore {
         name: String,
     },
+    /// Python for the stock driver, copied into the testScript verbatim
+    /// (backend = "python" only; validation refuses it otherwise).
+    Python {
+        code: String,
+    },
 }
 
 fn default_status() -> u16 {
@@ -267,6 +275,7 @@ impl Action {
             Action::Subtest { .. } => "subtest",
             Action::Snapshot { .. } => "snapshot",
             Action::Restore { .. } => "restore",
+            Action::Python { .. } => "python",
         }
     }
 
@@ -275,7 +284,11 @@ impl Action {
     pub fn needs_node(&self) -> bool {
         !matches!(
             self,
-            Action::Sleep { .. } | Action::Subtest { .. } | Action::Snapshot { .. } | Action::Restore { .. }
+            Action::Sleep { .. }
+                | Action::Subtest { .. }
+                | Action::Snapshot { .. }
+                | Action::Restore { .. }
+                | Action::Python { .. }
         )
     }
 
@@ -297,7 +310,7 @@ impl Action {
             Action::Shutdown | Action::Crash => Some(120.0),
             Action::Block | Action::Unblock => Some(30.0),
             Action::Snapshot { .. } | Action::Restore { .. } => Some(300.0),
-            Action::Sleep { .. } | Action::Subtest { .. } => None,
+            Action::Sleep { .. } | Action::Subtest { .. } | Action::Python { .. } => None,
         }
     }
 }
@@ -333,4 +346,5 @@ pub const ACTION_KEYS: &[&str] = &[
     "copyFromVm",
     "screenshot",
     "subtest",
+    "python",
 ];

@@ -139,6 +139,7 @@ mod tests {
             steps,
             function: false,
             computed: Vec::new(),
+            test_module: false,
         }
     }
 

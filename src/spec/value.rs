@@ -106,6 +106,9 @@ enum Shape {
     Nodes,
     /// Inside a node: not lowered at all.
     Module,
+    /// `test`: a runNixOSTest module; its top-level names are read, its
+    /// values are modules.
+    Test,
     Data,
 }
 
@@ -113,8 +116,9 @@ impl Shape {
     fn child(self, key: &str) -> Shape {
         match self {
             Shape::Top if key == "nodes" => Shape::Nodes,
+            Shape::Top if key == "test" => Shape::Test,
             Shape::Top | Shape::Data => Shape::Data,
-            Shape::Nodes | Shape::Module => Shape::Module,
+            Shape::Nodes | Shape::Module | Shape::Test => Shape::Module,
         }
     }
 }
@@ -265,7 +269,7 @@ impl Lowering<'_> {
 
     fn expr(&mut self, expr: &ast::Expr, shape: Shape, depth: usize) -> Value {
         let span = self.span(expr.syntax());
-        if shape == Shape::Module {
+        if shape == Shape::Module || (shape == Shape::Test && !matches!(expr, ast::Expr::AttrSet(_))) {
             return Value { kind: Kind::Module, span };
         }
         if depth > MAX_DEPTH {

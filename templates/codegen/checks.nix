@@ -44,6 +44,9 @@ let
 {%- endif %}
         {
           name = {{ test.name }};
+{%- if let Some(module) = test.test_module %}
+          imports = [ {{ module }} ];
+{%- endif %}
 {%- if let Some(seconds) = test.global_timeout %}
           globalTimeout = {{ seconds }};
 {%- endif %}

@@ -46,6 +46,7 @@
     # { unblock = true; }
     # { copyFromVm = "/var/log/app.log"; targetDir = "logs"; }
     # { screenshot = "after-login"; }
+    # { python = "machine.send_chars('hello')"; }  # backend = "python" only: the stock driver's Python
     # {
     #   subtest = "the service restarts";
     #   # isolate = true;  # its subtests each start from the same state

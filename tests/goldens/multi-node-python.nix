@@ -66,6 +66,10 @@ let
 
             # tests/vm/client-server.nix:32: waitUntilFails
             client.wait_until_fails("ping -c 1 nowhere", timeout=300)
+
+            # tests/vm/client-server.nix:37: python
+            hostname = server.succeed("hostname").strip()
+            assert hostname == "server", hostname
           '';
         }
       );

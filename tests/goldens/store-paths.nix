@@ -36,6 +36,7 @@ let
         in
         {
           name = "greeting";
+          imports = [ description.test ];
           nodes.client = {
             imports = [
               self.nixosModules.default
@@ -54,31 +55,31 @@ let
 
             start_all()
 
-            # tests/vm/greeting.nix:14: waitForUnit
+            # tests/vm/greeting.nix:19: waitForUnit
             server.wait_for_unit("syshc.service", timeout=300)
 
-            # tests/vm/greeting.nix:14: waitForUnit
+            # tests/vm/greeting.nix:19: waitForUnit
             server.wait_for_unit("multi-user.target", timeout=300)
 
-            # tests/vm/greeting.nix:15: waitForOpenPort
+            # tests/vm/greeting.nix:20: waitForOpenPort
             server.wait_for_open_port(3000, timeout=300)
 
-            # tests/vm/greeting.nix:16: succeed
-            out = client.succeed(${builtins.toJSON (nixvmValue "tests/vm/greeting.nix:17: `succeed`" "string" null (builtins.elemAt description.steps 3).succeed)}, timeout=120)
-            assert out.rstrip("\n") == "Hello, world", "%s: expected the output to be %r, got %r" % ("tests/vm/greeting.nix:16", "Hello, world", out)
-
             # tests/vm/greeting.nix:21: succeed
-            out = client.succeed(${builtins.toJSON (nixvmValue "tests/vm/greeting.nix:22: `succeed`" "string" null (builtins.elemAt description.steps 4).succeed)}, timeout=120)
-            assert ${builtins.toJSON (nixvmValue "tests/vm/greeting.nix:23: `expect.contains`" "string" null (builtins.elemAt description.steps 4).expect.contains)} in out, "%s: expected the output to contain %r, got %r" % ("tests/vm/greeting.nix:21", ${builtins.toJSON (nixvmValue "tests/vm/greeting.nix:23: `expect.contains`" "string" null (builtins.elemAt description.steps 4).expect.contains)}, out)
+            out = client.succeed(${builtins.toJSON (nixvmValue "tests/vm/greeting.nix:22: `succeed`" "string" null (builtins.elemAt description.steps 3).succeed)}, timeout=120)
+            assert out.rstrip("\n") == "Hello, world", "%s: expected the output to be %r, got %r" % ("tests/vm/greeting.nix:21", "Hello, world", out)
 
-            # tests/vm/greeting.nix:26: http
+            # tests/vm/greeting.nix:26: succeed
+            out = client.succeed(${builtins.toJSON (nixvmValue "tests/vm/greeting.nix:27: `succeed`" "string" null (builtins.elemAt description.steps 4).succeed)}, timeout=120)
+            assert ${builtins.toJSON (nixvmValue "tests/vm/greeting.nix:28: `expect.contains`" "string" null (builtins.elemAt description.steps 4).expect.contains)} in out, "%s: expected the output to contain %r, got %r" % ("tests/vm/greeting.nix:26", ${builtins.toJSON (nixvmValue "tests/vm/greeting.nix:28: `expect.contains`" "string" null (builtins.elemAt description.steps 4).expect.contains)}, out)
+
+            # tests/vm/greeting.nix:31: http
             out = client.succeed("curl --silent --show-error --location --write-out '\\n%{http_code}' --url http://server:3000/", timeout=120)
             body, _, code = out.rpartition("\n")
-            assert code == "200", "%s: expected HTTP status %s from %s, got %s (body: %r)" % ("tests/vm/greeting.nix:26", "200", "http://server:3000/", code, body)
-            assert "Healthy" in body, "%s: expected the response body to contain %r, got %r" % ("tests/vm/greeting.nix:26", "Healthy", body)
+            assert code == "200", "%s: expected HTTP status %s from %s, got %s (body: %r)" % ("tests/vm/greeting.nix:31", "200", "http://server:3000/", code, body)
+            assert "Healthy" in body, "%s: expected the response body to contain %r, got %r" % ("tests/vm/greeting.nix:31", "Healthy", body)
 
-            # tests/vm/greeting.nix:31: waitForFile
-            client.wait_for_file(shlex.quote(${builtins.toJSON (nixvmValue "tests/vm/greeting.nix:31: `waitForFile`" "string" null (builtins.elemAt description.steps 6).waitForFile)}), timeout=300)
+            # tests/vm/greeting.nix:36: waitForFile
+            client.wait_for_file(shlex.quote(${builtins.toJSON (nixvmValue "tests/vm/greeting.nix:36: `waitForFile`" "string" null (builtins.elemAt description.steps 6).waitForFile)}), timeout=300)
           '';
           driver = lib.mkForce (
             nixvm-gen.lib.mkDriver {
@@ -104,13 +105,13 @@ let
                   }
                   {
                     action = {
-                      succeed = { command = (nixvmValue "tests/vm/greeting.nix:17: `succeed`" "string" null (builtins.elemAt description.steps 3).succeed); expect = { equals = "Hello, world"; }; };
+                      succeed = { command = (nixvmValue "tests/vm/greeting.nix:22: `succeed`" "string" null (builtins.elemAt description.steps 3).succeed); expect = { equals = "Hello, world"; }; };
                     };
                     node = "client";
                     timeout = 120.0;
                   }
                   {
-                    action = { succeed = { command = (nixvmValue "tests/vm/greeting.nix:22: `succeed`" "string" null (builtins.elemAt description.steps 4).succeed); expect = { contains = (nixvmValue "tests/vm/greeting.nix:23: `expect.contains`" "string" null (builtins.elemAt description.steps 4).expect.contains); }; }; };
+                    action = { succeed = { command = (nixvmValue "tests/vm/greeting.nix:27: `succeed`" "string" null (builtins.elemAt description.steps 4).succeed); expect = { contains = (nixvmValue "tests/vm/greeting.nix:28: `expect.contains`" "string" null (builtins.elemAt description.steps 4).expect.contains); }; }; };
                     node = "client";
                     timeout = 120.0;
                   }
@@ -122,7 +123,7 @@ let
                     timeout = 120.0;
                   }
                   {
-                    action = { waitForFile = { path = (nixvmValue "tests/vm/greeting.nix:31: `waitForFile`" "string" null (builtins.elemAt description.steps 6).waitForFile); }; };
+                    action = { waitForFile = { path = (nixvmValue "tests/vm/greeting.nix:36: `waitForFile`" "string" null (builtins.elemAt description.steps 6).waitForFile); }; };
                     node = "client";
                     timeout = 300.0;
                   }

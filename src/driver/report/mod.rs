@@ -104,6 +104,7 @@ pub struct RunReport {
 /// Human description of a step, worded like the stock driver's log blocks.
 pub fn describe(step: &Step) -> String {
     match &step.action {
+        Action::Python { .. } => "python code for the stock driver".to_string(),
         Action::WaitForUnit { unit, user } => match user {
             Some(u) => format!("waiting for unit {unit} with user {u}"),
             None => format!("waiting for unit {unit}"),

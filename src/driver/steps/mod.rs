@@ -135,6 +135,11 @@ pub fn run_step(ctx: &mut StepCtx<'_>, step: &Step) -> StepResult {
         Action::Sleep { .. } | Action::Subtest { .. } | Action::Snapshot { .. } | Action::Restore { .. } => {
             Ok(())
         }
+        // Validation allows these only with the Python backend.
+        Action::Python { .. } => Err(StepError::failed(Failure::new(
+            "a `python` step needs the stock driver (backend = \"python\"); nixvm-driver cannot run Python"
+                .to_string(),
+        ))),
     }
 }
 

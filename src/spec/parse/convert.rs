@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::diagnostic::{Diagnostic, Span};
 use crate::spec::computed::{self, Computed, ComputedType};
-use crate::spec::parse::{KNOWN_SYSTEMS, TOP_KEYS, valid_test_name};
+use crate::spec::parse::{KNOWN_SYSTEMS, TEST_CLASHES, TEST_OPTIONS, TOP_KEYS, valid_test_name};
 use crate::spec::validate::did_you_mean;
 use crate::spec::value::{Entry, Kind, Value};
 use crate::spec::{Backend, TestSpec};
@@ -127,6 +127,7 @@ pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>
         steps: Vec::new(),
         function: false,
         computed: Vec::new(),
+        test_module: false,
     };
     // Nodes first: steps are checked against them.
     match entries.iter().find(|e| e.key == "nodes") {
@@ -213,6 +214,12 @@ pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>
                     spec.steps = c.steps(items);
                 }
             }
+            "test" => {
+                spec.test_module = true;
+                if let Kind::Attrs(options) = &v.kind {
+                    c.test_options(options);
+                }
+            }
             other => c.unknown_key("unknown_top_level_key", e, TOP_KEYS, &top_key_hint(other)),
         }
     }
@@ -231,8 +238,62 @@ pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>
                 .with_hint("add what the test does: `steps = [ { waitForUnit = \"multi-user.target\"; } ];`"),
         );
     }
+    if spec.backend == Backend::Rust {
+        c.python_needs_python_backend(&spec.steps);
+    }
     spec.computed = c.computed;
     Some(spec)
+}
+
+impl Conv<'_> {
+    /// The names a `test` module sets: runNixOSTest options, and none that
+    /// the generated check sets itself.
+    fn test_options(&mut self, options: &[Entry]) {
+        for e in options {
+            if let Some((_, why)) = TEST_CLASHES.iter().find(|(k, _)| *k == e.key) {
+                self.diags.push(
+                    Diagnostic::error(
+                        "test_option_clash",
+                        Some(e.key_span),
+                        format!("`test.{}` cannot be set", e.key),
+                    )
+                    .with_label("set by the generated check")
+                    .with_hint(format!("{why}; remove it from `test`")),
+                );
+            } else if e.key == "globalTimeout" {
+                // Fine unless `timeout` sets it too; Nix reports that clash.
+            } else if !TEST_OPTIONS.contains(&e.key.as_str()) {
+                self.unknown_key(
+                    "unknown_test_option",
+                    e,
+                    TEST_OPTIONS,
+                    "`test` takes runNixOSTest options such as `defaults`, `node.specialArgs`, `extraPythonPackages`, `skipTypeCheck`",
+                );
+            }
+        }
+    }
+
+    /// `{ python = ''…''; }` is the stock driver's; nixvm-driver cannot run it.
+    fn python_needs_python_backend(&mut self, steps: &[crate::spec::Step]) {
+        for step in steps {
+            match &step.action {
+                crate::spec::Action::Python { .. } => self.diags.push(
+                    Diagnostic::error(
+                        "python_needs_python_backend",
+                        step.span,
+                        "a `python` step runs only with `backend = \"python\"`",
+                    )
+                    .with_label("Python code for the stock driver")
+                    .with_hint(
+                        "write the step declaratively (`succeed`, `waitUntilSucceeds` with `expect`, `capture`, …; \
+                         see docs/descriptions.md, \"Coming from Python\"), or set `backend = \"python\";`",
+                    ),
+                ),
+                crate::spec::Action::Subtest { steps, .. } => self.python_needs_python_backend(steps),
+                _ => {}
+            }
+        }
+    }
 }
 
 /// Extra advice for well-known wrong top-level keys.
@@ -369,6 +430,7 @@ impl Conv<'_> {
         let place = match code {
             "unknown_step_key" => "in a step",
             "unknown_expect_key" => "in `expect`",
+            "unknown_test_option" => "in `test`",
             "unknown_http_key" => "in `http`",
             _ => "in the description",
         };

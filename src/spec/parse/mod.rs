@@ -40,7 +40,55 @@ use syntax::syntax_error;
 
 /// Keys of the top-level attribute set.
 pub const TOP_KEYS: &[&str] =
-    &["name", "description", "nodes", "modules", "systems", "backend", "timeout", "isolate", "steps"];
+    &["name", "description", "nodes", "modules", "systems", "backend", "timeout", "isolate", "steps", "test"];
+/// Top-level options of `runNixOSTest`'s test module that a description's
+/// `test` module may set. Read from NixOS/nixpkgs `nixos/lib/testing/`:
+/// nodes.nix (5b19d6957a86944b11e1c2ed8a7e276bea2eaa52: nodes, defaults,
+/// node.*, minimal), driver.nix (0b73a0c2114322292ae614235b7c50da19226483:
+/// driver, globalTimeout, enableOCR, extraPythonPackages, extraDriverArgs,
+/// skipLint, skipTypeCheck, logLevel, qemu, hostPkgs, sshBackdoor,
+/// enableDebugHook), testScript.nix (00f5ae0602cb0b82fca5916fb1b68b6b2f4ea531),
+/// interactive.nix, meta.nix, name.nix, network.nix, run.nix (passthru,
+/// rawTestDerivationArg); plus the module-system keys.
+pub const TEST_OPTIONS: &[&str] = &[
+    "defaults",
+    "nodeDefaults",
+    "containers",
+    "containerDefaults",
+    "extraBaseModules",
+    "extraBaseNodeModules",
+    "node",
+    "minimal",
+    "hostPkgs",
+    "qemu",
+    "globalTimeout",
+    "enableOCR",
+    "extraPythonPackages",
+    "extraDriverArgs",
+    "skipLint",
+    "skipTypeCheck",
+    "logLevel",
+    "sshBackdoor",
+    "enableDebugHook",
+    "interactive",
+    "meta",
+    "passthru",
+    "rawTestDerivationArg",
+    "imports",
+    "_file",
+    "key",
+    "config",
+    "options",
+];
+/// Options the generated check sets itself, with the reason.
+pub const TEST_CLASHES: &[(&str, &str)] = &[
+    ("name", "the test's name is `name` at the top of the description"),
+    ("nodes", "the nodes are `nodes` at the top of the description"),
+    ("testScript", "nixvm-gen writes the testScript from `steps`"),
+    ("driver", "nixvm-gen sets the driver (nixvm-driver for the rust backend)"),
+    ("testScriptString", "it is read-only (derived from testScript)"),
+    ("pythonTestDriverPackage", "it is read-only"),
+];
 /// Keys every step may have besides its action.
 pub const STEP_MODIFIERS: &[&str] = &["node", "timeout"];
 /// Keys that refine one action, with the actions they belong to.

@@ -247,6 +247,7 @@ impl Conv<'_> {
             "copyFromVm" => self.copy_from_vm(e, sibling)?,
             "screenshot" => self.screenshot(e)?,
             "sleep" => self.sleep(e)?,
+            "python" => Action::Python { code: self.str(&e.value, "`python`")? },
             "subtest" => self.subtest(e, sibling)?,
             // ACTION_KEYS and the families list the same keys.
             _ => return None,

@@ -51,7 +51,9 @@ mod unit {
         );
         assert_eq!(spec.steps.len(), 22);
         let keys: Vec<&str> = spec.steps.iter().map(|s| s.action.key()).collect();
-        assert_eq!(keys, ACTION_KEYS);
+        // `python` needs the Python backend: `python_step_needs_the_python_backend`.
+        let expected: Vec<&str> = ACTION_KEYS.iter().copied().filter(|k| *k != "python").collect();
+        assert_eq!(keys, expected);
         assert_eq!(spec.steps[0].timeout, Some(5.0));
         assert_eq!(spec.steps[14].node.as_deref(), Some("b"));
         assert_eq!(
@@ -245,4 +247,21 @@ mod lists {
         let back: Expect = serde_json::from_value(plan).unwrap();
         assert_eq!(&back, expect);
     }
+}
+
+#[test]
+fn python_step_needs_the_python_backend() {
+    use super::*;
+    use crate::diagnostic::FileId;
+    use std::path::Path;
+    let text = r#"{ nodes.m = {}; steps = [ { python = "m.succeed('true')"; } ]; }"#;
+    let (_, diags) = parse(FileId(0), Path::new("t.nix"), text);
+    assert_eq!(diags.iter().map(|d| d.code).collect::<Vec<_>>(), ["python_needs_python_backend"]);
+    let text = r#"{ backend = "python"; nodes.m = {}; steps = [ { python = "m.succeed('true')"; } ]; }"#;
+    let (spec, diags) = parse(FileId(0), Path::new("t.nix"), text);
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!(
+        spec.unwrap().steps[0].action,
+        crate::spec::Action::Python { code: "m.succeed('true')".into() }
+    );
 }
