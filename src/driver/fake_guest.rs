@@ -408,8 +408,11 @@ const SLOW_COMMANDS: &str = "FAKE_COMMAND_DELAY=1.0";
 /// When a latency test makes its condition true, counted from the wait's
 /// start: after the wait's first command has started in the guest.
 const TRIGGER_AFTER: Duration = Duration::from_millis(1500);
-/// The bound: a wait ends within 0.2 s of its condition.
-const MAX_LATENCY: Duration = Duration::from_millis(200);
+/// Below [`SLOW_COMMANDS`]' 1 s per command, so only a loop inside the guest
+/// can pass: a host-side re-probe would notice at least 1 s late. The 0.2 s
+/// figure itself is measured by `benches/driver/` (a timed bound here would
+/// fail on a loaded machine, not on a slow driver).
+const MAX_LATENCY: Duration = Duration::from_millis(900);
 
 /// Runs `wait` while `trigger` makes its condition true [`TRIGGER_AFTER`]
 /// its start, and asserts that it ended after the trigger, within
