@@ -23,6 +23,25 @@ pub fn normalize(path: &Path) -> PathBuf {
     out
 }
 
+/// `path` relative to `base` (both absolute and normalized), with `..` where
+/// `path` lies outside `base`.
+pub fn relative_to(path: &Path, base: &Path) -> PathBuf {
+    if let Ok(rest) = path.strip_prefix(base) {
+        return rest.to_path_buf();
+    }
+    let p: Vec<_> = path.components().collect();
+    let b: Vec<_> = base.components().collect();
+    let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut out = PathBuf::new();
+    for _ in common..b.len() {
+        out.push("..");
+    }
+    for c in &p[common..] {
+        out.push(c.as_os_str());
+    }
+    out
+}
+
 /// Writes `contents` to `path` through a temporary file in the same
 /// directory followed by a rename, so readers see the old or the new file,
 /// never a torn one. Parent directories are created.

@@ -10,32 +10,8 @@
 
 use std::fmt::Write as _;
 
-/// Nix keywords, which cannot be bare attribute names.
-const NIX_KEYWORDS: &[&str] = &["assert", "else", "if", "in", "inherit", "let", "or", "rec", "then", "with"];
-
-/// A double-quoted Nix string literal denoting exactly `s`.
-///
-/// Escapes `\`, `"`, the `${` that would start an interpolation, and the
-/// newline, carriage return and tab (the only escapes Nix has); other control
-/// characters are legal as they are.
-pub fn nix_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '$' if chars.peek() == Some(&'{') => out.push_str("\\$"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+// Nix's own literal syntax lives with its decoder in `spec::strings`.
+pub use crate::spec::strings::{is_nix_identifier, nix_attr_name, nix_string};
 
 /// An indented (`''…''`) Nix string literal denoting exactly `s`, laid out
 /// for readability: `''`, then every line of `s` prefixed with `indent`, then
@@ -101,22 +77,6 @@ fn nix_indented_line(line: &str, escape_leading_space: bool) -> String {
         pieces.push(piece);
     }
     pieces.iter().rev().map(String::as_str).collect()
-}
-
-/// Whether `s` can be written as a bare Nix identifier (attribute name,
-/// function argument, variable).
-pub fn is_nix_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    let Some(first) = chars.next() else { return false };
-    (first.is_ascii_alphabetic() || first == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '\'' | '-'))
-        && !NIX_KEYWORDS.contains(&s)
-}
-
-/// An attribute name: bare when it is an identifier, quoted otherwise
-/// (`"my mod"`, `"if"`).
-pub fn nix_attr_name(s: &str) -> String {
-    if is_nix_identifier(s) { s.to_string() } else { nix_string(s) }
 }
 
 /// Whether `s` can be written as a Nix path literal component sequence

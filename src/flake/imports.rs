@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::fsutil::normalize;
+use crate::fsutil::{normalize, relative_to};
 
 use rnix::ast;
 use rowan::ast::AstNode;
@@ -113,25 +113,6 @@ impl Files {
         self.by_path.insert(path, ix);
         ix
     }
-}
-
-/// `path` relative to `base` (both absolute and normalized), with `..` where
-/// `path` lies outside `base`.
-pub(crate) fn relative_to(path: &Path, base: &Path) -> PathBuf {
-    if let Ok(rest) = path.strip_prefix(base) {
-        return rest.to_path_buf();
-    }
-    let p: Vec<_> = path.components().collect();
-    let b: Vec<_> = base.components().collect();
-    let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
-    let mut out = PathBuf::new();
-    for _ in common..b.len() {
-        out.push("..");
-    }
-    for c in &p[common..] {
-        out.push(c.as_os_str());
-    }
-    out
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
 use std::collections::BTreeMap;
 
@@ -12,6 +12,7 @@ use super::nix::{Binding, NodeSource, PLACEHOLDER_PREFIX, TestSource};
 use super::python::{self, Item, Leftover, NixValue, Note};
 use super::{Imported, Target};
 use crate::codegen::escape::{comment_text, nix_attr_name, nix_indented_string, nix_string};
+use crate::fsutil::{normalize, relative_to};
 use crate::spec::names::valid_test_name;
 
 /// Options of runNixOSTest that change no Machine call and no node: dropped
@@ -404,7 +405,7 @@ fn copy_node(
     }
     for (range, path) in super::nix::relative_paths(&node.text) {
         let abs = normalize(&src_dir.join(&path));
-        let rel = relative_to(&abs, out_dir);
+        let rel = relative_to(&abs, &normalize(out_dir));
         let mut shown = rel.display().to_string();
         if !shown.starts_with("../") {
             shown = format!("./{shown}");
@@ -628,40 +629,6 @@ fn reindent(text: &str, from: usize, to: usize) -> String {
             out.push_str(&" ".repeat(to));
             out.push_str(&line[from..]);
         }
-    }
-    out
-}
-
-/// Lexical normalization (`a/./b/../c` → `a/c`).
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    out.push("..");
-                }
-            }
-            other => out.push(other.as_os_str()),
-        }
-    }
-    out
-}
-
-/// `path` relative to directory `base` (both absolute).
-fn relative_to(path: &Path, base: &Path) -> PathBuf {
-    let path = normalize(path);
-    let base = normalize(base);
-    let p: Vec<_> = path.components().collect();
-    let b: Vec<_> = base.components().collect();
-    let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
-    let mut out = PathBuf::new();
-    for _ in common..b.len() {
-        out.push("..");
-    }
-    for c in &p[common..] {
-        out.push(c.as_os_str());
     }
     out
 }

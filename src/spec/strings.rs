@@ -6,6 +6,49 @@
 //! the lexer rules and the indentation algorithm are re-implemented here
 //! from Nix's `src/libexpr/lexer.l` and `parser.y` (paraphrased, not copied).
 
+/// Nix keywords, which cannot be bare attribute names.
+const NIX_KEYWORDS: &[&str] = &["assert", "else", "if", "in", "inherit", "let", "or", "rec", "then", "with"];
+
+/// A double-quoted Nix string literal denoting exactly `s`.
+///
+/// Escapes `\`, `"`, the `${` that would start an interpolation, and the
+/// newline, carriage return and tab (the only escapes Nix has); other control
+/// characters are legal as they are.
+pub fn nix_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '$' if chars.peek() == Some(&'{') => out.push_str("\\$"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Whether `s` can be written as a bare Nix identifier (attribute name,
+/// function argument, variable).
+pub fn is_nix_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    let Some(first) = chars.next() else { return false };
+    (first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '\'' | '-'))
+        && !NIX_KEYWORDS.contains(&s)
+}
+
+/// An attribute name: bare when it is an identifier, quoted otherwise
+/// (`"my mod"`, `"if"`).
+pub fn nix_attr_name(s: &str) -> String {
+    if is_nix_identifier(s) { s.to_string() } else { nix_string(s) }
+}
+
 /// Decodes the raw text between the quotes of a `"…"` string without
 /// interpolation: `\n`, `\r`, `\t` are control characters, `\x` is `x` for
 /// any other character, and a bare CR or CR LF becomes LF.

@@ -183,40 +183,12 @@ fn mark_computed(v: &mut Value, path: String) {
         }
         Kind::Attrs(entries) => {
             for e in entries {
-                let key = attr_segment(&e.key);
+                let key = crate::spec::strings::nix_attr_name(&e.key);
                 mark_computed(&mut e.value, format!("{path}.{key}"));
             }
         }
         _ => {}
     }
-}
-
-/// An attribute name as Nix source (an identifier, or a quoted string).
-fn attr_segment(key: &str) -> String {
-    let ident = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '\'' | '-'))
-        && !matches!(
-            key,
-            "if" | "then" | "else" | "assert" | "with" | "let" | "in" | "rec" | "inherit" | "or"
-        );
-    if ident {
-        return key.to_string();
-    }
-    let mut out = String::from("\"");
-    let mut chars = key.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '$' if chars.peek() == Some(&'{') => out.push_str("\\$"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// What a name in scope stands for.
@@ -1094,10 +1066,10 @@ mod tests {
         let Kind::List(needles) = &get(get(&steps[0], "expect"), "contains").kind else { panic!() };
         assert!(matches!(&needles[1].kind,
             Kind::Computed { expr, .. } if expr == "(builtins.elemAt (builtins.elemAt description.steps 0).expect.contains 1)"));
-        assert_eq!(attr_segment("a-b"), "a-b");
-        assert_eq!(attr_segment("a b"), "\"a b\"");
-        assert_eq!(attr_segment("in"), "\"in\"");
-        assert_eq!(attr_segment("${x}"), "\"\\${x}\"");
+        assert_eq!(crate::spec::strings::nix_attr_name("a-b"), "a-b");
+        assert_eq!(crate::spec::strings::nix_attr_name("a b"), "\"a b\"");
+        assert_eq!(crate::spec::strings::nix_attr_name("in"), "\"in\"");
+        assert_eq!(crate::spec::strings::nix_attr_name("${x}"), "\"\\${x}\"");
     }
 
     #[test]
