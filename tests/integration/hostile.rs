@@ -71,6 +71,29 @@ fn a_long_sum_in_a_description_is_refused() {
     assert_refused(&gen_bounded(dir.path(), &["check"]), 2, "nested more than 256 levels deep");
 }
 
+/// Issue 11: a command longer than one argument may be in the guest
+/// (128 KiB) failed there with "Argument list too long"; now `generate` and
+/// `check` refuse it at its span and state the limit.
+#[test]
+fn commands_over_the_guest_argument_limit_are_refused_with_the_limit() {
+    let dir =
+        flake_with(&std::fs::read_to_string(util::root().join("examples/health/flake.nix")).expect("read"));
+    let command = format!("true {}", "x".repeat(128 * 1024));
+    for form in [format!("\"{command}\""), format!("''{command}''")] {
+        std::fs::write(
+            dir.path().join("tests/vm/health.nix"),
+            format!("{{ nodes.machine = {{ }}; steps = [ {{ succeed = {form}; }} ] ; }}"),
+        )
+        .expect("write");
+        for cmd in ["generate", "check"] {
+            let out = gen_bounded(dir.path(), &[cmd]);
+            assert_refused(&out, 2, "command_too_long");
+            assert_refused(&out, 2, "the limit is 130048 bytes");
+            assert_refused(&out, 2, "tests/vm/health.nix:1:46");
+        }
+    }
+}
+
 #[test]
 fn special_files_are_not_read_as_nix() {
     for (flake, says) in [

@@ -6,6 +6,11 @@ use crate::diagnostic::{Diagnostic, Span};
 use crate::spec::value::Value;
 use crate::spec::{computed, names, pattern};
 
+/// The longest command accepted: Linux's limit for one argument
+/// (`MAX_ARG_STRLEN`, 128 KiB with its NUL) less 1 KiB for the framing both
+/// drivers put around it (`set -euo pipefail; …` in `bash -c`).
+pub(super) const MAX_COMMAND_BYTES: usize = 127 * 1024;
+
 impl Conv<'_> {
     /// A shell command: a string that does something.
     /// `must_fail` for `fail` and `waitUntilFails`.
@@ -22,6 +27,25 @@ impl Conv<'_> {
                         "write the shell command to run in the node, e.g. `\"systemctl is-active syshc\"`; \
                          an empty command always succeeds, {effect}"
                     )),
+            );
+        }
+        if command.len() > MAX_COMMAND_BYTES && !computed::is_placeholder(&command) {
+            self.diags.push(
+                Diagnostic::error(
+                    "command_too_long",
+                    Some(v.span),
+                    format!(
+                        "{what} has a command of {} bytes; the limit is {MAX_COMMAND_BYTES} bytes",
+                        command.len()
+                    ),
+                )
+                .with_label("longer than one argument may be in the guest")
+                .with_hint(
+                    "the guest runs each command as one `bash -c` argument, and Linux refuses arguments over \
+                     128 KiB (131072 bytes, with the driver's framing) with \"Argument list too long\"; \
+                     put the commands in a script file and run it by its store path, \
+                     e.g. `succeed = \"bash ${./setup.sh}\";`",
+                ),
             );
         }
         Some(command)

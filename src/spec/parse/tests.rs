@@ -15,6 +15,19 @@ mod unit {
     }
 
     #[test]
+    fn commands_over_the_guest_argument_limit_are_refused() {
+        let limit = super::super::checks::MAX_COMMAND_BYTES;
+        let spec =
+            |n: usize| format!("{{ nodes.m = {{}}; steps = [ {{ succeed = \"{}\"; }} ]; }}", "x".repeat(n));
+        assert!(codes(&spec(limit)).is_empty());
+        assert_eq!(codes(&spec(limit + 1)), ["command_too_long"]);
+        let (_, diags) = parse(FileId(0), Path::new("tests/vm/t.nix"), &spec(128 * 1024 + 1));
+        let d = &diags[0];
+        assert!(d.message.contains(&format!("limit is {limit} bytes")), "{}", d.message);
+        assert!(d.span.is_some());
+    }
+
+    #[test]
     fn minimal_description() {
         let spec = parse_ok(r#"{ nodes.machine = {}; steps = [ { waitForUnit = "a.service"; } ]; }"#);
         assert_eq!(spec.name, "t");
