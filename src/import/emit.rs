@@ -545,7 +545,9 @@ fn computed_value(expr: &str, items: &[Item]) -> Option<String> {
 fn used_interpolations(items: &[Item], out: &mut BTreeSet<usize>) {
     fn scan(v: &NixValue, out: &mut BTreeSet<usize>) {
         match v {
-            NixValue::Str(s) => out.extend(split_placeholders(s).into_iter().filter_map(|p| p.1).map(|(i, ())| i)),
+            NixValue::Str(s) => {
+                out.extend(split_placeholders(s).into_iter().filter_map(|p| p.1).map(|(i, ())| i))
+            }
             NixValue::List(items) => items.iter().for_each(|v| scan(v, out)),
             _ => {}
         }

@@ -347,10 +347,12 @@ type Check = (&'static str, String);
 /// either `is not None`.
 fn subject_call(e: &Expr) -> Option<&ast::ExprCall> {
     match e {
-        Expr::Compare(c) if matches!(c.ops.as_slice(), [ast::CmpOp::In | ast::CmpOp::NotIn]) => match &c.comparators[0] {
-            Expr::Call(call) => Some(call),
-            _ => None,
-        },
+        Expr::Compare(c) if matches!(c.ops.as_slice(), [ast::CmpOp::In | ast::CmpOp::NotIn]) => {
+            match &c.comparators[0] {
+                Expr::Call(call) => Some(call),
+                _ => None,
+            }
+        }
         Expr::Compare(c) if c.ops.as_slice() == [ast::CmpOp::IsNot] => subject_call(&c.left),
         Expr::Call(call) => match call.args.get(1) {
             Some(Expr::Call(inner)) => Some(inner),
@@ -855,7 +857,10 @@ impl Converter<'_> {
         for (key, value) in checks {
             match grouped.iter_mut().find(|(k, _)| *k == key) {
                 Some(_) if key == "matches" => {
-                    return Err(why("assert", "two `re.search` checks on one output; a step's expect holds one"));
+                    return Err(why(
+                        "assert",
+                        "two `re.search` checks on one output; a step's expect holds one",
+                    ));
                 }
                 Some((_, values)) => values.push(value),
                 None => grouped.push((key, vec![value])),
@@ -865,7 +870,9 @@ impl Converter<'_> {
             if values.len() > 1 && values.iter().any(|v| v.contains(PLACEHOLDER_PREFIX)) {
                 return Err(why(
                     "assert",
-                    format!("several `{key}` checks on one output, one of them a Nix value; only literal lists are converted"),
+                    format!(
+                        "several `{key}` checks on one output, one of them a Nix value; only literal lists are converted"
+                    ),
                 ));
             }
         }
