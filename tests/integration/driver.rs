@@ -899,3 +899,81 @@ fn restore_works_on_the_busybox_guest() {
     assert!(statuses(&run.report).iter().all(|s| s == "passed"));
     assert!(world.leftovers().is_empty(), "no process survives: {:?}", world.leftovers());
 }
+
+// --- fan-in: `nixvm-gen report` over three stand-in runs --------------------------
+
+/// Three real driver runs on the busybox guest (one failing), merged by
+/// `nixvm-gen report`: JUnit, terminal summary and HTML (issue 14). The
+/// runs boot one after the other under the VM lock.
+#[test]
+fn report_merges_three_stand_in_runs() {
+    let Some(guests) = guests() else { return };
+    let started = Instant::now();
+    let lock = vm_lock();
+    let runs = [
+        ("alpha", vec![succeed("machine", 120.0, "echo alpha-ok")]),
+        ("beta", vec![succeed("machine", 120.0, "true"), succeed("machine", 30.0, "sleep 0.2")]),
+        (
+            "gamma",
+            vec![
+                succeed("machine", 120.0, "echo before"),
+                succeed("machine", 30.0, "echo gamma-output; exit 3"),
+                succeed("machine", 30.0, "echo never"),
+            ],
+        ),
+    ];
+    let mut worlds = Vec::new();
+    for (name, steps) in runs {
+        let world = World::new(guests, Kind::Busybox, Store::NineP, &["machine"], steps);
+        // Give each run its own test name (World::new calls every plan "e2e").
+        let mut plan: Value = serde_json::from_str(&std::fs::read_to_string(&world.plan).unwrap()).unwrap();
+        plan["name"] = json!(name);
+        std::fs::write(&world.plan, plan.to_string()).unwrap();
+        let run = world.run();
+        let expected = if name == "gamma" { 1 } else { 0 };
+        assert_eq!(run.status.code(), Some(expected), "run {name}: output above");
+        assert!(world.out.join("junit.xml").is_file(), "run {name} wrote no junit.xml");
+        worlds.push(world);
+    }
+    drop(lock);
+
+    let merged = util::tempdir();
+    let junit = merged.path().join("merged.junit.xml");
+    let html = merged.path().join("report.html");
+    let mut cmd = util::nixvm_gen();
+    cmd.arg("report").args(worlds.iter().map(|w| &w.out));
+    cmd.arg("--junit").arg(&junit).arg("--html").arg(&html);
+    let out = util::run(&mut cmd);
+    util::assert_code(&out, 1);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("--- nixvm-gen report\n{text}");
+
+    // The summary: failing run first, with step, node, command and output.
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("FAIL  gamma  ("), "{text}");
+    assert!(text.contains("step 2: machine: must succeed: echo gamma-output; exit 3"), "{text}");
+    assert!(text.contains("node: machine"), "{text}");
+    assert!(text.contains("command: echo gamma-output; exit 3"), "{text}");
+    assert!(text.contains("gamma-output"), "{text}");
+    assert!(text.contains("PASS  alpha  (") && text.contains("PASS  beta  ("), "{text}");
+    assert_eq!(lines.last(), Some(&"3 run(s): 2 passed, 1 failed"), "{text}");
+
+    // The merged JUnit: three suites, one failure.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let report = quick_junit::Report::deserialize_from_str(&xml)
+        .unwrap_or_else(|e| panic!("merged JUnit does not parse: {e}\n{xml}"));
+    let suites: Vec<(String, usize, usize)> =
+        report.test_suites.iter().map(|s| (s.name.to_string(), s.tests, s.failures)).collect();
+    assert_eq!(suites.len(), 3, "{xml}");
+    assert_eq!(suites.iter().map(|s| s.2).sum::<usize>(), 1, "{xml}");
+    assert!(suites.contains(&("gamma".to_owned(), 3, 1)), "{xml}");
+
+    // The HTML: timeline (boot and step bars) and the failing step.
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("class=\"timeline\""));
+    assert!(page.contains("class=\"bar boot\""), "no boot bar");
+    assert!(page.contains("class=\"bar fail\""), "no failed step bar");
+    assert!(page.contains("class=\"failure\""), "no failure section");
+    assert!(page.contains("echo gamma-output; exit 3") && page.contains("gamma-output"));
+    eprintln!("three runs and the report in {:.1}s", started.elapsed().as_secs_f64());
+}
