@@ -210,7 +210,14 @@ impl StdoutError {
 fn exit_code_of(err: &anyhow::Error) -> i32 {
     use crate::codegen::CodegenError;
     for e in err.chain() {
-        let no_flake = |e: &crate::flake::FlakeError| matches!(e, crate::flake::FlakeError::NoFlake { .. });
+        // No flake.nix, or one that is not UTF-8 text, not a regular file or
+        // too large: the user's to fix, like the same faults in a description.
+        let no_flake = |e: &crate::flake::FlakeError| match e {
+            crate::flake::FlakeError::NoFlake { .. } => true,
+            crate::flake::FlakeError::Read { source, .. } => {
+                matches!(source.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput)
+            }
+        };
         if e.downcast_ref::<crate::flake::FlakeError>().is_some_and(no_flake)
             || e.downcast_ref::<project::ProjectError>()
                 .is_some_and(|e| matches!(e, project::ProjectError::Flake(f) if no_flake(f)))
@@ -587,6 +594,19 @@ fn check(g: &GlobalArgs, config: &Config) -> anyhow::Result<i32> {
         }
         return Ok(exit_codes::OK);
     }
+    if !old.is_empty() && !old.starts_with(GENERATED_MARKER.as_bytes()) {
+        // `generate` refuses to overwrite a file without the header, so
+        // advising it alone would name a command that then fails.
+        say!(
+            "error: {} is stale and was not written by nixvm-gen (it does not start with `{GENERATED_MARKER}`), \
+             so `generate` will not replace it; if it is yours to discard, run `rm -- {} && {}`, \
+             or choose another --output",
+            shown(&path).display(),
+            shell_word(&shown(&path).display().to_string()),
+            generate_command(g)
+        );
+        return Ok(exit_codes::STALE_OR_FAILED);
+    }
     say!("error: {} is stale; run `{}` and commit the result", shown(&path).display(), generate_command(g));
     Ok(exit_codes::STALE_OR_FAILED)
 }
@@ -688,6 +708,13 @@ mod tests {
             |kind| project::ProjectError::Read { path: "t.nix".into(), source: std::io::Error::from(kind) };
         assert_eq!(code(read(std::io::ErrorKind::InvalidData).into()), 2);
         assert_eq!(code(read(std::io::ErrorKind::PermissionDenied).into()), 4);
+        let flake = |kind| crate::flake::FlakeError::Read {
+            path: "flake.nix".into(),
+            source: std::io::Error::from(kind),
+        };
+        assert_eq!(code(flake(std::io::ErrorKind::InvalidData).into()), 2);
+        assert_eq!(code(project::ProjectError::Flake(flake(std::io::ErrorKind::InvalidData)).into()), 2);
+        assert_eq!(code(flake(std::io::ErrorKind::PermissionDenied).into()), 4);
         let list =
             |kind| project::ProjectError::ReadDir { path: "t".into(), source: std::io::Error::from(kind) };
         assert_eq!(code(list(std::io::ErrorKind::NotADirectory).into()), 2);

@@ -178,6 +178,26 @@ fn an_edited_description_makes_check_fail_with_a_diff() {
 }
 
 #[test]
+fn check_on_a_file_without_the_header_names_a_command_that_works() {
+    let dir = health();
+    std::fs::write(dir.path().join(OUTPUT), "{ hand-written = true; }\n").expect("write");
+    let out = gen_in(dir.path(), &["check"]);
+    util::assert_code(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains("was not written by nixvm-gen"), "{err}");
+    // `generate` alone refuses this file, so the hint must not be just that.
+    util::assert_code(&gen_in(dir.path(), &["generate"]), 2);
+    let hint =
+        err.split("run `").nth(1).and_then(|rest| rest.split('`').next()).expect("a command in the hint");
+    assert!(hint.starts_with("rm -- "), "{hint}");
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_nixvm-gen")).parent().expect("bin dir").to_owned();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let status = std::process::Command::new("sh").arg("-c").arg(hint).env("PATH", path).status().expect("sh");
+    assert!(status.success(), "{hint}");
+    util::assert_code(&gen_in(dir.path(), &["check"]), 0);
+}
+
+#[test]
 fn check_as_json() {
     let dir = health();
     let json =
@@ -352,6 +372,20 @@ fn a_description_that_is_not_utf8_exits_2() {
     let err = stderr(&out);
     assert!(err.contains("tests/vm/latin1.nix") && err.contains("UTF-8"), "{err}");
     assert_no_panic(&out);
+}
+
+#[test]
+fn a_flake_nix_that_is_not_utf8_exits_2_like_a_description() {
+    let dir = health();
+    std::fs::write(dir.path().join("flake.nix"), b"{ description = \"caf\xe9\"; outputs = _: { }; }\n")
+        .expect("write");
+    for cmd in ["scan", "generate", "check"] {
+        let out = gen_in(dir.path(), &[cmd]);
+        util::assert_code(&out, 2);
+        let err = stderr(&out);
+        assert!(err.contains("flake.nix") && err.contains("UTF-8"), "{cmd}: {err}");
+        assert_no_panic(&out);
+    }
 }
 
 #[test]
