@@ -26,6 +26,7 @@ Usage:
 Prints JSON; exit 0 when every compared pair is equal, 1 otherwise.
 """
 
+import ast
 import contextlib
 import json
 import re
@@ -66,6 +67,26 @@ class Recorder:
 
     def check(self, ref, *what):
         self.checks.setdefault(ref, []).append(list(what))
+
+
+class _NotIn(ast.NodeTransformer):
+    """`a not in b` → `__nixvm_not_in__(a, b)`: `Out.__contains__` cannot
+    tell `in` from `not in`, so the negated check is recorded by a call."""
+
+    def visit_Compare(self, node):
+        self.generic_visit(node)
+        if len(node.ops) == 1 and isinstance(node.ops[0], ast.NotIn):
+            return ast.copy_location(ast.Call(func=ast.Name("__nixvm_not_in__", ast.Load()),
+                                              args=[node.left, node.comparators[0]], keywords=[]), node)
+        return node
+
+
+def not_in_as_call(script):
+    try:
+        tree = ast.parse(script, "<testScript>")
+    except SyntaxError:
+        return script
+    return ast.fix_missing_locations(_NotIn().visit(tree))
 
 
 class Out(str):
@@ -214,11 +235,18 @@ def run(script, nodes):
             return True
         return real_search(pattern, string, flags)
 
+    def not_in(needle, haystack):
+        if isinstance(haystack, Out):
+            rec.check(haystack._ref, "not-contains", haystack._transform, needle)
+            return True
+        return needle not in haystack
+
+    env["__nixvm_not_in__"] = not_in
     re.search = search
     time.sleep = lambda secs: rec.events.append(["sleep", secs])
     error = None
     try:
-        exec(compile(script, "<testScript>", "exec"), env)
+        exec(compile(not_in_as_call(script), "<testScript>", "exec"), env)
     except BaseException as e:  # noqa: BLE001 - the script's own failure is part of the log
         error = f"{type(e).__name__}: {e}"
     finally:

@@ -333,6 +333,10 @@ fn value_text(v: &NixValue, indent: &str, interpolations: &[String]) -> String {
             if s.contains('.') || s.contains('e') { s } else { format!("{s}.0") }
         }
         NixValue::Bool(b) => b.to_string(),
+        NixValue::List(items) => {
+            let items: Vec<String> = items.iter().map(|v| value_text(v, indent, interpolations)).collect();
+            format!("[ {} ]", items.join(" "))
+        }
     }
 }
 
@@ -540,8 +544,12 @@ fn computed_value(expr: &str, items: &[Item]) -> Option<String> {
 /// The interpolations (by index) that converted steps carry.
 fn used_interpolations(items: &[Item], out: &mut BTreeSet<usize>) {
     fn scan(v: &NixValue, out: &mut BTreeSet<usize>) {
-        if let NixValue::Str(s) = v {
-            out.extend(split_placeholders(s).into_iter().filter_map(|p| p.1).map(|(i, ())| i));
+        match v {
+            NixValue::Str(s) => {
+                out.extend(split_placeholders(s).into_iter().filter_map(|p| p.1).map(|(i, ())| i))
+            }
+            NixValue::List(items) => items.iter().for_each(|v| scan(v, out)),
+            _ => {}
         }
     }
     for item in items {

@@ -21,6 +21,8 @@ pub enum NixValue {
     Int(i64),
     Float(f64),
     Bool(bool),
+    /// A list (`expect.contains = [ … ]`).
+    List(Vec<NixValue>),
 }
 
 /// One step of the converted description, or a statement left as it was.
@@ -338,17 +340,19 @@ const PY_WHITESPACE: &[char] = &[' ', '\t', '\n', '\r', '\x0b', '\x0c'];
 /// Why a statement stays as it was.
 type Why = (String, String);
 
-/// An expectation: its key (`contains`, `matches`) and value.
+/// An expectation: its key (`contains`, `notContains`, `matches`) and value.
 type Check = (&'static str, String);
 
 /// The call a check is made on: `"x" in CALL`, `re.search(p, CALL)`, and
 /// either `is not None`.
 fn subject_call(e: &Expr) -> Option<&ast::ExprCall> {
     match e {
-        Expr::Compare(c) if c.ops.as_slice() == [ast::CmpOp::In] => match &c.comparators[0] {
-            Expr::Call(call) => Some(call),
-            _ => None,
-        },
+        Expr::Compare(c) if matches!(c.ops.as_slice(), [ast::CmpOp::In | ast::CmpOp::NotIn]) => {
+            match &c.comparators[0] {
+                Expr::Call(call) => Some(call),
+                _ => None,
+            }
+        }
         Expr::Compare(c) if c.ops.as_slice() == [ast::CmpOp::IsNot] => subject_call(&c.left),
         Expr::Call(call) => match call.args.get(1) {
             Some(Expr::Call(inner)) => Some(inner),
@@ -831,7 +835,7 @@ impl Converter<'_> {
         let (call, check) = self.check_on_call(&a.test).ok_or_else(|| {
             why(
                 "assert",
-                "only `\"x\" in out` and `re.search(p, out)` on a command's output become expectations",
+                "only `\"x\" in out`, `\"x\" not in out` and `re.search(p, out)` on a command's output become expectations",
             )
         })??;
         let mut steps = self.with_checks(call, a.range, vec![check])?;
@@ -848,23 +852,42 @@ impl Converter<'_> {
         range: rustpython_parser::text_size::TextRange,
         checks: Vec<Check>,
     ) -> Result<Vec<Item>, Why> {
-        let mut seen = BTreeSet::new();
-        for (key, _) in &checks {
-            if !seen.insert(*key) {
+        // `contains`/`notContains` take a list; `matches` holds one.
+        let mut grouped: Vec<(&'static str, Vec<String>)> = Vec::new();
+        for (key, value) in checks {
+            match grouped.iter_mut().find(|(k, _)| *k == key) {
+                Some(_) if key == "matches" => {
+                    return Err(why(
+                        "assert",
+                        "two `re.search` checks on one output; a step's expect holds one",
+                    ));
+                }
+                Some((_, values)) => values.push(value),
+                None => grouped.push((key, vec![value])),
+            }
+        }
+        for (key, values) in &grouped {
+            if values.len() > 1 && values.iter().any(|v| v.contains(PLACEHOLDER_PREFIX)) {
                 return Err(why(
                     "assert",
-                    format!("two `{key}` checks on one output; a step's expect holds one"),
+                    format!(
+                        "several `{key}` checks on one output, one of them a Nix value; only literal lists are converted"
+                    ),
                 ));
             }
         }
         let (_, method) = self.target(&call.func)?;
-        if !checks.is_empty() && (method != "succeed" || call.args.len() != 1) {
+        if !grouped.is_empty() && (method != "succeed" || call.args.len() != 1) {
             return Err(why(format!("Machine.{method}"), "checks on this call's output have no step"));
         }
         let mut steps = self.machine_call(call, range)?;
         if let Some(Item::Step { extra, .. }) = steps.first_mut() {
-            for (key, value) in checks {
-                extra.push((format!("expect.{key}"), NixValue::Str(value)));
+            for (key, mut values) in grouped {
+                let value = match values.len() {
+                    1 => NixValue::Str(values.remove(0)),
+                    _ => NixValue::List(values.into_iter().map(NixValue::Str).collect()),
+                };
+                extra.push((format!("expect.{key}"), value));
             }
         }
         Ok(steps)
@@ -884,7 +907,7 @@ impl Converter<'_> {
             return None;
         }
         Some(self.check(test, &is_var).ok_or_else(|| {
-            why("assert", format!("this check on `{var}` has no expectation (only `\"x\" in {var}` and `re.search(p, {var})`)"))
+            why("assert", format!("this check on `{var}` has no expectation (only `\"x\" in {var}`, `\"x\" not in {var}` and `re.search(p, {var})`)"))
         }).and_then(|r| r))
     }
 
@@ -894,6 +917,13 @@ impl Converter<'_> {
             Expr::Compare(c) if c.ops.as_slice() == [ast::CmpOp::In] && is_subject(&c.comparators[0]) => {
                 Some(match self.eval(&c.left) {
                     Ok(PyValue::Str(s)) => Ok(("contains", s)),
+                    Ok(_) => Err(why("assert", "the needle is not a string")),
+                    Err(w) => Err(w),
+                })
+            }
+            Expr::Compare(c) if c.ops.as_slice() == [ast::CmpOp::NotIn] && is_subject(&c.comparators[0]) => {
+                Some(match self.eval(&c.left) {
+                    Ok(PyValue::Str(s)) => Ok(("notContains", s)),
                     Ok(_) => Err(why("assert", "the needle is not a string")),
                     Err(w) => Err(w),
                 })
@@ -1409,12 +1439,40 @@ mod tests {
 
     #[test]
     fn a_check_the_vocabulary_lacks_stays() {
-        // `not in` and two `in` checks on one output have no expectation.
+        // A check on two commands' joint output has no expectation.
         let s = script(
             "out = m.succeed('a')\nassert 'x' not in out\nassert 'y' in m.succeed('b')\nassert 'p' in m.succeed('c') and 'q' in m.succeed('c')\n",
         );
         let conv = convert(&s, &["m".into()], &BTreeMap::new()).unwrap();
-        assert_eq!(keys(&conv.items), ["todo:assert", "succeed", "todo:assert"]);
+        assert_eq!(keys(&conv.items), ["succeed", "succeed", "todo:assert"]);
+    }
+
+    #[test]
+    fn several_checks_on_one_output_become_lists() {
+        let s = script(
+            "out = m.succeed('a')\nassert 'x' in out\nassert 'y' in out\nassert 'z' not in out\nassert 'w' not in m.succeed('b')\n",
+        );
+        let conv = convert(&s, &["m".into()], &BTreeMap::new()).unwrap();
+        let Item::Step { extra, .. } = &conv.items[0] else { panic!("{:?}", conv.items) };
+        let str = |s: &str| NixValue::Str(s.into());
+        assert_eq!(
+            extra,
+            &[
+                ("expect.contains".to_string(), NixValue::List(vec![str("x"), str("y")])),
+                ("expect.notContains".to_string(), str("z")),
+            ]
+        );
+        let Item::Step { extra, .. } = &conv.items[1] else { panic!("{:?}", conv.items) };
+        assert_eq!(extra, &[("expect.notContains".to_string(), str("w"))]);
+        // Two patterns, or a Nix value in a list, stay as they were.
+        let s = script(
+            "import re\nout = m.succeed('a')\nassert re.search('x', out)\nassert re.search('y', out)\nout2 = m.succeed('b')\nassert 'q' in out2\nassert \"__nixvm_interp_0__\" in out2\n",
+        );
+        let carried = BTreeMap::from([(0, Ok(()))]);
+        let conv = convert(&s, &["m".into()], &carried).unwrap();
+        assert_eq!(keys(&conv.items), ["todo:assert", "todo:assert"]);
+        let Item::Todo(l) = &conv.items[1] else { panic!() };
+        assert!(l.why.contains("only literal lists"), "{}", l.why);
     }
 
     #[test]

@@ -506,10 +506,11 @@ fn wait_for_unit_that_never_starts_times_out_with_status() {
     assert_eq!(statuses(&run.report), ["passed", "failed", "skipped"]);
     let wait = leaf_steps(&run.report)[1];
     let secs = wait["durationSecs"].as_f64().unwrap_or(0.0);
-    // docs/driver.md: a step ends within 0.5 s of its timeout, diagnostics
-    // included; 1 s more for a loaded host.
+    // docs/driver.md: a failing waitForUnit ends at most 3 s after its
+    // timeout, however slow its diagnostics (the first journalctl after
+    // boot took 1.5 s under TCG); 0.5 s more for a loaded host.
     eprintln!("the 20 s wait took {secs} s");
-    assert!((19.0..=21.5).contains(&secs), "the wait honours its 20 s timeout, took {secs}");
+    assert!((19.0..=23.5).contains(&secs), "the wait honours its 20 s timeout, took {secs}");
     let text = failure_text(wait);
     let lower = text.to_lowercase();
     assert!(

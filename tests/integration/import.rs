@@ -10,10 +10,10 @@ use std::process::Command;
 use crate::util;
 
 /// Fixture files, each with a golden `tests/goldens/import/<case>.txt`.
-const CASES: &[&str] = &["seed-flake", "nixpkgs-style", "function-style", "several-tests"];
+const CASES: &[&str] = &["seed-flake", "nixpkgs-style", "function-style", "several-tests", "expectations"];
 
 /// Tests of the fixtures that must convert fully.
-const FULL: &[&str] = &["narwals-are-awesome", "greeter", "echo-plain", "echo-reboot"];
+const FULL: &[&str] = &["narwals-are-awesome", "greeter", "echo-plain", "echo-reboot", "expectations"];
 
 fn fixture(case: &str) -> String {
     format!("tests/fixtures/import/{case}.nix")
@@ -96,6 +96,33 @@ fn the_fake_machine_catches_a_different_call_or_check() {
             "wait_for_unit(\"python-server\", timeout=300)\nmachine.succeed(\"true\")",
         ),
         ("start_all()", "start_all()\nmachine.shutdown()\nmachine.start()"),
+    ];
+    for (from, to) in mutations {
+        let mut mutated = report.clone();
+        let script = mutated["tests"][0]["generated_script"].as_str().unwrap().to_string();
+        assert!(script.contains(from), "{script}");
+        mutated["tests"][0]["generated_script"] = script.replacen(from, to, 1).into();
+        let (ok, verdicts) = check_import(&mutated);
+        assert!(!ok, "the fake Machine missed `{from}` → `{to}`: {verdicts:#}");
+        assert_eq!(verdicts[0]["equal"], false);
+    }
+}
+
+/// Lists of `contains` and `notContains`: a dropped, swapped or inverted
+/// check is a different call log.
+#[test]
+fn the_fake_machine_catches_a_changed_expectation_list() {
+    if !util::require("python3", "the recording fake Machine is a Python script") {
+        return;
+    }
+    let report = report(&[&fixture("expectations")]);
+    let (ok, verdicts) = check_import(&report);
+    assert!(ok, "call logs differ: {verdicts:#}");
+    let mutations = [
+        ("\"Listening on\" in out", "\"Listening\" in out"),
+        ("\"error\" not in out", "\"error\" in out"),
+        ("\"fatal\" not in out", "\"fatal\" in out"),
+        ("if not (\"active (running)\" in out):", "if False:"),
     ];
     for (from, to) in mutations {
         let mut mutated = report.clone();

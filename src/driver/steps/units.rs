@@ -8,9 +8,10 @@ use crate::driver::shell::{Reply, shell_quote};
 use crate::guest::backdoor::Until;
 
 /// The guest-side bound of the one diagnostic command run after a unit
-/// wait failed (`systemctl status` and the journal; ~0.3–0.6 s on a TCG
-/// guest).
-const DIAGNOSTIC_TIMEOUT: u64 = 1;
+/// wait failed (`systemctl status` and the journal: ~0.3–0.6 s on a warm TCG
+/// guest, but the first `journalctl` after boot took 1.5 s and more, and a
+/// failure without its journal is the one a user cannot debug).
+const DIAGNOSTIC_TIMEOUT: u64 = 3;
 /// Time a unit wait keeps back from its step for the diagnostics (at most a
 /// tenth of the step's timeout), so that the step, diagnostics included,
 /// ends within [`DIAGNOSTIC_OVERSHOOT`] of its timeout.
@@ -18,7 +19,7 @@ const DIAGNOSTIC_RESERVE: Duration = Duration::from_secs(1);
 /// How long after the step's deadline the host still waits for the
 /// diagnostics; a later reply is dropped (the shell resyncs before the next
 /// command) and the failure is reported without them.
-pub(super) const DIAGNOSTIC_OVERSHOOT: Duration = Duration::from_millis(500);
+pub(super) const DIAGNOSTIC_OVERSHOOT: Duration = Duration::from_secs(3);
 /// Separates the two parts of the diagnostic command's output.
 const DIAGNOSTIC_SPLIT: &str = "--- nixvm-diagnostics: journal ---";
 
