@@ -212,17 +212,22 @@ mod tests {
         out: BufReader<ChildStdout>,
     }
 
-    fn guest() -> Option<Guest> {
-        if !crate::driver::testing::require("bash", "runs the backdoor helpers") {
-            return None;
-        }
-        let mut child = Command::new("bash")
+    /// A bare `bash --norc` on pipes, as the backdoor's shell runs on hvc0.
+    fn bare_bash() -> std::process::Child {
+        Command::new("bash")
             .arg("--norc")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap();
+            .unwrap()
+    }
+
+    fn guest() -> Option<Guest> {
+        if !crate::driver::testing::require("bash", "runs the backdoor helpers") {
+            return None;
+        }
+        let mut child = bare_bash();
         let mut stdin = child.stdin.take().unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());
         stdin.write_all(negotiation_line().as_bytes()).unwrap();
@@ -360,13 +365,7 @@ mod tests {
             return;
         }
         for setup in ["BASH_VERSION=4.4.23", "mktemp() { return 1; }"] {
-            let mut child = Command::new("bash")
-                .arg("--norc")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
+            let mut child = bare_bash();
             let mut stdin = child.stdin.take().unwrap();
             stdin.write_all(format!("{setup}\n{}", negotiation_line()).as_bytes()).unwrap();
             drop(stdin);
