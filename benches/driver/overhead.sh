@@ -44,26 +44,9 @@ for tool in jq python3 qemu-system-x86_64 vde_switch; do
   command -v "$tool" > /dev/null || { echo "overhead.sh: $tool is required" >&2; exit 1; }
 done
 
-if [ -z "$driver" ]; then
-  echo "building nixvm-driver ($profile profile; pass --release or --driver for another build)" >&2
-  if [ "$profile" = release ]; then
-    (cd "$root" && cargo build --quiet --release --bin nixvm-driver)
-  else
-    (cd "$root" && cargo build --quiet --bin nixvm-driver)
-  fi
-  driver=$root/target/$profile/nixvm-driver
-fi
-bash "$root/tests/guest/build.sh" > /dev/null
-
-work=$(mktemp -d /tmp/nvb-XXXXXX)
-cleanup() {
-  # Kill anything still mentioning the work dir (VMs of a crashed run).
-  for p in /proc/[0-9]*; do
-    if { tr "\0" " " < "$p/cmdline"; } 2> /dev/null | grep -q -- "$work"; then kill -9 "${p#/proc/}" 2> /dev/null || true; fi
-  done
-  if [ "$keep" -eq 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
+. "$root/benches/driver/common.sh"
+bench_driver
+bench_workdir nvb
 
 script=$(bash "$root/tests/guest/make-vm.sh" --out "$work/vms" --node machine --kind "$kind")
 jq -n --arg s "$script" '{vms: {machine: {name: "machine", start_script: $s}}, vlans: [1],

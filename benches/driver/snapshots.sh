@@ -33,25 +33,9 @@ done
 for tool in jq qemu-system-x86_64 qemu-img vde_switch; do
   command -v "$tool" > /dev/null || { echo "snapshots.sh: $tool is required" >&2; exit 1; }
 done
-if [ -z "$driver" ]; then
-  echo "building nixvm-driver ($profile profile)" >&2
-  if [ "$profile" = release ]; then
-    (cd "$root" && cargo build --quiet --release --bin nixvm-driver)
-  else
-    (cd "$root" && cargo build --quiet --bin nixvm-driver)
-  fi
-  driver=$root/target/$profile/nixvm-driver
-fi
-bash "$root/tests/guest/build.sh" > /dev/null
-
-work=$(mktemp -d /tmp/nvs-XXXXXX)
-cleanup() {
-  for p in /proc/[0-9]*; do
-    if { tr "\0" " " < "$p/cmdline"; } 2> /dev/null | grep -q -- "$work"; then kill -9 "${p#/proc/}" 2> /dev/null || true; fi
-  done
-  if [ "$keep" -eq 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
+. "$root/benches/driver/common.sh"
+bench_driver
+bench_workdir nvs
 
 script=$(bash "$root/tests/guest/make-vm.sh" --out "$work/vms" --node machine --kind systemd --store image)
 jq -n --arg s "$script" '{vms: {machine: {name: "machine", start_script: $s}}, vlans: [1],
