@@ -573,14 +573,26 @@ impl Lowering<'_> {
                 Some(Value { kind: Kind::Str(text), span })
             }
             ("map" | "concatMap", [f, xs]) => {
-                let (lambda, scope) = match strip_parens(f) {
-                    ast::Expr::Lambda(lambda) => (lambda, self.env.clone()),
-                    _ => self.bound_lambda(f)?,
+                // `f`, `x: …`, or `f a` (a `let`-bound function given its first arguments).
+                let mut fixed = Vec::new();
+                let mut head = strip_parens(f);
+                while let ast::Expr::Apply(inner) = &head {
+                    fixed.push(inner.argument()?);
+                    head = strip_parens(&inner.lambda()?);
+                }
+                fixed.reverse();
+                let (lambda, scope) = match &head {
+                    ast::Expr::Lambda(lambda) if fixed.is_empty() => (lambda.clone(), self.env.clone()),
+                    _ => self.bound_lambda(&head)?,
                 };
                 let Kind::List(items) = self.expr(xs, Shape::Data, depth + 1).kind else { return None };
                 let mut out = Vec::new();
                 for item in items {
-                    let v = self.call(&lambda, scope.clone(), item, depth)?;
+                    let v = if fixed.is_empty() {
+                        self.call(&lambda, scope.clone(), item, depth)?
+                    } else {
+                        self.call_partial(lambda.clone(), scope.clone(), &fixed, item, depth)?
+                    };
                     if base == "map" {
                         out.push(v);
                     } else {
@@ -636,6 +648,26 @@ impl Lowering<'_> {
         }
         let value = self.expr(last, Shape::Data, depth + 1);
         self.call(&lambda, scope, value, depth + 1)
+    }
+
+    /// Applies a `let`-bound function to its first arguments `fixed` and
+    /// then to the already lowered `last` (`map (check "a") xs`).
+    fn call_partial(
+        &mut self,
+        mut lambda: ast::Lambda,
+        mut scope: Option<Rc<Scope>>,
+        fixed: &[ast::Expr],
+        last: Value,
+        depth: usize,
+    ) -> Option<Value> {
+        for arg in fixed {
+            let value = self.expr(arg, Shape::Data, depth + 1);
+            let vars = self.bind_params(&lambda, value)?;
+            let ast::Expr::Lambda(inner) = strip_parens(&lambda.body()?) else { return None };
+            scope = Some(Rc::new(Scope { vars, parent: scope }));
+            lambda = inner;
+        }
+        self.call(&lambda, scope, last, depth + 1)
     }
 
     /// Applies a function literal to a known value (`x: …` or `{ a, b ? 1 }: …`),
@@ -768,10 +800,17 @@ impl Lowering<'_> {
                                 } else {
                                     format!("`inherit {key}` (a variable)")
                                 };
-                                let value = if shape.child(&key) == Shape::Module {
+                                let child = shape.child(&key);
+                                let value = if child == Shape::Module {
                                     Value { kind: Kind::Module, span: key_span }
-                                } else {
+                                } else if from {
                                     opaque(why, key_span)
+                                } else {
+                                    // `inherit x;` is `x = x;` with the outer `x`.
+                                    match self.variable(&key, child, key_span, depth + 1) {
+                                        Value { kind: Kind::Opaque { .. }, .. } => opaque(why, key_span),
+                                        v => Value { span: key_span, ..v },
+                                    }
                                 };
                                 self.add(&mut entries, Entry { key, key_span, value });
                             }
@@ -1057,6 +1096,7 @@ mod tests {
           e = let prefix = "shadowed"; in wait "7";
           f = login "8";
           g = wait unknown;
+          h = map (node: { inherit node; waitForUnit = "x"; }) [ "a" "b" ];
         }"#;
         let (v, d) = lower(text);
         assert!(d.is_empty(), "{d:?}");
@@ -1066,8 +1106,11 @@ mod tests {
         assert_eq!(get(&a[3], "sendChars").kind, Kind::Str("bob\n".into()));
         let Kind::List(b) = &get(&v, "b").kind else { panic!() };
         assert_eq!(get(&b[1], "waitForUnit").kind, Kind::Str("getty@tty5.service".into()));
-        // A partial application is not folded (yet): the whole call stays opaque.
-        assert!(matches!(get(&v, "c").kind, Kind::Opaque { .. }));
+        let Kind::List(c) = &get(&v, "c").kind else { panic!("{:?}", get(&v, "c")) };
+        assert_eq!(get(&c[0], "waitForUnit").kind, Kind::Str("getty@tty6.service".into()));
+        assert_eq!(get(&c[1], "sendChars").kind, Kind::Str("carol\n".into()));
+        let Kind::List(h) = &get(&v, "h").kind else { panic!("{:?}", get(&v, "h")) };
+        assert_eq!(get(&h[1], "node").kind, Kind::Str("b".into()));
         assert_eq!(get(&v, "d").kind, Kind::Str("xy".into()));
         // Free names resolve where the function was defined, not where it is called.
         assert_eq!(get(get(&v, "e"), "waitForUnit").kind, Kind::Str("getty@tty7.service".into()));
