@@ -299,7 +299,20 @@ impl Lowering<'_> {
             }
             ast::Expr::LegacyLet(_) => opaque("a `let { … }` expression", span),
             ast::Expr::With(_) => opaque("a `with` expression", span),
-            ast::Expr::IfElse(_) => opaque("an `if … then … else` expression", span),
+            ast::Expr::IfElse(ite) => {
+                // A condition that folds picks its branch (`if ok then … else …`
+                // in a `let`-bound helper); anything else stays opaque.
+                let cond = ite.condition().map(|c| self.expr(&c, Shape::Data, depth + 1).kind);
+                let branch = match cond {
+                    Some(Kind::Bool(true)) => ite.body(),
+                    Some(Kind::Bool(false)) => ite.else_body(),
+                    _ => return opaque("an `if … then … else` expression", span),
+                };
+                match branch {
+                    Some(b) => self.expr(&b, shape, depth + 1),
+                    None => opaque("an incomplete `if … then … else` expression", span),
+                }
+            }
             ast::Expr::Assert(_) => opaque("an `assert` expression", span),
             ast::Expr::Select(sel) => self.select(sel, span, depth),
             ast::Expr::HasAttr(_) => opaque("an `?` attribute test", span),
@@ -715,6 +728,18 @@ impl Lowering<'_> {
     /// Folds `++` of lists and `+` of strings or integers.
     fn binop(&mut self, op: &ast::BinOp, span: Span, depth: usize) -> Option<Value> {
         let kind = op.operator()?;
+        if matches!(kind, ast::BinOpKind::Equal | ast::BinOpKind::NotEqual) {
+            // Equality of known scalars (strings, integers, booleans, null).
+            let lhs = self.expr(&op.lhs()?, Shape::Data, depth + 1).kind;
+            let rhs = self.expr(&op.rhs()?, Shape::Data, depth + 1).kind;
+            let scalar = |k: &Kind| matches!(k, Kind::Str(_) | Kind::Int(_) | Kind::Bool(_) | Kind::Null);
+            if !scalar(&lhs) || !scalar(&rhs) {
+                return None;
+            }
+            let equal = lhs == rhs;
+            let kind = Kind::Bool(if matches!(kind, ast::BinOpKind::Equal) { equal } else { !equal });
+            return Some(Value { kind, span });
+        }
         if !matches!(kind, ast::BinOpKind::Concat | ast::BinOpKind::Add) {
             return None;
         }
@@ -1118,6 +1143,32 @@ mod tests {
         assert_eq!(get(&v, "f").kind, Kind::Lambda);
         // An unknown argument leaves the string it reaches opaque, the structure known.
         assert!(matches!(get(get(&v, "g"), "waitForUnit").kind, Kind::Opaque { .. }));
+    }
+
+    #[test]
+    fn conditions_on_known_values_fold() {
+        let text = r#"let
+          step = ok: cmd: if ok then { succeed = cmd; } else { fail = cmd; };
+          ip = arg: if arg == "-6" then "fe00::1" else "192.168.1.";
+        in {
+          a = [ (step true "x") (step false "y") ];
+          b = map ip [ "-6" "-4" ];
+          c = if 1 != 2 then "yes" else "no";
+          d = if unknown then 1 else 2;
+          e = if [ 1 ] == [ 1 ] then 1 else 2;
+        }"#;
+        let (v, d) = lower(text);
+        assert!(d.is_empty(), "{d:?}");
+        let Kind::List(a) = &get(&v, "a").kind else { panic!("{:?}", get(&v, "a")) };
+        assert_eq!(get(&a[0], "succeed").kind, Kind::Str("x".into()));
+        assert_eq!(get(&a[1], "fail").kind, Kind::Str("y".into()));
+        let Kind::List(b) = &get(&v, "b").kind else { panic!() };
+        assert_eq!(b[0].kind, Kind::Str("fe00::1".into()));
+        assert_eq!(b[1].kind, Kind::Str("192.168.1.".into()));
+        assert_eq!(get(&v, "c").kind, Kind::Str("yes".into()));
+        assert!(matches!(get(&v, "d").kind, Kind::Opaque { .. }));
+        // Only scalars are compared statically.
+        assert!(matches!(get(&v, "e").kind, Kind::Opaque { .. }));
     }
 
     #[test]
