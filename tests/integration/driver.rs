@@ -1098,7 +1098,8 @@ fn display_and_terminal_steps_on_systemd_guest() {
         real.display()
     );
     std::fs::write(bin.join("tesseract"), wrapper).unwrap();
-    std::fs::set_permissions(bin.join("tesseract"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(bin.join("tesseract"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     let started = Instant::now();
     let run = world.finish(world.command().env("PATH", path).spawn().expect("spawn nixvm-driver"), started);
