@@ -190,7 +190,9 @@ fn test_view(spec: &TestSpec, project: &Project, output_dir: &[String]) -> Resul
     // A function or computed values: one evaluated description per test,
     // which the node imports, the script and the plan all refer to.
     let evaluated = (spec.function || !spec.computed.is_empty()).then(|| {
-        format!("nixvmDescription (import {description}) {{ inherit pkgs lib; inherit (config) nodes; }}")
+        format!(
+            "nixvmDescription (import {description}) {{ inherit pkgs lib self; inherit (config) nodes; }}"
+        )
     });
     let modules = selected_modules(spec, &project.flake);
     let curl_nodes = http_nodes(&spec.steps);

@@ -1023,3 +1023,37 @@ with subtest("the console"):
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// A description function gets the flake's `self`, as a hand-written flake
+/// test does: its packages and inputs reach the steps (and the nodes).
+#[test]
+fn description_functions_get_the_flakes_self() {
+    if !util::require("nix-instantiate", "evaluates the generated plan") {
+        return;
+    }
+    let dir = copy_case("single-node-rust");
+    std::fs::remove_file(dir.path().join("tests/vm/health.nix")).unwrap();
+    std::fs::write(
+        dir.path().join("tests/vm/own.nix"),
+        "{ self, pkgs, ... }:\n{\n  systems = [ \"x86_64-linux\" ];\n  nodes.machine = { };\n  steps = [ { succeed = \"${self.packages.${pkgs.system}.tool}/bin/tool\"; } ];\n}\n",
+    )
+    .unwrap();
+    let text = generate(dir.path());
+    assert!(text.contains("inherit pkgs lib self;"), "{text}");
+    let plan_of = r#"
+let
+  checks = import ./nix/checks.generated.nix {
+    self = { nixosModules = { }; packages.x86_64-linux.tool = "/nix/store/own-tool"; };
+    nixvm-gen.lib.mkDriver = { plan, ... }: plan;
+    nixpkgs.legacyPackages.x86_64-linux = {
+      system = "x86_64-linux";
+      testers.runNixOSTest = module: (module { config = { }; lib.mkForce = x: x; }).driver;
+    };
+  };
+in
+map (s: s.action.succeed.command) checks.x86_64-linux.own.steps
+"#;
+    std::fs::write(dir.path().join("plan.nix"), plan_of).unwrap();
+    let got: Vec<String> = serde_json::from_value(nix_eval_path(&dir.path().join("plan.nix"))).unwrap();
+    assert_eq!(got, ["/nix/store/own-tool/bin/tool"]);
+}
