@@ -978,6 +978,52 @@ map (s: s.action.succeed.command) checks.x86_64-linux.nasty.steps
     }
 }
 
+/// The display steps' Python calls are the ones a hand-written stock
+/// testScript makes: the recording fake Machine
+/// (benches/import/fake_machine.py, bound to the stock signatures) sees the
+/// same calls with the same arguments from both.
+#[test]
+fn display_steps_make_the_stock_calls() {
+    if !util::require("python3", "runs the recording fake Machine") {
+        return;
+    }
+    let case = copy_case("display");
+    generate(case.path());
+    let scripts = scripts_of_generated_file(&case.path().join(OUTPUT));
+    let desktop = scripts.iter().find(|s| s.name == "desktop").expect("desktop test");
+    // Written as a NixOS test author writes it.
+    let original = r#"
+start_all()
+machine.wait_for_x()
+machine.wait_for_window("^xterm$", timeout=60)
+machine.send_chars("echo 'Hello, \"World\"!' > /tmp/out\n")
+machine.send_key("ctrl-alt-f2")
+machine.send_key("alt-f1")
+machine.send_key("A")
+machine.send_key("?")
+machine.wait_for_text("Hello, [Ww]orld", timeout=120)
+with subtest("the console"):
+    machine.wait_until_tty_matches(2, "login: $")
+    machine.dump_tty_contents(2)
+    machine.screenshot("console")
+"#;
+    let dir = util::tempdir();
+    let (orig, gen_) = (dir.path().join("original.py"), dir.path().join("generated.py"));
+    std::fs::write(&orig, original).unwrap();
+    std::fs::write(&gen_, &desktop.test_script).unwrap();
+    let out = util::run(
+        Command::new("python3")
+            .arg(util::root().join("benches/import/fake_machine.py"))
+            .args(["compare", "machine"])
+            .args([&orig, &gen_]),
+    );
+    assert!(
+        out.status.success(),
+        "the fake Machine saw different calls:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 /// A description function gets the flake's `self`, as a hand-written flake
 /// test does: its packages and inputs reach the steps (and the nodes).
 #[test]
