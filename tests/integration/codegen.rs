@@ -254,7 +254,7 @@ fn fixture_checks_evaluate_against_the_stand_in() {
             "checks.x86_64-linux",
             &[
                 "--apply",
-                "builtins.mapAttrs (_: t: { drv = t.drvPath; script = t.config.testScriptString; plan = t.driver.nixvm.plan or null; })",
+                "builtins.mapAttrs (_: t: { drv = t.drvPath; script = t.config.testScriptString; plan = t.driver.nixvm.plan or null; ocr = t.config.enableOCR; tools = t.driver.nixvm.toolsPath or null; })",
             ],
         );
         let checks = checks.as_object().expect("an attribute set of checks");
@@ -282,6 +282,13 @@ fn fixture_checks_evaluate_against_the_stand_in() {
                 script = script.replace(&placeholder, &serde_json::to_string(value).unwrap());
             }
             assert_eq!(check["script"].as_str(), Some(script.as_str()), "{case}/{}: testScript", test.name);
+            // OCR: the stock driver gets tesseract through `enableOCR`,
+            // nixvm-driver through lib.mkDriver's PATH.
+            let ocr = script.contains(".wait_for_text(");
+            assert_eq!(check["ocr"].as_bool(), Some(ocr), "{case}/{}: enableOCR", test.name);
+            if let Some(tools) = check["tools"].as_str() {
+                assert_eq!(tools.contains("tesseract"), ocr, "{case}/{}: driver PATH {tools}", test.name);
+            }
             match test.backend {
                 nixvm_gen::spec::Backend::Rust => {
                     let plan =
