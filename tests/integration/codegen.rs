@@ -25,6 +25,7 @@ const CASES: &[&str] = &[
     "modules-list",
     "custom-systems",
     "display",
+    "console-login",
 ];
 
 const OUTPUT: &str = "nix/checks.generated.nix";
@@ -1063,4 +1064,38 @@ map (s: s.action.succeed.command) checks.x86_64-linux.own.steps
     std::fs::write(dir.path().join("plan.nix"), plan_of).unwrap();
     let got: Vec<String> = serde_json::from_value(nix_eval_path(&dir.path().join("plan.nix"))).unwrap();
     assert_eq!(got, ["/nix/store/own-tool/bin/tool"]);
+}
+
+/// The examples of docs/descriptions.md stay true: a block marked
+/// `<!-- docs-example: PATH -->` is the fixture file PATH byte for byte (so
+/// the goldens and evaluation tests above cover it), and one marked
+/// `<!-- docs-example: validate -->` is accepted by `scan` as it stands.
+#[test]
+fn docs_examples_are_fixtures_or_validate() {
+    const MARK: &str = "<!-- docs-example: ";
+    let doc = std::fs::read_to_string(util::root().join("docs/descriptions.md")).unwrap();
+    let mut rest = doc.as_str();
+    let (mut fixtures, mut validated) = (0, 0);
+    while let Some(at) = rest.find(MARK) {
+        let after = &rest[at + MARK.len()..];
+        let (what, after) = after.split_once(" -->").expect("the marker is closed");
+        let start = after.find("```nix\n").expect("a ```nix block follows the marker") + "```nix\n".len();
+        let len = after[start..].find("```").expect("the block is closed");
+        let block = &after[start..start + len];
+        if what == "validate" {
+            let dir = copy_case("single-node-rust");
+            std::fs::write(dir.path().join("tests/vm/health.nix"), block).unwrap();
+            util::assert_code(&nixvm_gen(dir.path(), &["scan"]), 0);
+            validated += 1;
+        } else {
+            let file = std::fs::read_to_string(util::root().join(what)).unwrap();
+            assert_eq!(block, file, "docs/descriptions.md: the example differs from {what}");
+            fixtures += 1;
+        }
+        rest = &after[start + len..];
+    }
+    assert!(
+        fixtures >= 1 && validated >= 1,
+        "docs-example markers found: {fixtures} fixture(s), {validated} validated"
+    );
 }
