@@ -35,6 +35,10 @@ fn screen_change_command(vcs: &str, seen: Option<&str>, probe: &str, budget: Dur
     format!("if ( {wait} ) >/dev/null; then {report}; fi")
 }
 
+/// The largest screen passed back to the guest for comparison: quoting can
+/// grow it fivefold (every `'`), and the command must fit in one argument.
+const MAX_SEEN_BYTES: usize = 16 << 10;
+
 /// The stock driver's pause after each key (`send_key(delay=0.01)`): the
 /// guest's keyboard handling gets each press in its own moment.
 const KEY_DELAY: Duration = Duration::from_millis(10);
@@ -108,7 +112,13 @@ impl Runner<'_> {
             };
             // A screen that is not UTF-8 cannot be passed back as a string:
             // the next round then probes at once (stock-like polling).
-            seen = std::str::from_utf8(&reply.stdout[..split]).ok().map(str::to_owned);
+            // Nor can a huge one (a framebuffer console of a big display):
+            // quoted into the command it must stay well under the guest's
+            // 128 KiB argument limit.
+            seen = std::str::from_utf8(&reply.stdout[..split])
+                .ok()
+                .filter(|screen| screen.len() <= MAX_SEEN_BYTES)
+                .map(str::to_owned);
             let text = Reply { status: reply.status, stdout: reply.stdout[split + 1..].to_vec() };
             // As the stock `get_tty_text`, the probe's exit status is not
             // checked: a missing console gives empty text, which the
