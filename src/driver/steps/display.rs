@@ -101,10 +101,14 @@ impl Runner<'_> {
             if image.is_some() && image == last_image {
                 return Ok(None);
             }
+            let started = Instant::now();
             let text = r.ocr(&tesseract, &ppm)?;
             let hit = re.is_match(&text);
             last = text;
             last_image = image;
+            if !hit {
+                r.breathe(started.elapsed())?;
+            }
             Ok(hit.then_some(()))
         })?;
         if found.is_some() {
