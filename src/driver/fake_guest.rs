@@ -1017,3 +1017,19 @@ fn wait_for_window_fails_at_once_when_xwininfo_fails() {
     assert!(f.message.starts_with("command `xwininfo -root -tree | sed"), "{}", f.message);
     assert!(f.message.contains("failed (exit code"), "{}", f.message);
 }
+
+#[test]
+fn interactive_keys_and_type_reach_the_monitor() {
+    let Some(fake) = FakeRun::new("", Vec::new()) else { return };
+    let (code, out, log) = repl(
+        &fake,
+        "keys machine alt-f2 ret\ntype machine Hi\\n\nkeys machine bogus-key\n",
+        &ReplSignals::default(),
+    );
+    assert_eq!(code, 0, "{out}\n{log}");
+    assert_eq!(out.matches("sent").count(), 2, "{out}");
+    assert!(out.contains("error: `bogus` is not a QEMU key name"), "{out}");
+    let monitor = std::fs::read_to_string(fake.tmp.path().join("vm-state-machine/monitor.log")).unwrap();
+    let keys: Vec<&str> = monitor.lines().filter(|l| l.starts_with("sendkey")).collect();
+    assert_eq!(keys, ["sendkey alt-f2", "sendkey ret", "sendkey shift-h", "sendkey i", "sendkey ret"]);
+}

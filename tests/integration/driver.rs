@@ -1059,13 +1059,16 @@ fn display_and_terminal_steps_on_systemd_guest() {
             display_step(60.0, Action::WaitUntilTtyMatches { tty: 1, regex: "A: command not found".into() }),
             // The screen as OCR reads it (the VGA text console shows tty1).
             display_step(120.0, Action::WaitForText { regex: "command not found".into() }),
+            // Text that appears later: OCR runs again once the screen changes.
+            display_step(30.0, Action::SendChars { chars: "clear; sleep 2; echo Screen $((6*7))\n".into() }),
+            display_step(120.0, Action::WaitForText { regex: "Screen 42".into() }),
             display_step(30.0, Action::Screenshot { name: "console".into() }),
             display_step(30.0, Action::DumpTtyContents { tty: 1 }),
             succeed_contains(
                 "machine",
                 30.0,
-                "journalctl -b --no-pager -o cat | grep -F 'A: command not found'",
-                "A: command not found",
+                "journalctl -b --no-pager -o cat | grep -F 'Screen 42'",
+                "Screen 42",
             ),
             // X11 waits against the stand-in session.
             succeed("machine", 30.0, FAKE_X_SESSION),
@@ -1103,7 +1106,7 @@ fn display_and_terminal_steps_on_systemd_guest() {
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     let started = Instant::now();
     let run = world.finish(world.command().env("PATH", path).spawn().expect("spawn nixvm-driver"), started);
-    let expected: Vec<&str> = std::iter::repeat_n("passed", 15).chain(["failed"]).collect();
+    let expected: Vec<&str> = std::iter::repeat_n("passed", 17).chain(["failed"]).collect();
     assert_eq!(statuses(&run.report), expected, "every step but the last passes");
     assert_eq!(run.status.code(), Some(1), "a failed step ends the run with 1");
     let png = std::fs::read(world.out.join("console.png")).expect("console.png written");

@@ -18,6 +18,7 @@ const CASES: &[&str] = &[
     "expectations",
     "unittest-and-options",
     "python-steps",
+    "console",
 ];
 
 /// Tests of the fixtures that must convert fully.
@@ -28,6 +29,7 @@ const FULL: &[&str] = &[
     "echo-reboot",
     "expectations",
     "unittest-and-options-checks",
+    "console",
 ];
 
 fn fixture(case: &str) -> String {

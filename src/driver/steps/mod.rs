@@ -353,6 +353,15 @@ impl Runner<'_> {
         })
     }
 
+    /// After an expensive probe that did not match (xwininfo in the guest,
+    /// tesseract on the host), pauses as long as it took, at most 1 s and
+    /// never past the deadline: a long wait takes at most about half of the
+    /// CPU it probes on (the stock driver pauses 1 s after every probe).
+    pub(super) fn breathe(&self, took: Duration) -> StepResult {
+        let pause = took.min(Duration::from_secs(1)).min(self.remaining());
+        self.abort.sleep(pause).map_err(StepError::Stopped)
+    }
+
     /// Probes until `probe` yields a value or the deadline passes.
     fn poll<T>(
         &mut self,

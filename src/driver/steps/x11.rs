@@ -23,6 +23,7 @@ impl Runner<'_> {
         let re = self.compile(pattern)?;
         let mut last: Option<Reply> = None;
         let found = self.poll(|r| {
+            let started = std::time::Instant::now();
             let reply = r.exec(WINDOW_NAMES_COMMAND)?;
             // The step's deadline (guest-side `timeout`) ended the attempt:
             // the wait ran out of time, xwininfo did not fail.
@@ -35,6 +36,9 @@ impl Runner<'_> {
             }
             let hit = reply.text().0.lines().any(|name| re.is_match(name));
             last = Some(reply);
+            if !hit {
+                r.breathe(started.elapsed())?;
+            }
             Ok(hit.then_some(()))
         })?;
         if found.is_some() {
