@@ -601,7 +601,7 @@ mod tests {
         Step {
             node: Some("machine".into()),
             timeout: Some(10.0),
-            action: Action::Succeed { command: cmd.into(), expect: Expect::default() },
+            action: Action::Succeed { command: cmd.into(), expect: Expect::default(), capture: None },
             span: None,
         }
     }
