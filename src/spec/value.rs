@@ -549,6 +549,10 @@ impl Lowering<'_> {
             callee = inner.lambda()?;
         }
         args.reverse();
+        // A function bound by `let` (a Python `def` helper's counterpart).
+        if let Some((lambda, scope)) = self.bound_lambda(&callee) {
+            return self.call_curried(lambda, scope, &args, depth);
+        }
         let name = callee.syntax().text().to_string();
         let base = name.strip_prefix("builtins.").or_else(|| name.strip_prefix("lib.")).unwrap_or(&name);
         // A local binding of that name is not the builtin.
@@ -569,11 +573,14 @@ impl Lowering<'_> {
                 Some(Value { kind: Kind::Str(text), span })
             }
             ("map" | "concatMap", [f, xs]) => {
-                let ast::Expr::Lambda(lambda) = strip_parens(f) else { return None };
+                let (lambda, scope) = match strip_parens(f) {
+                    ast::Expr::Lambda(lambda) => (lambda, self.env.clone()),
+                    _ => self.bound_lambda(f)?,
+                };
                 let Kind::List(items) = self.expr(xs, Shape::Data, depth + 1).kind else { return None };
                 let mut out = Vec::new();
                 for item in items {
-                    let v = self.call(&lambda, item, depth)?;
+                    let v = self.call(&lambda, scope.clone(), item, depth)?;
                     if base == "map" {
                         out.push(v);
                     } else {
@@ -596,8 +603,60 @@ impl Lowering<'_> {
         }
     }
 
-    /// Applies a function literal to a known value (`x: …` or `{ a, b ? 1 }: …`).
-    fn call(&mut self, lambda: &ast::Lambda, arg: Value, depth: usize) -> Option<Value> {
+    /// The function literal a `let` binds to the name `e`, with the scope
+    /// it was defined in (where its body's free names resolve).
+    fn bound_lambda(&self, e: &ast::Expr) -> Option<(ast::Lambda, Option<Rc<Scope>>)> {
+        let ast::Expr::Ident(id) = strip_parens(e) else { return None };
+        let name = id.ident_token()?.text().to_string();
+        match self.lookup(&name)? {
+            (Binding::Expr(bound), scope) => match strip_parens(&bound) {
+                ast::Expr::Lambda(lambda) => Some((lambda, Some(scope))),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Applies a `let`-bound function to all of its arguments
+    /// (`f a b` with `f = a: b: …`); a partial application stays opaque.
+    fn call_curried(
+        &mut self,
+        mut lambda: ast::Lambda,
+        mut scope: Option<Rc<Scope>>,
+        args: &[ast::Expr],
+        depth: usize,
+    ) -> Option<Value> {
+        let (last, init) = args.split_last()?;
+        for arg in init {
+            let value = self.expr(arg, Shape::Data, depth + 1);
+            let vars = self.bind_params(&lambda, value)?;
+            let ast::Expr::Lambda(inner) = strip_parens(&lambda.body()?) else { return None };
+            scope = Some(Rc::new(Scope { vars, parent: scope }));
+            lambda = inner;
+        }
+        let value = self.expr(last, Shape::Data, depth + 1);
+        self.call(&lambda, scope, value, depth + 1)
+    }
+
+    /// Applies a function literal to a known value (`x: …` or `{ a, b ? 1 }: …`),
+    /// its body seeing `scope` (where it was defined) and its parameters.
+    fn call(
+        &mut self,
+        lambda: &ast::Lambda,
+        scope: Option<Rc<Scope>>,
+        arg: Value,
+        depth: usize,
+    ) -> Option<Value> {
+        let vars = self.bind_params(lambda, arg)?;
+        let saved = self.env.replace(Rc::new(Scope { vars, parent: scope }));
+        let v = lambda.body().map(|body| self.expr(&body, Shape::Data, depth + 1));
+        self.env = saved;
+        v
+    }
+
+    /// A function's parameters bound to its argument; `None` when a pattern
+    /// does not fit the value.
+    fn bind_params(&mut self, lambda: &ast::Lambda, arg: Value) -> Option<HashMap<String, Binding>> {
         let mut vars = HashMap::new();
         match lambda.param()? {
             ast::Param::IdentParam(p) => {
@@ -618,11 +677,7 @@ impl Lowering<'_> {
                 }
             }
         }
-        let saved = self.env.take();
-        self.env = Some(Rc::new(Scope { vars, parent: saved.clone() }));
-        let v = lambda.body().map(|body| self.expr(&body, Shape::Data, depth + 1));
-        self.env = saved;
-        v
+        Some(vars)
     }
 
     /// Folds `++` of lists and `+` of strings or integers.
@@ -984,6 +1039,48 @@ mod tests {
         for key in ["b", "c", "d", "e"] {
             assert!(matches!(get(&v, key).kind, Kind::Opaque { .. }), "{key}");
         }
+    }
+
+    #[test]
+    fn let_bound_functions_fold_like_python_helpers() {
+        // A testScript's `def login(tty, user):` helper, written as a `let` function.
+        let text = r#"let
+          prefix = "tty";
+          wait = n: { waitForUnit = "getty@${prefix}${n}.service"; };
+          login = n: user: [ (wait n) { sendChars = "${user}\n"; } ];
+          pair = { a, b ? "y" }: a + b;
+        in {
+          a = login "2" "alice" ++ login "3" "bob";
+          b = map wait [ "4" "5" ];
+          c = builtins.concatMap (login "6") [ "carol" ];
+          d = pair { a = "x"; };
+          e = let prefix = "shadowed"; in wait "7";
+          f = login "8";
+          g = wait unknown;
+        }"#;
+        let (v, d) = lower(text);
+        assert!(d.is_empty(), "{d:?}");
+        let Kind::List(a) = &get(&v, "a").kind else { panic!("{:?}", get(&v, "a")) };
+        assert_eq!(a.len(), 4);
+        assert_eq!(get(&a[0], "waitForUnit").kind, Kind::Str("getty@tty2.service".into()));
+        assert_eq!(get(&a[3], "sendChars").kind, Kind::Str("bob\n".into()));
+        let Kind::List(b) = &get(&v, "b").kind else { panic!() };
+        assert_eq!(get(&b[1], "waitForUnit").kind, Kind::Str("getty@tty5.service".into()));
+        // A partial application is not folded (yet): the whole call stays opaque.
+        assert!(matches!(get(&v, "c").kind, Kind::Opaque { .. }));
+        assert_eq!(get(&v, "d").kind, Kind::Str("xy".into()));
+        // Free names resolve where the function was defined, not where it is called.
+        assert_eq!(get(get(&v, "e"), "waitForUnit").kind, Kind::Str("getty@tty7.service".into()));
+        // Too few arguments: a function, which validation reports as a wrong type.
+        assert_eq!(get(&v, "f").kind, Kind::Lambda);
+        // An unknown argument leaves the string it reaches opaque, the structure known.
+        assert!(matches!(get(get(&v, "g"), "waitForUnit").kind, Kind::Opaque { .. }));
+    }
+
+    #[test]
+    fn recursive_let_function_is_bounded() {
+        let (v, _) = lower("let f = x: f x; in { a = f 1; }");
+        assert!(matches!(get(&v, "a").kind, Kind::Opaque { .. }));
     }
 
     #[test]

@@ -916,8 +916,8 @@ fn empty_systems_warn_but_generate() {
     assert!(!generated.contains("x86_64-linux ="), "{generated}");
 }
 
-/// Strings that Nix computes (here: each nasty string passed through a
-/// function, which the static parse cannot fold) reach the Python script
+/// Strings that Nix computes (here: each nasty string passed through
+/// `builtins.replaceStrings`, which the static parse does not fold) reach the Python script
 /// and the plan exactly: both embed `builtins.toJSON` of the value, whose
 /// JSON string literals are valid Python literals.
 #[test]
@@ -936,7 +936,7 @@ fn computed_strings_reach_python_and_the_plan_unchanged() {
         std::fs::write(
             dir.path().join("tests/vm/nasty.nix"),
             format!(
-                "{{ pkgs, ... }}:\nlet\n  id = x: x;\n  strings = [\n{items}  ];\nin\n{{\n  backend = \"{backend}\";\n  systems = [ \"x86_64-linux\" ];\n  nodes.machine = {{ }};\n  steps = map (s: {{ succeed = id s; }}) strings;\n}}\n"
+                "{{ pkgs, ... }}:\nlet\n  id = x: builtins.replaceStrings [ ] [ ] x;\n  strings = [\n{items}  ];\nin\n{{\n  backend = \"{backend}\";\n  systems = [ \"x86_64-linux\" ];\n  nodes.machine = {{ }};\n  steps = map (s: {{ succeed = id s; }}) strings;\n}}\n"
             ),
         )
         .unwrap();
