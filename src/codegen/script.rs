@@ -304,7 +304,9 @@ impl<'a> ScriptGen<'a> {
             Action::WaitUntilSucceeds { command, expect, capture } if expect.is_empty() => {
                 let cmd = self.user_command(command);
                 match capture {
-                    Some(_) => out.push(format!("{} = {node}.wait_until_succeeds({cmd}{timeout_arg})", n.out)),
+                    Some(_) => {
+                        out.push(format!("{} = {node}.wait_until_succeeds({cmd}{timeout_arg})", n.out))
+                    }
                     None => out.push(format!("{node}.wait_until_succeeds({cmd}{timeout_arg})")),
                 }
                 self.store_capture(capture.as_deref(), node, &n.out, out);
@@ -685,7 +687,10 @@ mod tests {
         let s = spec(
             &["out", "re"],
             vec![
-                step("out", Action::Succeed { command: "true".into(), expect: expect.clone(), capture: None }),
+                step(
+                    "out",
+                    Action::Succeed { command: "true".into(), expect: expect.clone(), capture: None },
+                ),
                 step(
                     "re",
                     Action::Succeed {
@@ -713,7 +718,10 @@ mod tests {
     #[test]
     fn equals_ignores_trailing_newlines_on_both_sides() {
         let expect = Expect { equals: Some("done\n".into()), ..Expect::default() };
-        let s = spec(&["m"], vec![step("m", Action::Succeed { command: "echo done".into(), expect, capture: None })]);
+        let s = spec(
+            &["m"],
+            vec![step("m", Action::Succeed { command: "echo done".into(), expect, capture: None })],
+        );
         let script = render(&s, &Sources::default()).unwrap();
         assert!(script.contains("assert out.rstrip(\"\\n\") == \"done\","), "{script}");
     }

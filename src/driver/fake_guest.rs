@@ -532,8 +532,11 @@ fn wait_for_console_text_latency() {
 fn waits_report_the_last_attempt_on_timeout() {
     let Some(mut h) = harness("") else { return };
     let t = Instant::now();
-    let wait =
-        Action::WaitUntilSucceeds { command: "echo attempt; exit 3".into(), expect: Expect::default(), capture: None };
+    let wait = Action::WaitUntilSucceeds {
+        command: "echo attempt; exit 3".into(),
+        expect: Expect::default(),
+        capture: None,
+    };
     let f = h.failure(&step(wait, 1.0));
     assert!(t.elapsed() < Duration::from_millis(1800), "took {:?}", t.elapsed());
     assert!(

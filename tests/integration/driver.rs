@@ -151,7 +151,11 @@ fn step(node: &str, timeout: f64, action: Action) -> Step {
 }
 
 fn succeed(node: &str, timeout: f64, command: &str) -> Step {
-    step(node, timeout, Action::Succeed { command: command.to_owned(), expect: Expect::default(), capture: None })
+    step(
+        node,
+        timeout,
+        Action::Succeed { command: command.to_owned(), expect: Expect::default(), capture: None },
+    )
 }
 
 fn succeed_contains(node: &str, timeout: f64, command: &str, contains: &str) -> Step {

@@ -264,7 +264,11 @@ fn step(node: Option<&str>, timeout: f64, action: Action) -> Step {
 }
 
 fn succeed(node: &str, command: &str) -> Step {
-    step(Some(node), 10.0, Action::Succeed { command: command.into(), expect: Expect::default(), capture: None })
+    step(
+        Some(node),
+        10.0,
+        Action::Succeed { command: command.into(), expect: Expect::default(), capture: None },
+    )
 }
 
 /// Output that must stay text in every report: markup, an escape

@@ -65,14 +65,22 @@ fn hostile_values_reach_later_commands_exactly_and_never_run() {
 #[test]
 fn every_capturing_step_stores_its_output() {
     let Some(mut h) = harness("") else { return };
-    h.ok(Action::Succeed { command: "echo one".into(), expect: Expect::default(), capture: Some("A".into()) });
+    h.ok(Action::Succeed {
+        command: "echo one".into(),
+        expect: Expect::default(),
+        capture: Some("A".into()),
+    });
     h.ok(Action::WaitUntilSucceeds {
         command: "echo two".into(),
         expect: Expect { contains: vec!["tw".into()], ..Expect::default() },
         capture: Some("B".into()),
     });
     // `execute` accepts any exit status and still captures.
-    h.ok(Action::Execute { command: "echo three; exit 3".into(), expect: Expect::default(), capture: Some("C".into()) });
+    h.ok(Action::Execute {
+        command: "echo three; exit 3".into(),
+        expect: Expect::default(),
+        capture: Some("C".into()),
+    });
     h.ok(holds("A", "one"));
     h.ok(holds("B", "two"));
     h.ok(holds("C", "three"));
@@ -88,7 +96,8 @@ fn execute_checks_the_exit_code_only_when_asked() {
     h.ok(Action::Execute { command: "exit 7".into(), expect: Expect::default(), capture: None });
     let expect = Expect { exit_code: Some(7), contains: vec!["x".into()], ..Expect::default() };
     h.ok(Action::Execute { command: "echo x; exit 7".into(), expect: expect.clone(), capture: None });
-    let f = h.failure(&step(Action::Execute { command: "echo x; exit 1".into(), expect, capture: None }, 5.0));
+    let f =
+        h.failure(&step(Action::Execute { command: "echo x; exit 1".into(), expect, capture: None }, 5.0));
     assert!(f.message.contains("exited with 1, expected 7"), "{}", f.message);
 }
 
@@ -103,7 +112,10 @@ fn a_value_with_nul_fails_the_step_and_names_the_capture() {
 fn messages_show_the_command_as_written() {
     let Some(mut h) = harness("") else { return };
     h.ok(capturing("echo t".into(), "T"));
-    let f = h.failure(&step(Action::Succeed { command: "false".into(), expect: Expect::default(), capture: None }, 5.0));
+    let f = h.failure(&step(
+        Action::Succeed { command: "false".into(), expect: Expect::default(), capture: None },
+        5.0,
+    ));
     assert_eq!(f.command.as_deref(), Some("false"));
     assert!(!f.message.contains(GUEST_CAPTURE_DIR), "{}", f.message);
 }
@@ -111,10 +123,8 @@ fn messages_show_the_command_as_written() {
 /// A whole run: a capture on one step is read by a later step of the plan.
 #[test]
 fn a_plan_passes_a_value_between_steps() {
-    let steps = vec![
-        step(capturing("echo s3cr3t".into(), "TOKEN"), 10.0),
-        step(holds("TOKEN", "s3cr3t"), 10.0),
-    ];
+    let steps =
+        vec![step(capturing("echo s3cr3t".into(), "TOKEN"), 10.0), step(holds("TOKEN", "s3cr3t"), 10.0)];
     let Some(fake) = FakeRun::new("", steps) else { return };
     let (outcome, log) = fake.run(&Abort::never());
     assert_eq!(outcome.exit_code(), 0, "{}", text(&log));
@@ -142,7 +152,8 @@ fn arbitrary_values_reach_later_commands_exactly() {
     let marker = h.tmp.path().join("pwned");
     let h = std::cell::RefCell::new(h);
     let count = std::cell::Cell::new(0);
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 48, ..ProptestConfig::default() });
+    let mut runner =
+        proptest::test_runner::TestRunner::new(ProptestConfig { cases: 48, ..ProptestConfig::default() });
     runner
         .run(&value_strategy(), |value| {
             count.set(count.get() + 1);

@@ -69,7 +69,11 @@ impl Runner<'_> {
     /// `waitUntilSucceeds` (with `expect`) / `waitUntilFails` (without).
     /// Returns the reply of the attempt that passed (`None` for
     /// `waitUntilFails`, whose output nothing uses).
-    pub(super) fn wait_until(&mut self, cmd: &UserCommand, expect: Option<&Expect>) -> Result<Option<Reply>, StepError> {
+    pub(super) fn wait_until(
+        &mut self,
+        cmd: &UserCommand,
+        expect: Option<&Expect>,
+    ) -> Result<Option<Reply>, StepError> {
         let command = cmd.shown.as_str();
         let mut last: Option<(Reply, String)> = None;
         // Each attempt is a fresh shell with the framing's options, as when
@@ -113,7 +117,9 @@ impl Runner<'_> {
         let stored = capture_value(&text).map_err(|e| e.to_string()).and_then(|value| {
             write_capture(&self.m.shared_dir(), name, value).map_err(|e| format!("writing it failed: {e}"))
         });
-        stored.map_err(|why| StepError::failed(self.failure(format!("capture `{name}`: {why}"), None, Some(reply))))
+        stored.map_err(|why| {
+            StepError::failed(self.failure(format!("capture `{name}`: {why}"), None, Some(reply)))
+        })
     }
 }
 

@@ -104,7 +104,8 @@ pub fn run_step(ctx: &mut StepCtx<'_>, step: &Step) -> StepResult {
         ))));
     };
     let mut run = Runner { m: machine, abort: ctx.abort, deadline, step_timeout: timeout, log: ctx.log };
-    let user = |command: &str| UserCommand { shown: command.to_owned(), sent: with_captures(ctx.captures, command) };
+    let user =
+        |command: &str| UserCommand { shown: command.to_owned(), sent: with_captures(ctx.captures, command) };
     let result = run_on_node(&mut run, step, &user, ctx.out_dir);
     // Later commands read the capture whether or not this step stored it
     // (with `--keep-going`), as the generated script's fixed preambles do.

@@ -35,12 +35,16 @@ impl Conv<'_> {
         }
         if let Some(why) = reserved(&name) {
             self.diags.push(
-                Diagnostic::error("capture_reserved", Some(span), format!("`{name}` cannot be captured: {why}"))
-                    .with_label("reserved name")
-                    .with_hint(format!(
-                        "every later command would see the value as `${name}`; choose another name (e.g. `{}`)",
-                        suggestion(&name)
-                    )),
+                Diagnostic::error(
+                    "capture_reserved",
+                    Some(span),
+                    format!("`{name}` cannot be captured: {why}"),
+                )
+                .with_label("reserved name")
+                .with_hint(format!(
+                    "every later command would see the value as `${name}`; choose another name (e.g. `{}`)",
+                    suggestion(&name)
+                )),
             );
             return None;
         }
@@ -49,7 +53,9 @@ impl Conv<'_> {
                 Diagnostic::error("capture_reused", Some(span), format!("`{name}` is captured twice"))
                     .with_label("captured again")
                     .with_secondary(first, "first captured here")
-                    .with_hint("a capture holds one value for the rest of the test; give this one another name"),
+                    .with_hint(
+                        "a capture holds one value for the rest of the test; give this one another name",
+                    ),
             );
             return None;
         }

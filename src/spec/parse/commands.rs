@@ -7,7 +7,8 @@ use crate::spec::value::{Entry, Kind, Value};
 use crate::spec::{Action, Expect};
 
 /// The action keys of this family.
-pub(super) const COMMAND_KEYS: &[&str] = &["succeed", "fail", "waitUntilSucceeds", "waitUntilFails", "execute"];
+pub(super) const COMMAND_KEYS: &[&str] =
+    &["succeed", "fail", "waitUntilSucceeds", "waitUntilFails", "execute"];
 
 impl Conv<'_> {
     pub(super) fn command_action<'e>(&mut self, e: &Entry, sibling: Sibling<'_, 'e>) -> Option<Action> {

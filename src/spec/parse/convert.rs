@@ -109,7 +109,8 @@ pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>
             return None;
         }
         _ => {
-            let mut c = Conv { diags, nodes: Nodes::Unknown, computed: Vec::new(), captures: BTreeMap::new() };
+            let mut c =
+                Conv { diags, nodes: Nodes::Unknown, computed: Vec::new(), captures: BTreeMap::new() };
             c.wrong_type(root, Ty::Attrs, "the description");
             return None;
         }

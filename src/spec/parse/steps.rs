@@ -145,10 +145,13 @@ impl Conv<'_> {
                         format!("`{key}` needs a single command"),
                     )
                     .with_label("several commands above")
-                    .with_hint(format!("give the command whose output is {} its own step", match key {
-                        "expect" => "checked",
-                        _ => "captured",
-                    })),
+                    .with_hint(format!(
+                        "give the command whose output is {} its own step",
+                        match key {
+                            "expect" => "checked",
+                            _ => "captured",
+                        }
+                    )),
                 );
                 return None;
             }

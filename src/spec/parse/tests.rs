@@ -61,7 +61,14 @@ mod unit {
                   { succeed = "g"; capture = "NIXVM_X"; }
                 ]; }"#
             ),
-            ["capture_reused", "capture_reserved", "invalid_capture_name", "wrong_type", "misplaced_step_key", "capture_reserved"]
+            [
+                "capture_reused",
+                "capture_reserved",
+                "invalid_capture_name",
+                "wrong_type",
+                "misplaced_step_key",
+                "capture_reserved"
+            ]
         );
     }
 
@@ -146,7 +153,11 @@ mod unit {
         assert_eq!(spec.computed[0].expr, "(builtins.elemAt description.steps 0).succeed");
         assert_eq!(
             spec.steps[0].action,
-            Action::Succeed { command: crate::spec::computed::placeholder(0), expect: Expect::default(), capture: None }
+            Action::Succeed {
+                command: crate::spec::computed::placeholder(0),
+                expect: Expect::default(),
+                capture: None
+            }
         );
         // Structure stays static: a computed node name or step list is refused.
         assert_eq!(
