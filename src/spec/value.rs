@@ -299,7 +299,20 @@ impl Lowering<'_> {
             }
             ast::Expr::LegacyLet(_) => opaque("a `let { … }` expression", span),
             ast::Expr::With(_) => opaque("a `with` expression", span),
-            ast::Expr::IfElse(_) => opaque("an `if … then … else` expression", span),
+            ast::Expr::IfElse(ite) => {
+                // A condition that folds picks its branch (`if ok then … else …`
+                // in a `let`-bound helper); anything else stays opaque.
+                let cond = ite.condition().map(|c| self.expr(&c, Shape::Data, depth + 1).kind);
+                let branch = match cond {
+                    Some(Kind::Bool(true)) => ite.body(),
+                    Some(Kind::Bool(false)) => ite.else_body(),
+                    _ => return opaque("an `if … then … else` expression", span),
+                };
+                match branch {
+                    Some(b) => self.expr(&b, shape, depth + 1),
+                    None => opaque("an incomplete `if … then … else` expression", span),
+                }
+            }
             ast::Expr::Assert(_) => opaque("an `assert` expression", span),
             ast::Expr::Select(sel) => self.select(sel, span, depth),
             ast::Expr::HasAttr(_) => opaque("an `?` attribute test", span),
@@ -573,14 +586,26 @@ impl Lowering<'_> {
                 Some(Value { kind: Kind::Str(text), span })
             }
             ("map" | "concatMap", [f, xs]) => {
-                let (lambda, scope) = match strip_parens(f) {
-                    ast::Expr::Lambda(lambda) => (lambda, self.env.clone()),
-                    _ => self.bound_lambda(f)?,
+                // `f`, `x: …`, or `f a` (a `let`-bound function given its first arguments).
+                let mut fixed = Vec::new();
+                let mut head = strip_parens(f);
+                while let ast::Expr::Apply(inner) = &head {
+                    fixed.push(inner.argument()?);
+                    head = strip_parens(&inner.lambda()?);
+                }
+                fixed.reverse();
+                let (lambda, scope) = match &head {
+                    ast::Expr::Lambda(lambda) if fixed.is_empty() => (lambda.clone(), self.env.clone()),
+                    _ => self.bound_lambda(&head)?,
                 };
                 let Kind::List(items) = self.expr(xs, Shape::Data, depth + 1).kind else { return None };
                 let mut out = Vec::new();
                 for item in items {
-                    let v = self.call(&lambda, scope.clone(), item, depth)?;
+                    let v = if fixed.is_empty() {
+                        self.call(&lambda, scope.clone(), item, depth)?
+                    } else {
+                        self.call_partial(lambda.clone(), scope.clone(), &fixed, item, depth)?
+                    };
                     if base == "map" {
                         out.push(v);
                     } else {
@@ -638,6 +663,26 @@ impl Lowering<'_> {
         self.call(&lambda, scope, value, depth + 1)
     }
 
+    /// Applies a `let`-bound function to its first arguments `fixed` and
+    /// then to the already lowered `last` (`map (check "a") xs`).
+    fn call_partial(
+        &mut self,
+        mut lambda: ast::Lambda,
+        mut scope: Option<Rc<Scope>>,
+        fixed: &[ast::Expr],
+        last: Value,
+        depth: usize,
+    ) -> Option<Value> {
+        for arg in fixed {
+            let value = self.expr(arg, Shape::Data, depth + 1);
+            let vars = self.bind_params(&lambda, value)?;
+            let ast::Expr::Lambda(inner) = strip_parens(&lambda.body()?) else { return None };
+            scope = Some(Rc::new(Scope { vars, parent: scope }));
+            lambda = inner;
+        }
+        self.call(&lambda, scope, last, depth + 1)
+    }
+
     /// Applies a function literal to a known value (`x: …` or `{ a, b ? 1 }: …`),
     /// its body seeing `scope` (where it was defined) and its parameters.
     fn call(
@@ -683,6 +728,18 @@ impl Lowering<'_> {
     /// Folds `++` of lists and `+` of strings or integers.
     fn binop(&mut self, op: &ast::BinOp, span: Span, depth: usize) -> Option<Value> {
         let kind = op.operator()?;
+        if matches!(kind, ast::BinOpKind::Equal | ast::BinOpKind::NotEqual) {
+            // Equality of known scalars (strings, integers, booleans, null).
+            let lhs = self.expr(&op.lhs()?, Shape::Data, depth + 1).kind;
+            let rhs = self.expr(&op.rhs()?, Shape::Data, depth + 1).kind;
+            let scalar = |k: &Kind| matches!(k, Kind::Str(_) | Kind::Int(_) | Kind::Bool(_) | Kind::Null);
+            if !scalar(&lhs) || !scalar(&rhs) {
+                return None;
+            }
+            let equal = lhs == rhs;
+            let kind = Kind::Bool(if matches!(kind, ast::BinOpKind::Equal) { equal } else { !equal });
+            return Some(Value { kind, span });
+        }
         if !matches!(kind, ast::BinOpKind::Concat | ast::BinOpKind::Add) {
             return None;
         }
@@ -768,10 +825,17 @@ impl Lowering<'_> {
                                 } else {
                                     format!("`inherit {key}` (a variable)")
                                 };
-                                let value = if shape.child(&key) == Shape::Module {
+                                let child = shape.child(&key);
+                                let value = if child == Shape::Module {
                                     Value { kind: Kind::Module, span: key_span }
-                                } else {
+                                } else if from {
                                     opaque(why, key_span)
+                                } else {
+                                    // `inherit x;` is `x = x;` with the outer `x`.
+                                    match self.variable(&key, child, key_span, depth + 1) {
+                                        Value { kind: Kind::Opaque { .. }, .. } => opaque(why, key_span),
+                                        v => Value { span: key_span, ..v },
+                                    }
                                 };
                                 self.add(&mut entries, Entry { key, key_span, value });
                             }
@@ -1057,6 +1121,7 @@ mod tests {
           e = let prefix = "shadowed"; in wait "7";
           f = login "8";
           g = wait unknown;
+          h = map (node: { inherit node; waitForUnit = "x"; }) [ "a" "b" ];
         }"#;
         let (v, d) = lower(text);
         assert!(d.is_empty(), "{d:?}");
@@ -1066,8 +1131,11 @@ mod tests {
         assert_eq!(get(&a[3], "sendChars").kind, Kind::Str("bob\n".into()));
         let Kind::List(b) = &get(&v, "b").kind else { panic!() };
         assert_eq!(get(&b[1], "waitForUnit").kind, Kind::Str("getty@tty5.service".into()));
-        // A partial application is not folded (yet): the whole call stays opaque.
-        assert!(matches!(get(&v, "c").kind, Kind::Opaque { .. }));
+        let Kind::List(c) = &get(&v, "c").kind else { panic!("{:?}", get(&v, "c")) };
+        assert_eq!(get(&c[0], "waitForUnit").kind, Kind::Str("getty@tty6.service".into()));
+        assert_eq!(get(&c[1], "sendChars").kind, Kind::Str("carol\n".into()));
+        let Kind::List(h) = &get(&v, "h").kind else { panic!("{:?}", get(&v, "h")) };
+        assert_eq!(get(&h[1], "node").kind, Kind::Str("b".into()));
         assert_eq!(get(&v, "d").kind, Kind::Str("xy".into()));
         // Free names resolve where the function was defined, not where it is called.
         assert_eq!(get(get(&v, "e"), "waitForUnit").kind, Kind::Str("getty@tty7.service".into()));
@@ -1075,6 +1143,32 @@ mod tests {
         assert_eq!(get(&v, "f").kind, Kind::Lambda);
         // An unknown argument leaves the string it reaches opaque, the structure known.
         assert!(matches!(get(get(&v, "g"), "waitForUnit").kind, Kind::Opaque { .. }));
+    }
+
+    #[test]
+    fn conditions_on_known_values_fold() {
+        let text = r#"let
+          step = ok: cmd: if ok then { succeed = cmd; } else { fail = cmd; };
+          ip = arg: if arg == "-6" then "fe00::1" else "192.168.1.";
+        in {
+          a = [ (step true "x") (step false "y") ];
+          b = map ip [ "-6" "-4" ];
+          c = if 1 != 2 then "yes" else "no";
+          d = if unknown then 1 else 2;
+          e = if [ 1 ] == [ 1 ] then 1 else 2;
+        }"#;
+        let (v, d) = lower(text);
+        assert!(d.is_empty(), "{d:?}");
+        let Kind::List(a) = &get(&v, "a").kind else { panic!("{:?}", get(&v, "a")) };
+        assert_eq!(get(&a[0], "succeed").kind, Kind::Str("x".into()));
+        assert_eq!(get(&a[1], "fail").kind, Kind::Str("y".into()));
+        let Kind::List(b) = &get(&v, "b").kind else { panic!() };
+        assert_eq!(b[0].kind, Kind::Str("fe00::1".into()));
+        assert_eq!(b[1].kind, Kind::Str("192.168.1.".into()));
+        assert_eq!(get(&v, "c").kind, Kind::Str("yes".into()));
+        assert!(matches!(get(&v, "d").kind, Kind::Opaque { .. }));
+        // Only scalars are compared statically.
+        assert!(matches!(get(&v, "e").kind, Kind::Opaque { .. }));
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod captures;
 mod checks;
 mod commands;
 mod convert;
+mod display;
 mod files;
 mod nodes;
 mod power;
@@ -101,6 +102,7 @@ pub const STEP_SIBLINGS: &[(&str, &[&str])] = &[
     ("targetDir", &["copyFromVm"]),
     ("steps", &["subtest"]),
     ("isolate", &["subtest"]),
+    ("tty", &["waitUntilTtyMatches"]),
 ];
 pub const EXPECT_KEYS: &[&str] = &["contains", "notContains", "equals", "matches", "exitCode", "json"];
 pub const HTTP_KEYS: &[&str] = &["url", "status", "contains"];
