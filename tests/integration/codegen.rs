@@ -24,6 +24,7 @@ const CASES: &[&str] = &[
     "weird-strings",
     "modules-list",
     "custom-systems",
+    "isolated",
 ];
 
 const OUTPUT: &str = "nix/checks.generated.nix";
