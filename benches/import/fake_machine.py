@@ -32,6 +32,7 @@ import json
 import re
 import sys
 import time
+import unittest
 
 # Parameters of the stock driver's Machine methods, in order, with defaults
 # (nixos/lib/test-driver/src/test_driver/machine/__init__.py).
@@ -47,11 +48,23 @@ SIGNATURES = {
     "copy_from_vm": [("source", None), ("target_dir", "")],
     "screenshot": [("filename", None)],
     "start": [("allow_reboot", False)],
+    "send_key": [("key", None), ("delay", 0.01), ("log", True)],
+    "send_chars": [("chars", None), ("delay", 0.01)],
+    "wait_until_tty_matches": [("tty", None), ("regexp", None), ("timeout", 900)],
+    "dump_tty_contents": [("tty", None)],
+    "get_tty_text": [("tty", None)],
+    "wait_for_text": [("regex", None), ("timeout", 900)],
+    "wait_for_x": [("timeout", 900)],
+    "wait_for_window": [("regexp", None), ("timeout", 900)],
 }
 # Methods that do not boot a stopped machine.
 NO_BOOT = {"shutdown", "crash", "block", "unblock", "wait_for_console_text", "screenshot",
-           "send_monitor_command", "is_up"}
+           "send_monitor_command", "is_up", "send_key", "send_chars", "wait_for_text", "get_screen_text",
+           "get_screen_text_variants"}
+# Methods whose `tty` the stock driver only formats into a command (`/dev/tty{tty}`).
+TTY_METHODS = {"wait_until_tty_matches", "dump_tty_contents", "get_tty_text"}
 OUTPUT_METHODS = {"succeed", "fail", "wait_until_succeeds", "wait_until_fails"}
+PORT_METHODS = {"wait_for_open_port", "wait_for_closed_port"}
 
 
 class Recorder:
@@ -142,6 +155,12 @@ class Machine:
         for k, v in kwargs.items():
             bound[k] = v
         timeout = bound.pop("timeout", None)
+        if method in PORT_METHODS and "port" in bound:
+            # The stock driver only formats the port into `nc -z {addr} {port}`:
+            # 15672 and "15672" are the same probe.
+            bound["port"] = str(bound["port"])
+        if method in TTY_METHODS and "tty" in bound:
+            bound["tty"] = str(bound["tty"])
         full = [bound.get(name, default) for name, default in params if name != "timeout"]
         return full, timeout
 
@@ -241,7 +260,31 @@ def run(script, nodes):
             return True
         return needle not in haystack
 
+    class T:
+        """The driver's `t` (a `unittest.TestCase`): the checks the importer
+        maps are recorded like `in`, `not in` and `re.search`; any other
+        assertion runs as unittest runs it (on an output, its `==` and `in`
+        are recorded by `Out`)."""
+
+        _real = unittest.TestCase()
+
+        def assertIn(self, member, container, msg=None):
+            if isinstance(container, Out):
+                rec.check(container._ref, "contains", container._transform, member)
+            else:
+                self._real.assertIn(member, container, msg)
+
+        def assertNotIn(self, member, container, msg=None):
+            not_in(member, container) or self._real.fail(msg)
+
+        def assertRegex(self, text, regex, msg=None):
+            search(regex, text) or self._real.fail(msg)
+
+        def __getattr__(self, name):
+            return getattr(self._real, name)
+
     env["__nixvm_not_in__"] = not_in
+    env["t"] = T()
     re.search = search
     time.sleep = lambda secs: rec.events.append(["sleep", secs])
     error = None

@@ -958,3 +958,78 @@ fn temporary_directories_are_private() {
     assert_eq!(mode(&fresh), 0o700, "a created temporary directory");
     assert_eq!(mode(&fresh.join("shared-xchg")), 0o700);
 }
+
+// --- keys and X11 waits (the fake QEMU logs every monitor command) ----------
+
+/// The monitor commands the fake QEMU received, `sendkey` only.
+fn sent_keys(h: &Harness) -> Vec<String> {
+    let log = std::fs::read_to_string(h.machine().state_dir().join("monitor.log")).unwrap_or_default();
+    log.lines().filter(|l| l.starts_with("sendkey ")).map(str::to_owned).collect()
+}
+
+#[test]
+fn keys_reach_the_monitor_as_the_stock_driver_sends_them() {
+    let Some(mut h) = harness("") else { return };
+    h.ok(Action::SendChars { chars: "Hi! a-b\n".into() });
+    h.ok(Action::SendKeys { keys: vec!["alt-f2".into(), "?".into(), "0x1c".into()] });
+    assert_eq!(
+        sent_keys(&h),
+        [
+            "sendkey shift-h",
+            "sendkey i",
+            "sendkey shift-0x02",
+            "sendkey spc",
+            "sendkey a",
+            "sendkey 0x0C",
+            "sendkey b",
+            "sendkey ret",
+            "sendkey alt-f2",
+            "sendkey shift-0x35",
+            "sendkey 0x1c",
+        ]
+    );
+}
+
+#[test]
+fn a_key_qemu_refuses_fails_the_step_with_its_answer() {
+    let Some(mut h) = harness("") else { return };
+    // Validation refuses such keys; a hand-written plan reaches QEMU.
+    let f =
+        h.failure(&step(Action::SendKeys { keys: vec!["ret".into(), "bogus".into(), "ret".into()] }, 10.0));
+    assert!(f.message.contains("invalid parameter: bogus"), "{}", f.message);
+    assert_eq!(sent_keys(&h), ["sendkey ret", "sendkey bogus"], "the keys after it are not sent");
+    let f = h.failure(&step(Action::SendChars { chars: "a\tb".into() }, 10.0));
+    assert!(f.message.contains("cannot type '\\t'"), "{}", f.message);
+}
+
+#[test]
+fn wait_for_window_fails_at_once_when_xwininfo_fails() {
+    let Some(mut h) = harness("") else { return };
+    // The fake guest runs commands with the host's bash, where there is no X
+    // display: xwininfo fails (or is missing), as the stock `succeed` would.
+    if std::env::var_os("DISPLAY").is_some() {
+        eprintln!("\n!!! SKIPPED: DISPLAY is set; xwininfo might find a real X server.\n");
+        return;
+    }
+    let started = Instant::now();
+    let f = h.failure(&step(Action::WaitForWindow { regex: "xterm".into() }, 30.0));
+    assert!(started.elapsed() < Duration::from_secs(10), "failed after {:?}", started.elapsed());
+    assert!(f.message.starts_with("command `xwininfo -root -tree | sed"), "{}", f.message);
+    assert!(f.message.contains("failed (exit code"), "{}", f.message);
+}
+
+#[test]
+fn interactive_keys_and_type_reach_the_monitor() {
+    let Some(fake) = FakeRun::new("", Vec::new()) else { return };
+    let (code, out, log) = repl(
+        &fake,
+        "keys machine alt-f2 ret\ntype machine Hi\\n\nkeys machine bogus-key\n",
+        &ReplSignals::default(),
+    );
+    assert_eq!(code, 0, "{out}\n{log}");
+    assert_eq!(out.matches("sent").count(), 2, "{out}");
+    assert!(out.contains("error: `bogus` is not a QEMU key name"), "{out}");
+    let monitor = std::fs::read_to_string(fake.tmp.path().join("vm-state-machine/monitor.log")).unwrap();
+    let keys: Vec<&str> = monitor.lines().filter(|l| l.starts_with("sendkey")).collect();
+    assert_eq!(keys, ["sendkey alt-f2", "sendkey ret", "sendkey shift-h", "sendkey i", "sendkey ret"]);
+}

@@ -25,6 +25,8 @@ const CASES: &[&str] = &[
     "modules-list",
     "custom-systems",
     "isolated",
+    "display",
+    "console-login",
 ];
 
 const OUTPUT: &str = "nix/checks.generated.nix";
@@ -253,7 +255,7 @@ fn fixture_checks_evaluate_against_the_stand_in() {
             "checks.x86_64-linux",
             &[
                 "--apply",
-                "builtins.mapAttrs (_: t: { drv = t.drvPath; script = t.config.testScriptString; plan = t.driver.nixvm.plan or null; })",
+                "builtins.mapAttrs (_: t: { drv = t.drvPath; script = t.config.testScriptString; plan = t.driver.nixvm.plan or null; ocr = t.config.enableOCR; tools = t.driver.nixvm.toolsPath or null; })",
             ],
         );
         let checks = checks.as_object().expect("an attribute set of checks");
@@ -281,6 +283,13 @@ fn fixture_checks_evaluate_against_the_stand_in() {
                 script = script.replace(&placeholder, &serde_json::to_string(value).unwrap());
             }
             assert_eq!(check["script"].as_str(), Some(script.as_str()), "{case}/{}: testScript", test.name);
+            // OCR: the stock driver gets tesseract through `enableOCR`,
+            // nixvm-driver through lib.mkDriver's PATH.
+            let ocr = script.contains(".wait_for_text(");
+            assert_eq!(check["ocr"].as_bool(), Some(ocr), "{case}/{}: enableOCR", test.name);
+            if let Some(tools) = check["tools"].as_str() {
+                assert_eq!(tools.contains("tesseract"), ocr, "{case}/{}: driver PATH {tools}", test.name);
+            }
             match test.backend {
                 nixvm_gen::spec::Backend::Rust => {
                     let plan =
@@ -916,8 +925,8 @@ fn empty_systems_warn_but_generate() {
     assert!(!generated.contains("x86_64-linux ="), "{generated}");
 }
 
-/// Strings that Nix computes (here: each nasty string passed through a
-/// function, which the static parse cannot fold) reach the Python script
+/// Strings that Nix computes (here: each nasty string passed through
+/// `builtins.replaceStrings`, which the static parse does not fold) reach the Python script
 /// and the plan exactly: both embed `builtins.toJSON` of the value, whose
 /// JSON string literals are valid Python literals.
 #[test]
@@ -936,7 +945,7 @@ fn computed_strings_reach_python_and_the_plan_unchanged() {
         std::fs::write(
             dir.path().join("tests/vm/nasty.nix"),
             format!(
-                "{{ pkgs, ... }}:\nlet\n  id = x: x;\n  strings = [\n{items}  ];\nin\n{{\n  backend = \"{backend}\";\n  systems = [ \"x86_64-linux\" ];\n  nodes.machine = {{ }};\n  steps = map (s: {{ succeed = id s; }}) strings;\n}}\n"
+                "{{ pkgs, ... }}:\nlet\n  id = x: builtins.replaceStrings [ ] [ ] x;\n  strings = [\n{items}  ];\nin\n{{\n  backend = \"{backend}\";\n  systems = [ \"x86_64-linux\" ];\n  nodes.machine = {{ }};\n  steps = map (s: {{ succeed = id s; }}) strings;\n}}\n"
             ),
         )
         .unwrap();
@@ -976,4 +985,118 @@ map (s: s.action.succeed.command) checks.x86_64-linux.nasty.steps
         let got: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
         assert_round_trip("computed succeed command", &strings, &got);
     }
+}
+
+/// The display steps' Python calls are the ones a hand-written stock
+/// testScript makes: the recording fake Machine
+/// (benches/import/fake_machine.py, bound to the stock signatures) sees the
+/// same calls with the same arguments from both.
+#[test]
+fn display_steps_make_the_stock_calls() {
+    if !util::require("python3", "runs the recording fake Machine") {
+        return;
+    }
+    let case = copy_case("display");
+    generate(case.path());
+    let scripts = scripts_of_generated_file(&case.path().join(OUTPUT));
+    let desktop = scripts.iter().find(|s| s.name == "desktop").expect("desktop test");
+    // Written as a NixOS test author writes it.
+    let original = r#"
+start_all()
+machine.wait_for_x()
+machine.wait_for_window("^xterm$", timeout=60)
+machine.send_chars("echo 'Hello, \"World\"!' > /tmp/out\n")
+machine.send_key("ctrl-alt-f2")
+machine.send_key("alt-f1")
+machine.send_key("A")
+machine.send_key("?")
+machine.wait_for_text("Hello, [Ww]orld", timeout=120)
+with subtest("the console"):
+    machine.wait_until_tty_matches(2, "login: $")
+    machine.dump_tty_contents(2)
+    machine.screenshot("console")
+"#;
+    let dir = util::tempdir();
+    let (orig, gen_) = (dir.path().join("original.py"), dir.path().join("generated.py"));
+    std::fs::write(&orig, original).unwrap();
+    std::fs::write(&gen_, &desktop.test_script).unwrap();
+    let out = util::run(
+        Command::new("python3")
+            .arg(util::root().join("benches/import/fake_machine.py"))
+            .args(["compare", "machine"])
+            .args([&orig, &gen_]),
+    );
+    assert!(
+        out.status.success(),
+        "the fake Machine saw different calls:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// A description function gets the flake's `self`, as a hand-written flake
+/// test does: its packages and inputs reach the steps (and the nodes).
+#[test]
+fn description_functions_get_the_flakes_self() {
+    if !util::require("nix-instantiate", "evaluates the generated plan") {
+        return;
+    }
+    let dir = copy_case("single-node-rust");
+    std::fs::remove_file(dir.path().join("tests/vm/health.nix")).unwrap();
+    std::fs::write(
+        dir.path().join("tests/vm/own.nix"),
+        "{ self, pkgs, ... }:\n{\n  systems = [ \"x86_64-linux\" ];\n  nodes.machine = { };\n  steps = [ { succeed = \"${self.packages.${pkgs.system}.tool}/bin/tool\"; } ];\n}\n",
+    )
+    .unwrap();
+    let text = generate(dir.path());
+    assert!(text.contains("inherit pkgs lib self;"), "{text}");
+    let plan_of = r#"
+let
+  checks = import ./nix/checks.generated.nix {
+    self = { nixosModules = { }; packages.x86_64-linux.tool = "/nix/store/own-tool"; };
+    nixvm-gen.lib.mkDriver = { plan, ... }: plan;
+    nixpkgs.legacyPackages.x86_64-linux = {
+      system = "x86_64-linux";
+      testers.runNixOSTest = module: (module { config = { }; lib.mkForce = x: x; }).driver;
+    };
+  };
+in
+map (s: s.action.succeed.command) checks.x86_64-linux.own.steps
+"#;
+    std::fs::write(dir.path().join("plan.nix"), plan_of).unwrap();
+    let got: Vec<String> = serde_json::from_value(nix_eval_path(&dir.path().join("plan.nix"))).unwrap();
+    assert_eq!(got, ["/nix/store/own-tool/bin/tool"]);
+}
+
+/// The examples of docs/descriptions.md stay true: a block marked
+/// `<!-- docs-example: PATH -->` is the fixture file PATH byte for byte (so
+/// the goldens and evaluation tests above cover it), and one marked
+/// `<!-- docs-example: validate -->` is accepted by `scan` as it stands.
+#[test]
+fn docs_examples_are_fixtures_or_validate() {
+    const MARK: &str = "<!-- docs-example: ";
+    let doc = std::fs::read_to_string(util::root().join("docs/descriptions.md")).unwrap();
+    let mut rest = doc.as_str();
+    let (mut fixtures, mut validated) = (0, 0);
+    while let Some(at) = rest.find(MARK) {
+        let after = &rest[at + MARK.len()..];
+        let (what, after) = after.split_once(" -->").expect("the marker is closed");
+        let start = after.find("```nix\n").expect("a ```nix block follows the marker") + "```nix\n".len();
+        let len = after[start..].find("```").expect("the block is closed");
+        let block = &after[start..start + len];
+        if what == "validate" {
+            let dir = copy_case("single-node-rust");
+            std::fs::write(dir.path().join("tests/vm/health.nix"), block).unwrap();
+            util::assert_code(&nixvm_gen(dir.path(), &["scan"]), 0);
+            validated += 1;
+        } else {
+            let file = std::fs::read_to_string(util::root().join(what)).unwrap();
+            assert_eq!(block, file, "docs/descriptions.md: the example differs from {what}");
+            fixtures += 1;
+        }
+        rest = &after[start + len..];
+    }
+    assert!(
+        fixtures >= 1 && validated >= 1,
+        "docs-example markers found: {fixtures} fixture(s), {validated} validated"
+    );
 }
