@@ -21,6 +21,8 @@ use super::vm::{Machine, VmError, VmSetup};
 use crate::plan::{PLAN_VERSION, Plan};
 use crate::spec::{Action, Expect, Step};
 
+mod captures;
+
 fn available() -> bool {
     ["python3", "bash", "base64", "timeout"].iter().all(|t| require(t, "the fake guest"))
 }
@@ -74,11 +76,17 @@ struct Harness {
     out: tempfile::TempDir,
     machines: BTreeMap<String, Machine>,
     log: Log,
+    captures: Vec<String>,
 }
 
 /// A booted [`Harness`], unless the fake guest's tools are missing.
 fn harness(env: &str) -> Option<Harness> {
     available().then(|| Harness::boot(env))
+}
+
+/// [`harness`] with a preferred framing.
+fn harness_with(env: &str, protocol: Protocol) -> Option<Harness> {
+    available().then(|| Harness::boot_with(env, protocol))
 }
 
 impl Harness {
@@ -91,7 +99,7 @@ impl Harness {
         let (m, _) = booted_with(tmp.path(), env, protocol);
         let (log, _) = Log::capture(Level::Info);
         let machines = BTreeMap::from([("machine".to_owned(), m)]);
-        Harness { tmp, out: tempfile::tempdir().unwrap(), machines, log }
+        Harness { tmp, out: tempfile::tempdir().unwrap(), machines, log, captures: Vec::new() }
     }
 
     fn machine(&self) -> &Machine {
@@ -107,8 +115,13 @@ impl Harness {
 
     fn run(&mut self, step: &Step) -> Result<(), StepError> {
         let abort = Abort::never();
-        let mut ctx =
-            StepCtx { machines: &mut self.machines, abort: &abort, out_dir: self.out.path(), log: &self.log };
+        let mut ctx = StepCtx {
+            machines: &mut self.machines,
+            abort: &abort,
+            out_dir: self.out.path(),
+            log: &self.log,
+            captures: &mut self.captures,
+        };
         steps::run_step(&mut ctx, step)
     }
 
@@ -226,7 +239,7 @@ fn stock_framing_host_deadline_detects_a_background_process_holding_stdout() {
     // Through a step, the message says what to do.
     let mut h = Harness::boot_with("", Protocol::Stock);
     let f = h.failure(&step(
-        Action::Succeed { command: "sleep 30 & true".into(), expect: Expect::default() },
+        Action::Succeed { command: "sleep 30 & true".into(), expect: Expect::default(), capture: None },
         1.0,
     ));
     assert!(f.message.contains("background process keeps the command's stdout open"), "{}", f.message);
@@ -383,7 +396,7 @@ fn step(action: Action, timeout: f64) -> Step {
 }
 
 fn succeed(cmd: &str) -> Step {
-    step(Action::Succeed { command: cmd.into(), expect: Expect::default() }, 10.0)
+    step(Action::Succeed { command: cmd.into(), expect: Expect::default(), capture: None }, 10.0)
 }
 
 fn subtest(title: &str, steps: Vec<Step>) -> Step {
@@ -476,14 +489,14 @@ fn wait_until_succeeds_latency() {
     let Some(mut h) = harness(SLOW_COMMANDS) else { return };
     let flag = h.tmp.path().join("flag");
     let command = format!("test -e {}", flag.display());
-    let wait = Action::WaitUntilSucceeds { command, expect: Expect::default() };
+    let wait = Action::WaitUntilSucceeds { command, expect: Expect::default(), capture: None };
     assert_wait_latency(&mut h, wait, move || std::fs::write(flag, "").unwrap());
     // With `expect`: the command succeeds all along, its output changes.
     let status = h.tmp.path().join("status");
     std::fs::write(&status, "starting\n").unwrap();
     let command = format!("cat {}", status.display());
     let expect = Expect { contains: vec!["Healthy".into()], ..Expect::default() };
-    let wait = Action::WaitUntilSucceeds { command, expect };
+    let wait = Action::WaitUntilSucceeds { command, expect, capture: None };
     assert_wait_latency(&mut h, wait, move || std::fs::write(status, "Healthy\n").unwrap());
 }
 
@@ -519,8 +532,11 @@ fn wait_for_console_text_latency() {
 fn waits_report_the_last_attempt_on_timeout() {
     let Some(mut h) = harness("") else { return };
     let t = Instant::now();
-    let wait =
-        Action::WaitUntilSucceeds { command: "echo attempt; exit 3".into(), expect: Expect::default() };
+    let wait = Action::WaitUntilSucceeds {
+        command: "echo attempt; exit 3".into(),
+        expect: Expect::default(),
+        capture: None,
+    };
     let f = h.failure(&step(wait, 1.0));
     assert!(t.elapsed() < Duration::from_millis(1800), "took {:?}", t.elapsed());
     assert!(
@@ -573,6 +589,7 @@ fn vm_actions_shutdown_start_reboot_crash_copy_screenshot() {
     h.ok(Action::Succeed {
         command: "mkdir -p /tmp/shared/../d && echo data > $TMPDIR/file".into(),
         expect: Expect::default(),
+        capture: None,
     });
     let file = h.machine().state_dir().join("file");
     h.ok(Action::CopyFromVm { source: file.display().to_string(), target_dir: Some("copied".into()) });
@@ -586,11 +603,11 @@ fn vm_actions_shutdown_start_reboot_crash_copy_screenshot() {
     assert!(!h.machine().is_running());
     h.ok(Action::Start);
     h.ok(Action::Reboot);
-    h.ok(Action::Succeed { command: "true".into(), expect: Expect::default() });
+    h.ok(Action::Succeed { command: "true".into(), expect: Expect::default(), capture: None });
     h.ok(Action::Crash);
     assert!(!h.machine().is_running());
     // A command on a stopped node starts it again, like the stock driver.
-    h.ok(Action::Succeed { command: "true".into(), expect: Expect::default() });
+    h.ok(Action::Succeed { command: "true".into(), expect: Expect::default(), capture: None });
     assert!(h.machine().is_running());
     // Monitor commands do not.
     h.ok(Action::Crash);
@@ -612,6 +629,7 @@ fn copies_and_screenshots_stay_inside_the_output_directory() {
             "mkdir -p $TMPDIR/tree && echo data > $TMPDIR/tree/file && ln -s /etc/passwd $TMPDIR/tree/pw"
                 .into(),
         expect: Expect::default(),
+        capture: None,
     });
     let tree = h.machine().state_dir().join("tree").display().to_string();
     let out = h.out.path().to_owned();
@@ -642,6 +660,7 @@ fn failing_step_reports_golden() {
             Action::Succeed {
                 command: "echo Sick".into(),
                 expect: Expect { contains: vec!["Healthy".into()], ..Expect::default() },
+                capture: None,
             },
             10.0,
         ),

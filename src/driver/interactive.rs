@@ -488,6 +488,8 @@ impl Session<'_> {
             abort: &self.abort,
             out_dir: &self.opts.out_dir,
             log: &self.log,
+            // Keys and characters are no shell commands: no captures to read.
+            captures: &mut Vec::new(),
         };
         match super::steps::run_step(&mut ctx, &step) {
             Ok(()) => self.say("sent"),
@@ -694,7 +696,7 @@ mod tests {
         Step {
             node: Some("machine".into()),
             timeout: Some(10.0),
-            action: Action::Succeed { command: cmd.into(), expect: Expect::default() },
+            action: Action::Succeed { command: cmd.into(), expect: Expect::default(), capture: None },
             span: None,
         }
     }

@@ -18,6 +18,7 @@ const CASES: &[&str] = &[
     "single-node-rust",
     "store-paths",
     "battery",
+    "token",
     "multi-node-python",
     "aliases",
     "every-step",

@@ -151,12 +151,16 @@ fn step(node: &str, timeout: f64, action: Action) -> Step {
 }
 
 fn succeed(node: &str, timeout: f64, command: &str) -> Step {
-    step(node, timeout, Action::Succeed { command: command.to_owned(), expect: Expect::default() })
+    step(
+        node,
+        timeout,
+        Action::Succeed { command: command.to_owned(), expect: Expect::default(), capture: None },
+    )
 }
 
 fn succeed_contains(node: &str, timeout: f64, command: &str, contains: &str) -> Step {
     let expect = Expect { contains: vec![contains.to_owned()], ..Expect::default() };
-    step(node, timeout, Action::Succeed { command: command.to_owned(), expect })
+    step(node, timeout, Action::Succeed { command: command.to_owned(), expect, capture: None })
 }
 
 /// One test's world: a unique temp dir holding the start scripts, the
@@ -438,6 +442,7 @@ fn health_check_passes_on_systemd_guest() {
                 Action::WaitUntilSucceeds {
                     command: "curl --fail --silent localhost:3000".into(),
                     expect: Expect { contains: vec!["Healthy".into()], ..Expect::default() },
+                    capture: None,
                 },
             ),
             succeed_contains("machine", 30.0, "curl --fail localhost:3000", "Healthy"),
@@ -668,7 +673,7 @@ fn waits_poll_inside_the_guest() {
         step(
             "machine",
             timeout,
-            Action::WaitUntilSucceeds { command: command.into(), expect: Expect::default() },
+            Action::WaitUntilSucceeds { command: command.into(), expect: Expect::default(), capture: None },
         )
     };
     let Some(world) = vm_test(
@@ -684,6 +689,7 @@ fn waits_poll_inside_the_guest() {
                 Action::WaitUntilSucceeds {
                     command: "cat /tmp/xchg/flag".into(),
                     expect: Expect { equals: Some("ready".into()), ..Expect::default() },
+                    capture: None,
                 },
             ),
             // `set -euo pipefail` holds for each attempt, as for `succeed`.
