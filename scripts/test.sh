@@ -28,6 +28,8 @@ declare -A need=(
   [vde_switch]=vde2
   # The driver converts screenshots with it (src/driver/tools.rs).
   [pnmtopng]=netpbm
+  # waitForText's OCR (src/driver/tools.rs TESSERACT; the stand-in's tesseract4).
+  [tesseract]=tesseract-ocr
   [debootstrap]=debootstrap
   [cpio]=cpio
   [depmod]=kmod

@@ -32,6 +32,7 @@ import json
 import re
 import sys
 import time
+import unittest
 
 # Parameters of the stock driver's Machine methods, in order, with defaults
 # (nixos/lib/test-driver/src/test_driver/machine/__init__.py).
@@ -52,6 +53,7 @@ SIGNATURES = {
 NO_BOOT = {"shutdown", "crash", "block", "unblock", "wait_for_console_text", "screenshot",
            "send_monitor_command", "is_up"}
 OUTPUT_METHODS = {"succeed", "fail", "wait_until_succeeds", "wait_until_fails"}
+PORT_METHODS = {"wait_for_open_port", "wait_for_closed_port"}
 
 
 class Recorder:
@@ -142,6 +144,10 @@ class Machine:
         for k, v in kwargs.items():
             bound[k] = v
         timeout = bound.pop("timeout", None)
+        if method in PORT_METHODS and "port" in bound:
+            # The stock driver only formats the port into `nc -z {addr} {port}`:
+            # 15672 and "15672" are the same probe.
+            bound["port"] = str(bound["port"])
         full = [bound.get(name, default) for name, default in params if name != "timeout"]
         return full, timeout
 
@@ -241,7 +247,31 @@ def run(script, nodes):
             return True
         return needle not in haystack
 
+    class T:
+        """The driver's `t` (a `unittest.TestCase`): the checks the importer
+        maps are recorded like `in`, `not in` and `re.search`; any other
+        assertion runs as unittest runs it (on an output, its `==` and `in`
+        are recorded by `Out`)."""
+
+        _real = unittest.TestCase()
+
+        def assertIn(self, member, container, msg=None):
+            if isinstance(container, Out):
+                rec.check(container._ref, "contains", container._transform, member)
+            else:
+                self._real.assertIn(member, container, msg)
+
+        def assertNotIn(self, member, container, msg=None):
+            not_in(member, container) or self._real.fail(msg)
+
+        def assertRegex(self, text, regex, msg=None):
+            search(regex, text) or self._real.fail(msg)
+
+        def __getattr__(self, name):
+            return getattr(self._real, name)
+
     env["__nixvm_not_in__"] = not_in
+    env["t"] = T()
     re.search = search
     time.sleep = lambda secs: rec.events.append(["sleep", secs])
     error = None

@@ -90,6 +90,9 @@ pub struct TestView {
     /// The `name` string literal.
     pub name: String,
     pub global_timeout: Option<u64>,
+    /// `enableOCR = true;`: the test has a `waitForText` step (the stock
+    /// driver then has tesseract; `lib.mkDriver` puts it on nixvm-driver's PATH).
+    pub enable_ocr: bool,
     pub nodes: Vec<NodeView>,
     /// The `testScript` indented string literal.
     pub script: String,
@@ -187,7 +190,9 @@ fn test_view(spec: &TestSpec, project: &Project, output_dir: &[String]) -> Resul
     // A function or computed values: one evaluated description per test,
     // which the node imports, the script and the plan all refer to.
     let evaluated = (spec.function || !spec.computed.is_empty()).then(|| {
-        format!("nixvmDescription (import {description}) {{ inherit pkgs lib; inherit (config) nodes; }}")
+        format!(
+            "nixvmDescription (import {description}) {{ inherit pkgs lib self; inherit (config) nodes; }}"
+        )
     });
     let modules = selected_modules(spec, &project.flake);
     let curl_nodes = http_nodes(&spec.steps);
@@ -228,6 +233,7 @@ fn test_view(spec: &TestSpec, project: &Project, output_dir: &[String]) -> Resul
         attr: nix_attr_name(&spec.name),
         name: nix_string(&spec.name),
         global_timeout: spec.timeout,
+        enable_ocr: uses_ocr(&spec.steps),
         nodes,
         script,
         plan,
@@ -408,6 +414,15 @@ fn import_path(output_dir: &[String], file: &Path) -> Result<String, CodegenErro
     }
     let base = if ups == 0 { "./.".to_string() } else { format!("./{}", vec![".."; ups].join("/")) };
     Ok(format!("({base} + {})", nix_string(&format!("/{rest}"))))
+}
+
+/// Whether any step (in subtests too) reads the screen by OCR.
+fn uses_ocr(steps: &[crate::spec::Step]) -> bool {
+    steps.iter().any(|s| match &s.action {
+        crate::spec::Action::WaitForText { .. } => true,
+        crate::spec::Action::Subtest { steps, .. } => uses_ocr(steps),
+        _ => false,
+    })
 }
 
 #[cfg(test)]

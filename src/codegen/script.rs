@@ -345,6 +345,30 @@ impl<'a> ScriptGen<'a> {
                 }
                 out.push(format!("{node}.screenshot({})", python_string(name)));
             }
+            // The stock methods run the same guest commands as nixvm-driver
+            // (crate::guest::commands) and press the same keys
+            // (crate::spec::keys); their `tty` parameter is a `str`.
+            Action::SendKeys { keys } => {
+                for key in keys {
+                    out.push(format!("{node}.send_key({})", python_string(key)));
+                }
+            }
+            Action::SendChars { chars } => out.push(format!("{node}.send_chars({})", python_string(chars))),
+            Action::WaitUntilTtyMatches { tty, regex } => out.push(format!(
+                "{node}.wait_until_tty_matches(\"{tty}\", {}{timeout_arg})",
+                python_string(regex)
+            )),
+            Action::DumpTtyContents { tty } => out.push(format!("{node}.dump_tty_contents(\"{tty}\")")),
+            Action::WaitForText { regex } => {
+                out.push(format!("{node}.wait_for_text({}{timeout_arg})", python_string(regex)))
+            }
+            Action::WaitForX => out.push(format!(
+                "{node}.wait_for_x({})",
+                timeout.as_deref().map(|t| format!("timeout={t}")).unwrap_or_default()
+            )),
+            Action::WaitForWindow { regex } => {
+                out.push(format!("{node}.wait_for_window({}{timeout_arg})", python_string(regex)))
+            }
             Action::Python { code } => {
                 // The escape hatch: the author's own lines, at this block's level.
                 out.extend(code.trim_end_matches('\n').split('\n').map(|l| l.trim_end().to_string()));

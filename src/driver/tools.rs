@@ -30,9 +30,21 @@ pub const VDE_SWITCH: Tool = Tool { program: "vde_switch", package: "vde2", purp
 pub const PNMTOPNG: Tool =
     Tool { program: "pnmtopng", package: "netpbm", purpose: "converting screenshots to PNG" };
 
+/// OCR for `waitForText`: the stock driver's `tesseract` call (its
+/// `enableOCR` option puts it on the driver's `PATH`; so does `lib.mkDriver`).
+pub const TESSERACT: Tool = Tool {
+    program: "tesseract",
+    package: "tesseract",
+    purpose: "reading the screen (waitForText, enableOCR)",
+};
+
 /// Every host program the driver may run; nix/package.nix puts exactly these
 /// packages on the wrapped driver's `PATH` (a test keeps the two in sync).
 pub const ALL: &[Tool] = &[VDE_SWITCH, PNMTOPNG];
+/// Host programs only tests with OCR need: `lib.mkDriver` adds them when the
+/// test sets `enableOCR` (which nixvm-gen does for a `waitForText` step), as
+/// the stock driver's package does.
+pub const OCR: &[Tool] = &[TESSERACT];
 
 /// A tool that is not on `PATH`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

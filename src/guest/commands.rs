@@ -51,6 +51,36 @@ pub fn file_probe_command(path: &str) -> String {
     format!("test -e {}", shell_quote(path))
 }
 
+// The display and terminal commands below are the stock driver's, byte for
+// byte (NixOS/nixpkgs nixos/lib/test-driver/src/test_driver/machine/__init__.py
+// at 019697db058b6738eda0cb2cdcc9f5c014c914cb): the generated Python calls
+// the stock methods, which run exactly these.
+
+/// What virtual console `tty` shows (`get_tty_text`): the screen memory
+/// `/dev/vcs<N>` folded at the console's width. Starts `stty`, `awk` and
+/// `fold` in the guest (three programs besides the shell).
+pub fn tty_text_command(tty: u8) -> String {
+    format!("fold -w$(stty -F /dev/tty{tty} size | awk '{{print $2}}') /dev/vcs{tty}")
+}
+
+/// `dump_tty_contents`: the console's text, 80 columns wide, into the
+/// journal. The stock driver ignores its exit status.
+pub fn dump_tty_command(tty: u8) -> String {
+    format!("fold -w 80 /dev/vcs{tty} | systemd-cat")
+}
+
+/// `wait_for_x`'s two probes (the stock driver runs them as two commands,
+/// the second only when the first succeeds): systemd reached the graphical
+/// target, and the X server's socket exists.
+pub const X_STARTED_COMMAND: &str =
+    "journalctl -b SYSLOG_IDENTIFIER=systemd | grep \"Reached target Current graphical\"";
+/// The second probe of `wait_for_x`.
+pub const X_SOCKET_COMMAND: &str = "[ -e /tmp/.X11-unix/X0 ]";
+
+/// `get_window_names`: one X window name per output line.
+pub const WINDOW_NAMES_COMMAND: &str =
+    r#"xwininfo -root -tree | sed 's/.*0x[0-9a-f]* \"\([^\"]*\)\".*/\1/; t; d'"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +109,16 @@ mod tests {
         assert_eq!(port_probe_command(3000, None), "nc -z localhost 3000");
         assert_eq!(port_probe_command(80, Some("a b")), "nc -z 'a b' 80");
         assert_eq!(file_probe_command("/run/x y"), "test -e '/run/x y'");
+    }
+
+    #[test]
+    fn terminal_commands_are_the_stock_ones() {
+        assert_eq!(tty_text_command(2), "fold -w$(stty -F /dev/tty2 size | awk '{print $2}') /dev/vcs2");
+        assert_eq!(dump_tty_command(1), "fold -w 80 /dev/vcs1 | systemd-cat");
+        // The Python source is r"…\"\(…" with \" inside: a backslash before each quote.
+        assert_eq!(
+            WINDOW_NAMES_COMMAND,
+            "xwininfo -root -tree | sed 's/.*0x[0-9a-f]* \\\"\\([^\\\"]*\\)\\\".*/\\1/; t; d'"
+        );
     }
 }

@@ -14,6 +14,7 @@ use super::{Imported, Target};
 use crate::codegen::escape::{comment_text, nix_attr_name, nix_indented_string, nix_string};
 use crate::fsutil::{normalize, relative_to};
 use crate::spec::names::valid_test_name;
+use crate::spec::parse::{TEST_CLASHES, TEST_OPTIONS};
 
 /// Options of runNixOSTest that change no Machine call and no node: dropped
 /// with a note.
@@ -129,8 +130,12 @@ pub fn build(path: &Path, src_dir: &Path, test: TestSource, name: String, target
         if rewrite_modules { own_modules.unwrap_or_default().into_iter().collect() } else { Vec::new() };
 
     // Options.
+    for (line, message) in &test.notes {
+        notes.push(Note { line: *line, message: message.clone() });
+    }
     let mut timeout = None;
     let mut option_comments = String::new();
+    let mut test_module = String::new();
     for opt in &test.options {
         if opt.key == "globalTimeout" && opt.int.is_some_and(|t| t > 0) {
             timeout = opt.int;
@@ -143,6 +148,23 @@ pub fn build(path: &Path, src_dir: &Path, test: TestSource, name: String, target
                 message: format!("dropped `{}`: it changes no Machine call", opt.key),
             });
             continue;
+        }
+        // Another runNixOSTest option goes into the description's `test`
+        // module as it was written (paths re-based): the generated check
+        // passes it to runNixOSTest unchanged.
+        if TEST_OPTIONS.contains(&top) && !TEST_CLASHES.iter().any(|(k, _)| *k == top) {
+            let text = rebase_paths(&opt.text, src_dir, &target.out_dir);
+            let free = super::nix::free_vars_of(&format!("{{ {text} }}"));
+            let (mut trial_lets, mut trial_args) = (lets.clone(), args.clone());
+            if bind_from_scope(&free, &test.scope, &mut trial_lets, &mut trial_args).is_empty() {
+                (lets, args) = (trial_lets, trial_args);
+                let _ = writeln!(test_module, "    {}", reindent(&text, opt.indent, 4));
+                notes.push(Note {
+                    line: opt.line,
+                    message: format!("`{}` is passed to runNixOSTest through the `test` module", opt.key),
+                });
+                continue;
+            }
         }
         leftovers.push(Leftover {
             line: opt.line,
@@ -266,6 +288,11 @@ pub fn build(path: &Path, src_dir: &Path, test: TestSource, name: String, target
     d.push_str("  nodes = {\n");
     d.push_str(&nodes_text);
     d.push_str("  };\n");
+    if !test_module.is_empty() {
+        d.push_str("  test = {\n");
+        d.push_str(&test_module);
+        d.push_str("  };\n");
+    }
     d.push_str(&option_comments);
     d.push_str("  steps = [\n");
     let interpolations: Vec<String> =
@@ -407,17 +434,7 @@ fn copy_node(
             edits.push((range, String::new()));
         }
     }
-    for (range, path) in super::nix::relative_paths(&node.text) {
-        let abs = normalize(&src_dir.join(&path));
-        let rel = relative_to(&abs, &normalize(out_dir));
-        let mut shown = rel.display().to_string();
-        if !shown.starts_with("../") {
-            shown = format!("./{shown}");
-        }
-        if shown != path {
-            edits.push((range, shown));
-        }
-    }
+    edits.extend(path_edits(&node.text, src_dir, out_dir));
     edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
     let mut text = node.text.clone();
     for (range, replacement) in edits {
@@ -469,6 +486,37 @@ fn copy_node(
         format!("{{ {}, ... }}:\n    {text}", args.join(", "))
     };
     (text, others, leftovers, notes)
+}
+
+/// The edits that re-base the relative paths of `text` (written in
+/// `src_dir`) on `out_dir`.
+fn path_edits(text: &str, src_dir: &Path, out_dir: &Path) -> Vec<(std::ops::Range<usize>, String)> {
+    let mut edits = Vec::new();
+    for (range, path) in super::nix::relative_paths(text) {
+        let abs = normalize(&src_dir.join(&path));
+        let rel = relative_to(&abs, &normalize(out_dir));
+        let mut shown = rel.display().to_string();
+        if !shown.starts_with("../") {
+            shown = format!("./{shown}");
+        }
+        if shown != path {
+            edits.push((range, shown));
+        }
+    }
+    edits
+}
+
+/// The binding `text` (`key = value;`) with its relative paths re-based
+/// from `src_dir` on `out_dir`.
+fn rebase_paths(text: &str, src_dir: &Path, out_dir: &Path) -> String {
+    // Parsed inside `{ … }`, where a binding is valid Nix.
+    let mut wrapped = format!("{{ {text} }}");
+    let mut edits = path_edits(&wrapped, src_dir, out_dir);
+    edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
+    for (range, replacement) in edits {
+        wrapped.replace_range(range, &replacement);
+    }
+    wrapped[2..wrapped.len() - 2].to_string()
 }
 
 /// Adds to `lets` the bindings of `scope` that `vars` need, transitively,

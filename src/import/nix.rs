@@ -38,6 +38,8 @@ pub struct TestSource {
     pub line: usize,
     /// Problems with the Nix side (a `nodes` that is not an attribute set …).
     pub problems: Vec<(usize, String, String)>,
+    /// Things of the Nix side dropped or replaced on purpose, said once.
+    pub notes: Vec<(usize, String)>,
     /// `let` bindings around the test (innermost first), which copied
     /// nodes may need.
     pub scope: Vec<Binding>,
@@ -85,6 +87,8 @@ pub struct OptionSource {
     pub key: String,
     pub text: String,
     pub line: usize,
+    /// Indentation (columns) of the line the option starts on, to re-indent.
+    pub indent: usize,
     /// The value when it is an integer literal (`globalTimeout`).
     pub int: Option<i64>,
 }
@@ -221,6 +225,7 @@ fn read_test(set: &ast::AttrSet, text: &str) -> TestSource {
         options: Vec::new(),
         line,
         problems: Vec::new(),
+        notes: Vec::new(),
         scope: enclosing_bindings(set.syntax()),
     };
     // `{ a = makeTest { … }; }`: remember `a`.
@@ -259,19 +264,16 @@ fn read_test(set: &ast::AttrSet, text: &str) -> TestSource {
             continue;
         };
         match names.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+            // The name changes no Machine call: a computed one is replaced
+            // by the file name, and said so.
             ["name"] => match &value {
-                ast::Expr::Str(s) => match static_string(s) {
-                    Some(name) => test.name = Some(name),
-                    None => test.problems.push((
-                        entry_line,
-                        "name".into(),
-                        "the name is computed; the file name is used".into(),
-                    )),
-                },
-                _ => test.problems.push((
+                ast::Expr::Str(s) if static_string(s).is_some() => test.name = static_string(s),
+                _ => test.notes.push((
                     entry_line,
-                    "name".into(),
-                    "the name is computed; the file name is used".into(),
+                    format!(
+                        "the name `{}` is computed; the file name is used instead",
+                        value.syntax().text()
+                    ),
                 )),
             },
             ["testScript"] => test.script = read_script(&value, text, &test.scope),
@@ -321,10 +323,13 @@ fn read_test(set: &ast::AttrSet, text: &str) -> TestSource {
                     ast::Expr::Literal(l) => l.syntax().text().to_string().parse().ok(),
                     _ => None,
                 };
+                let start = usize::from(apv.syntax().text_range().start());
+                let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
                 test.options.push(OptionSource {
                     key: names.join("."),
                     text: apv.syntax().text().to_string(),
                     line: entry_line,
+                    indent: text[line_start..start].chars().take_while(|c| *c == ' ').count(),
                     int,
                 });
             }

@@ -354,8 +354,49 @@ fn subject_call(e: &Expr) -> Option<&ast::ExprCall> {
             }
         }
         Expr::Compare(c) if c.ops.as_slice() == [ast::CmpOp::IsNot] => subject_call(&c.left),
-        Expr::Call(call) => match call.args.get(1) {
-            Some(Expr::Call(inner)) => Some(inner),
+        Expr::Call(call) => {
+            let at = match unittest_check(call) {
+                Some(("matches", _)) => 0,
+                _ => 1,
+            };
+            match call.args.get(at) {
+                Some(Expr::Call(inner)) => Some(inner),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `t.assertIn(needle, out)`, `t.assertNotIn(needle, out)` and
+/// `t.assertRegex(out, pattern)` (with an optional message): the stock
+/// driver's `t` is a `unittest.TestCase`, and these are the same checks as
+/// `assert needle in out`, `… not in …` and `re.search(pattern, out)`.
+/// Returns the expectation key and the name of the method.
+fn unittest_check(call: &ast::ExprCall) -> Option<(&'static str, &str)> {
+    let Expr::Attribute(attr) = &*call.func else { return None };
+    if !matches!(&*attr.value, Expr::Name(t) if t.id.as_str() == "t") {
+        return None;
+    }
+    let key = match attr.attr.as_str() {
+        "assertIn" => "contains",
+        "assertNotIn" => "notContains",
+        "assertRegex" => "matches",
+        _ => return None,
+    };
+    let message_only = call.keywords.iter().all(|k| k.arg.as_ref().is_some_and(|a| a.as_str() == "msg"));
+    let positional = call.args.len() == 2 || (call.args.len() == 3 && call.keywords.is_empty());
+    (message_only && positional && !call.args.iter().any(|a| matches!(a, Expr::Starred(_))))
+        .then_some((key, attr.attr.as_str()))
+}
+
+/// The check a statement makes, if it is one: an `assert`'s test, or a
+/// `t.assertIn(…)`-style call.
+fn check_of(stmt: &Stmt) -> Option<&Expr> {
+    match stmt {
+        Stmt::Assert(a) => Some(&a.test),
+        Stmt::Expr(e) => match &*e.value {
+            Expr::Call(call) if unittest_check(call).is_some() => Some(&e.value),
             _ => None,
         },
         _ => None,
@@ -429,6 +470,28 @@ impl Converter<'_> {
             items.push(self.todo(range, why("nested block", "blocks are nested too deeply")));
             return 1;
         }
+        if let Some(name) = generated_name(stmt) {
+            items.push(self.todo(
+                range,
+                why(
+                    "Python code from Nix",
+                    format!(
+                        "`{}` is Python source that Nix generates; what it does is not known before evaluation",
+                        self.interpolation_source(&name)
+                    ),
+                ),
+            ));
+            return 1;
+        }
+        if let (Some(test), Stmt::Expr(_)) = (check_of(stmt), stmt)
+            && !self.t_is_shadowed()
+        {
+            match self.assert_on_call(test, range) {
+                Ok(step) => items.push(step),
+                Err(w) => items.push(self.todo(range, w)),
+            }
+            return 1;
+        }
         match stmt {
             Stmt::Expr(e) => match self.expr_stmt(&e.value, range, depth) {
                 Ok(mut steps) => items.append(&mut steps),
@@ -446,7 +509,7 @@ impl Converter<'_> {
                 self.note(range, "dropped an import: the generated script imports what it uses");
             }
             Stmt::Assign(a) => return self.assign(stmts, i, a, items),
-            Stmt::Assert(a) => match self.assert_on_call(a) {
+            Stmt::Assert(a) => match self.assert_on_call(&a.test, range) {
                 Ok(step) => items.push(step),
                 Err(w) => items.push(self.todo(range, w)),
             },
@@ -792,12 +855,26 @@ impl Converter<'_> {
         let mut checks = Vec::new();
         let mut comments = Vec::new();
         let mut j = i + 1;
-        while let Some(Stmt::Assert(assert)) = stmts.get(j) {
+        loop {
+            // `print(out)` between the call and its checks prints only.
+            if let Some(Stmt::Expr(e)) = stmts.get(j)
+                && matches!(&*e.value, Expr::Call(c) if matches!(&*c.func, Expr::Name(n) if n.id.as_str() == "print"))
+                && !has_call_inside(&e.value)
+                && stmts.get(j + 1).and_then(check_of).is_some()
+            {
+                self.note(stmts[j].range(), "dropped print(): the driver logs every command and its output");
+                j += 1;
+                continue;
+            }
+            let Some(test) = stmts.get(j).and_then(check_of) else { break };
+            if matches!(stmts[j], Stmt::Expr(_)) && self.t_is_shadowed() {
+                break;
+            }
             self.comments_before(stmts, j, 0, &mut comments);
-            match self.output_check(&assert.test, &target) {
+            match self.output_check(test, &target) {
                 Some(Ok(check)) => checks.push(check),
                 Some(Err(w)) => {
-                    items.push(self.todo(stmts[i].range().cover(assert.range), w));
+                    items.push(self.todo(stmts[i].range().cover(stmts[j].range()), w));
                     return j - i + 1;
                 }
                 None => break,
@@ -830,15 +907,26 @@ impl Converter<'_> {
         j - i
     }
 
-    /// `assert "x" in node.succeed(cmd)` and the like.
-    fn assert_on_call(&mut self, a: &ast::StmtAssert) -> Result<Item, Why> {
-        let (call, check) = self.check_on_call(&a.test).ok_or_else(|| {
+    /// Whether the script binds `t` itself (then `t.assertIn` is not the
+    /// driver's `unittest.TestCase`).
+    fn t_is_shadowed(&self) -> bool {
+        self.stores.contains_key("t") || self.nodes.contains_key("t")
+    }
+
+    /// `assert "x" in node.succeed(cmd)`, `t.assertIn("x", node.succeed(cmd))`
+    /// and the like.
+    fn assert_on_call(
+        &mut self,
+        test: &Expr,
+        range: rustpython_parser::text_size::TextRange,
+    ) -> Result<Item, Why> {
+        let (call, check) = self.check_on_call(test).ok_or_else(|| {
             why(
                 "assert",
                 "only `\"x\" in out`, `\"x\" not in out` and `re.search(p, out)` on a command's output become expectations",
             )
         })??;
-        let mut steps = self.with_checks(call, a.range, vec![check])?;
+        let mut steps = self.with_checks(call, range, vec![check])?;
         match steps.len() {
             1 => Ok(steps.remove(0)),
             _ => Err(why("assert", "a check on several commands' joint output")),
@@ -933,6 +1021,22 @@ impl Converter<'_> {
                     && matches!(&c.comparators[0], Expr::Constant(k) if matches!(k.value, Constant::None)) =>
             {
                 self.check(&c.left, is_subject)
+            }
+            Expr::Call(call) if unittest_check(call).is_some() => {
+                let (key, _) = unittest_check(call)?;
+                let (subject, value) = if key == "matches" {
+                    (&call.args[0], &call.args[1])
+                } else {
+                    (&call.args[1], &call.args[0])
+                };
+                if !is_subject(subject) {
+                    return None;
+                }
+                Some(match self.eval(value) {
+                    Ok(PyValue::Str(s)) => Ok((key, s)),
+                    Ok(_) => Err(why("assert", "the needle or pattern is not a string")),
+                    Err(w) => Err(w),
+                })
             }
             Expr::Call(call)
                 if matches!(&*call.func, Expr::Attribute(a) if a.attr.as_str() == "search" && matches!(&*a.value, Expr::Name(m) if m.id.as_str() == "re"))
@@ -1210,6 +1314,19 @@ impl Converter<'_> {
         Ok(PyValue::Str(s.to_string()))
     }
 
+    /// The `${…}` source(s) a text with placeholders holds.
+    fn interpolation_source(&self, text: &str) -> String {
+        let shown: Vec<String> = self
+            .script
+            .interpolations
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| text.contains(&super::nix::placeholder(*i)))
+            .map(|(_, src)| format!("${{{src}}}"))
+            .collect();
+        shown.join(", ")
+    }
+
     fn interpolation_why(&self, text: &str) -> String {
         let shown: Vec<String> = self
             .script
@@ -1230,6 +1347,12 @@ fn typed(value: PyValue, kind: Kind) -> Option<NixValue> {
     match (value, kind) {
         (PyValue::Str(s), Kind::Str) => Some(NixValue::Str(s)),
         (PyValue::Int(i), Kind::Int) => Some(NixValue::Int(i)),
+        // `wait_for_open_port("15672")`: the stock driver only formats the
+        // port into `nc -z {addr} {port}`, so a string of the number's own
+        // digits is the same port.
+        (PyValue::Str(s), Kind::Int) => {
+            s.parse::<i64>().ok().filter(|i| i.to_string() == s).map(NixValue::Int)
+        }
         _ => None,
     }
 }
@@ -1323,6 +1446,62 @@ fn inlinable(f: &ast::StmtFunctionDef, stores: &BTreeMap<String, usize>) -> Resu
         return Err(why(construct, "a `return` before the end of the body"));
     }
     Ok(())
+}
+
+/// An identifier of the statement (a variable, function, attribute,
+/// keyword or imported name) that holds a `${…}` placeholder: Nix pasted
+/// Python source there (`${import ./helpers.nix {…}}machine.start()`), so
+/// the statement, and what the pasted code does, is not known statically.
+/// Strings holding placeholders are fine: they are values.
+fn generated_name(stmt: &Stmt) -> Option<String> {
+    use rustpython_parser::ast::Visitor;
+    struct Names(Option<String>);
+    impl Names {
+        fn see(&mut self, name: &str) {
+            if self.0.is_none() && name.contains(PLACEHOLDER_PREFIX) {
+                self.0 = Some(name.to_string());
+            }
+        }
+    }
+    impl Visitor for Names {
+        fn visit_expr_name(&mut self, node: ast::ExprName) {
+            self.see(node.id.as_str());
+        }
+        fn visit_expr_attribute(&mut self, node: ast::ExprAttribute) {
+            self.see(node.attr.as_str());
+            self.generic_visit_expr_attribute(node);
+        }
+        fn visit_keyword(&mut self, node: ast::Keyword) {
+            if let Some(arg) = &node.arg {
+                self.see(arg.as_str());
+            }
+            self.generic_visit_keyword(node);
+        }
+        fn visit_stmt_function_def(&mut self, node: ast::StmtFunctionDef) {
+            self.see(node.name.as_str());
+            for p in &node.args.args {
+                self.see(p.def.arg.as_str());
+            }
+            self.generic_visit_stmt_function_def(node);
+        }
+        fn visit_alias(&mut self, node: ast::Alias) {
+            self.see(node.name.as_str());
+            if let Some(a) = &node.asname {
+                self.see(a.as_str());
+            }
+        }
+    }
+    let mut v = Names(None);
+    v.visit_stmt(stmt.clone());
+    v.0
+}
+
+/// Whether the arguments of a call call anything.
+fn has_call_inside(expr: &Expr) -> bool {
+    match expr {
+        Expr::Call(c) => c.args.iter().any(has_call) || c.keywords.iter().any(|k| has_call(&k.value)),
+        other => has_call(other),
+    }
 }
 
 /// Whether an expression calls anything.
@@ -1531,5 +1710,48 @@ mod more_tests {
                 "todo:Machine.succeed"
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod unittest_checks {
+    use super::tests_support::*;
+    use super::*;
+
+    #[test]
+    fn the_drivers_t_assertions_are_expectations() {
+        let s = script(
+            "out = m.succeed('a')\nprint(out)\nt.assertIn('x', out)\nt.assertNotIn('y', out, 'msg')\nt.assertRegex(m.succeed('b'), 'z+')\nm.wait_for_open_port('8080')\nm.wait_for_open_port('08')\n",
+        );
+        let conv = convert(&s, &["m".into()], &BTreeMap::new()).unwrap();
+        assert_eq!(
+            keys(&conv.items),
+            ["succeed", "succeed", "waitForOpenPort", "todo:Machine.wait_for_open_port"]
+        );
+        let Item::Step { extra, .. } = &conv.items[0] else { panic!() };
+        let str = |s: &str| NixValue::Str(s.into());
+        assert_eq!(
+            extra,
+            &[("expect.contains".to_string(), str("x")), ("expect.notContains".to_string(), str("y"))]
+        );
+        let Item::Step { value, .. } = &conv.items[2] else { panic!() };
+        assert_eq!(value, &NixValue::Int(8080));
+        // A script that binds `t` itself is not using the driver's TestCase.
+        let s = script("t = 1\nt.assertIn('x', m.succeed('a'))\n");
+        let conv = convert(&s, &["m".into()], &BTreeMap::new()).unwrap();
+        assert_eq!(keys(&conv.items), ["todo:t.assertIn"]);
+    }
+
+    #[test]
+    fn python_source_pasted_by_nix_is_a_leftover() {
+        for text in [
+            "__nixvm_interp_0__m.start()\nm.succeed('a')\n",
+            "__nixvm_interp_0__x = 'a'\nm.succeed('a')\n",
+            "def __nixvm_interp_0__f():\n    pass\nm.succeed('a')\n",
+            "m.__nixvm_interp_0__()\nm.succeed('a')\n",
+        ] {
+            let conv = convert(&script(text), &["m".into()], &BTreeMap::new()).unwrap();
+            assert_eq!(keys(&conv.items), ["todo:Python code from Nix", "succeed"], "{text}");
+        }
     }
 }

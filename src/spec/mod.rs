@@ -21,6 +21,7 @@
 //! data, so they are parsed here and embedded into the generated test.
 
 pub mod computed;
+pub mod keys;
 pub mod names;
 pub mod parse;
 pub mod pattern;
@@ -166,6 +167,35 @@ pub enum Action {
     Screenshot {
         name: String,
     },
+    /// Keys pressed through the QEMU monitor (`sendkey`), one after the
+    /// other: QEMU key names joined by `-`, or single characters mapped as
+    /// the stock `send_key` maps them.
+    SendKeys {
+        keys: Vec<String>,
+    },
+    /// Text typed on the virtual keyboard, one key per character.
+    SendChars {
+        chars: String,
+    },
+    /// A regular expression searched in what virtual console `tty` shows.
+    WaitUntilTtyMatches {
+        tty: u8,
+        regex: String,
+    },
+    /// Copies what virtual console `tty` shows to the guest's journal.
+    DumpTtyContents {
+        tty: u8,
+    },
+    /// A regular expression searched in the screen's text, read by OCR.
+    WaitForText {
+        regex: String,
+    },
+    /// Waits until the X server is up (the stock `wait_for_x`).
+    WaitForX,
+    /// A regular expression searched in the names of the X windows.
+    WaitForWindow {
+        regex: String,
+    },
     Subtest {
         title: String,
         steps: Vec<Step>,
@@ -272,6 +302,13 @@ impl Action {
             Action::Unblock => "unblock",
             Action::CopyFromVm { .. } => "copyFromVm",
             Action::Screenshot { .. } => "screenshot",
+            Action::SendKeys { .. } => "sendKeys",
+            Action::SendChars { .. } => "sendChars",
+            Action::WaitUntilTtyMatches { .. } => "waitUntilTtyMatches",
+            Action::DumpTtyContents { .. } => "dumpTtyContents",
+            Action::WaitForText { .. } => "waitForText",
+            Action::WaitForX => "waitForX",
+            Action::WaitForWindow { .. } => "waitForWindow",
             Action::Subtest { .. } => "subtest",
             Action::Snapshot { .. } => "snapshot",
             Action::Restore { .. } => "restore",
@@ -303,7 +340,12 @@ impl Action {
             | Action::WaitForFile { .. }
             | Action::WaitForConsoleText { .. }
             | Action::WaitUntilSucceeds { .. }
-            | Action::WaitUntilFails { .. } => Some(300.0),
+            | Action::WaitUntilFails { .. }
+            | Action::WaitUntilTtyMatches { .. }
+            | Action::WaitForText { .. }
+            | Action::WaitForX
+            | Action::WaitForWindow { .. } => Some(300.0),
+            Action::SendKeys { .. } | Action::SendChars { .. } | Action::DumpTtyContents { .. } => Some(60.0),
             Action::Succeed { .. } | Action::Fail { .. } | Action::Http { .. } => Some(120.0),
             Action::CopyFromVm { .. } | Action::Screenshot { .. } => Some(60.0),
             Action::Start | Action::Reboot => Some(600.0),
@@ -345,6 +387,13 @@ pub const ACTION_KEYS: &[&str] = &[
     "unblock",
     "copyFromVm",
     "screenshot",
+    "sendKeys",
+    "sendChars",
+    "waitUntilTtyMatches",
+    "dumpTtyContents",
+    "waitForText",
+    "waitForX",
+    "waitForWindow",
     "subtest",
     "python",
 ];

@@ -299,7 +299,20 @@ impl Lowering<'_> {
             }
             ast::Expr::LegacyLet(_) => opaque("a `let { … }` expression", span),
             ast::Expr::With(_) => opaque("a `with` expression", span),
-            ast::Expr::IfElse(_) => opaque("an `if … then … else` expression", span),
+            ast::Expr::IfElse(ite) => {
+                // A condition that folds picks its branch (`if ok then … else …`
+                // in a `let`-bound helper); anything else stays opaque.
+                let cond = ite.condition().map(|c| self.expr(&c, Shape::Data, depth + 1).kind);
+                let branch = match cond {
+                    Some(Kind::Bool(true)) => ite.body(),
+                    Some(Kind::Bool(false)) => ite.else_body(),
+                    _ => return opaque("an `if … then … else` expression", span),
+                };
+                match branch {
+                    Some(b) => self.expr(&b, shape, depth + 1),
+                    None => opaque("an incomplete `if … then … else` expression", span),
+                }
+            }
             ast::Expr::Assert(_) => opaque("an `assert` expression", span),
             ast::Expr::Select(sel) => self.select(sel, span, depth),
             ast::Expr::HasAttr(_) => opaque("an `?` attribute test", span),
@@ -549,6 +562,10 @@ impl Lowering<'_> {
             callee = inner.lambda()?;
         }
         args.reverse();
+        // A function bound by `let` (a Python `def` helper's counterpart).
+        if let Some((lambda, scope)) = self.bound_lambda(&callee) {
+            return self.call_curried(lambda, scope, &args, depth);
+        }
         let name = callee.syntax().text().to_string();
         let base = name.strip_prefix("builtins.").or_else(|| name.strip_prefix("lib.")).unwrap_or(&name);
         // A local binding of that name is not the builtin.
@@ -569,11 +586,26 @@ impl Lowering<'_> {
                 Some(Value { kind: Kind::Str(text), span })
             }
             ("map" | "concatMap", [f, xs]) => {
-                let ast::Expr::Lambda(lambda) = strip_parens(f) else { return None };
+                // `f`, `x: …`, or `f a` (a `let`-bound function given its first arguments).
+                let mut fixed = Vec::new();
+                let mut head = strip_parens(f);
+                while let ast::Expr::Apply(inner) = &head {
+                    fixed.push(inner.argument()?);
+                    head = strip_parens(&inner.lambda()?);
+                }
+                fixed.reverse();
+                let (lambda, scope) = match &head {
+                    ast::Expr::Lambda(lambda) if fixed.is_empty() => (lambda.clone(), self.env.clone()),
+                    _ => self.bound_lambda(&head)?,
+                };
                 let Kind::List(items) = self.expr(xs, Shape::Data, depth + 1).kind else { return None };
                 let mut out = Vec::new();
                 for item in items {
-                    let v = self.call(&lambda, item, depth)?;
+                    let v = if fixed.is_empty() {
+                        self.call(&lambda, scope.clone(), item, depth)?
+                    } else {
+                        self.call_partial(lambda.clone(), scope.clone(), &fixed, item, depth)?
+                    };
                     if base == "map" {
                         out.push(v);
                     } else {
@@ -596,8 +628,80 @@ impl Lowering<'_> {
         }
     }
 
-    /// Applies a function literal to a known value (`x: …` or `{ a, b ? 1 }: …`).
-    fn call(&mut self, lambda: &ast::Lambda, arg: Value, depth: usize) -> Option<Value> {
+    /// The function literal a `let` binds to the name `e`, with the scope
+    /// it was defined in (where its body's free names resolve).
+    fn bound_lambda(&self, e: &ast::Expr) -> Option<(ast::Lambda, Option<Rc<Scope>>)> {
+        let ast::Expr::Ident(id) = strip_parens(e) else { return None };
+        let name = id.ident_token()?.text().to_string();
+        match self.lookup(&name)? {
+            (Binding::Expr(bound), scope) => match strip_parens(&bound) {
+                ast::Expr::Lambda(lambda) => Some((lambda, Some(scope))),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Applies a `let`-bound function to all of its arguments
+    /// (`f a b` with `f = a: b: …`); a partial application stays opaque.
+    fn call_curried(
+        &mut self,
+        mut lambda: ast::Lambda,
+        mut scope: Option<Rc<Scope>>,
+        args: &[ast::Expr],
+        depth: usize,
+    ) -> Option<Value> {
+        let (last, init) = args.split_last()?;
+        for arg in init {
+            let value = self.expr(arg, Shape::Data, depth + 1);
+            let vars = self.bind_params(&lambda, value)?;
+            let ast::Expr::Lambda(inner) = strip_parens(&lambda.body()?) else { return None };
+            scope = Some(Rc::new(Scope { vars, parent: scope }));
+            lambda = inner;
+        }
+        let value = self.expr(last, Shape::Data, depth + 1);
+        self.call(&lambda, scope, value, depth + 1)
+    }
+
+    /// Applies a `let`-bound function to its first arguments `fixed` and
+    /// then to the already lowered `last` (`map (check "a") xs`).
+    fn call_partial(
+        &mut self,
+        mut lambda: ast::Lambda,
+        mut scope: Option<Rc<Scope>>,
+        fixed: &[ast::Expr],
+        last: Value,
+        depth: usize,
+    ) -> Option<Value> {
+        for arg in fixed {
+            let value = self.expr(arg, Shape::Data, depth + 1);
+            let vars = self.bind_params(&lambda, value)?;
+            let ast::Expr::Lambda(inner) = strip_parens(&lambda.body()?) else { return None };
+            scope = Some(Rc::new(Scope { vars, parent: scope }));
+            lambda = inner;
+        }
+        self.call(&lambda, scope, last, depth + 1)
+    }
+
+    /// Applies a function literal to a known value (`x: …` or `{ a, b ? 1 }: …`),
+    /// its body seeing `scope` (where it was defined) and its parameters.
+    fn call(
+        &mut self,
+        lambda: &ast::Lambda,
+        scope: Option<Rc<Scope>>,
+        arg: Value,
+        depth: usize,
+    ) -> Option<Value> {
+        let vars = self.bind_params(lambda, arg)?;
+        let saved = self.env.replace(Rc::new(Scope { vars, parent: scope }));
+        let v = lambda.body().map(|body| self.expr(&body, Shape::Data, depth + 1));
+        self.env = saved;
+        v
+    }
+
+    /// A function's parameters bound to its argument; `None` when a pattern
+    /// does not fit the value.
+    fn bind_params(&mut self, lambda: &ast::Lambda, arg: Value) -> Option<HashMap<String, Binding>> {
         let mut vars = HashMap::new();
         match lambda.param()? {
             ast::Param::IdentParam(p) => {
@@ -618,16 +722,24 @@ impl Lowering<'_> {
                 }
             }
         }
-        let saved = self.env.take();
-        self.env = Some(Rc::new(Scope { vars, parent: saved.clone() }));
-        let v = lambda.body().map(|body| self.expr(&body, Shape::Data, depth + 1));
-        self.env = saved;
-        v
+        Some(vars)
     }
 
     /// Folds `++` of lists and `+` of strings or integers.
     fn binop(&mut self, op: &ast::BinOp, span: Span, depth: usize) -> Option<Value> {
         let kind = op.operator()?;
+        if matches!(kind, ast::BinOpKind::Equal | ast::BinOpKind::NotEqual) {
+            // Equality of known scalars (strings, integers, booleans, null).
+            let lhs = self.expr(&op.lhs()?, Shape::Data, depth + 1).kind;
+            let rhs = self.expr(&op.rhs()?, Shape::Data, depth + 1).kind;
+            let scalar = |k: &Kind| matches!(k, Kind::Str(_) | Kind::Int(_) | Kind::Bool(_) | Kind::Null);
+            if !scalar(&lhs) || !scalar(&rhs) {
+                return None;
+            }
+            let equal = lhs == rhs;
+            let kind = Kind::Bool(if matches!(kind, ast::BinOpKind::Equal) { equal } else { !equal });
+            return Some(Value { kind, span });
+        }
         if !matches!(kind, ast::BinOpKind::Concat | ast::BinOpKind::Add) {
             return None;
         }
@@ -713,10 +825,17 @@ impl Lowering<'_> {
                                 } else {
                                     format!("`inherit {key}` (a variable)")
                                 };
-                                let value = if shape.child(&key) == Shape::Module {
+                                let child = shape.child(&key);
+                                let value = if child == Shape::Module {
                                     Value { kind: Kind::Module, span: key_span }
-                                } else {
+                                } else if from {
                                     opaque(why, key_span)
+                                } else {
+                                    // `inherit x;` is `x = x;` with the outer `x`.
+                                    match self.variable(&key, child, key_span, depth + 1) {
+                                        Value { kind: Kind::Opaque { .. }, .. } => opaque(why, key_span),
+                                        v => Value { span: key_span, ..v },
+                                    }
                                 };
                                 self.add(&mut entries, Entry { key, key_span, value });
                             }
@@ -984,6 +1103,78 @@ mod tests {
         for key in ["b", "c", "d", "e"] {
             assert!(matches!(get(&v, key).kind, Kind::Opaque { .. }), "{key}");
         }
+    }
+
+    #[test]
+    fn let_bound_functions_fold_like_python_helpers() {
+        // A testScript's `def login(tty, user):` helper, written as a `let` function.
+        let text = r#"let
+          prefix = "tty";
+          wait = n: { waitForUnit = "getty@${prefix}${n}.service"; };
+          login = n: user: [ (wait n) { sendChars = "${user}\n"; } ];
+          pair = { a, b ? "y" }: a + b;
+        in {
+          a = login "2" "alice" ++ login "3" "bob";
+          b = map wait [ "4" "5" ];
+          c = builtins.concatMap (login "6") [ "carol" ];
+          d = pair { a = "x"; };
+          e = let prefix = "shadowed"; in wait "7";
+          f = login "8";
+          g = wait unknown;
+          h = map (node: { inherit node; waitForUnit = "x"; }) [ "a" "b" ];
+        }"#;
+        let (v, d) = lower(text);
+        assert!(d.is_empty(), "{d:?}");
+        let Kind::List(a) = &get(&v, "a").kind else { panic!("{:?}", get(&v, "a")) };
+        assert_eq!(a.len(), 4);
+        assert_eq!(get(&a[0], "waitForUnit").kind, Kind::Str("getty@tty2.service".into()));
+        assert_eq!(get(&a[3], "sendChars").kind, Kind::Str("bob\n".into()));
+        let Kind::List(b) = &get(&v, "b").kind else { panic!() };
+        assert_eq!(get(&b[1], "waitForUnit").kind, Kind::Str("getty@tty5.service".into()));
+        let Kind::List(c) = &get(&v, "c").kind else { panic!("{:?}", get(&v, "c")) };
+        assert_eq!(get(&c[0], "waitForUnit").kind, Kind::Str("getty@tty6.service".into()));
+        assert_eq!(get(&c[1], "sendChars").kind, Kind::Str("carol\n".into()));
+        let Kind::List(h) = &get(&v, "h").kind else { panic!("{:?}", get(&v, "h")) };
+        assert_eq!(get(&h[1], "node").kind, Kind::Str("b".into()));
+        assert_eq!(get(&v, "d").kind, Kind::Str("xy".into()));
+        // Free names resolve where the function was defined, not where it is called.
+        assert_eq!(get(get(&v, "e"), "waitForUnit").kind, Kind::Str("getty@tty7.service".into()));
+        // Too few arguments: a function, which validation reports as a wrong type.
+        assert_eq!(get(&v, "f").kind, Kind::Lambda);
+        // An unknown argument leaves the string it reaches opaque, the structure known.
+        assert!(matches!(get(get(&v, "g"), "waitForUnit").kind, Kind::Opaque { .. }));
+    }
+
+    #[test]
+    fn conditions_on_known_values_fold() {
+        let text = r#"let
+          step = ok: cmd: if ok then { succeed = cmd; } else { fail = cmd; };
+          ip = arg: if arg == "-6" then "fe00::1" else "192.168.1.";
+        in {
+          a = [ (step true "x") (step false "y") ];
+          b = map ip [ "-6" "-4" ];
+          c = if 1 != 2 then "yes" else "no";
+          d = if unknown then 1 else 2;
+          e = if [ 1 ] == [ 1 ] then 1 else 2;
+        }"#;
+        let (v, d) = lower(text);
+        assert!(d.is_empty(), "{d:?}");
+        let Kind::List(a) = &get(&v, "a").kind else { panic!("{:?}", get(&v, "a")) };
+        assert_eq!(get(&a[0], "succeed").kind, Kind::Str("x".into()));
+        assert_eq!(get(&a[1], "fail").kind, Kind::Str("y".into()));
+        let Kind::List(b) = &get(&v, "b").kind else { panic!() };
+        assert_eq!(b[0].kind, Kind::Str("fe00::1".into()));
+        assert_eq!(b[1].kind, Kind::Str("192.168.1.".into()));
+        assert_eq!(get(&v, "c").kind, Kind::Str("yes".into()));
+        assert!(matches!(get(&v, "d").kind, Kind::Opaque { .. }));
+        // Only scalars are compared statically.
+        assert!(matches!(get(&v, "e").kind, Kind::Opaque { .. }));
+    }
+
+    #[test]
+    fn recursive_let_function_is_bounded() {
+        let (v, _) = lower("let f = x: f x; in { a = f 1; }");
+        assert!(matches!(get(&v, "a").kind, Kind::Opaque { .. }));
     }
 
     #[test]

@@ -50,6 +50,9 @@ let
 {%- if let Some(seconds) = test.global_timeout %}
           globalTimeout = {{ seconds }};
 {%- endif %}
+{%- if test.enable_ocr %}
+          enableOCR = true;
+{%- endif %}
 {%- for node in test.nodes %}
           nodes.{{ node.attr }} = {
             imports = [

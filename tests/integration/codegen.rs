@@ -24,6 +24,7 @@ const CASES: &[&str] = &[
     "weird-strings",
     "modules-list",
     "custom-systems",
+    "display",
 ];
 
 const OUTPUT: &str = "nix/checks.generated.nix";
@@ -915,8 +916,8 @@ fn empty_systems_warn_but_generate() {
     assert!(!generated.contains("x86_64-linux ="), "{generated}");
 }
 
-/// Strings that Nix computes (here: each nasty string passed through a
-/// function, which the static parse cannot fold) reach the Python script
+/// Strings that Nix computes (here: each nasty string passed through
+/// `builtins.replaceStrings`, which the static parse does not fold) reach the Python script
 /// and the plan exactly: both embed `builtins.toJSON` of the value, whose
 /// JSON string literals are valid Python literals.
 #[test]
@@ -935,7 +936,7 @@ fn computed_strings_reach_python_and_the_plan_unchanged() {
         std::fs::write(
             dir.path().join("tests/vm/nasty.nix"),
             format!(
-                "{{ pkgs, ... }}:\nlet\n  id = x: x;\n  strings = [\n{items}  ];\nin\n{{\n  backend = \"{backend}\";\n  systems = [ \"x86_64-linux\" ];\n  nodes.machine = {{ }};\n  steps = map (s: {{ succeed = id s; }}) strings;\n}}\n"
+                "{{ pkgs, ... }}:\nlet\n  id = x: builtins.replaceStrings [ ] [ ] x;\n  strings = [\n{items}  ];\nin\n{{\n  backend = \"{backend}\";\n  systems = [ \"x86_64-linux\" ];\n  nodes.machine = {{ }};\n  steps = map (s: {{ succeed = id s; }}) strings;\n}}\n"
             ),
         )
         .unwrap();
@@ -975,4 +976,38 @@ map (s: s.action.succeed.command) checks.x86_64-linux.nasty.steps
         let got: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
         assert_round_trip("computed succeed command", &strings, &got);
     }
+}
+
+/// A description function gets the flake's `self`, as a hand-written flake
+/// test does: its packages and inputs reach the steps (and the nodes).
+#[test]
+fn description_functions_get_the_flakes_self() {
+    if !util::require("nix-instantiate", "evaluates the generated plan") {
+        return;
+    }
+    let dir = copy_case("single-node-rust");
+    std::fs::remove_file(dir.path().join("tests/vm/health.nix")).unwrap();
+    std::fs::write(
+        dir.path().join("tests/vm/own.nix"),
+        "{ self, pkgs, ... }:\n{\n  systems = [ \"x86_64-linux\" ];\n  nodes.machine = { };\n  steps = [ { succeed = \"${self.packages.${pkgs.system}.tool}/bin/tool\"; } ];\n}\n",
+    )
+    .unwrap();
+    let text = generate(dir.path());
+    assert!(text.contains("inherit pkgs lib self;"), "{text}");
+    let plan_of = r#"
+let
+  checks = import ./nix/checks.generated.nix {
+    self = { nixosModules = { }; packages.x86_64-linux.tool = "/nix/store/own-tool"; };
+    nixvm-gen.lib.mkDriver = { plan, ... }: plan;
+    nixpkgs.legacyPackages.x86_64-linux = {
+      system = "x86_64-linux";
+      testers.runNixOSTest = module: (module { config = { }; lib.mkForce = x: x; }).driver;
+    };
+  };
+in
+map (s: s.action.succeed.command) checks.x86_64-linux.own.steps
+"#;
+    std::fs::write(dir.path().join("plan.nix"), plan_of).unwrap();
+    let got: Vec<String> = serde_json::from_value(nix_eval_path(&dir.path().join("plan.nix"))).unwrap();
+    assert_eq!(got, ["/nix/store/own-tool/bin/tool"]);
 }

@@ -10,10 +10,24 @@ use std::process::Command;
 use crate::util;
 
 /// Fixture files, each with a golden `tests/goldens/import/<case>.txt`.
-const CASES: &[&str] = &["seed-flake", "nixpkgs-style", "function-style", "several-tests", "expectations"];
+const CASES: &[&str] = &[
+    "seed-flake",
+    "nixpkgs-style",
+    "function-style",
+    "several-tests",
+    "expectations",
+    "unittest-and-options",
+];
 
 /// Tests of the fixtures that must convert fully.
-const FULL: &[&str] = &["narwals-are-awesome", "greeter", "echo-plain", "echo-reboot", "expectations"];
+const FULL: &[&str] = &[
+    "narwals-are-awesome",
+    "greeter",
+    "echo-plain",
+    "echo-reboot",
+    "expectations",
+    "unittest-and-options-checks",
+];
 
 fn fixture(case: &str) -> String {
     format!("tests/fixtures/import/{case}.nix")
@@ -133,6 +147,40 @@ fn the_fake_machine_catches_a_changed_expectation_list() {
         assert!(!ok, "the fake Machine missed `{from}` → `{to}`: {verdicts:#}");
         assert_eq!(verdicts[0]["equal"], false);
     }
+}
+
+/// `t.assertIn`/`assertNotIn`/`assertRegex` and a port given as a string:
+/// a changed needle, an inverted check, a dropped pattern or another port
+/// is a different call log.
+#[test]
+fn the_fake_machine_catches_a_changed_unittest_check_or_port() {
+    if !util::require("python3", "the recording fake Machine is a Python script") {
+        return;
+    }
+    let report = report(&[&fixture("unittest-and-options")]);
+    let (ok, verdicts) = check_import(&report);
+    assert!(ok, "call logs differ: {verdicts:#}");
+    assert_eq!(verdicts[0]["equal"], true, "{verdicts:#}");
+    let mutations = [
+        ("\"active (running)\" in out", "\"active\" in out"),
+        ("\"failed\" not in out", "\"failed\" in out"),
+        ("re.search(\"nginx/\\\\d+\", out)", "re.search(\"nginx\", out)"),
+        ("wait_for_open_port(80,", "wait_for_open_port(8080,"),
+        ("\"worker\" in out", "True"),
+    ];
+    for (from, to) in mutations {
+        let mut mutated = report.clone();
+        let script = mutated["tests"][0]["generated_script"].as_str().unwrap().to_string();
+        assert!(script.contains(from), "{from} not in {script}");
+        mutated["tests"][0]["generated_script"] = script.replacen(from, to, 1).into();
+        let (ok, verdicts) = check_import(&mutated);
+        assert!(!ok, "the fake Machine missed `{from}` → `{to}`: {verdicts:#}");
+        assert_eq!(verdicts[0]["equal"], false);
+    }
+    // Python source pasted in by Nix is a leftover, never dropped.
+    let pasted = &report["tests"][1];
+    assert_eq!(pasted["full"], false);
+    assert_eq!(pasted["leftovers"][0]["construct"], "Python code from Nix");
 }
 
 #[test]

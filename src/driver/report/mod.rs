@@ -131,6 +131,18 @@ pub fn describe(step: &Step) -> String {
         Action::Unblock => "unblocking the first VLAN interface".to_owned(),
         Action::CopyFromVm { source, .. } => format!("copying {source} from the VM"),
         Action::Screenshot { name } => format!("making screenshot {name}"),
+        // The stock log lines of send_key/send_chars, wait_until_tty_matches,
+        // wait_for_text, wait_for_x and wait_for_window.
+        Action::SendKeys { keys } => match keys.as_slice() {
+            [one] => format!("sending key {one:?}"),
+            many => format!("sending keys {many:?}"),
+        },
+        Action::SendChars { chars } => format!("sending keys {chars:?}"),
+        Action::WaitUntilTtyMatches { tty, regex } => format!("waiting for {regex} to appear on tty {tty}"),
+        Action::DumpTtyContents { tty } => format!("dumping the contents of tty {tty} to the journal"),
+        Action::WaitForText { regex } => format!("waiting for {regex} to appear on screen"),
+        Action::WaitForX => "waiting for the X11 server".to_owned(),
+        Action::WaitForWindow { regex } => format!("waiting for a window matching {regex} to appear"),
         Action::Subtest { title, .. } => format!("subtest: {title}"),
         Action::Snapshot { name } => format!("saving snapshot {name} of every node"),
         Action::Restore { name } => format!("restoring snapshot {name} on every node"),

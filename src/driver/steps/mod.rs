@@ -29,10 +29,12 @@ mod display;
 mod files;
 mod monitor;
 mod network;
+mod terminal;
 #[cfg(test)]
 mod tests;
 mod units;
 mod waits;
+mod x11;
 
 pub use commands::check_expect;
 
@@ -132,6 +134,13 @@ pub fn run_step(ctx: &mut StepCtx<'_>, step: &Step) -> StepResult {
             run.copy_from_vm(source, target_dir.as_deref(), ctx.out_dir)
         }
         Action::Screenshot { name } => run.screenshot(name, ctx.out_dir),
+        Action::SendKeys { keys } => run.send_keys(keys.iter().map(String::as_str)),
+        Action::SendChars { chars } => run.send_chars(chars),
+        Action::WaitUntilTtyMatches { tty, regex } => run.wait_for_tty(*tty, regex),
+        Action::DumpTtyContents { tty } => run.dump_tty(*tty),
+        Action::WaitForText { regex } => run.wait_for_text(regex),
+        Action::WaitForX => run.wait_for_x(),
+        Action::WaitForWindow { regex } => run.wait_for_window(regex),
         Action::Sleep { .. } | Action::Subtest { .. } | Action::Snapshot { .. } | Action::Restore { .. } => {
             Ok(())
         }

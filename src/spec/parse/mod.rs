@@ -23,6 +23,7 @@ use crate::spec::{Action, Step, TestSpec};
 mod checks;
 mod commands;
 mod convert;
+mod display;
 mod files;
 mod nodes;
 mod power;
@@ -99,6 +100,7 @@ pub const STEP_SIBLINGS: &[(&str, &[&str])] = &[
     ("targetDir", &["copyFromVm"]),
     ("steps", &["subtest"]),
     ("isolate", &["subtest"]),
+    ("tty", &["waitUntilTtyMatches"]),
 ];
 pub const EXPECT_KEYS: &[&str] = &["contains", "notContains", "equals", "matches", "exitCode", "json"];
 pub const HTTP_KEYS: &[&str] = &["url", "status", "contains"];

@@ -3,6 +3,7 @@
 
 use super::commands::COMMAND_KEYS;
 use super::convert::{Conv, NodeRef, Sibling, code_list};
+use super::display::DISPLAY_KEYS;
 use super::power::POWER_KEYS;
 use super::snapshots::{SNAPSHOT_KEYS, isolate, subtest_snapshot_name};
 use super::waits::WAIT_KEYS;
@@ -238,6 +239,9 @@ impl Conv<'_> {
         }
         if POWER_KEYS.contains(&key) {
             return self.power_action(e);
+        }
+        if DISPLAY_KEYS.contains(&key) {
+            return self.display_action(e, sibling);
         }
         if SNAPSHOT_KEYS.contains(&key) {
             return self.snapshot_action(e).map(|a| (a, None));

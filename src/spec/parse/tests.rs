@@ -58,11 +58,18 @@ mod unit {
                 { reboot = "a"; } { block = "a"; } { unblock = "a"; }
                 { copyFromVm = "/log"; targetDir = "logs"; node = "a"; }
                 { screenshot = "s"; node = "a"; }
+                { sendKeys = [ "ctrl-alt-f2" "A" ]; node = "a"; }
+                { sendChars = "root\n"; node = "a"; }
+                { waitUntilTtyMatches = "login: "; tty = 2; node = "a"; }
+                { dumpTtyContents = 63; node = "a"; }
+                { waitForText = "Hello"; node = "a"; }
+                { waitForX = "a"; }
+                { waitForWindow = "xterm"; node = "b"; }
                 { subtest = "t"; steps = [ { sleep = 0.5; } ]; }
               ];
             }"#,
         );
-        assert_eq!(spec.steps.len(), 22);
+        assert_eq!(spec.steps.len(), 29);
         let keys: Vec<&str> = spec.steps.iter().map(|s| s.action.key()).collect();
         // `python` needs the Python backend: `python_step_needs_the_python_backend`.
         let expected: Vec<&str> = ACTION_KEYS.iter().copied().filter(|k| *k != "python").collect();
@@ -85,6 +92,12 @@ mod unit {
         assert_eq!(
             spec.steps[10].action,
             Action::Http { url: "http://h".into(), status: 404, contains: None }
+        );
+        assert_eq!(spec.steps[21].action, Action::SendKeys { keys: vec!["ctrl-alt-f2".into(), "A".into()] });
+        assert_eq!(spec.steps[23].action, Action::WaitUntilTtyMatches { tty: 2, regex: "login: ".into() });
+        assert_eq!(
+            (spec.steps[26].action.clone(), spec.steps[26].node.as_deref()),
+            (Action::WaitForX, Some("a"))
         );
     }
 

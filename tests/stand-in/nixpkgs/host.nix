@@ -19,6 +19,12 @@
     bash.bin.bash = "/bin/bash";
     vde2.bin.vde_switch = "/usr/bin/vde_switch";
     netpbm.bin.pnmtopng = "/usr/bin/pnmtopng";
+    # OCR for waitForText (enableOCR). Debian's tesseract is 5.x where
+    # nixpkgs' driver uses tesseract4; both read `--oem 2 --psm 11` the same.
+    tesseract4 = {
+      bin.tesseract = "/usr/bin/tesseract";
+      data = [ "/usr/share/tesseract-ocr" ];
+    };
     qemu = {
       bin.qemu-system-x86_64 = "/usr/bin/qemu-system-x86_64";
       # The start script creates the qcow2 root disk with it (NIX_DISK_IMAGE).

@@ -277,7 +277,7 @@ let
     # The stand-in stdenv's tools and the host programs of ./host.nix.
     inherit busybox bash;
     coreutils = busybox;
-    inherit (hostPackages) vde2 netpbm qemu;
+    inherit (hostPackages) vde2 netpbm qemu tesseract4;
     qemu_test = hostPackages.qemu;
 
     # STAND-IN rustPlatform: no Rust toolchain here, so buildRustPackage
