@@ -61,7 +61,8 @@ pub fn push_nix_indented_string(out: &mut String, s: &str, indent: &str, close_i
 /// escapes a first space so it cannot count as indentation.
 fn push_nix_indented_line(out: &mut String, line: &str, escape_leading_space: bool) {
     // Most lines need no escape at all.
-    if !line.contains(['\'', '$', '\r']) && !(escape_leading_space && line.starts_with(' ')) {
+    let needs_escape = line.contains(['\'', '$', '\r']) || (escape_leading_space && line.starts_with(' '));
+    if !needs_escape {
         out.push_str(line);
         return;
     }
