@@ -48,10 +48,21 @@ SIGNATURES = {
     "copy_from_vm": [("source", None), ("target_dir", "")],
     "screenshot": [("filename", None)],
     "start": [("allow_reboot", False)],
+    "send_key": [("key", None), ("delay", 0.01), ("log", True)],
+    "send_chars": [("chars", None), ("delay", 0.01)],
+    "wait_until_tty_matches": [("tty", None), ("regexp", None), ("timeout", 900)],
+    "dump_tty_contents": [("tty", None)],
+    "get_tty_text": [("tty", None)],
+    "wait_for_text": [("regex", None), ("timeout", 900)],
+    "wait_for_x": [("timeout", 900)],
+    "wait_for_window": [("regexp", None), ("timeout", 900)],
 }
 # Methods that do not boot a stopped machine.
 NO_BOOT = {"shutdown", "crash", "block", "unblock", "wait_for_console_text", "screenshot",
-           "send_monitor_command", "is_up"}
+           "send_monitor_command", "is_up", "send_key", "send_chars", "wait_for_text", "get_screen_text",
+           "get_screen_text_variants"}
+# Methods whose `tty` the stock driver only formats into a command (`/dev/tty{tty}`).
+TTY_METHODS = {"wait_until_tty_matches", "dump_tty_contents", "get_tty_text"}
 OUTPUT_METHODS = {"succeed", "fail", "wait_until_succeeds", "wait_until_fails"}
 PORT_METHODS = {"wait_for_open_port", "wait_for_closed_port"}
 
@@ -148,6 +159,8 @@ class Machine:
             # The stock driver only formats the port into `nc -z {addr} {port}`:
             # 15672 and "15672" are the same probe.
             bound["port"] = str(bound["port"])
+        if method in TTY_METHODS and "tty" in bound:
+            bound["tty"] = str(bound["tty"])
         full = [bound.get(name, default) for name, default in params if name != "timeout"]
         return full, timeout
 

@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use super::CodegenError;
 use super::escape::{comment_text, python_string, shell_quote};
 use crate::diagnostic::{Sources, Span};
-use crate::guest::commands;
+use crate::guest::{captures, commands};
 use crate::spec::computed::is_placeholder;
 use crate::spec::names::{SHELL_SAFE_CHARS, UNIT_NAME_CHARS, is_safe_unit_name, is_shell_safe};
 use crate::spec::{Action, Expect, Step, TestSpec};
@@ -56,6 +56,7 @@ pub fn render(spec: &TestSpec, sources: &Sources) -> Result<String, CodegenError
     }
     for (module, alias) in [
         ("json", &script_gen.names.json),
+        ("os", &script_gen.names.os),
         ("re", &script_gen.names.re),
         ("shlex", &script_gen.names.shlex),
         ("time", &script_gen.names.time),
@@ -73,6 +74,10 @@ pub fn render(spec: &TestSpec, sources: &Sources) -> Result<String, CodegenError
     }
     if script_gen.json_helpers {
         lines.extend(json_helpers(&script_gen.names));
+        lines.push(String::new());
+    }
+    if script_gen.capture_helper {
+        lines.extend(capture_helper(&script_gen.names));
         lines.push(String::new());
     }
     for node in &script_gen.reboot_nodes {
@@ -100,6 +105,8 @@ struct Names {
     json_contains: String,
     expect_json: String,
     failures: String,
+    os: String,
+    capture: String,
 }
 
 struct ScriptGen<'a> {
@@ -117,6 +124,11 @@ struct ScriptGen<'a> {
     json_helpers: bool,
     /// The list of failed checks has been declared.
     failures_declared: bool,
+    /// Names captured by the steps so far, in order (the preamble of every
+    /// later command, as nixvm-driver sends it).
+    captures: Vec<String>,
+    /// The script defines the capture helper.
+    capture_helper: bool,
 }
 
 impl<'a> ScriptGen<'a> {
@@ -146,6 +158,8 @@ impl<'a> ScriptGen<'a> {
             json_contains: fresh("json_contains"),
             expect_json: fresh("expect_json"),
             failures: fresh("failures"),
+            os: fresh("os"),
+            capture: fresh("capture"),
         };
         let mut reboot_nodes = BTreeSet::new();
         collect_reboots(&spec.steps, &mut reboot_nodes);
@@ -159,6 +173,8 @@ impl<'a> ScriptGen<'a> {
             helpers: 0,
             json_helpers: false,
             failures_declared: false,
+            captures: Vec::new(),
+            capture_helper: false,
         }
     }
 
@@ -198,6 +214,27 @@ impl<'a> ScriptGen<'a> {
             }
         };
         let n = self.names.clone();
+        self.action(step, &node, &loc, &loc_lit, timeout, &timeout_arg, &n, out)?;
+        if let Some(name) = step.action.capture() {
+            self.captures.push(name.to_owned());
+        }
+        Ok(())
+    }
+
+    /// The lines of one step's action.
+    #[allow(clippy::too_many_arguments)]
+    fn action(
+        &mut self,
+        step: &Step,
+        node: &str,
+        loc: &str,
+        loc_lit: &str,
+        timeout: Option<String>,
+        timeout_arg: &str,
+        n: &Names,
+        out: &mut Vec<String>,
+    ) -> Result<(), CodegenError> {
+        let loc = loc.to_owned();
         match &step.action {
             Action::WaitForUnit { unit, user } => {
                 if !is_safe_unit_name(unit) {
@@ -229,8 +266,8 @@ impl<'a> ScriptGen<'a> {
             Action::WaitForConsoleText { regex } => {
                 out.push(format!("{node}.wait_for_console_text({}{timeout_arg})", python_string(regex)));
             }
-            Action::Succeed { command, expect } => {
-                let cmd = python_string(command);
+            Action::Succeed { command, expect, capture } => {
+                let cmd = self.user_command(command);
                 match expect.exit_code {
                     Some(code) if code != 0 => {
                         out.push(format!("{}, {} = {node}.execute({cmd}{timeout_arg})", n.status, n.out));
@@ -240,20 +277,42 @@ impl<'a> ScriptGen<'a> {
                             out = n.out,
                         ));
                     }
-                    _ if output_checks_empty(expect) => {
+                    _ if output_checks_empty(expect) && capture.is_none() => {
                         out.push(format!("{node}.succeed({cmd}{timeout_arg})"))
                     }
                     _ => out.push(format!("{} = {node}.succeed({cmd}{timeout_arg})", n.out)),
                 }
-                self.output_asserts(expect, &n.out, "output", &loc_lit, out);
+                self.output_asserts(expect, &n.out, "output", loc_lit, out);
+                self.store_capture(capture.as_deref(), node, &n.out, out);
+            }
+            Action::Execute { command, expect, capture } => {
+                let cmd = self.user_command(command);
+                out.push(format!("{}, {} = {node}.execute({cmd}{timeout_arg})", n.status, n.out));
+                if let Some(code) = expect.exit_code {
+                    out.push(format!(
+                        "assert {status} == {code}, \"%s: expected exit code %d, got %d (output: %r)\" % ({loc_lit}, {code}, {status}, {out})",
+                        status = n.status,
+                        out = n.out,
+                    ));
+                }
+                self.output_asserts(expect, &n.out, "output", loc_lit, out);
+                self.store_capture(capture.as_deref(), node, &n.out, out);
             }
             Action::Fail { command } => {
-                out.push(format!("{node}.fail({}{timeout_arg})", python_string(command)));
+                out.push(format!("{node}.fail({}{timeout_arg})", self.user_command(command)));
             }
-            Action::WaitUntilSucceeds { command, expect } if expect.is_empty() => {
-                out.push(format!("{node}.wait_until_succeeds({}{timeout_arg})", python_string(command)));
+            Action::WaitUntilSucceeds { command, expect, capture } if expect.is_empty() => {
+                let cmd = self.user_command(command);
+                match capture {
+                    Some(_) => {
+                        out.push(format!("{} = {node}.wait_until_succeeds({cmd}{timeout_arg})", n.out))
+                    }
+                    None => out.push(format!("{node}.wait_until_succeeds({cmd}{timeout_arg})")),
+                }
+                self.store_capture(capture.as_deref(), node, &n.out, out);
             }
-            Action::WaitUntilSucceeds { command, expect } => {
+            Action::WaitUntilSucceeds { command, expect, capture } => {
+                let cmd = self.user_command(command);
                 self.helpers += 1;
                 let mut helper = format!("until_{}", self.helpers);
                 while self.taken.contains(&helper) {
@@ -262,17 +321,23 @@ impl<'a> ScriptGen<'a> {
                 let mut conditions = vec![format!("{} == {}", n.status, expect.exit_code.unwrap_or(0))];
                 conditions.extend(self.output_conditions(expect, &n.out));
                 out.push(format!("def {helper}(last_try: bool) -> bool:"));
-                out.push(format!(
-                    "{PY_INDENT}{}, {} = {node}.execute({}{timeout_arg})",
-                    n.status,
-                    n.out,
-                    python_string(command)
-                ));
-                out.push(format!("{PY_INDENT}return {}", conditions.join(" and ")));
+                out.push(format!("{PY_INDENT}{}, {} = {node}.execute({cmd}{timeout_arg})", n.status, n.out));
+                match capture {
+                    // The attempt that passes stores its output.
+                    Some(_) => {
+                        out.push(format!("{PY_INDENT}if {}:", conditions.join(" and ")));
+                        let mut stored = Vec::new();
+                        self.store_capture(capture.as_deref(), node, &n.out, &mut stored);
+                        out.extend(stored.into_iter().map(|l| format!("{PY_INDENT}{PY_INDENT}{l}")));
+                        out.push(format!("{PY_INDENT}{PY_INDENT}return True"));
+                        out.push(format!("{PY_INDENT}return False"));
+                    }
+                    None => out.push(format!("{PY_INDENT}return {}", conditions.join(" and "))),
+                }
                 out.push(format!("retry({helper}{})", timeout.map(|t| format!(", {t}")).unwrap_or_default()));
             }
             Action::WaitUntilFails { command } => {
-                out.push(format!("{node}.wait_until_fails({}{timeout_arg})", python_string(command)));
+                out.push(format!("{node}.wait_until_fails({}{timeout_arg})", self.user_command(command)));
             }
             Action::Sleep { seconds } => {
                 self.imports.insert("time");
@@ -405,6 +470,29 @@ impl<'a> ScriptGen<'a> {
         Ok(())
     }
 
+    /// A Python expression for a user's command as the guest runs it: with
+    /// the preamble that reads the captures made so far
+    /// ([`crate::guest::captures`]), byte for byte what nixvm-driver sends.
+    fn user_command(&self, command: &str) -> String {
+        let preamble = captures::preamble(&self.captures);
+        if preamble.is_empty() {
+            python_string(command)
+        } else if is_placeholder(command) {
+            format!("{} + {}", python_string(&preamble), python_string(command))
+        } else {
+            python_string(&format!("{preamble}{command}"))
+        }
+    }
+
+    /// Stores `var` (a command's output) as capture `name` through the
+    /// shared directory of `node` (the stock `Machine.shared_dir`).
+    fn store_capture(&mut self, name: Option<&str>, node: &str, var: &str, out: &mut Vec<String>) {
+        let Some(name) = name else { return };
+        self.capture_helper = true;
+        self.imports.insert("os");
+        out.push(format!("{}({node}.shared_dir, {}, {var})", self.names.capture, python_string(name)));
+    }
+
     /// A Python expression for `s` quoted for the guest shell: the quoted
     /// literal, or `shlex.quote(…)` of a value Nix computes.
     fn shell_quoted(&mut self, s: &str) -> String {
@@ -533,6 +621,27 @@ def {expect_json}(want: object, text: str) -> bool:
     text.lines().map(str::to_string).collect()
 }
 
+/// The Python side of a capture: the same value and file as nixvm-driver's
+/// `write_capture` (output without trailing newlines, no NUL, written whole
+/// then renamed into `<shared_dir>/.nixvm-captures/`).
+fn capture_helper(n: &Names) -> Vec<String> {
+    let (capture, os) = (&n.capture, &n.os);
+    let dir = captures::CAPTURE_DIR;
+    let text = format!(
+        "def {capture}(shared_dir: object, name: str, output: str) -> None:
+    value = output.rstrip(\"\\n\")
+    if \"\\0\" in value:
+        raise Exception(\"capture %s: the output contains a NUL byte, which an environment variable cannot hold\" % name)
+    directory = {os}.path.join(str(shared_dir), \"{dir}\")
+    {os}.makedirs(directory, exist_ok=True)
+    partial = {os}.path.join(directory, \".\" + name + \".partial\")
+    with open(partial, \"wb\") as f:
+        f.write(value.encode())
+    {os}.replace(partial, {os}.path.join(directory, name))"
+    );
+    text.lines().map(str::to_string).collect()
+}
+
 /// Whether `expect` has no output checks (the exit code aside).
 fn output_checks_empty(expect: &Expect) -> bool {
     expect.contains.is_empty()
@@ -602,12 +711,16 @@ mod tests {
         let s = spec(
             &["out", "re"],
             vec![
-                step("out", Action::Succeed { command: "true".into(), expect: expect.clone() }),
+                step(
+                    "out",
+                    Action::Succeed { command: "true".into(), expect: expect.clone(), capture: None },
+                ),
                 step(
                     "re",
                     Action::Succeed {
                         command: "true".into(),
                         expect: Expect { matches: Some("y".into()), ..Expect::default() },
+                        capture: None,
                     },
                 ),
             ],
@@ -629,7 +742,10 @@ mod tests {
     #[test]
     fn equals_ignores_trailing_newlines_on_both_sides() {
         let expect = Expect { equals: Some("done\n".into()), ..Expect::default() };
-        let s = spec(&["m"], vec![step("m", Action::Succeed { command: "echo done".into(), expect })]);
+        let s = spec(
+            &["m"],
+            vec![step("m", Action::Succeed { command: "echo done".into(), expect, capture: None })],
+        );
         let script = render(&s, &Sources::default()).unwrap();
         assert!(script.contains("assert out.rstrip(\"\\n\") == \"done\","), "{script}");
     }

@@ -54,6 +54,7 @@ fn health(backend: Backend) -> TestSpec {
                 Action::Succeed {
                     command: "curl --fail localhost:3000".into(),
                     expect: Expect { contains: vec!["Healthy".into()], ..Expect::default() },
+                    capture: None,
                 },
             ),
         ],

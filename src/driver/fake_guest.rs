@@ -21,6 +21,8 @@ use super::vm::{Machine, VmError, VmSetup};
 use crate::plan::{PLAN_VERSION, Plan};
 use crate::spec::{Action, Expect, Step};
 
+mod captures;
+
 fn available() -> bool {
     ["python3", "bash", "base64", "timeout"].iter().all(|t| require(t, "the fake guest"))
 }
@@ -74,11 +76,17 @@ struct Harness {
     out: tempfile::TempDir,
     machines: BTreeMap<String, Machine>,
     log: Log,
+    captures: Vec<String>,
 }
 
 /// A booted [`Harness`], unless the fake guest's tools are missing.
 fn harness(env: &str) -> Option<Harness> {
     available().then(|| Harness::boot(env))
+}
+
+/// [`harness`] with a preferred framing.
+fn harness_with(env: &str, protocol: Protocol) -> Option<Harness> {
+    available().then(|| Harness::boot_with(env, protocol))
 }
 
 impl Harness {
@@ -91,7 +99,7 @@ impl Harness {
         let (m, _) = booted_with(tmp.path(), env, protocol);
         let (log, _) = Log::capture(Level::Info);
         let machines = BTreeMap::from([("machine".to_owned(), m)]);
-        Harness { tmp, out: tempfile::tempdir().unwrap(), machines, log }
+        Harness { tmp, out: tempfile::tempdir().unwrap(), machines, log, captures: Vec::new() }
     }
 
     fn machine(&self) -> &Machine {
@@ -107,8 +115,13 @@ impl Harness {
 
     fn run(&mut self, step: &Step) -> Result<(), StepError> {
         let abort = Abort::never();
-        let mut ctx =
-            StepCtx { machines: &mut self.machines, abort: &abort, out_dir: self.out.path(), log: &self.log };
+        let mut ctx = StepCtx {
+            machines: &mut self.machines,
+            abort: &abort,
+            out_dir: self.out.path(),
+            log: &self.log,
+            captures: &mut self.captures,
+        };
         steps::run_step(&mut ctx, step)
     }
 
@@ -226,7 +239,7 @@ fn stock_framing_host_deadline_detects_a_background_process_holding_stdout() {
     // Through a step, the message says what to do.
     let mut h = Harness::boot_with("", Protocol::Stock);
     let f = h.failure(&step(
-        Action::Succeed { command: "sleep 30 & true".into(), expect: Expect::default() },
+        Action::Succeed { command: "sleep 30 & true".into(), expect: Expect::default(), capture: None },
         1.0,
     ));
     assert!(f.message.contains("background process keeps the command's stdout open"), "{}", f.message);
@@ -383,7 +396,7 @@ fn step(action: Action, timeout: f64) -> Step {
 }
 
 fn succeed(cmd: &str) -> Step {
-    step(Action::Succeed { command: cmd.into(), expect: Expect::default() }, 10.0)
+    step(Action::Succeed { command: cmd.into(), expect: Expect::default(), capture: None }, 10.0)
 }
 
 fn subtest(title: &str, steps: Vec<Step>) -> Step {
@@ -476,14 +489,14 @@ fn wait_until_succeeds_latency() {
     let Some(mut h) = harness(SLOW_COMMANDS) else { return };
     let flag = h.tmp.path().join("flag");
     let command = format!("test -e {}", flag.display());
-    let wait = Action::WaitUntilSucceeds { command, expect: Expect::default() };
+    let wait = Action::WaitUntilSucceeds { command, expect: Expect::default(), capture: None };
     assert_wait_latency(&mut h, wait, move || std::fs::write(flag, "").unwrap());
     // With `expect`: the command succeeds all along, its output changes.
     let status = h.tmp.path().join("status");
     std::fs::write(&status, "starting\n").unwrap();
     let command = format!("cat {}", status.display());
     let expect = Expect { contains: vec!["Healthy".into()], ..Expect::default() };
-    let wait = Action::WaitUntilSucceeds { command, expect };
+    let wait = Action::WaitUntilSucceeds { command, expect, capture: None };
     assert_wait_latency(&mut h, wait, move || std::fs::write(status, "Healthy\n").unwrap());
 }
 
@@ -519,8 +532,11 @@ fn wait_for_console_text_latency() {
 fn waits_report_the_last_attempt_on_timeout() {
     let Some(mut h) = harness("") else { return };
     let t = Instant::now();
-    let wait =
-        Action::WaitUntilSucceeds { command: "echo attempt; exit 3".into(), expect: Expect::default() };
+    let wait = Action::WaitUntilSucceeds {
+        command: "echo attempt; exit 3".into(),
+        expect: Expect::default(),
+        capture: None,
+    };
     let f = h.failure(&step(wait, 1.0));
     assert!(t.elapsed() < Duration::from_millis(1800), "took {:?}", t.elapsed());
     assert!(
@@ -573,6 +589,7 @@ fn vm_actions_shutdown_start_reboot_crash_copy_screenshot() {
     h.ok(Action::Succeed {
         command: "mkdir -p /tmp/shared/../d && echo data > $TMPDIR/file".into(),
         expect: Expect::default(),
+        capture: None,
     });
     let file = h.machine().state_dir().join("file");
     h.ok(Action::CopyFromVm { source: file.display().to_string(), target_dir: Some("copied".into()) });
@@ -586,11 +603,11 @@ fn vm_actions_shutdown_start_reboot_crash_copy_screenshot() {
     assert!(!h.machine().is_running());
     h.ok(Action::Start);
     h.ok(Action::Reboot);
-    h.ok(Action::Succeed { command: "true".into(), expect: Expect::default() });
+    h.ok(Action::Succeed { command: "true".into(), expect: Expect::default(), capture: None });
     h.ok(Action::Crash);
     assert!(!h.machine().is_running());
     // A command on a stopped node starts it again, like the stock driver.
-    h.ok(Action::Succeed { command: "true".into(), expect: Expect::default() });
+    h.ok(Action::Succeed { command: "true".into(), expect: Expect::default(), capture: None });
     assert!(h.machine().is_running());
     // Monitor commands do not.
     h.ok(Action::Crash);
@@ -612,6 +629,7 @@ fn copies_and_screenshots_stay_inside_the_output_directory() {
             "mkdir -p $TMPDIR/tree && echo data > $TMPDIR/tree/file && ln -s /etc/passwd $TMPDIR/tree/pw"
                 .into(),
         expect: Expect::default(),
+        capture: None,
     });
     let tree = h.machine().state_dir().join("tree").display().to_string();
     let out = h.out.path().to_owned();
@@ -642,6 +660,7 @@ fn failing_step_reports_golden() {
             Action::Succeed {
                 command: "echo Sick".into(),
                 expect: Expect { contains: vec!["Healthy".into()], ..Expect::default() },
+                capture: None,
             },
             10.0,
         ),
@@ -957,4 +976,79 @@ fn temporary_directories_are_private() {
     assert_eq!(outcome.exit_code(), 0);
     assert_eq!(mode(&fresh), 0o700, "a created temporary directory");
     assert_eq!(mode(&fresh.join("shared-xchg")), 0o700);
+}
+
+// --- keys and X11 waits (the fake QEMU logs every monitor command) ----------
+
+/// The monitor commands the fake QEMU received, `sendkey` only.
+fn sent_keys(h: &Harness) -> Vec<String> {
+    let log = std::fs::read_to_string(h.machine().state_dir().join("monitor.log")).unwrap_or_default();
+    log.lines().filter(|l| l.starts_with("sendkey ")).map(str::to_owned).collect()
+}
+
+#[test]
+fn keys_reach_the_monitor_as_the_stock_driver_sends_them() {
+    let Some(mut h) = harness("") else { return };
+    h.ok(Action::SendChars { chars: "Hi! a-b\n".into() });
+    h.ok(Action::SendKeys { keys: vec!["alt-f2".into(), "?".into(), "0x1c".into()] });
+    assert_eq!(
+        sent_keys(&h),
+        [
+            "sendkey shift-h",
+            "sendkey i",
+            "sendkey shift-0x02",
+            "sendkey spc",
+            "sendkey a",
+            "sendkey 0x0C",
+            "sendkey b",
+            "sendkey ret",
+            "sendkey alt-f2",
+            "sendkey shift-0x35",
+            "sendkey 0x1c",
+        ]
+    );
+}
+
+#[test]
+fn a_key_qemu_refuses_fails_the_step_with_its_answer() {
+    let Some(mut h) = harness("") else { return };
+    // Validation refuses such keys; a hand-written plan reaches QEMU.
+    let f =
+        h.failure(&step(Action::SendKeys { keys: vec!["ret".into(), "bogus".into(), "ret".into()] }, 10.0));
+    assert!(f.message.contains("invalid parameter: bogus"), "{}", f.message);
+    assert_eq!(sent_keys(&h), ["sendkey ret", "sendkey bogus"], "the keys after it are not sent");
+    let f = h.failure(&step(Action::SendChars { chars: "a\tb".into() }, 10.0));
+    assert!(f.message.contains("cannot type '\\t'"), "{}", f.message);
+}
+
+#[test]
+fn wait_for_window_fails_at_once_when_xwininfo_fails() {
+    let Some(mut h) = harness("") else { return };
+    // The fake guest runs commands with the host's bash, where there is no X
+    // display: xwininfo fails (or is missing), as the stock `succeed` would.
+    if std::env::var_os("DISPLAY").is_some() {
+        eprintln!("\n!!! SKIPPED: DISPLAY is set; xwininfo might find a real X server.\n");
+        return;
+    }
+    let started = Instant::now();
+    let f = h.failure(&step(Action::WaitForWindow { regex: "xterm".into() }, 30.0));
+    assert!(started.elapsed() < Duration::from_secs(10), "failed after {:?}", started.elapsed());
+    assert!(f.message.starts_with("command `xwininfo -root -tree | sed"), "{}", f.message);
+    assert!(f.message.contains("failed (exit code"), "{}", f.message);
+}
+
+#[test]
+fn interactive_keys_and_type_reach_the_monitor() {
+    let Some(fake) = FakeRun::new("", Vec::new()) else { return };
+    let (code, out, log) = repl(
+        &fake,
+        "keys machine alt-f2 ret\ntype machine Hi\\n\nkeys machine bogus-key\n",
+        &ReplSignals::default(),
+    );
+    assert_eq!(code, 0, "{out}\n{log}");
+    assert_eq!(out.matches("sent").count(), 2, "{out}");
+    assert!(out.contains("error: `bogus` is not a QEMU key name"), "{out}");
+    let monitor = std::fs::read_to_string(fake.tmp.path().join("vm-state-machine/monitor.log")).unwrap();
+    let keys: Vec<&str> = monitor.lines().filter(|l| l.starts_with("sendkey")).collect();
+    assert_eq!(keys, ["sendkey alt-f2", "sendkey ret", "sendkey shift-h", "sendkey i", "sendkey ret"]);
 }

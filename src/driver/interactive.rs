@@ -43,6 +43,9 @@ commands:
   NODE: COMMAND              run a shell command in the node (as root, via the backdoor)
   exec NODE COMMAND          the same
   timeout=N NODE: COMMAND    the same with a timeout of N seconds (default 300)
+  keys NODE KEY...           press keys (QEMU names: ctrl-alt-f2, ret, spc, or one character each)
+  type NODE TEXT             type TEXT on the keyboard (`\n` is Enter)
+  tty NODE N                 show what virtual console N shows
   steps                      list the plan's steps (numbered; subtests indented)
   step N                     run step N of the plan
   run                        run the whole plan, as without --interactive
@@ -79,14 +82,26 @@ pub enum Command {
         command: String,
         timeout: u64,
     },
+    /// `keys NODE KEY...`: a `sendKeys` step.
+    Keys {
+        node: String,
+        keys: Vec<String>,
+    },
+    /// `type NODE TEXT`: a `sendChars` step.
+    Type {
+        node: String,
+        text: String,
+    },
     Steps,
     Step(usize),
     Run,
     Quit,
 }
 
-const KEYWORDS: &[&str] =
-    &["help", "nodes", "start", "shutdown", "crash", "exec", "steps", "step", "run", "quit", "exit"];
+const KEYWORDS: &[&str] = &[
+    "help", "nodes", "start", "shutdown", "crash", "exec", "keys", "type", "tty", "steps", "step", "run",
+    "quit", "exit",
+];
 
 /// Parses one line; the error says what to type instead.
 pub fn parse(line: &str, nodes: &[String], step_count: usize) -> Result<Command, String> {
@@ -156,6 +171,42 @@ pub fn parse(line: &str, nodes: &[String], step_count: usize) -> Result<Command,
         "start" => one_node("start [NODE|all]").map(|n| Command::Start(Some(n))),
         "shutdown" => one_node("shutdown NODE").map(Command::Shutdown),
         "crash" => one_node("crash NODE").map(Command::Crash),
+        "keys" | "type" | "tty" => {
+            let (node, rest) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
+            let usage = match word {
+                "keys" => "keys NODE KEY...",
+                "type" => "type NODE TEXT",
+                _ => "tty NODE N",
+            };
+            if node.is_empty() || rest.trim().is_empty() {
+                return Err(format!("usage: {usage} (nodes: {})", nodes.join(", ")));
+            }
+            let node = node_known(node)?;
+            match word {
+                "keys" => {
+                    let keys: Vec<String> = rest.split_whitespace().map(str::to_owned).collect();
+                    for key in &keys {
+                        crate::spec::keys::check_key(key)?;
+                    }
+                    Ok(Command::Keys { node, keys })
+                }
+                "type" => {
+                    let text = rest.trim_start().replace("\\n", "\n");
+                    if let Some(c) = crate::spec::keys::first_untypable(&text) {
+                        return Err(format!("cannot type {c:?}: printable ASCII and `\\n` only"));
+                    }
+                    Ok(Command::Type { node, text })
+                }
+                _ => match rest.trim().parse::<u8>() {
+                    Ok(tty @ 1..=63) => Ok(Command::Exec {
+                        node,
+                        command: crate::guest::commands::tty_text_command(tty),
+                        timeout: EXEC_TIMEOUT,
+                    }),
+                    _ => Err("usage: tty NODE N, with N from 1 to 63".to_owned()),
+                },
+            }
+        }
         "step" => match args.parse::<usize>() {
             Ok(n) if (1..=step_count).contains(&n) => Ok(Command::Step(n)),
             _ if step_count == 0 => Err("the plan has no steps".to_owned()),
@@ -317,6 +368,8 @@ impl Session<'_> {
             Command::Shutdown(node) => self.power_off(&node, false),
             Command::Crash(node) => self.power_off(&node, true),
             Command::Exec { node, command, timeout } => self.exec(&node, &command, timeout),
+            Command::Keys { node, keys } => self.press(&node, Action::SendKeys { keys }),
+            Command::Type { node, text } => self.press(&node, Action::SendChars { chars: text }),
             Command::Steps => {
                 let listing = list_steps(&self.opts.plan);
                 self.say(listing.trim_end());
@@ -419,6 +472,31 @@ impl Session<'_> {
                 self.say(&format!("(exit status {}{timed_out}{note})", reply.status));
             }
             Err(e) => self.report(node, &e),
+        }
+    }
+
+    /// `keys` / `type`: the step on a node that is up (keys need no shell,
+    /// but a node must be running to have a keyboard).
+    fn press(&mut self, node: &str, action: Action) {
+        if let Err(e) = self.boot(node) {
+            self.report(node, &e);
+            return;
+        }
+        let step = Step { node: Some(node.to_owned()), timeout: None, action, span: None };
+        let mut ctx = super::steps::StepCtx {
+            machines: &mut self.machines,
+            abort: &self.abort,
+            out_dir: &self.opts.out_dir,
+            log: &self.log,
+            // Keys and characters are no shell commands: no captures to read.
+            captures: &mut Vec::new(),
+        };
+        match super::steps::run_step(&mut ctx, &step) {
+            Ok(()) => self.say("sent"),
+            Err(super::steps::StepError::Failed(f) | super::steps::StepError::Vm(f)) => {
+                self.say(&format!("error: {}", f.message))
+            }
+            Err(super::steps::StepError::Stopped(_)) => self.say("interrupted"),
         }
     }
 
@@ -572,6 +650,23 @@ mod tests {
         assert_eq!(p("step 3"), Ok(Command::Step(3)));
         assert_eq!(p("run"), Ok(Command::Run));
         assert_eq!(p("steps"), Ok(Command::Steps));
+        assert_eq!(
+            p("keys machine ctrl-alt-f2 ret"),
+            Ok(Command::Keys { node: "machine".into(), keys: vec!["ctrl-alt-f2".into(), "ret".into()] })
+        );
+        assert_eq!(
+            p("type client root\\n"),
+            Ok(Command::Type { node: "client".into(), text: "root\n".into() })
+        );
+        assert_eq!(
+            p("tty machine 2"),
+            Ok(exec("machine", &crate::guest::commands::tty_text_command(2), EXEC_TIMEOUT))
+        );
+        assert!(p("keys machine enter").unwrap_err().contains("`enter` is not a QEMU key name"));
+        assert!(p("type machine a\tb").unwrap_err().contains("cannot type"));
+        assert!(p("tty machine 64").unwrap_err().contains("1 to 63"));
+        assert!(p("keys nobody ret").unwrap_err().contains("unknown node"));
+        assert!(p("keys machine").unwrap_err().starts_with("usage: keys NODE KEY..."));
         assert_eq!(p("exit"), Ok(Command::Quit));
         assert_eq!(p("help"), Ok(Command::Help));
     }
@@ -601,7 +696,7 @@ mod tests {
         Step {
             node: Some("machine".into()),
             timeout: Some(10.0),
-            action: Action::Succeed { command: cmd.into(), expect: Expect::default() },
+            action: Action::Succeed { command: cmd.into(), expect: Expect::default(), capture: None },
             span: None,
         }
     }

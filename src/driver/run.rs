@@ -209,6 +209,8 @@ pub(super) struct Runner<'a> {
     pub(super) failed: bool,
     pub(super) vm_failed: bool,
     pub(super) stop: Option<StopReason>,
+    /// Names captured so far (`capture`), read by later commands.
+    captures: Vec<String>,
 }
 
 /// Runs the plan. Returns `Err` only for setup problems found before
@@ -432,6 +434,7 @@ impl<'a> Runner<'a> {
             failed: false,
             vm_failed: false,
             stop: None,
+            captures: Vec::new(),
         }
     }
 
@@ -531,6 +534,7 @@ impl<'a> Runner<'a> {
             abort: self.abort,
             out_dir: &self.opts.out_dir,
             log: self.log,
+            captures: &mut self.captures,
         };
         let result = steps::run_step(&mut ctx, step);
         let fail_flow = if self.opts.keep_going { Flow::EndItem } else { Flow::Halt };

@@ -5,6 +5,7 @@
 //! the driver's faster in-guest protocol ([`backdoor`]).
 
 pub mod backdoor;
+pub mod captures;
 pub mod commands;
 mod quote;
 

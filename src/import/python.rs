@@ -174,6 +174,44 @@ const METHODS: &[Method] = &[
         params: &[("filename", Role::Main(Kind::Str))],
         variadic: false,
     },
+    // The display and terminal (send_key's `delay`/`log` have no step key:
+    // such a call stays Python).
+    Method { name: "send_key", key: "sendKeys", params: &[("key", Role::Main(Kind::Str))], variadic: false },
+    Method {
+        name: "send_chars",
+        key: "sendChars",
+        params: &[("chars", Role::Main(Kind::Str))],
+        variadic: false,
+    },
+    Method {
+        name: "wait_until_tty_matches",
+        key: "waitUntilTtyMatches",
+        params: &[
+            ("tty", Role::Extra("tty", Kind::Int)),
+            ("regexp", Role::Main(Kind::Str)),
+            ("timeout", Role::Timeout),
+        ],
+        variadic: false,
+    },
+    Method {
+        name: "dump_tty_contents",
+        key: "dumpTtyContents",
+        params: &[("tty", Role::Main(Kind::Int))],
+        variadic: false,
+    },
+    Method {
+        name: "wait_for_text",
+        key: "waitForText",
+        params: &[("regex", Role::Main(Kind::Str)), ("timeout", Role::Timeout)],
+        variadic: false,
+    },
+    Method { name: "wait_for_x", key: "waitForX", params: &[("timeout", Role::Timeout)], variadic: false },
+    Method {
+        name: "wait_for_window",
+        key: "waitForWindow",
+        params: &[("regexp", Role::Main(Kind::Str)), ("timeout", Role::Timeout)],
+        variadic: false,
+    },
     Method { name: "shutdown", key: "shutdown", params: &[], variadic: false },
     Method { name: "crash", key: "crash", params: &[], variadic: false },
     Method { name: "reboot", key: "reboot", params: &[], variadic: false },
@@ -327,6 +365,10 @@ const COMPUTABLE_KEYS: &[&str] = &[
     "waitForUnit",
     "waitForFile",
     "waitForConsoleText",
+    "sendChars",
+    "waitUntilTtyMatches",
+    "waitForText",
+    "waitForWindow",
 ];
 
 /// How deep function calls are inlined.

@@ -289,6 +289,21 @@ pub fn check_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `key` is ctrl-alt-delete (in any order, either ctrl or alt),
+/// which reboots a Linux guest: the stock `reboot()` sends exactly that.
+pub fn is_reboot_key(key: &str) -> bool {
+    let mut parts: Vec<&str> = key
+        .split('-')
+        .map(|p| match p {
+            "ctrl_r" => "ctrl",
+            "alt_r" => "alt",
+            other => other,
+        })
+        .collect();
+    parts.sort_unstable();
+    parts == ["alt", "ctrl", "delete"]
+}
+
 /// `0x` and one to four hex digits, as QEMU's `sendkey` parses raw keycodes.
 fn is_scancode(part: &str) -> bool {
     part.strip_prefix("0x")
@@ -358,5 +373,7 @@ mod tests {
         assert!(check_key("0x12345").is_err());
         assert_eq!(closest_key("enter"), Some("ret"));
         assert_eq!(closest_key("backspce"), Some("backspace"));
+        assert!(is_reboot_key("ctrl-alt-delete") && is_reboot_key("alt-ctrl_r-delete"));
+        assert!(!is_reboot_key("ctrl-alt-f1") && !is_reboot_key("ctrl-delete"));
     }
 }

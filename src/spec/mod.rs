@@ -20,6 +20,7 @@
 //! imports them from the description file by reference. Steps must be static
 //! data, so they are parsed here and embedded into the generated test.
 
+pub mod captures;
 pub mod computed;
 pub mod keys;
 pub mod names;
@@ -130,6 +131,10 @@ pub enum Action {
         command: String,
         #[serde(default, skip_serializing_if = "Expect::is_empty")]
         expect: Expect,
+        /// Stores the output (trailing newlines trimmed) under this name
+        /// for every later command ([`crate::guest::captures`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        capture: Option<String>,
     },
     Fail {
         command: String,
@@ -138,6 +143,21 @@ pub enum Action {
         command: String,
         #[serde(default, skip_serializing_if = "Expect::is_empty")]
         expect: Expect,
+        /// Stores the output (trailing newlines trimmed) under this name
+        /// for every later command ([`crate::guest::captures`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        capture: Option<String>,
+    },
+    /// Runs a command and accepts any exit status unless `expect.exitCode`
+    /// names one (the stock `execute`).
+    Execute {
+        command: String,
+        #[serde(default, skip_serializing_if = "Expect::is_empty")]
+        expect: Expect,
+        /// Stores the output (trailing newlines trimmed) under this name
+        /// for every later command ([`crate::guest::captures`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        capture: Option<String>,
     },
     WaitUntilFails {
         command: String,
@@ -291,6 +311,7 @@ impl Action {
             Action::Succeed { .. } => "succeed",
             Action::Fail { .. } => "fail",
             Action::WaitUntilSucceeds { .. } => "waitUntilSucceeds",
+            Action::Execute { .. } => "execute",
             Action::WaitUntilFails { .. } => "waitUntilFails",
             Action::Sleep { .. } => "sleep",
             Action::Http { .. } => "http",
@@ -346,13 +367,27 @@ impl Action {
             | Action::WaitForX
             | Action::WaitForWindow { .. } => Some(300.0),
             Action::SendKeys { .. } | Action::SendChars { .. } | Action::DumpTtyContents { .. } => Some(60.0),
-            Action::Succeed { .. } | Action::Fail { .. } | Action::Http { .. } => Some(120.0),
+            Action::Succeed { .. } | Action::Execute { .. } | Action::Fail { .. } | Action::Http { .. } => {
+                Some(120.0)
+            }
             Action::CopyFromVm { .. } | Action::Screenshot { .. } => Some(60.0),
             Action::Start | Action::Reboot => Some(600.0),
             Action::Shutdown | Action::Crash => Some(120.0),
             Action::Block | Action::Unblock => Some(30.0),
             Action::Snapshot { .. } | Action::Restore { .. } => Some(300.0),
             Action::Sleep { .. } | Action::Subtest { .. } | Action::Python { .. } => None,
+        }
+    }
+}
+
+impl Action {
+    /// The name this action captures its output under, if any.
+    pub fn capture(&self) -> Option<&str> {
+        match self {
+            Action::Succeed { capture, .. }
+            | Action::WaitUntilSucceeds { capture, .. }
+            | Action::Execute { capture, .. } => capture.as_deref(),
+            _ => None,
         }
     }
 }
@@ -375,6 +410,7 @@ pub const ACTION_KEYS: &[&str] = &[
     "fail",
     "waitUntilSucceeds",
     "waitUntilFails",
+    "execute",
     "sleep",
     "http",
     "snapshot",

@@ -46,7 +46,14 @@
     # { unblock = true; }
     # { copyFromVm = "/var/log/app.log"; targetDir = "logs"; }
     # { screenshot = "after-login"; }
-    # { python = "machine.send_chars('hello')"; }  # backend = "python" only: the stock driver's Python
+    # { waitUntilTtyMatches = "login: "; tty = 1; }   # what virtual console 1 shows
+    # { sendChars = "root\n"; }                       # typed on the keyboard
+    # { sendKeys = [ "alt-f2" "ret" ]; }              # QEMU key names
+    # { dumpTtyContents = 1; }                         # tty text into the journal
+    # { waitForText = "Welcome"; }                     # OCR of the screen (sets enableOCR)
+    # { waitForX = true; }
+    # { waitForWindow = "xterm"; }
+    # { python = "machine.get_screen_text()"; }  # backend = "python" only: the stock driver's Python
     # {
     #   subtest = "the service restarts";
     #   # isolate = true;  # its subtests each start from the same state

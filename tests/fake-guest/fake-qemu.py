@@ -118,6 +118,12 @@ def serve_monitor(path):
         for raw in f:
             cmd = raw.decode(errors="replace").strip()
             out = cmd + "\r\n"
+            # Every command, for tests of what the driver sends (keys).
+            with open("monitor.log", "a") as log:
+                log.write(cmd + "\n")
+            if cmd.startswith("sendkey ") and "bogus" in cmd:
+                # QEMU's answer to a key name it does not know (hmp_sendkey).
+                out += "invalid parameter: bogus\r\n"
             if cmd == "quit":
                 die(0)
             if cmd.startswith("sendkey ctrl-alt-delete"):

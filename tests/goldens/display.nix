@@ -32,7 +32,7 @@ let
       pkgs.testers.runNixOSTest (
         { config, lib, ... }:
         let
-          description = nixvmDescription (import ../tests/vm/console.nix) { inherit pkgs lib; inherit (config) nodes; };
+          description = nixvmDescription (import ../tests/vm/console.nix) { inherit pkgs lib self; inherit (config) nodes; };
         in
         {
           name = "console";

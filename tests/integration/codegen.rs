@@ -18,6 +18,7 @@ const CASES: &[&str] = &[
     "single-node-rust",
     "store-paths",
     "battery",
+    "token",
     "multi-node-python",
     "aliases",
     "every-step",
@@ -25,6 +26,7 @@ const CASES: &[&str] = &[
     "modules-list",
     "custom-systems",
     "display",
+    "console-login",
 ];
 
 const OUTPUT: &str = "nix/checks.generated.nix";
@@ -253,7 +255,7 @@ fn fixture_checks_evaluate_against_the_stand_in() {
             "checks.x86_64-linux",
             &[
                 "--apply",
-                "builtins.mapAttrs (_: t: { drv = t.drvPath; script = t.config.testScriptString; plan = t.driver.nixvm.plan or null; })",
+                "builtins.mapAttrs (_: t: { drv = t.drvPath; script = t.config.testScriptString; plan = t.driver.nixvm.plan or null; ocr = t.config.enableOCR; tools = t.driver.nixvm.toolsPath or null; })",
             ],
         );
         let checks = checks.as_object().expect("an attribute set of checks");
@@ -281,6 +283,13 @@ fn fixture_checks_evaluate_against_the_stand_in() {
                 script = script.replace(&placeholder, &serde_json::to_string(value).unwrap());
             }
             assert_eq!(check["script"].as_str(), Some(script.as_str()), "{case}/{}: testScript", test.name);
+            // OCR: the stock driver gets tesseract through `enableOCR`,
+            // nixvm-driver through lib.mkDriver's PATH.
+            let ocr = script.contains(".wait_for_text(");
+            assert_eq!(check["ocr"].as_bool(), Some(ocr), "{case}/{}: enableOCR", test.name);
+            if let Some(tools) = check["tools"].as_str() {
+                assert_eq!(tools.contains("tesseract"), ocr, "{case}/{}: driver PATH {tools}", test.name);
+            }
             match test.backend {
                 nixvm_gen::spec::Backend::Rust => {
                     let plan =
@@ -978,6 +987,52 @@ map (s: s.action.succeed.command) checks.x86_64-linux.nasty.steps
     }
 }
 
+/// The display steps' Python calls are the ones a hand-written stock
+/// testScript makes: the recording fake Machine
+/// (benches/import/fake_machine.py, bound to the stock signatures) sees the
+/// same calls with the same arguments from both.
+#[test]
+fn display_steps_make_the_stock_calls() {
+    if !util::require("python3", "runs the recording fake Machine") {
+        return;
+    }
+    let case = copy_case("display");
+    generate(case.path());
+    let scripts = scripts_of_generated_file(&case.path().join(OUTPUT));
+    let desktop = scripts.iter().find(|s| s.name == "desktop").expect("desktop test");
+    // Written as a NixOS test author writes it.
+    let original = r#"
+start_all()
+machine.wait_for_x()
+machine.wait_for_window("^xterm$", timeout=60)
+machine.send_chars("echo 'Hello, \"World\"!' > /tmp/out\n")
+machine.send_key("ctrl-alt-f2")
+machine.send_key("alt-f1")
+machine.send_key("A")
+machine.send_key("?")
+machine.wait_for_text("Hello, [Ww]orld", timeout=120)
+with subtest("the console"):
+    machine.wait_until_tty_matches(2, "login: $")
+    machine.dump_tty_contents(2)
+    machine.screenshot("console")
+"#;
+    let dir = util::tempdir();
+    let (orig, gen_) = (dir.path().join("original.py"), dir.path().join("generated.py"));
+    std::fs::write(&orig, original).unwrap();
+    std::fs::write(&gen_, &desktop.test_script).unwrap();
+    let out = util::run(
+        Command::new("python3")
+            .arg(util::root().join("benches/import/fake_machine.py"))
+            .args(["compare", "machine"])
+            .args([&orig, &gen_]),
+    );
+    assert!(
+        out.status.success(),
+        "the fake Machine saw different calls:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 /// A description function gets the flake's `self`, as a hand-written flake
 /// test does: its packages and inputs reach the steps (and the nodes).
 #[test]
@@ -1010,4 +1065,38 @@ map (s: s.action.succeed.command) checks.x86_64-linux.own.steps
     std::fs::write(dir.path().join("plan.nix"), plan_of).unwrap();
     let got: Vec<String> = serde_json::from_value(nix_eval_path(&dir.path().join("plan.nix"))).unwrap();
     assert_eq!(got, ["/nix/store/own-tool/bin/tool"]);
+}
+
+/// The examples of docs/descriptions.md stay true: a block marked
+/// `<!-- docs-example: PATH -->` is the fixture file PATH byte for byte (so
+/// the goldens and evaluation tests above cover it), and one marked
+/// `<!-- docs-example: validate -->` is accepted by `scan` as it stands.
+#[test]
+fn docs_examples_are_fixtures_or_validate() {
+    const MARK: &str = "<!-- docs-example: ";
+    let doc = std::fs::read_to_string(util::root().join("docs/descriptions.md")).unwrap();
+    let mut rest = doc.as_str();
+    let (mut fixtures, mut validated) = (0, 0);
+    while let Some(at) = rest.find(MARK) {
+        let after = &rest[at + MARK.len()..];
+        let (what, after) = after.split_once(" -->").expect("the marker is closed");
+        let start = after.find("```nix\n").expect("a ```nix block follows the marker") + "```nix\n".len();
+        let len = after[start..].find("```").expect("the block is closed");
+        let block = &after[start..start + len];
+        if what == "validate" {
+            let dir = copy_case("single-node-rust");
+            std::fs::write(dir.path().join("tests/vm/health.nix"), block).unwrap();
+            util::assert_code(&nixvm_gen(dir.path(), &["scan"]), 0);
+            validated += 1;
+        } else {
+            let file = std::fs::read_to_string(util::root().join(what)).unwrap();
+            assert_eq!(block, file, "docs/descriptions.md: the example differs from {what}");
+            fixtures += 1;
+        }
+        rest = &after[start + len..];
+    }
+    assert!(
+        fixtures >= 1 && validated >= 1,
+        "docs-example markers found: {fixtures} fixture(s), {validated} validated"
+    );
 }

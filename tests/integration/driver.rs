@@ -151,12 +151,16 @@ fn step(node: &str, timeout: f64, action: Action) -> Step {
 }
 
 fn succeed(node: &str, timeout: f64, command: &str) -> Step {
-    step(node, timeout, Action::Succeed { command: command.to_owned(), expect: Expect::default() })
+    step(
+        node,
+        timeout,
+        Action::Succeed { command: command.to_owned(), expect: Expect::default(), capture: None },
+    )
 }
 
 fn succeed_contains(node: &str, timeout: f64, command: &str, contains: &str) -> Step {
     let expect = Expect { contains: vec![contains.to_owned()], ..Expect::default() };
-    step(node, timeout, Action::Succeed { command: command.to_owned(), expect })
+    step(node, timeout, Action::Succeed { command: command.to_owned(), expect, capture: None })
 }
 
 /// One test's world: a unique temp dir holding the start scripts, the
@@ -168,6 +172,8 @@ struct World {
     config: PathBuf,
     plan: PathBuf,
     out: PathBuf,
+    /// `QEMU_OPTS` for the start scripts (none by default).
+    qemu_opts: Option<String>,
 }
 
 /// A finished driver run.
@@ -225,7 +231,7 @@ impl World {
         let out = dir.path().join("out");
         std::fs::create_dir_all(&out).unwrap();
         std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
-        World { dir, config, plan: plan_path, out }
+        World { dir, config, plan: plan_path, out, qemu_opts: None }
     }
 
     fn tmp(&self) -> PathBuf {
@@ -252,6 +258,9 @@ impl World {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(opts) = &self.qemu_opts {
+            cmd.env("QEMU_OPTS", opts);
+        }
         cmd
     }
 
@@ -433,6 +442,7 @@ fn health_check_passes_on_systemd_guest() {
                 Action::WaitUntilSucceeds {
                     command: "curl --fail --silent localhost:3000".into(),
                     expect: Expect { contains: vec!["Healthy".into()], ..Expect::default() },
+                    capture: None,
                 },
             ),
             succeed_contains("machine", 30.0, "curl --fail localhost:3000", "Healthy"),
@@ -663,7 +673,7 @@ fn waits_poll_inside_the_guest() {
         step(
             "machine",
             timeout,
-            Action::WaitUntilSucceeds { command: command.into(), expect: Expect::default() },
+            Action::WaitUntilSucceeds { command: command.into(), expect: Expect::default(), capture: None },
         )
     };
     let Some(world) = vm_test(
@@ -679,6 +689,7 @@ fn waits_poll_inside_the_guest() {
                 Action::WaitUntilSucceeds {
                     command: "cat /tmp/xchg/flag".into(),
                     expect: Expect { equals: Some("ready".into()), ..Expect::default() },
+                    capture: None,
                 },
             ),
             // `set -euo pipefail` holds for each attempt, as for `succeed`.
@@ -977,4 +988,137 @@ fn report_merges_three_stand_in_runs() {
     assert!(page.contains("class=\"failure\""), "no failure section");
     assert!(page.contains("echo gamma-output; exit 3") && page.contains("gamma-output"));
     eprintln!("three runs and the report in {:.1}s", started.elapsed().as_secs_f64());
+}
+
+// --- display and terminal: keys, virtual consoles, OCR, X11 waits ----------
+
+/// `QEMU_OPTS` that give the systemd guest a display as NixOS test VMs have
+/// one: a standard VGA card, and the same kernel booted as a bzImage, whose
+/// real-mode setup records the BIOS's text mode so that Linux's VGA console
+/// shows tty1 (the PVH entry of the default `vmlinux` leaves `screen_info`
+/// empty: no VGA console, the screen keeps SeaBIOS's last words). Written
+/// down in tests/stand-in/README.md.
+fn display_opts(guests: &Guests) -> String {
+    let vmlinux = std::fs::canonicalize(&guests.env["GUEST_VMLINUX"]).expect("GUEST_VMLINUX resolves");
+    let boot = vmlinux.parent().expect("kernel dir").join("root/boot");
+    let bzimage = std::fs::read_dir(&boot)
+        .unwrap_or_else(|e| panic!("{}: {e}", boot.display()))
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
+        .expect("the guest kernel package has a vmlinuz");
+    format!("-vga std -kernel {}", bzimage.display())
+}
+
+fn display_step(timeout: f64, action: Action) -> Step {
+    step("machine", timeout, action)
+}
+
+/// A stand-in for an X session: the journal line systemd logs when it
+/// reaches the graphical target, the X socket, and an `xwininfo` that prints
+/// a fixed window tree in the real program's format (one xterm, one unnamed
+/// window), so that the stock probes run unchanged. No X server runs.
+const FAKE_X_SESSION: &str = r#"mkdir -p /tmp/.X11-unix && touch /tmp/.X11-unix/X0
+echo "Reached target Current graphical interface." | systemd-cat -t systemd
+cat > /usr/local/bin/xwininfo <<'XWININFO'
+#!/bin/sh
+cat <<'TREE'
+
+xwininfo: Window id: 0x3a7 (the root window) (has no name)
+
+  Root window id: 0x3a7 (the root window) (has no name)
+  Parent window id: 0x0 (none)
+     2 children:
+     0x1000010 "alice@machine: ~": ("xterm" "XTerm")  484x316+0+0  +0+0
+        1 child:
+        0x1000011 (has no name): ()  1x1+-1+-1  +-1+-1
+     0x800001 (has no name): ()  10x10+-10+-10  +-10+-10
+
+TREE
+XWININFO
+chmod +x /usr/local/bin/xwininfo"#;
+
+#[test]
+fn display_and_terminal_steps_on_systemd_guest() {
+    let Some(mut world) = vm_test(
+        Kind::Systemd,
+        &["machine"],
+        vec![
+            // The stand-in masks getty@tty1 (boot time); start agetty on tty1
+            // as that unit does (StandardInput=tty, `-` for the tty).
+            succeed(
+                "machine",
+                60.0,
+                "systemd-run --unit=getty-tty1 -p TTYPath=/dev/tty1 -p TTYReset=yes -p TTYVHangup=yes \
+                 -p StandardInput=tty -p StandardOutput=tty /sbin/agetty --noclear - linux",
+            ),
+            // getty's prompt on the first virtual console (the text is the
+            // whole screen, every line padded with spaces to 80 columns).
+            display_step(120.0, Action::WaitUntilTtyMatches { tty: 1, regex: "machine login: ".into() }),
+            // Log in (empty root password) and type a command whose output
+            // differs from what was typed: the shell ran it.
+            display_step(30.0, Action::SendChars { chars: "root\n".into() }),
+            display_step(60.0, Action::WaitUntilTtyMatches { tty: 1, regex: "root@machine:~# ".into() }),
+            display_step(30.0, Action::SendChars { chars: "echo \"Typed-$((6*7))!\" | tr a-z A-Z\n".into() }),
+            display_step(60.0, Action::WaitUntilTtyMatches { tty: 1, regex: "(?m)^TYPED-42! ".into() }),
+            // Keys by name: clear the screen (ctrl-l), then a character.
+            display_step(30.0, Action::SendKeys { keys: vec!["ctrl-l".into(), "A".into(), "ret".into()] }),
+            display_step(60.0, Action::WaitUntilTtyMatches { tty: 1, regex: "A: command not found".into() }),
+            // The screen as OCR reads it (the VGA text console shows tty1).
+            display_step(120.0, Action::WaitForText { regex: "command not found".into() }),
+            // Text that appears later: OCR runs again once the screen changes.
+            display_step(30.0, Action::SendChars { chars: "clear; sleep 2; echo Screen $((6*7))\n".into() }),
+            display_step(120.0, Action::WaitForText { regex: "Screen 42".into() }),
+            display_step(30.0, Action::Screenshot { name: "console".into() }),
+            display_step(30.0, Action::DumpTtyContents { tty: 1 }),
+            succeed_contains(
+                "machine",
+                30.0,
+                "journalctl -b --no-pager -o cat | grep -F 'Screen 42'",
+                "Screen 42",
+            ),
+            // X11 waits against the stand-in session.
+            succeed("machine", 30.0, FAKE_X_SESSION),
+            display_step(60.0, Action::WaitForX),
+            display_step(60.0, Action::WaitForWindow { regex: "^alice@machine: ".into() }),
+            // Fails: no such window; the report shows the names it saw.
+            display_step(3.0, Action::WaitForWindow { regex: "Firefox".into() }),
+        ],
+    ) else {
+        return;
+    };
+    world.world.qemu_opts = Some(display_opts(guests().expect("guests")));
+    // Debian's eng.traineddata (tessdata_fast) has no legacy engine, which
+    // the stock `--oem 2` asks for; nixpkgs' tesseract4 data has both. A
+    // tesseract first on PATH that runs LSTM only (`--oem 1`) stands in
+    // (tests/stand-in/README.md).
+    if !util::require("tesseract", "waitForText reads the screen with it (Debian: tesseract-ocr)") {
+        return;
+    }
+    let bin = world.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let real = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join("tesseract"))
+        .find(|p| p.is_file())
+        .expect("tesseract on PATH");
+    let wrapper = format!(
+        "#!/bin/sh\n# --oem 2 (legacy + LSTM) -> --oem 1 (LSTM): Debian's data has no legacy engine.\n\
+         for a; do shift; if [ \"$prev\" = --oem ] && [ \"$a\" = 2 ]; then a=1; fi; set -- \"$@\" \"$a\"; prev=$a; done\n\
+         exec {} \"$@\"\n",
+        real.display()
+    );
+    std::fs::write(bin.join("tesseract"), wrapper).unwrap();
+    std::fs::set_permissions(bin.join("tesseract"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let started = Instant::now();
+    let run = world.finish(world.command().env("PATH", path).spawn().expect("spawn nixvm-driver"), started);
+    let expected: Vec<&str> = std::iter::repeat_n("passed", 17).chain(["failed"]).collect();
+    assert_eq!(statuses(&run.report), expected, "every step but the last passes");
+    assert_eq!(run.status.code(), Some(1), "a failed step ends the run with 1");
+    let png = std::fs::read(world.out.join("console.png")).expect("console.png written");
+    assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
+    let last = *leaf_steps(&run.report).last().unwrap();
+    let failure = failure_text(last);
+    assert!(failure.contains("no window whose name matches `Firefox`"), "{failure}");
+    assert!(failure.contains("alice@machine: ~"), "the window names are shown: {failure}");
 }

@@ -264,7 +264,11 @@ fn step(node: Option<&str>, timeout: f64, action: Action) -> Step {
 }
 
 fn succeed(node: &str, command: &str) -> Step {
-    step(Some(node), 10.0, Action::Succeed { command: command.into(), expect: Expect::default() })
+    step(
+        Some(node),
+        10.0,
+        Action::Succeed { command: command.into(), expect: Expect::default(), capture: None },
+    )
 }
 
 /// Output that must stay text in every report: markup, an escape
@@ -345,6 +349,7 @@ fn three_runs(work: &Path) -> Option<PathBuf> {
             Action::Succeed {
                 command: format!("printf '%s\\n' line1 '{}'", HOSTILE.replace('\'', "")),
                 expect: Expect { contains: vec!["Welcome".into()], ..Expect::default() },
+                capture: None,
             },
         ),
         step(Some("machine"), 5.0, Action::WaitForUnit { unit: "broken.service".into(), user: None }),

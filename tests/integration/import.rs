@@ -17,6 +17,7 @@ const CASES: &[&str] = &[
     "several-tests",
     "expectations",
     "unittest-and-options",
+    "console",
 ];
 
 /// Tests of the fixtures that must convert fully.
@@ -27,6 +28,7 @@ const FULL: &[&str] = &[
     "echo-reboot",
     "expectations",
     "unittest-and-options-checks",
+    "console",
 ];
 
 fn fixture(case: &str) -> String {

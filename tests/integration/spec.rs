@@ -104,7 +104,8 @@ fn good_health() {
         t.steps[2].action,
         Action::Succeed {
             command: "curl --fail localhost:3000".into(),
-            expect: Expect { contains: vec!["Healthy".into()], ..Expect::default() }
+            expect: Expect { contains: vec!["Healthy".into()], ..Expect::default() },
+            capture: None,
         }
     );
     assert_eq!(
@@ -159,7 +160,8 @@ fn good_cluster() {
         t.steps[6].action,
         Action::Succeed {
             command: "exit 3".into(),
-            expect: Expect { exit_code: Some(3), matches: Some("^$".into()), ..Expect::default() }
+            expect: Expect { exit_code: Some(3), matches: Some("^$".into()), ..Expect::default() },
+            capture: None,
         }
     );
     assert_eq!(

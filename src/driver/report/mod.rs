@@ -120,6 +120,7 @@ pub fn describe(step: &Step) -> String {
         Action::Succeed { command, .. } => format!("must succeed: {command}"),
         Action::Fail { command } => format!("must fail: {command}"),
         Action::WaitUntilSucceeds { command, .. } => format!("waiting for success: {command}"),
+        Action::Execute { command, .. } => format!("executing: {command}"),
         Action::WaitUntilFails { command } => format!("waiting for failure: {command}"),
         Action::Sleep { seconds } => format!("sleeping for {seconds} seconds"),
         Action::Http { url, status, .. } => format!("HTTP GET {url} (expecting status {status})"),

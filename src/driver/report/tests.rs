@@ -13,7 +13,7 @@ fn leaf(node: &str, action: Action) -> Step {
 }
 
 fn plan() -> Plan {
-    let succeed = |c: &str| Action::Succeed { command: c.into(), expect: Expect::default() };
+    let succeed = |c: &str| Action::Succeed { command: c.into(), expect: Expect::default(), capture: None };
     Plan {
         version: PLAN_VERSION,
         name: "health".into(),

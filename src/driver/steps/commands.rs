@@ -1,13 +1,15 @@
-//! Shell commands: `succeed`, `fail`, `waitUntilSucceeds`, `waitUntilFails`
-//! and the check of their `expect`.
+//! Shell commands: `succeed`, `execute`, `fail`, `waitUntilSucceeds`,
+//! `waitUntilFails`, the check of their `expect`, and storing captures.
 
+use std::path::Path;
 use std::time::Duration;
 
 use regex::Regex;
 
-use super::{GuestWait, Runner, StepError, StepResult};
+use super::{GuestWait, Runner, StepError, StepResult, UserCommand};
 use crate::driver::shell::Reply;
 use crate::guest::backdoor::Until;
+use crate::guest::captures::{CAPTURE_DIR, capture_value, valid_capture_name};
 use crate::spec::Expect;
 
 /// When a `waitUntilSucceeds` loop stops in the guest: the awaited exit
@@ -24,13 +26,22 @@ pub(super) fn until_expected(expect: &Expect) -> Until {
 }
 
 impl Runner<'_> {
-    pub(super) fn succeed(&mut self, command: &str, expect: &Expect) -> StepResult {
-        let reply = self.exec(command)?;
-        match check_expect(command, &reply, expect) {
-            Ok(()) => Ok(()),
-            Err(msg) => {
-                Err(StepError::failed(self.failure(self.timed_out(msg, &reply), Some(command), Some(&reply))))
-            }
+    /// `succeed`, and `execute` (`any_status`: any exit status passes unless
+    /// `expect.exitCode` names one). Returns the reply for a capture.
+    pub(super) fn succeed(
+        &mut self,
+        cmd: &UserCommand,
+        expect: &Expect,
+        any_status: bool,
+    ) -> Result<Reply, StepError> {
+        let reply = self.exec_shown(&cmd.sent, &cmd.shown)?;
+        match check_output(&cmd.shown, &reply, expect, any_status) {
+            Ok(()) => Ok(reply),
+            Err(msg) => Err(StepError::failed(self.failure(
+                self.timed_out(msg, &reply),
+                Some(&cmd.shown),
+                Some(&reply),
+            ))),
         }
     }
 
@@ -46,17 +57,24 @@ impl Runner<'_> {
         }
     }
 
-    pub(super) fn fail(&mut self, command: &str) -> StepResult {
-        let reply = self.exec(command)?;
+    pub(super) fn fail(&mut self, cmd: &UserCommand) -> StepResult {
+        let reply = self.exec_shown(&cmd.sent, &cmd.shown)?;
         if reply.status == 0 {
-            let msg = format!("command `{command}` unexpectedly succeeded");
-            return Err(StepError::failed(self.failure(msg, Some(command), Some(&reply))));
+            let msg = format!("command `{}` unexpectedly succeeded", cmd.shown);
+            return Err(StepError::failed(self.failure(msg, Some(&cmd.shown), Some(&reply))));
         }
         Ok(())
     }
 
     /// `waitUntilSucceeds` (with `expect`) / `waitUntilFails` (without).
-    pub(super) fn wait_until(&mut self, command: &str, expect: Option<&Expect>) -> StepResult {
+    /// Returns the reply of the attempt that passed (`None` for
+    /// `waitUntilFails`, whose output nothing uses).
+    pub(super) fn wait_until(
+        &mut self,
+        cmd: &UserCommand,
+        expect: Option<&Expect>,
+    ) -> Result<Option<Reply>, StepError> {
+        let command = cmd.shown.as_str();
         let mut last: Option<(Reply, String)> = None;
         // Each attempt is a fresh shell with the framing's options, as when
         // the host sends it; the loop stops on the awaited exit status and
@@ -65,7 +83,7 @@ impl Runner<'_> {
             Some(e) => until_expected(e),
             None => Until::Failure,
         };
-        let wait = GuestWait { attempt: command, fresh_shell: true, until };
+        let wait = GuestWait { attempt: &cmd.sent, fresh_shell: true, until };
         let done = self.poll_in_guest(&wait, |_, reply| {
             let verdict = match expect {
                 Some(e) => check_expect(command, &reply, e),
@@ -73,15 +91,15 @@ impl Runner<'_> {
                 None => Err(format!("command `{command}` succeeded")),
             };
             match verdict {
-                Ok(()) => Ok(Some(())),
+                Ok(()) => Ok(Some(expect.map(|_| reply))),
                 Err(why) => {
                     last = Some((reply, why));
                     Ok(None)
                 }
             }
         })?;
-        if done.is_some() {
-            return Ok(());
+        if let Some(reply) = done {
+            return Ok(reply);
         }
         let goal = if expect.is_some() { "succeed" } else { "fail" };
         let mut msg = format!("command `{command}` did not {goal} within {:.1} seconds", self.timeout_secs());
@@ -90,14 +108,50 @@ impl Runner<'_> {
         }
         Err(StepError::failed(self.failure(msg, Some(command), last.as_ref().map(|(r, _)| r))))
     }
+
+    /// Stores a step's output under its capture name in the shared
+    /// directory, where later commands on every node read it.
+    pub(super) fn store_capture(&mut self, name: Option<&str>, reply: &Reply) -> StepResult {
+        let Some(name) = name else { return Ok(()) };
+        let (text, _) = reply.text();
+        let stored = capture_value(&text).map_err(|e| e.to_string()).and_then(|value| {
+            write_capture(&self.m.shared_dir(), name, value).map_err(|e| format!("writing it failed: {e}"))
+        });
+        stored.map_err(|why| {
+            StepError::failed(self.failure(format!("capture `{name}`: {why}"), None, Some(reply)))
+        })
+    }
+}
+
+/// Writes `value` to `<shared>/.nixvm-captures/<name>` (written whole, then
+/// renamed, so no guest reads half a value). The name is checked again: a
+/// plan is input, and only a plain name stays inside the directory.
+pub fn write_capture(shared: &Path, name: &str, value: &str) -> std::io::Result<()> {
+    if !valid_capture_name(name) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("`{}` is not a capture name", name.escape_debug()),
+        ));
+    }
+    let dir = shared.join(CAPTURE_DIR);
+    std::fs::create_dir_all(&dir)?;
+    let partial = dir.join(format!(".{name}.partial"));
+    std::fs::write(&partial, value)?;
+    std::fs::rename(&partial, dir.join(name))
 }
 
 /// Checks a reply against `expect` (exit code default 0). A wrong exit
 /// status is reported alone; otherwise every output check that fails is
 /// reported, one per line after the first.
 pub fn check_expect(command: &str, reply: &Reply, expect: &Expect) -> Result<(), String> {
+    check_output(command, reply, expect, false)
+}
+
+/// [`check_expect`]; with `any_status` (`execute`) the exit status is
+/// checked only when `expect.exitCode` names one.
+pub fn check_output(command: &str, reply: &Reply, expect: &Expect, any_status: bool) -> Result<(), String> {
     let want = expect.exit_code.unwrap_or(0);
-    if reply.status != want {
+    if (expect.exit_code.is_some() || !any_status) && reply.status != want {
         return Err(if expect.exit_code.is_none() {
             format!("command `{command}` failed (exit code {})", reply.status)
         } else {

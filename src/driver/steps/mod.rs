@@ -21,6 +21,7 @@ use super::log::Log;
 use super::shell::{Protocol, Reply, ShellError, shell_quote};
 use super::vm::{Machine, VmError};
 use crate::guest::backdoor::{Until, poll_command};
+use crate::guest::captures::with_captures;
 use crate::guest::commands::{file_probe_command, port_probe_command};
 use crate::spec::{Action, Step};
 
@@ -77,6 +78,9 @@ pub struct StepCtx<'a> {
     pub abort: &'a Abort,
     pub out_dir: &'a Path,
     pub log: &'a Log,
+    /// Names captured by the steps run so far, in order: every later user
+    /// command reads them ([`crate::guest::captures`]).
+    pub captures: &'a mut Vec<String>,
 }
 
 type StepResult = Result<(), StepError>;
@@ -102,6 +106,31 @@ pub fn run_step(ctx: &mut StepCtx<'_>, step: &Step) -> StepResult {
         ))));
     };
     let mut run = Runner { m: machine, abort: ctx.abort, deadline, step_timeout: timeout, log: ctx.log };
+    let user =
+        |command: &str| UserCommand { shown: command.to_owned(), sent: with_captures(ctx.captures, command) };
+    let result = run_on_node(&mut run, step, &user, ctx.out_dir);
+    // Later commands read the capture whether or not this step stored it
+    // (with `--keep-going`), as the generated script's fixed preambles do.
+    if let Some(name) = step.action.capture() {
+        ctx.captures.push(name.to_owned());
+    }
+    result
+}
+
+/// A user's command: as written (for messages) and as sent (with the
+/// captures' preamble).
+pub(super) struct UserCommand {
+    shown: String,
+    sent: String,
+}
+
+fn run_on_node(
+    run: &mut Runner<'_>,
+    step: &Step,
+    user: &dyn Fn(&str) -> UserCommand,
+    out_dir: &Path,
+) -> StepResult {
+    let deadline = run.deadline;
     match &step.action {
         Action::WaitForUnit { unit, user } => run.wait_for_unit(unit, user.as_deref()),
         Action::WaitForOpenPort { port, addr } => {
@@ -116,10 +145,23 @@ pub fn run_step(ctx: &mut StepCtx<'_>, step: &Step) -> StepResult {
             run.wait_status(&file_probe_command(path), true, &format!("file '{path}' did not appear"))
         }
         Action::WaitForConsoleText { regex } => run.wait_for_console(regex),
-        Action::Succeed { command, expect } => run.succeed(command, expect),
-        Action::Fail { command } => run.fail(command),
-        Action::WaitUntilSucceeds { command, expect } => run.wait_until(command, Some(expect)),
-        Action::WaitUntilFails { command } => run.wait_until(command, None),
+        Action::Succeed { command, expect, capture } => {
+            let reply = run.succeed(&user(command), expect, false)?;
+            run.store_capture(capture.as_deref(), &reply)
+        }
+        Action::Execute { command, expect, capture } => {
+            let reply = run.succeed(&user(command), expect, true)?;
+            run.store_capture(capture.as_deref(), &reply)
+        }
+        Action::Fail { command } => run.fail(&user(command)),
+        Action::WaitUntilSucceeds { command, expect, capture } => {
+            let reply = run.wait_until(&user(command), Some(expect))?;
+            match reply {
+                Some(reply) => run.store_capture(capture.as_deref(), &reply),
+                None => Ok(()),
+            }
+        }
+        Action::WaitUntilFails { command } => run.wait_until(&user(command), None).map(|_| ()),
         Action::Http { url, status, contains } => run.http(url, *status, contains.as_deref()),
         Action::Start => {
             run.m.start(deadline, run.abort).map_err(|e| run.vm_error(e, None))?;
@@ -130,10 +172,8 @@ pub fn run_step(ctx: &mut StepCtx<'_>, step: &Step) -> StepResult {
         Action::Reboot => run.m.reboot(deadline, run.abort).map_err(|e| run.vm_error(e, None)),
         Action::Block => run.monitor_quiet("set_link virtio-net-pci.1 off").map(|()| run.m.note_link(false)),
         Action::Unblock => run.monitor_quiet("set_link virtio-net-pci.1 on").map(|()| run.m.note_link(true)),
-        Action::CopyFromVm { source, target_dir } => {
-            run.copy_from_vm(source, target_dir.as_deref(), ctx.out_dir)
-        }
-        Action::Screenshot { name } => run.screenshot(name, ctx.out_dir),
+        Action::CopyFromVm { source, target_dir } => run.copy_from_vm(source, target_dir.as_deref(), out_dir),
+        Action::Screenshot { name } => run.screenshot(name, out_dir),
         Action::SendKeys { keys } => run.send_keys(keys.iter().map(String::as_str)),
         Action::SendChars { chars } => run.send_chars(chars),
         Action::WaitUntilTtyMatches { tty, regex } => run.wait_for_tty(*tty, regex),
@@ -304,8 +344,14 @@ impl Runner<'_> {
     /// One command bounded by the step: the guest-side deadline is the time
     /// left, the host waits [`REPLY_MARGIN`] longer.
     fn exec(&mut self, command: &str) -> Result<Reply, StepError> {
+        self.exec_shown(command, command)
+    }
+
+    /// [`Runner::exec`] whose errors name `shown` (the user's command
+    /// rather than what was sent with the captures' preamble).
+    fn exec_shown(&mut self, command: &str, shown: &str) -> Result<Reply, StepError> {
         let guest = self.remaining();
-        self.exec_bounded(command, guest, command)
+        self.exec_bounded(command, guest, shown)
     }
 
     /// `command` under a guest-side deadline of `guest`; errors name `shown`
@@ -351,6 +397,15 @@ impl Runner<'_> {
             }
             judge(r, reply)
         })
+    }
+
+    /// After an expensive probe that did not match (xwininfo in the guest,
+    /// tesseract on the host), pauses as long as it took, at most 1 s and
+    /// never past the deadline: a long wait takes at most about half of the
+    /// CPU it probes on (the stock driver pauses 1 s after every probe).
+    pub(super) fn breathe(&self, took: Duration) -> StepResult {
+        let pause = took.min(Duration::from_secs(1)).min(self.remaining());
+        self.abort.sleep(pause).map_err(StepError::Stopped)
     }
 
     /// Probes until `probe` yields a value or the deadline passes.

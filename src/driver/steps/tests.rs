@@ -97,7 +97,14 @@ fn out_of_range_plan_timeouts_do_not_panic() {
     let (log, _) = Log::capture(crate::driver::log::Level::Error);
     let mut machines = BTreeMap::new();
     let out = tempfile::tempdir().unwrap();
-    let mut ctx = StepCtx { machines: &mut machines, abort: &Abort::never(), out_dir: out.path(), log: &log };
+    let mut captures = Vec::new();
+    let mut ctx = StepCtx {
+        machines: &mut machines,
+        abort: &Abort::never(),
+        out_dir: out.path(),
+        log: &log,
+        captures: &mut captures,
+    };
     for timeout in [-1.0, 1e300] {
         let step = Step {
             node: Some("ghost".into()),

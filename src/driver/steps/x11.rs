@@ -23,13 +23,22 @@ impl Runner<'_> {
         let re = self.compile(pattern)?;
         let mut last: Option<Reply> = None;
         let found = self.poll(|r| {
+            let started = std::time::Instant::now();
             let reply = r.exec(WINDOW_NAMES_COMMAND)?;
+            // The step's deadline (guest-side `timeout`) ended the attempt:
+            // the wait ran out of time, xwininfo did not fail.
+            if reply.status == 124 && r.remaining().is_zero() {
+                return Ok(None);
+            }
             if reply.status != 0 {
                 let msg = format!("command `{WINDOW_NAMES_COMMAND}` failed (exit code {})", reply.status);
                 return Err(StepError::failed(r.failure(msg, Some(WINDOW_NAMES_COMMAND), Some(&reply))));
             }
             let hit = reply.text().0.lines().any(|name| re.is_match(name));
             last = Some(reply);
+            if !hit {
+                r.breathe(started.elapsed())?;
+            }
             Ok(hit.then_some(()))
         })?;
         if found.is_some() {

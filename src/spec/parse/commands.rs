@@ -7,24 +7,26 @@ use crate::spec::value::{Entry, Kind, Value};
 use crate::spec::{Action, Expect};
 
 /// The action keys of this family.
-pub(super) const COMMAND_KEYS: &[&str] = &["succeed", "fail", "waitUntilSucceeds", "waitUntilFails"];
+pub(super) const COMMAND_KEYS: &[&str] =
+    &["succeed", "fail", "waitUntilSucceeds", "waitUntilFails", "execute"];
 
 impl Conv<'_> {
     pub(super) fn command_action<'e>(&mut self, e: &Entry, sibling: Sibling<'_, 'e>) -> Option<Action> {
         let v = &e.value;
         let what = format!("`{}`", e.key);
         Some(match e.key.as_str() {
-            "succeed" | "waitUntilSucceeds" => {
+            "succeed" | "waitUntilSucceeds" | "execute" => {
                 let command = self.command(v, &what, false);
                 let expect = match sibling("expect") {
-                    Some(x) => self.expect(&x.value)?,
-                    None => Expect::default(),
+                    Some(x) => self.expect(&x.value),
+                    None => Some(Expect::default()),
                 };
-                let command = command?;
-                if e.key == "succeed" {
-                    Action::Succeed { command, expect }
-                } else {
-                    Action::WaitUntilSucceeds { command, expect }
+                let capture = self.capture(sibling);
+                let (command, expect, capture) = (command?, expect?, capture?);
+                match e.key.as_str() {
+                    "succeed" => Action::Succeed { command, expect, capture },
+                    "execute" => Action::Execute { command, expect, capture },
+                    _ => Action::WaitUntilSucceeds { command, expect, capture },
                 }
             }
             "fail" => Action::Fail { command: self.command(v, &what, true)? },

@@ -86,6 +86,8 @@ pub(super) struct Conv<'a> {
     pub(super) nodes: Nodes,
     /// Values only Nix can compute, indexed by their placeholders.
     pub(super) computed: Vec<Computed>,
+    /// Capture names so far, with where each is captured.
+    pub(super) captures: BTreeMap<String, Span>,
 }
 
 /// Checks the value tree against the description format.
@@ -107,12 +109,13 @@ pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>
             return None;
         }
         _ => {
-            let mut c = Conv { diags, nodes: Nodes::Unknown, computed: Vec::new() };
+            let mut c =
+                Conv { diags, nodes: Nodes::Unknown, computed: Vec::new(), captures: BTreeMap::new() };
             c.wrong_type(root, Ty::Attrs, "the description");
             return None;
         }
     };
-    let mut c = Conv { diags, nodes: Nodes::Unknown, computed: Vec::new() };
+    let mut c = Conv { diags, nodes: Nodes::Unknown, computed: Vec::new(), captures: BTreeMap::new() };
     let stem = rel_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let mut spec = TestSpec {
         name: stem.clone(),

@@ -100,6 +100,18 @@ impl Conv<'_> {
                 ok = false;
                 continue;
             };
+            if keys::is_reboot_key(&key) {
+                ok = false;
+                self.diags.push(
+                    Diagnostic::error("reboot_key", Some(item.span), format!("`{key}` reboots the machine"))
+                        .with_label("the driver would not know the machine rebooted")
+                        .with_hint(
+                            "use `{ reboot = true; }`: it presses the same keys and then waits for the machine \
+                             to come back (with `sendKeys` the next command finds the machine gone)",
+                        ),
+                );
+                continue;
+            }
             if let Err(why) = keys::check_key(&key) {
                 ok = false;
                 let mut d = Diagnostic::error("unknown_key_name", Some(item.span), why)

@@ -20,6 +20,7 @@ pub use crate::spec::names::{valid_node_name, valid_test_name};
 use crate::spec::value::{self, Value};
 use crate::spec::{Action, Step, TestSpec};
 
+mod captures;
 mod checks;
 mod commands;
 mod convert;
@@ -96,7 +97,8 @@ pub const STEP_MODIFIERS: &[&str] = &["node", "timeout"];
 pub const STEP_SIBLINGS: &[(&str, &[&str])] = &[
     ("user", &["waitForUnit"]),
     ("addr", &["waitForOpenPort", "waitForClosedPort"]),
-    ("expect", &["succeed", "waitUntilSucceeds"]),
+    ("expect", &["succeed", "waitUntilSucceeds", "execute"]),
+    ("capture", &["succeed", "waitUntilSucceeds", "execute"]),
     ("targetDir", &["copyFromVm"]),
     ("steps", &["subtest"]),
     ("isolate", &["subtest"]),

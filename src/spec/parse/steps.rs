@@ -137,13 +137,25 @@ impl Conv<'_> {
             );
             return None;
         }
-        if let Some(x) = sibling("expect") {
-            self.diags.push(
-                Diagnostic::error("misplaced_step_key", Some(x.key_span), "`expect` needs a single command")
+        for key in ["expect", "capture"] {
+            if let Some(x) = sibling(key) {
+                self.diags.push(
+                    Diagnostic::error(
+                        "misplaced_step_key",
+                        Some(x.key_span),
+                        format!("`{key}` needs a single command"),
+                    )
                     .with_label("several commands above")
-                    .with_hint("give the command whose output is checked its own step"),
-            );
-            return None;
+                    .with_hint(format!(
+                        "give the command whose output is {} its own step",
+                        match key {
+                            "expect" => "checked",
+                            _ => "captured",
+                        }
+                    )),
+                );
+                return None;
+            }
         }
         let mut out = Vec::new();
         for item in commands {

@@ -28,6 +28,51 @@ mod unit {
     }
 
     #[test]
+    fn captures_and_execute() {
+        let spec = parse_ok(
+            r#"{ nodes.m = {}; steps = [
+              { succeed = "cat /t"; capture = "TOKEN"; }
+              { execute = "curl x"; capture = "_s1"; expect.exitCode = 7; }
+              { waitUntilSucceeds = "cat /u"; capture = "U"; }
+              { execute = "true"; }
+            ]; }"#,
+        );
+        let captures: Vec<Option<&str>> = spec.steps.iter().map(|s| s.action.capture()).collect();
+        assert_eq!(captures, [Some("TOKEN"), Some("_s1"), Some("U"), None]);
+        assert_eq!(
+            spec.steps[1].action,
+            Action::Execute {
+                command: "curl x".into(),
+                expect: Expect { exit_code: Some(7), ..Expect::default() },
+                capture: Some("_s1".into()),
+            }
+        );
+        assert_eq!(spec.steps[3].action.default_timeout(), Some(120.0));
+        // Every mistake at once, each with its own code.
+        assert_eq!(
+            codes(
+                r#"{ nodes.m = {}; steps = [
+                  { succeed = "a"; capture = "A"; }
+                  { succeed = "b"; capture = "A"; }
+                  { succeed = "c"; capture = "HOME"; }
+                  { succeed = "d"; capture = "9x"; }
+                  { succeed = "e"; capture = 1; }
+                  { fail = "f"; capture = "F"; }
+                  { succeed = "g"; capture = "NIXVM_X"; }
+                ]; }"#
+            ),
+            [
+                "capture_reused",
+                "capture_reserved",
+                "invalid_capture_name",
+                "wrong_type",
+                "misplaced_step_key",
+                "capture_reserved"
+            ]
+        );
+    }
+
+    #[test]
     fn minimal_description() {
         let spec = parse_ok(r#"{ nodes.machine = {}; steps = [ { waitForUnit = "a.service"; } ]; }"#);
         assert_eq!(spec.name, "t");
@@ -51,6 +96,7 @@ mod unit {
                 { fail = "false"; node = "a"; }
                 { waitUntilSucceeds = "x"; expect.contains = "ok"; node = "a"; }
                 { waitUntilFails = "x"; node = "a"; timeout = 0.5; }
+                { execute = "x"; capture = "X"; node = "a"; }
                 { sleep = 2; }
                 { http = { url = "http://h"; status = 404; contains = null; }; node = "b"; }
                 { snapshot = "s"; } { restore = "s"; }
@@ -69,13 +115,13 @@ mod unit {
               ];
             }"#,
         );
-        assert_eq!(spec.steps.len(), 29);
+        assert_eq!(spec.steps.len(), 30);
         let keys: Vec<&str> = spec.steps.iter().map(|s| s.action.key()).collect();
         // `python` needs the Python backend: `python_step_needs_the_python_backend`.
         let expected: Vec<&str> = ACTION_KEYS.iter().copied().filter(|k| *k != "python").collect();
         assert_eq!(keys, expected);
         assert_eq!(spec.steps[0].timeout, Some(5.0));
-        assert_eq!(spec.steps[14].node.as_deref(), Some("b"));
+        assert_eq!(spec.steps[15].node.as_deref(), Some("b"));
         assert_eq!(
             spec.steps[5].action,
             Action::Succeed {
@@ -86,17 +132,18 @@ mod unit {
                     matches: Some("z+".into()),
                     exit_code: Some(3),
                     ..Expect::default()
-                }
+                },
+                capture: None,
             }
         );
         assert_eq!(
-            spec.steps[10].action,
+            spec.steps[11].action,
             Action::Http { url: "http://h".into(), status: 404, contains: None }
         );
-        assert_eq!(spec.steps[21].action, Action::SendKeys { keys: vec!["ctrl-alt-f2".into(), "A".into()] });
-        assert_eq!(spec.steps[23].action, Action::WaitUntilTtyMatches { tty: 2, regex: "login: ".into() });
+        assert_eq!(spec.steps[22].action, Action::SendKeys { keys: vec!["ctrl-alt-f2".into(), "A".into()] });
+        assert_eq!(spec.steps[24].action, Action::WaitUntilTtyMatches { tty: 2, regex: "login: ".into() });
         assert_eq!(
-            (spec.steps[26].action.clone(), spec.steps[26].node.as_deref()),
+            (spec.steps[27].action.clone(), spec.steps[27].node.as_deref()),
             (Action::WaitForX, Some("a"))
         );
     }
@@ -119,7 +166,11 @@ mod unit {
         assert_eq!(spec.computed[0].expr, "(builtins.elemAt description.steps 0).succeed");
         assert_eq!(
             spec.steps[0].action,
-            Action::Succeed { command: crate::spec::computed::placeholder(0), expect: Expect::default() }
+            Action::Succeed {
+                command: crate::spec::computed::placeholder(0),
+                expect: Expect::default(),
+                capture: None
+            }
         );
         // Structure stays static: a computed node name or step list is refused.
         assert_eq!(
