@@ -13,6 +13,8 @@ use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 
 use crate::util;
 
+mod captures;
+
 /// Every fixture project; each has a golden `tests/goldens/<case>.nix`.
 const CASES: &[&str] = &[
     "single-node-rust",

@@ -26,6 +26,8 @@ use serde_json::{Value, json};
 
 use crate::util;
 
+mod fixtures;
+
 /// Upper bound for any single driver run in these tests; a run that takes
 /// longer is killed and the test fails (the driver's own global timeout is
 /// set higher in the configuration, so hitting this bound is a driver bug).
