@@ -28,6 +28,7 @@ Prints JSON; exit 0 when every compared pair is equal, 1 otherwise.
 
 import ast
 import contextlib
+import io
 import json
 import re
 import sys
@@ -103,10 +104,15 @@ def not_in_as_call(script):
 
 
 class Out(str):
-    """The output of a command: every check on it is recorded and holds."""
+    """The output of a command: every check on it is recorded and holds.
+
+    Its text names the call it came from (`<output of call 3>`), so a
+    command built from an output (a `python` step's `f"cat {path}"`, a
+    capture) records which output it used: using another call's output is a
+    different argument."""
 
     def __new__(cls, rec, ref, transform=""):
-        obj = super().__new__(cls, "")
+        obj = super().__new__(cls, f"<output of call {ref}{transform}>")
         obj._rec, obj._ref, obj._transform = rec, ref, transform
         return obj
 
@@ -246,13 +252,21 @@ def run(script, nodes):
 
     env.update(start_all=start_all, subtest=subtest, retry=retry, log=Log(), machines=machines,
                __name__="__testScript__")
-    real_search, real_sleep = re.search, time.sleep
+    real_search, real_sleep, real_match, real_fullmatch = re.search, time.sleep, re.match, re.fullmatch
 
     def search(pattern, string, flags=0):
         if isinstance(string, Out):
             rec.check(string._ref, "matches", string._transform, pattern, flags)
             return True
         return real_search(pattern, string, flags)
+
+    def checker(kind, real):
+        def check(pattern, string, flags=0):
+            if isinstance(string, Out):
+                rec.check(string._ref, kind, string._transform, pattern, flags)
+                return True
+            return real(pattern, string, flags)
+        return check
 
     def not_in(needle, haystack):
         if isinstance(haystack, Out):
@@ -286,14 +300,18 @@ def run(script, nodes):
     env["__nixvm_not_in__"] = not_in
     env["t"] = T()
     re.search = search
+    re.match, re.fullmatch = checker("re.match", real_match), checker("re.fullmatch", real_fullmatch)
     time.sleep = lambda secs: rec.events.append(["sleep", secs])
     error = None
     try:
-        exec(compile(not_in_as_call(script), "<testScript>", "exec"), env)
+        # What the script prints is not part of the log (and not ours to show).
+        with contextlib.redirect_stdout(io.StringIO()):
+            exec(compile(not_in_as_call(script), "<testScript>", "exec"), env)
     except BaseException as e:  # noqa: BLE001 - the script's own failure is part of the log
         error = f"{type(e).__name__}: {e}"
     finally:
         re.search, time.sleep = real_search, real_sleep
+        re.match, re.fullmatch = real_match, real_fullmatch
     return rec, error
 
 
@@ -368,7 +386,7 @@ def main(argv):
         results, ok = [], True
         for t in report["tests"]:
             entry = {"source": t["source"], "line": t["line"], "name": t["name"], "full": t["full"]}
-            if t["full"]:
+            if t["full"] or t.get("runnable"):
                 r = compare(t["nodes"], t["original_script"], t["generated_script"])
                 entry.update(equal=r["equal"], problems=r["problems"], calls=r["calls"])
                 ok = ok and r["equal"]

@@ -6,6 +6,9 @@
 #
 #   benches/import/run.sh DIR [--json OUT.json]
 #
+# IMPORT_FLAGS adds flags to `import` (IMPORT_FLAGS=--python-steps keeps
+# leftovers as python steps; those tests are compared too).
+#
 # Needs python3 and a built nixvm-gen (NIXVM_GEN, default target/release,
 # then target/debug).
 set -euo pipefail
@@ -27,7 +30,7 @@ i=0
 while read -r f; do
   i=$((i + 1))
   # Exit 2 (no test, not Nix) is a result, not a failure of this script.
-  "$bin" import --dry-run --format json --out "$work/out" "$f" > "$work/$i.json" 2> "$work/$i.err" || true
+  "$bin" import ${IMPORT_FLAGS:-} --dry-run --format json --out "$work/out" "$f" > "$work/$i.json" 2> "$work/$i.err" || true
   printf '%s\n' "$f" > "$work/$i.file"
 done < "$work/files"
 python3 "$here/summarize.py" "$work" "$i" ${json_out:+"$json_out"}

@@ -29,13 +29,18 @@ pub struct ImportArgs {
     /// Overwrite descriptions that exist already.
     #[arg(long)]
     pub force: bool,
+    /// Keep the statements that cannot be converted as `python` steps (the
+    /// description gets `backend = "python"`, the stock driver) instead of
+    /// commented TODOs. They are still reported, and --strict still fails.
+    #[arg(long)]
+    pub python_steps: bool,
 }
 
 pub fn run(g: &GlobalArgs, args: &ImportArgs) -> anyhow::Result<i32> {
     let out_dir = args.out.clone().unwrap_or_else(|| g.flake.join(&g.tests_dir));
     let abs_out =
         std::path::absolute(&out_dir).with_context(|| format!("bad --out {}", out_dir.display()))?;
-    let target = Target { out_dir: abs_out };
+    let target = Target { out_dir: abs_out, python_steps: args.python_steps };
     let mut imported: Vec<Imported> = Vec::new();
     let mut failed = Vec::new();
     for file in &args.files {
@@ -97,6 +102,7 @@ pub fn run(g: &GlobalArgs, args: &ImportArgs) -> anyhow::Result<i32> {
             "tests": imported.iter().map(|t| {
                 let mut v = serde_json::to_value(t).unwrap_or_default();
                 v["full"] = serde_json::Value::Bool(t.is_full());
+                v["runnable"] = serde_json::Value::Bool(t.is_runnable());
                 v
             }).collect::<Vec<_>>(),
             "failed": failed,
@@ -118,7 +124,13 @@ pub fn run(g: &GlobalArgs, args: &ImportArgs) -> anyhow::Result<i32> {
         }
         for t in &imported {
             if !g.quiet {
-                let verdict = if t.is_full() { "converted fully" } else { "converted with leftovers" };
+                let verdict = if t.is_full() {
+                    "converted fully"
+                } else if t.is_runnable() {
+                    "converted with leftovers kept as python steps"
+                } else {
+                    "converted with leftovers"
+                };
                 say!(
                     "{}:{}: test `{}` → {}: {} step(s), {verdict}",
                     t.source.display(),
@@ -129,7 +141,8 @@ pub fn run(g: &GlobalArgs, args: &ImportArgs) -> anyhow::Result<i32> {
                 );
             }
             for l in &t.leftovers {
-                say!("  {}:{}: not converted: {}: {}", t.source.display(), l.line, l.construct, l.why);
+                let what = if l.python { "kept as a python step" } else { "not converted" };
+                say!("  {}:{}: {what}: {}: {}", t.source.display(), l.line, l.construct, l.why);
             }
             for e in &t.description_errors {
                 say!("  {}: the description needs editing: {e}", t.file_name);

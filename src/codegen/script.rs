@@ -90,8 +90,26 @@ pub fn render(spec: &TestSpec, sources: &Sources) -> Result<String, CodegenError
     Ok(script)
 }
 
+/// Every identifier-like word of the `python` steps (an over-approximation
+/// of the names they use).
+fn python_words(steps: &[crate::spec::Step], out: &mut BTreeSet<String>) {
+    for step in steps {
+        match &step.action {
+            Action::Python { code } => {
+                for word in code.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                    if word.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+                        out.insert(word.to_string());
+                    }
+                }
+            }
+            Action::Subtest { steps, .. } => python_words(steps, out),
+            _ => {}
+        }
+    }
+}
+
 /// Python names the script assigns, chosen not to clash with node names
-/// (nodes are globals of the script too).
+/// (nodes are globals of the script too) or the names of `python` steps.
 #[derive(Clone)]
 struct Names {
     out: String,
@@ -138,6 +156,9 @@ impl<'a> ScriptGen<'a> {
         for global in ["start_all", "subtest", "retry", "machine", "log", "driver", "t"] {
             taken.insert(global.to_string());
         }
+        // The names an author's `python` steps use are theirs: a later step
+        // must not overwrite their `out` (or shadow their `re`).
+        python_words(&spec.steps, &mut taken);
         let mut fresh = |base: &str| {
             let mut name = base.to_string();
             while taken.contains(&name) {

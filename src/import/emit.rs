@@ -65,6 +65,7 @@ pub fn build(path: &Path, src_dir: &Path, test: TestSource, name: String, target
             construct: construct.clone(),
             why: why.clone(),
             source: String::new(),
+            python: false,
         });
     }
     let node_names: Vec<String> = test.nodes.iter().map(|n| n.name.clone()).collect();
@@ -74,6 +75,7 @@ pub fn build(path: &Path, src_dir: &Path, test: TestSource, name: String, target
             construct: "nodes".into(),
             why: "the test defines no nodes the importer can read".into(),
             source: String::new(),
+            python: false,
         });
     }
 
@@ -109,6 +111,7 @@ pub fn build(path: &Path, src_dir: &Path, test: TestSource, name: String, target
                     if missing.len() == 1 { "it" } else { "them" }
                 ),
                 source: String::new(),
+                python: false,
             });
         }
         for comment in &node.comments {
@@ -124,6 +127,7 @@ pub fn build(path: &Path, src_dir: &Path, test: TestSource, name: String, target
             construct: "nodes".into(),
             why: "the nodes import different modules of the flake; `modules` applies to every node, so the imports stay in the nodes".into(),
             source: String::new(),
+            python: false,
         });
     }
     let modules: Vec<String> =
@@ -171,6 +175,7 @@ pub fn build(path: &Path, src_dir: &Path, test: TestSource, name: String, target
             construct: format!("option `{}`", opt.key),
             why: "a description has no such key (copied below as a comment)".into(),
             source: opt.text.clone(),
+            python: false,
         });
         let _ = writeln!(
             option_comments,
@@ -191,6 +196,7 @@ pub fn build(path: &Path, src_dir: &Path, test: TestSource, name: String, target
             construct: "testScript".into(),
             why: "the testScript is not a string (or a function returning one)".into(),
             source: String::new(),
+            python: false,
         }),
         Some(script) => {
             if script.is_function {
@@ -220,7 +226,7 @@ pub fn build(path: &Path, src_dir: &Path, test: TestSource, name: String, target
                     },
                 );
             }
-            match python::convert(script, &node_names, &verdicts) {
+            match python::convert(script, &node_names, &verdicts, target.python_steps) {
                 Ok(conv) => {
                     items = conv.items;
                     notes.extend(conv.notes);
@@ -236,6 +242,7 @@ pub fn build(path: &Path, src_dir: &Path, test: TestSource, name: String, target
                     construct: "testScript".into(),
                     why: err.message,
                     source: script.text.clone(),
+                    python: false,
                 })),
             }
         }
@@ -256,6 +263,14 @@ pub fn build(path: &Path, src_dir: &Path, test: TestSource, name: String, target
             "# {} thing(s) could not be converted: see the TODO(nixvm-gen import) comments.",
             leftovers.len()
         );
+    }
+    let kept_python = has_python(&items);
+    if kept_python {
+        notes.push(Note {
+            line: test.line,
+            message: "statements kept as python steps: the description has `backend = \"python\"` (the stock driver)"
+                .into(),
+        });
     }
     if !args.is_empty() {
         let names: Vec<&str> = FUNCTION_ARGS.iter().copied().filter(|a| args.contains(*a)).collect();
@@ -282,6 +297,9 @@ pub fn build(path: &Path, src_dir: &Path, test: TestSource, name: String, target
         "  modules = [{}];",
         modules.iter().map(|m| format!(" {}", nix_string(m))).collect::<String>() + " "
     );
+    if kept_python {
+        let _ = writeln!(d, "  backend = \"python\";");
+    }
     if let Some(t) = timeout {
         let _ = writeln!(d, "  timeout = {t};");
     }
@@ -297,11 +315,12 @@ pub fn build(path: &Path, src_dir: &Path, test: TestSource, name: String, target
     d.push_str("  steps = [\n");
     let interpolations: Vec<String> =
         test.script.as_ref().map(|s| s.interpolations.clone()).unwrap_or_default();
-    write_items(&mut d, &items, "    ", &interpolations);
+    let needed = needed_definitions(&items);
+    write_items(&mut d, &items, "    ", &interpolations, &needed);
     d.push_str("  ];\n}\n");
 
     let file_name = format!("{name}.nix");
-    let symbolic = |expr: &str| computed_value(expr, &items);
+    let symbolic = |expr: &str| computed_value(expr, &items, &needed);
     let (generated_script, mut description_errors) = super::check_description(&file_name, &d, &symbolic);
     // A variable nothing in the description binds would fail evaluation:
     // say so now (leftovers already name most of them).
@@ -332,8 +351,9 @@ fn collect_leftovers(items: &[Item], out: &mut Vec<Leftover>) {
     for item in items {
         match item {
             Item::Todo(l) => out.push(l.clone()),
+            Item::Python { leftover, .. } => out.push(leftover.clone()),
             Item::Subtest { items, .. } => collect_leftovers(items, out),
-            Item::Step { .. } | Item::Comment(_) => {}
+            Item::Step { .. } | Item::Comment(_) | Item::Def { .. } => {}
         }
     }
 }
@@ -342,9 +362,9 @@ fn count_steps(items: &[Item]) -> usize {
     items
         .iter()
         .map(|i| match i {
-            Item::Step { .. } => 1,
+            Item::Step { .. } | Item::Python { .. } => 1,
             Item::Subtest { items, .. } => 1 + count_steps(items),
-            Item::Todo(_) | Item::Comment(_) => 0,
+            Item::Todo(_) | Item::Comment(_) | Item::Def { .. } => 0,
         })
         .sum()
 }
@@ -367,7 +387,57 @@ fn value_text(v: &NixValue, indent: &str, interpolations: &[String]) -> String {
     }
 }
 
-fn write_items(d: &mut String, items: &[Item], indent: &str, interpolations: &[String]) {
+/// Whether any statement is kept as a `python` step.
+fn has_python(items: &[Item]) -> bool {
+    items.iter().any(|i| match i {
+        Item::Python { .. } => true,
+        Item::Subtest { items, .. } => has_python(items),
+        _ => false,
+    })
+}
+
+/// The names the python steps read, with those the definitions they need
+/// read in turn: a [`Item::Def`] binding one of them is written.
+fn needed_definitions(items: &[Item]) -> BTreeSet<String> {
+    fn walk<'a>(items: &'a [Item], loads: &mut BTreeSet<String>, defs: &mut Vec<&'a Item>) {
+        for item in items {
+            match item {
+                Item::Python { loads: l, .. } => loads.extend(l.iter().cloned()),
+                Item::Def { .. } => defs.push(item),
+                Item::Subtest { items, .. } => walk(items, loads, defs),
+                _ => {}
+            }
+        }
+    }
+    let (mut needed, mut defs) = (BTreeSet::new(), Vec::new());
+    walk(items, &mut needed, &mut defs);
+    loop {
+        let before = needed.len();
+        for def in &defs {
+            if let Item::Def { names, loads, .. } = def
+                && !names.is_disjoint(&needed)
+            {
+                needed.extend(loads.iter().cloned());
+            }
+        }
+        if needed.len() == before {
+            return needed;
+        }
+    }
+}
+
+fn write_python_step(d: &mut String, code: &str, indent: &str) {
+    let text = nix_indented_string(&format!("{code}\n"), &format!("{indent}    "), &format!("{indent}  "));
+    let _ = writeln!(d, "{indent}{{\n{indent}  python = {text};\n{indent}}}");
+}
+
+fn write_items(
+    d: &mut String,
+    items: &[Item],
+    indent: &str,
+    interpolations: &[String],
+    needed: &BTreeSet<String>,
+) {
     for item in items {
         match item {
             Item::Step { node, key, value, extra, .. } => {
@@ -384,7 +454,7 @@ fn write_items(d: &mut String, items: &[Item], indent: &str, interpolations: &[S
                 let _ = writeln!(d, "{indent}{{");
                 let _ = writeln!(d, "{indent}  subtest = {};", nix_string(title));
                 let _ = writeln!(d, "{indent}  steps = [");
-                write_items(d, items, &format!("{indent}    "), interpolations);
+                write_items(d, items, &format!("{indent}    "), interpolations, needed);
                 let _ = writeln!(d, "{indent}  ];");
                 let _ = writeln!(d, "{indent}}}");
             }
@@ -394,6 +464,21 @@ fn write_items(d: &mut String, items: &[Item], indent: &str, interpolations: &[S
             Item::Comment(c) => {
                 let _ = writeln!(d, "{indent}# {}", comment_text(c));
             }
+            Item::Python { code, leftover: l, .. } => {
+                let _ = writeln!(
+                    d,
+                    "{indent}# TODO(nixvm-gen import): line {}, {}: {} (kept as Python)",
+                    l.line,
+                    comment_text(&l.construct),
+                    comment_text(&l.why)
+                );
+                write_python_step(d, code, indent);
+            }
+            Item::Def { names, code, .. } if !names.is_disjoint(needed) => {
+                let _ = writeln!(d, "{indent}# nixvm-gen import: a definition the python steps below use");
+                write_python_step(d, code, indent);
+            }
+            Item::Def { .. } => {}
             Item::Todo(l) => {
                 let _ = writeln!(
                     d,
@@ -470,6 +555,7 @@ fn copy_node(
                         args.join(", ")
                     ),
                     source: String::new(),
+                    python: false,
                 });
                 text
             }
@@ -559,16 +645,26 @@ fn bind_from_scope(
 /// The string of the step value a computed expression of the generated
 /// check names (`(builtins.elemAt (builtins.elemAt description.steps 3).steps
 /// 1).expect.contains`), placeholders and all.
-fn computed_value(expr: &str, items: &[Item]) -> Option<String> {
-    fn steps_of(items: &[Item]) -> impl Iterator<Item = &Item> {
-        items.iter().filter(|i| matches!(i, Item::Step { .. } | Item::Subtest { .. }))
+fn computed_value(expr: &str, items: &[Item], needed: &BTreeSet<String>) -> Option<String> {
+    // The items written as elements of `steps`, in order.
+    fn steps_of<'a>(items: &'a [Item], needed: &'a BTreeSet<String>) -> impl Iterator<Item = &'a Item> {
+        items.iter().filter(move |i| match i {
+            Item::Step { .. } | Item::Subtest { .. } | Item::Python { .. } => true,
+            Item::Def { names, .. } => !names.is_disjoint(needed),
+            Item::Todo(_) | Item::Comment(_) => false,
+        })
     }
-    fn item_at<'a, 'e>(expr: &'e str, top: &'a [Item], depth: usize) -> Option<(&'a Item, &'e str)> {
+    fn item_at<'a, 'e>(
+        expr: &'e str,
+        top: &'a [Item],
+        needed: &'a BTreeSet<String>,
+        depth: usize,
+    ) -> Option<(&'a Item, &'e str)> {
         let s = expr.strip_prefix("(builtins.elemAt ")?;
         let (list, rest): (&'a [Item], &'e str) = match s.strip_prefix("description.steps ") {
             Some(rest) => (top, rest),
             None if depth < 64 => {
-                let (parent, rest) = item_at(s, top, depth + 1)?;
+                let (parent, rest) = item_at(s, top, needed, depth + 1)?;
                 let Item::Subtest { items, .. } = parent else { return None };
                 (items.as_slice(), rest.strip_prefix(".steps ")?)
             }
@@ -577,9 +673,9 @@ fn computed_value(expr: &str, items: &[Item]) -> Option<String> {
         let digits = rest.chars().take_while(char::is_ascii_digit).count();
         let index: usize = rest[..digits].parse().ok()?;
         let rest = rest[digits..].strip_prefix(')')?;
-        Some((steps_of(list).nth(index)?, rest))
+        Some((steps_of(list, needed).nth(index)?, rest))
     }
-    let (item, field) = item_at(expr, items, 0)?;
+    let (item, field) = item_at(expr, items, needed, 0)?;
     let Item::Step { key, value, extra, .. } = item else { return None };
     let field = field.strip_prefix('.')?;
     let value = if field == *key { value } else { &extra.iter().find(|(k, _)| k == field)?.1 };
@@ -607,7 +703,7 @@ fn used_interpolations(items: &[Item], out: &mut BTreeSet<usize>) {
                 extra.iter().for_each(|(_, v)| scan(v, out));
             }
             Item::Subtest { items, .. } => used_interpolations(items, out),
-            Item::Todo(_) | Item::Comment(_) => {}
+            Item::Todo(_) | Item::Comment(_) | Item::Python { .. } | Item::Def { .. } => {}
         }
     }
 }

@@ -67,6 +67,14 @@ pub struct Imported {
 }
 
 impl Imported {
+    /// Leftovers are all kept as `python` steps and the description is
+    /// valid: it runs, with the stock driver.
+    pub fn is_runnable(&self) -> bool {
+        self.leftovers.iter().all(|l| l.python)
+            && self.description_errors.is_empty()
+            && self.generated_script.is_some()
+    }
+
     /// Converted with nothing left over and a valid description.
     pub fn is_full(&self) -> bool {
         self.leftovers.is_empty() && self.description_errors.is_empty() && self.generated_script.is_some()
@@ -78,6 +86,9 @@ impl Imported {
 pub struct Target {
     /// Absolute directory the description will be written to.
     pub out_dir: PathBuf,
+    /// Keep what cannot be converted as `python` steps (the description
+    /// then has `backend = "python"`) instead of commented TODOs.
+    pub python_steps: bool,
 }
 
 /// Imports every test of one file.

@@ -42,6 +42,22 @@ pub enum Item {
         line: usize,
     },
     Todo(Leftover),
+    /// A statement kept as a `python` step (with `--python-steps`): still a
+    /// leftover, reported, but the description runs it.
+    Python {
+        code: String,
+        /// The names the code reads (to keep the definitions it needs).
+        loads: BTreeSet<String>,
+        leftover: Leftover,
+    },
+    /// A definition the converter consumed (an `import`, an inlined `def`):
+    /// written as a `python` step only when a kept statement uses a name it
+    /// binds.
+    Def {
+        names: BTreeSet<String>,
+        loads: BTreeSet<String>,
+        code: String,
+    },
     /// A comment of the script (`# …`), kept above the step it preceded.
     Comment(String),
 }
@@ -56,6 +72,8 @@ pub struct Leftover {
     pub why: String,
     /// The statement's original Python lines.
     pub source: String,
+    /// Kept as a `python` step (`--python-steps`) rather than a comment.
+    pub python: bool,
 }
 
 /// Something the converter dropped on purpose, which changes no Machine
@@ -250,10 +268,13 @@ pub struct ScriptError {
 /// Converts a decoded testScript. `nodes` are the test's node names;
 /// `interpolations[i]` says whether `${…}` number `i` can be carried into a
 /// step as a Nix value (and why not).
+/// With `python_steps`, a statement that cannot be converted is kept as a
+/// `python` step when its lines can be moved there unchanged.
 pub fn convert(
     script: &ScriptSource,
     nodes: &[String],
     interpolations: &BTreeMap<usize, Result<(), String>>,
+    python_steps: bool,
 ) -> Result<Converted, ScriptError> {
     if script.text.len() > MAX_SCRIPT_BYTES {
         return Err(ScriptError {
@@ -300,6 +321,7 @@ pub fn convert(
         defs: BTreeMap::new(),
         frames: 0,
         interpolations,
+        python_steps,
     };
     let items = conv.block(&suite, 0, 0);
     Ok(Converted { items, notes: conv.notes })
@@ -353,6 +375,8 @@ struct Converter<'a> {
     frames: usize,
     /// Which `${…}` may be carried into steps as Nix values.
     interpolations: &'a BTreeMap<usize, Result<(), String>>,
+    /// Keep what cannot be converted as `python` steps.
+    python_steps: bool,
 }
 
 /// Step keys whose string may be a Nix value of the description
@@ -467,8 +491,94 @@ impl Converter<'_> {
         text
     }
 
-    fn todo(&self, range: rustpython_parser::text_size::TextRange, (construct, why): Why) -> Item {
-        Item::Todo(Leftover { line: self.line(range), construct, why, source: self.source(range) })
+    fn todo(&self, range: rustpython_parser::text_size::TextRange, (construct, mut why): Why) -> Item {
+        if self.python_steps {
+            match self.python_code(range) {
+                Ok((code, loads)) => {
+                    let leftover = Leftover {
+                        line: self.line(range),
+                        construct,
+                        why,
+                        source: self.source(range),
+                        python: true,
+                    };
+                    return Item::Python { code, loads, leftover };
+                }
+                Err(reason) => why = format!("{why}; not kept as a python step: {reason}"),
+            }
+        }
+        Item::Todo(Leftover {
+            line: self.line(range),
+            construct,
+            why,
+            source: self.source(range),
+            python: false,
+        })
+    }
+
+    /// The statement at `range` as the code of a `python` step: its lines
+    /// unchanged but for the indentation of its block, preceded by the
+    /// values of the loop variables and constants it reads (which the
+    /// description folded into other steps). Also the names it reads.
+    fn python_code(
+        &self,
+        range: rustpython_parser::text_size::TextRange,
+    ) -> Result<(String, BTreeSet<String>), String> {
+        let text = &self.script.text;
+        let (start, end) = (u32::from(range.start()) as usize, u32::from(range.end()) as usize);
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let prefix = &text[line_start..start];
+        if !prefix.chars().all(|c| c == ' ' || c == '\t') {
+            return Err("it shares its line with another statement".into());
+        }
+        let raw = &text[start..end];
+        if raw.contains(PLACEHOLDER_PREFIX) {
+            return Err("it holds a Nix value `${…}`, which a python step does not carry".into());
+        }
+        // Lines moved to another indentation must not be inside a string
+        // (a triple-quoted string or a backslash continuation would change).
+        let multi_line_string =
+            raw.contains('\n') && (raw.contains("\"\"\"") || raw.contains("'''") || raw.contains("\\\n"));
+        if multi_line_string && !prefix.is_empty() {
+            return Err("a multi-line string in a nested block, whose lines would move".into());
+        }
+        let mut body = String::new();
+        for (i, line) in raw.split('\n').enumerate() {
+            if i > 0 {
+                body.push('\n');
+                match line.strip_prefix(prefix) {
+                    Some(rest) => body.push_str(rest),
+                    None if line.trim().is_empty() => {}
+                    None => return Err("a line indented less than the statement's first".into()),
+                }
+            } else {
+                body.push_str(line);
+            }
+        }
+        let loads: BTreeSet<String> =
+            self.loads.iter().filter(|(_, at)| (start..end).contains(at)).map(|(n, _)| n.clone()).collect();
+        let mut code = String::new();
+        for name in &loads {
+            if let Some(value) = self.env.get(name) {
+                code.push_str(&format!("{name} = {}\n", py_literal(value)));
+            }
+        }
+        code.push_str(&body);
+        Ok((code, loads))
+    }
+
+    /// A consumed definition (`import`, inlined `def`) binding `names`, for
+    /// the python steps that may need it.
+    fn def_item(
+        &self,
+        range: rustpython_parser::text_size::TextRange,
+        names: BTreeSet<String>,
+    ) -> Option<Item> {
+        if !self.python_steps || self.frames > 0 {
+            return None;
+        }
+        let (code, loads) = self.python_code(range).ok()?;
+        Some(Item::Def { names, loads, code })
     }
 
     fn note(&mut self, range: rustpython_parser::text_size::TextRange, message: impl Into<String>) {
@@ -543,12 +653,28 @@ impl Converter<'_> {
                 Ok(()) => {
                     self.note(range, format!("function `{}` is inlined where it is called", f.name));
                     self.defs.insert(f.name.to_string(), f.clone());
+                    items.extend(self.def_item(range, BTreeSet::from([f.name.to_string()])));
                 }
                 Err(w) => items.push(self.todo(range, w)),
             },
             Stmt::Pass(_) => {}
             Stmt::Import(_) | Stmt::ImportFrom(_) => {
                 self.note(range, "dropped an import: the generated script imports what it uses");
+                let names = match stmt {
+                    Stmt::Import(i) => i
+                        .names
+                        .iter()
+                        .map(|a| match &a.asname {
+                            Some(n) => n.to_string(),
+                            None => a.name.split('.').next().unwrap_or_default().to_string(),
+                        })
+                        .collect(),
+                    Stmt::ImportFrom(i) => {
+                        i.names.iter().map(|a| a.asname.as_ref().unwrap_or(&a.name).to_string()).collect()
+                    }
+                    _ => BTreeSet::new(),
+                };
+                items.extend(self.def_item(range, names));
             }
             Stmt::Assign(a) => return self.assign(stmts, i, a, items),
             Stmt::Assert(a) => match self.assert_on_call(&a.test, range) {
@@ -1385,6 +1511,17 @@ impl Converter<'_> {
     }
 }
 
+/// A Python literal for a value the converter computed.
+fn py_literal(value: &PyValue) -> String {
+    match value {
+        PyValue::Str(s) => crate::codegen::escape::python_string(s),
+        PyValue::Int(i) => i.to_string(),
+        PyValue::Float(f) => format!("{f:?}"),
+        PyValue::Bool(true) => "True".into(),
+        PyValue::Bool(false) => "False".into(),
+    }
+}
+
 fn typed(value: PyValue, kind: Kind) -> Option<NixValue> {
     match (value, kind) {
         (PyValue::Str(s), Kind::Str) => Some(NixValue::Str(s)),
@@ -1639,6 +1776,8 @@ mod tests_support {
                 Item::Step { key, .. } => key.to_string(),
                 Item::Subtest { items, .. } => format!("subtest[{}]", keys(items).join(",")),
                 Item::Todo(l) => format!("todo:{}", l.construct),
+                Item::Python { leftover, .. } => format!("python:{}", leftover.construct),
+                Item::Def { .. } => "def".into(),
                 Item::Comment(_) => "#".into(),
             })
             .collect()
@@ -1653,7 +1792,7 @@ mod tests {
     #[test]
     fn outputs_used_later_are_not_converted() {
         let s = script("out = m.succeed('a')\nassert 'x' in out\nm.succeed(out)\n");
-        let conv = convert(&s, &["m".into()], &BTreeMap::new()).unwrap();
+        let conv = convert(&s, &["m".into()], &BTreeMap::new(), false).unwrap();
         assert_eq!(keys(&conv.items), ["todo:assignment", "todo:Machine.succeed"]);
         assert_eq!(conv.items.len(), 2);
     }
@@ -1664,7 +1803,7 @@ mod tests {
         let s = script(
             "out = m.succeed('a')\nassert 'x' not in out\nassert 'y' in m.succeed('b')\nassert 'p' in m.succeed('c') and 'q' in m.succeed('c')\n",
         );
-        let conv = convert(&s, &["m".into()], &BTreeMap::new()).unwrap();
+        let conv = convert(&s, &["m".into()], &BTreeMap::new(), false).unwrap();
         assert_eq!(keys(&conv.items), ["succeed", "succeed", "todo:assert"]);
     }
 
@@ -1673,7 +1812,7 @@ mod tests {
         let s = script(
             "out = m.succeed('a')\nassert 'x' in out\nassert 'y' in out\nassert 'z' not in out\nassert 'w' not in m.succeed('b')\n",
         );
-        let conv = convert(&s, &["m".into()], &BTreeMap::new()).unwrap();
+        let conv = convert(&s, &["m".into()], &BTreeMap::new(), false).unwrap();
         let Item::Step { extra, .. } = &conv.items[0] else { panic!("{:?}", conv.items) };
         let str = |s: &str| NixValue::Str(s.into());
         assert_eq!(
@@ -1690,7 +1829,7 @@ mod tests {
             "import re\nout = m.succeed('a')\nassert re.search('x', out)\nassert re.search('y', out)\nout2 = m.succeed('b')\nassert 'q' in out2\nassert \"__nixvm_interp_0__\" in out2\n",
         );
         let carried = BTreeMap::from([(0, Ok(()))]);
-        let conv = convert(&s, &["m".into()], &carried).unwrap();
+        let conv = convert(&s, &["m".into()], &carried, false).unwrap();
         assert_eq!(keys(&conv.items), ["todo:assert", "todo:assert"]);
         let Item::Todo(l) = &conv.items[1] else { panic!() };
         assert!(l.why.contains("only literal lists"), "{}", l.why);
@@ -1699,7 +1838,7 @@ mod tests {
     #[test]
     fn late_first_boot_and_interpolations_stay() {
         let s = script("a.succeed('x')\nb.start()\nb.succeed(\"__nixvm_interp_0__/bin/hello\")\n");
-        let conv = convert(&s, &["a".into(), "b".into()], &BTreeMap::new()).unwrap();
+        let conv = convert(&s, &["a".into(), "b".into()], &BTreeMap::new(), false).unwrap();
         assert_eq!(keys(&conv.items), ["succeed", "todo:Machine.start", "todo:Machine.succeed"]);
         let Item::Todo(l) = &conv.items[2] else { panic!() };
         assert_eq!(l.line, 12);
@@ -1711,17 +1850,19 @@ mod tests {
         let s = script(
             "for u in ['a.service', 'b.service']:\n    m.wait_for_unit(u)\nfor x in range(3):\n    m.succeed('x')\n",
         );
-        let conv = convert(&s, &["m".into()], &BTreeMap::new()).unwrap();
+        let conv = convert(&s, &["m".into()], &BTreeMap::new(), false).unwrap();
         assert_eq!(keys(&conv.items), ["waitForUnit", "waitForUnit", "todo:for loop"]);
     }
 
     #[test]
     fn deep_or_broken_scripts_are_errors_not_crashes() {
         let deep = script(&format!("m.succeed({}1{})\n", "(".repeat(1000), ")".repeat(1000)));
-        assert!(convert(&deep, &["m".into()], &BTreeMap::new()).unwrap_err().message.contains("nested"));
+        assert!(
+            convert(&deep, &["m".into()], &BTreeMap::new(), false).unwrap_err().message.contains("nested")
+        );
         let broken = script("m.succeed(\n");
         assert!(
-            convert(&broken, &["m".into()], &BTreeMap::new())
+            convert(&broken, &["m".into()], &BTreeMap::new(), false)
                 .unwrap_err()
                 .message
                 .contains("not valid Python")
@@ -1739,7 +1880,7 @@ mod more_tests {
         let s = script(
             "UNIT = 'web.service'\ndef check(path):\n    m.succeed(f'test -e {path}')\n    return m.succeed('true')\nm.wait_for_unit(UNIT)\ncheck('/etc')\nprint(m.succeed('uname'))\nN = 1\nN = 2\nm.succeed(f'{N}')\n",
         );
-        let conv = convert(&s, &["m".into()], &BTreeMap::new()).unwrap();
+        let conv = convert(&s, &["m".into()], &BTreeMap::new(), false).unwrap();
         assert_eq!(
             keys(&conv.items),
             [
@@ -1765,7 +1906,7 @@ mod unittest_checks {
         let s = script(
             "out = m.succeed('a')\nprint(out)\nt.assertIn('x', out)\nt.assertNotIn('y', out, 'msg')\nt.assertRegex(m.succeed('b'), 'z+')\nm.wait_for_open_port('8080')\nm.wait_for_open_port('08')\n",
         );
-        let conv = convert(&s, &["m".into()], &BTreeMap::new()).unwrap();
+        let conv = convert(&s, &["m".into()], &BTreeMap::new(), false).unwrap();
         assert_eq!(
             keys(&conv.items),
             ["succeed", "succeed", "waitForOpenPort", "todo:Machine.wait_for_open_port"]
@@ -1780,7 +1921,7 @@ mod unittest_checks {
         assert_eq!(value, &NixValue::Int(8080));
         // A script that binds `t` itself is not using the driver's TestCase.
         let s = script("t = 1\nt.assertIn('x', m.succeed('a'))\n");
-        let conv = convert(&s, &["m".into()], &BTreeMap::new()).unwrap();
+        let conv = convert(&s, &["m".into()], &BTreeMap::new(), false).unwrap();
         assert_eq!(keys(&conv.items), ["todo:t.assertIn"]);
     }
 
@@ -1792,8 +1933,61 @@ mod unittest_checks {
             "def __nixvm_interp_0__f():\n    pass\nm.succeed('a')\n",
             "m.__nixvm_interp_0__()\nm.succeed('a')\n",
         ] {
-            let conv = convert(&script(text), &["m".into()], &BTreeMap::new()).unwrap();
+            let conv = convert(&script(text), &["m".into()], &BTreeMap::new(), false).unwrap();
             assert_eq!(keys(&conv.items), ["todo:Python code from Nix", "succeed"], "{text}");
         }
+    }
+}
+
+#[cfg(test)]
+mod python_steps {
+    use super::tests_support::*;
+    use super::*;
+
+    fn kept(items: &[Item]) -> Vec<String> {
+        let mut out = Vec::new();
+        for item in items {
+            match item {
+                Item::Python { code, .. } => out.push(code.clone()),
+                Item::Subtest { items, .. } => out.extend(kept(items)),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn leftovers_become_python_with_the_values_they_read() {
+        let s = script(
+            "N = 'a'\nfor x in ['p', 'q']:\n    m.send_keys(f'{x}{N}')\nwith subtest('s'):\n    v = m.succeed('a')\n    m.succeed(v)\n",
+        );
+        let conv = convert(&s, &["m".into()], &BTreeMap::new(), true).unwrap();
+        assert_eq!(
+            kept(&conv.items),
+            [
+                "N = \"a\"\nx = \"p\"\nm.send_keys(f'{x}{N}')",
+                "N = \"a\"\nx = \"q\"\nm.send_keys(f'{x}{N}')",
+                "v = m.succeed('a')",
+                "m.succeed(v)",
+            ]
+        );
+    }
+
+    #[test]
+    fn lines_that_would_change_stay_comments() {
+        // A triple-quoted string in a nested block would gain indentation;
+        // a Nix value cannot be carried; a statement sharing its line.
+        let s = script(
+            "with subtest('s'):\n    m.send_keys('''a\n    b''')\nm.send_keys(\"__nixvm_interp_0__\")\nm.succeed('a'); m.send_keys('b')\n",
+        );
+        let conv = convert(&s, &["m".into()], &BTreeMap::new(), true).unwrap();
+        assert!(kept(&conv.items).is_empty(), "{:?}", conv.items);
+        let Item::Subtest { items, .. } = &conv.items[0] else { panic!() };
+        let Item::Todo(l) = &items[0] else { panic!("{items:?}") };
+        assert!(l.why.contains("not kept as a python step: a multi-line string"), "{}", l.why);
+        // At the top level the same string moves nowhere: kept.
+        let s = script("m.send_keys('''a\n    b''')\n");
+        let conv = convert(&s, &["m".into()], &BTreeMap::new(), true).unwrap();
+        assert_eq!(kept(&conv.items), ["m.send_keys('''a\n    b''')"]);
     }
 }

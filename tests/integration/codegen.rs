@@ -27,6 +27,7 @@ const CASES: &[&str] = &[
     "weird-strings",
     "modules-list",
     "custom-systems",
+    "isolated",
     "display",
     "console-login",
 ];

@@ -886,6 +886,46 @@ fn snapshot_with_the_store_on_9p_fails_with_qemus_reason() {
     assert!(world.leftovers().is_empty(), "no process survives: {:?}", world.leftovers());
 }
 
+/// A restore QEMU cannot do fails at the step with the node and QEMU's own
+/// message, and the run ends with no process left. The node's disk is
+/// deleted while it runs (QEMU keeps the open file), so after `crash` and
+/// `start` the start script creates a fresh one, as NixOS's does, and the
+/// snapshot is gone from it.
+#[test]
+fn failing_restore_names_the_node_and_qemus_message() {
+    let Some(world) = vm_test_with_store(
+        Kind::Busybox,
+        Store::Image,
+        &["machine"],
+        vec![
+            succeed("machine", 60.0, "true"),
+            all_nodes(Action::Snapshot { name: "s".into() }),
+            succeed("machine", 30.0, "touch /tmp/xchg/started"),
+            step("machine", 10.0, Action::Sleep { seconds: 3.0 }),
+            step("machine", 60.0, Action::Crash),
+            step("machine", 120.0, Action::Start),
+            all_nodes(Action::Restore { name: "s".into() }),
+            succeed("machine", 30.0, "echo never runs"),
+        ],
+    ) else {
+        return;
+    };
+    let (child, started) = world.spawn_until_step_runs();
+    let disk = world.tmp().join("vm-state-machine/machine.qcow2");
+    std::fs::remove_file(&disk).unwrap_or_else(|e| panic!("cannot remove {}: {e}", disk.display()));
+    let run = world.finish(child, started);
+    assert_eq!(run.status.code(), Some(1), "a failed restore fails the test");
+    let leaves = leaf_steps(&run.report);
+    let failed: Vec<&&Value> = leaves.iter().filter(|s| s["status"] != "passed").collect();
+    assert!(failed[0]["description"].as_str().unwrap_or("").contains("restoring snapshot"), "{failed:?}");
+    let text = failure_text(failed[0]);
+    assert!(text.contains("machine"), "names the node: {text}");
+    assert!(text.contains("snapshot-load"), "names QEMU's command: {text}");
+    assert!(text.contains("'nixvm-s' does not exist"), "QEMU's message: {text}");
+    assert_ne!(leaves.last().unwrap()["status"], "passed", "nothing runs after the failed restore");
+    assert!(world.leftovers().is_empty(), "no process survives: {:?}", world.leftovers());
+}
+
 /// The busybox guest (no systemd, busybox `date` without fractions, root
 /// file system in RAM, an empty qcow2 disk for the VM state).
 #[test]

@@ -17,6 +17,7 @@ const CASES: &[&str] = &[
     "several-tests",
     "expectations",
     "unittest-and-options",
+    "python-steps",
     "console",
 ];
 
@@ -183,6 +184,57 @@ fn the_fake_machine_catches_a_changed_unittest_check_or_port() {
     let pasted = &report["tests"][1];
     assert_eq!(pasted["full"], false);
     assert_eq!(pasted["leftovers"][0]["construct"], "Python code from Nix");
+}
+
+/// `--python-steps`: what cannot be converted runs as `python` steps of a
+/// Python-backend description, with the definitions they use; the call log
+/// equals the original's, and using another call's output (the fake
+/// Machine's outputs name their call) or dropping a kept statement is
+/// caught.
+#[test]
+fn python_steps_keep_what_cannot_be_converted_and_run_the_same() {
+    let out = import(&["--python-steps", "--dry-run", "--out", "tests/vm", &fixture("python-steps")]);
+    util::assert_code(&out, 0);
+    let text = format!(
+        "{}\n---- report ----\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    util::golden(&util::root().join("tests/goldens/import/python-steps-kept.txt"), &text);
+    let out = import(&[
+        "--python-steps",
+        "--dry-run",
+        "--format",
+        "json",
+        "--out",
+        "tests/vm",
+        &fixture("python-steps"),
+    ]);
+    util::assert_code(&out, 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let test = &report["tests"][0];
+    assert_eq!((test["full"].as_bool(), test["runnable"].as_bool()), (Some(false), Some(true)), "{test:#}");
+    assert!(test["leftovers"].as_array().unwrap().iter().all(|l| l["python"] == true));
+    if !util::require("python3", "the recording fake Machine is a Python script") {
+        return;
+    }
+    let (ok, verdicts) = check_import(&report);
+    assert!(ok, "call logs differ: {verdicts:#}");
+    assert_eq!(verdicts[0]["equal"], true, "{verdicts:#}");
+    let mutations = [
+        ("machine.succeed(f\"test -n {first}\")", "machine.succeed(f\"test -n {second}\")"),
+        ("machine.send_chars(\"hello\\n\")", "pass"),
+        ("sig = \"USR1\"", "sig = \"HUP\""),
+    ];
+    for (from, to) in mutations {
+        let mut mutated = report.clone();
+        let script = mutated["tests"][0]["generated_script"].as_str().unwrap().to_string();
+        assert!(script.contains(from), "{from} not in {script}");
+        mutated["tests"][0]["generated_script"] = script.replacen(from, to, 1).into();
+        let (ok, verdicts) = check_import(&mutated);
+        assert!(!ok, "the fake Machine missed `{from}` → `{to}`: {verdicts:#}");
+        assert_eq!(verdicts[0]["equal"], false);
+    }
 }
 
 #[test]
