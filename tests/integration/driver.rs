@@ -1151,12 +1151,24 @@ fn display_and_terminal_steps_on_systemd_guest() {
     std::fs::write(bin.join("tesseract"), wrapper).unwrap();
     std::fs::set_permissions(bin.join("tesseract"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .unwrap();
+    // No ImageMagick 7 here: a `magick convert … IN OUT` made of netpbm
+    // tools (grey, 300/72 scale, negated when asked) stands in, so that the
+    // processed readings run; it is not ImageMagick's pipeline.
+    let magick = "#!/bin/sh\n# stand-in for `magick convert ARGS... IN OUT` (netpbm)\n\
+                  : > \"$0.ran\"; shift; neg=; for a; do [ \"$a\" = -negate ] && neg=1; done\n\
+                  eval \"in=\\${$(($# - 1))}\"; eval \"out=\\${$#}\"\n\
+                  if [ -n \"$neg\" ]; then ppmtopgm \"$in\" | pamscale 4.1667 | pnminvert | pnmtopng > \"$out\"; \
+                  else ppmtopgm \"$in\" | pamscale 4.1667 | pnmtopng > \"$out\"; fi\n";
+    std::fs::write(bin.join("magick"), magick).unwrap();
+    std::fs::set_permissions(bin.join("magick"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     let started = Instant::now();
     let run = world.finish(world.command().env("PATH", path).spawn().expect("spawn nixvm-driver"), started);
     let expected: Vec<&str> = std::iter::repeat_n("passed", 17).chain(["failed"]).collect();
     assert_eq!(statuses(&run.report), expected, "every step but the last passes");
     assert_eq!(run.status.code(), Some(1), "a failed step ends the run with 1");
+    assert!(bin.join("magick.ran").exists(), "the processed readings ran (waiting for `Screen 42`)");
     let png = std::fs::read(world.out.join("console.png")).expect("console.png written");
     assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
     let last = *leaf_steps(&run.report).last().unwrap();
