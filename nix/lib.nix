@@ -121,14 +121,18 @@ let
       # of PATH (/path-not-set in the build), so that a driverPackage
       # without its own wrapper (an overlay's plain build) works too.
       # With `enableOCR` (set by nixvm-gen for a `waitForText` step) also
-      # tesseract, as the stock driver's package adds tesseract4 then
+      # tesseract and ImageMagick, as the stock driver's package adds
+      # tesseract4 and imagemagick_light then
       # (nixos/lib/test-driver/default.nix, NixOS/nixpkgs@0354d61d).
       toolsPath = lib.makeBinPath (
         (driverPackage.driverTools or [
           pkgs.vde2
           pkgs.netpbm
         ])
-        ++ lib.optionals (config.enableOCR or false) [ pkgs.tesseract4 ]
+        ++ lib.optionals (config.enableOCR or false) [
+          pkgs.tesseract4
+          pkgs.imagemagick_light
+        ]
       );
       # Runtime arguments (`-o $out` from run.nix, `-K`, …) come after ours.
       wrapper = ''

@@ -15,19 +15,25 @@
 #    one test with `isolate` (boot once, restore before subtests 2–5), and
 #    as five separate driver runs (five boots). Wall time of the driver runs.
 #
-# Usage: benches/driver/snapshots.sh [--restores R] [--release | --driver PATH] [--no-append] [--keep]
-# Appends a section to benches/RESULTS.md unless --no-append.
+# The guest boots the distribution's bzImage, as NixOS does (`--kernel
+# vmlinux`: the stand-in's faster PVH boot of the uncompressed ELF, whose
+# snapshot loads are slower under TCG; docs/snapshots.md, "Restore time").
+#
+# Usage: benches/driver/snapshots.sh [--restores R] [--kernel bzimage|vmlinux]
+#          [--release | --driver PATH] [--no-append] [--keep]
+# Prints the table; appends it to benches/RESULTS.md unless --no-append.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-restores=5 driver=${NIXVM_DRIVER:-} append=1 keep=0 profile=debug
+restores=5 kernel=bzimage driver=${NIXVM_DRIVER:-} append=1 keep=0 profile=debug
 while [ $# -gt 0 ]; do
   case "$1" in
     --restores) restores=$2; shift 2 ;;
+    --kernel) kernel=$2; shift 2 ;;
     --driver) driver=$2; shift 2 ;;
     --release) profile=release; shift ;;
     --no-append) append=0; shift ;;
     --keep) keep=1; shift ;;
-    *) echo "usage: $0 [--restores R] [--release | --driver PATH] [--no-append] [--keep]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--restores R] [--kernel bzimage|vmlinux] [--release | --driver PATH] [--no-append] [--keep]" >&2; exit 2 ;;
   esac
 done
 for tool in jq qemu-system-x86_64 qemu-img vde_switch; do
@@ -37,7 +43,7 @@ done
 bench_driver
 bench_workdir nvs
 
-script=$(bash "$root/tests/guest/make-vm.sh" --out "$work/vms" --node machine --kind systemd --store image)
+script=$(bash "$root/tests/guest/make-vm.sh" --out "$work/vms" --node machine --kind systemd --store image --kernel "$kernel")
 jq -n --arg s "$script" '{vms: {machine: {name: "machine", start_script: $s}}, vlans: [1],
   global_timeout: 1200, enable_ssh_backdoor: false, test_script: "/dev/null"}' > "$work/config.json"
 
@@ -121,8 +127,8 @@ ratio() { echo "scale=1; $1 / $2" | bc; }
 report=$(cat <<EOF
 ## Snapshot restores vs boot, isolated subtests vs separate checks ($(date -u +%Y-%m-%dT%H:%MZ))
 
-\`benches/driver/snapshots.sh --restores $restores\` ($profile driver), systemd stand-in guest
-(512 MiB, 2 vCPUs, TCG), store as an erofs image (useNixStoreImage), qcow2 root
+\`benches/driver/snapshots.sh --restores $restores --kernel $kernel\` ($profile driver, commit $(git -C "$root" rev-parse --short HEAD)),
+systemd stand-in guest (512 MiB, 2 vCPUs, TCG, kernel booted as $kernel), store as an erofs image (useNixStoreImage), qcow2 root
 disk, \`shared\` and \`xchg\` mounted over 9p as in NixOS.
 Machine: $(nproc) cores, $(sed -n 's/^model name\t: //p' /proc/cpuinfo | head -n1), $(free -g | awk '/Mem:/ {print $2}') GiB;
 shared with other engineers' builds and VMs: load average $load_before before, $load_after after.

@@ -11,7 +11,7 @@
 use std::fmt::Write as _;
 
 // Nix's own literal syntax lives with its decoder in `spec::strings`.
-pub use crate::spec::strings::{is_nix_identifier, nix_attr_name, nix_string};
+pub use crate::spec::strings::{is_nix_identifier, nix_attr_name, nix_string, push_nix_string};
 
 /// An indented (`''…''`) Nix string literal denoting exactly `s`, laid out
 /// for readability: `''`, then every line of `s` prefixed with `indent`, then
@@ -25,12 +25,19 @@ pub use crate::spec::strings::{is_nix_identifier, nix_attr_name, nix_string};
 /// keeps the stripped amount exactly `indent`; so is the first space of a
 /// space-only last line. Both indents must consist of spaces only.
 pub fn nix_indented_string(s: &str, indent: &str, close_indent: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 16);
+    let mut out = String::new();
+    push_nix_indented_string(&mut out, s, indent, close_indent);
+    out
+}
+
+/// [`nix_indented_string`] appended to `out`.
+pub fn push_nix_indented_string(out: &mut String, s: &str, indent: &str, close_indent: &str) {
+    let lines = s.split('\n').count();
+    out.reserve(s.len() + lines * indent.len() + close_indent.len() + 8);
     out.push_str("''\n");
-    let lines: Vec<&str> = s.split('\n').collect();
-    let unindented_line = lines.iter().any(|l| !l.is_empty() && !l.starts_with(' '));
-    for (i, line) in lines.iter().enumerate() {
-        let last = i + 1 == lines.len();
+    let unindented_line = s.split('\n').any(|l| !l.is_empty() && !l.starts_with(' '));
+    for (i, line) in s.split('\n').enumerate() {
+        let last = i + 1 == lines;
         if last && line.is_empty() {
             // `s` ended with a newline (or is empty): close on a line of its own.
             // Nix drops this whitespace-only last line.
@@ -40,43 +47,46 @@ pub fn nix_indented_string(s: &str, indent: &str, close_indent: &str) -> String 
         if !line.is_empty() {
             let space_only_last = last && line.chars().all(|c| c == ' ');
             out.push_str(indent);
-            out.push_str(&nix_indented_line(line, !unindented_line || space_only_last));
+            push_nix_indented_line(out, line, !unindented_line || space_only_last);
         }
         if !last {
             out.push('\n');
         }
     }
     out.push_str("''");
-    out
 }
 
 /// Escapes one line (no `\n`) for the inside of an indented string whose
 /// layout is handled by [`nix_indented_string`]; `escape_leading_space`
 /// escapes a first space so it cannot count as indentation.
-fn nix_indented_line(line: &str, escape_leading_space: bool) -> String {
-    // Encoded back to front: whether a quote may stay literal depends on how
-    // the text after it is encoded.
-    let chars: Vec<char> = line.chars().collect();
-    let mut pieces: Vec<String> = Vec::with_capacity(chars.len());
-    for (i, &c) in chars.iter().enumerate().rev() {
-        let after = pieces.last().and_then(|p| p.chars().next());
-        let piece = match c {
+fn push_nix_indented_line(out: &mut String, line: &str, escape_leading_space: bool) {
+    // Most lines need no escape at all.
+    let needs_escape = line.contains(['\'', '$', '\r']) || (escape_leading_space && line.starts_with(' '));
+    if !needs_escape {
+        out.push_str(line);
+        return;
+    }
+    let mut chars = line.chars().peekable();
+    let mut first = true;
+    while let Some(c) = chars.next() {
+        let next = chars.peek().copied();
+        match c {
             // A leading space would be taken for indentation.
-            ' ' if i == 0 && escape_leading_space => "''\\ ".to_string(),
+            ' ' if first && escape_leading_space => out.push_str("''\\ "),
             // A quote stays literal only when the encoded text after it does
             // not start with a quote (the two would pair up: `''` closes the
-            // string, `'''` is an escape) or a `$`. Otherwise `''\'` denotes
-            // a single quote; this also covers a quote right before the
-            // closing `''`.
-            '\'' if after.is_some_and(|a| a != '\'' && a != '$') => "'".to_string(),
-            '\'' => "''\\'".to_string(),
-            '$' if chars.get(i + 1) == Some(&'{') => "''$".to_string(),
-            '\r' => "''\\r".to_string(),
-            c => c.to_string(),
-        };
-        pieces.push(piece);
+            // string, `'''` is an escape) or a `$`. The next character's
+            // encoding starts with one of those exactly when it is a quote,
+            // a `$` or a carriage return; nothing follows the last character
+            // but the closing `''`. Otherwise `''\'` denotes a single quote.
+            '\'' if next.is_some_and(|n| !matches!(n, '\'' | '$' | '\r')) => out.push('\''),
+            '\'' => out.push_str("''\\'"),
+            '$' if next == Some('{') => out.push_str("''$"),
+            '\r' => out.push_str("''\\r"),
+            c => out.push(c),
+        }
+        first = false;
     }
-    pieces.iter().rev().map(String::as_str).collect()
 }
 
 /// Whether `s` can be written as a Nix path literal component sequence
@@ -156,6 +166,12 @@ mod tests {
         assert_eq!(nix_indented_string(" x\n", "", ""), "''\n''\\ x\n''");
         assert_eq!(nix_indented_string("a\n  b\n", "  ", ""), "''\n  a\n    b\n''");
         assert_eq!(nix_indented_string("a\n  ", "  ", ""), "''\n  a\n  ''\\  ''");
+    }
+
+    fn nix_indented_line(line: &str, escape_leading_space: bool) -> String {
+        let mut out = String::new();
+        push_nix_indented_line(&mut out, line, escape_leading_space);
+        out
     }
 
     #[test]

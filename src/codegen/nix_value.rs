@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::escape::{nix_attr_name, nix_string};
+use super::escape::{is_nix_identifier, push_nix_string};
 
 /// Lines longer than this are broken up.
 const MAX_WIDTH: usize = 100;
@@ -16,39 +16,70 @@ const MAX_WIDTH: usize = 100;
 /// whose indentation is `indent` spaces (continuation lines are indented
 /// relative to it).
 pub fn render(value: &Value, indent: usize, prefix_width: usize) -> String {
-    let inline = render_inline(value);
-    // One column is kept for the `;` that usually follows.
-    if prefix_width + inline.chars().count() < MAX_WIDTH || is_scalar(value) {
-        return inline;
-    }
-    let pad = " ".repeat(indent + 2);
     let mut out = String::new();
+    render_into(&mut out, value, indent, prefix_width);
+    out
+}
+
+/// [`render`] appended to `out`. Everything is written into that one buffer:
+/// a value is first tried on one line, and the attempt stops (and is cut
+/// off again) as soon as it is too wide, so each level costs at most one
+/// line's worth of work beyond its own output. (The former version built
+/// the one-line form of every subtree as a `String` at every level: two
+/// thirds of `check`'s instructions at 1,000 descriptions.)
+pub fn render_into(out: &mut String, value: &Value, indent: usize, prefix_width: usize) {
+    let start = out.len();
+    // One column is kept for the `;` that usually follows.
+    let budget = MAX_WIDTH.saturating_sub(prefix_width + 1);
+    if is_scalar(value) {
+        inline(out, value, &mut usize::MAX.clone());
+        return;
+    }
+    let mut left = budget;
+    if inline(out, value, &mut left) {
+        return;
+    }
+    out.truncate(start);
+    let pad = indent + 2;
     match value {
         Value::Object(map) => {
             out.push_str("{\n");
             for (key, item) in sorted(map) {
-                let key = nix_attr_name(key);
-                let head = format!("{pad}{key} = ");
-                out.push_str(&head);
-                out.push_str(&render(item, indent + 2, head.chars().count()));
+                let line = out.len();
+                push_spaces(out, pad);
+                push_attr_name(out, key);
+                out.push_str(" = ");
+                let head = out[line..].chars().count();
+                render_into(out, item, pad, head);
                 out.push_str(";\n");
             }
-            out.push_str(&" ".repeat(indent));
+            push_spaces(out, indent);
             out.push('}');
         }
         Value::Array(items) => {
             out.push_str("[\n");
             for item in items {
-                out.push_str(&pad);
-                out.push_str(&render(item, indent + 2, indent + 2));
+                push_spaces(out, pad);
+                render_into(out, item, pad, pad);
                 out.push('\n');
             }
-            out.push_str(&" ".repeat(indent));
+            push_spaces(out, indent);
             out.push(']');
         }
-        scalar => out.push_str(&render_inline(scalar)),
+        _ => unreachable!("scalars are rendered inline above"),
     }
-    out
+}
+
+fn push_spaces(out: &mut String, n: usize) {
+    out.extend(std::iter::repeat_n(' ', n));
+}
+
+fn push_attr_name(out: &mut String, name: &str) {
+    if is_nix_identifier(name) {
+        out.push_str(name);
+    } else {
+        push_nix_string(out, name);
+    }
 }
 
 /// Entries in Nix's attribute order (byte order of the names), whatever
@@ -63,27 +94,61 @@ fn is_scalar(value: &Value) -> bool {
     !matches!(value, Value::Object(_) | Value::Array(_))
 }
 
-/// The one-line form. Values inside lists are self-delimiting (negative
-/// numbers are parenthesised), so the same form works everywhere.
-fn render_inline(value: &Value) -> String {
+/// Appends the one-line form while it fits in `left` characters (counted
+/// down). Returns false as soon as it does not fit; what was appended is
+/// then incomplete and the caller cuts it off. Values inside lists are
+/// self-delimiting (negative numbers are parenthesised), so the same form
+/// works everywhere.
+fn inline(out: &mut String, value: &Value, left: &mut usize) -> bool {
+    let mut mark = out.len();
     match value {
-        Value::Null => "null".to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => render_number(n),
-        Value::String(s) => nix_string(s),
-        Value::Array(items) if items.is_empty() => "[ ]".to_string(),
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&render_number(n)),
+        Value::String(s) => push_nix_string(out, s),
+        Value::Array(items) if items.is_empty() => out.push_str("[ ]"),
         Value::Array(items) => {
-            let items: Vec<String> = items.iter().map(render_inline).collect();
-            format!("[ {} ]", items.join(" "))
+            out.push('[');
+            for item in items {
+                out.push(' ');
+                if !spend(out, &mut mark, left) || !inline(out, item, left) {
+                    return false;
+                }
+                mark = out.len();
+            }
+            out.push_str(" ]");
         }
-        Value::Object(map) if map.is_empty() => "{ }".to_string(),
+        Value::Object(map) if map.is_empty() => out.push_str("{ }"),
         Value::Object(map) => {
-            let attrs: Vec<String> = sorted(map)
-                .into_iter()
-                .map(|(k, v)| format!("{} = {};", nix_attr_name(k), render_inline(v)))
-                .collect();
-            format!("{{ {} }}", attrs.join(" "))
+            out.push('{');
+            for (key, item) in sorted(map) {
+                out.push(' ');
+                push_attr_name(out, key);
+                out.push_str(" = ");
+                if !spend(out, &mut mark, left) || !inline(out, item, left) {
+                    return false;
+                }
+                mark = out.len();
+                out.push(';');
+            }
+            out.push_str(" }");
         }
+    }
+    spend(out, &mut mark, left)
+}
+
+/// Counts the characters appended since `mark` against `left`; false when
+/// they do not fit.
+fn spend(out: &str, mark: &mut usize, left: &mut usize) -> bool {
+    let added = &out[*mark..];
+    let n = if added.is_ascii() { added.len() } else { added.chars().count() };
+    *mark = out.len();
+    match left.checked_sub(n) {
+        Some(rest) => {
+            *left = rest;
+            true
+        }
+        None => false,
     }
 }
 

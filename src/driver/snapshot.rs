@@ -117,17 +117,29 @@ fn unescape_mount_path(s: &str) -> String {
     out
 }
 
-/// The shell lines that mount `shares` again; the status is the last
-/// failing `mount`'s.
-pub fn remount_script(shares: &[Share]) -> String {
-    let mut s = String::from("__nixvm_s=0;");
+/// The shell lines that mount `shares` again, after `first` (a command run
+/// alongside whose status does not count): every command is a background
+/// job, so the guest's vCPUs share the work (each `mount` is a program start,
+/// the costly part after a restore under TCG, where every code path is
+/// translated again); the status is the last failing `mount`'s. Waits for
+/// its own jobs by pid only: a bare `wait` would also wait for the fast
+/// protocol's watchdog.
+pub fn remount_script(first: Option<&str>, shares: &[Share]) -> String {
+    let mut s = String::from("__nixvm_s=0; __nixvm_p=;");
+    if let Some(first) = first {
+        s.push_str(&format!(" {first} & __nixvm_f=$!;"));
+    }
     for sh in shares {
         s.push_str(&format!(
-            " mount -t 9p -o {} {} {} || __nixvm_s=$?;",
+            " mount -t 9p -o {} {} {} & __nixvm_p=\"$__nixvm_p $!\";",
             shell_quote(&sh.options),
             shell_quote(&sh.tag),
             shell_quote(&sh.dir)
         ));
+    }
+    s.push_str(" for __nixvm_j in $__nixvm_p; do wait \"$__nixvm_j\" || __nixvm_s=$?; done;");
+    if first.is_some() {
+        s.push_str(" wait \"$__nixvm_f\";");
     }
     s.push_str(" (exit $__nixvm_s)");
     s
@@ -481,7 +493,7 @@ pub fn save(
         if list.is_empty() {
             return Ok(0);
         }
-        m.execute(&remount_script(&list), Some(60), deadline, abort).map(|r| r.status)
+        m.execute(&remount_script(None, &list), Some(60), deadline, abort).map(|r| r.status)
     });
     for (node, r) in remounted {
         let err = match r {
@@ -618,7 +630,7 @@ pub fn restore(
     // first sign of a responsive shell.
     let fixed = each(machines, |m| {
         let shares = m.snapshots_mut().get(name).map(|s| s.shares.clone()).unwrap_or_default();
-        let script = format!("{}; {}", clock_script(SystemTime::now()), remount_script(&shares));
+        let script = remount_script(Some(&clock_script(SystemTime::now())), &shares);
         m.restored_shell(&script, deadline, abort)
     });
     for (node, r) in fixed {
@@ -675,10 +687,44 @@ mod tests {
             ]
         );
         assert_eq!(
-            remount_script(&shares[1..]),
-            "__nixvm_s=0; mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 data \
-             '/mnt/my data' || __nixvm_s=$?; (exit $__nixvm_s)"
+            remount_script(None, &shares[1..]),
+            "__nixvm_s=0; __nixvm_p=; mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 data \
+             '/mnt/my data' & __nixvm_p=\"$__nixvm_p $!\"; for __nixvm_j in $__nixvm_p; do wait \"$__nixvm_j\" || \
+             __nixvm_s=$?; done; (exit $__nixvm_s)"
         );
+    }
+
+    /// Runs the script in bash with `mount` and `date` stubbed, next to an
+    /// unrelated background job (the fast protocol's watchdog).
+    fn run_remount(first: Option<&str>, shares: &[Share]) -> (i32, String, Duration) {
+        let stubs = "mount() { echo \"mount ${@: -2}\" >> \"$LOG\"; [ \"${@: -2:1}\" != bad ]; }; \
+                     sleep 30 & __w=$!; ";
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let t = Instant::now();
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("{stubs}{}; __r=$?; kill $__w; exit $__r", remount_script(first, shares)))
+            .env("LOG", log.path())
+            .output()
+            .unwrap();
+        (out.status.code().unwrap(), std::fs::read_to_string(log.path()).unwrap(), t.elapsed())
+    }
+
+    #[test]
+    fn remount_runs_every_mount_and_keeps_the_failing_status() {
+        let share =
+            |tag: &str| Share { tag: tag.into(), dir: format!("/tmp/{tag}"), options: "trans=virtio".into() };
+        let (status, log, took) =
+            run_remount(Some("echo clock >> \"$LOG\""), &[share("shared"), share("xchg")]);
+        assert_eq!(status, 0);
+        assert!(took < Duration::from_secs(20), "waited for the unrelated job: {took:?}");
+        let mut lines: Vec<&str> = log.lines().collect();
+        lines.sort_unstable();
+        assert_eq!(lines, ["clock", "mount shared /tmp/shared", "mount xchg /tmp/xchg"]);
+        let (status, log, _) = run_remount(None, &[share("bad"), share("xchg")]);
+        assert_eq!(status, 1);
+        assert_eq!(log.lines().count(), 2);
+        assert_eq!(run_remount(Some("false"), &[]).0, 0);
     }
 
     #[test]

@@ -38,13 +38,21 @@ pub const TESSERACT: Tool = Tool {
     purpose: "reading the screen (waitForText, enableOCR)",
 };
 
+/// The stock OCR's preprocessing (`magick convert …`): two processed copies
+/// of each screenshot are read besides the raw one.
+pub const MAGICK: Tool = Tool {
+    program: "magick",
+    package: "imagemagick_light",
+    purpose: "preparing screenshots for OCR (waitForText)",
+};
+
 /// Every host program the driver may run; nix/package.nix puts exactly these
 /// packages on the wrapped driver's `PATH` (a test keeps the two in sync).
 pub const ALL: &[Tool] = &[VDE_SWITCH, PNMTOPNG];
 /// Host programs only tests with OCR need: `lib.mkDriver` adds them when the
 /// test sets `enableOCR` (which nixvm-gen does for a `waitForText` step), as
 /// the stock driver's package does.
-pub const OCR: &[Tool] = &[TESSERACT];
+pub const OCR: &[Tool] = &[TESSERACT, MAGICK];
 
 /// A tool that is not on `PATH`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

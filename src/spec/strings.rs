@@ -16,6 +16,13 @@ const NIX_KEYWORDS: &[&str] = &["assert", "else", "if", "in", "inherit", "let", 
 /// characters are legal as they are.
 pub fn nix_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
+    push_nix_string(&mut out, s);
+    out
+}
+
+/// [`nix_string`] appended to `out` (rendering writes into one buffer).
+pub fn push_nix_string(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
     out.push('"');
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
@@ -30,7 +37,6 @@ pub fn nix_string(s: &str) -> String {
         }
     }
     out.push('"');
-    out
 }
 
 /// Whether `s` can be written as a bare Nix identifier (attribute name,

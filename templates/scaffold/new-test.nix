@@ -31,6 +31,7 @@
     # { succeed = "cat /etc/hostname"; expect.equals = "{{ first_node }}"; }
     # { succeed = "uname -r"; expect.matches = "^[0-9]+\\."; timeout = 30; }
     # { succeed = "false"; expect.exitCode = 1; }
+    # { execute = "systemctl is-active nginx"; capture = "STATE"; }  # any exit status; later commands see $STATE
     # { fail = "test -e /etc/shadow-"; }
     # { waitUntilSucceeds = "curl --fail http://localhost/"; }
     # { waitUntilFails = "pgrep -x setup"; }

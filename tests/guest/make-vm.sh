@@ -3,7 +3,8 @@
 #
 #   make-vm.sh --out DIR --node NAME --kind busybox|systemd
 #              [--all-nodes "a b c"] [--vlans "1 2"] [--memory MiB] [--smp N]
-#              [--store 9p|image] [--qemu PATH] [--qemu-img PATH]
+#              [--store 9p|image] [--kernel vmlinux|bzimage]
+#              [--qemu PATH] [--qemu-img PATH]
 #              [--shell PATH] [--path DIRS]
 #
 # Like NixOS's start script, the script names its interpreter and QEMU by
@@ -19,14 +20,21 @@
 # on each VLAN (default: VLAN 1), and /etc/hosts names every node's first
 # VLAN address. --store: the guest's /nix/store is the host's 9p share
 # `nix-store` (default, as NixOS's mountHostNixStore) or an erofs store image
-# (virtualisation.useNixStoreImage). Reads the guest paths from
+# (virtualisation.useNixStoreImage). --kernel: the uncompressed ELF booted
+# through its PVH note (default; about twice as fast to boot under TCG), or
+# the distribution's bzImage as NixOS boots it (`-kernel …/kernel`, the
+# in-kernel decompressor runs at each boot). The bzImage is what snapshot
+# restores should be measured with: QEMU writes an ELF kernel's segments
+# (ROM blobs) into guest RAM again at the reset before each snapshot load,
+# which under TCG invalidates every translated block of the kernel one by
+# one (docs/snapshots.md, "Restore time"). Reads the guest paths from
 # tests/guest/cache/current/.
 # Prints the script's path.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${NIXVM_GUEST_CACHE:-$here/cache}
 
-out="" node="" kind="" all="" vlans="1" memory="" smp="" store=9p qemu="" qemu_img="" shell=/bin/bash tools_path=""
+out="" node="" kind="" all="" vlans="1" memory="" smp="" store=9p kernel=vmlinux qemu="" qemu_img="" shell=/bin/bash tools_path=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=$2; shift 2 ;;
@@ -37,6 +45,7 @@ while [ $# -gt 0 ]; do
     --memory) memory=$2; shift 2 ;;
     --smp) smp=$2; shift 2 ;;
     --store) store=$2; shift 2 ;;
+    --kernel) kernel=$2; shift 2 ;;
     --qemu) qemu=$2; shift 2 ;;
     --qemu-img) qemu_img=$2; shift 2 ;;
     --shell) shell=$2; shift 2 ;;
@@ -91,6 +100,14 @@ case "$store" in
   *) echo "make-vm.sh: --store must be 9p or image" >&2; exit 2 ;;
 esac
 params="$params nixvm.store=$store"
+case "$kernel" in
+  vmlinux) kernel_image=$cache/current/vmlinux ;;
+  bzimage)
+    # build.sh keeps the kernel package's tree next to the extracted vmlinux.
+    kernel_image=$(find "$(dirname "$(readlink -f "$cache/current/vmlinux")")/root/boot" -name 'vmlinuz-*' | head -n1)
+    [ -n "$kernel_image" ] || { echo "make-vm.sh: no bzImage (vmlinuz-*) next to the guest's vmlinux" >&2; exit 1; } ;;
+  *) echo "make-vm.sh: --kernel must be vmlinux or bzimage" >&2; exit 2 ;;
+esac
 case "$accel" in
   kvm) accel_args="-accel kvm -cpu host" ;;
   *) if [ "$smp" -gt 1 ]; then accel_args="-accel tcg,thread=multi"; else accel_args="-accel tcg"; fi ;;
@@ -119,7 +136,7 @@ script=$out/run-$node-vm
 NODE=$node NUMBER=$number KIND=$kind MEMORY=$memory SMP=$smp ACCEL=$accel_args \
 NICS=${nics%$'\n'} DRIVES=$drives PARAMS=$params SHELL_BIN=$shell TOOLS_PATH=$tools_path \
 DISK_CREATE=$disk_create STORE_PREP=$store_prep STORE_SHARE=$store_share STORE_KIND=$store \
-QEMU_BIN=$qemu VMLINUX=$cache/current/vmlinux INITRD=$cache/current/initrd.cpio.gz awk '
+QEMU_BIN=$qemu VMLINUX=$kernel_image INITRD=$cache/current/initrd.cpio.gz awk '
   # Values come through ENVIRON: awk -v would interpret their backslashes.
   function sub_all(s, k) { for (k in keys) s = replace(s, "@" k "@", ENVIRON[keys[k]]); return s }
   function replace(s, pat, val,   i, out) {

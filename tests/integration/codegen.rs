@@ -27,6 +27,7 @@ const CASES: &[&str] = &[
     "weird-strings",
     "modules-list",
     "custom-systems",
+    "isolated",
     "display",
     "console-login",
 ];
@@ -291,6 +292,7 @@ fn fixture_checks_evaluate_against_the_stand_in() {
             assert_eq!(check["ocr"].as_bool(), Some(ocr), "{case}/{}: enableOCR", test.name);
             if let Some(tools) = check["tools"].as_str() {
                 assert_eq!(tools.contains("tesseract"), ocr, "{case}/{}: driver PATH {tools}", test.name);
+                assert_eq!(tools.contains("imagemagick"), ocr, "{case}/{}: driver PATH {tools}", test.name);
             }
             match test.backend {
                 nixvm_gen::spec::Backend::Rust => {

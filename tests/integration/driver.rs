@@ -886,6 +886,46 @@ fn snapshot_with_the_store_on_9p_fails_with_qemus_reason() {
     assert!(world.leftovers().is_empty(), "no process survives: {:?}", world.leftovers());
 }
 
+/// A restore QEMU cannot do fails at the step with the node and QEMU's own
+/// message, and the run ends with no process left. The node's disk is
+/// deleted while it runs (QEMU keeps the open file), so after `crash` and
+/// `start` the start script creates a fresh one, as NixOS's does, and the
+/// snapshot is gone from it.
+#[test]
+fn failing_restore_names_the_node_and_qemus_message() {
+    let Some(world) = vm_test_with_store(
+        Kind::Busybox,
+        Store::Image,
+        &["machine"],
+        vec![
+            succeed("machine", 60.0, "true"),
+            all_nodes(Action::Snapshot { name: "s".into() }),
+            succeed("machine", 30.0, "touch /tmp/xchg/started"),
+            step("machine", 10.0, Action::Sleep { seconds: 3.0 }),
+            step("machine", 60.0, Action::Crash),
+            step("machine", 120.0, Action::Start),
+            all_nodes(Action::Restore { name: "s".into() }),
+            succeed("machine", 30.0, "echo never runs"),
+        ],
+    ) else {
+        return;
+    };
+    let (child, started) = world.spawn_until_step_runs();
+    let disk = world.tmp().join("vm-state-machine/machine.qcow2");
+    std::fs::remove_file(&disk).unwrap_or_else(|e| panic!("cannot remove {}: {e}", disk.display()));
+    let run = world.finish(child, started);
+    assert_eq!(run.status.code(), Some(1), "a failed restore fails the test");
+    let leaves = leaf_steps(&run.report);
+    let failed: Vec<&&Value> = leaves.iter().filter(|s| s["status"] != "passed").collect();
+    assert!(failed[0]["description"].as_str().unwrap_or("").contains("restoring snapshot"), "{failed:?}");
+    let text = failure_text(failed[0]);
+    assert!(text.contains("machine"), "names the node: {text}");
+    assert!(text.contains("snapshot-load"), "names QEMU's command: {text}");
+    assert!(text.contains("'nixvm-s' does not exist"), "QEMU's message: {text}");
+    assert_ne!(leaves.last().unwrap()["status"], "passed", "nothing runs after the failed restore");
+    assert!(world.leftovers().is_empty(), "no process survives: {:?}", world.leftovers());
+}
+
 /// The busybox guest (no systemd, busybox `date` without fractions, root
 /// file system in RAM, an empty qcow2 disk for the VM state).
 #[test]
@@ -1111,12 +1151,24 @@ fn display_and_terminal_steps_on_systemd_guest() {
     std::fs::write(bin.join("tesseract"), wrapper).unwrap();
     std::fs::set_permissions(bin.join("tesseract"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .unwrap();
+    // No ImageMagick 7 here: a `magick convert … IN OUT` made of netpbm
+    // tools (grey, 300/72 scale, negated when asked) stands in, so that the
+    // processed readings run; it is not ImageMagick's pipeline.
+    let magick = "#!/bin/sh\n# stand-in for `magick convert ARGS... IN OUT` (netpbm)\n\
+                  : > \"$0.ran\"; shift; neg=; for a; do [ \"$a\" = -negate ] && neg=1; done\n\
+                  eval \"in=\\${$(($# - 1))}\"; eval \"out=\\${$#}\"\n\
+                  if [ -n \"$neg\" ]; then ppmtopgm \"$in\" | pamscale 4.1667 | pnminvert | pnmtopng > \"$out\"; \
+                  else ppmtopgm \"$in\" | pamscale 4.1667 | pnmtopng > \"$out\"; fi\n";
+    std::fs::write(bin.join("magick"), magick).unwrap();
+    std::fs::set_permissions(bin.join("magick"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     let started = Instant::now();
     let run = world.finish(world.command().env("PATH", path).spawn().expect("spawn nixvm-driver"), started);
     let expected: Vec<&str> = std::iter::repeat_n("passed", 17).chain(["failed"]).collect();
     assert_eq!(statuses(&run.report), expected, "every step but the last passes");
     assert_eq!(run.status.code(), Some(1), "a failed step ends the run with 1");
+    assert!(bin.join("magick.ran").exists(), "the processed readings ran (waiting for `Screen 42`)");
     let png = std::fs::read(world.out.join("console.png")).expect("console.png written");
     assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
     let last = *leaf_steps(&run.report).last().unwrap();

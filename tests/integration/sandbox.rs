@@ -5,8 +5,10 @@
 //! the plan (installed by the stand-in rustPlatform from this build's cargo
 //! binaries; see tests/stand-in/README.md).
 //!
-//! Also: the nixvm-driver package of nix/package.nix runs a two-node VLAN
-//! test with an empty PATH (its wrapper carries vde2).
+//! Also: a test with `isolate` (snapshot and restore in the sandbox, the
+//! store from the generated `useNixStoreImage`), and the nixvm-driver
+//! package of nix/package.nix runs a two-node VLAN test with an empty PATH
+//! (its wrapper carries vde2).
 //!
 //! Skipped (loudly) with the other VM tests (`NIXVM_SKIP_VM_TESTS`,
 //! `scripts/test.sh --fast`), never on CI. Holds the VM lock of driver.rs.
@@ -180,6 +182,57 @@ fn example_check_runs_end_to_end_in_the_sandbox() {
     }
     // Back to the passing check, whose outputs are dropped again.
     std::fs::write(&generated, &text_before).unwrap();
+    std::fs::remove_file(&link).unwrap();
+    let attrs = ["", ".driver", ".driverInteractive", ".driver.nixvm.driverPackage"];
+    discard(&p, &attrs.map(|a| format!("{check}{a}")));
+}
+
+/// A test with `isolate = true;` built in the sandbox: the generated
+/// `useNixStoreImage` reaches the stand-in's start script (store from an
+/// image, so QEMU lets the driver snapshot the VM), the snapshot is taken
+/// after the wait and restored before the second subtest. One node, one
+/// boot: the cheapest build that runs a restore in the sandbox.
+#[test]
+fn isolated_check_snapshots_and_restores_in_the_sandbox() {
+    let Some(_lock) = vm_tests() else { return };
+    let tmp = util::tempdir();
+    let p = prepare(&tmp.path().join("stand-in"));
+    let project = example(tmp.path(), &p);
+    std::fs::write(
+        project.join("tests/vm/isolated.nix"),
+        r#"{
+  nodes.machine = { services.syshc.enable = true; };
+  isolate = true;
+  steps = [
+    { waitForUnit = "syshc.service"; }
+    {
+      subtest = "leave traces";
+      steps = [ { succeed = "touch /etc/trace /tmp/shared/trace && systemctl stop syshc.service"; } ];
+    }
+    {
+      subtest = "sees none of them";
+      steps = [
+        { succeed = "test ! -e /etc/trace && test ! -e /tmp/shared/trace && systemctl is-active syshc.service"; }
+        { succeed = "grep -q ' /nix/.ro-store erofs ' /proc/mounts"; }
+      ];
+    }
+  ];
+}
+"#,
+    )
+    .unwrap();
+    let out = util::run(util::nixvm_gen().arg("generate").arg("--flake").arg(&project));
+    util::assert_code(&out, 0);
+    let check = attr(&project, "checks.x86_64-linux.isolated");
+    forget(&p, &check);
+    let link = tmp.path().join("result");
+    let out = nix(&p, "build", &["-L", "--out-link", link.to_str().unwrap(), &check]);
+    let log = text(&out);
+    assert!(out.status.success(), "nix build of the isolated check failed:\n{log}");
+    assert!(log.contains("restored snapshot `isolate"), "no restore in the build log:\n{log}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(link.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["result"], "passed", "{report}");
     std::fs::remove_file(&link).unwrap();
     let attrs = ["", ".driver", ".driverInteractive", ".driver.nixvm.driverPackage"];
     discard(&p, &attrs.map(|a| format!("{check}{a}")));

@@ -3,9 +3,10 @@
 //! NixOS/nixpkgs nixos/lib/test-driver/src/test_driver/machine/ocr.py at
 //! 19f415db4e87e0e1a7b2e3fc606f7b7c66d92d8d).
 
+use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{Runner, StepError, StepResult};
@@ -82,14 +83,23 @@ impl Runner<'_> {
         Ok(ppm)
     }
 
-    /// Screenshots until tesseract reads text matching `pattern` on one.
-    /// nixvm-driver reads the screenshot as it is; the stock driver also
-    /// reads two ImageMagick-processed copies of it and matches any of the
-    /// three (docs/descriptions.md says so).
+    /// Screenshots until tesseract reads text matching `pattern` on one
+    /// ([`Runner::read_screen`]: the raw picture and, with ImageMagick, two
+    /// processed copies, as the stock driver).
     pub(super) fn wait_for_text(&mut self, pattern: &str) -> StepResult {
         let re = self.compile(pattern)?;
         let tesseract = tools::find(tools::TESSERACT)
             .map_err(|missing| StepError::failed(self.failure(missing.to_string(), None, None)))?;
+        // The stock driver also reads two processed copies; without
+        // ImageMagick only the raw screenshot is read (never more forgiving).
+        let magick = match tools::find(tools::MAGICK) {
+            Ok(path) => Some(path),
+            Err(missing) => {
+                let note = format!("{missing}; OCR reads the raw screenshot only, not the processed copies");
+                self.log.warning(Some(&self.node()), &note);
+                None
+            }
+        };
         let mut last = String::new();
         // The last screen read: the same picture gives the same text, so an
         // unchanged screen is not read again (tesseract takes about half a
@@ -102,9 +112,8 @@ impl Runner<'_> {
                 return Ok(None);
             }
             let started = Instant::now();
-            let text = r.ocr(&tesseract, &ppm)?;
-            let hit = re.is_match(&text);
-            last = text;
+            let (hit, texts) = r.read_screen(&tesseract, magick.as_deref(), &ppm, &re)?;
+            last = texts.join("\n---- next reading ----\n");
             last_image = image;
             if !hit {
                 r.breathe(started.elapsed())?;
@@ -127,23 +136,77 @@ impl Runner<'_> {
         Err(StepError::failed(f))
     }
 
-    /// Runs tesseract on `image`, bounded by the step's deadline plus
-    /// [`OCR_MARGIN`] and by the run's abort.
+    /// OCR of the screenshot `ppm` as the stock `get_screen_text_variants`:
+    /// the raw picture, then (with `magick`) a processed copy and a
+    /// processed negative, until one reading matches `re`. Returns whether
+    /// one did and every reading made.
+    fn read_screen(
+        &mut self,
+        tesseract: &Path,
+        magick: Option<&Path>,
+        ppm: &Path,
+        re: &regex::Regex,
+    ) -> Result<(bool, Vec<String>), StepError> {
+        let mut texts = vec![self.ocr(tesseract, ppm)?];
+        if let Some(magick) = magick {
+            for negate in [false, true] {
+                if texts.iter().any(|t| re.is_match(t)) {
+                    break;
+                }
+                let (args, processed) = magick_args(ppm, negate);
+                let out = self.host_tool(magick, &args)?;
+                if !out.0.success() {
+                    let msg = format!(
+                        "Image processing failed ({}): {}",
+                        out.0,
+                        String::from_utf8_lossy(&out.2).trim()
+                    );
+                    return Err(StepError::failed(self.failure(msg, None, None)));
+                }
+                texts.push(self.ocr(tesseract, &processed)?);
+            }
+        }
+        Ok((texts.iter().any(|t| re.is_match(t)), texts))
+    }
+
+    /// Runs tesseract on `image` (the stock `_run_tesseract`).
     fn ocr(&mut self, tesseract: &Path, image: &Path) -> Result<String, StepError> {
+        let mut args = vec![image.as_os_str().to_owned()];
+        args.extend(TESSERACT_ARGS.iter().map(OsString::from));
+        let (status, stdout, stderr) = self.host_tool(tesseract, &args)?;
+        if status.success() {
+            return Ok(String::from_utf8_lossy(&stdout).into_owned());
+        }
+        let msg = format!(
+            "OCR failed: tesseract exited with {status}: {}",
+            String::from_utf8_lossy(&stderr).trim()
+        );
+        Err(StepError::failed(self.failure(msg, None, None)))
+    }
+
+    /// Runs a host program with `args`, its output captured (1 MiB each),
+    /// bounded by the step's deadline plus [`OCR_MARGIN`] and by the run's
+    /// abort.
+    fn host_tool(
+        &mut self,
+        program: &Path,
+        args: &[OsString],
+    ) -> Result<(ExitStatus, Vec<u8>, Vec<u8>), StepError> {
         let fail = |r: &Self, msg: String| StepError::failed(r.failure(msg, None, None));
-        let mut child = std::process::Command::new(tesseract)
-            .arg(image)
-            .args(TESSERACT_ARGS)
+        let mut child = std::process::Command::new(program)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| fail(self, format!("cannot run {}: {e}", tesseract.display())))?;
+            .map_err(|e| fail(self, format!("cannot run {}: {e}", program.display())))?;
         let drain = |pipe: Option<Box<dyn Read + Send>>| {
             std::thread::spawn(move || {
                 let mut buf = Vec::new();
-                if let Some(p) = pipe {
-                    let _ = p.take(1 << 20).read_to_end(&mut buf);
+                if let Some(mut p) = pipe {
+                    let _ = (&mut p).take(1 << 20).read_to_end(&mut buf);
+                    // The rest is dropped, so the program never blocks on a full pipe.
+                    let _ = std::io::copy(&mut p, &mut std::io::sink());
                 }
                 buf
             })
@@ -167,15 +230,67 @@ impl Runner<'_> {
         let stdout = out.join().unwrap_or_default();
         let stderr = err.join().unwrap_or_default();
         match status {
-            Some(s) if s.success() => Ok(String::from_utf8_lossy(&stdout).into_owned()),
-            Some(s) => Err(fail(
-                self,
-                format!("OCR failed: tesseract exited with {s}: {}", String::from_utf8_lossy(&stderr).trim()),
-            )),
+            Some(status) => Ok((status, stdout, stderr)),
             None => {
                 self.abort.check().map_err(StepError::Stopped)?;
-                Err(fail(self, "OCR took too long: tesseract was killed at the step's deadline".to_owned()))
+                let name = program.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                Err(fail(self, format!("{name} took too long: it was killed at the step's deadline")))
             }
         }
+    }
+}
+
+/// The stock `_preprocess_screenshot`'s ImageMagick call for `ppm` and the
+/// file it writes (`<stem>.positive.png` / `<stem>.negative.png` next to it).
+fn magick_args(ppm: &Path, negate: bool) -> (Vec<OsString>, PathBuf) {
+    let stem = ppm.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+    let out = ppm.with_file_name(format!("{stem}.{}.png", if negate { "negative" } else { "positive" }));
+    let mut args: Vec<OsString> = [
+        "convert",
+        "-filter",
+        "Catrom",
+        "-density",
+        "72",
+        "-resample",
+        "300",
+        "-contrast",
+        "-normalize",
+        "-despeckle",
+        "-type",
+        "grayscale",
+        "-sharpen",
+        "1",
+        "-posterize",
+        "3",
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect();
+    if negate {
+        args.push("-negate".into());
+    }
+    args.extend(["-gamma", "100", "-blur", "1x65535"].iter().map(OsString::from));
+    args.push(ppm.as_os_str().to_owned());
+    args.push(out.as_os_str().to_owned());
+    (args, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magick_is_called_as_the_stock_driver_calls_it() {
+        let (args, out) = magick_args(Path::new("/s/screenshot.ppm"), true);
+        let shown: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(
+            shown.join(" "),
+            "convert -filter Catrom -density 72 -resample 300 -contrast -normalize -despeckle -type grayscale \
+             -sharpen 1 -posterize 3 -negate -gamma 100 -blur 1x65535 /s/screenshot.ppm /s/screenshot.negative.png"
+        );
+        assert_eq!(out, Path::new("/s/screenshot.negative.png"));
+        let (args, out) = magick_args(Path::new("/s/screenshot.ppm"), false);
+        assert!(!args.iter().any(|a| a == "-negate"));
+        assert_eq!(out, Path::new("/s/screenshot.positive.png"));
     }
 }

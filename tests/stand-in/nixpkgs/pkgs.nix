@@ -348,6 +348,9 @@ let
       passthru.setupHook = "${self.installShellFiles}/nix-support/setup-hook";
     };
     mkShell = args: placeholder "nix-shell-stand-in" { standInArgs = args; };
+    # ImageMagick 7's `magick` (the stock OCR's preprocessing, which
+    # nixvm-driver runs when it is on PATH) is not on this machine.
+    imagemagick_light = placeholder "imagemagick_light-stand-in" { };
     cargo = placeholder "cargo-stand-in" { };
     clippy = placeholder "clippy-stand-in" { };
     rustc = placeholder "rustc-stand-in" { };

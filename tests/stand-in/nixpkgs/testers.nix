@@ -23,8 +23,9 @@
 # `types.package` does), imports, the function-module calling convention with
 # a lazily fixed `config`, the driverConfiguration JSON, and the passthru
 # surface. What is NOT modelled: NixOS node evaluation (only hostName,
-# system.name, virtualisation.vlans/.interfaces of the node's own modules are
-# read; imports of node modules are not evaluated) and the stock Python driver
+# system.name, virtualisation.vlans/.interfaces/.useNixStoreImage/
+# .mountHostNixStore/.useBootLoader of the node's modules and their imports
+# are read) and the stock Python driver
 # (a placeholder that fails when run).
 {
   lib,
@@ -413,14 +414,23 @@ let
         nodes = { };
         options = { };
       };
-      ms = concatMap (
-        m:
+      # The node's modules and, depth first, their `imports` (as the module
+      # system collects them; imports from modulesPath are not modelled and
+      # skipped).
+      collect =
+        depth: m:
         let
           fn = if isPath m || isString m then import m else m;
           v = if isFunction fn then fn args else fn;
+          defs = if isAttrs v && (v._type or null) == "if" then (if v.condition then [ v.content ] else [ ]) else [ v ];
         in
-        if isAttrs v && (v._type or null) == "if" then (if v.condition then [ v.content ] else [ ]) else [ v ]
-      ) modules;
+        if (isPath m || isString m) && lib.hasPrefix "${args.modulesPath}/" (toString m) then
+          [ ]
+        else if depth > 32 then
+          throw "stand-in nixpkgs: node ${name}: module imports nested deeper than 32"
+        else
+          concatMap (d: [ d ] ++ concatMap (collect (depth + 1)) (if isAttrs d then d.imports or [ ] else [ ])) defs;
+      ms = concatMap (collect 0) modules;
       pick =
         path: default:
         let
@@ -428,6 +438,31 @@ let
           plain = map (v: if isAttrs v && v ? _type then v.content else v) found;
         in
         if plain == [ ] then default else head plain;
+      # A boolean option of the node's own modules merged as the module
+      # system does: the definitions of the highest priority (lowest
+      # number; `mkDefault` 1000, plain 100, `mkForce` 50) win and must agree
+      # (types.bool merges with mergeEqualOption); `mkIf false` defines nothing.
+      pickBool =
+        path: default:
+        let
+          name' = concatStringsSep "." path;
+          unIf = v: if isAttrs v && (v._type or null) == "if" then (if v.condition then [ v.content ] else [ ]) else [ v ];
+          found = concatMap unIf (
+            concatMap (m: if lib.hasAttrByPath path m then [ (lib.attrByPath path null m) ] else [ ]) ms
+          );
+          isOverride = v: isAttrs v && (v._type or null) == "override";
+          prio = v: if isOverride v then v.priority else defaultPriority;
+          best = foldl' (acc: v: if prio v < acc then prio v else acc) 100000 found;
+          winners = concatMap (v: if prio v == best then unIf (if isOverride v then v.content else v) else [ ]) found;
+        in
+        if winners == [ ] then
+          default
+        else if !(builtins.all builtins.isBool winners) then
+          throw "A definition for option `${name'}' is not of type `boolean'."
+        else if !(builtins.all (v: v == head winners) winners) then
+          throw "The option `${name'}' has conflicting definition values."
+        else
+          head winners;
       hostName = pick [ "networking" "hostName" ] name;
       sysName = pick [ "system" "name" ] hostName;
       node = {
@@ -438,8 +473,28 @@ let
           if node.virtualisation.interfaces == { } then [ 1 ] else [ ]
         );
         virtualisation.interfaces = pick [ "virtualisation" "interfaces" ] { };
+        # Real defaults (qemu-vm.nix @00008e8e): useNixStoreImage false,
+        # useBootLoader false, mountHostNixStore = !useNixStoreImage &&
+        # !useBootLoader; the store image is a raw drive built at each start.
+        virtualisation.useNixStoreImage = pickBool [ "virtualisation" "useNixStoreImage" ] false;
+        virtualisation.useBootLoader = pickBool [ "virtualisation" "useBootLoader" ] false;
+        virtualisation.mountHostNixStore = pickBool [ "virtualisation" "mountHostNixStore" ] (
+          !node.virtualisation.useNixStoreImage && !node.virtualisation.useBootLoader
+        );
         system.build.vm = startVM {
           inherit name allNodes sysName;
+          store =
+            let
+              v = node.virtualisation;
+            in
+            if v.useBootLoader then
+              throw "stand-in nixpkgs: node ${name}: virtualisation.useBootLoader is not modelled (the stand-in guest boots its kernel directly)"
+            else if v.mountHostNixStore && !v.useNixStoreImage then
+              "9p"
+            else if v.useNixStoreImage && !v.mountHostNixStore then
+              "image"
+            else
+              throw "stand-in nixpkgs: node ${name}: a Nix store both from the host (mountHostNixStore) and from an image (useNixStoreImage), or from neither, is not modelled";
           vlans = node.virtualisation.vlans ++ lib.mapAttrsToList (_: i: i.vlan) node.virtualisation.interfaces;
         };
         system.build.toplevel = placeholder "nixos-system-${sysName}-stand-in" { };
@@ -465,10 +520,12 @@ let
       allNodes,
       sysName,
       vlans,
+      store,
     }:
     mkDrv {
       name = "nixos-vm";
       env = {
+        inherit store;
         vmName = sysName;
         node = name;
         allNodes = lib.concatStringsSep " " allNodes;
@@ -492,7 +549,7 @@ let
           # make-vm.sh numbers the nodes, as network.nix, over the names; the
           # NixOS host name is the node's system.name here.
           NIXVM_GUEST_CACHE=$guestDir/cache "$shell" $guestDir/make-vm.sh --out $out/bin \
-            --node "$node" --all-nodes "$allNodes" --vlans "$vlans" --kind systemd \
+            --node "$node" --all-nodes "$allNodes" --vlans "$vlans" --kind systemd --store "$store" \
             --qemu "$qemu" --shell "$shell" --path "$coreutils" > /dev/null
           if [ "$node" != "$vmName" ]; then mv $out/bin/run-$node-vm $out/bin/run-$vmName-vm; fi
         fi
