@@ -93,6 +93,9 @@ enum Role {
     Extra(&'static str, Kind),
     /// The step's `timeout`.
     Timeout,
+    /// A parameter no step key expresses: the call stays a leftover when it
+    /// is given.
+    Unsupported,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -228,6 +231,18 @@ const METHODS: &[Method] = &[
         name: "wait_for_window",
         key: "waitForWindow",
         params: &[("regexp", Role::Main(Kind::Str)), ("timeout", Role::Timeout)],
+        variadic: false,
+    },
+    // `execute` as a statement: any exit status passes, as in the stock driver.
+    Method {
+        name: "execute",
+        key: "execute",
+        params: &[
+            ("command", Role::Main(Kind::Str)),
+            ("check_return", Role::Unsupported),
+            ("check_output", Role::Unsupported),
+            ("timeout", Role::Timeout),
+        ],
         variadic: false,
     },
     Method { name: "shutdown", key: "shutdown", params: &[], variadic: false },
@@ -1023,6 +1038,9 @@ impl Converter<'_> {
         extra: &mut Vec<(String, NixValue)>,
         timeout: &mut Option<NixValue>,
     ) -> Result<(), Why> {
+        if matches!(role, Role::Unsupported) {
+            return Err(why(construct, "an argument no step key expresses"));
+        }
         let mut value = self.eval(arg).map_err(|(_, w)| why(construct, w))?;
         if let PyValue::Str(s) = &value
             && has_capture(s)
@@ -1037,7 +1055,7 @@ impl Converter<'_> {
         {
             let computable = match role {
                 Role::Main(_) => COMPUTABLE_KEYS.contains(&key),
-                Role::Extra(..) | Role::Timeout => false,
+                Role::Extra(..) | Role::Timeout | Role::Unsupported => false,
             };
             if !computable {
                 return Err(why(
@@ -1054,6 +1072,7 @@ impl Converter<'_> {
                 key.to_string(),
                 typed(value, kind).ok_or_else(|| why(construct, "an argument of the wrong type"))?,
             )),
+            Role::Unsupported => return Err(why(construct, "an argument no step key expresses")),
             Role::Timeout => {
                 *timeout = Some(match value {
                     PyValue::Int(i) if i > 0 => NixValue::Int(i),
