@@ -645,6 +645,16 @@ impl Converter<'_> {
         }
         let loads: BTreeSet<String> =
             self.loads.iter().filter(|(_, at)| (start..end).contains(at)).map(|(n, _)| n.clone()).collect();
+        // A captured output exists only as `$NAME` in commands, not as a
+        // Python variable of the generated script.
+        if let Some(name) = loads.iter().find(|n| {
+            self.captures.contains_key(n.as_str())
+                || matches!(self.env.get(n.as_str()), Some(PyValue::Str(v)) if has_capture(v))
+        }) {
+            return Err(format!(
+                "it reads `{name}`, a captured output, which only commands see (as `$NAME`)"
+            ));
+        }
         let mut code = String::new();
         for name in &loads {
             if let Some(value) = self.env.get(name) {
@@ -2231,5 +2241,25 @@ mod capture_tests {
         assert!(shell_captures(&format!("'a {}'", m("X"))).is_err());
         assert!(shell_captures(&format!("\\{}", m("X"))).is_err());
         assert_eq!(shell_captures(&format!("'a' {}", m("X"))).unwrap(), "'a' ${X}");
+    }
+}
+
+#[cfg(test)]
+mod captures_and_python_steps {
+    use super::tests_support::*;
+    use super::*;
+
+    #[test]
+    fn a_python_step_never_reads_a_captured_output() {
+        let s = script(
+            "a = m.succeed('x').strip()\nb = f'{a}/y'\nm.succeed(f'cat {b}')\nm.send_monitor_command(a)\nm.send_monitor_command(b)\n",
+        );
+        let conv = convert(&s, &["m".into()], &BTreeMap::new(), true).unwrap();
+        assert_eq!(
+            keys(&conv.items),
+            ["succeed", "succeed", "todo:Machine.send_monitor_command", "todo:Machine.send_monitor_command"]
+        );
+        let Item::Todo(l) = &conv.items[3] else { panic!() };
+        assert!(l.why.contains("a captured output"), "{}", l.why);
     }
 }
