@@ -30,8 +30,11 @@ import ast
 import contextlib
 import io
 import json
+import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 import unittest
 
@@ -68,6 +71,17 @@ OUTPUT_METHODS = {"succeed", "fail", "wait_until_succeeds", "wait_until_fails"}
 PORT_METHODS = {"wait_for_open_port", "wait_for_closed_port"}
 
 
+# What `nixvm-gen import` requires of a captured output (src/import/python.rs
+# PLAIN_CAPTURE): only then is `$NAME` in a command the same as the original's
+# pasted, stripped text, so only then does this fake substitute it.
+PLAIN_CAPTURE = r"^[A-Za-z0-9._/:@%+=,~-]*\n*$"
+# The capture preamble nixvm-gen puts before every later command
+# (src/guest/captures.rs).
+PREAMBLE = re.compile(r"for __c in ([A-Za-z0-9_ ]+); do IFS= read -r -d '' \$__c "
+                      r"</tmp/shared/\.nixvm-captures/\$__c \|\| :; export \$__c; done; unset __c; ", re.S)
+OUTPUT_REF = re.compile(r"^<output of call (\d+) trimmed>$")
+
+
 class Recorder:
     def __init__(self):
         self.events = []      # ["call", node, method, args, timeout] | ["boot", node] | ["subtest", ...] | ["sleep", n]
@@ -81,6 +95,31 @@ class Recorder:
 
     def check(self, ref, *what):
         self.checks.setdefault(ref, []).append(list(what))
+
+    def guarded(self, ref):
+        return ["matches", "", PLAIN_CAPTURE, 0] in self.checks.get(ref, [])
+
+    def command(self, command, shared_dir):
+        """The command as the guest's shell sees it: a capture preamble
+        removed and each `$NAME`/`${NAME}` it exports replaced by the
+        captured text, when that capture was checked to be plain."""
+        if not isinstance(command, str):
+            return command
+        m = PREAMBLE.match(command)
+        if not m:
+            return command
+        command = command[m.end():]
+        for name in m.group(1).split():
+            try:
+                with open(os.path.join(shared_dir, ".nixvm-captures", name)) as f:
+                    value = f.read()
+            except OSError:
+                continue
+            ref = OUTPUT_REF.match(value)
+            if not ref or not self.guarded(int(ref.group(1))):
+                continue
+            command = re.sub(r"\$(\{" + name + r"\}|" + name + r"(?![A-Za-z0-9_]))", lambda _: value, command)
+        return command
 
 
 class _NotIn(ast.NodeTransformer):
@@ -117,6 +156,9 @@ class Out(str):
         return obj
 
     def __contains__(self, needle):
+        if needle == "\0":
+            # The capture helper's NUL test (no original makes it).
+            return False
         self._rec.check(self._ref, "contains", self._transform, needle)
         return True
 
@@ -130,10 +172,16 @@ class Out(str):
 
     __hash__ = str.__hash__
 
+    # `.strip()`, `.rstrip()` and a capture's `.rstrip("\n")` are one text
+    # here: they differ only on outputs a capture's plain check refuses.
     def strip(self, chars=None):
+        if chars is None and not self._transform:
+            return Out(self._rec, self._ref, " trimmed")
         return Out(self._rec, self._ref, self._transform + f".strip({chars!r})")
 
     def rstrip(self, chars=None):
+        if chars in (None, "\n") and not self._transform:
+            return Out(self._rec, self._ref, " trimmed")
         return Out(self._rec, self._ref, self._transform + f".rstrip({chars!r})")
 
     def lstrip(self, chars=None):
@@ -141,10 +189,11 @@ class Out(str):
 
 
 class Machine:
-    def __init__(self, name, rec):
+    def __init__(self, name, rec, shared_dir):
         self.name = name
         self._rec = rec
         self._up = False
+        self.shared_dir = shared_dir
 
     def _boot(self, method):
         if not self._up and method not in NO_BOOT:
@@ -199,6 +248,7 @@ class Machine:
         self._boot(method)
         ref = None
         for command in commands:
+            command = self._rec.command(command, self.shared_dir)
             ref = self._rec.call(self.name, method, [command], timeout)
         return Out(self._rec, ref)
 
@@ -209,6 +259,8 @@ class Machine:
         def record(*args, **kwargs):
             self._boot(method)
             full, timeout = self._bind(method, args, kwargs)
+            if method in OUTPUT_METHODS or method == "execute":
+                full[0] = self._rec.command(full[0], self.shared_dir)
             ref = self._rec.call(self.name, method, full, timeout)
             if method == "execute":
                 return 0, Out(self._rec, ref)
@@ -227,7 +279,8 @@ def pythonize(name):
 def run(script, nodes):
     """Runs `script`; returns its recorder and the exception it ended with."""
     rec = Recorder()
-    machines = [Machine(n, rec) for n in nodes]
+    shared_dir = tempfile.mkdtemp(prefix="fake-machine-shared-")
+    machines = [Machine(n, rec, shared_dir) for n in nodes]
     env = {pythonize(m.name): m for m in machines}
     if len(machines) == 1 and "machine" not in env:
         env["machine"] = machines[0]
@@ -312,6 +365,7 @@ def run(script, nodes):
     finally:
         re.search, time.sleep = real_search, real_sleep
         re.match, re.fullmatch = real_match, real_fullmatch
+        shutil.rmtree(shared_dir, ignore_errors=True)
     return rec, error
 
 
@@ -324,7 +378,9 @@ def normalise(rec):
             first_boots.add(e[1])
             continue
         events.append(e)
-    checks = {k: sorted(map(json.dumps, v)) for k, v in rec.checks.items()}
+    # The plain check of a capture is accounted for by the substitution.
+    checks = {k: sorted(json.dumps(c) for c in v if c != ["matches", "", PLAIN_CAPTURE, 0])
+              for k, v in rec.checks.items()}
     return sorted(first_boots), events, checks
 
 

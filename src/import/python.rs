@@ -322,6 +322,8 @@ pub fn convert(
         frames: 0,
         interpolations,
         python_steps,
+        captures: BTreeMap::new(),
+        loops: 0,
     };
     let items = conv.block(&suite, 0, 0);
     Ok(Converted { items, notes: conv.notes })
@@ -377,6 +379,77 @@ struct Converter<'a> {
     interpolations: &'a BTreeMap<usize, Result<(), String>>,
     /// Keep what cannot be converted as `python` steps.
     python_steps: bool,
+    /// Python variables holding a captured output → the capture's name.
+    captures: BTreeMap<String, String>,
+    /// How many unrolled loops the converter is inside.
+    loops: usize,
+}
+
+/// What a captured output must look like for `$NAME` in a command to be the
+/// same as the original's pasted (and stripped) text: characters the shell
+/// gives no meaning (no space, quote, `$`, `*`, …), then only newlines,
+/// which both `.strip()` and a capture remove. The same decision under
+/// Python's `re` and Rust's `regex`. The capturing step checks it
+/// (`expect.matches`), so a value where the two would differ fails the test
+/// instead of running something else.
+pub const PLAIN_CAPTURE: &str = "^[A-Za-z0-9._/:@%+=,~-]*\\n*$";
+
+/// Marks a captured output inside a computed string (private-use
+/// characters, never in a step: [`shell_captures`] replaces them).
+const CAPTURE_OPEN: char = '\u{E010}';
+const CAPTURE_CLOSE: char = '\u{E011}';
+
+/// A command holding captured outputs with each written as `${NAME}`;
+/// refused where the shell would not expand it as the original pasted it
+/// (inside single quotes, after a backslash).
+fn shell_captures(command: &str) -> Result<String, String> {
+    let (mut out, mut single, mut double, mut escaped) = (String::new(), false, false, false);
+    let mut chars = command.chars();
+    while let Some(c) = chars.next() {
+        if c == CAPTURE_OPEN {
+            if single || escaped {
+                return Err("a captured output inside single quotes or after a backslash".into());
+            }
+            let name: String = chars.by_ref().take_while(|c| *c != CAPTURE_CLOSE).collect();
+            out.push_str(&format!("${{{name}}}"));
+            continue;
+        }
+        out.push(c);
+        if escaped {
+            escaped = false;
+        } else if c == '\\' && !single {
+            escaped = true;
+        } else if c == '\'' && !double {
+            single = !single;
+        } else if c == '"' && !single {
+            double = !double;
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a value holds a captured output.
+fn has_capture(s: &str) -> bool {
+    s.contains(CAPTURE_OPEN)
+}
+
+/// Step keys whose command sees captures as environment variables.
+const CAPTURE_SEEING_KEYS: &[&str] = &["succeed", "fail", "waitUntilSucceeds", "waitUntilFails", "execute"];
+
+/// `call.strip()`, `call.rstrip()`, `call.rstrip("\n")`: the call trimmed.
+fn trimmed_call(e: &Expr) -> Option<&ast::ExprCall> {
+    let Expr::Call(outer) = e else { return None };
+    let Expr::Attribute(attr) = &*outer.func else { return None };
+    let plain = outer.args.is_empty()
+        || (attr.attr.as_str() == "rstrip"
+            && matches!(outer.args.as_slice(), [Expr::Constant(c)] if matches!(&c.value, Constant::Str(s) if s == "\n")));
+    if !matches!(attr.attr.as_str(), "strip" | "rstrip") || !plain || !outer.keywords.is_empty() {
+        return None;
+    }
+    match &*attr.value {
+        Expr::Call(inner) => Some(inner),
+        _ => None,
+    }
 }
 
 /// Step keys whose string may be a Nix value of the description
@@ -950,7 +1023,15 @@ impl Converter<'_> {
         extra: &mut Vec<(String, NixValue)>,
         timeout: &mut Option<NixValue>,
     ) -> Result<(), Why> {
-        let value = self.eval(arg).map_err(|(_, w)| why(construct, w))?;
+        let mut value = self.eval(arg).map_err(|(_, w)| why(construct, w))?;
+        if let PyValue::Str(s) = &value
+            && has_capture(s)
+        {
+            if !(matches!(role, Role::Main(_)) && CAPTURE_SEEING_KEYS.contains(&key)) {
+                return Err(why(construct, "a captured output where only a command can use it (as `$NAME`)"));
+            }
+            value = PyValue::Str(shell_captures(s).map_err(|w| why(construct, w))?);
+        }
         if let PyValue::Str(s) = &value
             && s.contains(PLACEHOLDER_PREFIX)
         {
@@ -993,6 +1074,11 @@ impl Converter<'_> {
                 return 1;
             }
         };
+        if let Some(inner) = trimmed_call(&a.value)
+            && self.target(&inner.func).is_ok()
+        {
+            return self.assign_captured(stmts, i, a, &target, inner, items);
+        }
         let Expr::Call(call) = &*a.value else {
             // A name assigned once to a value the converter can compute is a
             // constant: folded into the steps that use it.
@@ -1079,6 +1165,76 @@ impl Converter<'_> {
     /// driver's `unittest.TestCase`).
     fn t_is_shadowed(&self) -> bool {
         self.stores.contains_key("t") || self.nodes.contains_key("t")
+    }
+
+    /// `x = node.succeed(cmd).strip()`: a capture when `x` is used later
+    /// (then only in commands, as `$X`), else the plain step.
+    fn assign_captured(
+        &mut self,
+        stmts: &[Stmt],
+        i: usize,
+        a: &ast::StmtAssign,
+        target: &str,
+        call: &ast::ExprCall,
+        items: &mut Vec<Item>,
+    ) -> usize {
+        let range = a.range;
+        let end = u32::from(range.end()) as usize;
+        let used_later = self.loads.iter().any(|(name, at)| name == target && *at >= end);
+        let (_, method) = match self.target(&call.func) {
+            Ok(t) => t,
+            Err(w) => {
+                items.push(self.todo(range, w));
+                return 1;
+            }
+        };
+        if !used_later {
+            match self.machine_call(call, range) {
+                Ok(mut steps) => items.append(&mut steps),
+                Err(w) => items.push(self.todo(range, w)),
+            }
+            return 1;
+        }
+        let name = target.to_uppercase();
+        // (`wait_until_succeeds` with a check is a retry loop of `execute`
+        // in the generated script: not the same calls.)
+        let refuse = if method != "succeed" || call.args.len() != 1 {
+            Some(format!("`{target}` is used later; only the output of one `succeed` command is captured"))
+        } else if self.stores.get(target) != Some(&1) || self.loops > 0 || self.frames > 0 {
+            Some(format!("`{target}` is used later and assigned more than once (a capture is set once)"))
+        } else if !crate::spec::captures::valid_capture_name(&name)
+            || crate::spec::captures::reserved(&name).is_some()
+            || self.captures.values().any(|n| *n == name)
+        {
+            Some(format!("`{target}` is used later, and `{name}` cannot be a capture's name"))
+        } else {
+            None
+        };
+        if let Some(reason) = refuse {
+            items.push(self.todo(range, why("assignment", reason)));
+            return 1;
+        }
+        let _ = stmts;
+        let _ = i;
+        match self.machine_call(call, range) {
+            Ok(mut steps) if steps.len() == 1 => {
+                if let Some(Item::Step { extra, .. }) = steps.first_mut() {
+                    extra.push(("capture".into(), NixValue::Str(name.clone())));
+                    extra.push(("expect.matches".into(), NixValue::Str(PLAIN_CAPTURE.into())));
+                }
+                self.note(
+                    range,
+                    format!(
+                        "`{target}` is captured as `${name}`; the step checks the output is plain (`{PLAIN_CAPTURE}`), where `$NAME` equals the pasted text"
+                    ),
+                );
+                self.captures.insert(target.to_string(), name);
+                items.append(&mut steps);
+            }
+            Ok(_) => items.push(self.todo(range, why("assignment", "a capture of several commands"))),
+            Err(w) => items.push(self.todo(range, w)),
+        }
+        1
     }
 
     /// `assert "x" in node.succeed(cmd)`, `t.assertIn("x", node.succeed(cmd))`
@@ -1172,6 +1328,9 @@ impl Converter<'_> {
         match test {
             Expr::Compare(c) if c.ops.as_slice() == [ast::CmpOp::In] && is_subject(&c.comparators[0]) => {
                 Some(match self.eval(&c.left) {
+                    Ok(PyValue::Str(s)) if has_capture(&s) => {
+                        Err(why("assert", "a check against a captured output"))
+                    }
                     Ok(PyValue::Str(s)) => Ok(("contains", s)),
                     Ok(_) => Err(why("assert", "the needle is not a string")),
                     Err(w) => Err(w),
@@ -1179,6 +1338,9 @@ impl Converter<'_> {
             }
             Expr::Compare(c) if c.ops.as_slice() == [ast::CmpOp::NotIn] && is_subject(&c.comparators[0]) => {
                 Some(match self.eval(&c.left) {
+                    Ok(PyValue::Str(s)) if has_capture(&s) => {
+                        Err(why("assert", "a check against a captured output"))
+                    }
                     Ok(PyValue::Str(s)) => Ok(("notContains", s)),
                     Ok(_) => Err(why("assert", "the needle is not a string")),
                     Err(w) => Err(w),
@@ -1201,6 +1363,9 @@ impl Converter<'_> {
                     return None;
                 }
                 Some(match self.eval(value) {
+                    Ok(PyValue::Str(s)) if has_capture(&s) => {
+                        Err(why("assert", "a check against a captured output"))
+                    }
                     Ok(PyValue::Str(s)) => Ok((key, s)),
                     Ok(_) => Err(why("assert", "the needle or pattern is not a string")),
                     Err(w) => Err(w),
@@ -1213,6 +1378,9 @@ impl Converter<'_> {
                     && is_subject(&call.args[1]) =>
             {
                 Some(match self.eval(&call.args[0]) {
+                    Ok(PyValue::Str(s)) if has_capture(&s) => {
+                        Err(why("assert", "a check against a captured output"))
+                    }
                     Ok(PyValue::Str(s)) => Ok(("matches", s)),
                     Ok(_) => Err(why("assert", "the pattern is not a string")),
                     Err(w) => Err(w),
@@ -1249,7 +1417,7 @@ impl Converter<'_> {
         let PyValue::Str(title) = self.eval(&call.args[0])? else {
             return Err(why("subtest", "the title is not a string"));
         };
-        if title.contains(PLACEHOLDER_PREFIX) {
+        if title.contains(PLACEHOLDER_PREFIX) || has_capture(&title) {
             return Err(why("subtest", "a title with a Nix value (a subtest title must be a literal)"));
         }
         let items = self.block(&w.body, self.header_end(w.range), depth + 1);
@@ -1281,7 +1449,9 @@ impl Converter<'_> {
                 self.globals.insert(name.clone(), value.clone());
             }
             self.env.insert(name.clone(), value);
+            self.loops += 1;
             items.extend(self.block(&f.body, self.header_end(f.range), depth + 1));
+            self.loops -= 1;
         }
         self.env.remove(&name);
         if let Some(v) = saved {
@@ -1319,9 +1489,16 @@ impl Converter<'_> {
                 if n.id.as_str().starts_with(PLACEHOLDER_PREFIX) {
                     return Err(why("Nix interpolation", self.interpolation_why(n.id.as_str())));
                 }
-                env.get(n.id.as_str()).cloned().ok_or_else(|| {
-                    why("variable", format!("`{}` is a Python variable; descriptions hold values only", n.id))
-                })
+                if let Some(value) = env.get(n.id.as_str()) {
+                    return Ok(value.clone());
+                }
+                if let Some(name) = self.captures.get(n.id.as_str()) {
+                    return Ok(PyValue::Str(format!("{CAPTURE_OPEN}{name}{CAPTURE_CLOSE}")));
+                }
+                Err(why(
+                    "variable",
+                    format!("`{}` is a Python variable; descriptions hold values only", n.id),
+                ))
             }
             Expr::JoinedStr(j) => {
                 let mut s = String::new();
@@ -1989,5 +2166,51 @@ mod python_steps {
         let s = script("m.send_keys('''a\n    b''')\n");
         let conv = convert(&s, &["m".into()], &BTreeMap::new(), true).unwrap();
         assert_eq!(kept(&conv.items), ["m.send_keys('''a\n    b''')"]);
+    }
+}
+
+#[cfg(test)]
+mod capture_tests {
+    use super::tests_support::*;
+    use super::*;
+
+    #[test]
+    fn stripped_outputs_used_later_become_checked_captures() {
+        let s = script(
+            "a = m.succeed('x').strip()\nm.succeed(f'use {a} \"{a}\"')\nm.succeed(f\"echo '{a}'\")\nm.wait_for_unit(a)\nb = m.succeed('y')\nm.succeed(f'{b}')\nc = m.wait_until_succeeds('z').strip()\nm.succeed(c)\nd = m.succeed('w').strip()\n",
+        );
+        let conv = convert(&s, &["m".into()], &BTreeMap::new(), false).unwrap();
+        assert_eq!(
+            keys(&conv.items),
+            [
+                "succeed",
+                "succeed",
+                "todo:Machine.succeed",
+                "todo:Machine.wait_for_unit",
+                "todo:assignment",
+                "todo:Machine.succeed",
+                "todo:assignment",
+                "todo:Machine.succeed",
+                "succeed"
+            ]
+        );
+        let Item::Step { extra, .. } = &conv.items[0] else { panic!() };
+        assert_eq!(extra[0], ("capture".to_string(), NixValue::Str("A".into())));
+        assert_eq!(extra[1], ("expect.matches".to_string(), NixValue::Str(PLAIN_CAPTURE.into())));
+        let Item::Step { value, .. } = &conv.items[1] else { panic!() };
+        assert_eq!(value, &NixValue::Str("use ${A} \"${A}\"".into()));
+        // Not used later: no capture.
+        let Item::Step { extra, .. } = &conv.items[8] else { panic!() };
+        assert!(extra.is_empty());
+    }
+
+    #[test]
+    fn the_shell_must_expand_a_capture_where_it_was_pasted() {
+        let m = |n: &str| format!("{CAPTURE_OPEN}{n}{CAPTURE_CLOSE}");
+        assert_eq!(shell_captures(&format!("a {}b", m("X"))).unwrap(), "a ${X}b");
+        assert_eq!(shell_captures(&format!("\"'{}'\"", m("X"))).unwrap(), "\"'${X}'\"");
+        assert!(shell_captures(&format!("'a {}'", m("X"))).is_err());
+        assert!(shell_captures(&format!("\\{}", m("X"))).is_err());
+        assert_eq!(shell_captures(&format!("'a' {}", m("X"))).unwrap(), "'a' ${X}");
     }
 }

@@ -19,6 +19,7 @@ const CASES: &[&str] = &[
     "unittest-and-options",
     "python-steps",
     "console",
+    "captures",
 ];
 
 /// Tests of the fixtures that must convert fully.
@@ -30,6 +31,7 @@ const FULL: &[&str] = &[
     "expectations",
     "unittest-and-options-checks",
     "console",
+    "captures",
 ];
 
 fn fixture(case: &str) -> String {
@@ -234,6 +236,35 @@ fn python_steps_keep_what_cannot_be_converted_and_run_the_same() {
         let (ok, verdicts) = check_import(&mutated);
         assert!(!ok, "the fake Machine missed `{from}` → `{to}`: {verdicts:#}");
         assert_eq!(verdicts[0]["equal"], false);
+    }
+}
+
+/// Captures: the fake Machine substitutes a capture's text into later
+/// commands only when the capturing step checks the output is plain, so a
+/// dropped check, a swapped capture or a missing preamble is caught.
+#[test]
+fn the_fake_machine_catches_a_wrong_capture() {
+    if !util::require("python3", "the recording fake Machine is a Python script") {
+        return;
+    }
+    let report = report(&[&fixture("captures")]);
+    assert_eq!(report["tests"][0]["full"], true, "{:#}", report["tests"][0]);
+    let (ok, verdicts) = check_import(&report);
+    assert!(ok, "call logs differ: {verdicts:#}");
+    let script = report["tests"][0]["generated_script"].as_str().unwrap().to_string();
+    let guard = "re.search(\"^[A-Za-z0-9._/:@%+=,~-]*\\\\n*$\", out)";
+    let mutations = [
+        (guard, "True"),
+        ("--token ${TOKEN}", "--token ${PORT}"),
+        ("for __c in TOKEN PORT; do", "for __c in PORT; do"),
+        ("capture(server.shared_dir, \"TOKEN\", out)", "pass"),
+    ];
+    for (from, to) in mutations {
+        let mut mutated = report.clone();
+        assert!(script.contains(from), "{from} not in {script}");
+        mutated["tests"][0]["generated_script"] = script.replacen(from, to, 1).into();
+        let (ok, verdicts) = check_import(&mutated);
+        assert!(!ok, "the fake Machine missed `{from}` → `{to}`: {verdicts:#}");
     }
 }
 
