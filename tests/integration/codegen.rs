@@ -518,6 +518,22 @@ exec(sys.stdin.read())
 sys.stdout.write(json.dumps(calls))
 "#;
 
+/// Runs `fake` (a Python program that `exec`s its stdin against a fake
+/// Machine and prints JSON) on a generated `script`; the JSON it printed.
+fn run_on_fake_machine(fake: &str, script: &str) -> serde_json::Value {
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(fake)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), script.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the generated script failed in python3:\n{script}");
+    serde_json::from_slice(&out.stdout).expect("the fake Machine printed JSON")
+}
+
 #[test]
 fn nasty_commands_reach_the_guest_unchanged() {
     if !util::require("nix-instantiate", "evaluates the generated testScript")
@@ -542,17 +558,7 @@ fn nasty_commands_reach_the_guest_unchanged() {
     let script = nix_eval_path(&dir.path().join("stand-in.nix"));
     let script = script.as_str().expect("testScript is a string").to_string();
 
-    let mut python = Command::new("python3");
-    python
-        .arg("-c")
-        .arg(FAKE_DRIVER)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped());
-    let mut child = python.spawn().expect("python3 runs");
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), script.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "the generated script failed in python3:\n{script}");
-    let got: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    let got: Vec<String> = serde_json::from_value(run_on_fake_machine(FAKE_DRIVER, &script)).unwrap();
     assert_round_trip("succeed command", &commands, &got);
 }
 
@@ -976,17 +982,7 @@ map (s: s.action.succeed.command) checks.x86_64-linux.nasty.steps
         std::fs::write(dir.path().join("stand-in.nix"), TINY_STAND_IN).unwrap();
         let script = nix_eval_path(&dir.path().join("stand-in.nix"));
         let script = script.as_str().expect("testScript is a string").to_string();
-        let mut child = Command::new("python3")
-            .arg("-c")
-            .arg(FAKE_DRIVER)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("python3 runs");
-        std::io::Write::write_all(&mut child.stdin.take().unwrap(), script.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "the generated script failed in python3:\n{script}");
-        let got: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+        let got: Vec<String> = serde_json::from_value(run_on_fake_machine(FAKE_DRIVER, &script)).unwrap();
         assert_round_trip("computed succeed command", &strings, &got);
     }
 }
@@ -1105,17 +1101,7 @@ machine = Machine()
 exec(sys.stdin.read())
 sys.stdout.write(json.dumps(calls))
 "#;
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(fake)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), script.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "the generated script failed in python3:\n{script}");
-    let calls: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let calls = run_on_fake_machine(fake, &script);
     assert_eq!(
         calls,
         serde_json::json!([
