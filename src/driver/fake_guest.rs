@@ -396,7 +396,7 @@ fn node_names_that_escape_the_state_directory_are_rejected() {
 }
 
 fn step(action: Action, timeout: f64) -> Step {
-    Step { node: Some("machine".into()), timeout: Some(timeout), action, span: None }
+    Step { node: Some("machine".into()), timeout: Some(timeout.into()), action, span: None }
 }
 
 fn succeed(cmd: &str) -> Step {
@@ -468,7 +468,7 @@ fn wait_for_open_port_latency() {
     }
     let Some(mut h) = harness(SLOW_COMMANDS) else { return };
     let (port, slot) = port_slot();
-    let wait = Action::WaitForOpenPort { port, addr: Some("127.0.0.1".into()) };
+    let wait = Action::WaitForOpenPort { port: port.into(), addr: Some("127.0.0.1".into()) };
     let s2 = slot.clone();
     assert_wait_latency(&mut h, wait, move || {
         *s2.lock().unwrap() = Some(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap());
@@ -484,7 +484,7 @@ fn wait_for_closed_port_latency() {
     let Some(mut h) = harness(SLOW_COMMANDS) else { return };
     let (port, slot) = port_slot();
     *slot.lock().unwrap() = Some(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap());
-    let wait = Action::WaitForClosedPort { port, addr: Some("127.0.0.1".into()) };
+    let wait = Action::WaitForClosedPort { port: port.into(), addr: Some("127.0.0.1".into()) };
     assert_wait_latency(&mut h, wait, move || drop(slot.lock().unwrap().take()));
 }
 
@@ -551,7 +551,7 @@ fn waits_report_the_last_attempt_on_timeout() {
     // The output and status of one attempt, not of every attempt.
     assert_eq!((f.exit_status, f.output.as_deref()), (Some(3), Some("attempt\n")));
     assert_eq!(f.command.as_deref(), Some("echo attempt; exit 3"));
-    let f = h.failure(&step(Action::WaitForOpenPort { port: 1, addr: Some("127.0.0.1".into()) }, 1.0));
+    let f = h.failure(&step(Action::WaitForOpenPort { port: 1.into(), addr: Some("127.0.0.1".into()) }, 1.0));
     assert!(f.message.starts_with("TCP port 1 did not open within 1.0 seconds"), "{}", f.message);
     assert_eq!(f.command.as_deref(), Some("nc -z 127.0.0.1 1"));
     assert_eq!(f.exit_status, Some(1));
