@@ -73,8 +73,12 @@ fn run_signalled(fake: &FakeRun, when: &'static str) -> (run::Outcome, String, D
 /// reports written, nothing left.
 #[test]
 fn a_signal_during_a_snapshot_stops_the_run() {
-    let snapshot =
-        Step { node: None, timeout: Some(60.0), action: Action::Snapshot { name: "s".into() }, span: None };
+    let snapshot = Step {
+        node: None,
+        timeout: Some(60.0.into()),
+        action: Action::Snapshot { name: "s".into() },
+        span: None,
+    };
     let steps = vec![succeed("true"), snapshot, succeed("true")];
     let Some(fake) = FakeRun::new("FAKE_QMP_HANG=query-migrate", steps) else { return };
     let survivors = Survivors::watch(fake.tmp.path());
