@@ -311,7 +311,10 @@ mod tests {
         );
         assert!(codes.is_empty(), "{codes:?}");
         let Action::Subtest { steps, .. } = &spec.unwrap().steps[0].action else { panic!("subtest") };
-        assert_eq!(keys(steps), ["snapshot:isolate.outer", "subtest:a", "restore:isolate.outer", "subtest:b"]);
+        assert_eq!(
+            keys(steps),
+            ["snapshot:isolate.outer", "subtest:a", "restore:isolate.outer", "subtest:b"]
+        );
     }
 
     #[test]
