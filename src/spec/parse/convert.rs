@@ -88,10 +88,29 @@ pub(super) struct Conv<'a> {
     pub(super) computed: Vec<Computed>,
     /// Capture names so far, with where each is captured.
     pub(super) captures: BTreeMap<String, Span>,
+    /// `$NAME` in commands that no earlier step captured: an error if a
+    /// later step (or the step itself) captures `NAME` ([`Conv::captures_used_early`]).
+    pub(super) uncaptured_uses: Vec<(String, Span)>,
+    /// The description's text, to point at a `$NAME` inside a string.
+    pub(super) source: Option<&'a str>,
 }
 
-/// Checks the value tree against the description format.
-pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>) -> Option<TestSpec> {
+/// Checks the value tree against the description format. `source` is the
+/// description's text when known (for exact spans inside strings).
+pub(super) fn convert<'a>(
+    rel_path: &Path,
+    root: &Value,
+    source: Option<&'a str>,
+    diags: &'a mut Vec<Diagnostic>,
+) -> Option<TestSpec> {
+    let conv = |diags| Conv {
+        diags,
+        nodes: Nodes::Unknown,
+        computed: Vec::new(),
+        captures: BTreeMap::new(),
+        uncaptured_uses: Vec::new(),
+        source,
+    };
     let entries = match &root.kind {
         Kind::Attrs(entries) => entries,
         Kind::Lambda => {
@@ -109,13 +128,11 @@ pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>
             return None;
         }
         _ => {
-            let mut c =
-                Conv { diags, nodes: Nodes::Unknown, computed: Vec::new(), captures: BTreeMap::new() };
-            c.wrong_type(root, Ty::Attrs, "the description");
+            conv(diags).wrong_type(root, Ty::Attrs, "the description");
             return None;
         }
     };
-    let mut c = Conv { diags, nodes: Nodes::Unknown, computed: Vec::new(), captures: BTreeMap::new() };
+    let mut c = conv(diags);
     let stem = rel_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let mut spec = TestSpec {
         name: stem.clone(),
@@ -244,6 +261,7 @@ pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>
     if spec.backend == Backend::Rust {
         c.python_needs_python_backend(&spec.steps);
     }
+    c.captures_used_early();
     spec.computed = c.computed;
     Some(spec)
 }
