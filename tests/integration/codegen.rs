@@ -30,6 +30,7 @@ const CASES: &[&str] = &[
     "isolated",
     "display",
     "console-login",
+    "join-token",
 ];
 
 const OUTPUT: &str = "nix/checks.generated.nix";

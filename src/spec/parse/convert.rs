@@ -1,7 +1,7 @@
 //! The converter's state and the top level of a description: its keys,
 //! and the generic shape checks (types, unknown keys) every family uses.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::diagnostic::{Diagnostic, Span};
@@ -93,6 +93,22 @@ pub(super) struct Conv<'a> {
     pub(super) uncaptured_uses: Vec<(String, Span)>,
     /// The description's text, to point at a `$NAME` inside a string.
     pub(super) source: Option<&'a str>,
+    /// Snapshot names given to isolated subtests so far (they must differ).
+    pub(super) isolate_names: BTreeSet<String>,
+}
+
+impl<'a> Conv<'a> {
+    fn new(diags: &'a mut Vec<Diagnostic>, source: Option<&'a str>) -> Conv<'a> {
+        Conv {
+            diags,
+            nodes: Nodes::Unknown,
+            computed: Vec::new(),
+            captures: BTreeMap::new(),
+            uncaptured_uses: Vec::new(),
+            source,
+            isolate_names: BTreeSet::new(),
+        }
+    }
 }
 
 /// Checks the value tree against the description format. `source` is the
@@ -103,14 +119,6 @@ pub(super) fn convert<'a>(
     source: Option<&'a str>,
     diags: &'a mut Vec<Diagnostic>,
 ) -> Option<TestSpec> {
-    let conv = |diags| Conv {
-        diags,
-        nodes: Nodes::Unknown,
-        computed: Vec::new(),
-        captures: BTreeMap::new(),
-        uncaptured_uses: Vec::new(),
-        source,
-    };
     let entries = match &root.kind {
         Kind::Attrs(entries) => entries,
         Kind::Lambda => {
@@ -128,11 +136,11 @@ pub(super) fn convert<'a>(
             return None;
         }
         _ => {
-            conv(diags).wrong_type(root, Ty::Attrs, "the description");
+            Conv::new(diags, source).wrong_type(root, Ty::Attrs, "the description");
             return None;
         }
     };
-    let mut c = conv(diags);
+    let mut c = Conv::new(diags, source);
     let stem = rel_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let mut spec = TestSpec {
         name: stem.clone(),
