@@ -399,7 +399,7 @@ mod tests {
         // A span past the end of the (shorter) text.
         assert_eq!(decode(&bytes, FileId(3), "{ }"), None);
         // Not on a character boundary.
-        assert_eq!(decode(&bytes, FileId(3), "{ é = 1; x = 2; }"), None);
+        assert_eq!(decode(&bytes, FileId(3), "{é = 1; x = 2; }"), None);
         for len in 0..bytes.len() {
             assert_eq!(decode(&bytes[..len], FileId(3), "{ name = \"t\"; }"), None, "cut at {len}");
         }
