@@ -563,11 +563,12 @@ fn render_checks(g: &GlobalArgs, config: &Config) -> anyhow::Result<Option<(Stri
         guard_output(config, &run.sources)?;
         Some(run.render(config, g.hydra_jobs))
     };
-    // The cache only saves time: failing to write it fails nothing.
-    match run.save() {
-        Ok(_) => {}
-        Err(e) if !g.quiet => say!("warning: the cache was not written: {e}"),
-        Err(_) => {}
+    // The cache only saves time: failing to write it (no writable home,
+    // as in the Nix sandbox) fails nothing, and is said only on request.
+    if let Err(e) = run.save()
+        && g.verbose
+    {
+        say!("note: the cache was not written: {e}");
     }
     if g.verbose {
         let stats = run.stats();
