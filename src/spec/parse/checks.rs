@@ -30,6 +30,9 @@ impl Conv<'_> {
                     )),
             );
         }
+        if !computed::is_placeholder(&command) {
+            self.capture_uses(&command, v.span);
+        }
         if command.len() > MAX_COMMAND_BYTES && !computed::is_placeholder(&command) {
             self.diags.push(
                 Diagnostic::error(
