@@ -18,7 +18,7 @@ fn systemctl(query: &str, user: Option<&str>, expect: Expect, capture: Option<&s
 }
 
 fn exit(code: i32) -> Expect {
-    Expect { exit_code: Some(code), ..Expect::default() }
+    Expect { exit_code: Some(code.into()), ..Expect::default() }
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::diagnostic::{Diagnostic, Span};
-use crate::spec::computed::{self, Computed, ComputedType};
+use crate::spec::computed::{self, Computed, ComputedType, Num};
 use crate::spec::parse::{KNOWN_SYSTEMS, TEST_CLASHES, TEST_OPTIONS, TOP_KEYS, valid_test_name};
 use crate::spec::validate::did_you_mean;
 use crate::spec::value::{Entry, Kind, Value};
@@ -14,9 +14,9 @@ use crate::spec::{Backend, TestSpec};
 /// Steps are copied into the generated test, so they must be literals.
 const STATIC_HINT: &str = "this value shapes the test (which steps, which nodes, which checks), so it must be plain \
                            data or fold statically: literals, `let`-bound literals, and `map`, `++`, `toString` or \
-                           `${…}` over them. Strings that a step runs or compares (commands, unit names, paths, \
-                           expectations) may be any Nix expression; a top-level function `{ pkgs, lib, nodes, ... }:` \
-                           provides `pkgs` and `nodes`";
+                           `${…}` over them. Strings and numbers that a step runs, waits on or compares (commands, unit \
+                           names, paths, expectations, ports, timeouts, exit codes) may be any Nix expression; a \
+                           top-level function `{ pkgs, lib, nodes, ... }:` provides `pkgs` and `nodes`";
 const EVAL_HINT: &str = "or let Nix evaluate the description: `nixvm-gen --eval generate`";
 
 /// What a value should be, for wrong-type messages.
@@ -363,17 +363,41 @@ impl Conv<'_> {
     pub(super) fn text(&mut self, v: &Value, what: &str, pattern: Option<&'static str>) -> Option<String> {
         match &v.kind {
             Kind::Computed { expr, .. } => {
-                self.computed.push(Computed {
-                    expr: expr.clone(),
-                    ty: ComputedType::String,
-                    pattern,
-                    what: what.to_string(),
-                    span: v.span,
-                });
-                Some(computed::placeholder(self.computed.len() - 1))
+                let index = self.push_computed(expr, ComputedType::String, pattern, what, v.span);
+                Some(computed::placeholder(index))
             }
             _ => self.str(v, what),
         }
+    }
+
+    /// A number that Nix may compute: a literal, checked by `literal`
+    /// (which reports its own mistakes), or a [`Num::Computed`] that the
+    /// generated check evaluates and checks against `ty` (type and range).
+    pub(super) fn num<T>(
+        &mut self,
+        v: &Value,
+        what: &str,
+        ty: ComputedType,
+        literal: impl FnOnce(&mut Self, &Value) -> Option<T>,
+    ) -> Option<Num<T>> {
+        match &v.kind {
+            Kind::Computed { expr, .. } => {
+                Some(Num::Computed(self.push_computed(expr, ty, None, what, v.span)))
+            }
+            _ => literal(self, v).map(Num::Lit),
+        }
+    }
+
+    fn push_computed(
+        &mut self,
+        expr: &str,
+        ty: ComputedType,
+        pattern: Option<&'static str>,
+        what: &str,
+        span: Span,
+    ) -> usize {
+        self.computed.push(Computed { expr: expr.to_string(), ty, pattern, what: what.to_string(), span });
+        self.computed.len() - 1
     }
 
     fn reserved_chars(&mut self, span: Span, what: &str) {

@@ -43,7 +43,7 @@ mod unit {
             spec.steps[1].action,
             Action::Execute {
                 command: "curl x".into(),
-                expect: Expect { exit_code: Some(7), ..Expect::default() },
+                expect: Expect { exit_code: Some(7.into()), ..Expect::default() },
                 capture: Some("_s1".into()),
             }
         );
@@ -88,7 +88,7 @@ mod unit {
             Action::Systemctl {
                 query: "--no-pager show 'x y'".into(),
                 user: Some("alice".into()),
-                expect: Expect { exit_code: Some(0), ..Expect::default() },
+                expect: Expect { exit_code: Some(0.into()), ..Expect::default() },
                 capture: Some("SHOW".into()),
             }
         );
@@ -110,9 +110,9 @@ mod unit {
             }
         );
         assert_eq!(spec.steps[3].action, Action::StartJob { unit: "a.service".into(), user: None });
-        assert_eq!(spec.steps[3].effective_timeout(), Some(5.0));
+        assert_eq!(spec.steps[3].effective_timeout(), Some(5.0.into()));
         // The stock methods take no timeout; `execute`'s default bounds them.
-        assert_eq!(spec.steps[4].effective_timeout(), Some(900.0));
+        assert_eq!(spec.steps[4].effective_timeout(), Some(900.0.into()));
         assert_eq!(
             codes(
                 r#"{ nodes.m = {}; steps = [
@@ -193,7 +193,7 @@ mod unit {
         // `python` needs the Python backend: `python_step_needs_the_python_backend`.
         let expected: Vec<&str> = ACTION_KEYS.iter().copied().filter(|k| *k != "python").collect();
         assert_eq!(keys, expected);
-        assert_eq!(spec.steps[0].timeout, Some(5.0));
+        assert_eq!(spec.steps[0].timeout, Some(5.0.into()));
         assert_eq!(spec.steps[19].node.as_deref(), Some("b"));
         assert_eq!(
             spec.steps[5].action,
@@ -203,7 +203,7 @@ mod unit {
                     contains: vec!["x".into()],
                     equals: Some("y".into()),
                     matches: Some("z+".into()),
-                    exit_code: Some(3),
+                    exit_code: Some(3.into()),
                     ..Expect::default()
                 },
                 capture: None,
@@ -211,10 +211,13 @@ mod unit {
         );
         assert_eq!(
             spec.steps[15].action,
-            Action::Http { url: "http://h".into(), status: 404, contains: None }
+            Action::Http { url: "http://h".into(), status: 404.into(), contains: None }
         );
         assert_eq!(spec.steps[26].action, Action::SendKeys { keys: vec!["ctrl-alt-f2".into(), "A".into()] });
-        assert_eq!(spec.steps[28].action, Action::WaitUntilTtyMatches { tty: 2, regex: "login: ".into() });
+        assert_eq!(
+            spec.steps[28].action,
+            Action::WaitUntilTtyMatches { tty: 2.into(), regex: "login: ".into() }
+        );
         assert_eq!(
             (spec.steps[31].action.clone(), spec.steps[31].node.as_deref()),
             (Action::WaitForX, Some("a"))
@@ -254,6 +257,69 @@ mod unit {
     }
 
     #[test]
+    fn numbers_may_be_computed() {
+        use crate::spec::Num;
+        use crate::spec::computed::ComputedType;
+        let spec = parse_ok(
+            r#"{ nodes, ... }:
+            let cfg = nodes.m.services.web; port = 8080; in {
+              nodes.m = {};
+              steps = [
+                { waitForOpenPort = cfg.port; timeout = cfg.timeout; }
+                { waitForClosedPort = port; }
+                { succeed = "x"; expect.exitCode = cfg.code; }
+                { execute = "x"; expect.exitCode = 0; }
+                { http.url = "http://m"; http.status = cfg.status; }
+                { sleep = cfg.pause; }
+                { dumpTtyContents = cfg.tty; }
+              ];
+            }"#,
+        );
+        let types: Vec<ComputedType> = spec.computed.iter().map(|c| c.ty).collect();
+        assert_eq!(
+            types,
+            [
+                ComputedType::Timeout,
+                ComputedType::Int { min: 1, max: 65535 },
+                ComputedType::Int { min: 0, max: 255 },
+                ComputedType::Int { min: 100, max: 599 },
+                ComputedType::Seconds,
+                ComputedType::Int { min: 1, max: 63 },
+            ]
+        );
+        assert_eq!(spec.computed[0].expr, "(builtins.elemAt description.steps 0).timeout");
+        assert_eq!(spec.computed[0].what, "the `timeout` of `waitForOpenPort`");
+        assert_eq!(spec.steps[0].timeout, Some(Num::Computed(0)));
+        assert_eq!(spec.steps[0].action, Action::WaitForOpenPort { port: Num::Computed(1), addr: None });
+        // A `let`-bound literal folds, and is range-checked statically.
+        assert_eq!(spec.steps[1].action, Action::WaitForClosedPort { port: Num::Lit(8080), addr: None });
+        assert!(matches!(&spec.steps[2].action,
+            Action::Succeed { expect, .. } if expect.exit_code == Some(Num::Computed(2))));
+        assert!(matches!(&spec.steps[4].action, Action::Http { status: Num::Computed(3), .. }));
+        assert_eq!(spec.steps[5].action, Action::Sleep { seconds: Num::Computed(4) });
+        assert_eq!(spec.steps[6].action, Action::DumpTtyContents { tty: Num::Computed(5) });
+        // Literals keep their static range checks; a wrong literal type is
+        // still `wrong_type`.
+        for (step, code) in [
+            ("{ waitForOpenPort = 0; }", "port_out_of_range"),
+            ("{ succeed = \"x\"; timeout = -1; }", "invalid_timeout"),
+            ("{ succeed = \"x\"; expect.exitCode = 256; }", "exit_code_out_of_range"),
+            ("{ http.url = \"u\"; http.status = 99; }", "status_out_of_range"),
+            ("{ sleep = -1; }", "invalid_sleep"),
+            ("{ dumpTtyContents = 64; }", "invalid_tty"),
+            ("{ waitForOpenPort = \"80\"; }", "wrong_type"),
+        ] {
+            let text = format!("{{ pkgs, ... }}: {{ nodes.m = {{}}; steps = [ {step} ]; }}");
+            assert_eq!(codes(&text), [code], "{step}");
+        }
+        // Outside steps, numbers shape the test: still static.
+        assert_eq!(
+            codes("{ pkgs, ... }: { nodes.m = {}; timeout = pkgs.t; steps = [ { sleep = 1; } ]; }"),
+            ["not_static"]
+        );
+    }
+
+    #[test]
     fn syntax_errors_are_reported_once() {
         assert_eq!(codes("{ nodes.m = {} steps = [ ]; }"), ["nix_syntax"]);
         assert_eq!(codes(""), ["nix_syntax"]);
@@ -270,7 +336,7 @@ mod unit {
         let spec = spec.expect("spec");
         assert_eq!(spec.name, "j");
         assert_eq!(spec.steps[0].node.as_deref(), Some("m"));
-        assert_eq!(spec.steps[1].action, Action::Sleep { seconds: 0.25 });
+        assert_eq!(spec.steps[1].action, Action::Sleep { seconds: 0.25.into() });
     }
 
     /// Line of each top-level step (and of subtest steps) after converting
@@ -364,7 +430,7 @@ mod lists {
             r#"{ nodes.m = {}; steps = [ { succeed = [ "a" "b" ]; timeout = 5; } { fail = [ "c" ]; } ]; }"#,
         );
         let commands: Vec<_> = spec.steps.iter().map(|s| (s.action.key(), s.timeout)).collect();
-        assert_eq!(commands, [("succeed", Some(5.0)), ("succeed", Some(5.0)), ("fail", None)]);
+        assert_eq!(commands, [("succeed", Some(5.0.into())), ("succeed", Some(5.0.into())), ("fail", None)]);
         let (_, diags) = parse(
             FileId(0),
             Path::new("t.nix"),

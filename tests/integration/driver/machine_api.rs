@@ -37,7 +37,7 @@ systemd-run --unit=alice-manager --uid=1000 -p Type=notify -p Delegate=yes -E XD
 
 #[test]
 fn systemd_steps_on_systemd_guest() {
-    let exit0 = || Expect { exit_code: Some(0), ..Expect::default() };
+    let exit0 = || Expect { exit_code: Some(0.into()), ..Expect::default() };
     let Some(world) = vm_test(
         Kind::Systemd,
         &[NODE],
@@ -52,7 +52,7 @@ fn systemd_steps_on_systemd_guest() {
                     user: None,
                 },
             ),
-            unit_step(30.0, Action::WaitForClosedPort { port: 3000, addr: None }),
+            unit_step(30.0, Action::WaitForClosedPort { port: 3000.into(), addr: None }),
             unit_step(60.0, Action::StartJob { unit: "syshc.service".into(), user: None }),
             unit_step(
                 30.0,
