@@ -1,7 +1,7 @@
 //! The converter's state and the top level of a description: its keys,
 //! and the generic shape checks (types, unknown keys) every family uses.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::diagnostic::{Diagnostic, Span};
@@ -88,6 +88,20 @@ pub(super) struct Conv<'a> {
     pub(super) computed: Vec<Computed>,
     /// Capture names so far, with where each is captured.
     pub(super) captures: BTreeMap<String, Span>,
+    /// Snapshot names given to isolated subtests so far (they must differ).
+    pub(super) isolate_names: BTreeSet<String>,
+}
+
+impl<'a> Conv<'a> {
+    fn new(diags: &'a mut Vec<Diagnostic>) -> Conv<'a> {
+        Conv {
+            diags,
+            nodes: Nodes::Unknown,
+            computed: Vec::new(),
+            captures: BTreeMap::new(),
+            isolate_names: BTreeSet::new(),
+        }
+    }
 }
 
 /// Checks the value tree against the description format.
@@ -109,13 +123,12 @@ pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>
             return None;
         }
         _ => {
-            let mut c =
-                Conv { diags, nodes: Nodes::Unknown, computed: Vec::new(), captures: BTreeMap::new() };
+            let mut c = Conv::new(diags);
             c.wrong_type(root, Ty::Attrs, "the description");
             return None;
         }
     };
-    let mut c = Conv { diags, nodes: Nodes::Unknown, computed: Vec::new(), captures: BTreeMap::new() };
+    let mut c = Conv::new(diags);
     let stem = rel_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let mut spec = TestSpec {
         name: stem.clone(),

@@ -5,7 +5,7 @@ use super::commands::COMMAND_KEYS;
 use super::convert::{Conv, NodeRef, Sibling, code_list};
 use super::display::DISPLAY_KEYS;
 use super::power::POWER_KEYS;
-use super::snapshots::{SNAPSHOT_KEYS, isolate, subtest_snapshot_name};
+use super::snapshots::{SNAPSHOT_KEYS, isolate};
 use super::units::UNIT_KEYS;
 use super::waits::WAIT_KEYS;
 use crate::diagnostic::{Diagnostic, Span};
@@ -304,6 +304,14 @@ impl Conv<'_> {
         let v = &e.value;
         let what = format!("`{}`", e.key);
         let title = self.str(v, &what);
+        // Named before the steps are read, so that an outer subtest's name
+        // comes before those of isolated subtests inside it.
+        let isolated = match sibling("isolate") {
+            Some(iso) if self.isolate_flag(&iso.value) => {
+                Some((self.subtest_snapshot_name(title.as_deref()), iso.key_span))
+            }
+            _ => None,
+        };
         let mut steps = match sibling("steps") {
             Some(s) => {
                 let items = self.list(&s.value, "`steps`")?;
@@ -321,10 +329,8 @@ impl Conv<'_> {
                 return None;
             }
         };
-        if let Some(iso) = sibling("isolate")
-            && self.isolate_flag(&iso.value)
-        {
-            isolate(&mut steps, &subtest_snapshot_name(e.key_span), iso.key_span);
+        if let Some((name, span)) = isolated {
+            isolate(&mut steps, &name, span);
         }
         Some(Action::Subtest { title: title?, steps })
     }
