@@ -30,6 +30,9 @@ impl Conv<'_> {
                     )),
             );
         }
+        if !computed::is_placeholder(&command) {
+            self.capture_uses(&command, v.span);
+        }
         self.command_length(&command, v, what);
         Some(command)
     }

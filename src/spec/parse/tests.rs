@@ -320,6 +320,27 @@ mod unit {
     }
 
     #[test]
+    fn captures_are_read_after_they_are_captured() {
+        let text = |first: &str| {
+            format!(
+                r#"{{ pkgs, ... }}: {{ nodes.m = {{}}; steps = [ {first} {{ succeed = "cat t"; capture = "T"; }} {{ succeed = "echo $T"; }} ]; }}"#
+            )
+        };
+        assert_eq!(codes(&text(r#"{ succeed = "echo $T"; }"#)), ["capture_not_defined"]);
+        assert_eq!(codes(&text(r#"{ waitUntilFails = "[ -z \"\${T}\" ]"; }"#)), ["capture_not_defined"]);
+        // Not captures: the environment, the command's own variables,
+        // single-quoted or escaped text, commands Nix computes.
+        for fine in [
+            r#"{ succeed = "echo $HOME $PATH"; }"#,
+            r#"{ succeed = "T=1; echo $T"; }"#,
+            r#"{ succeed = "echo '$T' \\$T"; }"#,
+            r#"{ succeed = "${pkgs.x} $T"; }"#,
+        ] {
+            assert!(codes(&text(fine)).is_empty(), "{fine}");
+        }
+    }
+
+    #[test]
     fn syntax_errors_are_reported_once() {
         assert_eq!(codes("{ nodes.m = {} steps = [ ]; }"), ["nix_syntax"]);
         assert_eq!(codes(""), ["nix_syntax"]);

@@ -3,6 +3,7 @@
 
 use super::convert::{Conv, ShellWord, Sibling, code_list};
 use crate::diagnostic::Diagnostic;
+use crate::spec::captures::shell_references;
 use crate::spec::value::{Entry, Value};
 use crate::spec::{Action, Expect, computed, names};
 
@@ -16,7 +17,7 @@ impl Conv<'_> {
         let user = self.unit_user(sibling);
         Some(match e.key.as_str() {
             "systemctl" => {
-                let query = self.query(v, &what);
+                let query = self.query(v, &what, sibling("user").is_some());
                 let expect = match sibling("expect") {
                     Some(x) => self.expect(&x.value),
                     None => Some(Expect::default()),
@@ -55,9 +56,18 @@ impl Conv<'_> {
     }
 
     /// What follows `systemctl `: shell text, as in the stock method (its
-    /// options are the point, so a leading `-` is fine here).
-    fn query(&mut self, v: &Value, what: &str) -> Option<String> {
+    /// options are the point, so a leading `-` is fine here). A user's
+    /// query runs in `su -l`'s clean environment, which captures do not
+    /// reach.
+    fn query(&mut self, v: &Value, what: &str, as_user: bool) -> Option<String> {
         let query = self.text(v, what, None)?;
+        if !computed::is_placeholder(&query) {
+            if as_user {
+                self.captures_unseen(&query, v);
+            } else {
+                self.capture_uses(&query, v.span);
+            }
+        }
         if names::is_blank_command(&query) && !computed::is_placeholder(&query) {
             self.diags.push(
                 Diagnostic::error("empty_command", Some(v.span), format!("{what} has no query"))
@@ -71,6 +81,30 @@ impl Conv<'_> {
         }
         self.command_length(&query, v, what);
         Some(query)
+    }
+
+    /// `capture_not_visible`: a user's query names a capture, which `su -l`
+    /// does not pass on.
+    fn captures_unseen(&mut self, query: &str, v: &Value) {
+        let captured: Vec<String> = shell_references(query)
+            .into_iter()
+            .map(|(name, _)| name.to_string())
+            .filter(|name| self.captures.contains_key(name))
+            .collect();
+        if let Some(name) = captured.first() {
+            self.diags.push(
+                Diagnostic::error(
+                    "capture_not_visible",
+                    Some(v.span),
+                    format!("`${name}` does not reach a query run as another user"),
+                )
+                .with_label("captures are not passed to `su -l`")
+                .with_hint(
+                    "the stock driver runs a user's `systemctl --user` in a login shell (`su -l`), which starts \
+                     from a clean environment; pass the value another way, e.g. in a file the user can read",
+                ),
+            );
+        }
     }
 
     /// One of systemd's `ActiveState` values.
