@@ -31,6 +31,7 @@ const CASES: &[&str] = &[
     "display",
     "console-login",
     "join-token",
+    "machine-api",
 ];
 
 const OUTPUT: &str = "nix/checks.generated.nix";
@@ -726,7 +727,11 @@ fn scripts_of_generated_file(file: &Path) -> Vec<ScriptUnderTest> {
 let
   # Just enough of a package set and of evaluated nodes for the fixtures
   # whose descriptions compute values (tests/fixtures/codegen/store-paths).
-  fakeNodes = {{ server.networking.hostName = "server"; client.networking.hostName = "client"; }};
+  fakeNodes = {{
+    server.networking.hostName = "server";
+    client.networking.hostName = "client";
+    machine.networking.hostName = "machine";
+  }};
   runNixOSTest = module:
     let m = module {{ config.nodes = fakeNodes; lib = {{ }}; }};
     in {{ inherit (m) name testScript; nodes = builtins.attrNames m.nodes; }};
