@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 use crate::util;
 
 mod fixtures;
+mod machine_api;
 
 /// Upper bound for any single driver run in these tests; a run that takes
 /// longer is killed and the test fails (the driver's own global timeout is
