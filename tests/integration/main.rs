@@ -16,6 +16,7 @@ mod fuzz;
 mod hostile;
 mod import;
 mod nix;
+mod regex_dialect;
 mod sandbox;
 mod scaffold;
 mod spec;
