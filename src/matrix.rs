@@ -70,8 +70,14 @@ fn worst_case_secs(steps: &[Step]) -> f64 {
         .iter()
         .map(|s| match &s.action {
             Action::Subtest { steps, .. } => worst_case_secs(steps),
-            Action::Sleep { seconds } => *seconds,
-            _ => s.effective_timeout().unwrap_or(0.0),
+            // A computed length counts as nothing, a computed timeout as
+            // the action's default: estimates for scheduling only.
+            Action::Sleep { seconds } => seconds.literal().unwrap_or(0.0),
+            _ => s
+                .effective_timeout()
+                .and_then(crate::spec::Num::literal)
+                .or_else(|| s.action.default_timeout())
+                .unwrap_or(0.0),
         })
         .filter(|secs| secs.is_finite() && *secs > 0.0)
         .sum()

@@ -18,6 +18,7 @@ use crate::diagnostic::Sources;
 use crate::flake::{FlakeInfo, ModuleKind};
 use crate::plan::Plan;
 use crate::project::Project;
+use crate::spec::computed::ComputedType;
 use crate::spec::{self, Action, Backend, Step, TestSpec, computed};
 
 /// Indentation of the attributes of a test module in the template.
@@ -282,6 +283,11 @@ fn computed_values(
         let Some(c) = spec.computed.get(index) else { break };
         let check = checked_value(spec, sources, c);
         match embed {
+            // Python timeouts are whole seconds (the stock `retry` counts
+            // them), rounded up as static ones are.
+            Embed::Python if c.ty == ComputedType::Timeout => {
+                out.push_str(&format!("${{builtins.toJSON (builtins.ceil ({check}))}}"))
+            }
             Embed::Python => out.push_str(&format!("${{builtins.toJSON ({check})}}")),
             Embed::Nix => out.push_str(&format!("({check})")),
         }
@@ -299,9 +305,10 @@ fn computed_values(
     Ok(out)
 }
 
-/// `nixvmValue "<file:line: what>" "<type>" <pattern> <expr>`: the value,
-/// or an evaluation error naming the description file, the step and the
-/// expected type.
+/// `nixvmValue "<file:line: what>" "<type>" <pattern> <expr>` (strings) or
+/// `nixvmNumber "<file:line: what>" "<expected>" (<check>) <expr>`
+/// (numbers): the value, or an evaluation error naming the description
+/// file, the step and the expected type (and range).
 fn checked_value(spec: &TestSpec, sources: &Sources, c: &computed::Computed) -> String {
     let file = spec.file.display().to_string();
     let place = if c.span.file.0 < sources.len() {
@@ -311,13 +318,16 @@ fn checked_value(spec: &TestSpec, sources: &Sources, c: &computed::Computed) -> 
     } else {
         file
     };
-    let pattern = c.pattern.map_or_else(|| "null".to_string(), nix_string);
-    format!(
-        "nixvmValue {} {} {pattern} {}",
-        nix_string(&format!("{place}: {}", c.what)),
-        nix_string(c.ty.nix_type()),
-        c.expr
-    )
+    let where_ = nix_string(&format!("{place}: {}", c.what));
+    match c.ty.number_check() {
+        Some((expected, check)) => {
+            format!("nixvmNumber {where_} {} ({check}) {}", nix_string(&expected), c.expr)
+        }
+        None => {
+            let pattern = c.pattern.map_or_else(|| "null".to_string(), nix_string);
+            format!("nixvmValue {where_} \"string\" {pattern} {}", c.expr)
+        }
+    }
 }
 
 /// The `nixosModules` every node of `spec` imports: the ones it lists (in

@@ -22,7 +22,7 @@ use super::CodegenError;
 use super::escape::{comment_text, python_string, shell_quote};
 use crate::diagnostic::{Sources, Span};
 use crate::guest::{captures, commands};
-use crate::spec::computed::is_placeholder;
+use crate::spec::computed::{Num, is_placeholder, placeholder};
 use crate::spec::names::{SHELL_SAFE_CHARS, UNIT_NAME_CHARS, is_safe_unit_name, is_shell_safe};
 use crate::spec::{Action, Expect, Step, TestSpec};
 
@@ -225,7 +225,7 @@ impl<'a> ScriptGen<'a> {
         let loc = self.location(step.span);
         out.push(format!("# {}: {}", comment_text(&loc), step.action.key()));
         let loc_lit = python_string(&loc);
-        let timeout = step.effective_timeout().map(python_timeout);
+        let timeout = step.effective_timeout().map(|t| python_num(t, python_timeout));
         let timeout_arg = timeout.as_ref().map(|t| format!(", timeout={t}")).unwrap_or_default();
         let node = match (&step.node, step.action.needs_node()) {
             (Some(node), _) => pythonize(node),
@@ -278,6 +278,7 @@ impl<'a> ScriptGen<'a> {
                     Some(_) => format!(", addr={}", python_string(&commands::probe_addr(addr.as_deref()))),
                     None => String::new(),
                 };
+                let port = python_num(*port, |p| p.to_string());
                 out.push(format!("{node}.{method}({port}{addr_arg}{timeout_arg})"));
             }
             Action::WaitForFile { path } => {
@@ -290,7 +291,8 @@ impl<'a> ScriptGen<'a> {
             Action::Succeed { command, expect, capture } => {
                 let cmd = self.user_command(command);
                 match expect.exit_code {
-                    Some(code) if code != 0 => {
+                    Some(code) if code != Num::Lit(0) => {
+                        let code = python_num(code, |c| c.to_string());
                         out.push(format!("{}, {} = {node}.execute({cmd}{timeout_arg})", n.status, n.out));
                         out.push(format!(
                             "assert {status} == {code}, \"%s: expected exit code %d, got %d (output: %r)\" % ({loc_lit}, {code}, {status}, {out})",
@@ -310,6 +312,7 @@ impl<'a> ScriptGen<'a> {
                 let cmd = self.user_command(command);
                 out.push(format!("{}, {} = {node}.execute({cmd}{timeout_arg})", n.status, n.out));
                 if let Some(code) = expect.exit_code {
+                    let code = python_num(code, |c| c.to_string());
                     out.push(format!(
                         "assert {status} == {code}, \"%s: expected exit code %d, got %d (output: %r)\" % ({loc_lit}, {code}, {status}, {out})",
                         status = n.status,
@@ -339,7 +342,8 @@ impl<'a> ScriptGen<'a> {
                 while self.taken.contains(&helper) {
                     helper.push('_');
                 }
-                let mut conditions = vec![format!("{} == {}", n.status, expect.exit_code.unwrap_or(0))];
+                let code = python_num(expect.exit_code.unwrap_or(Num::Lit(0)), |c| c.to_string());
+                let mut conditions = vec![format!("{} == {code}", n.status)];
                 conditions.extend(self.output_conditions(expect, &n.out));
                 out.push(format!("def {helper}(last_try: bool) -> bool:"));
                 out.push(format!("{PY_INDENT}{}, {} = {node}.execute({cmd}{timeout_arg})", n.status, n.out));
@@ -362,7 +366,7 @@ impl<'a> ScriptGen<'a> {
             }
             Action::Sleep { seconds } => {
                 self.imports.insert("time");
-                out.push(format!("{}.sleep({})", n.time, python_number(*seconds)));
+                out.push(format!("{}.sleep({})", n.time, python_num(*seconds, python_number)));
             }
             Action::Http { url, status, contains } => {
                 let cmd = if is_placeholder(url) {
@@ -376,8 +380,13 @@ impl<'a> ScriptGen<'a> {
                 };
                 out.push(format!("{} = {node}.succeed({cmd}{timeout_arg})", n.out));
                 out.push(format!("{}, _, {} = {}.rpartition(\"\\n\")", n.body, n.code, n.out));
+                // curl prints the status as three digits.
+                let status = match status {
+                    Num::Lit(s) => format!("\"{s:03}\""),
+                    Num::Computed(_) => format!("str({})", python_num(*status, |s| s.to_string())),
+                };
                 out.push(format!(
-                    "assert {code} == \"{status:03}\", \"%s: expected HTTP status %s from %s, got %s (body: %r)\" % ({loc_lit}, \"{status:03}\", {url}, {code}, {body})",
+                    "assert {code} == {status}, \"%s: expected HTTP status %s from %s, got %s (body: %r)\" % ({loc_lit}, {status}, {url}, {code}, {body})",
                     code = n.code,
                     body = n.body,
                     url = python_string(url),
@@ -441,10 +450,13 @@ impl<'a> ScriptGen<'a> {
             }
             Action::SendChars { chars } => out.push(format!("{node}.send_chars({})", python_string(chars))),
             Action::WaitUntilTtyMatches { tty, regex } => out.push(format!(
-                "{node}.wait_until_tty_matches(\"{tty}\", {}{timeout_arg})",
+                "{node}.wait_until_tty_matches({}, {}{timeout_arg})",
+                python_tty(*tty),
                 python_string(regex)
             )),
-            Action::DumpTtyContents { tty } => out.push(format!("{node}.dump_tty_contents(\"{tty}\")")),
+            Action::DumpTtyContents { tty } => {
+                out.push(format!("{node}.dump_tty_contents({})", python_tty(*tty)))
+            }
             Action::WaitForText { regex } => {
                 out.push(format!("{node}.wait_for_text({}{timeout_arg})", python_string(regex)))
             }
@@ -693,6 +705,24 @@ fn python_timeout(seconds: f64) -> String {
     if whole.is_finite() && whole >= 0.0 { format!("{}", whole as u64) } else { "0".to_string() }
 }
 
+/// A number as a Python literal: `literal` of a literal; a computed one
+/// as its quoted placeholder, which `codegen::model` replaces by the value
+/// Nix computes (`${builtins.toJSON …}`, a valid Python number).
+fn python_num<T>(n: Num<T>, literal: impl FnOnce(T) -> String) -> String {
+    match n {
+        Num::Lit(v) => literal(v),
+        Num::Computed(i) => python_string(&placeholder(i)),
+    }
+}
+
+/// The stock `tty` parameters are strings (`"1"`).
+fn python_tty(tty: Num<u8>) -> String {
+    match tty {
+        Num::Lit(t) => format!("\"{t}\""),
+        Num::Computed(_) => format!("str({})", python_num(tty, |t| t.to_string())),
+    }
+}
+
 /// A number as a Python literal (integral values without a decimal point).
 fn python_number(value: f64) -> String {
     if value.is_finite() { format!("{value}") } else { "0".to_string() }
@@ -755,7 +785,7 @@ mod tests {
     #[test]
     fn timeouts_round_up_to_whole_seconds() {
         let mut s = spec(&["m"], vec![step("m", Action::WaitForFile { path: "/x y".into() })]);
-        s.steps[0].timeout = Some(2.5);
+        s.steps[0].timeout = Some(Num::Lit(2.5));
         let script = render(&s, &Sources::default()).unwrap();
         assert!(script.contains("m.wait_for_file(\"'/x y'\", timeout=3)"), "{script}");
     }

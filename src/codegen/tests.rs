@@ -48,7 +48,7 @@ fn health(backend: Backend) -> TestSpec {
         timeout: None,
         steps: vec![
             step(Some("machine"), Action::WaitForUnit { unit: "syshc.service".into(), user: None }),
-            step(Some("machine"), Action::WaitForOpenPort { port: 3000, addr: None }),
+            step(Some("machine"), Action::WaitForOpenPort { port: 3000.into(), addr: None }),
             step(
                 Some("machine"),
                 Action::Succeed {

@@ -39,9 +39,33 @@ pub struct Failure {
     pub console: Vec<String>,
 }
 
+/// Most bytes of one text (output, a detail, the message, the command) a
+/// failure carries into the log and the reports: a command that prints
+/// megabytes must not bloat them.
+pub const MAX_TEXT: usize = 64 * 1024;
+
+/// Most bytes of one console line in a failure (20 lines are kept).
+pub const MAX_CONSOLE_LINE: usize = 4 * 1024;
+
 impl Failure {
     pub fn new(message: impl Into<String>) -> Failure {
         Failure { message: message.into(), ..Failure::default() }
+    }
+
+    /// The failure with every text cut to [`MAX_TEXT`] bytes (console lines
+    /// to [`MAX_CONSOLE_LINE`]), each cut marked in the text itself.
+    pub fn bounded(mut self) -> Failure {
+        cut(&mut self.message, MAX_TEXT);
+        for text in self.command.iter_mut().chain(self.output.iter_mut()) {
+            cut(text, MAX_TEXT);
+        }
+        for d in &mut self.details {
+            cut(&mut d.text, MAX_TEXT);
+        }
+        for line in &mut self.console {
+            cut(line, MAX_CONSOLE_LINE);
+        }
+        self
     }
 
     /// Multi-line rendering for logs and JUnit bodies.
@@ -69,6 +93,30 @@ impl Failure {
         }
         s
     }
+}
+
+/// Cuts `text` to at most `max` bytes plus a marker: the first and the
+/// last `max / 2` bytes (on character boundaries) are kept, as the end of an
+/// output often says what went wrong.
+pub fn cut(text: &mut String, max: usize) {
+    if text.len() <= max {
+        return;
+    }
+    let mut head = max / 2;
+    while !text.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = text.len() - max / 2;
+    while !text.is_char_boundary(tail) {
+        tail += 1;
+    }
+    let marker = format!(
+        "\n[… cut by nixvm-driver: {} of {} bytes left out, the first and last {} KiB are kept …]\n",
+        tail - head,
+        text.len(),
+        max / 2 / 1024
+    );
+    text.replace_range(head..tail, &marker);
 }
 
 fn indent(text: &str) -> String {

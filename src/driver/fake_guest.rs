@@ -22,6 +22,10 @@ use crate::plan::{PLAN_VERSION, Plan};
 use crate::spec::{Action, Expect, Step};
 
 mod captures;
+mod faults;
+mod survivors;
+
+use survivors::Survivors;
 
 fn available() -> bool {
     ["python3", "bash", "base64", "timeout"].iter().all(|t| require(t, "the fake guest"))
@@ -392,7 +396,7 @@ fn node_names_that_escape_the_state_directory_are_rejected() {
 }
 
 fn step(action: Action, timeout: f64) -> Step {
-    Step { node: Some("machine".into()), timeout: Some(timeout), action, span: None }
+    Step { node: Some("machine".into()), timeout: Some(timeout.into()), action, span: None }
 }
 
 fn succeed(cmd: &str) -> Step {
@@ -464,7 +468,7 @@ fn wait_for_open_port_latency() {
     }
     let Some(mut h) = harness(SLOW_COMMANDS) else { return };
     let (port, slot) = port_slot();
-    let wait = Action::WaitForOpenPort { port, addr: Some("127.0.0.1".into()) };
+    let wait = Action::WaitForOpenPort { port: port.into(), addr: Some("127.0.0.1".into()) };
     let s2 = slot.clone();
     assert_wait_latency(&mut h, wait, move || {
         *s2.lock().unwrap() = Some(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap());
@@ -480,7 +484,7 @@ fn wait_for_closed_port_latency() {
     let Some(mut h) = harness(SLOW_COMMANDS) else { return };
     let (port, slot) = port_slot();
     *slot.lock().unwrap() = Some(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap());
-    let wait = Action::WaitForClosedPort { port, addr: Some("127.0.0.1".into()) };
+    let wait = Action::WaitForClosedPort { port: port.into(), addr: Some("127.0.0.1".into()) };
     assert_wait_latency(&mut h, wait, move || drop(slot.lock().unwrap().take()));
 }
 
@@ -547,7 +551,7 @@ fn waits_report_the_last_attempt_on_timeout() {
     // The output and status of one attempt, not of every attempt.
     assert_eq!((f.exit_status, f.output.as_deref()), (Some(3), Some("attempt\n")));
     assert_eq!(f.command.as_deref(), Some("echo attempt; exit 3"));
-    let f = h.failure(&step(Action::WaitForOpenPort { port: 1, addr: Some("127.0.0.1".into()) }, 1.0));
+    let f = h.failure(&step(Action::WaitForOpenPort { port: 1.into(), addr: Some("127.0.0.1".into()) }, 1.0));
     assert!(f.message.starts_with("TCP port 1 did not open within 1.0 seconds"), "{}", f.message);
     assert_eq!(f.command.as_deref(), Some("nc -z 127.0.0.1 1"));
     assert_eq!(f.exit_status, Some(1));
@@ -726,27 +730,12 @@ fn keep_going_semantics() {
     }
 }
 
-/// Asserts that neither the fake QEMU (recognised by its state directory)
-/// nor the guest command `sleep <unique>` survived the run.
-fn nothing_left(tmp: &Path, command: &str) {
-    std::thread::sleep(Duration::from_millis(200));
-    let needle = tmp.display().to_string();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat.rsplit(") ").next().is_some_and(|s| s.starts_with('Z'));
-        let ours =
-            (cmdline.contains("fake-qemu.py") && cmdline.contains(&needle)) || cmdline.contains(command);
-        assert!(!ours || zombie, "orphan: {cmdline}");
-    }
-}
-
 #[test]
 fn global_timeout_writes_the_reports_and_kills_everything() {
     let Some(fake) = FakeRun::new("", vec![succeed("true"), succeed("sleep 30.17"), succeed("true")]) else {
         return;
     };
+    let survivors = Survivors::watch(fake.tmp.path());
     let abort = Abort::new(Arc::new(AtomicUsize::new(0)), Some(Duration::from_secs(3)));
     let t = Instant::now();
     let (outcome, buf) = fake.run(&abort);
@@ -763,12 +752,13 @@ fn global_timeout_writes_the_reports_and_kills_everything() {
     assert_eq!(json["steps"][2]["status"], "skipped");
     assert!(fake.out.path().join("junit.xml").exists());
     assert!(text(&buf).contains("timeout reached; test terminating..."));
-    nothing_left(fake.tmp.path(), "sleep 30.17");
+    survivors.assert_none_left(2);
 }
 
 #[test]
 fn interrupt_stops_the_run_and_cleans_up() {
     let Some(fake) = FakeRun::new("", vec![succeed("sleep 30.23")]) else { return };
+    let survivors = Survivors::watch(fake.tmp.path());
     let signals = Arc::new(AtomicUsize::new(0));
     let abort = Abort::new(signals.clone(), None);
     let s2 = signals.clone();
@@ -779,7 +769,7 @@ fn interrupt_stops_the_run_and_cleans_up() {
     assert_eq!(outcome.result, RunResult::Interrupted);
     assert_eq!(outcome.exit_code(), 130);
     assert!(fake.out.path().join("report.json").exists());
-    nothing_left(fake.tmp.path(), "sleep 30.23");
+    survivors.assert_none_left(2);
 }
 
 #[test]
@@ -844,6 +834,7 @@ fn repl(fake: &FakeRun, script: &str, signals: &ReplSignals) -> (i32, String, St
 fn interactive_prompt_drives_nodes_commands_and_steps() {
     let steps = vec![succeed("echo one"), subtest("two", vec![succeed("touch /tmp/nixvm-step-two")])];
     let Some(fake) = FakeRun::new("", steps) else { return };
+    let survivors = Survivors::watch(fake.tmp.path());
     let script = "nodes\nstart\nnodes\nmachine: echo hi\nmachine: exit 3\nexec machine printf 'a b'\n\
                   timeout=1 machine: sleep 5\nsteps\nstep 1\nrun\nnodse\nmachine\nghost: true\n";
     let (code, out, log) = repl(&fake, script, &ReplSignals::default());
@@ -873,12 +864,13 @@ fn interactive_prompt_drives_nodes_commands_and_steps() {
     // EOF: sync, cleanup, nothing left; no reports in interactive mode.
     assert!(log.contains("cleanup"), "{log}");
     assert!(!fake.out.path().join("report.json").exists());
-    nothing_left(fake.tmp.path(), "sleep 5");
+    survivors.assert_none_left(2);
 }
 
 #[test]
 fn interactive_commands_start_the_node_on_demand_and_quit_cleans_up() {
     let Some(fake) = FakeRun::new("", vec![succeed("false")]) else { return };
+    let survivors = Survivors::watch(fake.tmp.path());
     let (code, out, log) = repl(
         &fake,
         "machine: echo up\nstep 1\nshutdown machine\nnodes\nstart machine\n\
@@ -895,12 +887,13 @@ fn interactive_commands_start_the_node_on_demand_and_quit_cleans_up() {
     assert!(out.contains("machine  exited ("), "{out}");
     // `quit` ends the session: the `nodes` after it is never read.
     assert_eq!(out.matches("machine  not started").count(), 1, "{out}");
-    nothing_left(fake.tmp.path(), "nixvm-no-such-guest-command");
+    survivors.assert_none_left(2);
 }
 
 #[test]
 fn interactive_interrupt_returns_to_the_prompt() {
     let Some(fake) = FakeRun::new("", Vec::new()) else { return };
+    let survivors = Survivors::watch(fake.tmp.path());
     let signals = ReplSignals::default();
     let s = signals.clone();
     // SIGINT as the CLI's signal thread delivers it: only while busy.
@@ -921,7 +914,7 @@ fn interactive_interrupt_returns_to_the_prompt() {
     assert!(out.contains("interrupted; machine may still be busy in the guest"), "{out}");
     assert!(out.contains("after\n(exit status 0)"), "{out}");
     assert!(t.elapsed() < Duration::from_secs(15), "took {:?}", t.elapsed());
-    nothing_left(fake.tmp.path(), "sleep 30.41");
+    survivors.assert_none_left(2);
 }
 
 #[test]

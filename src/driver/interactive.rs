@@ -695,7 +695,7 @@ mod tests {
     fn succeed(cmd: &str) -> Step {
         Step {
             node: Some("machine".into()),
-            timeout: Some(10.0),
+            timeout: Some(10.0.into()),
             action: Action::Succeed { command: cmd.into(), expect: Expect::default(), capture: None },
             span: None,
         }
@@ -709,7 +709,8 @@ mod tests {
             action: Action::Subtest { title: "inner".into(), steps: vec![succeed("b"), succeed("c")] },
             span: None,
         };
-        let sleep = Step { node: None, timeout: None, action: Action::Sleep { seconds: 1.0 }, span: None };
+        let sleep =
+            Step { node: None, timeout: None, action: Action::Sleep { seconds: 1.0.into() }, span: None };
         let plan = Plan {
             version: PLAN_VERSION,
             name: "t".into(),

@@ -179,7 +179,16 @@ impl Sinks {
         Sinks { terminal: TerminalSink::new(log), report: ReportBuilder::new(plan) }
     }
 
-    pub(super) fn emit(&mut self, event: DriverEvent) {
+    /// Hands `event` to both sinks, its failure's texts cut to
+    /// [`super::events::MAX_TEXT`] first.
+    pub(super) fn emit(&mut self, mut event: DriverEvent) {
+        match &mut event {
+            DriverEvent::VmFailed { failure, .. }
+            | DriverEvent::StepFinished { failure: Some(failure), .. } => {
+                *failure = std::mem::take(failure).bounded();
+            }
+            _ => {}
+        }
         self.terminal.handle(&event);
         self.report.handle(&event);
     }

@@ -122,6 +122,26 @@ pub struct Shell {
     preferred: Protocol,
     /// Number of the last fast-protocol command.
     seq: u64,
+    /// Random offset of this connection's reply numbers: the guest echoes
+    /// `base + seq`, so a header printed by a guest program (a fake marker,
+    /// a log of an earlier session) does not carry a number the driver
+    /// expects and is skipped instead of ending a command early.
+    base: u64,
+}
+
+/// Longest header line (`\x01NIXVM <seq> <status> <len>`) a reply can have:
+/// a mark followed by more bytes without a newline is not a header.
+const MAX_HEADER: usize = 80;
+
+/// A fresh random reply-number base in `[2^62, 2^63)` (from the standard
+/// library's per-process random hash keys: unpredictable, no extra crate).
+fn random_base() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()),
+    );
+    (h.finish() >> 2) | (1 << 62)
 }
 
 impl Shell {
@@ -135,6 +155,7 @@ impl Shell {
             protocol: Protocol::Stock,
             preferred: Protocol::preferred(),
             seq: 0,
+            base: random_base(),
         }
     }
 
@@ -157,6 +178,7 @@ impl Shell {
             return Ok(Protocol::Stock);
         }
         self.seq = 0;
+        self.base = random_base();
         self.send(&backdoor::negotiation_line())?;
         let started = Instant::now();
         let accept = [REPLY_MARK, b"0 0 0\n"].concat();
@@ -259,9 +281,10 @@ impl Shell {
         }
     }
 
-    /// One `__nixvm_x` line, one reply: header `\x01NIXVM <seq> <status>
+    /// One `__nixvm_x` line, one reply: header `\x01NIXVM <base+seq> <status>
     /// <len>`, then `len` raw bytes. Replies of commands the host gave up on
-    /// carry older numbers and are skipped.
+    /// carry older numbers and are skipped; so are headers with numbers this
+    /// connection never sent.
     fn execute_fast(
         &mut self,
         command: &str,
@@ -272,7 +295,7 @@ impl Shell {
         let was_desynced = self.desynced;
         self.desynced = true;
         self.seq += 1;
-        let seq = self.seq;
+        let seq = self.base + self.seq;
         self.send(&backdoor::command_line(seq, command, guest_timeout))?;
         let started = Instant::now();
         loop {
@@ -292,35 +315,53 @@ impl Shell {
         }
     }
 
-    /// A complete fast-protocol reply from the buffer, if there is one;
-    /// bytes before its header (none from a well-behaved guest) are dropped.
+    /// A complete fast-protocol reply from the buffer, if there is one.
+    /// Bytes before a header (none from a well-behaved guest) are dropped, and
+    /// so is a mark that does not start a header this connection asked for
+    /// (malformed, too long, or a number never sent): only the mark's first
+    /// byte is dropped, so a real header right after it is still found.
     fn take_fast_reply(&mut self) -> Result<Option<(u64, Reply)>, ShellError> {
-        let Some(pos) = find(&self.buf, REPLY_MARK) else {
-            let keep = REPLY_MARK.len() - 1;
-            if self.buf.len() > keep {
-                self.buf.drain(..self.buf.len() - keep);
+        loop {
+            let Some(pos) = find(&self.buf, REPLY_MARK) else {
+                let keep = REPLY_MARK.len() - 1;
+                if self.buf.len() > keep {
+                    self.buf.drain(..self.buf.len() - keep);
+                }
+                return Ok(None);
+            };
+            self.buf.drain(..pos);
+            let line_end = self.buf.iter().take(MAX_HEADER).position(|&b| b == b'\n');
+            let Some(nl) = line_end else {
+                if self.buf.len() < MAX_HEADER {
+                    return Ok(None);
+                }
+                self.buf.drain(..1);
+                continue;
+            };
+            let Some((seq, status, len)) = self.parse_header(&self.buf[REPLY_MARK.len()..nl]) else {
+                self.buf.drain(..1);
+                continue;
+            };
+            let end = nl + 1 + len;
+            if self.buf.len() < end {
+                return Ok(None);
             }
-            return Ok(None);
-        };
-        self.buf.drain(..pos);
-        let Some(nl) = self.buf.iter().position(|&b| b == b'\n') else { return Ok(None) };
-        let header = String::from_utf8_lossy(&self.buf[REPLY_MARK.len()..nl]).into_owned();
-        let bad = || ShellError::Protocol(format!("malformed reply header {:?}", truncate(&header, 200)));
-        let mut fields = header.split(' ').map(str::parse::<u64>);
-        let (Some(Ok(seq)), Some(Ok(status)), Some(Ok(len)), None) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            return Err(bad());
-        };
-        let status = i32::try_from(status).map_err(|_| bad())?;
-        let len = usize::try_from(len).map_err(|_| bad())?;
-        let end = (nl + 1).checked_add(len).ok_or_else(bad)?;
-        if self.buf.len() < end {
-            return Ok(None);
+            let stdout = self.buf[nl + 1..end].to_vec();
+            self.buf.drain(..end);
+            return Ok(Some((seq, Reply { status, stdout })));
         }
-        let stdout = self.buf[nl + 1..end].to_vec();
-        self.buf.drain(..end);
-        Ok(Some((seq, Reply { status, stdout })))
+    }
+
+    /// `<seq> <status> <len>` of a header this connection sent the command
+    /// for (a number in `base+1 ..= base+seq`), else `None`.
+    fn parse_header(&self, header: &[u8]) -> Option<(u64, i32, usize)> {
+        let header = std::str::from_utf8(header).ok()?;
+        let mut fields = header.split(' ');
+        let seq = fields.next()?.parse::<u64>().ok()?;
+        let status = fields.next()?.parse::<i32>().ok()?;
+        let len = fields.next()?.parse::<usize>().ok()?;
+        let sent = self.base + 1..=self.base + self.seq;
+        (fields.next().is_none() && sent.contains(&seq)).then_some((seq, status, len))
     }
 
     /// The stock framing (reference §3.2).
@@ -492,6 +533,47 @@ mod tests {
         let reply =
             shell.execute("echo hi", Some(Duration::from_secs(3)), deadline, &Abort::never()).unwrap();
         assert_eq!(reply, Reply { status: 0, stdout: b"hi".to_vec() });
+    }
+
+    /// Reads from the guest side until `end`.
+    fn read_until(guest: &mut UnixStream, end: &[u8]) -> String {
+        let mut got = Vec::new();
+        let mut b = [0u8; 1];
+        while !got.ends_with(end) {
+            guest.read_exact(&mut b).unwrap();
+            got.push(b[0]);
+        }
+        String::from_utf8(got).unwrap()
+    }
+
+    /// Headers a guest program prints on the channel (guessed numbers,
+    /// garbage, a mark without an end) are skipped: the command ends with
+    /// its real reply, not earlier.
+    #[test]
+    fn fake_reply_headers_are_skipped() {
+        let (mut shell, mut guest) = pair();
+        shell.prefer(Protocol::Fast);
+        let t = std::thread::spawn(move || {
+            read_until(&mut guest, b"echo nixvm-stock ;; esac\n");
+            guest.write_all(b"\x01NIXVM 0 0 0\n").unwrap();
+            let line = read_until(&mut guest, b"\n");
+            let seq: u64 = line.split(' ').nth(1).unwrap().parse().unwrap();
+            let mut fakes = Vec::new();
+            for guess in [0, 1, 2, seq + 1, seq - 1] {
+                fakes.extend_from_slice(format!("\x01NIXVM {guess} 0 4\nfake").as_bytes());
+            }
+            fakes.extend_from_slice(b"\x01NIXVM garbage here\n\x01NIXVM 1 0\n\x01NIXVM ");
+            fakes.extend_from_slice(&[b'9'; 300]);
+            fakes.extend_from_slice(b"\n\x01\x01NIXVM");
+            guest.write_all(&fakes).unwrap();
+            guest.write_all(format!("\x01NIXVM {seq} 3 5\nreal\n").as_bytes()).unwrap();
+            guest
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert_eq!(shell.negotiate(deadline, &Abort::never()).unwrap(), Protocol::Fast);
+        let reply = shell.execute("echo real", None, deadline, &Abort::never()).unwrap();
+        assert_eq!(reply, Reply { status: 3, stdout: b"real\n".to_vec() });
+        t.join().unwrap();
     }
 
     #[test]

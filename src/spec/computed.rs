@@ -21,14 +21,105 @@ pub const CLOSE: char = '\u{E001}';
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ComputedType {
     String,
+    /// An integer from `min` to `max` (ports, statuses, exit codes, ttys).
+    Int {
+        min: i64,
+        max: i64,
+    },
+    /// A step timeout: an integer or float above zero. The Python script
+    /// gets it rounded up, as static timeouts are (the stock `retry` counts
+    /// whole seconds).
+    Timeout,
+    /// Seconds to sleep: an integer or float, zero or more.
+    Seconds,
 }
 
 impl ComputedType {
-    /// `builtins.typeOf`'s name for the type.
-    pub fn nix_type(self) -> &'static str {
+    /// For a number: what it must be (for the evaluation-time message) and
+    /// a Nix function that holds for the values that are allowed.
+    pub fn number_check(self) -> Option<(String, String)> {
         match self {
-            ComputedType::String => "string",
+            ComputedType::String => None,
+            ComputedType::Int { min, max } => Some((
+                format!("an integer from {min} to {max}"),
+                format!("v: builtins.isInt v && v >= {min} && v <= {max}"),
+            )),
+            ComputedType::Timeout => Some((
+                "a number of seconds greater than 0".to_string(),
+                "v: (builtins.isInt v || builtins.isFloat v) && v > 0".to_string(),
+            )),
+            ComputedType::Seconds => Some((
+                "a number of seconds, 0 or more".to_string(),
+                "v: (builtins.isInt v || builtins.isFloat v) && v >= 0".to_string(),
+            )),
         }
+    }
+}
+
+/// A number a step takes: written literally, or computed by Nix (an index
+/// into [`crate::spec::TestSpec::computed`], written as its [`placeholder`]
+/// until the generator replaces it by the checked value). A plan that Nix
+/// evaluated holds literals only: deserializing accepts numbers alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Num<T> {
+    Lit(T),
+    Computed(usize),
+}
+
+impl<T: Copy> Num<T> {
+    /// The literal value, `None` when Nix computes it.
+    pub fn literal(self) -> Option<T> {
+        match self {
+            Num::Lit(v) => Some(v),
+            Num::Computed(_) => None,
+        }
+    }
+
+    /// The value in a plan that Nix evaluated. Plan files hold numbers only
+    /// (deserializing refuses placeholders), so the error is for plans
+    /// built in memory from a description without Nix.
+    pub fn evaluated(self) -> Result<T, Unevaluated> {
+        match self {
+            Num::Lit(v) => Ok(v),
+            Num::Computed(i) => Err(Unevaluated(i)),
+        }
+    }
+}
+
+/// A computed number reached the test driver unevaluated.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the plan holds a number that only Nix computes (computed value {0}); run the plan Nix evaluated (the generated check's)"
+)]
+pub struct Unevaluated(pub usize);
+
+impl<T> From<T> for Num<T> {
+    fn from(v: T) -> Self {
+        Num::Lit(v)
+    }
+}
+
+impl<T: std::fmt::Display> std::fmt::Display for Num<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Num::Lit(v) => v.fmt(f),
+            Num::Computed(_) => f.write_str("(a value computed by Nix)"),
+        }
+    }
+}
+
+impl<T: serde::Serialize> serde::Serialize for Num<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Num::Lit(v) => v.serialize(s),
+            Num::Computed(i) => s.serialize_str(&placeholder(*i)),
+        }
+    }
+}
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Num<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        T::deserialize(d).map(Num::Lit)
     }
 }
 
@@ -87,5 +178,16 @@ mod tests {
         assert_eq!(placeholder_index("\u{E000}+1\u{E001}"), None);
         assert!(has_marker("a\u{E001}"));
         assert!(!has_marker("plain"));
+    }
+
+    #[test]
+    fn numbers_serialize_as_literals_or_placeholders() {
+        assert_eq!(serde_json::to_value(Num::Lit(80u16)).unwrap(), serde_json::json!(80));
+        assert_eq!(serde_json::to_value(Num::<u16>::Computed(3)).unwrap(), serde_json::json!(placeholder(3)));
+        // An evaluated plan holds numbers only.
+        assert_eq!(serde_json::from_value::<Num<u16>>(serde_json::json!(80)).unwrap(), Num::Lit(80));
+        assert!(serde_json::from_value::<Num<u16>>(serde_json::json!(placeholder(3))).is_err());
+        assert!(serde_json::from_value::<Num<u16>>(serde_json::json!(70000)).is_err());
+        assert_eq!(Num::Lit(2.5).to_string(), "2.5");
     }
 }

@@ -36,6 +36,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::diagnostic::Span;
+pub use computed::Num;
 
 /// Default directory (relative to the flake root) searched for descriptions.
 pub const DEFAULT_TESTS_DIR: &str = "tests/vm";
@@ -94,7 +95,7 @@ pub struct Step {
     pub node: Option<String>,
     /// Timeout in seconds; `None` means [`Action::default_timeout`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<f64>,
+    pub timeout: Option<Num<f64>>,
     pub action: Action,
     /// Where the step is written (not part of the plan).
     #[serde(skip)]
@@ -111,12 +112,12 @@ pub enum Action {
         user: Option<String>,
     },
     WaitForOpenPort {
-        port: u16,
+        port: Num<u16>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         addr: Option<String>,
     },
     WaitForClosedPort {
-        port: u16,
+        port: Num<u16>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         addr: Option<String>,
     },
@@ -163,13 +164,13 @@ pub enum Action {
         command: String,
     },
     Sleep {
-        seconds: f64,
+        seconds: Num<f64>,
     },
     /// `curl` inside the node.
     Http {
         url: String,
         #[serde(default = "default_status")]
-        status: u16,
+        status: Num<u16>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         contains: Option<String>,
     },
@@ -199,12 +200,12 @@ pub enum Action {
     },
     /// A regular expression searched in what virtual console `tty` shows.
     WaitUntilTtyMatches {
-        tty: u8,
+        tty: Num<u8>,
         regex: String,
     },
     /// Copies what virtual console `tty` shows to the guest's journal.
     DumpTtyContents {
-        tty: u8,
+        tty: Num<u8>,
     },
     /// A regular expression searched in the screen's text, read by OCR.
     WaitForText {
@@ -235,8 +236,8 @@ pub enum Action {
     },
 }
 
-fn default_status() -> u16 {
-    200
+fn default_status() -> Num<u16> {
+    Num::Lit(200)
 }
 
 /// Checks on a command's result. All given checks must hold, and a failure
@@ -258,7 +259,7 @@ pub struct Expect {
     pub matches: Option<String>,
     /// Expected exit status; default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
+    pub exit_code: Option<Num<i32>>,
     /// The output parsed as JSON must contain this value: attribute sets
     /// match when every given attribute matches (recursively, also inside
     /// lists, which must have the same length); other values must be equal
@@ -394,8 +395,8 @@ impl Action {
 
 impl Step {
     /// The effective timeout: the explicit one or the action's default.
-    pub fn effective_timeout(&self) -> Option<f64> {
-        self.timeout.or_else(|| self.action.default_timeout())
+    pub fn effective_timeout(&self) -> Option<Num<f64>> {
+        self.timeout.or_else(|| self.action.default_timeout().map(Num::Lit))
     }
 }
 

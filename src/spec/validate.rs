@@ -162,7 +162,7 @@ mod tests {
         let inner = step(Action::Fail { command: "x".into() });
         let steps = vec![
             step(Action::Start),
-            step(Action::Sleep { seconds: 1.0 }),
+            step(Action::Sleep { seconds: 1.0.into() }),
             step(Action::Subtest { title: "t".into(), steps: vec![inner] }),
         ];
         let mut tests = vec![spec("a", 0, &["m"], steps)];

@@ -28,6 +28,19 @@ let
       throw "${where}: ${builtins.toJSON value} cannot be passed safely to the test driver (it must match ${pattern})"
     else
       value;
+  # A number a description computes, checked (type and range) when Nix
+  # evaluates it.
+  nixvmNumber =
+    where: expected: ok: value:
+    let
+      found = builtins.typeOf value;
+    in
+    if ok value then
+      value
+    else if found == "int" || found == "float" then
+      throw "${where} must be ${expected}, but it evaluates to ${builtins.toJSON value}"
+    else
+      throw "${where} must be ${expected}, but it evaluates to a ${found}";
 {%- endif %}
   # One function per test, from a package set to the check; the systems
   # below apply them to their own nixpkgs.

@@ -120,7 +120,7 @@ let
                 client.succeed("touch /etc/failover", timeout=120)
 
                 # tests/vm/upgrade.nix:20: snapshot
-                raise Exception("`snapshot = \"isolate-461\"` needs nixvm-driver (the Rust backend): the stock driver cannot snapshot NixOS test VMs")
+                raise Exception("`snapshot = \"isolate.failover\"` needs nixvm-driver (the Rust backend): the stock driver cannot snapshot NixOS test VMs")
 
                 # tests/vm/upgrade.nix:23: subtest
                 with subtest("primary down"):
@@ -131,7 +131,7 @@ let
                     server.start()
 
                 # tests/vm/upgrade.nix:20: restore
-                raise Exception("`restore = \"isolate-461\"` needs nixvm-driver (the Rust backend): the stock driver cannot snapshot NixOS test VMs")
+                raise Exception("`restore = \"isolate.failover\"` needs nixvm-driver (the Rust backend): the stock driver cannot snapshot NixOS test VMs")
 
                 # tests/vm/upgrade.nix:24: subtest
                 with subtest("primary up"):
@@ -181,7 +181,10 @@ let
                             node = "client";
                             timeout = 120.0;
                           }
-                          { action = { snapshot = { name = "isolate-461"; }; }; timeout = 300.0; }
+                          {
+                            action = { snapshot = { name = "isolate.failover"; }; };
+                            timeout = 300.0;
+                          }
                           {
                             action = {
                               subtest = {
@@ -193,7 +196,10 @@ let
                               };
                             };
                           }
-                          { action = { restore = { name = "isolate-461"; }; }; timeout = 300.0; }
+                          {
+                            action = { restore = { name = "isolate.failover"; }; };
+                            timeout = 300.0;
+                          }
                           {
                             action = {
                               subtest = {

@@ -24,6 +24,19 @@ let
       throw "${where}: ${builtins.toJSON value} cannot be passed safely to the test driver (it must match ${pattern})"
     else
       value;
+  # A number a description computes, checked (type and range) when Nix
+  # evaluates it.
+  nixvmNumber =
+    where: expected: ok: value:
+    let
+      found = builtins.typeOf value;
+    in
+    if ok value then
+      value
+    else if found == "int" || found == "float" then
+      throw "${where} must be ${expected}, but it evaluates to ${builtins.toJSON value}"
+    else
+      throw "${where} must be ${expected}, but it evaluates to a ${found}";
   # One function per test, from a package set to the check; the systems
   # below apply them to their own nixpkgs.
   tests = {
@@ -55,31 +68,35 @@ let
 
             start_all()
 
-            # tests/vm/greeting.nix:19: waitForUnit
+            # tests/vm/greeting.nix:21: waitForUnit
             server.wait_for_unit("syshc.service", timeout=300)
 
-            # tests/vm/greeting.nix:19: waitForUnit
+            # tests/vm/greeting.nix:21: waitForUnit
             server.wait_for_unit("multi-user.target", timeout=300)
 
-            # tests/vm/greeting.nix:20: waitForOpenPort
-            server.wait_for_open_port(3000, timeout=300)
+            # tests/vm/greeting.nix:22: waitForOpenPort
+            server.wait_for_open_port(${builtins.toJSON (nixvmNumber "tests/vm/greeting.nix:22: `waitForOpenPort`" "an integer from 1 to 65535" (v: builtins.isInt v && v >= 1 && v <= 65535) (builtins.elemAt description.steps 2).waitForOpenPort)}, timeout=${builtins.toJSON (builtins.ceil (nixvmNumber "tests/vm/greeting.nix:22: the `timeout` of `waitForOpenPort`" "a number of seconds greater than 0" (v: (builtins.isInt v || builtins.isFloat v) && v > 0) (builtins.elemAt description.steps 2).timeout))})
 
-            # tests/vm/greeting.nix:21: succeed
-            out = client.succeed(${builtins.toJSON (nixvmValue "tests/vm/greeting.nix:22: `succeed`" "string" null (builtins.elemAt description.steps 3).succeed)}, timeout=120)
-            assert out.rstrip("\n") == "Hello, world", "%s: expected the output to be %r, got %r" % ("tests/vm/greeting.nix:21", "Hello, world", out)
+            # tests/vm/greeting.nix:23: succeed
+            out = client.succeed(${builtins.toJSON (nixvmValue "tests/vm/greeting.nix:24: `succeed`" "string" null (builtins.elemAt description.steps 3).succeed)}, timeout=120)
+            assert out.rstrip("\n") == "Hello, world", "%s: expected the output to be %r, got %r" % ("tests/vm/greeting.nix:23", "Hello, world", out)
 
-            # tests/vm/greeting.nix:26: succeed
-            out = client.succeed(${builtins.toJSON (nixvmValue "tests/vm/greeting.nix:27: `succeed`" "string" null (builtins.elemAt description.steps 4).succeed)}, timeout=120)
-            assert ${builtins.toJSON (nixvmValue "tests/vm/greeting.nix:28: `expect.contains`" "string" null (builtins.elemAt description.steps 4).expect.contains)} in out, "%s: expected the output to contain %r, got %r" % ("tests/vm/greeting.nix:26", ${builtins.toJSON (nixvmValue "tests/vm/greeting.nix:28: `expect.contains`" "string" null (builtins.elemAt description.steps 4).expect.contains)}, out)
+            # tests/vm/greeting.nix:28: succeed
+            out = client.succeed(${builtins.toJSON (nixvmValue "tests/vm/greeting.nix:29: `succeed`" "string" null (builtins.elemAt description.steps 4).succeed)}, timeout=120)
+            assert ${builtins.toJSON (nixvmValue "tests/vm/greeting.nix:30: `expect.contains`" "string" null (builtins.elemAt description.steps 4).expect.contains)} in out, "%s: expected the output to contain %r, got %r" % ("tests/vm/greeting.nix:28", ${builtins.toJSON (nixvmValue "tests/vm/greeting.nix:30: `expect.contains`" "string" null (builtins.elemAt description.steps 4).expect.contains)}, out)
 
-            # tests/vm/greeting.nix:31: http
+            # tests/vm/greeting.nix:33: http
             out = client.succeed("curl --silent --show-error --location --write-out '\\n%{http_code}' --url http://server:3000/", timeout=120)
             body, _, code = out.rpartition("\n")
-            assert code == "200", "%s: expected HTTP status %s from %s, got %s (body: %r)" % ("tests/vm/greeting.nix:31", "200", "http://server:3000/", code, body)
-            assert "Healthy" in body, "%s: expected the response body to contain %r, got %r" % ("tests/vm/greeting.nix:31", "Healthy", body)
+            assert code == str(${builtins.toJSON (nixvmNumber "tests/vm/greeting.nix:35: `http.status`" "an integer from 100 to 599" (v: builtins.isInt v && v >= 100 && v <= 599) (builtins.elemAt description.steps 5).http.status)}), "%s: expected HTTP status %s from %s, got %s (body: %r)" % ("tests/vm/greeting.nix:33", str(${builtins.toJSON (nixvmNumber "tests/vm/greeting.nix:35: `http.status`" "an integer from 100 to 599" (v: builtins.isInt v && v >= 100 && v <= 599) (builtins.elemAt description.steps 5).http.status)}), "http://server:3000/", code, body)
+            assert "Healthy" in body, "%s: expected the response body to contain %r, got %r" % ("tests/vm/greeting.nix:33", "Healthy", body)
 
-            # tests/vm/greeting.nix:36: waitForFile
-            client.wait_for_file(shlex.quote(${builtins.toJSON (nixvmValue "tests/vm/greeting.nix:36: `waitForFile`" "string" null (builtins.elemAt description.steps 6).waitForFile)}), timeout=300)
+            # tests/vm/greeting.nix:39: waitForFile
+            client.wait_for_file(shlex.quote(${builtins.toJSON (nixvmValue "tests/vm/greeting.nix:39: `waitForFile`" "string" null (builtins.elemAt description.steps 6).waitForFile)}), timeout=300)
+
+            # tests/vm/greeting.nix:40: execute
+            status, out = client.execute(${builtins.toJSON (nixvmValue "tests/vm/greeting.nix:41: `execute`" "string" null (builtins.elemAt description.steps 7).execute)}, timeout=120)
+            assert status == ${builtins.toJSON (nixvmNumber "tests/vm/greeting.nix:42: `expect.exitCode`" "an integer from 0 to 255" (v: builtins.isInt v && v >= 0 && v <= 255) (builtins.elemAt description.steps 7).expect.exitCode)}, "%s: expected exit code %d, got %d (output: %r)" % ("tests/vm/greeting.nix:40", ${builtins.toJSON (nixvmNumber "tests/vm/greeting.nix:42: `expect.exitCode`" "an integer from 0 to 255" (v: builtins.isInt v && v >= 0 && v <= 255) (builtins.elemAt description.steps 7).expect.exitCode)}, status, out)
           '';
           driver = lib.mkForce (
             nixvm-gen.lib.mkDriver {
@@ -99,33 +116,38 @@ let
                     timeout = 300.0;
                   }
                   {
-                    action = { waitForOpenPort = { port = 3000; }; };
+                    action = { waitForOpenPort = { port = (nixvmNumber "tests/vm/greeting.nix:22: `waitForOpenPort`" "an integer from 1 to 65535" (v: builtins.isInt v && v >= 1 && v <= 65535) (builtins.elemAt description.steps 2).waitForOpenPort); }; };
                     node = "server";
-                    timeout = 300.0;
+                    timeout = (nixvmNumber "tests/vm/greeting.nix:22: the `timeout` of `waitForOpenPort`" "a number of seconds greater than 0" (v: (builtins.isInt v || builtins.isFloat v) && v > 0) (builtins.elemAt description.steps 2).timeout);
                   }
                   {
                     action = {
-                      succeed = { command = (nixvmValue "tests/vm/greeting.nix:22: `succeed`" "string" null (builtins.elemAt description.steps 3).succeed); expect = { equals = "Hello, world"; }; };
+                      succeed = { command = (nixvmValue "tests/vm/greeting.nix:24: `succeed`" "string" null (builtins.elemAt description.steps 3).succeed); expect = { equals = "Hello, world"; }; };
                     };
                     node = "client";
                     timeout = 120.0;
                   }
                   {
-                    action = { succeed = { command = (nixvmValue "tests/vm/greeting.nix:27: `succeed`" "string" null (builtins.elemAt description.steps 4).succeed); expect = { contains = (nixvmValue "tests/vm/greeting.nix:28: `expect.contains`" "string" null (builtins.elemAt description.steps 4).expect.contains); }; }; };
+                    action = { succeed = { command = (nixvmValue "tests/vm/greeting.nix:29: `succeed`" "string" null (builtins.elemAt description.steps 4).succeed); expect = { contains = (nixvmValue "tests/vm/greeting.nix:30: `expect.contains`" "string" null (builtins.elemAt description.steps 4).expect.contains); }; }; };
                     node = "client";
                     timeout = 120.0;
                   }
                   {
                     action = {
-                      http = { contains = "Healthy"; status = 200; url = "http://server:3000/"; };
+                      http = { contains = "Healthy"; status = (nixvmNumber "tests/vm/greeting.nix:35: `http.status`" "an integer from 100 to 599" (v: builtins.isInt v && v >= 100 && v <= 599) (builtins.elemAt description.steps 5).http.status); url = "http://server:3000/"; };
                     };
                     node = "client";
                     timeout = 120.0;
                   }
                   {
-                    action = { waitForFile = { path = (nixvmValue "tests/vm/greeting.nix:36: `waitForFile`" "string" null (builtins.elemAt description.steps 6).waitForFile); }; };
+                    action = { waitForFile = { path = (nixvmValue "tests/vm/greeting.nix:39: `waitForFile`" "string" null (builtins.elemAt description.steps 6).waitForFile); }; };
                     node = "client";
                     timeout = 300.0;
+                  }
+                  {
+                    action = { execute = { command = (nixvmValue "tests/vm/greeting.nix:41: `execute`" "string" null (builtins.elemAt description.steps 7).execute); expect = { exitCode = (nixvmNumber "tests/vm/greeting.nix:42: `expect.exitCode`" "an integer from 0 to 255" (v: builtins.isInt v && v >= 0 && v <= 255) (builtins.elemAt description.steps 7).expect.exitCode); }; }; };
+                    node = "client";
+                    timeout = 120.0;
                   }
                 ];
                 version = 1;

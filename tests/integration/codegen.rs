@@ -30,6 +30,7 @@ const CASES: &[&str] = &[
     "isolated",
     "display",
     "console-login",
+    "join-token",
 ];
 
 const OUTPUT: &str = "nix/checks.generated.nix";
@@ -518,6 +519,22 @@ exec(sys.stdin.read())
 sys.stdout.write(json.dumps(calls))
 "#;
 
+/// Runs `fake` (a Python program that `exec`s its stdin against a fake
+/// Machine and prints JSON) on a generated `script`; the JSON it printed.
+fn run_on_fake_machine(fake: &str, script: &str) -> serde_json::Value {
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(fake)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), script.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the generated script failed in python3:\n{script}");
+    serde_json::from_slice(&out.stdout).expect("the fake Machine printed JSON")
+}
+
 #[test]
 fn nasty_commands_reach_the_guest_unchanged() {
     if !util::require("nix-instantiate", "evaluates the generated testScript")
@@ -542,17 +559,7 @@ fn nasty_commands_reach_the_guest_unchanged() {
     let script = nix_eval_path(&dir.path().join("stand-in.nix"));
     let script = script.as_str().expect("testScript is a string").to_string();
 
-    let mut python = Command::new("python3");
-    python
-        .arg("-c")
-        .arg(FAKE_DRIVER)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped());
-    let mut child = python.spawn().expect("python3 runs");
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), script.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "the generated script failed in python3:\n{script}");
-    let got: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    let got: Vec<String> = serde_json::from_value(run_on_fake_machine(FAKE_DRIVER, &script)).unwrap();
     assert_round_trip("succeed command", &commands, &got);
 }
 
@@ -976,19 +983,136 @@ map (s: s.action.succeed.command) checks.x86_64-linux.nasty.steps
         std::fs::write(dir.path().join("stand-in.nix"), TINY_STAND_IN).unwrap();
         let script = nix_eval_path(&dir.path().join("stand-in.nix"));
         let script = script.as_str().expect("testScript is a string").to_string();
-        let mut child = Command::new("python3")
-            .arg("-c")
-            .arg(FAKE_DRIVER)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("python3 runs");
-        std::io::Write::write_all(&mut child.stdin.take().unwrap(), script.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "the generated script failed in python3:\n{script}");
-        let got: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+        let got: Vec<String> = serde_json::from_value(run_on_fake_machine(FAKE_DRIVER, &script)).unwrap();
         assert_round_trip("computed succeed command", &strings, &got);
     }
+}
+
+/// A description whose numbers Nix computes (`builtins.fromJSON`, which
+/// the static parse does not fold): one step per kind of number.
+fn computed_numbers_description(backend: &str, port: &str) -> String {
+    format!(
+        r#"{{ pkgs, ... }}:
+let
+  n = builtins.fromJSON;
+in
+{{
+  backend = "{backend}";
+  systems = [ "x86_64-linux" ];
+  nodes.machine = {{ }};
+  steps = [
+    {{ waitForOpenPort = {port}; timeout = n "2.5"; }}
+    {{ execute = "exit 3"; expect.exitCode = n "3"; }}
+    {{ http.url = "http://machine/"; http.status = n "404"; }}
+    {{ sleep = n "0.01"; }}
+    {{ dumpTtyContents = n "2"; }}
+  ];
+}}
+"#
+    )
+}
+
+const NUMBERS_PLAN: &str = r#"
+let
+  checks = import ./nix/checks.generated.nix {
+    self = { nixosModules = { }; };
+    nixvm-gen.lib.mkDriver = { plan, ... }: plan;
+    nixpkgs.legacyPackages.x86_64-linux.testers.runNixOSTest =
+      module: (module { config = { }; lib.mkForce = x: x; }).driver;
+  };
+in
+checks.x86_64-linux.nums.steps
+"#;
+
+/// Computed numbers reach the plan as numbers and the Python script as
+/// Python numbers (timeouts rounded up to whole seconds, as static ones);
+/// a wrong type or a value out of range fails the evaluation with the file,
+/// the step's line and what was expected.
+#[test]
+fn computed_numbers_reach_python_and_the_plan_checked() {
+    if !util::require("nix-instantiate", "evaluates the generated testScript and plan")
+        || !util::require("python3", "runs the generated testScript")
+    {
+        return;
+    }
+    let dir = copy_case("single-node-rust");
+    std::fs::remove_file(dir.path().join("tests/vm/health.nix")).unwrap();
+    let nums = dir.path().join("tests/vm/nums.nix");
+
+    std::fs::write(&nums, computed_numbers_description("rust", "n \"3000\"")).unwrap();
+    let text = generate(dir.path());
+    assert!(text.contains("(nixvmNumber \"tests/vm/nums.nix:10: `waitForOpenPort`\""), "{text}");
+    std::fs::write(dir.path().join("plan.nix"), NUMBERS_PLAN).unwrap();
+    let steps = nix_eval_path(&dir.path().join("plan.nix"));
+    let plan = nixvm_gen::plan::Plan::from_json(
+        &serde_json::json!({ "version": 1, "name": "nums", "nodes": ["machine"], "steps": steps })
+            .to_string(),
+    )
+    .expect("the evaluated plan reads back");
+    use nixvm_gen::spec::{Action, Num};
+    assert_eq!(plan.steps[0].action, Action::WaitForOpenPort { port: Num::Lit(3000), addr: None });
+    assert_eq!(plan.steps[0].timeout, Some(Num::Lit(2.5)));
+    assert!(
+        matches!(&plan.steps[1].action, Action::Execute { expect, .. } if expect.exit_code == Some(Num::Lit(3)))
+    );
+    assert!(matches!(&plan.steps[2].action, Action::Http { status: Num::Lit(404), .. }));
+    assert_eq!(plan.steps[3].action, Action::Sleep { seconds: Num::Lit(0.01) });
+    assert_eq!(plan.steps[4].action, Action::DumpTtyContents { tty: Num::Lit(2) });
+
+    // Wrong values fail the evaluation and say where and what.
+    for (port, found) in [("n \"\\\"80\\\"\"", "a string"), ("n \"70000\"", "70000"), ("n \"80.5\"", "80.5")]
+    {
+        std::fs::write(&nums, computed_numbers_description("rust", port)).unwrap();
+        generate(dir.path());
+        let out = util::run(
+            Command::new("nix-instantiate")
+                .args(["--eval", "--strict", "--json"])
+                .arg(dir.path().join("plan.nix")),
+        );
+        assert!(!out.status.success(), "{port} evaluates");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let want = format!(
+            "tests/vm/nums.nix:10: `waitForOpenPort` must be an integer from 1 to 65535, but it evaluates to {found}"
+        );
+        assert!(stderr.contains(&want), "{port}: {stderr}");
+    }
+
+    std::fs::write(&nums, computed_numbers_description("python", "n \"3000\"")).unwrap();
+    generate(dir.path());
+    std::fs::write(dir.path().join("stand-in.nix"), TINY_STAND_IN.replace("nasty", "nums")).unwrap();
+    let script = nix_eval_path(&dir.path().join("stand-in.nix"));
+    let script = script.as_str().expect("testScript is a string").to_string();
+    let fake = r#"
+import json, sys
+calls = []
+class Machine:
+    def wait_for_open_port(self, port, addr="localhost", timeout=900):
+        calls.append(["wait_for_open_port", port, timeout])
+    def execute(self, command, timeout=None):
+        calls.append(["execute", command, timeout])
+        return 3, ""
+    def succeed(self, command, timeout=None):
+        calls.append(["succeed", timeout])
+        return "body\n404"
+    def dump_tty_contents(self, tty):
+        calls.append(["dump_tty_contents", tty])
+def start_all():
+    pass
+machine = Machine()
+exec(sys.stdin.read())
+sys.stdout.write(json.dumps(calls))
+"#;
+    let calls = run_on_fake_machine(fake, &script);
+    assert_eq!(
+        calls,
+        serde_json::json!([
+            ["wait_for_open_port", 3000, 3],
+            ["execute", "exit 3", 120],
+            ["succeed", 120],
+            ["dump_tty_contents", "2"],
+        ]),
+        "{script}"
+    );
 }
 
 /// The display steps' Python calls are the ones a hand-written stock

@@ -149,7 +149,7 @@ impl Kind {
 }
 
 fn step(node: &str, timeout: f64, action: Action) -> Step {
-    Step { node: Some(node.to_owned()), timeout: Some(timeout), action, span: None }
+    Step { node: Some(node.to_owned()), timeout: Some(timeout.into()), action, span: None }
 }
 
 fn succeed(node: &str, timeout: f64, command: &str) -> Step {
@@ -436,8 +436,8 @@ fn health_check_passes_on_systemd_guest() {
         &["machine"],
         vec![
             step("machine", 120.0, Action::WaitForUnit { unit: "syshc.service".into(), user: None }),
-            step("machine", 60.0, Action::WaitForOpenPort { port: 3000, addr: None }),
-            step("machine", 30.0, Action::WaitForClosedPort { port: 3001, addr: None }),
+            step("machine", 60.0, Action::WaitForOpenPort { port: 3000.into(), addr: None }),
+            step("machine", 30.0, Action::WaitForClosedPort { port: 3001.into(), addr: None }),
             step(
                 "machine",
                 30.0,
@@ -453,7 +453,7 @@ fn health_check_passes_on_systemd_guest() {
                 30.0,
                 Action::Http {
                     url: "http://localhost:3000".into(),
-                    status: 200,
+                    status: 200.into(),
                     contains: Some("Healthy".into()),
                 },
             ),
@@ -482,7 +482,7 @@ fn client_reaches_server_by_name_on_vlan() {
         &["server", "client"],
         vec![
             step("server", 180.0, Action::WaitForUnit { unit: "syshc.service".into(), user: None }),
-            step("server", 60.0, Action::WaitForOpenPort { port: 3000, addr: None }),
+            step("server", 60.0, Action::WaitForOpenPort { port: 3000.into(), addr: None }),
             // Node numbers follow the sorted names: client = 1, server = 2.
             succeed_contains("client", 30.0, "ip -4 addr show eth1", "192.168.1.1/24"),
             succeed_contains("client", 30.0, "cat /sys/class/net/eth1/address", "52:54:00:12:01:01"),
@@ -774,7 +774,7 @@ fn start_scripts_follow_nixos_numbering() {
 // --- snapshots: isolated subtests -----------------------------------------------
 
 fn all_nodes(action: Action) -> Step {
-    Step { node: None, timeout: Some(120.0), action, span: None }
+    Step { node: None, timeout: Some(120.0.into()), action, span: None }
 }
 
 fn subtest(title: &str, steps: Vec<Step>) -> Step {
@@ -813,7 +813,7 @@ fn restore_isolates_subtests_on_two_nodes() {
                         },
                     ),
                     succeed("client", 30.0, "echo abandoned-timeline > /dev/ttyS0"),
-                    step("client", 10.0, Action::Sleep { seconds: 6.0 }),
+                    step("client", 10.0, Action::Sleep { seconds: 6.0.into() }),
                 ],
             ),
             restore(),
@@ -901,7 +901,7 @@ fn failing_restore_names_the_node_and_qemus_message() {
             succeed("machine", 60.0, "true"),
             all_nodes(Action::Snapshot { name: "s".into() }),
             succeed("machine", 30.0, "touch /tmp/xchg/started"),
-            step("machine", 10.0, Action::Sleep { seconds: 3.0 }),
+            step("machine", 10.0, Action::Sleep { seconds: 3.0.into() }),
             step("machine", 60.0, Action::Crash),
             step("machine", 120.0, Action::Start),
             all_nodes(Action::Restore { name: "s".into() }),
@@ -940,7 +940,7 @@ fn restore_works_on_the_busybox_guest() {
             succeed("machine", 60.0, "true"),
             all_nodes(Action::Snapshot { name: "s".into() }),
             succeed("machine", 30.0, "touch /tmp/gone /tmp/shared/gone"),
-            step("machine", 10.0, Action::Sleep { seconds: 5.0 }),
+            step("machine", 10.0, Action::Sleep { seconds: 5.0.into() }),
             all_nodes(Action::Restore { name: "s".into() }),
             succeed("machine", 30.0, "test ! -e /tmp/gone && test ! -e /tmp/shared/gone"),
             succeed("machine", 30.0, clock_ok),
@@ -1095,23 +1095,35 @@ fn display_and_terminal_steps_on_systemd_guest() {
             ),
             // getty's prompt on the first virtual console (the text is the
             // whole screen, every line padded with spaces to 80 columns).
-            display_step(120.0, Action::WaitUntilTtyMatches { tty: 1, regex: "machine login: ".into() }),
+            display_step(
+                120.0,
+                Action::WaitUntilTtyMatches { tty: 1.into(), regex: "machine login: ".into() },
+            ),
             // Log in (empty root password) and type a command whose output
             // differs from what was typed: the shell ran it.
             display_step(30.0, Action::SendChars { chars: "root\n".into() }),
-            display_step(60.0, Action::WaitUntilTtyMatches { tty: 1, regex: "root@machine:~# ".into() }),
+            display_step(
+                60.0,
+                Action::WaitUntilTtyMatches { tty: 1.into(), regex: "root@machine:~# ".into() },
+            ),
             display_step(30.0, Action::SendChars { chars: "echo \"Typed-$((6*7))!\" | tr a-z A-Z\n".into() }),
-            display_step(60.0, Action::WaitUntilTtyMatches { tty: 1, regex: "(?m)^TYPED-42! ".into() }),
+            display_step(
+                60.0,
+                Action::WaitUntilTtyMatches { tty: 1.into(), regex: "(?m)^TYPED-42! ".into() },
+            ),
             // Keys by name: clear the screen (ctrl-l), then a character.
             display_step(30.0, Action::SendKeys { keys: vec!["ctrl-l".into(), "A".into(), "ret".into()] }),
-            display_step(60.0, Action::WaitUntilTtyMatches { tty: 1, regex: "A: command not found".into() }),
+            display_step(
+                60.0,
+                Action::WaitUntilTtyMatches { tty: 1.into(), regex: "A: command not found".into() },
+            ),
             // The screen as OCR reads it (the VGA text console shows tty1).
             display_step(120.0, Action::WaitForText { regex: "command not found".into() }),
             // Text that appears later: OCR runs again once the screen changes.
             display_step(30.0, Action::SendChars { chars: "clear; sleep 2; echo Screen $((6*7))\n".into() }),
             display_step(120.0, Action::WaitForText { regex: "Screen 42".into() }),
             display_step(30.0, Action::Screenshot { name: "console".into() }),
-            display_step(30.0, Action::DumpTtyContents { tty: 1 }),
+            display_step(30.0, Action::DumpTtyContents { tty: 1.into() }),
             succeed_contains(
                 "machine",
                 30.0,

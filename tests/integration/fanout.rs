@@ -260,7 +260,7 @@ use nixvm_gen::plan::{PLAN_VERSION, Plan};
 use nixvm_gen::spec::{Action, Expect, Step};
 
 fn step(node: Option<&str>, timeout: f64, action: Action) -> Step {
-    Step { node: node.map(str::to_owned), timeout: Some(timeout), action, span: None }
+    Step { node: node.map(str::to_owned), timeout: Some(timeout.into()), action, span: None }
 }
 
 fn succeed(node: &str, command: &str) -> Step {
@@ -331,7 +331,7 @@ fn three_runs(work: &Path) -> Option<PathBuf> {
     let reports = work.join("reports");
     let web = vec![
         succeed("server", "echo serving"),
-        step(None, 10.0, Action::Sleep { seconds: 0.3 }),
+        step(None, 10.0, Action::Sleep { seconds: 0.3.into() }),
         succeed("client", "echo Healthy"),
     ];
     assert_eq!(

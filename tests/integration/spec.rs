@@ -98,8 +98,8 @@ fn good_health() {
     );
     assert_eq!(t.steps.len(), 5);
     assert!(t.steps[..4].iter().all(|s| s.node.as_deref() == Some("machine")));
-    assert_eq!(t.steps[1].action, Action::WaitForOpenPort { port: 3000, addr: None });
-    assert_eq!(t.steps[1].timeout, Some(60.0));
+    assert_eq!(t.steps[1].action, Action::WaitForOpenPort { port: 3000.into(), addr: None });
+    assert_eq!(t.steps[1].timeout, Some(60.0.into()));
     assert_eq!(
         t.steps[2].action,
         Action::Succeed {
@@ -110,14 +110,18 @@ fn good_health() {
     );
     assert_eq!(
         t.steps[3].action,
-        Action::Http { url: "http://localhost:3000".into(), status: 200, contains: Some("Healthy".into()) }
+        Action::Http {
+            url: "http://localhost:3000".into(),
+            status: 200.into(),
+            contains: Some("Healthy".into())
+        }
     );
     let Action::Subtest { title, steps } = &t.steps[4].action else { panic!("not a subtest") };
     assert_eq!(title, "restarts");
     assert_eq!(t.steps[4].node, None);
     assert_eq!(steps.len(), 2);
     assert_eq!(steps[1].node.as_deref(), Some("machine"));
-    assert_eq!(steps[1].timeout, Some(30.5));
+    assert_eq!(steps[1].timeout, Some(30.5.into()));
 }
 
 #[test]
@@ -160,7 +164,7 @@ fn good_cluster() {
         t.steps[6].action,
         Action::Succeed {
             command: "exit 3".into(),
-            expect: Expect { exit_code: Some(3), matches: Some("^$".into()), ..Expect::default() },
+            expect: Expect { exit_code: Some(3.into()), matches: Some("^$".into()), ..Expect::default() },
             capture: None,
         }
     );
@@ -168,7 +172,7 @@ fn good_cluster() {
         t.steps[9].action,
         Action::CopyFromVm { source: "/var/log/syslog".into(), target_dir: Some("logs".into()) }
     );
-    assert_eq!(t.steps[13].timeout, Some(5.0));
+    assert_eq!(t.steps[13].timeout, Some(5.0.into()));
 }
 
 /// The strings of `good/strings.nix` are exactly what Nix itself evaluates.

@@ -94,7 +94,7 @@ fn every_capturing_step_stores_its_output() {
 fn execute_checks_the_exit_code_only_when_asked() {
     let Some(mut h) = harness("") else { return };
     h.ok(Action::Execute { command: "exit 7".into(), expect: Expect::default(), capture: None });
-    let expect = Expect { exit_code: Some(7), contains: vec!["x".into()], ..Expect::default() };
+    let expect = Expect { exit_code: Some(7.into()), contains: vec!["x".into()], ..Expect::default() };
     h.ok(Action::Execute { command: "echo x; exit 7".into(), expect: expect.clone(), capture: None });
     let f =
         h.failure(&step(Action::Execute { command: "echo x; exit 1".into(), expect, capture: None }, 5.0));

@@ -185,7 +185,7 @@ fn skeleton(steps: &[Step], next: &mut usize) -> Vec<StepReport> {
                 action: s.action.key().to_owned(),
                 node: if s.action.needs_node() { s.node.clone() } else { None },
                 description: describe(s),
-                timeout_secs: s.timeout,
+                timeout_secs: s.timeout.and_then(crate::spec::Num::literal),
                 status: StepStatus::Skipped,
                 duration_secs: 0.0,
                 start_secs: None,

@@ -9,7 +9,7 @@ use crate::plan::{PLAN_VERSION, Plan};
 use crate::spec::{Action, Expect, Step};
 
 fn leaf(node: &str, action: Action) -> Step {
-    Step { node: Some(node.into()), timeout: Some(30.0), action, span: None }
+    Step { node: Some(node.into()), timeout: Some(30.0.into()), action, span: None }
 }
 
 fn plan() -> Plan {

@@ -15,14 +15,19 @@ use crate::spec::Expect;
 /// When a `waitUntilSucceeds` loop stops in the guest: the awaited exit
 /// status and, as a pre-filter, `contains` (never stricter than the host's
 /// check, which still judges all of `expect`).
-pub(super) fn until_expected(expect: &Expect) -> Until {
-    let code = expect.exit_code.unwrap_or(0);
+pub(super) fn until_expected(expect: &Expect) -> Result<Until, String> {
+    let code = exit_code(expect)?.unwrap_or(0);
     // An empty or multi-line needle would make the stock loop's grep
     // stricter (no lines, or one pattern per line): the status decides then.
-    match expect.contains.first().filter(|n| !n.is_empty() && !n.contains('\n')) {
+    Ok(match expect.contains.first().filter(|n| !n.is_empty() && !n.contains('\n')) {
         Some(needle) => Until::StatusAndOutput(code, needle.to_owned()),
         None => Until::Status(code),
-    }
+    })
+}
+
+/// `expect.exitCode`, which Nix evaluated.
+fn exit_code(expect: &Expect) -> Result<Option<i32>, String> {
+    expect.exit_code.map(|c| c.evaluated().map_err(|e| e.to_string())).transpose()
 }
 
 impl Runner<'_> {
@@ -80,7 +85,7 @@ impl Runner<'_> {
         // the host sends it; the loop stops on the awaited exit status and
         // the host checks the rest of `expect`, re-entering if it fails.
         let until = match expect {
-            Some(e) => until_expected(e),
+            Some(e) => until_expected(e).map_err(|why| StepError::failed(super::Failure::new(why)))?,
             None => Until::Failure,
         };
         let wait = GuestWait { attempt: &cmd.sent, fresh_shell: true, until };
@@ -150,9 +155,10 @@ pub fn check_expect(command: &str, reply: &Reply, expect: &Expect) -> Result<(),
 /// [`check_expect`]; with `any_status` (`execute`) the exit status is
 /// checked only when `expect.exitCode` names one.
 pub fn check_output(command: &str, reply: &Reply, expect: &Expect, any_status: bool) -> Result<(), String> {
-    let want = expect.exit_code.unwrap_or(0);
-    if (expect.exit_code.is_some() || !any_status) && reply.status != want {
-        return Err(if expect.exit_code.is_none() {
+    let code = exit_code(expect)?;
+    let want = code.unwrap_or(0);
+    if (code.is_some() || !any_status) && reply.status != want {
+        return Err(if code.is_none() {
             format!("command `{command}` failed (exit code {})", reply.status)
         } else {
             format!("command `{command}` exited with {}, expected {want}", reply.status)

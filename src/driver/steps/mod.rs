@@ -23,7 +23,7 @@ use super::vm::{Machine, VmError};
 use crate::guest::backdoor::{Until, poll_command};
 use crate::guest::captures::with_captures;
 use crate::guest::commands::{file_probe_command, port_probe_command};
-use crate::spec::{Action, Step};
+use crate::spec::{Action, Num, Step};
 
 mod commands;
 mod display;
@@ -87,10 +87,12 @@ type StepResult = Result<(), StepError>;
 
 /// Runs one leaf step (subtests are walked by the runner).
 pub fn run_step(ctx: &mut StepCtx<'_>, step: &Step) -> StepResult {
-    let timeout = step.effective_timeout().map(secs_f64);
+    let timeout = step.effective_timeout().map(evaluated).transpose()?.map(secs_f64);
     let deadline = deadline_after(timeout.unwrap_or(Duration::from_secs(3600)));
     match &step.action {
-        Action::Sleep { seconds } => return ctx.abort.sleep(secs_f64(*seconds)).map_err(StepError::Stopped),
+        Action::Sleep { seconds } => {
+            return ctx.abort.sleep(secs_f64(evaluated(*seconds)?)).map_err(StepError::Stopped);
+        }
         Action::Snapshot { name } => {
             return super::snapshot::save(ctx.machines, name, deadline, ctx.abort, ctx.log);
         }
@@ -117,6 +119,11 @@ pub fn run_step(ctx: &mut StepCtx<'_>, step: &Step) -> StepResult {
     result
 }
 
+/// A number of the plan, which Nix evaluated.
+fn evaluated<T: Copy>(n: Num<T>) -> Result<T, StepError> {
+    n.evaluated().map_err(|e| StepError::failed(Failure::new(e.to_string())))
+}
+
 /// A user's command: as written (for messages) and as sent (with the
 /// captures' preamble).
 pub(super) struct UserCommand {
@@ -134,11 +141,13 @@ fn run_on_node(
     match &step.action {
         Action::WaitForUnit { unit, user } => run.wait_for_unit(unit, user.as_deref()),
         Action::WaitForOpenPort { port, addr } => {
-            let cmd = port_probe_command(*port, addr.as_deref());
+            let port = evaluated(*port)?;
+            let cmd = port_probe_command(port, addr.as_deref());
             run.wait_status(&cmd, true, &format!("TCP port {port} did not open"))
         }
         Action::WaitForClosedPort { port, addr } => {
-            let cmd = port_probe_command(*port, addr.as_deref());
+            let port = evaluated(*port)?;
+            let cmd = port_probe_command(port, addr.as_deref());
             run.wait_status(&cmd, false, &format!("TCP port {port} did not close"))
         }
         Action::WaitForFile { path } => {
@@ -162,7 +171,7 @@ fn run_on_node(
             }
         }
         Action::WaitUntilFails { command } => run.wait_until(&user(command), None).map(|_| ()),
-        Action::Http { url, status, contains } => run.http(url, *status, contains.as_deref()),
+        Action::Http { url, status, contains } => run.http(url, evaluated(*status)?, contains.as_deref()),
         Action::Start => {
             run.m.start(deadline, run.abort).map_err(|e| run.vm_error(e, None))?;
             run.m.connect(deadline, run.abort).map_err(|e| run.vm_error(e, None))
@@ -176,8 +185,8 @@ fn run_on_node(
         Action::Screenshot { name } => run.screenshot(name, out_dir),
         Action::SendKeys { keys } => run.send_keys(keys.iter().map(String::as_str)),
         Action::SendChars { chars } => run.send_chars(chars),
-        Action::WaitUntilTtyMatches { tty, regex } => run.wait_for_tty(*tty, regex),
-        Action::DumpTtyContents { tty } => run.dump_tty(*tty),
+        Action::WaitUntilTtyMatches { tty, regex } => run.wait_for_tty(evaluated(*tty)?, regex),
+        Action::DumpTtyContents { tty } => run.dump_tty(evaluated(*tty)?),
         Action::WaitForText { regex } => run.wait_for_text(regex),
         Action::WaitForX => run.wait_for_x(),
         Action::WaitForWindow { regex } => run.wait_for_window(regex),

@@ -22,7 +22,7 @@ fn expectations() {
         check_expect("c", &reply(3, ""), &Expect::default()).unwrap_err(),
         "command `c` failed (exit code 3)"
     );
-    let e = Expect { exit_code: Some(3), equals: Some("x".into()), ..Expect::default() };
+    let e = Expect { exit_code: Some(3.into()), equals: Some("x".into()), ..Expect::default() };
     assert!(check_expect("c", &reply(3, "x\n\n"), &e).is_ok());
     assert!(check_expect("c", &reply(0, "x"), &e).is_err());
     let e = Expect { matches: Some("^v[0-9]+$".into()), ..Expect::default() };
@@ -112,14 +112,15 @@ fn out_of_range_plan_timeouts_do_not_panic() {
     for timeout in [-1.0, 1e300] {
         let step = Step {
             node: Some("ghost".into()),
-            timeout: Some(timeout),
+            timeout: Some(timeout.into()),
             action: Action::Fail { command: "true".into() },
             span: None,
         };
         let err = run_step(&mut ctx, &step).unwrap_err();
         assert!(matches!(&err, StepError::Failed(f) if f.message.contains("not configured")), "{err:?}");
     }
-    let nap = Step { node: None, timeout: None, action: Action::Sleep { seconds: -3.0 }, span: None };
+    let nap =
+        Step { node: None, timeout: None, action: Action::Sleep { seconds: (-3.0).into() }, span: None };
     assert!(run_step(&mut ctx, &nap).is_ok());
 }
 

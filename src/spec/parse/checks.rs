@@ -3,6 +3,7 @@
 
 use super::convert::{Conv, ShellWord, shown_char};
 use crate::diagnostic::{Diagnostic, Span};
+use crate::spec::computed::{ComputedType, Num};
 use crate::spec::value::Value;
 use crate::spec::{computed, names, pattern};
 
@@ -28,6 +29,9 @@ impl Conv<'_> {
                          an empty command always succeeds, {effect}"
                     )),
             );
+        }
+        if !computed::is_placeholder(&command) {
+            self.capture_uses(&command, v.span);
         }
         if command.len() > MAX_COMMAND_BYTES && !computed::is_placeholder(&command) {
             self.diags.push(
@@ -135,19 +139,26 @@ impl Conv<'_> {
         }
     }
 
-    pub(super) fn port(&mut self, v: &Value, what: &str) -> Option<u16> {
-        let p = self.int(v, what)?;
-        match u16::try_from(p) {
-            Ok(port) if port > 0 => Some(port),
-            _ => {
-                self.diags.push(
-                    Diagnostic::error("port_out_of_range", Some(v.span), format!("port {p} is out of range"))
+    /// A TCP port, 1 to 65535 (checked by Nix when computed).
+    pub(super) fn port(&mut self, v: &Value, what: &str) -> Option<Num<u16>> {
+        self.num(v, what, ComputedType::Int { min: 1, max: 65535 }, |c, v| {
+            let p = c.int(v, what)?;
+            match u16::try_from(p) {
+                Ok(port) if port > 0 => Some(port),
+                _ => {
+                    c.diags.push(
+                        Diagnostic::error(
+                            "port_out_of_range",
+                            Some(v.span),
+                            format!("port {p} is out of range"),
+                        )
                         .with_label("not in 1..65535")
                         .with_hint("TCP ports are between 1 and 65535"),
-                );
-                None
+                    );
+                    None
+                }
             }
-        }
+        })
     }
 
     pub(super) fn regex(&mut self, pattern: &str, span: Span) {

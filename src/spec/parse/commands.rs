@@ -2,6 +2,7 @@
 
 use super::convert::{Conv, Sibling, code_list};
 use crate::diagnostic::Diagnostic;
+use crate::spec::computed::{ComputedType, Num};
 use crate::spec::parse::{EXPECT_KEYS, HTTP_KEYS};
 use crate::spec::value::{Entry, Kind, Value};
 use crate::spec::{Action, Expect};
@@ -97,22 +98,25 @@ impl Conv<'_> {
                         self.regex(p, e.value.span);
                     }
                 }
-                "exitCode" => match self.int(&e.value, &what) {
-                    Some(code) if (0..=255).contains(&code) => out.exit_code = i32::try_from(code).ok(),
-                    Some(code) => {
-                        ok = false;
-                        self.diags.push(
-                            Diagnostic::error(
-                                "exit_code_out_of_range",
-                                Some(e.value.span),
-                                format!("exit code {code} is out of range"),
-                            )
-                            .with_label("not in 0..255")
-                            .with_hint("exit statuses are between 0 and 255"),
-                        );
-                    }
-                    None => ok = false,
-                },
+                "exitCode" => {
+                    let code = self.num(&e.value, &what, ComputedType::Int { min: 0, max: 255 }, |c, v| {
+                        let code = c.int(v, &what)?;
+                        if !(0..=255).contains(&code) {
+                            c.diags.push(
+                                Diagnostic::error(
+                                    "exit_code_out_of_range",
+                                    Some(v.span),
+                                    format!("exit code {code} is out of range"),
+                                )
+                                .with_label("not in 0..255")
+                                .with_hint("exit statuses are between 0 and 255"),
+                            );
+                        }
+                        i32::try_from(code).ok().filter(|c| (0..=255).contains(c))
+                    });
+                    ok &= code.is_some();
+                    out.exit_code = code;
+                }
                 _ => {
                     ok = false;
                     self.unknown_key(
@@ -130,29 +134,34 @@ impl Conv<'_> {
     pub(super) fn http(&mut self, v: &Value) -> Option<Action> {
         let entries = self.attrs(v, "`http`")?;
         let mut url = None;
-        let mut status = 200;
+        let mut status = Num::Lit(200);
         let mut contains = None;
         let mut ok = true;
         for e in entries {
             let what = format!("`http.{}`", e.key);
             match e.key.as_str() {
                 "url" => url = self.text(&e.value, &what, None),
-                "status" => match self.int(&e.value, &what) {
-                    Some(s) if (100..=599).contains(&s) => status = u16::try_from(s).unwrap_or(200),
-                    Some(s) => {
-                        ok = false;
-                        self.diags.push(
-                            Diagnostic::error(
-                                "status_out_of_range",
-                                Some(e.value.span),
-                                format!("HTTP status {s} is out of range"),
-                            )
-                            .with_label("not in 100..599")
-                            .with_hint("use an HTTP status code such as 200 or 404"),
-                        );
+                "status" => {
+                    let ty = ComputedType::Int { min: 100, max: 599 };
+                    match self.num(&e.value, &what, ty, |c, v| {
+                        let s = c.int(v, &what)?;
+                        if !(100..=599).contains(&s) {
+                            c.diags.push(
+                                Diagnostic::error(
+                                    "status_out_of_range",
+                                    Some(v.span),
+                                    format!("HTTP status {s} is out of range"),
+                                )
+                                .with_label("not in 100..599")
+                                .with_hint("use an HTTP status code such as 200 or 404"),
+                            );
+                        }
+                        u16::try_from(s).ok().filter(|s| (100..=599).contains(s))
+                    }) {
+                        Some(s) => status = s,
+                        None => ok = false,
                     }
-                    None => ok = false,
-                },
+                }
                 "contains" => {
                     if e.value.kind != Kind::Null {
                         contains = self.text(&e.value, &what, None);

@@ -1,11 +1,11 @@
 //! The converter's state and the top level of a description: its keys,
 //! and the generic shape checks (types, unknown keys) every family uses.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::diagnostic::{Diagnostic, Span};
-use crate::spec::computed::{self, Computed, ComputedType};
+use crate::spec::computed::{self, Computed, ComputedType, Num};
 use crate::spec::parse::{KNOWN_SYSTEMS, TEST_CLASHES, TEST_OPTIONS, TOP_KEYS, valid_test_name};
 use crate::spec::validate::did_you_mean;
 use crate::spec::value::{Entry, Kind, Value};
@@ -14,9 +14,9 @@ use crate::spec::{Backend, TestSpec};
 /// Steps are copied into the generated test, so they must be literals.
 const STATIC_HINT: &str = "this value shapes the test (which steps, which nodes, which checks), so it must be plain \
                            data or fold statically: literals, `let`-bound literals, and `map`, `++`, `toString` or \
-                           `${…}` over them. Strings that a step runs or compares (commands, unit names, paths, \
-                           expectations) may be any Nix expression; a top-level function `{ pkgs, lib, nodes, ... }:` \
-                           provides `pkgs` and `nodes`";
+                           `${…}` over them. Strings and numbers that a step runs, waits on or compares (commands, unit \
+                           names, paths, expectations, ports, timeouts, exit codes) may be any Nix expression; a \
+                           top-level function `{ pkgs, lib, nodes, ... }:` provides `pkgs` and `nodes`";
 const EVAL_HINT: &str = "or let Nix evaluate the description: `nixvm-gen --eval generate`";
 
 /// What a value should be, for wrong-type messages.
@@ -88,10 +88,37 @@ pub(super) struct Conv<'a> {
     pub(super) computed: Vec<Computed>,
     /// Capture names so far, with where each is captured.
     pub(super) captures: BTreeMap<String, Span>,
+    /// `$NAME` in commands that no earlier step captured: an error if a
+    /// later step (or the step itself) captures `NAME` ([`Conv::captures_used_early`]).
+    pub(super) uncaptured_uses: Vec<(String, Span)>,
+    /// The description's text, to point at a `$NAME` inside a string.
+    pub(super) source: Option<&'a str>,
+    /// Snapshot names given to isolated subtests so far (they must differ).
+    pub(super) isolate_names: BTreeSet<String>,
 }
 
-/// Checks the value tree against the description format.
-pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>) -> Option<TestSpec> {
+impl<'a> Conv<'a> {
+    fn new(diags: &'a mut Vec<Diagnostic>, source: Option<&'a str>) -> Conv<'a> {
+        Conv {
+            diags,
+            nodes: Nodes::Unknown,
+            computed: Vec::new(),
+            captures: BTreeMap::new(),
+            uncaptured_uses: Vec::new(),
+            source,
+            isolate_names: BTreeSet::new(),
+        }
+    }
+}
+
+/// Checks the value tree against the description format. `source` is the
+/// description's text when known (for exact spans inside strings).
+pub(super) fn convert<'a>(
+    rel_path: &Path,
+    root: &Value,
+    source: Option<&'a str>,
+    diags: &'a mut Vec<Diagnostic>,
+) -> Option<TestSpec> {
     let entries = match &root.kind {
         Kind::Attrs(entries) => entries,
         Kind::Lambda => {
@@ -109,13 +136,11 @@ pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>
             return None;
         }
         _ => {
-            let mut c =
-                Conv { diags, nodes: Nodes::Unknown, computed: Vec::new(), captures: BTreeMap::new() };
-            c.wrong_type(root, Ty::Attrs, "the description");
+            Conv::new(diags, source).wrong_type(root, Ty::Attrs, "the description");
             return None;
         }
     };
-    let mut c = Conv { diags, nodes: Nodes::Unknown, computed: Vec::new(), captures: BTreeMap::new() };
+    let mut c = Conv::new(diags, source);
     let stem = rel_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let mut spec = TestSpec {
         name: stem.clone(),
@@ -244,6 +269,7 @@ pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>
     if spec.backend == Backend::Rust {
         c.python_needs_python_backend(&spec.steps);
     }
+    c.captures_used_early();
     spec.computed = c.computed;
     Some(spec)
 }
@@ -363,17 +389,41 @@ impl Conv<'_> {
     pub(super) fn text(&mut self, v: &Value, what: &str, pattern: Option<&'static str>) -> Option<String> {
         match &v.kind {
             Kind::Computed { expr, .. } => {
-                self.computed.push(Computed {
-                    expr: expr.clone(),
-                    ty: ComputedType::String,
-                    pattern,
-                    what: what.to_string(),
-                    span: v.span,
-                });
-                Some(computed::placeholder(self.computed.len() - 1))
+                let index = self.push_computed(expr, ComputedType::String, pattern, what, v.span);
+                Some(computed::placeholder(index))
             }
             _ => self.str(v, what),
         }
+    }
+
+    /// A number that Nix may compute: a literal, checked by `literal`
+    /// (which reports its own mistakes), or a [`Num::Computed`] that the
+    /// generated check evaluates and checks against `ty` (type and range).
+    pub(super) fn num<T>(
+        &mut self,
+        v: &Value,
+        what: &str,
+        ty: ComputedType,
+        literal: impl FnOnce(&mut Self, &Value) -> Option<T>,
+    ) -> Option<Num<T>> {
+        match &v.kind {
+            Kind::Computed { expr, .. } => {
+                Some(Num::Computed(self.push_computed(expr, ty, None, what, v.span)))
+            }
+            _ => literal(self, v).map(Num::Lit),
+        }
+    }
+
+    fn push_computed(
+        &mut self,
+        expr: &str,
+        ty: ComputedType,
+        pattern: Option<&'static str>,
+        what: &str,
+        span: Span,
+    ) -> usize {
+        self.computed.push(Computed { expr: expr.to_string(), ty, pattern, what: what.to_string(), span });
+        self.computed.len() - 1
     }
 
     fn reserved_chars(&mut self, span: Span, what: &str) {

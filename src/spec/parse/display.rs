@@ -4,6 +4,7 @@
 
 use super::convert::{Conv, NodeRef, Sibling, Ty};
 use crate::diagnostic::{Diagnostic, Span};
+use crate::spec::computed::{ComputedType, Num};
 use crate::spec::value::{Entry, Kind, Value};
 use crate::spec::{Action, keys};
 
@@ -151,23 +152,25 @@ impl Conv<'_> {
     }
 
     /// A virtual console number, 1 to [`MAX_TTY`].
-    fn tty(&mut self, v: &Value, what: &str) -> Option<u8> {
-        let n = self.int(v, what)?;
-        match u8::try_from(n) {
-            Ok(tty) if (1..=MAX_TTY).contains(&n) => Some(tty),
-            _ => {
-                self.diags.push(
-                    Diagnostic::error(
-                        "invalid_tty",
-                        Some(v.span),
-                        format!("{what} {n} is not a virtual console"),
-                    )
-                    .with_label(format!("expected 1 to {MAX_TTY}"))
-                    .with_hint("give the number N of /dev/ttyN, e.g. `1` for the first console"),
-                );
-                None
+    fn tty(&mut self, v: &Value, what: &str) -> Option<Num<u8>> {
+        self.num(v, what, ComputedType::Int { min: 1, max: MAX_TTY }, |c, v| {
+            let n = c.int(v, what)?;
+            match u8::try_from(n) {
+                Ok(tty) if (1..=MAX_TTY).contains(&n) => Some(tty),
+                _ => {
+                    c.diags.push(
+                        Diagnostic::error(
+                            "invalid_tty",
+                            Some(v.span),
+                            format!("{what} {n} is not a virtual console"),
+                        )
+                        .with_label(format!("expected 1 to {MAX_TTY}"))
+                        .with_hint("give the number N of /dev/ttyN, e.g. `1` for the first console"),
+                    );
+                    None
+                }
             }
-        }
+        })
     }
 
     /// `waitForX = true;` (the step's node) or `waitForX = "<node>";`.

@@ -221,7 +221,7 @@ fn parse_here(file: FileId, rel_path: &Path, text: &str) -> (Option<TestSpec>, V
         return (None, vec![d]);
     };
     let (root, function) = value::lower_description(file, &expr, &mut diags);
-    let mut spec = convert(rel_path, &root, &mut diags);
+    let mut spec = convert(rel_path, &root, Some(text), &mut diags);
     if let Some(spec) = &mut spec {
         spec.function = function;
     }
@@ -263,7 +263,7 @@ pub fn from_json_with_source(
     let located = on_parse_stack(|| static_tree(file, text));
     let root = value::from_json_located(value, located.as_ref(), unknown);
     let mut diags = Vec::new();
-    let mut spec = convert(rel_path, &root, &mut diags);
+    let mut spec = convert(rel_path, &root, Some(text), &mut diags);
     if let Some(spec) = &mut spec {
         forget_spans(&mut spec.steps, unknown);
     }
@@ -321,7 +321,7 @@ pub fn from_json_spanned(
 ) -> (Option<TestSpec>, Vec<Diagnostic>) {
     let root = value::from_json(value, span);
     let mut diags = Vec::new();
-    let spec = convert(rel_path, &root, &mut diags);
+    let spec = convert(rel_path, &root, None, &mut diags);
     (spec, diags)
 }
 

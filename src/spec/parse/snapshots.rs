@@ -92,10 +92,35 @@ pub fn isolate(steps: &mut Vec<Step>, name: &str, span: Span) {
     }
 }
 
-/// The name a subtest's `isolate` uses: unique in the file (nested
-/// isolated subtests must not overwrite each other's snapshot).
-pub fn subtest_snapshot_name(span: Span) -> String {
-    format!("{ISOLATE_SNAPSHOT}-{}", span.start)
+/// Longest title part of an isolated subtest's snapshot name: leaves room
+/// for `isolate.` and a `.N` that tells equal titles apart.
+const MAX_TITLE_PART: usize = 48;
+
+impl Conv<'_> {
+    /// The snapshot name a subtest's `isolate` uses: `isolate.<title>`, the
+    /// title reduced to letters, digits and `-` (`isolate.primary-down`), so
+    /// it reads well in the reports and stays the same when the file is
+    /// edited elsewhere. A title already taken in this file (nested isolated
+    /// subtests must not overwrite each other's snapshot) gets `.2`, `.3`, …
+    pub(super) fn subtest_snapshot_name(&mut self, title: Option<&str>) -> String {
+        let mut part = String::new();
+        for c in title.unwrap_or_default().chars() {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                part.push(c.to_ascii_lowercase());
+            } else if !part.is_empty() && !part.ends_with('-') {
+                part.push('-');
+            }
+        }
+        part.truncate(MAX_TITLE_PART);
+        let part = part.trim_end_matches('-');
+        let base = format!("{ISOLATE_SNAPSHOT}.{}", if part.is_empty() { "subtest" } else { part });
+        let name = (1..)
+            .map(|n| if n == 1 { base.clone() } else { format!("{base}.{n}") })
+            .find(|n| !self.isolate_names.contains(n))
+            .expect("an unused suffix");
+        self.isolate_names.insert(name.clone());
+        name
+    }
 }
 
 /// Node power and saved snapshots while walking the steps in order.
@@ -286,9 +311,63 @@ mod tests {
         );
         assert!(codes.is_empty(), "{codes:?}");
         let Action::Subtest { steps, .. } = &spec.unwrap().steps[0].action else { panic!("subtest") };
-        let k = keys(steps);
-        assert!(k[0].starts_with("snapshot:isolate-") && k[2].starts_with("restore:isolate-"), "{k:?}");
-        assert_eq!(k[0]["snapshot:".len()..], k[2]["restore:".len()..]);
+        assert_eq!(
+            keys(steps),
+            ["snapshot:isolate.outer", "subtest:a", "restore:isolate.outer", "subtest:b"]
+        );
+    }
+
+    #[test]
+    fn isolated_subtests_get_names_from_their_titles_unique_in_the_file() {
+        let (spec, codes) = parse_codes(
+            r#"{ nodes.m = {}; steps = [
+                 { subtest = "Fail over: primary down!"; isolate = true; steps = [
+                   { subtest = "a"; isolate = true; steps = [
+                     { subtest = "x"; steps = [ { sleep = 1; } ]; }
+                     { subtest = "y"; steps = [ { sleep = 1; } ]; }
+                   ]; }
+                   { subtest = "b"; steps = [ { sleep = 1; } ]; }
+                 ]; }
+                 { subtest = "a"; isolate = true; steps = [
+                   { subtest = "a"; isolate = true; steps = [ { subtest = "z"; steps = [ { sleep = 1; } ]; } ]; }
+                 ]; }
+                 { subtest = "ж"; isolate = true; steps = [ { subtest = "z"; steps = [ { sleep = 1; } ]; } ]; }
+               ]; }"#,
+        );
+        assert!(codes.is_empty(), "{codes:?}");
+        let steps = spec.unwrap().steps;
+        let inner = |s: &crate::spec::Step| match &s.action {
+            Action::Subtest { steps, .. } => keys(steps),
+            a => panic!("{a:?}"),
+        };
+        let outer = inner(&steps[0]);
+        assert_eq!(outer[0], "snapshot:isolate.fail-over-primary-down");
+        let Action::Subtest { steps: first, .. } = &steps[0].action else { panic!("subtest") };
+        assert_eq!(inner(&first[1])[0], "snapshot:isolate.a");
+        // Outer before inner: the top-level "a" is `.2`, the "a" inside it `.3`.
+        assert_eq!(inner(&steps[1])[0], "snapshot:isolate.a.2");
+        let Action::Subtest { steps: second, .. } = &steps[1].action else { panic!("subtest") };
+        assert_eq!(inner(&second[1])[0], "snapshot:isolate.a.3");
+        assert_eq!(inner(&steps[2])[0], "snapshot:isolate.subtest");
+    }
+
+    #[test]
+    fn long_titles_make_valid_names() {
+        let title = "a".repeat(200);
+        let text = format!(
+            r#"{{ nodes.m = {{}}; steps = [
+                 {{ subtest = "{title}"; isolate = true; steps = [ {{ subtest = "x"; steps = [ {{ sleep = 1; }} ]; }} ]; }}
+                 {{ subtest = "{title}"; isolate = true; steps = [ {{ subtest = "x"; steps = [ {{ sleep = 1; }} ]; }} ]; }}
+               ]; }}"#
+        );
+        let (spec, codes) = parse_codes(&text);
+        assert!(codes.is_empty(), "{codes:?}");
+        for (s, suffix) in spec.unwrap().steps.iter().zip(["", ".2"]) {
+            let Action::Subtest { steps, .. } = &s.action else { panic!("subtest") };
+            let Action::Snapshot { name } = &steps[0].action else { panic!("snapshot") };
+            assert!(super::valid_name(name), "{name}");
+            assert_eq!(*name, format!("isolate.{}{suffix}", "a".repeat(super::MAX_TITLE_PART)));
+        }
     }
 
     #[test]

@@ -5,9 +5,10 @@ use super::commands::COMMAND_KEYS;
 use super::convert::{Conv, NodeRef, Sibling, code_list};
 use super::display::DISPLAY_KEYS;
 use super::power::POWER_KEYS;
-use super::snapshots::{SNAPSHOT_KEYS, isolate, subtest_snapshot_name};
+use super::snapshots::{SNAPSHOT_KEYS, isolate};
 use super::waits::WAIT_KEYS;
 use crate::diagnostic::{Diagnostic, Span};
+use crate::spec::computed::ComputedType;
 use crate::spec::parse::{STEP_MODIFIERS, STEP_SIBLINGS};
 use crate::spec::value::{Entry, Kind, Value};
 use crate::spec::{ACTION_KEYS, Action, Step};
@@ -92,13 +93,16 @@ impl Conv<'_> {
         }
 
         let timeout = sibling("timeout").and_then(|t| {
-            let secs = self.number(&t.value, "`timeout`")?;
-            if secs > 0.0 && secs.is_finite() {
-                Some(secs)
-            } else {
-                self.bad_timeout(t.value.span, &secs.to_string());
-                None
-            }
+            let what = format!("the `timeout` of `{key}`");
+            self.num(&t.value, &what, ComputedType::Timeout, |c, v| {
+                let secs = c.number(v, "`timeout`")?;
+                if secs > 0.0 && secs.is_finite() {
+                    Some(secs)
+                } else {
+                    c.bad_timeout(v.span, &secs.to_string());
+                    None
+                }
+            })
         });
         let explicit_node =
             sibling("node").and_then(|n| self.str(&n.value, "`node`").map(|s| (s, n.value.span)));
@@ -121,7 +125,7 @@ impl Conv<'_> {
         v: &Value,
         action_entry: &Entry,
         commands: &[Value],
-        timeout: Option<f64>,
+        timeout: Option<crate::spec::Num<f64>>,
         explicit_node: Option<(String, Span)>,
         sibling: Sibling<'_, 'e>,
     ) -> Option<Vec<Step>> {
@@ -272,16 +276,23 @@ impl Conv<'_> {
     }
 
     fn sleep(&mut self, e: &Entry) -> Option<Action> {
-        let v = &e.value;
-        let seconds = self.number(v, &format!("`{}`", e.key))?;
-        if !(seconds >= 0.0 && seconds.is_finite()) {
-            self.diags.push(
-                Diagnostic::error("invalid_sleep", Some(v.span), format!("cannot sleep {seconds} seconds"))
+        let what = format!("`{}`", e.key);
+        let seconds = self.num(&e.value, &what, ComputedType::Seconds, |c, v| {
+            let seconds = c.number(v, &what)?;
+            if !(seconds >= 0.0 && seconds.is_finite()) {
+                c.diags.push(
+                    Diagnostic::error(
+                        "invalid_sleep",
+                        Some(v.span),
+                        format!("cannot sleep {seconds} seconds"),
+                    )
                     .with_label("negative")
                     .with_hint("give a number of seconds, zero or more"),
-            );
-            return None;
-        }
+                );
+                return None;
+            }
+            Some(seconds)
+        })?;
         Some(Action::Sleep { seconds })
     }
 
@@ -289,6 +300,14 @@ impl Conv<'_> {
         let v = &e.value;
         let what = format!("`{}`", e.key);
         let title = self.str(v, &what);
+        // Named before the steps are read, so that an outer subtest's name
+        // comes before those of isolated subtests inside it.
+        let isolated = match sibling("isolate") {
+            Some(iso) if self.isolate_flag(&iso.value) => {
+                Some((self.subtest_snapshot_name(title.as_deref()), iso.key_span))
+            }
+            _ => None,
+        };
         let mut steps = match sibling("steps") {
             Some(s) => {
                 let items = self.list(&s.value, "`steps`")?;
@@ -306,10 +325,8 @@ impl Conv<'_> {
                 return None;
             }
         };
-        if let Some(iso) = sibling("isolate")
-            && self.isolate_flag(&iso.value)
-        {
-            isolate(&mut steps, &subtest_snapshot_name(e.key_span), iso.key_span);
+        if let Some((name, span)) = isolated {
+            isolate(&mut steps, &name, span);
         }
         Some(Action::Subtest { title: title?, steps })
     }

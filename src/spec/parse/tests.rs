@@ -43,7 +43,7 @@ mod unit {
             spec.steps[1].action,
             Action::Execute {
                 command: "curl x".into(),
-                expect: Expect { exit_code: Some(7), ..Expect::default() },
+                expect: Expect { exit_code: Some(7.into()), ..Expect::default() },
                 capture: Some("_s1".into()),
             }
         );
@@ -120,7 +120,7 @@ mod unit {
         // `python` needs the Python backend: `python_step_needs_the_python_backend`.
         let expected: Vec<&str> = ACTION_KEYS.iter().copied().filter(|k| *k != "python").collect();
         assert_eq!(keys, expected);
-        assert_eq!(spec.steps[0].timeout, Some(5.0));
+        assert_eq!(spec.steps[0].timeout, Some(5.0.into()));
         assert_eq!(spec.steps[15].node.as_deref(), Some("b"));
         assert_eq!(
             spec.steps[5].action,
@@ -130,7 +130,7 @@ mod unit {
                     contains: vec!["x".into()],
                     equals: Some("y".into()),
                     matches: Some("z+".into()),
-                    exit_code: Some(3),
+                    exit_code: Some(3.into()),
                     ..Expect::default()
                 },
                 capture: None,
@@ -138,10 +138,13 @@ mod unit {
         );
         assert_eq!(
             spec.steps[11].action,
-            Action::Http { url: "http://h".into(), status: 404, contains: None }
+            Action::Http { url: "http://h".into(), status: 404.into(), contains: None }
         );
         assert_eq!(spec.steps[22].action, Action::SendKeys { keys: vec!["ctrl-alt-f2".into(), "A".into()] });
-        assert_eq!(spec.steps[24].action, Action::WaitUntilTtyMatches { tty: 2, regex: "login: ".into() });
+        assert_eq!(
+            spec.steps[24].action,
+            Action::WaitUntilTtyMatches { tty: 2.into(), regex: "login: ".into() }
+        );
         assert_eq!(
             (spec.steps[27].action.clone(), spec.steps[27].node.as_deref()),
             (Action::WaitForX, Some("a"))
@@ -181,6 +184,90 @@ mod unit {
     }
 
     #[test]
+    fn numbers_may_be_computed() {
+        use crate::spec::Num;
+        use crate::spec::computed::ComputedType;
+        let spec = parse_ok(
+            r#"{ nodes, ... }:
+            let cfg = nodes.m.services.web; port = 8080; in {
+              nodes.m = {};
+              steps = [
+                { waitForOpenPort = cfg.port; timeout = cfg.timeout; }
+                { waitForClosedPort = port; }
+                { succeed = "x"; expect.exitCode = cfg.code; }
+                { execute = "x"; expect.exitCode = 0; }
+                { http.url = "http://m"; http.status = cfg.status; }
+                { sleep = cfg.pause; }
+                { dumpTtyContents = cfg.tty; }
+              ];
+            }"#,
+        );
+        let types: Vec<ComputedType> = spec.computed.iter().map(|c| c.ty).collect();
+        assert_eq!(
+            types,
+            [
+                ComputedType::Timeout,
+                ComputedType::Int { min: 1, max: 65535 },
+                ComputedType::Int { min: 0, max: 255 },
+                ComputedType::Int { min: 100, max: 599 },
+                ComputedType::Seconds,
+                ComputedType::Int { min: 1, max: 63 },
+            ]
+        );
+        assert_eq!(spec.computed[0].expr, "(builtins.elemAt description.steps 0).timeout");
+        assert_eq!(spec.computed[0].what, "the `timeout` of `waitForOpenPort`");
+        assert_eq!(spec.steps[0].timeout, Some(Num::Computed(0)));
+        assert_eq!(spec.steps[0].action, Action::WaitForOpenPort { port: Num::Computed(1), addr: None });
+        // A `let`-bound literal folds, and is range-checked statically.
+        assert_eq!(spec.steps[1].action, Action::WaitForClosedPort { port: Num::Lit(8080), addr: None });
+        assert!(matches!(&spec.steps[2].action,
+            Action::Succeed { expect, .. } if expect.exit_code == Some(Num::Computed(2))));
+        assert!(matches!(&spec.steps[4].action, Action::Http { status: Num::Computed(3), .. }));
+        assert_eq!(spec.steps[5].action, Action::Sleep { seconds: Num::Computed(4) });
+        assert_eq!(spec.steps[6].action, Action::DumpTtyContents { tty: Num::Computed(5) });
+        // Literals keep their static range checks; a wrong literal type is
+        // still `wrong_type`.
+        for (step, code) in [
+            ("{ waitForOpenPort = 0; }", "port_out_of_range"),
+            ("{ succeed = \"x\"; timeout = -1; }", "invalid_timeout"),
+            ("{ succeed = \"x\"; expect.exitCode = 256; }", "exit_code_out_of_range"),
+            ("{ http.url = \"u\"; http.status = 99; }", "status_out_of_range"),
+            ("{ sleep = -1; }", "invalid_sleep"),
+            ("{ dumpTtyContents = 64; }", "invalid_tty"),
+            ("{ waitForOpenPort = \"80\"; }", "wrong_type"),
+        ] {
+            let text = format!("{{ pkgs, ... }}: {{ nodes.m = {{}}; steps = [ {step} ]; }}");
+            assert_eq!(codes(&text), [code], "{step}");
+        }
+        // Outside steps, numbers shape the test: still static.
+        assert_eq!(
+            codes("{ pkgs, ... }: { nodes.m = {}; timeout = pkgs.t; steps = [ { sleep = 1; } ]; }"),
+            ["not_static"]
+        );
+    }
+
+    #[test]
+    fn captures_are_read_after_they_are_captured() {
+        let text = |first: &str| {
+            format!(
+                r#"{{ pkgs, ... }}: {{ nodes.m = {{}}; steps = [ {first} {{ succeed = "cat t"; capture = "T"; }} {{ succeed = "echo $T"; }} ]; }}"#
+            )
+        };
+        assert_eq!(codes(&text(r#"{ succeed = "echo $T"; }"#)), ["capture_not_defined"]);
+        assert_eq!(codes(&text(r#"{ waitUntilFails = "[ -z \"\${T}\" ]"; }"#)), ["capture_not_defined"]);
+        // Not captures: the environment, the command's own variables,
+        // single-quoted or escaped text, commands Nix computes.
+        for fine in [
+            r#"{ succeed = "echo $HOME $PATH"; }"#,
+            r#"{ succeed = "T=1; echo $T"; }"#,
+            r#"{ succeed = "echo '$T' \\$T"; }"#,
+            r#"{ succeed = "${pkgs.x} $T"; }"#,
+        ] {
+            assert!(codes(&text(fine)).is_empty(), "{fine}");
+        }
+    }
+
+    #[test]
     fn syntax_errors_are_reported_once() {
         assert_eq!(codes("{ nodes.m = {} steps = [ ]; }"), ["nix_syntax"]);
         assert_eq!(codes(""), ["nix_syntax"]);
@@ -197,7 +284,7 @@ mod unit {
         let spec = spec.expect("spec");
         assert_eq!(spec.name, "j");
         assert_eq!(spec.steps[0].node.as_deref(), Some("m"));
-        assert_eq!(spec.steps[1].action, Action::Sleep { seconds: 0.25 });
+        assert_eq!(spec.steps[1].action, Action::Sleep { seconds: 0.25.into() });
     }
 
     /// Line of each top-level step (and of subtest steps) after converting
@@ -291,7 +378,7 @@ mod lists {
             r#"{ nodes.m = {}; steps = [ { succeed = [ "a" "b" ]; timeout = 5; } { fail = [ "c" ]; } ]; }"#,
         );
         let commands: Vec<_> = spec.steps.iter().map(|s| (s.action.key(), s.timeout)).collect();
-        assert_eq!(commands, [("succeed", Some(5.0)), ("succeed", Some(5.0)), ("fail", None)]);
+        assert_eq!(commands, [("succeed", Some(5.0.into())), ("succeed", Some(5.0.into())), ("fail", None)]);
         let (_, diags) = parse(
             FileId(0),
             Path::new("t.nix"),
