@@ -76,7 +76,7 @@ case "$kind" in
     : "${memory:=256}" "${smp:=1}"
     # No root file system on it: the disk holds the VM state of snapshots.
     disk_create="$qemu_img create -q -f qcow2 \"\$NIX_DISK_IMAGE\" 64M"
-    params="console=ttyS0 panic=-1 quiet systemd.hostname=$node"
+    params="console=ttyS0 panic=-1 no_timer_check quiet systemd.hostname=$node"
     ;;
   systemd)
     [ -e "$cache/current/root.ext4" ] || { echo "make-vm.sh: no systemd guest built (build.sh without --busybox-only)" >&2; exit 1; }
@@ -84,7 +84,7 @@ case "$kind" in
     # The shared root image is the read-only backing file of each VM's disk.
     root_image=$(readlink -f "$cache/current/root.ext4")
     disk_create="$qemu_img create -q -f qcow2 -F raw -b $root_image \"\$NIX_DISK_IMAGE\""
-    params="console=ttyS0 panic=-1 root=/dev/vda rw systemd.hostname=$node"
+    params="console=ttyS0 panic=-1 no_timer_check root=/dev/vda rw systemd.hostname=$node"
     ;;
   *) echo "make-vm.sh: --kind must be busybox or systemd" >&2; exit 2 ;;
 esac

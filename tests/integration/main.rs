@@ -15,6 +15,7 @@ mod flake_real_world;
 mod fuzz;
 mod hostile;
 mod import;
+mod incremental;
 mod nix;
 mod regex_dialect;
 mod sandbox;

@@ -1,7 +1,7 @@
 //! Fixture descriptions (`tests/fixtures/codegen/<case>`) run on the
 //! stand-in guests: parsed and planned as `generate` does, then executed by
-//! nixvm-driver. Fixtures whose values only Nix computes need an evaluated
-//! plan and are not here (see /work/notes/issue-10a.md).
+//! nixvm-driver. Fixtures whose values only Nix computes run from the plan
+//! Nix evaluated against the stand-in nixpkgs.
 
 use std::path::Path;
 
@@ -30,6 +30,18 @@ fn token_fixture_passes_on_two_systemd_guests() {
     let plan = fixture_plan("token", "token.nix");
     let steps = plan.steps.len();
     let Some(world) = vm_test(Kind::Systemd, &["server", "client"], plan.steps) else { return };
+    let run = world.run();
+    assert_eq!(run.status.code(), Some(0), "driver failed:\n{}", run.stderr);
+    assert_eq!(statuses(&run.report), vec!["passed"; steps]);
+}
+
+/// `battery`: musnix-style checks (lists of expectations on one output,
+/// JSON, command lists) on one systemd guest.
+#[test]
+fn battery_fixture_passes_on_a_systemd_guest() {
+    let plan = fixture_plan("battery", "audio.nix");
+    let steps = plan.steps.len();
+    let Some(world) = vm_test(Kind::Systemd, &["machine"], plan.steps) else { return };
     let run = world.run();
     assert_eq!(run.status.code(), Some(0), "driver failed:\n{}", run.stderr);
     assert_eq!(statuses(&run.report), vec!["passed"; steps]);
