@@ -245,6 +245,32 @@ const METHODS: &[Method] = &[
         ],
         variadic: false,
     },
+    // systemd: the stock methods return `(status, output)` unchecked, as the
+    // steps do; a `user` reaches the user's manager.
+    Method {
+        name: "systemctl",
+        key: "systemctl",
+        params: &[("q", Role::Main(Kind::Str)), ("user", Role::Extra("user", Kind::Str))],
+        variadic: false,
+    },
+    Method {
+        name: "start_job",
+        key: "startJob",
+        params: &[("jobname", Role::Main(Kind::Str)), ("user", Role::Extra("user", Kind::Str))],
+        variadic: false,
+    },
+    Method {
+        name: "stop_job",
+        key: "stopJob",
+        params: &[("jobname", Role::Main(Kind::Str)), ("user", Role::Extra("user", Kind::Str))],
+        variadic: false,
+    },
+    Method {
+        name: "require_unit_state",
+        key: "requireUnitState",
+        params: &[("unit", Role::Main(Kind::Str)), ("require_state", Role::Extra("state", Kind::Str))],
+        variadic: false,
+    },
     Method { name: "shutdown", key: "shutdown", params: &[], variadic: false },
     Method { name: "crash", key: "crash", params: &[], variadic: false },
     Method { name: "reboot", key: "reboot", params: &[], variadic: false },
@@ -477,6 +503,10 @@ const COMPUTABLE_KEYS: &[&str] = &[
     "waitForUnit",
     "waitForFile",
     "waitForConsoleText",
+    "systemctl",
+    "requireUnitState",
+    "startJob",
+    "stopJob",
     "sendChars",
     "waitUntilTtyMatches",
     "waitForText",

@@ -31,6 +31,7 @@ const CASES: &[&str] = &[
     "display",
     "console-login",
     "join-token",
+    "machine-api",
 ];
 
 const OUTPUT: &str = "nix/checks.generated.nix";
@@ -53,7 +54,7 @@ fn nixvm_gen(flake: &Path, args: &[&str]) -> std::process::Output {
 }
 
 /// Runs `generate` in `flake` and returns the generated file.
-fn generate(flake: &Path) -> String {
+pub(crate) fn generate(flake: &Path) -> String {
     let out = nixvm_gen(flake, &["generate"]);
     util::assert_code(&out, 0);
     std::fs::read_to_string(flake.join(OUTPUT)).expect("generate wrote the file")
@@ -172,7 +173,7 @@ fn nix_flakes() -> Command {
 /// repository itself holds `target/`): flake.nix, nix/, and what
 /// nix/package.nix reads (mkDriver falls back to the flake's own package,
 /// as real nixpkgs has no `nixvm-driver`).
-fn nixvm_gen_flake_copy(into: &Path) {
+pub(crate) fn nixvm_gen_flake_copy(into: &Path) {
     std::fs::create_dir_all(into).unwrap();
     for file in ["flake.nix", "Cargo.toml", "Cargo.lock"] {
         std::fs::copy(util::root().join(file), into.join(file)).unwrap();
@@ -189,27 +190,30 @@ fn eval_flake(flake: &Path, gen_copy: &Path, attr: &str) -> serde_json::Value {
 }
 
 fn eval_flake_with(flake: &Path, gen_copy: &Path, attr: &str, extra: &[&str]) -> serde_json::Value {
-    let stand_in = util::root().join("tests/stand-in/nixpkgs");
-    let out = util::run(
-        nix_flakes()
-            .arg("eval")
-            .arg("--json")
-            .arg(format!("path:{}#{attr}", flake.display()))
-            .arg("--override-input")
-            .arg("nixpkgs")
-            .arg(format!("path:{}", stand_in.display()))
-            .arg("--override-input")
-            .arg("nixvm-gen")
-            .arg(format!("path:{}", gen_copy.display()))
-            // For flakes whose nixvm-gen input does not follow their nixpkgs.
-            .arg("--override-input")
-            .arg("nixvm-gen/nixpkgs")
-            .arg(format!("path:{}", stand_in.display()))
-            .args(["--no-write-lock-file", "--option", "flake-registry", "/dev/null"])
-            .args(extra),
-    );
+    let out = util::run(flake_command("eval", flake, gen_copy, attr).arg("--json").args(extra));
     assert!(out.status.success(), "nix eval {attr} failed");
     serde_json::from_slice(&out.stdout).expect("nix eval printed JSON")
+}
+
+/// `nix <sub> path:<flake>#<attr>` with the stand-in nixpkgs and a copy of
+/// nixvm-gen as inputs, offline.
+pub(crate) fn flake_command(sub: &str, flake: &Path, gen_copy: &Path, attr: &str) -> Command {
+    let stand_in = util::root().join("tests/stand-in/nixpkgs");
+    let mut cmd = nix_flakes();
+    cmd.arg(sub)
+        .arg(format!("path:{}#{attr}", flake.display()))
+        .arg("--override-input")
+        .arg("nixpkgs")
+        .arg(format!("path:{}", stand_in.display()))
+        .arg("--override-input")
+        .arg("nixvm-gen")
+        .arg(format!("path:{}", gen_copy.display()))
+        // For flakes whose nixvm-gen input does not follow their nixpkgs.
+        .arg("--override-input")
+        .arg("nixvm-gen/nixpkgs")
+        .arg(format!("path:{}", stand_in.display()))
+        .args(["--no-write-lock-file", "--option", "flake-registry", "/dev/null"]);
+    cmd
 }
 
 #[test]
@@ -726,7 +730,11 @@ fn scripts_of_generated_file(file: &Path) -> Vec<ScriptUnderTest> {
 let
   # Just enough of a package set and of evaluated nodes for the fixtures
   # whose descriptions compute values (tests/fixtures/codegen/store-paths).
-  fakeNodes = {{ server.networking.hostName = "server"; client.networking.hostName = "client"; }};
+  fakeNodes = {{
+    server.networking.hostName = "server";
+    client.networking.hostName = "client";
+    machine.networking.hostName = "machine";
+  }};
   runNixOSTest = module:
     let m = module {{ config.nodes = fakeNodes; lib = {{ }}; }};
     in {{ inherit (m) name testScript; nodes = builtins.attrNames m.nodes; }};

@@ -20,6 +20,7 @@ const CASES: &[&str] = &[
     "python-steps",
     "console",
     "captures",
+    "machine-api",
 ];
 
 /// Tests of the fixtures that must convert fully.
@@ -32,6 +33,7 @@ const FULL: &[&str] = &[
     "unittest-and-options-checks",
     "console",
     "captures",
+    "machine-api",
 ];
 
 fn fixture(case: &str) -> String {

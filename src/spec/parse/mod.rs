@@ -33,6 +33,7 @@ mod steps;
 mod syntax;
 #[cfg(test)]
 mod tests;
+mod units;
 mod waits;
 
 pub(crate) use convert::code_list;
@@ -95,10 +96,11 @@ pub const TEST_CLASHES: &[(&str, &str)] = &[
 pub const STEP_MODIFIERS: &[&str] = &["node", "timeout"];
 /// Keys that refine one action, with the actions they belong to.
 pub const STEP_SIBLINGS: &[(&str, &[&str])] = &[
-    ("user", &["waitForUnit"]),
+    ("user", &["waitForUnit", "systemctl", "requireUnitState", "startJob", "stopJob"]),
     ("addr", &["waitForOpenPort", "waitForClosedPort"]),
-    ("expect", &["succeed", "waitUntilSucceeds", "execute"]),
-    ("capture", &["succeed", "waitUntilSucceeds", "execute"]),
+    ("expect", &["succeed", "waitUntilSucceeds", "execute", "systemctl"]),
+    ("capture", &["succeed", "waitUntilSucceeds", "execute", "systemctl"]),
+    ("state", &["requireUnitState"]),
     ("targetDir", &["copyFromVm"]),
     ("steps", &["subtest"]),
     ("isolate", &["subtest"]),
