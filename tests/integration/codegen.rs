@@ -564,6 +564,41 @@ fn nasty_commands_reach_the_guest_unchanged() {
     assert_round_trip("succeed command", &commands, &got);
 }
 
+/// Issue 11: a testScript whose indented string held millions of escape
+/// parts overflowed Nix 2.8's stack. Forty commands of 100,000 quotes
+/// (each quote is an escape, `''\'`) now come out as a `"…"` string, which
+/// the real evaluator reads back exactly.
+#[test]
+fn a_test_script_of_millions_of_escapes_evaluates_in_nix() {
+    if !util::require("nix-instantiate", "evaluates the generated testScript") {
+        return;
+    }
+    let dir = copy_case("single-node-rust");
+    let quotes = "'".repeat(100_000);
+    let steps: String = (0..40).map(|i| format!("    {{ succeed = \"echo {i}{quotes}\"; }}\n")).collect();
+    std::fs::remove_file(dir.path().join("tests/vm/health.nix")).unwrap();
+    std::fs::write(
+        dir.path().join("tests/vm/nasty.nix"),
+        format!("{{\n  backend = \"python\";\n  systems = [ \"x86_64-linux\" ];\n  nodes.machine = {{ }};\n  steps = [\n{steps}  ];\n}}\n"),
+    )
+    .unwrap();
+    generate(dir.path());
+    let project =
+        nixvm_gen::project::load(&nixvm_gen::config::Config::new(dir.path())).expect("the project loads");
+    let expected = nixvm_gen::codegen::script::render(&project.tests[0], &project.sources).expect("renders");
+    assert!(expected.matches('\'').count() >= 4_000_000, "the script holds the quotes");
+    std::fs::write(dir.path().join("stand-in.nix"), TINY_STAND_IN).unwrap();
+    // Not `util::run`: the answer is megabytes.
+    let out = Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json"])
+        .arg(dir.path().join("stand-in.nix"))
+        .output()
+        .expect("nix-instantiate runs");
+    assert!(out.status.success(), "nix-instantiate failed: {}", String::from_utf8_lossy(&out.stderr));
+    let got: String = serde_json::from_slice(&out.stdout).expect("a JSON string");
+    assert!(got == expected, "the evaluated testScript differs ({} vs {} bytes)", got.len(), expected.len());
+}
+
 #[test]
 fn fixture_scripts_compile_as_python() {
     if !util::require("python3", "compiles the generated testScripts") {
