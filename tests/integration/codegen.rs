@@ -536,6 +536,20 @@ fn run_on_fake_machine(methods: &str, script: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("the fake Machine printed JSON")
 }
 
+/// A copy of `single-node-rust` whose only description, `nasty`, is a
+/// Python-backend test of `steps` (list items), generated.
+fn generated_python_test(steps: &str) -> tempfile::TempDir {
+    let dir = copy_case("single-node-rust");
+    std::fs::remove_file(dir.path().join("tests/vm/health.nix")).unwrap();
+    std::fs::write(
+        dir.path().join("tests/vm/nasty.nix"),
+        format!("{{\n  backend = \"python\";\n  systems = [ \"x86_64-linux\" ];\n  nodes.machine = {{ }};\n  steps = [\n{steps}  ];\n}}\n"),
+    )
+    .unwrap();
+    generate(dir.path());
+    dir
+}
+
 #[test]
 fn nasty_commands_reach_the_guest_unchanged() {
     if !util::require("nix-instantiate", "evaluates the generated testScript")
@@ -546,16 +560,9 @@ fn nasty_commands_reach_the_guest_unchanged() {
     // Blank commands are refused by validation (`empty_command`).
     let commands: Vec<String> =
         string_batch().into_iter().filter(|s| !nixvm_gen::spec::names::is_blank_command(s)).collect();
-    let dir = copy_case("single-node-rust");
     let steps: String =
         commands.iter().map(|c| format!("    {{ succeed = {}; }}\n", escape::nix_string(c))).collect();
-    std::fs::remove_file(dir.path().join("tests/vm/health.nix")).unwrap();
-    std::fs::write(
-        dir.path().join("tests/vm/nasty.nix"),
-        format!("{{\n  backend = \"python\";\n  systems = [ \"x86_64-linux\" ];\n  nodes.machine = {{ }};\n  steps = [\n{steps}  ];\n}}\n"),
-    )
-    .unwrap();
-    generate(dir.path());
+    let dir = generated_python_test(&steps);
     std::fs::write(dir.path().join("stand-in.nix"), TINY_STAND_IN).unwrap();
     let script = nix_eval_path(&dir.path().join("stand-in.nix"));
     let script = script.as_str().expect("testScript is a string").to_string();
@@ -573,16 +580,9 @@ fn a_test_script_of_millions_of_escapes_evaluates_in_nix() {
     if !util::require("nix-instantiate", "evaluates the generated testScript") {
         return;
     }
-    let dir = copy_case("single-node-rust");
     let quotes = "'".repeat(100_000);
     let steps: String = (0..40).map(|i| format!("    {{ succeed = \"echo {i}{quotes}\"; }}\n")).collect();
-    std::fs::remove_file(dir.path().join("tests/vm/health.nix")).unwrap();
-    std::fs::write(
-        dir.path().join("tests/vm/nasty.nix"),
-        format!("{{\n  backend = \"python\";\n  systems = [ \"x86_64-linux\" ];\n  nodes.machine = {{ }};\n  steps = [\n{steps}  ];\n}}\n"),
-    )
-    .unwrap();
-    generate(dir.path());
+    let dir = generated_python_test(&steps);
     let project =
         nixvm_gen::project::load(&nixvm_gen::config::Config::new(dir.path())).expect("the project loads");
     let expected = nixvm_gen::codegen::script::render(&project.tests[0], &project.sources).expect("renders");
