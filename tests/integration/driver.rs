@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 
 use crate::util;
 
+mod faults;
 mod fixtures;
 mod machine_api;
 
@@ -616,6 +617,8 @@ fn guest_death_is_reported_at_once() {
     assert_eq!(steps[2]["status"], "skipped");
     let text = failure_text(steps[1]).to_lowercase();
     assert!(text.contains("qemu") && text.contains("exit"), "failure says QEMU exited: {text}");
+    assert_eq!(steps[1]["failure"]["node"], "machine");
+    assert_eq!(steps[1]["failure"]["phase"], "step");
     assert!(steps[1]["durationSecs"].as_f64().unwrap_or(999.0) < 60.0);
     // As after SIGINT: a SIGKILLed process may take a moment to leave /proc.
     let clean = wait_until(Duration::from_secs(3), || world.leftovers().is_empty());
