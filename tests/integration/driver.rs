@@ -843,7 +843,9 @@ fn subtest(title: &str, steps: Vec<Step>) -> Step {
 
 /// Subtest 1 creates files (guest disk, shared directory), stops a unit and
 /// blocks a link; after the restore subtest 2 sees none of it, the VLAN and
-/// a console wait work, and the guest clock is the host's again. The guests
+/// a console wait work, and the guest clock is the host's again; a link
+/// blocked when a snapshot is taken is blocked again by its restore, and
+/// `unblock` then works. The guests
 /// boot their bzImage, as NixOS VMs do, so the restores take the path real
 /// tests take (after a PVH boot the first load alone took 11 s here); the
 /// test is no slower for it: 131.5 and 135.7 s of driver time against 123.5
@@ -907,6 +909,35 @@ fn restore_isolates_subtests_on_two_nodes() {
                 "restores twice",
                 vec![succeed("client", 30.0, "test ! -e /tmp/shared/second && test -d /tmp/xchg")],
             ),
+            subtest(
+                "a link blocked at the snapshot is blocked again",
+                vec![
+                    step("client", 30.0, Action::Block),
+                    all_nodes(Action::Snapshot { name: "blocked".into() }),
+                    step("client", 30.0, Action::Unblock),
+                    succeed_contains(
+                        "client",
+                        30.0,
+                        "curl --fail --silent --max-time 5 http://server:3000",
+                        "Healthy",
+                    ),
+                    all_nodes(Action::Restore { name: "blocked".into() }),
+                    step(
+                        "client",
+                        30.0,
+                        Action::Fail {
+                            command: "curl --fail --silent --max-time 2 http://server:3000".into(),
+                        },
+                    ),
+                    step("client", 30.0, Action::Unblock),
+                    succeed_contains(
+                        "client",
+                        30.0,
+                        "curl --fail --silent --max-time 5 http://server:3000",
+                        "Healthy",
+                    ),
+                ],
+            ),
         ],
     ) else {
         return;
@@ -920,7 +951,7 @@ fn restore_isolates_subtests_on_two_nodes() {
         .iter()
         .filter(|s| s["description"].as_str().unwrap_or("").contains("restoring snapshot"))
         .collect();
-    assert_eq!(restores.len(), 2);
+    assert_eq!(restores.len(), 3);
     assert!(restores.iter().all(|s| s["durationSecs"].as_f64().unwrap_or(0.0) > 0.0));
     assert!(run.junit.contains("saving snapshot clean"), "{}", run.junit);
     assert!(run.stderr.contains("restored snapshot `clean` of 2 node(s)"));
