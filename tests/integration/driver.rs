@@ -334,6 +334,9 @@ impl World {
             if started.elapsed() > RUN_BOUND {
                 let _ = child.kill();
                 let _ = child.wait();
+                // What it said is the only clue to where it hung.
+                let stderr = stderr.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+                eprintln!("--- driver stderr\n{stderr}");
                 panic!("nixvm-driver still running after {RUN_BOUND:?}; killed");
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -191,25 +191,15 @@ impl Drop for Mounted {
     }
 }
 
-/// One busybox boot, `--keep-going`: fake reply headers printed on the
-/// channel, 200 kB of random bytes on it, 2 MB of output from a failing
-/// command, a write that fills the state disk (a 16 MiB tmpfs under the
+/// One busybox boot, `--keep-going`: 2 MB of output from a failing command, a write that fills the state disk (a 16 MiB tmpfs under the
 /// driver's temporary directory; skipped loudly when it cannot be mounted),
 /// then the backdoor shell killed while the guest lives.
 #[test]
 fn shell_channel_full_disk_and_killed_backdoor() {
-    let fakes = "for i in $(seq 0 60); do printf '\\001NIXVM %d 0 4\\nfake' \"$i\" >/dev/hvc0; done; \
-                 printf '\\001NIXVM garbage\\n\\001NIXVM ' >/dev/hvc0; echo real";
-    let exactly = |command: &str, equals: &str| {
-        let expect = Expect { equals: Some(equals.into()), ..Expect::default() };
-        step("machine", 60.0, Action::Succeed { command: command.into(), expect, capture: None })
-    };
     let flood = "head -c 2000000 /dev/zero | tr '\\0' x; echo; echo the-end; exit 1";
     let fill = "dd if=/dev/zero of=/dev/vda bs=1M count=48 conv=fsync 2>&1";
     let steps = vec![
         succeed("machine", 120.0, "echo up"),
-        exactly(fakes, "real"),
-        exactly("head -c 200000 /dev/urandom >/dev/hvc0; echo ok", "ok"),
         succeed("machine", 60.0, flood),
         succeed("machine", 120.0, fill),
         succeed("machine", 30.0, "echo alive"),
@@ -237,29 +227,25 @@ fn shell_channel_full_disk_and_killed_backdoor() {
     let code = run.status.code();
     assert_eq!(Some(run.report["exitCode"].as_i64().unwrap() as i32), code);
     let statuses = statuses(&run.report);
-    let steps = leaf_steps(&run.report);
-    for i in [1, 2] {
-        assert_eq!(statuses[i], "passed", "step {i}: {}", failure_text(steps[i]));
-    }
-    assert_eq!(statuses[..4], ["passed", "passed", "passed", "failed"], "{statuses:?}");
+    assert_eq!(statuses[..2], ["passed", "failed"], "{statuses:?}");
     // Megabytes of output: cut and marked, the end kept.
-    let output = failure_of(&run.report, 3, "machine", "step")["output"].as_str().unwrap();
+    let output = failure_of(&run.report, 1, "machine", "step")["output"].as_str().unwrap();
     assert!(output.len() < 70_000 && output.contains("cut by nixvm-driver"), "{} bytes", output.len());
     assert!(output.trim_end().ends_with("the-end"));
     assert!(std::fs::metadata(world.out.join("report.json")).unwrap().len() < 200_000);
     if mounted {
-        let f = failure_of(&run.report, 4, "machine", "step");
-        let text = failure_text(leaf_steps(&run.report)[4]);
+        let f = failure_of(&run.report, 2, "machine", "step");
+        let text = failure_text(leaf_steps(&run.report)[2]);
         assert!(
             text.contains("I/O error") || text.contains("No space"),
             "the guest saw the full disk: {f:#}"
         );
     }
-    assert_eq!(statuses[5], "passed", "the guest and the driver live on after a full disk");
+    assert_eq!(statuses[3], "passed", "the guest and the driver live on after a full disk");
     // The backdoor killed: the step fails within its time, naming node and
     // phase; a closed shell is a dead VM (5), an unanswered one a failure (1).
-    let f = failure_of(&run.report, 6, "machine", "step");
-    let secs = leaf_steps(&run.report)[6]["durationSecs"].as_f64().unwrap();
+    let f = failure_of(&run.report, 4, "machine", "step");
+    let secs = leaf_steps(&run.report)[4]["durationSecs"].as_f64().unwrap();
     assert!(secs < 25.0, "the killed backdoor was noticed after {secs} s");
     let message = f["message"].as_str().unwrap();
     let closed = message.contains("closed");
