@@ -59,6 +59,8 @@ pub(super) enum ShellWord {
     CopySource,
     /// `screenshot` (`pnmtopng … > <name>`).
     Screenshot,
+    /// The guest path `copyFromHost` writes (`cp -r … <target>`).
+    CopyTarget,
 }
 
 /// A character for a label: visible characters in backquotes, others
@@ -414,7 +416,7 @@ impl Conv<'_> {
         }
     }
 
-    fn push_computed(
+    pub(super) fn push_computed(
         &mut self,
         expr: &str,
         ty: ComputedType,
