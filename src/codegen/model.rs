@@ -249,8 +249,6 @@ fn test_view<'a>(
     settings: &'a Settings,
 ) -> Result<TestView<'a>, CodegenError> {
     let description = import_path(&settings.output_dir, &spec.file)?;
-    let with_files = host_files(spec, &settings.output_dir)?;
-    let spec = with_files.as_ref().unwrap_or(spec);
     // A function or computed values: one evaluated description per test,
     // which the node imports, the script and the plan all refer to.
     let evaluated = (spec.function || !spec.computed.is_empty()).then(|| {
@@ -488,54 +486,6 @@ fn import_path(output_dir: &[String], file: &Path) -> Result<String, CodegenErro
     }
     let base = if ups == 0 { "./.".to_string() } else { format!("./{}", vec![".."; ups].join("/")) };
     Ok(format!("({base} + {})", nix_string(&format!("/{rest}"))))
-}
-
-/// `spec` with each `copyFromHost` source written relative to the
-/// description turned into a computed value: the path as seen from the
-/// generated file, interpolated (`"${../tests/vm/files/app.conf}"`), which
-/// Nix copies into the store. `None` when there is none.
-fn host_files(spec: &TestSpec, output_dir: &[String]) -> Result<Option<TestSpec>, CodegenError> {
-    fn walk(
-        steps: &mut [Step],
-        spec_file: &Path,
-        output_dir: &[String],
-        out: &mut Vec<computed::Computed>,
-        first: usize,
-    ) -> Result<(), CodegenError> {
-        for step in steps {
-            match &mut step.action {
-                Action::CopyFromHost { source, .. }
-                    if !computed::is_placeholder(source) && !source.starts_with('/') =>
-                {
-                    let file = spec_file.parent().unwrap_or(Path::new("")).join(source.as_str());
-                    let path = import_path(output_dir, &file)?;
-                    out.push(computed::Computed {
-                        expr: format!("\"${{{path}}}\""),
-                        ty: computed::ComputedType::String,
-                        pattern: Some(spec::names::STORE_PATH_PATTERN),
-                        what: "`copyFromHost`".to_string(),
-                        span: step.span.unwrap_or(crate::diagnostic::Span {
-                            file: crate::diagnostic::FileId(usize::MAX),
-                            start: 0,
-                            end: 0,
-                        }),
-                    });
-                    *source = computed::placeholder(first + out.len() - 1);
-                }
-                Action::Subtest { steps, .. } => walk(steps, spec_file, output_dir, out, first)?,
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-    let mut rewritten = spec.clone();
-    let mut added = Vec::new();
-    walk(&mut rewritten.steps, &spec.file, output_dir, &mut added, spec.computed.len())?;
-    if added.is_empty() {
-        return Ok(None);
-    }
-    rewritten.computed.extend(added);
-    Ok(Some(rewritten))
 }
 
 /// Whether any step (in subtests too) reads the screen by OCR.

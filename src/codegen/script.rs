@@ -473,7 +473,7 @@ impl<'a> ScriptGen<'a> {
                 out.push(format!("{node}.copy_from_vm({}{target})", python_string(source)));
             }
             Action::CopyFromHost { source, target } => {
-                // Relative sources are store paths by now (codegen::model).
+                // Relative sources are computed (`"${self}/tests/vm/…"`) by the parse.
                 if !is_placeholder(source) && !source.starts_with(crate::spec::names::STORE_DIR) {
                     return Err(CodegenError::Unsupported {
                         location: loc,

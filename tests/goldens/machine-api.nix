@@ -59,7 +59,7 @@ let
             start_all()
 
             # tests/vm/host.nix:7: copyFromHost
-            machine.copy_from_host(${builtins.toJSON (nixvmValue "tests/vm/host.nix:7: `copyFromHost`" "string" "/nix/store/[0-9a-z]{32}-[^/]+(/([^/.][^/]*|[.][^/.][^/]*|[.][.][^/]+))*" "${../tests/vm/files/app.conf}")}, "/etc/app/app.conf")
+            machine.copy_from_host(${builtins.toJSON (nixvmValue "tests/vm/host.nix:7: `copyFromHost`" "string" "/nix/store/[0-9a-z]{32}-[^/]+(/([^/.][^/]*|[.][^/.][^/]*|[.][.][^/]+))*" "${self}/tests/vm/files/app.conf")}, "/etc/app/app.conf")
 
             # tests/vm/host.nix:8: copyFromHost
             machine.copy_from_host(${builtins.toJSON (nixvmValue "tests/vm/host.nix:8: `copyFromHost`" "string" "/nix/store/[0-9a-z]{32}-[^/]+(/([^/.][^/]*|[.][^/.][^/]*|[.][.][^/]+))*" "${(builtins.elemAt description.steps 1).copyFromHost}")}, "/srv/files")
@@ -82,7 +82,7 @@ let
                 nodes = [ "machine" ];
                 steps = [
                   {
-                    action = { copyFromHost = { source = (nixvmValue "tests/vm/host.nix:7: `copyFromHost`" "string" "/nix/store/[0-9a-z]{32}-[^/]+(/([^/.][^/]*|[.][^/.][^/]*|[.][.][^/]+))*" "${../tests/vm/files/app.conf}"); target = "/etc/app/app.conf"; }; };
+                    action = { copyFromHost = { source = (nixvmValue "tests/vm/host.nix:7: `copyFromHost`" "string" "/nix/store/[0-9a-z]{32}-[^/]+(/([^/.][^/]*|[.][^/.][^/]*|[.][.][^/]+))*" "${self}/tests/vm/files/app.conf"); target = "/etc/app/app.conf"; }; };
                     node = "machine";
                     timeout = 60.0;
                   }

@@ -97,6 +97,9 @@ pub(super) struct Conv<'a> {
     pub(super) source: Option<&'a str>,
     /// Snapshot names given to isolated subtests so far (they must differ).
     pub(super) isolate_names: BTreeSet<String>,
+    /// The description's directory relative to the flake root (`tests/vm`),
+    /// where `copyFromHost` sources are.
+    pub(super) dir: String,
 }
 
 impl<'a> Conv<'a> {
@@ -109,6 +112,7 @@ impl<'a> Conv<'a> {
             uncaptured_uses: Vec::new(),
             source,
             isolate_names: BTreeSet::new(),
+            dir: String::new(),
         }
     }
 }
@@ -143,6 +147,7 @@ pub(super) fn convert<'a>(
         }
     };
     let mut c = Conv::new(diags, source);
+    c.dir = rel_path.parent().map(|d| d.to_string_lossy().into_owned()).unwrap_or_default();
     let stem = rel_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let mut spec = TestSpec {
         name: stem.clone(),

@@ -37,30 +37,28 @@ impl Conv<'_> {
                 &what,
                 v.span,
             ))),
-            _ => self.str(v, &what).filter(|source| {
+            _ => {
+                let source = self.str(v, &what)?;
                 // A literal store path (what `--eval` reads back) is taken as it is.
-                let confined = match source.strip_prefix(names::STORE_DIR) {
-                    Some(rest) => crate::fsutil::check_relative(rest),
-                    None => crate::fsutil::check_relative(source),
-                };
-                if confined.is_err() {
-                    let shown = source.escape_debug();
-                    self.diags.push(
-                        Diagnostic::error(
-                            "host_path_outside",
-                            Some(v.span),
-                            format!("{what}: `{shown}` is not a path inside the description's directory"),
-                        )
-                            .with_label("must name a file next to the description")
-                            .with_hint(
-                                "write a path relative to the description's directory without `..` (e.g. \
-                                 `\"files/app.conf\"`), or a store path Nix computes (`\"${pkgs.hello}/share\"`, \
-                                 `./files/app.conf`): the test's host side runs in the build sandbox",
-                            ),
+                if let Some(rest) = source.strip_prefix(names::STORE_DIR) {
+                    self.host_path_inside(&source, crate::fsutil::check_relative(rest).is_ok(), v);
+                    Some(source)
+                } else if self.host_path_inside(&source, crate::fsutil::check_relative(&source).is_ok(), v) {
+                    // The file inside the flake's source in the store.
+                    let rel = format!("/{}/{source}", self.dir).replace("//", "/");
+                    let expr = format!("\"${{self}}{}\"", nix_string_body(&rel));
+                    let index = self.push_computed(
+                        &expr,
+                        ComputedType::String,
+                        Some(names::STORE_PATH_PATTERN),
+                        &what,
+                        v.span,
                     );
+                    Some(placeholder(index))
+                } else {
+                    None
                 }
-                confined.is_ok()
-            }),
+            }
         };
         let target = match sibling("target") {
             Some(t) => self.str(&t.value, "`target`").filter(|target| {
@@ -91,6 +89,28 @@ impl Conv<'_> {
         Some(Action::CopyFromHost { source: source?, target: target? })
     }
 
+    /// Reports a `copyFromHost` source that leaves the description's
+    /// directory (`ok` false); returns `ok`.
+    fn host_path_inside(&mut self, source: &str, ok: bool, v: &crate::spec::value::Value) -> bool {
+        if !ok {
+            let shown = source.escape_debug();
+            self.diags.push(
+                Diagnostic::error(
+                    "host_path_outside",
+                    Some(v.span),
+                    format!("`copyFromHost`: `{shown}` is not a path inside the description's directory"),
+                )
+                .with_label("must name a file next to the description")
+                .with_hint(
+                    "write a path relative to the description's directory without `..` (e.g. \
+                     `\"files/app.conf\"`), or a store path Nix computes (`\"${pkgs.hello}/share\"`, \
+                     `./files/app.conf`): the test's host side runs in the build sandbox",
+                ),
+            );
+        }
+        ok
+    }
+
     /// `forwardPort = 8080; guestPort = 80;` (the stock defaults: 8080 → 80).
     pub(super) fn forward_port<'e>(&mut self, e: &Entry, sibling: Sibling<'_, 'e>) -> Option<Action> {
         let host_port = self.port(&e.value, &format!("`{}`", e.key));
@@ -110,4 +130,9 @@ impl Conv<'_> {
         }
         Some(Action::Screenshot { name })
     }
+}
+
+/// `s` as the inside of a Nix `"…"` string.
+fn nix_string_body(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace("${", "\\${")
 }

@@ -152,15 +152,24 @@ mod unit {
               { forwardPort = 2222; }
             ]; }"#,
         );
+        // A file next to the description: inside the flake's source in the store.
+        let placeholder = crate::spec::computed::placeholder;
         assert_eq!(
             spec.steps[0].action,
-            Action::CopyFromHost { source: "files/app.conf".into(), target: "/etc/app/app.conf".into() }
+            Action::CopyFromHost { source: placeholder(0), target: "/etc/app/app.conf".into() }
         );
-        let Action::CopyFromHost { source, .. } = &spec.steps[2].action else { panic!() };
-        assert!(crate::spec::computed::is_placeholder(source));
-        // A path value becomes its store path, which must be one.
-        assert_eq!(spec.computed[0].expr, "\"${(builtins.elemAt description.steps 2).copyFromHost}\"");
-        assert_eq!(spec.computed[0].pattern, Some(crate::spec::names::STORE_PATH_PATTERN));
+        assert_eq!(spec.computed[0].expr, "\"${self}/tests/vm/files/app.conf\"");
+        // A literal store path stays; a path value becomes its store path.
+        let Action::CopyFromHost { source, .. } = &spec.steps[1].action else { panic!() };
+        assert!(source.starts_with("/nix/store/"));
+        assert_eq!(
+            spec.steps[2].action,
+            Action::CopyFromHost { source: placeholder(1), target: "/etc/a".into() }
+        );
+        assert_eq!(spec.computed[1].expr, "\"${(builtins.elemAt description.steps 2).copyFromHost}\"");
+        for c in &spec.computed {
+            assert_eq!(c.pattern, Some(crate::spec::names::STORE_PATH_PATTERN));
+        }
         assert_eq!(
             spec.steps[3].action,
             Action::ForwardPort { host_port: 8080.into(), guest_port: 3000.into() }
@@ -228,7 +237,7 @@ mod unit {
                 { start = "a"; } { shutdown = true; node = "b"; } { crash = "a"; }
                 { reboot = "a"; } { block = "a"; } { unblock = "a"; }
                 { copyFromVm = "/log"; targetDir = "logs"; node = "a"; }
-                { copyFromHost = "files/app.conf"; target = "/etc/app.conf"; node = "a"; }
+                { copyFromHost = "/nix/store/00000000000000000000000000000000-a"; target = "/etc/app.conf"; node = "a"; }
                 { forwardPort = 8080; node = "a"; }
                 { screenshot = "s"; node = "a"; }
                 { sendKeys = [ "ctrl-alt-f2" "A" ]; node = "a"; }
