@@ -137,9 +137,9 @@ pub type ParseInput<'a> = (FileId, &'a Path, &'a str);
 /// stack is big enough (the main thread's usually is), with no thread to
 /// start or wait for; more are spread over a few big-stack worker threads,
 /// one per core. On a loaded machine every thread hand-off is a wait for a
-/// core: with 100 descriptions at load 16 on 2 cores the workers cost 10 ms
-/// of wall time per `check` (median, benches/RESULTS.md), and 4 ms when no
-/// other process competes.
+/// core: with 100 descriptions at load 12-17 on 2 cores the workers cost
+/// 6-17 ms of wall time per `check` (medians, benches/RESULTS.md); with no
+/// other process competing they gain nothing measurable.
 pub fn parse_many(inputs: &[ParseInput<'_>]) -> Vec<(Option<TestSpec>, Vec<Diagnostic>)> {
     let wanted = inputs.len().div_ceil(FILES_PER_WORKER).max(1);
     if wanted == 1 && stack_fits_a_parse() {
