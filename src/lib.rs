@@ -5,6 +5,7 @@
 //! JSON [`plan`] that codegen embeds. [`eval`] and [`store`] are the only places
 //! that talk to a real Nix installation or read its formats.
 
+pub mod cache;
 pub mod cli;
 pub mod codegen;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod flake;
 pub mod fsutil;
 pub mod guest;
 pub mod import;
+pub mod incremental;
 pub mod limits;
 pub mod matrix;
 pub mod plan;

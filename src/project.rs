@@ -89,9 +89,7 @@ pub fn load(config: &Config) -> Result<Project, ProjectError> {
     let (flake, mut diagnostics) = flake::analyze(&config.flake_dir, &mut sources)?;
     let mut files = Vec::new();
     for rel in discover(config, &flake)? {
-        let path = config.flake_dir.join(&rel);
-        let text = crate::limits::read_nix_file(&path)
-            .map_err(|source| ProjectError::Read { path: path.clone(), source })?;
+        let text = read_description(config, &rel)?;
         files.push((sources.add(rel.clone(), text), rel));
     }
     let inputs: Vec<_> =
@@ -101,14 +99,34 @@ pub fn load(config: &Config) -> Result<Project, ProjectError> {
         diagnostics.extend(diags);
         tests.extend(spec);
     }
+    let heads: Vec<_> = tests.iter().map(spec::validate::TestHead::of).collect();
+    let checked = cross_checks(&heads, &flake, &diagnostics);
+    diagnostics.extend(checked);
+    tests.iter_mut().for_each(spec::validate::fill_implicit_nodes);
+    tests.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Project { root: config.flake_dir.clone(), flake, tests, sources, diagnostics })
+}
+
+/// Reads the description `rel` (relative to the flake).
+pub fn read_description(config: &Config, rel: &Path) -> Result<String, ProjectError> {
+    let path = config.flake_dir.join(rel);
+    crate::limits::read_nix_file(&path).map_err(|source| ProjectError::Read { path, source })
+}
+
+/// The checks across descriptions and against the flake
+/// ([`spec::validate::validate_heads`]), given the tests in file order and
+/// the diagnostics found so far.
+pub fn cross_checks(
+    heads: &[spec::validate::TestHead],
+    flake: &FlakeInfo,
+    so_far: &[Diagnostic],
+) -> Vec<Diagnostic> {
     // A set of modules (`nixosModules.hm.x`) is not something to import.
     let module_names: Vec<String> =
         flake.modules.iter().filter(|m| m.kind.is_module()).map(|m| m.name.clone()).collect();
-    let flake_broken = crate::diagnostic::has_errors(&diagnostics);
-    let checked = spec::validate::validate(&mut tests, &module_names);
+    let broken = crate::diagnostic::has_errors(so_far);
+    let checked = spec::validate::validate_heads(heads, &module_names);
     // With a broken flake no module is known: "unknown module" would only
     // repeat the flake's error once per description.
-    diagnostics.extend(checked.into_iter().filter(|d| !(flake_broken && d.code == "unknown_module")));
-    tests.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Project { root: config.flake_dir.clone(), flake, tests, sources, diagnostics })
+    checked.into_iter().filter(|d| !(broken && d.code == "unknown_module")).collect()
 }

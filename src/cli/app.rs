@@ -7,9 +7,10 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
-use crate::diagnostic;
+use crate::diagnostic::{self, Diagnostic, Sources};
 use crate::eval::shell_word;
 use crate::exit_codes;
+use crate::flake::FlakeInfo;
 use crate::fsutil::normalize;
 use crate::project::{self, Project};
 
@@ -70,6 +71,12 @@ pub struct GlobalArgs {
     /// Hydra and buildbot-nix): `generate`, `check` and `wire` need it alike.
     #[arg(long, global = true)]
     pub hydra_jobs: bool,
+    /// `generate` and `check`: neither read nor write the cache of parsed
+    /// and rendered descriptions (a cold run). The cache is in
+    /// $NIXVM_GEN_CACHE_DIR, else $XDG_CACHE_HOME/nixvm-gen, else
+    /// ~/.cache/nixvm-gen; deleting that directory clears it.
+    #[arg(long, global = true)]
+    pub no_cache: bool,
     /// Output format of reports.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -303,7 +310,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<i32> {
 /// diagnostics. Returns `None` (after printing) when there are errors.
 pub fn load_reporting(g: &GlobalArgs, config: &Config) -> anyhow::Result<Option<Project>> {
     let project = load_evaluated(g, config)?;
-    print_diagnostics(g, &project);
+    print_diagnostics(g, &project.diagnostics, &project.sources, &project.flake);
     if project.has_errors() {
         return Ok(None);
     }
@@ -334,29 +341,33 @@ fn shown(path: &Path) -> &Path {
     path.strip_prefix(".").unwrap_or(path)
 }
 
-fn print_diagnostics(g: &GlobalArgs, project: &Project) {
-    if project.diagnostics.is_empty() {
+fn print_diagnostics(g: &GlobalArgs, diagnostics: &[Diagnostic], sources: &Sources, flake: &FlakeInfo) {
+    if diagnostics.is_empty() {
         return;
     }
+    let has_errors = diagnostic::has_errors(diagnostics);
     if g.format == Format::Json {
-        let all: Vec<_> = project.diagnostics.iter().map(|d| d.to_json(&project.sources)).collect();
+        let all: Vec<_> = diagnostics.iter().map(|d| d.to_json(sources)).collect();
         say!("{}", serde_json::json!({ "diagnostics": all }));
-    } else if !g.quiet || project.has_errors() {
-        say_raw(&diagnostic::render(&project.diagnostics, &project.sources, crate::cli::stderr_color()));
-        let errors = project.diagnostics.iter().filter(|d| d.is_error()).count();
+    } else if !g.quiet || has_errors {
+        say_raw(&diagnostic::render(diagnostics, sources, crate::cli::stderr_color()));
+        let errors = diagnostics.iter().filter(|d| d.is_error()).count();
         if errors > 0 {
-            say!("error: {errors} problem(s) in {}; nothing was written", error_places(project));
+            say!(
+                "error: {errors} problem(s) in {}; nothing was written",
+                error_places(diagnostics, sources, flake)
+            );
         }
     }
 }
 
 /// Where the errors are: the flake's own files by name, or test descriptions.
-fn error_places(project: &Project) -> String {
+fn error_places(diagnostics: &[Diagnostic], sources: &Sources, flake: &FlakeInfo) -> String {
     let mut flake_files: Vec<String> = Vec::new();
     let mut descriptions = false;
-    for d in project.diagnostics.iter().filter(|d| d.is_error()) {
-        let file = d.span.map(|s| project.sources.path(s.file).to_path_buf());
-        match file.filter(|f| project.flake.files.contains(f)) {
+    for d in diagnostics.iter().filter(|d| d.is_error()) {
+        let file = d.span.map(|s| sources.path(s.file).to_path_buf());
+        match file.filter(|f| flake.files.contains(f)) {
             Some(f) => {
                 let f = f.display().to_string();
                 if !flake_files.contains(&f) {
@@ -402,7 +413,7 @@ fn scan(g: &GlobalArgs, config: &Config, json: bool) -> anyhow::Result<i32> {
         scan_text(&project)
     };
     write_stdout(text.as_bytes())?;
-    print_diagnostics(g, &project);
+    print_diagnostics(g, &project.diagnostics, &project.sources, &project.flake);
     Ok(if project.has_errors() { exit_codes::INVALID_INPUT } else { exit_codes::OK })
 }
 
@@ -495,11 +506,9 @@ fn scan_text(project: &Project) -> String {
 /// up-to-date file alone (same bytes, same mtime), so build tools and
 /// editors do not see a change that is none.
 fn generate(g: &GlobalArgs, config: &Config) -> anyhow::Result<i32> {
-    let Some(project) = load_reporting(g, config)? else {
+    let Some((text, tests)) = render_checks(g, config)? else {
         return Ok(exit_codes::INVALID_INPUT);
     };
-    guard_output(config, &project)?;
-    let text = crate::codegen::render_with(&project, config, g.hydra_jobs)?;
     let path = config.output_path();
     let old = std::fs::read(&path).ok();
     if old.as_deref() == Some(text.as_bytes()) {
@@ -525,9 +534,52 @@ fn generate(g: &GlobalArgs, config: &Config) -> anyhow::Result<i32> {
     }
     write_generated(config, &path, text.as_bytes())?;
     if !g.quiet {
-        say!("wrote {} ({} test(s))", shown(&path).display(), project.tests.len());
+        say!("wrote {} ({tests} test(s))", shown(&path).display());
     }
     Ok(exit_codes::OK)
+}
+
+/// What `generate` writes and `check` compares: the rendered file and its
+/// number of tests, or `None` when the project has errors (printed). Takes
+/// unchanged descriptions from the cache ([`crate::incremental`]) unless
+/// `--no-cache`, or `--eval` (the evaluator's answers are not keyed by
+/// file contents, so that path stays cold).
+fn render_checks(g: &GlobalArgs, config: &Config) -> anyhow::Result<Option<(String, usize)>> {
+    if g.eval != EvalMode::Never {
+        let Some(project) = load_reporting(g, config)? else {
+            return Ok(None);
+        };
+        guard_output(config, &project.sources)?;
+        let text = crate::codegen::render_with(&project, config, g.hydra_jobs)?;
+        return Ok(Some((text, project.tests.len())));
+    }
+    let store = if g.no_cache { None } else { crate::cache::Store::from_env() };
+    let mut run = crate::incremental::load(config, store)
+        .with_context(|| format!("failed to load the flake in {}", config.flake_dir.display()))?;
+    print_diagnostics(g, &run.diagnostics, &run.sources, &run.flake);
+    let text = if run.has_errors() {
+        None
+    } else {
+        guard_output(config, &run.sources)?;
+        Some(run.render(config, g.hydra_jobs))
+    };
+    // The cache only saves time: failing to write it (no writable home,
+    // as in the Nix sandbox) fails nothing, and is said only on request.
+    if let Err(e) = run.save()
+        && g.verbose
+    {
+        say!("note: the cache was not written: {e}");
+    }
+    if g.verbose {
+        let stats = run.stats();
+        let why = stats.rejected.map(|r| format!(" ({r})")).unwrap_or_default();
+        say!("cache: {} of {} description(s) reused{why}", stats.reused, stats.descriptions);
+    }
+    let tests = run.tests();
+    match text {
+        None => Ok(None),
+        Some(text) => Ok(Some((text?, tests))),
+    }
 }
 
 /// Writes the generated file atomically. A path inside the flake must stay
@@ -556,11 +608,9 @@ const GENERATED_MARKER: &str = "# Generated by nixvm-gen";
 /// file is exit code 1 with a unified diff on stdout (with `--format json`:
 /// one object `{"file", "stale", "diff"}`, also when up to date).
 fn check(g: &GlobalArgs, config: &Config) -> anyhow::Result<i32> {
-    let Some(project) = load_reporting(g, config)? else {
+    let Some((text, _)) = render_checks(g, config)? else {
         return Ok(exit_codes::INVALID_INPUT);
     };
-    guard_output(config, &project)?;
-    let text = crate::codegen::render_with(&project, config, g.hydra_jobs)?;
     let path = config.output_path();
     let old = match std::fs::read(&path) {
         Ok(old) => old,
@@ -640,7 +690,7 @@ fn generate_command(g: &GlobalArgs) -> String {
 /// Refuses an output path that would overwrite an input of the project
 /// (`--output flake.nix`) or become a description itself on the next run
 /// (`--output tests/vm/checks.nix`): either would break the next run.
-fn guard_output(config: &Config, project: &Project) -> Result<(), UsageError> {
+fn guard_output(config: &Config, sources: &Sources) -> Result<(), UsageError> {
     // `--output /`, `--output ..`: no file name at all (an existing
     // directory of that name is an I/O error when writing, exit code 4).
     if config.output.file_name().is_none() {
@@ -651,7 +701,7 @@ fn guard_output(config: &Config, project: &Project) -> Result<(), UsageError> {
         )));
     }
     let output = normalize(&config.output);
-    let read = (0..project.sources.len()).map(|i| project.sources.path(crate::diagnostic::FileId(i)));
+    let read = (0..sources.len()).map(|i| sources.path(crate::diagnostic::FileId(i)));
     if let Some(input) = read.into_iter().find(|p| normalize(p) == output) {
         return Err(UsageError(format!(
             "--output {} would overwrite {}, an input of the project; choose another file (the default is {})",

@@ -25,9 +25,11 @@ Exit codes:
   1    a step failed
   2    invalid command line, driver configuration or plan (nothing was started)
   4    I/O or internal error (e.g. a passing run's report could not be written)
-  5    a VM failed to start or died (QEMU exited, the backdoor shell closed)
+  5    a VM failed to start or died (QEMU exited, the backdoor shell closed),
+       or a VLAN switch died
   6    the global timeout expired (reports are still written)
-  130  interrupted by SIGINT/SIGTERM/SIGHUP (reports are still written)
+  130  interrupted by SIGINT/SIGTERM/SIGHUP, also during the teardown (reports
+       are still written)
 
 With --interactive: 0 after `quit`/Ctrl-D, 130 after SIGTERM/SIGHUP, 5 when a
 VLAN switch could not start; the VMs are always stopped before the exit.";

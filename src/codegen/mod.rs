@@ -59,7 +59,35 @@ pub fn render(project: &Project, config: &Config) -> Result<String, CodegenError
 
 /// [`render`], optionally serving `hydraJobs` too (`--hydra-jobs`).
 pub fn render_with(project: &Project, config: &Config, hydra_jobs: bool) -> Result<String, CodegenError> {
-    let mut file = model::build(project, config)?;
+    let settings = model::Settings::new(config)?;
+    let mut specs: Vec<&crate::spec::TestSpec> = project.tests.iter().collect();
+    specs.sort_by(|a, b| a.name.cmp(&b.name));
+    let blocks = specs
+        .iter()
+        .map(|spec| model::test_block(spec, &project.flake, &project.sources, &settings))
+        .collect::<Result<Vec<_>, _>>()?;
+    let entries: Vec<model::Entry> = specs
+        .iter()
+        .zip(&blocks)
+        .map(|(spec, block)| model::Entry {
+            name: &spec.name,
+            file: &spec.file,
+            systems: spec.systems.as_deref(),
+            block,
+        })
+        .collect();
+    render_file(&settings, &entries, hydra_jobs)
+}
+
+/// Renders the file around already rendered test blocks (`entries` sorted
+/// by test name): the last step of [`render_with`] and of the incremental
+/// path, which takes unchanged tests' blocks from its cache.
+pub fn render_file(
+    settings: &model::Settings,
+    entries: &[model::Entry<'_>],
+    hydra_jobs: bool,
+) -> Result<String, CodegenError> {
+    let mut file = model::assemble(settings, entries);
     if hydra_jobs {
         file = file.with_hydra_jobs();
     }

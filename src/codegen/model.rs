@@ -17,7 +17,6 @@ use crate::config::Config;
 use crate::diagnostic::Sources;
 use crate::flake::{FlakeInfo, ModuleKind};
 use crate::plan::Plan;
-use crate::project::Project;
 use crate::spec::computed::ComputedType;
 use crate::spec::{self, Action, Backend, Step, TestSpec, computed};
 
@@ -38,17 +37,17 @@ pub fn is_usable_input_name(name: &str) -> bool {
     is_nix_identifier(name) && !RESERVED_NAMES.contains(&name)
 }
 
-/// The whole generated file.
+/// The whole generated file, around the tests' blocks.
 #[derive(Template)]
 #[template(path = "codegen/checks.nix", escape = "none")]
-pub struct ChecksFile {
+pub struct ChecksFile<'a> {
     pub version: &'static str,
     /// The description files, for the header comment.
     pub sources: String,
     /// The nixvm-gen input's argument name.
-    pub input_name: String,
-    /// Tests sorted by name.
-    pub tests: Vec<TestView>,
+    pub input_name: &'a str,
+    /// The tests' blocks ([`TestBlock::text`]), sorted by test name.
+    pub tests: Vec<&'a str>,
     /// Some test refers to values of its description that Nix computes:
     /// the file defines the helpers that call and check them.
     pub computed: bool,
@@ -69,9 +68,9 @@ pub struct HydraJobView {
     pub systems: Vec<String>,
 }
 
-impl ChecksFile {
+impl ChecksFile<'_> {
     /// Turns on `hydraJobs` support: transposes `systems`.
-    pub fn with_hydra_jobs(mut self) -> ChecksFile {
+    pub fn with_hydra_jobs(mut self) -> Self {
         let mut jobs: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for system in &self.systems {
             for test in &system.tests {
@@ -84,8 +83,15 @@ impl ChecksFile {
     }
 }
 
-/// One test, as a function from a package set to the check.
-pub struct TestView {
+/// One test, as a function from a package set to the check. Rendered on
+/// its own (`templates/codegen/test.nix`) into a [`TestBlock`] that depends
+/// only on its description, the flake's modules and [`Settings`], so that
+/// `check` can reuse it from its cache (`crate::incremental`).
+#[derive(Template)]
+#[template(path = "codegen/test.nix", escape = "none")]
+pub struct TestView<'a> {
+    /// The nixvm-gen input's argument name.
+    pub input_name: &'a str,
     /// Attribute name in `tests` and in each system's set.
     pub attr: String,
     /// The `name` string literal.
@@ -135,59 +141,114 @@ fn uses_snapshots(steps: &[crate::spec::Step]) -> bool {
     })
 }
 
-/// Builds the view of a loaded project.
-pub fn build(project: &Project, config: &Config) -> Result<ChecksFile, CodegenError> {
-    let input_name = config.input_name.clone();
-    if !is_usable_input_name(&input_name) {
-        return Err(CodegenError::InputName { name: input_name });
-    }
-    let output_dir = normalize(config.output.parent().unwrap_or(Path::new("")))
-        .ok_or_else(|| CodegenError::OutputPath { path: config.output.clone() })?;
+/// What every test block depends on besides its description and the
+/// flake's modules: the nixvm-gen input's name and the directory of the
+/// generated file (import paths are relative to it). Checked once.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    input_name: String,
+    output_dir: Vec<String>,
+}
 
-    let mut tests = Vec::new();
-    let mut systems: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut listed: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
-    let mut specs: Vec<&TestSpec> = project.tests.iter().collect();
-    specs.sort_by(|a, b| a.name.cmp(&b.name));
-    for spec in &specs {
-        let attr = nix_attr_name(&spec.name);
-        let test_systems: Vec<String> = match &spec.systems {
-            Some(list) => list.clone(),
-            None => spec::DEFAULT_SYSTEMS.iter().map(|s| s.to_string()).collect(),
+impl Settings {
+    pub fn new(config: &Config) -> Result<Settings, CodegenError> {
+        let input_name = config.input_name.clone();
+        if !is_usable_input_name(&input_name) {
+            return Err(CodegenError::InputName { name: input_name });
+        }
+        let output_dir = normalize(config.output.parent().unwrap_or(Path::new("")))
+            .ok_or_else(|| CodegenError::OutputPath { path: config.output.clone() })?;
+        Ok(Settings { input_name, output_dir })
+    }
+}
+
+/// One rendered test of the generated file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestBlock {
+    /// `<attr> = pkgs: pkgs.testers.runNixOSTest (…);`, indented for its
+    /// place in `tests = { … }`, without a final newline.
+    pub text: String,
+    /// The block calls `nixvmDescription`/`nixvmValue`, which the file
+    /// then defines.
+    pub evaluated: bool,
+}
+
+/// What the file needs of one test besides its block.
+pub struct Entry<'a> {
+    pub name: &'a str,
+    /// The description file, relative to the flake root.
+    pub file: &'a Path,
+    /// `None` means [`spec::DEFAULT_SYSTEMS`].
+    pub systems: Option<&'a [String]>,
+    pub block: &'a TestBlock,
+}
+
+/// Lays out the file around the tests' blocks; `entries` are sorted by
+/// test name.
+pub fn assemble<'a>(settings: &'a Settings, entries: &[Entry<'a>]) -> ChecksFile<'a> {
+    let mut systems: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut listed: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
+    let mut attrs = Vec::with_capacity(entries.len());
+    for entry in entries {
+        attrs.push(nix_attr_name(entry.name));
+    }
+    for (entry, attr) in entries.iter().zip(&attrs) {
+        let test_systems: Box<dyn Iterator<Item = &str>> = match entry.systems {
+            Some(list) => Box::new(list.iter().map(String::as_str)),
+            None => Box::new(spec::DEFAULT_SYSTEMS.iter().copied()),
         };
         for system in test_systems {
             // A set beside the lists: `Vec::contains` made this quadratic
             // (12 % of `check` at 10,000 descriptions).
-            if listed.insert((system.clone(), attr.clone())) {
+            if listed.insert((system, attr.as_str())) {
                 systems.entry(system).or_default().push(attr.clone());
             }
         }
-        tests.push(test_view(spec, project, &output_dir)?);
     }
-    let mut sources: Vec<String> = specs.iter().map(|s| s.file.display().to_string()).collect();
+    let mut sources: Vec<String> = entries.iter().map(|e| e.file.display().to_string()).collect();
     sources.dedup();
-    let computed = tests.iter().any(|t| t.description.is_some());
-    Ok(ChecksFile {
-        computed,
+    ChecksFile {
+        computed: entries.iter().any(|e| e.block.evaluated),
         version: env!("CARGO_PKG_VERSION"),
         sources: if sources.is_empty() {
             "no test descriptions".to_string()
         } else {
             comment_text(&sources.join(", "))
         },
-        input_name,
-        tests,
+        input_name: &settings.input_name,
+        tests: entries.iter().map(|e| e.block.text.as_str()).collect(),
         systems: systems
             .into_iter()
-            .map(|(system, tests)| SystemView { attr: nix_attr_name(&system), tests })
+            .map(|(system, tests)| SystemView { attr: nix_attr_name(system), tests })
             .collect(),
         hydra: false,
         hydra_jobs: Vec::new(),
-    })
+    }
 }
 
-fn test_view(spec: &TestSpec, project: &Project, output_dir: &[String]) -> Result<TestView, CodegenError> {
-    let description = import_path(output_dir, &spec.file)?;
+/// Renders one test's block (see [`TestView`]).
+pub fn test_block(
+    spec: &TestSpec,
+    flake: &FlakeInfo,
+    sources: &Sources,
+    settings: &Settings,
+) -> Result<TestBlock, CodegenError> {
+    let view = test_view(spec, flake, sources, settings)?;
+    let evaluated = view.description.is_some();
+    let mut text =
+        view.render().map_err(|source| CodegenError::Template { template: "codegen/test.nix", source })?;
+    let trimmed = text.trim_end_matches('\n').len();
+    text.truncate(trimmed);
+    Ok(TestBlock { text, evaluated })
+}
+
+fn test_view<'a>(
+    spec: &TestSpec,
+    flake: &FlakeInfo,
+    sources: &Sources,
+    settings: &'a Settings,
+) -> Result<TestView<'a>, CodegenError> {
+    let description = import_path(&settings.output_dir, &spec.file)?;
     // A function or computed values: one evaluated description per test,
     // which the node imports, the script and the plan all refer to.
     let evaluated = (spec.function || !spec.computed.is_empty()).then(|| {
@@ -195,7 +256,7 @@ fn test_view(spec: &TestSpec, project: &Project, output_dir: &[String]) -> Resul
             "nixvmDescription (import {description}) {{ inherit pkgs lib self; inherit (config) nodes; }}"
         )
     });
-    let modules = selected_modules(spec, &project.flake);
+    let modules = selected_modules(spec, flake);
     let curl_nodes = http_nodes(&spec.steps);
     let snapshots = uses_snapshots(&spec.steps);
     let nodes = spec
@@ -218,19 +279,20 @@ fn test_view(spec: &TestSpec, project: &Project, output_dir: &[String]) -> Resul
             NodeView { attr, imports }
         })
         .collect();
-    let script_text = script::render(spec, &project.sources)?;
+    let script_text = script::render(spec, sources)?;
     let indent = " ".repeat(TEST_BODY_INDENT);
     let script = nix_indented_string(&script_text, &format!("{indent}  "), &indent);
-    let script = computed_values(&script, spec, &project.sources, Embed::Python)?;
+    let script = computed_values(&script, spec, sources, Embed::Python)?;
     let plan = match spec.backend {
         Backend::Rust => {
             let value = Plan::from_spec(spec).to_json();
             let text = nix_value::render(&value, PLAN_INDENT, PLAN_INDENT + "plan = ".len());
-            Some(computed_values(&text, spec, &project.sources, Embed::Nix)?)
+            Some(computed_values(&text, spec, sources, Embed::Nix)?)
         }
         Backend::Python => None,
     };
     Ok(TestView {
+        input_name: &settings.input_name,
         attr: nix_attr_name(&spec.name),
         name: nix_string(&spec.name),
         global_timeout: spec.timeout,

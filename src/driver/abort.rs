@@ -20,6 +20,8 @@ pub enum StopReason {
 pub struct Abort {
     signals: Arc<AtomicUsize>,
     deadline: Option<Instant>,
+    /// [`Abort::hurry`] once more signals than this arrived.
+    hurry_above: usize,
 }
 
 /// Longest slice a wait sleeps or blocks before it checks [`Abort`] again.
@@ -45,12 +47,12 @@ pub fn secs_f64(secs: f64) -> Duration {
 impl Abort {
     /// `signals` counts the signals received; `global_timeout` starts now.
     pub fn new(signals: Arc<AtomicUsize>, global_timeout: Option<Duration>) -> Abort {
-        Abort { signals, deadline: global_timeout.map(deadline_after) }
+        Abort { signals, deadline: global_timeout.map(deadline_after), hurry_above: 1 }
     }
 
     /// Never stops (tests).
     pub fn never() -> Abort {
-        Abort { signals: Arc::new(AtomicUsize::new(0)), deadline: None }
+        Abort { signals: Arc::new(AtomicUsize::new(0)), deadline: None, hurry_above: 1 }
     }
 
     pub fn check(&self) -> Result<(), StopReason> {
@@ -65,7 +67,19 @@ impl Abort {
 
     /// A second signal: cleanup skips the grace period (nextest style).
     pub fn hurry(&self) -> bool {
-        self.signals.load(Ordering::Relaxed) > 1
+        self.signals.load(Ordering::Relaxed) > self.hurry_above
+    }
+
+    /// The handle for the teardown: when no signal stopped the run, the
+    /// first one that arrives during the teardown already skips the grace
+    /// period (the teardown is what the user asks to stop).
+    pub fn for_teardown(&self) -> Abort {
+        Abort { hurry_above: self.signals.load(Ordering::Relaxed).min(1), ..self.clone() }
+    }
+
+    /// Whether a signal arrived (at any time).
+    pub fn interrupted(&self) -> bool {
+        self.signals.load(Ordering::Relaxed) > 0
     }
 
     /// The global deadline, if any.

@@ -16,6 +16,34 @@ pub struct Detail {
     pub text: String,
 }
 
+/// Where in a run something failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Phase {
+    /// Running the start script until QEMU's monitor and QMP answer.
+    Start,
+    /// Waiting for the guest's backdoor shell.
+    Boot,
+    /// A step (also `start`, `shutdown`, `reboot` steps).
+    Step,
+    /// A `snapshot` or `restore` step.
+    Snapshot,
+    /// Stopping the VMs and switches at the end.
+    Teardown,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Start => "start",
+            Phase::Boot => "boot",
+            Phase::Step => "step",
+            Phase::Snapshot => "snapshot",
+            Phase::Teardown => "teardown",
+        })
+    }
+}
+
 /// Everything known about a failed step.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -23,6 +51,9 @@ pub struct Failure {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// The phase of the run it happened in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -71,6 +102,12 @@ impl Failure {
     /// Multi-line rendering for logs and JUnit bodies.
     pub fn render(&self) -> String {
         let mut s = self.message.clone();
+        match (&self.node, self.phase) {
+            (Some(node), Some(phase)) => s.push_str(&format!("\nnode: {node}, phase: {phase}")),
+            (Some(node), None) => s.push_str(&format!("\nnode: {node}")),
+            (None, Some(phase)) => s.push_str(&format!("\nphase: {phase}")),
+            (None, None) => {}
+        }
         if let Some(cmd) = &self.command {
             s.push_str(&format!("\ncommand: {cmd}"));
         }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::abort::{Abort, StopReason};
 use super::config::DriverConfig;
-use super::events::{DriverEvent, EventSink, Failure, RunResult, StepPath, StepStatus};
+use super::events::{DriverEvent, EventSink, Failure, Phase, RunResult, StepPath, StepStatus};
 use super::log::Log;
 use super::report::terminal::TerminalSink;
 use super::report::{self, ReportBuilder, RunReport, count_steps, describe};
@@ -218,6 +218,11 @@ pub(super) struct Runner<'a> {
     pub(super) failed: bool,
     pub(super) vm_failed: bool,
     pub(super) stop: Option<StopReason>,
+    /// Where the run was when it stopped (`during step 2 on node a`).
+    pub(super) stop_at: Option<String>,
+    /// The run's switches, checked before each step (the interactive mode
+    /// does not watch them).
+    pub(super) vlans: Option<&'a mut [Vlan]>,
     /// Names captured so far (`capture`), read by later commands.
     captures: Vec<String>,
 }
@@ -238,7 +243,7 @@ pub fn run(opts: &RunOptions, abort: &Abort, log: Arc<Log>) -> Result<Outcome, S
         log.info(None, "Machine state will be reset. To keep it, pass --keep-machine-state");
     }
 
-    let (vlans, mut error) = start_vlans(opts, &log);
+    let (mut vlans, mut error) = start_vlans(opts, &log);
     let mut machines = BTreeMap::new();
     if error.is_none() {
         match prepare_machines(opts, &vlans, &log) {
@@ -249,6 +254,7 @@ pub fn run(opts: &RunOptions, abort: &Abort, log: Arc<Log>) -> Result<Outcome, S
 
     let mut runner = Runner::new(&mut machines, abort, opts, &log, sinks);
     runner.vm_failed = error.is_some();
+    runner.vlans = Some(&mut vlans);
     if let Some(deadline) = abort.deadline() {
         let secs = deadline.saturating_duration_since(Instant::now()).as_secs_f64().round();
         log.info(None, &format!("Test will time out and terminate in {secs} seconds"));
@@ -259,26 +265,37 @@ pub fn run(opts: &RunOptions, abort: &Abort, log: Arc<Log>) -> Result<Outcome, S
         runner.run_list(&opts.plan.steps, &[]);
         log.finished(None, "run the VM test script", t.elapsed());
     }
+    let at = runner.stop_at.clone().unwrap_or_default();
     if runner.stop == Some(StopReason::GlobalTimeout) {
         log.test_error("timeout reached; test terminating...");
-        error.get_or_insert_with(|| "the global timeout expired".to_owned());
+        error.get_or_insert_with(|| format!("the global timeout expired{at}"));
     } else if runner.stop == Some(StopReason::Interrupted) {
-        error.get_or_insert_with(|| "interrupted by a signal".to_owned());
+        error.get_or_insert_with(|| format!("interrupted by a signal{at}"));
     } else if !runner.failed && !runner.vm_failed && opts.keep_state {
         // Only a later `--keep-machine-state` run reads the guests' disks;
         // otherwise their state directories are deleted, and a `sync` is one
         // more round trip per node in the teardown.
         runner.sync_all();
     }
-    let result = match runner.stop {
+    let mut result = match runner.stop {
         Some(StopReason::GlobalTimeout) => RunResult::TimedOut,
         Some(StopReason::Interrupted) => RunResult::Interrupted,
         None if runner.vm_failed => RunResult::VmFailed,
         None if runner.failed => RunResult::Failed,
         None => RunResult::Passed,
     };
+    let stopped = runner.stop;
     let mut sinks = runner.sinks;
-    cleanup(&mut machines, vlans, abort, opts, &log);
+    cleanup(&mut machines, vlans, &abort.for_teardown(), opts, &log);
+    if stopped.is_none() && abort.interrupted() {
+        // The signal came after the last step: the documented exit code of
+        // an interrupted run all the same.
+        result = RunResult::Interrupted;
+        error = Some(match error {
+            Some(e) => format!("{e}; then interrupted by a signal during teardown"),
+            None => "interrupted by a signal during teardown".to_owned(),
+        });
+    }
     sinks.emit(DriverEvent::RunFinished { result, duration: started.elapsed(), error });
 
     let report = sinks.report.report().clone();
@@ -295,6 +312,11 @@ pub fn run(opts: &RunOptions, abort: &Abort, log: Arc<Log>) -> Result<Outcome, S
         write(junit, "JUnit report", report::junit::write(&report, junit));
     }
     Ok(Outcome { result, report, write_errors })
+}
+
+/// The first dead switch's story, if one died.
+fn dead_vlan(vlans: &mut [Vlan]) -> Option<String> {
+    vlans.iter_mut().find_map(Vlan::died)
 }
 
 /// Starts one switch per VLAN (header and timing in the log). On a failure
@@ -369,23 +391,26 @@ pub(super) fn boot_all(
     deadline: Instant,
     abort: &Abort,
 ) -> Vec<(String, Result<(), VmError>)> {
-    boot_all_timed(machines, deadline, abort).into_iter().map(|(name, r, _)| (name, r)).collect()
+    boot_all_timed(machines, deadline, abort).into_iter().map(|(name, r, _, _)| (name, r)).collect()
 }
 
-/// [`boot_all`] with the instant each node's boot ended (for the timeline).
+/// [`boot_all`] with the phase a failure happened in and the instant each
+/// node's boot ended (for the timeline).
 pub(super) fn boot_all_timed(
     machines: &mut BTreeMap<String, Machine>,
     deadline: Instant,
     abort: &Abort,
-) -> Vec<(String, Result<(), VmError>, Instant)> {
+) -> Vec<(String, Result<(), VmError>, Phase, Instant)> {
     std::thread::scope(|s| {
         let handles: Vec<_> = machines
             .values_mut()
             .map(|m| {
                 let name = m.name().to_owned();
                 let h = s.spawn(move || {
-                    let r = m.start(deadline, abort).and_then(|()| m.connect(deadline, abort));
-                    (r, Instant::now())
+                    let started = m.start(deadline, abort);
+                    let phase = if started.is_ok() { Phase::Boot } else { Phase::Start };
+                    let r = started.and_then(|()| m.connect(deadline, abort));
+                    (r, phase, Instant::now())
                 });
                 (name, h)
             })
@@ -393,13 +418,14 @@ pub(super) fn boot_all_timed(
         handles
             .into_iter()
             .map(|(name, h)| {
-                let (r, at) = h.join().unwrap_or_else(|_| {
+                let (r, phase, at) = h.join().unwrap_or_else(|_| {
                     (
                         Err(VmError::NotRunning { node: format!("{name} (the start thread panicked)") }),
+                        Phase::Start,
                         Instant::now(),
                     )
                 });
-                (name, r, at)
+                (name, r, phase, at)
             })
             .collect()
     })
@@ -443,6 +469,8 @@ impl<'a> Runner<'a> {
             failed: false,
             vm_failed: false,
             stop: None,
+            stop_at: None,
+            vlans: None,
             captures: Vec::new(),
         }
     }
@@ -455,13 +483,15 @@ impl<'a> Runner<'a> {
         let deadline = Instant::now() + self.opts.boot_timeout;
         let results = boot_all_timed(self.machines, deadline, self.abort);
         let mut ok = true;
-        for (node, r, ready) in results {
+        let mut stopped = Vec::new();
+        for (node, r, phase, ready) in results {
             let booted = DriverEvent::NodeBooted { node: node.clone(), started: t, ready, ok: r.is_ok() };
             self.sinks.emit(booted);
             match r {
                 Ok(()) => {}
                 Err(VmError::Stopped(reason)) => {
                     self.stop.get_or_insert(reason);
+                    stopped.push(format!("{node} ({phase})"));
                     ok = false;
                 }
                 Err(e) => {
@@ -469,9 +499,13 @@ impl<'a> Runner<'a> {
                     self.vm_failed = true;
                     let mut f = Failure::new(e.to_string());
                     f.node = Some(node.clone());
+                    f.phase = Some(phase);
                     self.sinks.emit(DriverEvent::VmFailed { node, failure: f });
                 }
             }
+        }
+        if !stopped.is_empty() {
+            self.stop_at = Some(format!(" while starting node(s) {}", stopped.join(", ")));
         }
         self.log.finished(None, "start all VMs", t.elapsed());
         ok
@@ -530,6 +564,16 @@ impl<'a> Runner<'a> {
     pub(super) fn run_leaf(&mut self, step: &Step, path: StepPath) -> Flow {
         let number = self.numbers.get(&path).copied();
         let node = if step.action.needs_node() { step.node.clone() } else { None };
+        let phase = match step.action {
+            Action::Snapshot { .. } | Action::Restore { .. } => Phase::Snapshot,
+            _ => Phase::Step,
+        };
+        // The node a failure names: a step on all nodes names them all.
+        let failed_on = match (&node, phase) {
+            (Some(n), _) => Some(n.clone()),
+            (None, Phase::Snapshot) => Some(self.machines.keys().cloned().collect::<Vec<_>>().join(", ")),
+            (None, _) => None,
+        };
         let description = describe(step);
         self.sinks.emit(DriverEvent::StepStarted {
             path: path.clone(),
@@ -545,7 +589,13 @@ impl<'a> Runner<'a> {
             log: self.log,
             captures: &mut self.captures,
         };
-        let result = steps::run_step(&mut ctx, step);
+        let dead = self.vlans.as_deref_mut().and_then(dead_vlan);
+        let switch_died = dead.is_some();
+        let result = match dead {
+            // The network is gone: no step can be trusted any more.
+            Some(why) => Err(StepError::Vm(Box::new(Failure::new(why)))),
+            None => steps::run_step(&mut ctx, step),
+        };
         let fail_flow = if self.opts.keep_going { Flow::EndItem } else { Flow::Halt };
         let (status, failure, flow) = match result {
             Ok(()) => (StepStatus::Passed, None, Flow::Continue),
@@ -559,11 +609,29 @@ impl<'a> Runner<'a> {
             }
             Err(StepError::Stopped(r)) => {
                 self.stop.get_or_insert(r);
-                let mut f = Failure::new(format!("{r} while this step was running"));
-                f.node = node.clone();
-                (StepStatus::Failed, Some(f), Flow::Halt)
+                let on = failed_on.as_deref().map(|n| format!(" on {n}")).unwrap_or_default();
+                let n = number.map(|n| format!(" {n}")).unwrap_or_default();
+                self.stop_at.get_or_insert(format!(" during {phase} step{n}{on} ({description})"));
+                (
+                    StepStatus::Failed,
+                    Some(Failure::new(format!("{r} while this step was running"))),
+                    Flow::Halt,
+                )
             }
         };
+        // A step that failed because its switch died says so.
+        let failure = failure.map(|mut f| {
+            if !switch_died {
+                if let Some(why) = self.vlans.as_deref_mut().and_then(dead_vlan) {
+                    self.vm_failed = true;
+                    f.details.push(super::events::Detail { title: "the network".to_owned(), text: why });
+                }
+            }
+            f.node = f.node.or_else(|| failed_on.clone());
+            f.phase = f.phase.or(Some(phase));
+            f
+        });
+        let flow = if switch_died { Flow::Halt } else { flow };
         self.sinks.emit(DriverEvent::StepFinished {
             path,
             number,

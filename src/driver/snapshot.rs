@@ -27,7 +27,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
@@ -64,6 +64,9 @@ pub struct NodeSnapshot {
     /// The saved disks (QEMU drive ids, or node names for drives without
     /// one); the first also holds the VM state.
     pub disks: Vec<String>,
+    /// Host time when the save paused the VMs: the guest clock stands still
+    /// from then until a restore resumes them (see [`clock_script`]).
+    pub paused_at: SystemTime,
 }
 
 /// The guest command that lists the mounted 9p shares other than the store
@@ -145,16 +148,22 @@ pub fn remount_script(first: Option<&str>, shares: &[Share]) -> String {
     s
 }
 
-/// Sets the guest's wall clock to the host's: a restored guest's clock
-/// resumes where it was saved (coreutils `date` takes fractions, busybox's
-/// only whole seconds).
-pub fn clock_script(now: SystemTime) -> String {
-    let d = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+/// Moves a restored guest's wall clock forward by `paused`, the host time
+/// between the save's pause and the restore's resume: the guest clock runs
+/// with the host's while the VM runs and stands still while it is paused or
+/// saved. The guest adds the offset to its own clock when the line runs, so
+/// however long the first command after a load takes to arrive (seconds on a
+/// loaded host, while every code path is translated again), the clock ends
+/// up right; a host timestamp taken before sending would be late by that
+/// delay. Nanoseconds with coreutils `date +%s%N`; whole seconds where `%N`
+/// is not understood (busybox without it), and busybox's `date -s` takes
+/// only whole seconds.
+pub fn clock_script(paused: Duration) -> String {
     format!(
-        "{{ date -s @{}.{:09} || date -s @{}; }} >/dev/null 2>&1",
-        d.as_secs(),
-        d.subsec_nanos(),
-        d.as_secs()
+        "{{ __nixvm_n=$(date +%s%N); case $__nixvm_n in ''|*[!0-9]*) __nixvm_n=$(( $(date +%s) * 1000000000 ));; esac; \
+         __nixvm_n=$(( __nixvm_n + {} )); __nixvm_t=$(( __nixvm_n / 1000000000 )); \
+         date -s @$__nixvm_t.$(printf %09d $(( __nixvm_n % 1000000000 ))) || date -s @$__nixvm_t; }} >/dev/null 2>&1",
+        paused.as_nanos()
     )
 }
 
@@ -456,9 +465,11 @@ pub fn save(
     // 3. Pause all, save each, copy the host side, resume all.
     let qtag = tag(name);
     let mut saved = Duration::ZERO;
+    let mut paused_at = SystemTime::now();
     if problem.is_none() {
         let t = Instant::now();
         let result = run_state(machines, "stop", deadline, abort).and_then(|()| {
+            paused_at = SystemTime::now();
             let disks = &disks;
             let jobs = each(machines, |m| {
                 let nodes: Vec<&String> = disks.get(m.name()).into_iter().flatten().map(|(_, n)| n).collect();
@@ -481,6 +492,7 @@ pub fn save(
                 link_up: m.link_up(),
                 console: m.console().mark(),
                 disks: disks.get(node).into_iter().flatten().map(|(k, _)| k.clone()).collect(),
+                paused_at,
             };
             m.snapshots_mut().insert(name.to_owned(), snap);
         }
@@ -623,14 +635,17 @@ pub fn restore(
     });
     // Resume even after a failure: a paused VM would only hide the cause.
     let resumed = run_state(machines, "cont", deadline, abort);
+    let resumed_at = SystemTime::now();
     result?;
     resumed?;
     let loaded = started.elapsed();
     // The clock and the shares, in one line per node; its answer is the
     // first sign of a responsive shell.
     let fixed = each(machines, |m| {
-        let shares = m.snapshots_mut().get(name).map(|s| s.shares.clone()).unwrap_or_default();
-        let script = remount_script(Some(&clock_script(SystemTime::now())), &shares);
+        let snap = m.snapshots_mut().get(name);
+        let shares = snap.map(|s| s.shares.clone()).unwrap_or_default();
+        let paused = snap.and_then(|s| resumed_at.duration_since(s.paused_at).ok()).unwrap_or_default();
+        let script = remount_script(Some(&clock_script(paused)), &shares);
         m.restored_shell(&script, deadline, abort)
     });
     for (node, r) in fixed {
@@ -727,13 +742,43 @@ mod tests {
         assert_eq!(run_remount(Some("false"), &[]).0, 0);
     }
 
-    #[test]
-    fn clock_line_has_a_whole_second_fallback() {
-        let t = UNIX_EPOCH + Duration::new(1_796_098_706, 655_000_000);
-        assert_eq!(
-            clock_script(t),
-            "{ date -s @1796098706.655000000 || date -s @1796098706; } >/dev/null 2>&1"
+    /// Runs the clock line in bash with `date` stubbed: `now` is what
+    /// `date +%s%N` prints; returns the `date -s` arguments.
+    fn run_clock(paused: Duration, now: &str) -> String {
+        let stub = format!(
+            "date() {{ case $1 in +%s%N) echo '{now}';; +%s) echo 1796098706;; \
+             *) echo \"$*\" >> \"$LOG\"; [[ $2 != *.* ]] || [ -z \"$WHOLE\" ];; esac; }}; "
         );
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let run = |whole: &str| {
+            let out = std::process::Command::new("bash")
+                .arg("-c")
+                .arg(format!("{stub}{}", clock_script(paused)))
+                .env("LOG", log.path())
+                .env("WHOLE", whole)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        };
+        run("");
+        run("yes");
+        std::fs::read_to_string(log.path()).unwrap()
+    }
+
+    #[test]
+    fn the_clock_moves_on_by_the_pause_when_the_line_runs() {
+        let paused = Duration::new(6, 500_000_000);
+        // coreutils: nanoseconds; a `date -s` refusing fractions gets whole seconds.
+        assert_eq!(
+            run_clock(paused, "1796098706655000000"),
+            "-s @1796098713.155000000\n-s @1796098713.155000000\n-s @1796098713\n"
+        );
+        // A `date` without `%N` (it prints it back, or nothing): whole seconds.
+        assert_eq!(
+            run_clock(paused, "1796098706%N"),
+            "-s @1796098712.500000000\n-s @1796098712.500000000\n-s @1796098712\n"
+        );
+        assert!(run_clock(Duration::ZERO, "").starts_with("-s @1796098706.000000000\n"));
     }
 
     #[test]

@@ -108,6 +108,24 @@ impl Vlan {
         Ok(Vlan { nr, socket_dir, child, stdin })
     }
 
+    /// Why the switch is gone, if it exited during the run (it should live
+    /// until the teardown): the nodes on this VLAN are then cut off.
+    pub fn died(&mut self) -> Option<String> {
+        let status = self.child.try_wait().ok().flatten()?;
+        let how = match status.code() {
+            Some(_) => format!("exited with {}", os::describe_status(status)),
+            None => format!("was killed by {}", os::describe_status(status)),
+        };
+        Some(format!(
+            "vlan {}: its switch (vde_switch, pid {}) {} during the run: the nodes on VLAN {} can no longer reach \
+             each other",
+            self.nr,
+            self.child.id(),
+            how,
+            self.nr
+        ))
+    }
+
     /// The variable a start script reads.
     pub fn env(&self) -> (OsString, OsString) {
         (format!("QEMU_VDE_SOCKET_{}", self.nr).into(), self.socket_dir.clone().into_os_string())

@@ -97,9 +97,85 @@ pub fn reserved(name: &str) -> Option<&'static str> {
     })
 }
 
+/// The variables a shell command reads as `$NAME` or `${NAME…}` (also
+/// `${#NAME}`), in order, with the byte offset of their `$`: outside single
+/// quotes and not escaped by a backslash. Names the command itself may set
+/// (the name also written as a bare word: `NAME=…`, `read NAME`,
+/// `for NAME in`) are left out. A lexer for references, not a shell parser:
+/// it never decides what runs.
+pub fn shell_references(command: &str) -> Vec<(&str, usize)> {
+    let bytes = command.as_bytes();
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let name_at = |start: usize| {
+        let first_ok = bytes.get(start).is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_');
+        let end =
+            if first_ok { start + bytes[start..].iter().take_while(|b| ident(**b)).count() } else { start };
+        &command[start..end]
+    };
+    let mut refs: Vec<(&str, usize)> = Vec::new();
+    let mut bare: Vec<&str> = Vec::new();
+    let (mut i, mut in_double) = (0, false);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'\'' if !in_double => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'\'' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'"' => {
+                in_double = !in_double;
+                i += 1;
+            }
+            b'$' => {
+                let braced = bytes.get(i + 1) == Some(&b'{');
+                let start = match (braced, bytes.get(i + 2)) {
+                    (true, Some(b'#')) => i + 3,
+                    (true, _) => i + 2,
+                    (false, _) => i + 1,
+                };
+                let name = name_at(start);
+                if !name.is_empty() {
+                    refs.push((name, i));
+                }
+                i = start + name.len().max(usize::from(name.is_empty() && !braced));
+            }
+            b if ident(b) => {
+                let name = name_at(i);
+                let len = name.len().max(1);
+                if !name.is_empty() && (i == 0 || !ident(bytes[i - 1])) {
+                    bare.push(name);
+                }
+                i += len;
+            }
+            _ => i += 1,
+        }
+    }
+    refs.retain(|(name, _)| !bare.contains(name));
+    refs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shell_references_outside_single_quotes() {
+        fn names(c: &str) -> Vec<&str> {
+            shell_references(c).into_iter().map(|(n, _)| n).collect()
+        }
+        assert_eq!(names("echo $TOKEN ${A} \"$B\" ${#C} ${D:-x}"), ["TOKEN", "A", "B", "C", "D"]);
+        assert_eq!(shell_references("x $TOKEN"), [("TOKEN", 2)]);
+        assert_eq!(names("echo '$A' \\$B \"it's $C\" $1 $$ $? ${@}"), ["C"]);
+        assert_eq!(names("TOKEN=1; echo $TOKEN; read -r X; echo $X $Y"), ["Y"]);
+        assert_eq!(names("for T in a b; do echo $T; done; echo $Z"), ["Z"]);
+        assert_eq!(names("echo ${"), Vec::<&str>::new());
+        assert_eq!(names("echo $(cat $F) `echo $G`"), ["F", "G"]);
+        // Bytes that are not ASCII never split a name.
+        assert_eq!(names("é$Aé $B"), ["A", "B"]);
+    }
 
     #[test]
     fn names_are_shell_identifiers() {

@@ -15,9 +15,46 @@ use crate::spec::{Action, Step, TestSpec};
 /// Validates all descriptions against each other and against the names of
 /// the flake's `nixosModules`. Resolves `node` of steps in one-node tests.
 pub fn validate(tests: &mut [TestSpec], module_names: &[String]) -> Vec<Diagnostic> {
+    let heads: Vec<TestHead> = tests.iter().map(TestHead::of).collect();
+    let diags = validate_heads(&heads, module_names);
+    for test in tests.iter_mut() {
+        fill_implicit_nodes(test);
+    }
+    diags
+}
+
+/// What the checks across descriptions read of one test: the incremental
+/// path (`crate::incremental`) keeps this for a description it does not
+/// parse again, and runs the same checks on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestHead {
+    pub name: String,
+    pub name_span: Option<Span>,
+    pub file: std::path::PathBuf,
+    /// Some place in the file, for a test named after its file.
+    pub any_span: Option<Span>,
+    pub modules: Option<Vec<(String, Span)>>,
+    pub systems: Option<Vec<String>>,
+}
+
+impl TestHead {
+    pub fn of(test: &TestSpec) -> TestHead {
+        TestHead {
+            name: test.name.clone(),
+            name_span: test.name_span,
+            file: test.file.clone(),
+            any_span: any_span(test),
+            modules: test.modules.clone(),
+            systems: test.systems.clone(),
+        }
+    }
+}
+
+/// The checks of [`validate`], on the tests' heads (in file order).
+pub fn validate_heads(tests: &[TestHead], module_names: &[String]) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
-    let mut seen: HashMap<&str, &TestSpec> = HashMap::new();
-    for test in tests.iter() {
+    let mut seen: HashMap<&str, &TestHead> = HashMap::new();
+    for test in tests {
         match seen.get(test.name.as_str()) {
             None => {
                 seen.insert(&test.name, test);
@@ -26,38 +63,39 @@ pub fn validate(tests: &mut [TestSpec], module_names: &[String]) -> Vec<Diagnost
         }
     }
     let modules: Vec<&str> = module_names.iter().map(String::as_str).collect();
-    for test in tests.iter() {
+    for test in tests {
         for (name, span) in test.modules.iter().flatten() {
             if !modules.contains(&name.as_str()) {
                 diags.push(unknown_module(name, *span, &modules));
             }
         }
     }
-    for test in tests.iter_mut() {
-        if test.nodes.len() == 1
-            && let Some(only) = test.nodes.keys().next().cloned()
-        {
-            fill_node(&mut test.steps, &only);
-        }
-    }
     diags
 }
 
-fn duplicate_name(first: &TestSpec, again: &TestSpec) -> Diagnostic {
+/// Gives the steps of a one-node test that name no node that node.
+pub fn fill_implicit_nodes(test: &mut TestSpec) {
+    if test.nodes.len() == 1
+        && let Some(only) = test.nodes.keys().next().cloned()
+    {
+        fill_node(&mut test.steps, &only);
+    }
+}
+
+fn duplicate_name(first: &TestHead, again: &TestHead) -> Diagnostic {
     let name = &again.name;
     let message = format!(
         "test name `{name}` is used by both `{}` and `{}`",
         first.file.display(),
         again.file.display()
     );
-    let mut d =
-        Diagnostic::error("duplicate_test_name", again.name_span.or_else(|| any_span(again)), message)
-            .with_label("second test with this name")
-            .with_hint(format!(
-                "test names become `checks.<system>.<name>`; set a different `name = \"…\";` in `{}`",
-                again.file.display()
-            ));
-    if let Some(span) = first.name_span.or_else(|| any_span(first)) {
+    let mut d = Diagnostic::error("duplicate_test_name", again.name_span.or(again.any_span), message)
+        .with_label("second test with this name")
+        .with_hint(format!(
+            "test names become `checks.<system>.<name>`; set a different `name = \"…\";` in `{}`",
+            again.file.display()
+        ));
+    if let Some(span) = first.name_span.or(first.any_span) {
         d = d.with_secondary(span, "first used here");
     }
     d

@@ -45,47 +45,8 @@ let
   # One function per test, from a package set to the check; the systems
   # below apply them to their own nixpkgs.
   tests = {
-{%- for test in tests %}
-    {{ test.attr }} =
-      pkgs:
-      pkgs.testers.runNixOSTest (
-        { config, lib, ... }:
-{%- if let Some(description) = test.description %}
-        let
-          description = {{ description }};
-        in
-{%- endif %}
-        {
-          name = {{ test.name }};
-{%- if let Some(module) = test.test_module %}
-          imports = [ {{ module }} ];
-{%- endif %}
-{%- if let Some(seconds) = test.global_timeout %}
-          globalTimeout = {{ seconds }};
-{%- endif %}
-{%- if test.enable_ocr %}
-          enableOCR = true;
-{%- endif %}
-{%- for node in test.nodes %}
-          nodes.{{ node.attr }} = {
-            imports = [
-{%- for import in node.imports %}
-              {{ import }}
-{%- endfor %}
-            ];
-          };
-{%- endfor %}
-          testScript = {{ test.script }};
-{%- if let Some(plan) = test.plan %}
-          driver = lib.mkForce (
-            {{ input_name }}.lib.mkDriver {
-              inherit config pkgs;
-              plan = {{ plan }};
-            }
-          );
-{%- endif %}
-        }
-      );
+{%- for block in tests %}
+{{ block }}
 {%- endfor %}
   };
 in

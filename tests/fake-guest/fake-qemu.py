@@ -22,6 +22,10 @@ Behaviour switches (environment, usually prefixed to the start script):
                        other shell lines are not delayed
   FAKE_OLD_BASH=1      the backdoor bash says it is 4.4 (the driver must keep
                        the stock framing)
+  FAKE_QMP_HANG=CMD    never answer the QMP command CMD (`query-migrate`: a
+                       snapshot step hangs in QMP)
+  FAKE_IGNORE_TERM=1   ignore SIGTERM (the driver's teardown must wait for its
+                       grace period, then SIGKILL)
 """
 
 import os
@@ -97,7 +101,12 @@ def serve_qmp(path):
     def client(conn):
         conn.sendall(b'{"QMP": {"version": {"qemu": {"major": 7}}, "capabilities": []}}\n')
         f = conn.makefile("rb")
-        for _ in f:
+        hang = os.environ.get("FAKE_QMP_HANG")
+        for line in f:
+            if hang and f'"{hang}"'.encode() in line:
+                serial(f"fake-qemu: not answering {hang}")
+                while True:
+                    time.sleep(60)
             conn.sendall(b'{"return": {}}\n')
 
     def loop():
@@ -141,7 +150,10 @@ def serve_monitor(path):
 
 
 def main():
-    signal.signal(signal.SIGTERM, lambda *_: die(143))
+    if os.environ.get("FAKE_IGNORE_TERM"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    else:
+        signal.signal(signal.SIGTERM, lambda *_: die(143))
     if os.environ.get("FAKE_EXIT"):
         serial("fake-qemu: starting")
         serial("fake-qemu: failing on purpose")
@@ -190,7 +202,9 @@ def main():
         stderr=subprocess.PIPE,
         env=env,
         cwd=os.getcwd(),
-        start_new_session=True,
+        # Ignoring SIGTERM, we die by the driver's SIGKILL to our group, with
+        # no die(): the guest's processes must be in that group then.
+        start_new_session=not os.environ.get("FAKE_IGNORE_TERM"),
     )
 
     def console_from_stderr():

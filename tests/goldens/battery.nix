@@ -41,10 +41,10 @@ let
 
             start_all()
 
-            # tests/vm/audio.nix:11: waitForUnit
+            # tests/vm/audio.nix:14: waitForUnit
             machine.wait_for_unit("multi-user.target", timeout=300)
 
-            # tests/vm/audio.nix:12: succeed
+            # tests/vm/audio.nix:15: succeed
             out = machine.succeed("sysctl -a", timeout=120)
             failures: list[str] = []
             if not ("vm.swappiness" in out):
@@ -53,41 +53,41 @@ let
                 failures.append("expected the output to contain %r" % ("vm.dirty_ratio",))
             if not ("vm.dirty_background_ratio" in out):
                 failures.append("expected the output to contain %r" % ("vm.dirty_background_ratio",))
-            assert not failures, "%s: %s; got %r" % ("tests/vm/audio.nix:12", "; ".join(failures), out)
+            assert not failures, "%s: %s; got %r" % ("tests/vm/audio.nix:15", "; ".join(failures), out)
 
-            # tests/vm/audio.nix:16: succeed
-            out = machine.succeed("cat /etc/security/limits.conf", timeout=120)
+            # tests/vm/audio.nix:19: succeed
+            out = machine.succeed("cat /proc/self/limits", timeout=120)
             failures = []
-            if not ("@audio - rtprio" in out):
-                failures.append("expected the output to contain %r" % ("@audio - rtprio",))
-            if not ("@audio - memlock" in out):
-                failures.append("expected the output to contain %r" % ("@audio - memlock",))
-            if not ("unlimited" not in out):
-                failures.append("expected the output not to contain %r" % ("unlimited",))
-            if not ("#@audio" not in out):
-                failures.append("expected the output not to contain %r" % ("#@audio",))
-            assert not failures, "%s: %s; got %r" % ("tests/vm/audio.nix:16", "; ".join(failures), out)
+            if not ("Max realtime priority" in out):
+                failures.append("expected the output to contain %r" % ("Max realtime priority",))
+            if not ("Max locked memory" in out):
+                failures.append("expected the output to contain %r" % ("Max locked memory",))
+            if not ("No such file" not in out):
+                failures.append("expected the output not to contain %r" % ("No such file",))
+            if not ("Permission denied" not in out):
+                failures.append("expected the output not to contain %r" % ("Permission denied",))
+            assert not failures, "%s: %s; got %r" % ("tests/vm/audio.nix:19", "; ".join(failures), out)
 
-            # tests/vm/audio.nix:23: succeed
-            out = machine.succeed("cat /etc/audio.json", timeout=120)
-            assert expect_json(json.loads("{\"devices\":[{\"name\":\"hw:0\"}],\"rate\":48000}"), out), "%s: expected the output as JSON to contain %r, got %r" % ("tests/vm/audio.nix:23", json.loads("{\"devices\":[{\"name\":\"hw:0\"}],\"rate\":48000}"), out)
+            # tests/vm/audio.nix:26: succeed
+            out = machine.succeed("ip -j link show lo", timeout=120)
+            assert expect_json(json.loads("[{\"ifname\":\"lo\",\"link_type\":\"loopback\"}]"), out), "%s: expected the output as JSON to contain %r, got %r" % ("tests/vm/audio.nix:26", json.loads("[{\"ifname\":\"lo\",\"link_type\":\"loopback\"}]"), out)
 
-            # tests/vm/audio.nix:27: succeed
-            machine.succeed("modprobe snd-dummy", timeout=120)
+            # tests/vm/audio.nix:30: succeed
+            machine.succeed("getent group audio", timeout=120)
 
-            # tests/vm/audio.nix:27: succeed
-            machine.succeed("test -e /dev/snd", timeout=120)
+            # tests/vm/audio.nix:30: succeed
+            machine.succeed("test -d /proc/sys/vm", timeout=120)
 
-            # tests/vm/audio.nix:28: fail
+            # tests/vm/audio.nix:31: fail
             machine.fail("test -e /dev/nope", timeout=120)
 
-            # tests/vm/audio.nix:28: fail
+            # tests/vm/audio.nix:31: fail
             machine.fail("false", timeout=120)
 
-            # tests/vm/audio.nix:29: waitUntilSucceeds
+            # tests/vm/audio.nix:32: waitUntilSucceeds
             def until_1(last_try: bool) -> bool:
-                status, out = machine.execute("cat /proc/asound/cards", timeout=300)
-                return status == 0 and "Dummy" in out and "no soundcards" not in out
+                status, out = machine.execute("chrt --max", timeout=300)
+                return status == 0 and "SCHED_FIFO" in out and "SCHED_RR" in out and "not supported" not in out
             retry(until_1, 300)
           '';
           driver = lib.mkForce (
@@ -121,10 +121,10 @@ let
                   {
                     action = {
                       succeed = {
-                        command = "cat /etc/security/limits.conf";
+                        command = "cat /proc/self/limits";
                         expect = {
-                          contains = [ "@audio - rtprio" "@audio - memlock" ];
-                          notContains = [ "unlimited" "#@audio" ];
+                          contains = [ "Max realtime priority" "Max locked memory" ];
+                          notContains = [ "No such file" "Permission denied" ];
                         };
                       };
                     };
@@ -134,20 +134,20 @@ let
                   {
                     action = {
                       succeed = {
-                        command = "cat /etc/audio.json";
-                        expect = { json = { devices = [ { name = "hw:0"; } ]; rate = 48000; }; };
+                        command = "ip -j link show lo";
+                        expect = { json = [ { ifname = "lo"; link_type = "loopback"; } ]; };
                       };
                     };
                     node = "machine";
                     timeout = 120.0;
                   }
                   {
-                    action = { succeed = { command = "modprobe snd-dummy"; }; };
+                    action = { succeed = { command = "getent group audio"; }; };
                     node = "machine";
                     timeout = 120.0;
                   }
                   {
-                    action = { succeed = { command = "test -e /dev/snd"; }; };
+                    action = { succeed = { command = "test -d /proc/sys/vm"; }; };
                     node = "machine";
                     timeout = 120.0;
                   }
@@ -164,8 +164,11 @@ let
                   {
                     action = {
                       waitUntilSucceeds = {
-                        command = "cat /proc/asound/cards";
-                        expect = { contains = "Dummy"; notContains = "no soundcards"; };
+                        command = "chrt --max";
+                        expect = {
+                          contains = [ "SCHED_FIFO" "SCHED_RR" ];
+                          notContains = "not supported";
+                        };
                       };
                     };
                     node = "machine";

@@ -108,7 +108,7 @@ let
             with subtest("the server issues a join token"):
                 # tests/vm/join-token.nix:21: succeed
                 out = server.succeed("syshc-admin issue-token --ttl 600", timeout=120)
-                assert re.search("^[0-9a-f]{32}\\s*$", out) is not None, "%s: expected the output to match %r, got %r" % ("tests/vm/join-token.nix:21", "^[0-9a-f]{32}\\s*$", out)
+                assert re.search("^[0-9a-f]{32}[ \\t\\n\\r]*$", out) is not None, "%s: expected the output to match %r, got %r" % ("tests/vm/join-token.nix:21", "^[0-9a-f]{32}[ \\t\\n\\r]*$", out)
                 capture(server.shared_dir, "TOKEN", out)
 
             # tests/vm/join-token.nix:29: subtest
@@ -180,7 +180,7 @@ let
                               succeed = {
                                 capture = "TOKEN";
                                 command = "syshc-admin issue-token --ttl 600";
-                                expect = { matches = "^[0-9a-f]{32}\\s*$"; };
+                                expect = { matches = "^[0-9a-f]{32}[ \\t\\n\\r]*$"; };
                               };
                             };
                             node = "server";

@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 use crate::util;
 
 mod fixtures;
+mod machine_api;
 
 /// Upper bound for any single driver run in these tests; a run that takes
 /// longer is killed and the test fails (the driver's own global timeout is
@@ -40,8 +41,16 @@ pub(crate) struct Guests {
 }
 
 impl Guests {
-    pub(crate) fn make_vm(&self) -> &str {
-        &self.env["GUEST_MAKE_VM"]
+    /// This checkout's `make-vm.sh`: it is read when a start script is
+    /// written, not cached, so the `GUEST_MAKE_VM` of a shared cache
+    /// (`NIXVM_GUEST_CACHE`) may name another checkout's copy.
+    pub(crate) fn make_vm(&self) -> PathBuf {
+        util::root().join("tests/guest/make-vm.sh")
+    }
+
+    /// The guests' own store (backdoor, `syshc`'s files), shared over 9p.
+    pub(crate) fn store(&self) -> &str {
+        &self.env["GUEST_STORE"]
     }
 }
 
@@ -125,10 +134,12 @@ fn vm_test_with_store(kind: Kind, store: Store, nodes: &[&str], steps: Vec<Step>
 }
 
 /// Where a guest's `/nix/store` comes from (`make-vm.sh --store`).
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 enum Store {
     /// The host's 9p share `nix-store`, qemu-vm.nix's default.
     NineP,
+    /// The 9p share, from this directory (`make-vm.sh --store-dir`).
+    NinePDir(PathBuf),
     /// An erofs image, as `virtualisation.useNixStoreImage`.
     Image,
 }
@@ -190,6 +201,10 @@ struct RunOutput {
 impl World {
     /// Start scripts for `nodes` (all of `kind`, on VLAN 1) and the plan.
     fn new(guests: &Guests, kind: Kind, store: Store, nodes: &[&str], steps: Vec<Step>) -> World {
+        let store_dir = match &store {
+            Store::NinePDir(dir) => vec!["--store-dir".to_owned(), dir.display().to_string()],
+            _ => Vec::new(),
+        };
         // A short prefix: unix socket paths must stay under 108 bytes.
         let dir = tempfile::Builder::new().prefix("nvt-").tempdir_in("/tmp").expect("temp dir");
         let vms = dir.path().join("vms");
@@ -197,16 +212,23 @@ impl World {
         sorted.sort_unstable();
         let mut vm_config = serde_json::Map::new();
         for node in &sorted {
-            let out = util::run(Command::new("bash").arg(guests.make_vm()).arg("--out").arg(&vms).args([
-                "--node",
-                node,
-                "--kind",
-                kind.as_str(),
-                "--all-nodes",
-                &sorted.join(" "),
-                "--store",
-                if store == Store::Image { "image" } else { "9p" },
-            ]));
+            let out = util::run(
+                Command::new("bash")
+                    .arg(guests.make_vm())
+                    .arg("--out")
+                    .arg(&vms)
+                    .args([
+                        "--node",
+                        node,
+                        "--kind",
+                        kind.as_str(),
+                        "--all-nodes",
+                        &sorted.join(" "),
+                        "--store",
+                        if store == Store::Image { "image" } else { "9p" },
+                    ])
+                    .args(&store_dir),
+            );
             assert!(out.status.success(), "make-vm.sh failed for {node}");
             let script = String::from_utf8_lossy(&out.stdout).trim().to_owned();
             vm_config.insert((*node).to_owned(), json!({ "name": node, "start_script": script }));

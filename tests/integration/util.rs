@@ -16,10 +16,12 @@ pub fn fixture(rel: &str) -> PathBuf {
     root().join("tests/fixtures").join(rel)
 }
 
-/// A command for the real `nixvm-gen` binary, with colour off.
+/// A command for the real `nixvm-gen` binary, with colour off and its
+/// cache under the target directory, not in the user's home.
 pub fn nixvm_gen() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nixvm-gen"));
     cmd.env("NO_COLOR", "1");
+    cmd.env("NIXVM_GEN_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("nixvm-gen-cache"));
     cmd
 }
 

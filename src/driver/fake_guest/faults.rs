@@ -31,3 +31,121 @@ fn megabytes_of_output_are_cut_in_the_reports() {
     assert!(fake.output("junit.xml").len() < 200_000);
     assert!(text(&log).len() < 200_000, "the log got {} bytes", text(&log).len());
 }
+
+/// Runs `fake` and calls `act` with the signal counter (as the CLI's
+/// signal thread counts them) and the log so far, as soon as the log shows
+/// `when`; returns the outcome, the log and how long the run went on after.
+fn run_triggered(
+    fake: &FakeRun,
+    when: &'static str,
+    act: impl FnOnce(&AtomicUsize, &str) + Send + 'static,
+) -> (run::Outcome, String, Duration) {
+    let (log, buf) = Log::capture(Level::Debug);
+    let signals = Arc::new(AtomicUsize::new(0));
+    let abort = Abort::new(signals.clone(), None);
+    let watched = buf.clone();
+    let sent = std::thread::spawn(move || {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(30) {
+            let log = String::from_utf8_lossy(&watched.lock().unwrap()).into_owned();
+            if log.contains(when) {
+                act(&signals, &log);
+                return Some(Instant::now());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    });
+    let outcome = run::run(&fake.opts, &abort, Arc::new(log)).unwrap();
+    let after = sent.join().unwrap().expect("the run never logged the trigger").elapsed();
+    (outcome, text(&buf), after)
+}
+
+/// [`run_triggered`] sending one signal.
+fn run_signalled(fake: &FakeRun, when: &'static str) -> (run::Outcome, String, Duration) {
+    run_triggered(fake, when, |signals, _| {
+        signals.fetch_add(1, Ordering::Relaxed);
+    })
+}
+
+/// SIGINT/SIGTERM while a snapshot step waits for QEMU's QMP answer: the
+/// step fails naming the nodes and the phase, the run stops with exit 130,
+/// reports written, nothing left.
+#[test]
+fn a_signal_during_a_snapshot_stops_the_run() {
+    let snapshot = Step {
+        node: None,
+        timeout: Some(60.0.into()),
+        action: Action::Snapshot { name: "s".into() },
+        span: None,
+    };
+    let steps = vec![succeed("true"), snapshot, succeed("true")];
+    let Some(fake) = FakeRun::new("FAKE_QMP_HANG=query-migrate", steps) else { return };
+    let survivors = Survivors::watch(fake.tmp.path());
+    let (outcome, log, after) = run_signalled(&fake, "not answering query-migrate");
+    survivors.assert_none_left(2);
+    assert!(after < Duration::from_secs(5), "stopped {after:?} after the signal\n{log}");
+    assert_eq!(outcome.result, RunResult::Interrupted, "{log}");
+    assert_eq!(outcome.exit_code(), crate::exit_codes::INTERRUPTED);
+    let report = report_json(&fake);
+    assert_eq!(report["result"], "interrupted");
+    let failure = &report["steps"][1]["failure"];
+    assert_eq!(failure["phase"], "snapshot", "{report:#}");
+    assert_eq!(failure["node"], "machine", "{report:#}");
+    assert_eq!(report["steps"][2]["status"], "skipped");
+    let error = report["error"].as_str().unwrap();
+    assert!(error.contains("interrupted by a signal") && error.contains("snapshot"), "{error}");
+    assert!(fake.out.path().join("junit.xml").exists());
+}
+
+/// A signal during the teardown of a passing run: the teardown ends at once
+/// (no grace period for a QEMU that ignores SIGTERM) and the run exits 130,
+/// with the phase in the report.
+#[test]
+fn a_signal_during_teardown_exits_130_at_once() {
+    let Some(mut fake) = FakeRun::new("FAKE_IGNORE_TERM=1", vec![succeed("true")]) else { return };
+    fake.opts.grace = Duration::from_secs(20);
+    let survivors = Survivors::watch(fake.tmp.path());
+    let (outcome, log, after) = run_signalled(&fake, "kill QemuMachine machine");
+    survivors.assert_none_left(2);
+    assert!(after < Duration::from_secs(5), "teardown went on {after:?} after the signal\n{log}");
+    assert_eq!(outcome.result, RunResult::Interrupted, "{log}");
+    assert_eq!(outcome.exit_code(), crate::exit_codes::INTERRUPTED);
+    let report = report_json(&fake);
+    assert_eq!(report["steps"][0]["status"], "passed");
+    let error = report["error"].as_str().unwrap();
+    assert!(error.contains("interrupted by a signal during teardown"), "{error}");
+}
+
+/// A VLAN switch killed during a step: the next step fails at once naming
+/// the VLAN, its switch and the node, the run exits 5 (a VM or its network
+/// died), nothing is left.
+#[test]
+fn a_dead_vlan_switch_is_detected_and_named() {
+    if !crate::driver::testing::require("vde_switch", "VLAN switches") {
+        return;
+    }
+    let Some(mut fake) = FakeRun::new("", vec![succeed("sleep 2"), succeed("true"), succeed("true")]) else {
+        return;
+    };
+    fake.opts.config.vlans = vec![1];
+    let survivors = Survivors::watch(fake.tmp.path());
+    let (outcome, log, after) = run_triggered(&fake, "must succeed: sleep 2", |_, log| {
+        let pid = log.split("running vlan (pid ").nth(1).and_then(|r| r.split(';').next()).unwrap();
+        // SAFETY: kill(2) on the switch this run started (its pid from the log).
+        unsafe { libc::kill(pid.parse().unwrap(), libc::SIGKILL) };
+    });
+    survivors.assert_none_left(2);
+    assert!(after < Duration::from_secs(10), "took {after:?}");
+    assert_eq!(outcome.result, RunResult::VmFailed, "{log}");
+    assert_eq!(outcome.exit_code(), crate::exit_codes::VM_FAILED);
+    let report = report_json(&fake);
+    assert_eq!(report["steps"][0]["status"], "passed", "{report:#}");
+    let failure = &report["steps"][1]["failure"];
+    let message = failure["message"].as_str().unwrap();
+    assert!(message.starts_with("vlan 1: its switch (vde_switch, pid "), "{message}");
+    assert!(message.contains("was killed by signal 9 (SIGKILL) during the run"), "{message}");
+    assert_eq!(failure["node"], "machine");
+    assert_eq!(failure["phase"], "step");
+    assert_eq!(report["steps"][2]["status"], "skipped");
+}

@@ -70,7 +70,14 @@ impl Survivors {
         let seen = self.seen.lock().unwrap().clone();
         assert!(seen.len() >= at_least, "only {} process(es) seen: {seen:?}", seen.len());
         let gone = wait_for(Duration::from_secs(2), || seen.iter().all(|(pid, _)| !alive(*pid)));
-        let left: Vec<_> = seen.iter().filter(|(pid, _)| alive(*pid)).collect();
+        let left: Vec<_> = seen
+            .iter()
+            .filter(|(pid, _)| alive(*pid))
+            .map(|(pid, pgid)| (pid, pgid, std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()))
+            .map(|(pid, pgid, cmd)| {
+                format!("{pid} (group {pgid}): {}", String::from_utf8_lossy(&cmd).replace('\0', " "))
+            })
+            .collect();
         assert!(gone, "processes left: {left:?}");
         for (_, pgid) in &seen {
             // SAFETY: signal 0 only probes whether the group has a member.

@@ -88,24 +88,37 @@ pub(super) struct Conv<'a> {
     pub(super) computed: Vec<Computed>,
     /// Capture names so far, with where each is captured.
     pub(super) captures: BTreeMap<String, Span>,
+    /// `$NAME` in commands that no earlier step captured: an error if a
+    /// later step (or the step itself) captures `NAME` ([`Conv::captures_used_early`]).
+    pub(super) uncaptured_uses: Vec<(String, Span)>,
+    /// The description's text, to point at a `$NAME` inside a string.
+    pub(super) source: Option<&'a str>,
     /// Snapshot names given to isolated subtests so far (they must differ).
     pub(super) isolate_names: BTreeSet<String>,
 }
 
 impl<'a> Conv<'a> {
-    fn new(diags: &'a mut Vec<Diagnostic>) -> Conv<'a> {
+    fn new(diags: &'a mut Vec<Diagnostic>, source: Option<&'a str>) -> Conv<'a> {
         Conv {
             diags,
             nodes: Nodes::Unknown,
             computed: Vec::new(),
             captures: BTreeMap::new(),
+            uncaptured_uses: Vec::new(),
+            source,
             isolate_names: BTreeSet::new(),
         }
     }
 }
 
-/// Checks the value tree against the description format.
-pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>) -> Option<TestSpec> {
+/// Checks the value tree against the description format. `source` is the
+/// description's text when known (for exact spans inside strings).
+pub(super) fn convert<'a>(
+    rel_path: &Path,
+    root: &Value,
+    source: Option<&'a str>,
+    diags: &'a mut Vec<Diagnostic>,
+) -> Option<TestSpec> {
     let entries = match &root.kind {
         Kind::Attrs(entries) => entries,
         Kind::Lambda => {
@@ -123,12 +136,11 @@ pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>
             return None;
         }
         _ => {
-            let mut c = Conv::new(diags);
-            c.wrong_type(root, Ty::Attrs, "the description");
+            Conv::new(diags, source).wrong_type(root, Ty::Attrs, "the description");
             return None;
         }
     };
-    let mut c = Conv::new(diags);
+    let mut c = Conv::new(diags, source);
     let stem = rel_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let mut spec = TestSpec {
         name: stem.clone(),
@@ -257,6 +269,7 @@ pub(super) fn convert(rel_path: &Path, root: &Value, diags: &mut Vec<Diagnostic>
     if spec.backend == Backend::Rust {
         c.python_needs_python_backend(&spec.steps);
     }
+    c.captures_used_early();
     spec.computed = c.computed;
     Some(spec)
 }

@@ -33,6 +33,7 @@ mod steps;
 mod syntax;
 #[cfg(test)]
 mod tests;
+mod units;
 mod waits;
 
 pub(crate) use convert::code_list;
@@ -95,10 +96,11 @@ pub const TEST_CLASHES: &[(&str, &str)] = &[
 pub const STEP_MODIFIERS: &[&str] = &["node", "timeout"];
 /// Keys that refine one action, with the actions they belong to.
 pub const STEP_SIBLINGS: &[(&str, &[&str])] = &[
-    ("user", &["waitForUnit"]),
+    ("user", &["waitForUnit", "systemctl", "requireUnitState", "startJob", "stopJob"]),
     ("addr", &["waitForOpenPort", "waitForClosedPort"]),
-    ("expect", &["succeed", "waitUntilSucceeds", "execute"]),
-    ("capture", &["succeed", "waitUntilSucceeds", "execute"]),
+    ("expect", &["succeed", "waitUntilSucceeds", "execute", "systemctl"]),
+    ("capture", &["succeed", "waitUntilSucceeds", "execute", "systemctl"]),
+    ("state", &["requireUnitState"]),
     ("targetDir", &["copyFromVm"]),
     ("steps", &["subtest"]),
     ("isolate", &["subtest"]),
@@ -253,7 +255,7 @@ fn parse_here(file: FileId, rel_path: &Path, text: &str) -> (Option<TestSpec>, V
         return (None, vec![d]);
     };
     let (root, function) = value::lower_description(file, &expr, &mut diags);
-    let mut spec = convert(rel_path, &root, &mut diags);
+    let mut spec = convert(rel_path, &root, Some(text), &mut diags);
     if let Some(spec) = &mut spec {
         spec.function = function;
     }
@@ -295,7 +297,7 @@ pub fn from_json_with_source(
     let located = on_parse_stack(|| static_tree(file, text));
     let root = value::from_json_located(value, located.as_ref(), unknown);
     let mut diags = Vec::new();
-    let mut spec = convert(rel_path, &root, &mut diags);
+    let mut spec = convert(rel_path, &root, Some(text), &mut diags);
     if let Some(spec) = &mut spec {
         forget_spans(&mut spec.steps, unknown);
     }
@@ -353,7 +355,7 @@ pub fn from_json_spanned(
 ) -> (Option<TestSpec>, Vec<Diagnostic>) {
     let root = value::from_json(value, span);
     let mut diags = Vec::new();
-    let spec = convert(rel_path, &root, &mut diags);
+    let spec = convert(rel_path, &root, None, &mut diags);
     (spec, diags)
 }
 
