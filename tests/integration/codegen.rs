@@ -536,6 +536,20 @@ fn run_on_fake_machine(methods: &str, script: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("the fake Machine printed JSON")
 }
 
+/// A copy of `single-node-rust` whose only description, `nasty`, is a
+/// Python-backend test of `steps` (list items), generated.
+fn generated_python_test(steps: &str) -> tempfile::TempDir {
+    let dir = copy_case("single-node-rust");
+    std::fs::remove_file(dir.path().join("tests/vm/health.nix")).unwrap();
+    std::fs::write(
+        dir.path().join("tests/vm/nasty.nix"),
+        format!("{{\n  backend = \"python\";\n  systems = [ \"x86_64-linux\" ];\n  nodes.machine = {{ }};\n  steps = [\n{steps}  ];\n}}\n"),
+    )
+    .unwrap();
+    generate(dir.path());
+    dir
+}
+
 #[test]
 fn nasty_commands_reach_the_guest_unchanged() {
     if !util::require("nix-instantiate", "evaluates the generated testScript")
@@ -546,22 +560,43 @@ fn nasty_commands_reach_the_guest_unchanged() {
     // Blank commands are refused by validation (`empty_command`).
     let commands: Vec<String> =
         string_batch().into_iter().filter(|s| !nixvm_gen::spec::names::is_blank_command(s)).collect();
-    let dir = copy_case("single-node-rust");
     let steps: String =
         commands.iter().map(|c| format!("    {{ succeed = {}; }}\n", escape::nix_string(c))).collect();
-    std::fs::remove_file(dir.path().join("tests/vm/health.nix")).unwrap();
-    std::fs::write(
-        dir.path().join("tests/vm/nasty.nix"),
-        format!("{{\n  backend = \"python\";\n  systems = [ \"x86_64-linux\" ];\n  nodes.machine = {{ }};\n  steps = [\n{steps}  ];\n}}\n"),
-    )
-    .unwrap();
-    generate(dir.path());
+    let dir = generated_python_test(&steps);
     std::fs::write(dir.path().join("stand-in.nix"), TINY_STAND_IN).unwrap();
     let script = nix_eval_path(&dir.path().join("stand-in.nix"));
     let script = script.as_str().expect("testScript is a string").to_string();
 
     let got: Vec<String> = serde_json::from_value(run_on_fake_machine(FAKE_SUCCEED, &script)).unwrap();
     assert_round_trip("succeed command", &commands, &got);
+}
+
+/// Issue 11: a testScript whose indented string held millions of escape
+/// parts overflowed Nix 2.8's stack. Forty commands of 100,000 quotes
+/// (each quote is an escape, `''\'`) now come out as a `"…"` string, which
+/// the real evaluator reads back exactly.
+#[test]
+fn a_test_script_of_millions_of_escapes_evaluates_in_nix() {
+    if !util::require("nix-instantiate", "evaluates the generated testScript") {
+        return;
+    }
+    let quotes = "'".repeat(100_000);
+    let steps: String = (0..40).map(|i| format!("    {{ succeed = \"echo {i}{quotes}\"; }}\n")).collect();
+    let dir = generated_python_test(&steps);
+    let project =
+        nixvm_gen::project::load(&nixvm_gen::config::Config::new(dir.path())).expect("the project loads");
+    let expected = nixvm_gen::codegen::script::render(&project.tests[0], &project.sources).expect("renders");
+    assert!(expected.matches('\'').count() >= 4_000_000, "the script holds the quotes");
+    std::fs::write(dir.path().join("stand-in.nix"), TINY_STAND_IN).unwrap();
+    // Not `util::run`: the answer is megabytes.
+    let out = Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json"])
+        .arg(dir.path().join("stand-in.nix"))
+        .output()
+        .expect("nix-instantiate runs");
+    assert!(out.status.success(), "nix-instantiate failed: {}", String::from_utf8_lossy(&out.stderr));
+    let got: String = serde_json::from_slice(&out.stdout).expect("a JSON string");
+    assert!(got == expected, "the evaluated testScript differs ({} vs {} bytes)", got.len(), expected.len());
 }
 
 #[test]

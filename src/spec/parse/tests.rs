@@ -303,6 +303,8 @@ mod unit {
         for (step, code) in [
             ("{ waitForOpenPort = 0; }", "port_out_of_range"),
             ("{ succeed = \"x\"; timeout = -1; }", "invalid_timeout"),
+            ("{ succeed = \"x\"; timeout = 0; }", "invalid_timeout"),
+            ("{ succeed = \"x\"; timeout = 1.0e400; }", "invalid_timeout"),
             ("{ succeed = \"x\"; expect.exitCode = 256; }", "exit_code_out_of_range"),
             ("{ http.url = \"u\"; http.status = 99; }", "status_out_of_range"),
             ("{ sleep = -1; }", "invalid_sleep"),
