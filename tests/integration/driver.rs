@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 
 use crate::util;
 
+mod faults;
 mod fixtures;
 mod machine_api;
 
@@ -616,6 +617,8 @@ fn guest_death_is_reported_at_once() {
     assert_eq!(steps[2]["status"], "skipped");
     let text = failure_text(steps[1]).to_lowercase();
     assert!(text.contains("qemu") && text.contains("exit"), "failure says QEMU exited: {text}");
+    assert_eq!(steps[1]["failure"]["node"], "machine");
+    assert_eq!(steps[1]["failure"]["phase"], "step");
     assert!(steps[1]["durationSecs"].as_f64().unwrap_or(999.0) < 60.0);
     // As after SIGINT: a SIGKILLed process may take a moment to leave /proc.
     let clean = wait_until(Duration::from_secs(3), || world.leftovers().is_empty());
@@ -834,7 +837,9 @@ fn subtest(title: &str, steps: Vec<Step>) -> Step {
 
 /// Subtest 1 creates files (guest disk, shared directory), stops a unit and
 /// blocks a link; after the restore subtest 2 sees none of it, the VLAN and
-/// a console wait work, and the guest clock is the host's again. The guests
+/// a console wait work, and the guest clock is the host's again; a link
+/// blocked when a snapshot is taken is blocked again by its restore, and
+/// `unblock` then works. The guests
 /// boot their bzImage, as NixOS VMs do, so the restores take the path real
 /// tests take (after a PVH boot the first load alone took 11 s here); the
 /// test is no slower for it: 131.5 and 135.7 s of driver time against 123.5
@@ -898,6 +903,35 @@ fn restore_isolates_subtests_on_two_nodes() {
                 "restores twice",
                 vec![succeed("client", 30.0, "test ! -e /tmp/shared/second && test -d /tmp/xchg")],
             ),
+            subtest(
+                "a link blocked at the snapshot is blocked again",
+                vec![
+                    step("client", 30.0, Action::Block),
+                    all_nodes(Action::Snapshot { name: "blocked".into() }),
+                    step("client", 30.0, Action::Unblock),
+                    succeed_contains(
+                        "client",
+                        30.0,
+                        "curl --fail --silent --max-time 5 http://server:3000",
+                        "Healthy",
+                    ),
+                    all_nodes(Action::Restore { name: "blocked".into() }),
+                    step(
+                        "client",
+                        30.0,
+                        Action::Fail {
+                            command: "curl --fail --silent --max-time 2 http://server:3000".into(),
+                        },
+                    ),
+                    step("client", 30.0, Action::Unblock),
+                    succeed_contains(
+                        "client",
+                        30.0,
+                        "curl --fail --silent --max-time 5 http://server:3000",
+                        "Healthy",
+                    ),
+                ],
+            ),
         ],
     ) else {
         return;
@@ -911,7 +945,7 @@ fn restore_isolates_subtests_on_two_nodes() {
         .iter()
         .filter(|s| s["description"].as_str().unwrap_or("").contains("restoring snapshot"))
         .collect();
-    assert_eq!(restores.len(), 2);
+    assert_eq!(restores.len(), 3);
     assert!(restores.iter().all(|s| s["durationSecs"].as_f64().unwrap_or(0.0) > 0.0));
     assert!(run.junit.contains("saving snapshot clean"), "{}", run.junit);
     assert!(run.stderr.contains("restored snapshot `clean` of 2 node(s)"));
