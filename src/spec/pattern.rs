@@ -2,7 +2,8 @@
 //! `waitForConsoleText`) run under both backends: Rust's `regex` crate in
 //! nixvm-driver and Python's `re` in the stock driver. Only the common subset
 //! is accepted, so a test cannot pass under one backend and break under the
-//! other.
+//! other; `tests/integration/regex_dialect.rs` holds [`check`] to that
+//! against `python3` with random patterns.
 
 use regex_syntax::ast::{
     self, AssertionKind, Ast, ClassSet, ClassSetItem, Flag, FlagsItemKind, GroupKind, LiteralKind,
@@ -152,6 +153,16 @@ fn walk(node: &Ast, scope: Scope) -> Option<(String, &'static str)> {
             let mut inner = scope;
             let own = match &group.kind {
                 GroupKind::CaptureIndex(_) => None,
+                // Rust also allows `.`, `[`, `]` and non-ASCII letters in
+                // names; Python wants an identifier.
+                GroupKind::CaptureName { starts_with_p: true, name }
+                    if !name.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+                {
+                    Some((
+                        "a group name with characters other than ASCII letters, digits and `_`".into(),
+                        "Python's `re` wants an identifier: `(?P<name_1>…)`",
+                    ))
+                }
                 GroupKind::CaptureName { starts_with_p: true, .. } => None,
                 GroupKind::CaptureName { starts_with_p: false, .. } => {
                     Some(("a named group written `(?<name>…)`".into(), "write named groups as `(?P<name>…)`"))
@@ -427,6 +438,9 @@ mod tests {
             "$.",
             "(?i)a|ı",
             "[]-\t]",
+            "(?P<a.b>x)",
+            "(?P<a[0]>x)",
+            "(?P<é>x)",
         ] {
             let err = check(p).expect_err(p);
             assert!(err.message.contains("not supported by both"), "{p}: {}", err.message);

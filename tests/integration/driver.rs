@@ -793,6 +793,12 @@ fn sigint_stops_driver_and_its_processes() {
     );
     assert_eq!(run.status.code(), Some(130), "exit_codes::INTERRUPTED (output above)");
     assert_eq!(run.report["result"], "interrupted");
+    let error = run.report["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("interrupted by a signal during step 1 on machine ("),
+        "names step and node: {error}"
+    );
+    assert_eq!(leaf_steps(&run.report)[0]["failure"]["phase"], "step");
     // Nothing this test started survives the driver: no QEMU, no vde_switch.
     let clean = wait_until(Duration::from_secs(3), || world.leftovers().is_empty());
     assert!(clean, "processes left after SIGINT: {:#?}", world.leftovers());

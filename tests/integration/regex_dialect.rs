@@ -121,8 +121,28 @@ fn quantifier() -> impl Strategy<Value = String> {
 
 fn group_open() -> impl Strategy<Value = &'static str> {
     prop::sample::select(vec![
-        "(", "(", "(?:", "(?P<g>", "(?<g>", "(?i:", "(?s:", "(?m:", "(?x:", "(?-i:", "(?is:", "(?i-s:",
-        "(?u:", "(?U:", "(?a:", "(?=", "(?!", "(?#",
+        "(",
+        "(",
+        "(?:",
+        "(?P<g>",
+        "(?P<g_1>",
+        "(?P<a.b>",
+        "(?P<a[0]>",
+        "(?P<é>",
+        "(?<g>",
+        "(?i:",
+        "(?s:",
+        "(?m:",
+        "(?x:",
+        "(?-i:",
+        "(?is:",
+        "(?i-s:",
+        "(?u:",
+        "(?U:",
+        "(?a:",
+        "(?=",
+        "(?!",
+        "(?#",
     ])
 }
 
@@ -313,6 +333,7 @@ fn found_disagreements_stay_fixed() {
         "[^.||]",
         "[]-\t]*?",
         "a$\n",
+        "(?P<a.b>x)",
         // Accepted, and alike thanks to `pattern::is_match`.
         "^active$",
         "(?m)^a$",

@@ -504,3 +504,32 @@ fn python_step_needs_the_python_backend() {
         crate::spec::Action::Python { code: "m.succeed('true')".into() }
     );
 }
+
+mod many {
+    use super::super::*;
+
+    /// Past 200 files `parse_many` spreads them over worker threads; the
+    /// results come back in input order, equal to parsing one by one.
+    #[test]
+    fn parse_many_keeps_the_order_across_workers() {
+        let texts: Vec<String> = (0..450)
+            .map(|i| match i % 3 {
+                0 => format!("{{ nodes.m = {{ }}; steps = [ {{ sleep = {i}; }} ]; }}"),
+                1 => format!("{{ nodes.m = {{ }}; steps = [ {{ succeed = \"echo {i}\"; }} ]; }}"),
+                _ => format!("{{ nodes.m = {{ }}; steps = [ {{ sleep = \"{i}\"; }} ]; }}"),
+            })
+            .collect();
+        let paths: Vec<std::path::PathBuf> = (0..450).map(|i| format!("tests/vm/t{i}.nix").into()).collect();
+        let inputs: Vec<ParseInput<'_>> = texts
+            .iter()
+            .zip(&paths)
+            .enumerate()
+            .map(|(i, (t, p))| (FileId(i), p.as_path(), t.as_str()))
+            .collect();
+        let many = parse_many(&inputs);
+        let one: Vec<_> = inputs.iter().map(|&(f, p, t)| parse(f, p, t)).collect();
+        assert_eq!(many.len(), 450);
+        assert!(many == one, "parse_many differs from parsing one by one");
+        assert!(many[2].1.iter().any(|d| d.code == "wrong_type"), "{:?}", many[2].1);
+    }
+}

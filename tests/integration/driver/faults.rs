@@ -291,12 +291,12 @@ fn a_killed_vlan_switch_is_named() {
     assert!(message.starts_with(&format!("vlan 1: its switch (vde_switch, pid {})", switch[0])), "{message}");
 }
 
-/// SIGTERM while the guest boots, and the global timeout expiring while it
-/// boots: both stop at once with the phase in the report's `error`, exit 130
+/// SIGTERM or SIGINT while the guest boots, and the global timeout expiring
+/// while it boots: each stops at once with the phase in the report's `error`, exit 130
 /// and 6, reports written, nothing left.
 #[test]
-fn sigterm_and_global_timeout_during_boot() {
-    for (signal, code) in [(Some(libc::SIGTERM), 130), (None, 6)] {
+fn signals_and_global_timeout_during_boot() {
+    for (signal, code) in [(Some(libc::SIGTERM), 130), (Some(libc::SIGINT), 130), (None, 6)] {
         let Some(world) = vm_test(Kind::Busybox, &["machine"], vec![succeed("machine", 60.0, "true")]) else {
             return;
         };
