@@ -310,7 +310,7 @@ impl Conv<'_> {
         // comes before those of isolated subtests inside it.
         let isolated = match sibling("isolate") {
             Some(iso) if self.isolate_flag(&iso.value) => {
-                Some((self.subtest_snapshot_name(title.as_deref()), iso.key_span))
+                Some((self.subtest_snapshot_name(title.as_deref(), iso.key_span), iso.key_span))
             }
             _ => None,
         };
