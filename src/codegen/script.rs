@@ -279,6 +279,16 @@ impl<'a> ScriptGen<'a> {
                 let quoted = self.shell_quoted(path);
                 out.push(format!("{node}.wait_for_file({quoted}{timeout_arg})"));
             }
+            Action::WaitForOpenUnixSocket { path, datagram } => {
+                if !is_shell_safe(path) || path.starts_with('-') {
+                    return Err(unsupported(&loc, "socket path", path, SHELL_SAFE_CHARS));
+                }
+                let datagram = if *datagram { ", is_datagram=True" } else { "" };
+                out.push(format!(
+                    "{node}.wait_for_open_unix_socket({}{datagram}{timeout_arg})",
+                    python_string(path)
+                ));
+            }
             Action::WaitForConsoleText { regex } => {
                 out.push(format!("{node}.wait_for_console_text({}{timeout_arg})", python_string(regex)));
             }
@@ -452,6 +462,7 @@ impl<'a> ScriptGen<'a> {
                 out.push(format!("{node}.start({arg})"));
             }
             Action::Shutdown => out.push(format!("{node}.shutdown()")),
+            Action::WaitForShutdown => out.push(format!("{node}.wait_for_shutdown()")),
             Action::Crash => out.push(format!("{node}.crash()")),
             Action::Reboot => out.push(format!("{node}.reboot()")),
             Action::Block => out.push(format!("{node}.block()")),

@@ -283,6 +283,17 @@ const METHODS: &[Method] = &[
         params: &[("host_port", Role::Main(Kind::Int)), ("guest_port", Role::Extra("guestPort", Kind::Int))],
         variadic: false,
     },
+    Method {
+        name: "wait_for_open_unix_socket",
+        key: "waitForOpenUnixSocket",
+        params: &[
+            ("addr", Role::Main(Kind::Str)),
+            ("is_datagram", Role::Unsupported),
+            ("timeout", Role::Timeout),
+        ],
+        variadic: false,
+    },
+    Method { name: "wait_for_shutdown", key: "waitForShutdown", params: &[], variadic: false },
     Method { name: "shutdown", key: "shutdown", params: &[], variadic: false },
     Method { name: "crash", key: "crash", params: &[], variadic: false },
     Method { name: "reboot", key: "reboot", params: &[], variadic: false },

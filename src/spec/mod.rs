@@ -124,6 +124,13 @@ pub enum Action {
     WaitForFile {
         path: String,
     },
+    /// Something listens on the UNIX-domain socket at `path` (stream, or
+    /// datagram with `datagram`; the stock `wait_for_open_unix_socket`).
+    WaitForOpenUnixSocket {
+        path: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        datagram: bool,
+    },
     /// A regular expression searched in the serial console output.
     WaitForConsoleText {
         regex: String,
@@ -211,6 +218,9 @@ pub enum Action {
     },
     Start,
     Shutdown,
+    /// Waits until the node powers off by itself (the stock
+    /// `wait_for_shutdown`; `shutdown` starts the power-off too).
+    WaitForShutdown,
     Crash,
     Reboot,
     Block,
@@ -370,6 +380,7 @@ impl Action {
             Action::WaitForOpenPort { .. } => "waitForOpenPort",
             Action::WaitForClosedPort { .. } => "waitForClosedPort",
             Action::WaitForFile { .. } => "waitForFile",
+            Action::WaitForOpenUnixSocket { .. } => "waitForOpenUnixSocket",
             Action::WaitForConsoleText { .. } => "waitForConsoleText",
             Action::Succeed { .. } => "succeed",
             Action::Fail { .. } => "fail",
@@ -384,6 +395,7 @@ impl Action {
             Action::Http { .. } => "http",
             Action::Start => "start",
             Action::Shutdown => "shutdown",
+            Action::WaitForShutdown => "waitForShutdown",
             Action::Crash => "crash",
             Action::Reboot => "reboot",
             Action::Block => "block",
@@ -428,6 +440,8 @@ impl Action {
             | Action::WaitForOpenPort { .. }
             | Action::WaitForClosedPort { .. }
             | Action::WaitForFile { .. }
+            | Action::WaitForOpenUnixSocket { .. }
+            | Action::WaitForShutdown
             | Action::WaitForConsoleText { .. }
             | Action::WaitUntilSucceeds { .. }
             | Action::WaitUntilFails { .. }
@@ -481,6 +495,7 @@ pub const ACTION_KEYS: &[&str] = &[
     "waitForOpenPort",
     "waitForClosedPort",
     "waitForFile",
+    "waitForOpenUnixSocket",
     "waitForConsoleText",
     "succeed",
     "fail",
@@ -497,6 +512,7 @@ pub const ACTION_KEYS: &[&str] = &[
     "restore",
     "start",
     "shutdown",
+    "waitForShutdown",
     "crash",
     "reboot",
     "block",

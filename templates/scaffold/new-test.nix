@@ -26,6 +26,7 @@
     # { waitForOpenPort = 80; addr = "127.0.0.1"; }
     # { waitForClosedPort = 80; }
     # { waitForFile = "/run/app/ready"; }
+    # { waitForOpenUnixSocket = "/run/app/app.sock"; }  # `datagram = true;` for a datagram socket
     # { waitForConsoleText = "login:"; }
     # { succeed = "systemctl is-active nginx"; expect.contains = "active"; }
     # { succeed = "cat /etc/hostname"; expect.equals = "{{ first_node }}"; }
@@ -45,6 +46,7 @@
     # { restore = "booted"; }   # every node back to that state, in about a second
     # { start = true; }  # or `start = "<node>";` instead of `node`
     # { shutdown = true; }
+    # { waitForShutdown = true; }  # after a power-off the node starts itself
     # { crash = true; }
     # { reboot = true; }
     # { block = true; }

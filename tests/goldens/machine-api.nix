@@ -73,6 +73,18 @@ let
 
             # tests/vm/host.nix:12: waitUntilSucceeds
             machine.wait_until_succeeds("curl --fail --silent http://10.0.2.2:8080/", timeout=300)
+
+            # tests/vm/host.nix:13: waitForOpenUnixSocket
+            machine.wait_for_open_unix_socket("/run/systemd/private", timeout=300)
+
+            # tests/vm/host.nix:14: execute
+            status, out = machine.execute("(sleep 1; poweroff) >/dev/null 2>&1 &", timeout=120)
+
+            # tests/vm/host.nix:15: waitForShutdown
+            machine.wait_for_shutdown()
+
+            # tests/vm/host.nix:16: start
+            machine.start()
           '';
           driver = lib.mkForce (
             nixvm-gen.lib.mkDriver {
@@ -115,6 +127,18 @@ let
                     node = "machine";
                     timeout = 300.0;
                   }
+                  {
+                    action = { waitForOpenUnixSocket = { path = "/run/systemd/private"; }; };
+                    node = "machine";
+                    timeout = 300.0;
+                  }
+                  {
+                    action = { execute = { command = "(sleep 1; poweroff) >/dev/null 2>&1 &"; }; };
+                    node = "machine";
+                    timeout = 120.0;
+                  }
+                  { action = "waitForShutdown"; node = "machine"; timeout = 300.0; }
+                  { action = "start"; node = "machine"; timeout = 600.0; }
                 ];
                 version = 1;
               };

@@ -1,6 +1,7 @@
 //! The steps between host and guest against the fake guest: `copyFromHost`
 //! through the shared directory, and `forwardPort` through the fake QEMU's
-//! `hostfwd_add` (a relay from the host port to the local one).
+//! `hostfwd_add` (a relay from the host port to the local one); and the
+//! waits added with them, `waitForOpenUnixSocket` and `waitForShutdown`.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -84,4 +85,33 @@ fn forward_port_relays_a_host_port_and_logs_a_refused_rule() {
     h.ok(Action::ForwardPort { host_port: host_port.into(), guest_port: guest_port.into() });
     let logged = text(&h.logged);
     assert!(logged.contains("Could not set up host forwarding rule"), "{logged}");
+}
+
+#[test]
+fn wait_for_open_unix_socket_probes_with_nc() {
+    let Some(mut h) = harness("") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.sock");
+    let wait = || Action::WaitForOpenUnixSocket { path: path.display().to_string(), datagram: false };
+    let f = h.failure(&step(wait(), 1.0));
+    assert!(f.message.starts_with("UNIX-domain stream socket"), "{}", f.message);
+    assert_eq!(f.command.as_deref(), Some(format!("nc -z -U {}", path.display()).as_str()));
+    let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    h.ok(wait());
+}
+
+#[test]
+fn wait_for_shutdown_waits_for_a_power_off_the_guest_starts() {
+    let Some(mut h) = harness("") else { return };
+    // The fake's `poweroff` ends the fake QEMU, as a real power-off ends QEMU.
+    h.ok(Action::Execute {
+        command: "(sleep 0.3; poweroff) >/dev/null 2>&1 &".into(),
+        expect: Expect::default(),
+        capture: None,
+    });
+    h.ok(Action::WaitForShutdown);
+    assert!(!h.machine().is_running(), "QEMU is gone");
+    // A later command boots the node again, as in the stock driver.
+    h.ok(Action::Start);
+    h.ok(Action::Succeed { command: "true".into(), expect: Expect::default(), capture: None });
 }

@@ -116,6 +116,11 @@ pub fn describe(step: &Step) -> String {
             format!("waiting for TCP port {port} on {} to be closed", addr.as_deref().unwrap_or("localhost"))
         }
         Action::WaitForFile { path } => format!("waiting for file '{path}'"),
+        // The stock log blocks of wait_for_open_unix_socket and wait_for_shutdown.
+        Action::WaitForOpenUnixSocket { path, datagram } => {
+            format!("waiting for UNIX-domain {} on '{path}'", if *datagram { "datagram" } else { "stream" })
+        }
+        Action::WaitForShutdown => "waiting for the VM to power off".to_owned(),
         Action::WaitForConsoleText { regex } => format!("waiting for {regex} to appear on console"),
         Action::Succeed { command, .. } => format!("must succeed: {command}"),
         Action::Fail { command } => format!("must fail: {command}"),

@@ -102,6 +102,9 @@ impl Conv<'_> {
             ShellWord::CopyTarget => {
                 ("unsafe_path", "`copyFromHost` target", "`target = \"/etc/app/config.toml\";`")
             }
+            ShellWord::SocketPath => {
+                ("unsafe_path", "socket path", "`waitForOpenUnixSocket = \"/run/app/app.sock\";`")
+            }
             ShellWord::Screenshot => {
                 ("unsafe_screenshot_name", "screenshot name", "`screenshot = \"login-screen\";`")
             }

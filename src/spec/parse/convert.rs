@@ -22,6 +22,7 @@ const EVAL_HINT: &str = "or let Nix evaluate the description: `nixvm-gen --eval 
 /// What a value should be, for wrong-type messages.
 #[derive(Clone, Copy)]
 pub(super) enum Ty {
+    Bool,
     Str,
     Int,
     Number,
@@ -32,6 +33,7 @@ pub(super) enum Ty {
 impl Ty {
     pub(super) fn name(self) -> &'static str {
         match self {
+            Ty::Bool => "a boolean",
             Ty::Str => "a string",
             Ty::Int => "an integer",
             Ty::Number => "a number",
@@ -41,6 +43,7 @@ impl Ty {
     }
     pub(super) fn hint(self) -> &'static str {
         match self {
+            Ty::Bool => "write `true` or `false`",
             Ty::Str => "write a string literal in double quotes, e.g. `\"…\"`",
             Ty::Int => "write a whole number without quotes",
             Ty::Number => "write a number without quotes, e.g. `30` or `1.5`",
@@ -61,6 +64,8 @@ pub(super) enum ShellWord {
     Screenshot,
     /// The guest path `copyFromHost` writes (`cp -r … <target>`).
     CopyTarget,
+    /// `waitForOpenUnixSocket` (`nc -z -U <path>`).
+    SocketPath,
 }
 
 /// A character for a label: visible characters in backquotes, others

@@ -104,6 +104,7 @@ pub const STEP_SIBLINGS: &[(&str, &[&str])] = &[
     ("targetDir", &["copyFromVm"]),
     ("target", &["copyFromHost"]),
     ("guestPort", &["forwardPort"]),
+    ("datagram", &["waitForOpenUnixSocket"]),
     ("steps", &["subtest"]),
     ("isolate", &["subtest"]),
     ("tty", &["waitUntilTtyMatches"]),

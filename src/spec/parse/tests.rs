@@ -221,6 +221,7 @@ mod unit {
                 { waitForOpenPort = 80; addr = "::1"; node = "a"; }
                 { waitForClosedPort = 81; node = "b"; }
                 { waitForFile = "/f"; node = "a"; }
+                { waitForOpenUnixSocket = "/run/s"; datagram = true; node = "a"; }
                 { waitForConsoleText = "login: ?$"; node = "a"; }
                 { succeed = "true"; expect = { contains = "x"; equals = "y"; matches = "z+"; exitCode = 3; }; node = "a"; }
                 { fail = "false"; node = "a"; }
@@ -234,7 +235,7 @@ mod unit {
                 { sleep = 2; }
                 { http = { url = "http://h"; status = 404; contains = null; }; node = "b"; }
                 { snapshot = "s"; } { restore = "s"; }
-                { start = "a"; } { shutdown = true; node = "b"; } { crash = "a"; }
+                { start = "a"; } { shutdown = true; node = "b"; } { waitForShutdown = "b"; } { crash = "a"; }
                 { reboot = "a"; } { block = "a"; } { unblock = "a"; }
                 { copyFromVm = "/log"; targetDir = "logs"; node = "a"; }
                 { copyFromHost = "/nix/store/00000000000000000000000000000000-a"; target = "/etc/app.conf"; node = "a"; }
@@ -251,15 +252,23 @@ mod unit {
               ];
             }"#,
         );
-        assert_eq!(spec.steps.len(), 36);
+        assert_eq!(spec.steps.len(), 38);
         let keys: Vec<&str> = spec.steps.iter().map(|s| s.action.key()).collect();
         // `python` needs the Python backend: `python_step_needs_the_python_backend`.
         let expected: Vec<&str> = ACTION_KEYS.iter().copied().filter(|k| *k != "python").collect();
         assert_eq!(keys, expected);
         assert_eq!(spec.steps[0].timeout, Some(5.0.into()));
-        assert_eq!(spec.steps[19].node.as_deref(), Some("b"));
+        assert_eq!(spec.steps[20].node.as_deref(), Some("b"));
         assert_eq!(
-            spec.steps[5].action,
+            (spec.steps[21].action.clone(), spec.steps[21].node.as_deref()),
+            (Action::WaitForShutdown, Some("b"))
+        );
+        assert_eq!(
+            spec.steps[4].action,
+            Action::WaitForOpenUnixSocket { path: "/run/s".into(), datagram: true }
+        );
+        assert_eq!(
+            spec.steps[6].action,
             Action::Succeed {
                 command: "true".into(),
                 expect: Expect {
@@ -273,16 +282,16 @@ mod unit {
             }
         );
         assert_eq!(
-            spec.steps[15].action,
+            spec.steps[16].action,
             Action::Http { url: "http://h".into(), status: 404.into(), contains: None }
         );
-        assert_eq!(spec.steps[28].action, Action::SendKeys { keys: vec!["ctrl-alt-f2".into(), "A".into()] });
+        assert_eq!(spec.steps[30].action, Action::SendKeys { keys: vec!["ctrl-alt-f2".into(), "A".into()] });
         assert_eq!(
-            spec.steps[30].action,
+            spec.steps[32].action,
             Action::WaitUntilTtyMatches { tty: 2.into(), regex: "login: ".into() }
         );
         assert_eq!(
-            (spec.steps[33].action.clone(), spec.steps[33].node.as_deref()),
+            (spec.steps[35].action.clone(), spec.steps[35].node.as_deref()),
             (Action::WaitForX, Some("a"))
         );
     }

@@ -133,9 +133,10 @@ fn systemd_steps_on_systemd_guest() {
 }
 
 /// `copyFromHost` through the real 9p `/tmp/shared` (a file, and a
-/// read-only tree as a store path is), and `forwardPort` through QEMU's
-/// user network: the guest reaches the host as 10.0.2.2 and comes back in
-/// through the rule to its own health endpoint.
+/// read-only tree as a store path is), `forwardPort` through QEMU's user
+/// network (the guest reaches the host as 10.0.2.2 and comes back in through
+/// the rule to its own health endpoint), `waitForOpenUnixSocket` on systemd's
+/// socket, and `waitForShutdown` after a power-off the guest starts.
 #[test]
 fn host_steps_on_systemd_guest() {
     use std::os::unix::fs::PermissionsExt;
@@ -177,12 +178,28 @@ fn host_steps_on_systemd_guest() {
                     capture: None,
                 },
             ),
+            // systemd's own socket; then a power-off the guest starts itself.
+            unit_step(
+                30.0,
+                Action::WaitForOpenUnixSocket { path: "/run/systemd/private".into(), datagram: false },
+            ),
+            unit_step(
+                30.0,
+                Action::Execute {
+                    command: "(sleep 1; systemctl poweroff) >/dev/null 2>&1 &".into(),
+                    expect: Expect::default(),
+                    capture: None,
+                },
+            ),
+            unit_step(120.0, Action::WaitForShutdown),
+            unit_step(300.0, Action::Start),
+            unit_step(120.0, Action::WaitForUnit { unit: "syshc.service".into(), user: None }),
         ],
     ) else {
         return;
     };
     let run = world.run();
-    assert_eq!(statuses(&run.report), ["passed"; 7], "driver output above");
+    assert_eq!(statuses(&run.report), ["passed"; 12], "driver output above");
     assert_eq!(run.status.code(), Some(0));
     for dir in [tree.join("doc"), tree.clone()] {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
