@@ -617,11 +617,11 @@ fn check(g: &GlobalArgs, config: &Config) -> anyhow::Result<i32> {
     };
     let stale = !crate::fsutil::same_contents(&path, text.as_bytes()).map_err(read_error)?;
     // The old text only for the diff (and the header check) of a stale file.
-    let old = match std::fs::read(&path) {
-        _ if !stale => Vec::new(),
-        Ok(old) => old,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(read_error(e)),
+    let old = match stale.then(|| std::fs::read(&path)) {
+        None => Vec::new(),
+        Some(Ok(old)) => old,
+        Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Some(Err(e)) => return Err(read_error(e)),
     };
     let name = shown(&config.output).display().to_string();
     let diff = if stale {
