@@ -60,7 +60,21 @@ SIGNATURES = {
     "wait_for_text": [("regex", None), ("timeout", 900)],
     "wait_for_x": [("timeout", 900)],
     "wait_for_window": [("regexp", None), ("timeout", 900)],
+    "require_unit_state": [("unit", None), ("require_state", "active")],
+    "get_unit_info": [("unit", None), ("user", None)],
 }
+# Stock methods that are one `execute` of a systemctl command (BaseMachine
+# at NixOS/nixpkgs 019697db): recorded as that `execute`, which is what a
+# generated script calls when it must pass a timeout or the captures.
+SYSTEMCTL_METHODS = {"systemctl": "", "start_job": "start ", "stop_job": "stop "}
+
+
+def systemctl_command(q, user=None):
+    if user is not None:
+        q = q.replace("'", "\\'")
+        return ("su -l " + user + " --shell /bin/sh -c "
+                "$'XDG_RUNTIME_DIR=/run/user/`id -u` systemctl --user " + q + "'")
+    return "systemctl " + q
 # Methods that do not boot a stopped machine.
 NO_BOOT = {"shutdown", "crash", "block", "unblock", "wait_for_console_text", "screenshot",
            "send_monitor_command", "is_up", "send_key", "send_chars", "wait_for_text", "get_screen_text",
@@ -252,9 +266,16 @@ class Machine:
             ref = self._rec.call(self.name, method, [command], timeout)
         return Out(self._rec, ref)
 
+    def _systemctl(self, verb, *args, **kwargs):
+        q = args[0] if args else kwargs.get("q", kwargs.get("jobname"))
+        user = args[1] if len(args) > 1 else kwargs.get("user")
+        return self.execute(systemctl_command(verb + q, user))
+
     def __getattr__(self, method):
         if method.startswith("_"):
             raise AttributeError(method)
+        if method in SYSTEMCTL_METHODS:
+            return lambda *args, **kwargs: self._systemctl(SYSTEMCTL_METHODS[method], *args, **kwargs)
 
         def record(*args, **kwargs):
             self._boot(method)
@@ -264,6 +285,8 @@ class Machine:
             ref = self._rec.call(self.name, method, full, timeout)
             if method == "execute":
                 return 0, Out(self._rec, ref)
+            if method == "get_unit_info":
+                return {"ActiveState": Out(self._rec, ref)}
             if method in OUTPUT_METHODS:
                 return Out(self._rec, ref)
             return None

@@ -24,14 +24,34 @@ pub use crate::spec::strings::{is_nix_identifier, nix_attr_name, nix_string, pus
 /// escaped (`''\ `; escaped characters never count as indentation), which
 /// keeps the stripped amount exactly `indent`; so is the first space of a
 /// space-only last line. Both indents must consist of spaces only.
+///
+/// Above [`MAX_INDENTED_ESCAPES`] escapes the literal is a `"…"` string
+/// instead: every escape splits an indented string into parts, and Nix 2.8
+/// overflows its (8 MiB) stack at about three million of them (2.5 million
+/// still evaluate), while a `"…"` string is one token however many escapes
+/// it holds.
 pub fn nix_indented_string(s: &str, indent: &str, close_indent: &str) -> String {
     let mut out = String::new();
     push_nix_indented_string(&mut out, s, indent, close_indent);
     out
 }
 
+/// Escapes in one indented string above which [`nix_indented_string`]
+/// writes a `"…"` string: a fiftieth of what Nix 2.8 still evaluates.
+pub const MAX_INDENTED_ESCAPES: usize = 50_000;
+
 /// [`nix_indented_string`] appended to `out`.
 pub fn push_nix_indented_string(out: &mut String, s: &str, indent: &str, close_indent: &str) {
+    let start = out.len();
+    if push_indented(out, s, indent, close_indent) > MAX_INDENTED_ESCAPES {
+        out.truncate(start);
+        push_nix_string(out, s);
+    }
+}
+
+/// Writes the indented form; returns the number of escapes in it.
+fn push_indented(out: &mut String, s: &str, indent: &str, close_indent: &str) -> usize {
+    let mut escapes = 0;
     let lines = s.split('\n').count();
     out.reserve(s.len() + lines * indent.len() + close_indent.len() + 8);
     out.push_str("''\n");
@@ -47,46 +67,56 @@ pub fn push_nix_indented_string(out: &mut String, s: &str, indent: &str, close_i
         if !line.is_empty() {
             let space_only_last = last && line.chars().all(|c| c == ' ');
             out.push_str(indent);
-            push_nix_indented_line(out, line, !unindented_line || space_only_last);
+            escapes += push_nix_indented_line(out, line, !unindented_line || space_only_last);
         }
         if !last {
             out.push('\n');
         }
     }
     out.push_str("''");
+    escapes
 }
 
 /// Escapes one line (no `\n`) for the inside of an indented string whose
 /// layout is handled by [`nix_indented_string`]; `escape_leading_space`
-/// escapes a first space so it cannot count as indentation.
-fn push_nix_indented_line(out: &mut String, line: &str, escape_leading_space: bool) {
+/// escapes a first space so it cannot count as indentation. Returns the
+/// number of escapes written.
+fn push_nix_indented_line(out: &mut String, line: &str, escape_leading_space: bool) -> usize {
     // Most lines need no escape at all.
     let needs_escape = line.contains(['\'', '$', '\r']) || (escape_leading_space && line.starts_with(' '));
     if !needs_escape {
         out.push_str(line);
-        return;
+        return 0;
     }
+    let mut escapes = 0;
     let mut chars = line.chars().peekable();
     let mut first = true;
     while let Some(c) = chars.next() {
         let next = chars.peek().copied();
-        match c {
+        let escape = match c {
             // A leading space would be taken for indentation.
-            ' ' if first && escape_leading_space => out.push_str("''\\ "),
+            ' ' if first && escape_leading_space => "''\\ ",
             // A quote stays literal only when the encoded text after it does
             // not start with a quote (the two would pair up: `''` closes the
             // string, `'''` is an escape) or a `$`. The next character's
             // encoding starts with one of those exactly when it is a quote,
             // a `$` or a carriage return; nothing follows the last character
             // but the closing `''`. Otherwise `''\'` denotes a single quote.
-            '\'' if next.is_some_and(|n| !matches!(n, '\'' | '$' | '\r')) => out.push('\''),
-            '\'' => out.push_str("''\\'"),
-            '$' if next == Some('{') => out.push_str("''$"),
-            '\r' => out.push_str("''\\r"),
-            c => out.push(c),
+            '\'' if next.is_some_and(|n| !matches!(n, '\'' | '$' | '\r')) => "",
+            '\'' => "''\\'",
+            '$' if next == Some('{') => "''$",
+            '\r' => "''\\r",
+            _ => "",
+        };
+        if escape.is_empty() {
+            out.push(c);
+        } else {
+            out.push_str(escape);
+            escapes += 1;
         }
         first = false;
     }
+    escapes
 }
 
 /// Whether `s` can be written as a Nix path literal component sequence
@@ -172,6 +202,17 @@ mod tests {
         let mut out = String::new();
         push_nix_indented_line(&mut out, line, escape_leading_space);
         out
+    }
+
+    #[test]
+    fn many_escapes_make_a_quoted_string() {
+        let few = "'".repeat(MAX_INDENTED_ESCAPES);
+        assert!(nix_indented_string(&few, "  ", "").starts_with("''"));
+        let many = "'".repeat(MAX_INDENTED_ESCAPES + 1);
+        assert_eq!(nix_indented_string(&many, "  ", ""), nix_string(&many));
+        let mut out = "x = ".to_owned();
+        push_nix_indented_string(&mut out, &format!("a\n{many}"), "  ", "");
+        assert_eq!(out, format!("x = {}", nix_string(&format!("a\n{many}"))));
     }
 
     #[test]

@@ -258,15 +258,9 @@ impl<'a> ScriptGen<'a> {
         let loc = loc.to_owned();
         match &step.action {
             Action::WaitForUnit { unit, user } => {
-                if !is_safe_unit_name(unit) {
-                    return Err(unsupported(&loc, "unit name", unit, UNIT_NAME_CHARS));
-                }
-                let user_arg = match user {
-                    Some(user) if is_shell_safe(user) => format!(", user={}", python_string(user)),
-                    Some(user) => return Err(unsupported(&loc, "user name", user, SHELL_SAFE_CHARS)),
-                    None => String::new(),
-                };
-                out.push(format!("{node}.wait_for_unit({}{user_arg}{timeout_arg})", python_string(unit)));
+                let unit = safe_unit(&loc, unit)?;
+                let user = self.user_arg(&loc, user.as_deref())?;
+                out.push(format!("{node}.wait_for_unit({}{}{timeout_arg})", python_string(unit), user.arg));
             }
             Action::WaitForOpenPort { port, addr } | Action::WaitForClosedPort { port, addr } => {
                 let method = if matches!(step.action, Action::WaitForOpenPort { .. }) {
@@ -309,18 +303,68 @@ impl<'a> ScriptGen<'a> {
                 self.store_capture(capture.as_deref(), node, &n.out, out);
             }
             Action::Execute { command, expect, capture } => {
-                let cmd = self.user_command(command);
-                out.push(format!("{}, {} = {node}.execute({cmd}{timeout_arg})", n.status, n.out));
-                if let Some(code) = expect.exit_code {
-                    let code = python_num(code, |c| c.to_string());
-                    out.push(format!(
-                        "assert {status} == {code}, \"%s: expected exit code %d, got %d (output: %r)\" % ({loc_lit}, {code}, {status}, {out})",
-                        status = n.status,
-                        out = n.out,
-                    ));
+                let call = format!("{node}.execute({}{timeout_arg})", self.user_command(command));
+                let result = format!("{}, {} = {call}", n.status, n.out);
+                self.checked_status(&result, expect, capture.as_deref(), node, loc_lit, n, out);
+            }
+            // The stock `systemctl`, `start_job` and `stop_job` take no
+            // timeout and know no captures: with either, the script runs
+            // their command itself (`crate::guest::commands`, the same text).
+            Action::Systemctl { query, user, expect, capture } => {
+                let user = self.user_arg(&loc, user.as_deref())?;
+                let call = if self.captures.is_empty() && step.timeout.is_none() {
+                    format!("{node}.systemctl({}{})", python_string(query), user.arg)
+                } else {
+                    let preamble = captures::preamble(&self.captures);
+                    let cmd = wrapped(
+                        query,
+                        |q| format!("{preamble}{}", commands::systemctl_command(q, user.name)),
+                        user.name.is_some(),
+                    );
+                    format!("{node}.execute({cmd}{timeout_arg})")
+                };
+                self.checked_status(&call, expect, capture.as_deref(), node, loc_lit, n, out);
+            }
+            Action::StartJob { unit, user } | Action::StopJob { unit, user } => {
+                let start = matches!(step.action, Action::StartJob { .. });
+                let unit = safe_unit(&loc, unit)?;
+                let user = self.user_arg(&loc, user.as_deref())?;
+                if step.timeout.is_none() {
+                    let method = if start { "start_job" } else { "stop_job" };
+                    out.push(format!("{node}.{method}({}{})", python_string(unit), user.arg));
+                } else {
+                    let query = |u: &str| {
+                        if start { commands::start_job_query(u) } else { commands::stop_job_query(u) }
+                    };
+                    let cmd = wrapped(unit, |u| commands::systemctl_command(&query(u), user.name), false);
+                    out.push(format!("{node}.execute({cmd}{timeout_arg})"));
                 }
-                self.output_asserts(expect, &n.out, "output", loc_lit, out);
-                self.store_capture(capture.as_deref(), node, &n.out, out);
+            }
+            Action::RequireUnitState { unit, state, user } => {
+                let unit = safe_unit(&loc, unit)?;
+                match user {
+                    None => out.push(format!(
+                        "{node}.require_unit_state({}, {})",
+                        python_string(unit),
+                        python_string(state)
+                    )),
+                    // The stock method has no `user`: its check, on the user's manager.
+                    Some(_) => {
+                        let user = self.user_arg(&loc, user.as_deref())?;
+                        out.push(format!(
+                            "{} = {node}.get_unit_info({}{}).get(\"ActiveState\", \"\")",
+                            n.out,
+                            python_string(unit),
+                            user.arg
+                        ));
+                        out.push(format!(
+                            "assert {out} == {state}, \"%s: expected unit %r to be in state %r but it is in state %r\" % ({loc_lit}, {unit}, {state}, {out})",
+                            out = n.out,
+                            unit = python_string(unit),
+                            state = python_string(state),
+                        ));
+                    }
+                }
             }
             Action::Fail { command } => {
                 out.push(format!("{node}.fail({}{timeout_arg})", self.user_command(command)));
@@ -503,6 +547,49 @@ impl<'a> ScriptGen<'a> {
         Ok(())
     }
 
+    /// The `user=` argument of a stock systemd method, checked.
+    fn user_arg<'u>(&self, loc: &str, user: Option<&'u str>) -> Result<UserArg<'u>, CodegenError> {
+        match user {
+            Some(u) if is_shell_safe(u) && !u.starts_with('-') => {
+                Ok(UserArg { name: Some(u), arg: format!(", user={}", python_string(u)) })
+            }
+            Some(u) => Err(unsupported(loc, "user name", u, SHELL_SAFE_CHARS)),
+            None => Ok(UserArg { name: None, arg: String::new() }),
+        }
+    }
+
+    /// A call returning `(status, output)` (or its assignment to the two
+    /// variables already), with the step's checks on both (`expect.exitCode`
+    /// only when given: any status passes otherwise) and its capture.
+    #[allow(clippy::too_many_arguments)]
+    fn checked_status(
+        &mut self,
+        call: &str,
+        expect: &Expect,
+        capture: Option<&str>,
+        node: &str,
+        loc_lit: &str,
+        n: &Names,
+        out: &mut Vec<String>,
+    ) {
+        let assigned = format!("{}, {} = ", n.status, n.out);
+        if call.starts_with(&assigned) || expect.is_empty() && capture.is_none() {
+            out.push(call.to_owned());
+        } else {
+            out.push(format!("{assigned}{call}"));
+        }
+        if let Some(code) = expect.exit_code {
+            let code = python_num(code, |c| c.to_string());
+            out.push(format!(
+                "assert {status} == {code}, \"%s: expected exit code %d, got %d (output: %r)\" % ({loc_lit}, {code}, {status}, {out})",
+                status = n.status,
+                out = n.out,
+            ));
+        }
+        self.output_asserts(expect, &n.out, "output", loc_lit, out);
+        self.store_capture(capture, node, &n.out, out);
+    }
+
     /// A Python expression for a user's command as the guest runs it: with
     /// the preamble that reads the captures made so far
     /// ([`crate::guest::captures`]), byte for byte what nixvm-driver sends.
@@ -616,6 +703,47 @@ impl<'a> ScriptGen<'a> {
             "assert not {failures}, \"%s: %s; got %r\" % ({loc}, \"; \".join({failures}), {var})"
         ));
     }
+}
+
+/// A checked `user` of a systemd step: its name and the `, user=…` argument.
+struct UserArg<'u> {
+    name: Option<&'u str>,
+    arg: String,
+}
+
+/// A unit name the stock methods can take (validation refuses others first).
+fn safe_unit<'u>(loc: &str, unit: &'u str) -> Result<&'u str, CodegenError> {
+    if is_placeholder(unit) || (is_safe_unit_name(unit) && !unit.starts_with('-')) {
+        Ok(unit)
+    } else {
+        Err(unsupported(loc, "unit name", unit, UNIT_NAME_CHARS))
+    }
+}
+
+/// A Python expression for `build(value)`, also when Nix computes `value`:
+/// then the literal text around it is joined to it when the script runs
+/// (`in_dollar_quote`: with `'` written `\\'`, as the stock `systemctl`
+/// does for a user's query).
+fn wrapped(value: &str, build: impl Fn(&str) -> String, in_dollar_quote: bool) -> String {
+    if !is_placeholder(value) {
+        return python_string(&build(value));
+    }
+    const MARK: &str = "\u{1}";
+    let whole = build(MARK);
+    let (before, after) = whole.split_once(MARK).unwrap_or((whole.as_str(), ""));
+    let mut inner = python_string(value);
+    if in_dollar_quote {
+        inner.push_str(".replace(\"'\", \"\\\\'\")");
+    }
+    let mut parts = Vec::new();
+    if !before.is_empty() {
+        parts.push(python_string(before));
+    }
+    parts.push(inner);
+    if !after.is_empty() {
+        parts.push(python_string(after));
+    }
+    parts.join(" + ")
 }
 
 fn unsupported(location: &str, what: &str, value: &str, allowed: &str) -> CodegenError {

@@ -24,6 +24,7 @@ use crate::spec::{Action, Expect, Step};
 mod captures;
 mod faults;
 mod survivors;
+mod units;
 
 use survivors::Survivors;
 
@@ -80,6 +81,8 @@ struct Harness {
     out: tempfile::TempDir,
     machines: BTreeMap<String, Machine>,
     log: Log,
+    /// What the steps logged (info and above).
+    logged: Captured,
     captures: Vec<String>,
 }
 
@@ -101,9 +104,9 @@ impl Harness {
     fn boot_with(env: &str, protocol: Protocol) -> Harness {
         let tmp = tempfile::tempdir().unwrap();
         let (m, _) = booted_with(tmp.path(), env, protocol);
-        let (log, _) = Log::capture(Level::Info);
+        let (log, logged) = Log::capture(Level::Info);
         let machines = BTreeMap::from([("machine".to_owned(), m)]);
-        Harness { tmp, out: tempfile::tempdir().unwrap(), machines, log, captures: Vec::new() }
+        Harness { tmp, out: tempfile::tempdir().unwrap(), machines, log, logged, captures: Vec::new() }
     }
 
     fn machine(&self) -> &Machine {
@@ -407,12 +410,14 @@ fn subtest(title: &str, steps: Vec<Step>) -> Step {
     Step { node: None, timeout: None, action: Action::Subtest { title: title.into(), steps }, span: None }
 }
 
-/// Runs `f` after a delay and returns when the condition became true.
+/// Runs `f` after a delay and returns the instant just before it ran: a
+/// waiter woken by `f` (a console line) may finish before `f` returns.
 fn later(delay: Duration, f: impl FnOnce() + Send + 'static) -> std::thread::JoinHandle<Instant> {
     std::thread::spawn(move || {
         std::thread::sleep(delay);
+        let at = Instant::now();
         f();
-        Instant::now()
+        at
     })
 }
 

@@ -611,7 +611,8 @@ impl<'a> Runner<'a> {
                 self.stop.get_or_insert(r);
                 let on = failed_on.as_deref().map(|n| format!(" on {n}")).unwrap_or_default();
                 let n = number.map(|n| format!(" {n}")).unwrap_or_default();
-                self.stop_at.get_or_insert(format!(" during {phase} step{n}{on} ({description})"));
+                let kind = if phase == Phase::Snapshot { "snapshot step" } else { "step" };
+                self.stop_at.get_or_insert(format!(" during {kind}{n}{on} ({description})"));
                 (
                     StepStatus::Failed,
                     Some(Failure::new(format!("{r} while this step was running"))),

@@ -343,7 +343,12 @@ impl Machine {
                         stderr: self.console.stderr_tail(CONSOLE_TAIL),
                         tail: self.console.tail(CONSOLE_TAIL),
                     },
-                    None => VmError::Monitor { node: name, source: e },
+                    // A signal or the global timeout while QEMU was coming up
+                    // stops the run; it is no VM failure.
+                    None => match e {
+                        MonitorError::Stopped(r) => VmError::Stopped(r),
+                        e => VmError::Monitor { node: name, source: e },
+                    },
                 });
             }
         };

@@ -69,6 +69,33 @@ pub fn dump_tty_command(tty: u8) -> String {
     format!("fold -w 80 /dev/vcs{tty} | systemd-cat")
 }
 
+/// The stock `systemctl(q, user)`'s command (NixOS/nixpkgs
+/// nixos/lib/test-driver/src/test_driver/machine/__init__.py at
+/// 019697db058b6738eda0cb2cdcc9f5c014c914cb, `BaseMachine.systemctl`):
+/// `systemctl <q>`, or for a user's manager a login shell of that user
+/// (`su -l`, which starts from a clean environment, so captures do not
+/// reach it) with `'` in `q` written `\'` inside bash's `$'…'`.
+pub fn systemctl_command(query: &str, user: Option<&str>) -> String {
+    match user {
+        None => format!("systemctl {query}"),
+        Some(u) => {
+            let q = query.replace('\'', "\\'");
+            format!("su -l {u} --shell /bin/sh -c $'XDG_RUNTIME_DIR=/run/user/`id -u` systemctl --user {q}'")
+        }
+    }
+}
+
+/// The query of the stock `start_job(jobname)` (`start <jobname>`, unquoted;
+/// unit names are checked to need no quoting).
+pub fn start_job_query(unit: &str) -> String {
+    format!("start {unit}")
+}
+
+/// The query of the stock `stop_job(jobname)`.
+pub fn stop_job_query(unit: &str) -> String {
+    format!("stop {unit}")
+}
+
 /// `wait_for_x`'s two probes (the stock driver runs them as two commands,
 /// the second only when the first succeeds): systemd reached the graphical
 /// target, and the X server's socket exists.
@@ -109,6 +136,17 @@ mod tests {
         assert_eq!(port_probe_command(3000, None), "nc -z localhost 3000");
         assert_eq!(port_probe_command(80, Some("a b")), "nc -z 'a b' 80");
         assert_eq!(file_probe_command("/run/x y"), "test -e '/run/x y'");
+    }
+
+    #[test]
+    fn systemctl_commands_are_the_stock_ones() {
+        assert_eq!(systemctl_command("list-jobs --no-pager", None), "systemctl list-jobs --no-pager");
+        assert_eq!(
+            systemctl_command("show 'a b'", Some("alice")),
+            "su -l alice --shell /bin/sh -c $'XDG_RUNTIME_DIR=/run/user/`id -u` systemctl --user show \\'a b\\''"
+        );
+        assert_eq!(systemctl_command(&start_job_query("x.service"), None), "systemctl start x.service");
+        assert_eq!(systemctl_command(&stop_job_query("x.service"), None), "systemctl stop x.service");
     }
 
     #[test]

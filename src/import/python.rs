@@ -245,6 +245,32 @@ const METHODS: &[Method] = &[
         ],
         variadic: false,
     },
+    // systemd: the stock methods return `(status, output)` unchecked, as the
+    // steps do; a `user` reaches the user's manager.
+    Method {
+        name: "systemctl",
+        key: "systemctl",
+        params: &[("q", Role::Main(Kind::Str)), ("user", Role::Extra("user", Kind::Str))],
+        variadic: false,
+    },
+    Method {
+        name: "start_job",
+        key: "startJob",
+        params: &[("jobname", Role::Main(Kind::Str)), ("user", Role::Extra("user", Kind::Str))],
+        variadic: false,
+    },
+    Method {
+        name: "stop_job",
+        key: "stopJob",
+        params: &[("jobname", Role::Main(Kind::Str)), ("user", Role::Extra("user", Kind::Str))],
+        variadic: false,
+    },
+    Method {
+        name: "require_unit_state",
+        key: "requireUnitState",
+        params: &[("unit", Role::Main(Kind::Str)), ("require_state", Role::Extra("state", Kind::Str))],
+        variadic: false,
+    },
     Method { name: "shutdown", key: "shutdown", params: &[], variadic: false },
     Method { name: "crash", key: "crash", params: &[], variadic: false },
     Method { name: "reboot", key: "reboot", params: &[], variadic: false },
@@ -477,6 +503,10 @@ const COMPUTABLE_KEYS: &[&str] = &[
     "waitForUnit",
     "waitForFile",
     "waitForConsoleText",
+    "systemctl",
+    "requireUnitState",
+    "startJob",
+    "stopJob",
     "sendChars",
     "waitUntilTtyMatches",
     "waitForText",
@@ -554,6 +584,21 @@ fn check_of(stmt: &Stmt) -> Option<&Expr> {
             _ => None,
         },
         _ => None,
+    }
+}
+
+/// Step keys whose main value is a regular expression.
+const PATTERN_KEYS: &[&str] = &["waitForConsoleText", "waitUntilTtyMatches", "waitForText", "waitForWindow"];
+
+/// A pattern that validation would refuse (one the two drivers read
+/// differently, such as `\d`) stays Python, where the stock driver runs it.
+fn portable_pattern(construct: &str, pattern: String) -> Result<String, Why> {
+    if pattern.contains(PLACEHOLDER_PREFIX) {
+        return Ok(pattern);
+    }
+    match crate::spec::pattern::check(&pattern) {
+        Ok(()) => Ok(pattern),
+        Err(e) => Err(why(construct, format!("the pattern `{pattern}`: {}", e.message))),
     }
 }
 
@@ -1061,6 +1106,12 @@ impl Converter<'_> {
             value = PyValue::Str(shell_captures(s).map_err(|w| why(construct, w))?);
         }
         if let PyValue::Str(s) = &value
+            && matches!(role, Role::Main(_))
+            && PATTERN_KEYS.contains(&key)
+        {
+            portable_pattern(construct, s.clone())?;
+        }
+        if let PyValue::Str(s) = &value
             && s.contains(PLACEHOLDER_PREFIX)
         {
             let computable = match role {
@@ -1395,6 +1446,9 @@ impl Converter<'_> {
                     Ok(PyValue::Str(s)) if has_capture(&s) => {
                         Err(why("assert", "a check against a captured output"))
                     }
+                    Ok(PyValue::Str(s)) if key == "matches" => {
+                        portable_pattern("assert", s).map(|s| (key, s))
+                    }
                     Ok(PyValue::Str(s)) => Ok((key, s)),
                     Ok(_) => Err(why("assert", "the needle or pattern is not a string")),
                     Err(w) => Err(w),
@@ -1410,7 +1464,7 @@ impl Converter<'_> {
                     Ok(PyValue::Str(s)) if has_capture(&s) => {
                         Err(why("assert", "a check against a captured output"))
                     }
-                    Ok(PyValue::Str(s)) => Ok(("matches", s)),
+                    Ok(PyValue::Str(s)) => portable_pattern("assert", s).map(|s| ("matches", s)),
                     Ok(_) => Err(why("assert", "the pattern is not a string")),
                     Err(w) => Err(w),
                 })
@@ -2039,6 +2093,19 @@ mod tests {
         assert_eq!(keys(&conv.items), ["todo:assert", "todo:assert"]);
         let Item::Todo(l) = &conv.items[1] else { panic!() };
         assert!(l.why.contains("only literal lists"), "{}", l.why);
+    }
+
+    #[test]
+    fn patterns_the_two_drivers_read_differently_stay_python() {
+        // Issue 11: `\d` and `\s` are refused in descriptions (Rust and
+        // Python classify non-ASCII characters differently).
+        let s = script(
+            "import re\nout = m.succeed('a')\nassert re.search(r'\\d+', out)\nt.assertRegex(m.succeed('b'), r'[0-9]+')\nm.wait_for_console_text(r'login:\\s')\n",
+        );
+        let conv = convert(&s, &["m".into()], &BTreeMap::new(), false).unwrap();
+        assert_eq!(keys(&conv.items), ["todo:assert", "succeed", "todo:Machine.wait_for_console_text"]);
+        let Item::Todo(l) = &conv.items[0] else { panic!() };
+        assert!(l.why.contains("`\\d` is not supported by both"), "{}", l.why);
     }
 
     #[test]

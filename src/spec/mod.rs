@@ -163,6 +163,41 @@ pub enum Action {
     WaitUntilFails {
         command: String,
     },
+    /// `systemctl <query>`, as root or (with `user`) in the user's manager
+    /// (the stock `systemctl`): any exit status passes unless
+    /// `expect.exitCode` names one, as the stock method returns it unchecked.
+    Systemctl {
+        query: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+        #[serde(default, skip_serializing_if = "Expect::is_empty")]
+        expect: Expect,
+        /// Stores the output (trailing newlines trimmed) under this name
+        /// for every later command ([`crate::guest::captures`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        capture: Option<String>,
+    },
+    /// The unit's `ActiveState` must be `state` now (the stock
+    /// `require_unit_state`, one query, no waiting).
+    RequireUnitState {
+        unit: String,
+        state: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+    },
+    /// `systemctl start <unit>` (the stock `start_job`; its exit status is
+    /// not checked, as there).
+    StartJob {
+        unit: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+    },
+    /// `systemctl stop <unit>` (the stock `stop_job`).
+    StopJob {
+        unit: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+    },
     Sleep {
         seconds: Num<f64>,
     },
@@ -235,6 +270,13 @@ pub enum Action {
         code: String,
     },
 }
+
+/// The stock `execute`'s default timeout in seconds, which also bounds the
+/// stock methods that run a command but take no timeout (`systemctl`,
+/// `start_job`, `require_unit_state`, …; NixOS/nixpkgs
+/// `nixos/lib/test-driver/src/test_driver/machine/__init__.py` at
+/// 019697db058b6738eda0cb2cdcc9f5c014c914cb).
+pub const STOCK_EXECUTE_TIMEOUT: f64 = 900.0;
 
 fn default_status() -> Num<u16> {
     Num::Lit(200)
@@ -314,6 +356,10 @@ impl Action {
             Action::WaitUntilSucceeds { .. } => "waitUntilSucceeds",
             Action::Execute { .. } => "execute",
             Action::WaitUntilFails { .. } => "waitUntilFails",
+            Action::Systemctl { .. } => "systemctl",
+            Action::RequireUnitState { .. } => "requireUnitState",
+            Action::StartJob { .. } => "startJob",
+            Action::StopJob { .. } => "stopJob",
             Action::Sleep { .. } => "sleep",
             Action::Http { .. } => "http",
             Action::Start => "start",
@@ -372,6 +418,11 @@ impl Action {
                 Some(120.0)
             }
             Action::CopyFromVm { .. } | Action::Screenshot { .. } => Some(60.0),
+            // The stock methods take no timeout: `execute`'s default bounds them.
+            Action::Systemctl { .. }
+            | Action::RequireUnitState { .. }
+            | Action::StartJob { .. }
+            | Action::StopJob { .. } => Some(STOCK_EXECUTE_TIMEOUT),
             Action::Start | Action::Reboot => Some(600.0),
             Action::Shutdown | Action::Crash => Some(120.0),
             Action::Block | Action::Unblock => Some(30.0),
@@ -387,7 +438,8 @@ impl Action {
         match self {
             Action::Succeed { capture, .. }
             | Action::WaitUntilSucceeds { capture, .. }
-            | Action::Execute { capture, .. } => capture.as_deref(),
+            | Action::Execute { capture, .. }
+            | Action::Systemctl { capture, .. } => capture.as_deref(),
             _ => None,
         }
     }
@@ -412,6 +464,10 @@ pub const ACTION_KEYS: &[&str] = &[
     "waitUntilSucceeds",
     "waitUntilFails",
     "execute",
+    "systemctl",
+    "requireUnitState",
+    "startJob",
+    "stopJob",
     "sleep",
     "http",
     "snapshot",

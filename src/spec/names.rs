@@ -165,6 +165,11 @@ pub fn is_blank_command(command: &str) -> bool {
     command.trim().is_empty()
 }
 
+/// The values of a unit's `ActiveState` (systemd's `unit_active_state`
+/// names: `man systemd.unit`, "ActiveState"), for `requireUnitState`.
+pub const ACTIVE_STATES: &[&str] =
+    &["active", "reloading", "inactive", "failed", "activating", "deactivating", "maintenance", "refreshing"];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,6 +32,10 @@
     # { succeed = "uname -r"; expect.matches = "^[0-9]+\\."; timeout = 30; }
     # { succeed = "false"; expect.exitCode = 1; }
     # { execute = "systemctl is-active nginx"; capture = "STATE"; }  # any exit status; later commands see $STATE
+    # { systemctl = "restart nginx"; expect.exitCode = 0; }  # any exit status unless expect.exitCode; `user` too
+    # { requireUnitState = "nginx.service"; state = "active"; }  # now, without waiting
+    # { startJob = "nginx.service"; }  # `systemctl start` (status not checked, as the stock start_job)
+    # { stopJob = "nginx.service"; }
     # { fail = "test -e /etc/shadow-"; }
     # { waitUntilSucceeds = "curl --fail http://localhost/"; }
     # { waitUntilFails = "pgrep -x setup"; }

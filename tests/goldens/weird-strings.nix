@@ -45,7 +45,7 @@ let
 
             # tests/vm/weird name.nix:13: succeed
             out = web_1.succeed("cat <<'EOF'\n''\'''\''\nEOF", timeout=120)
-            assert re.search("^\\s*'{3}$", out) is not None, "%s: expected the output to match %r, got %r" % ("tests/vm/weird name.nix:13", "^\\s*'{3}$", out)
+            assert re.search("^[ \\t]*'{3}$", out) is not None, "%s: expected the output to match %r, got %r" % ("tests/vm/weird name.nix:13", "^[ \\t]*'{3}$", out)
 
             # tests/vm/weird name.nix:14: http
             out = web_1.succeed("curl --silent --show-error --location --write-out '\\n%{http_code}' --url 'http://web-1/?q=a b&c='\"'\"'d'\"'\"'\"e\"$f'", timeout=120)
@@ -118,7 +118,7 @@ let
                     action = {
                       succeed = {
                         command = "cat <<'EOF'\n'''\nEOF";
-                        expect = { matches = "^\\s*'{3}$"; };
+                        expect = { matches = "^[ \\t]*'{3}$"; };
                       };
                     };
                     node = "web-1";

@@ -3,7 +3,7 @@
 #
 #   make-vm.sh --out DIR --node NAME --kind busybox|systemd
 #              [--all-nodes "a b c"] [--vlans "1 2"] [--memory MiB] [--smp N]
-#              [--store 9p|image] [--kernel vmlinux|bzimage]
+#              [--store 9p|image] [--store-dir DIR] [--kernel vmlinux|bzimage]
 #              [--qemu PATH] [--qemu-img PATH]
 #              [--shell PATH] [--path DIRS]
 #
@@ -20,7 +20,11 @@
 # on each VLAN (default: VLAN 1), and /etc/hosts names every node's first
 # VLAN address. --store: the guest's /nix/store is the host's 9p share
 # `nix-store` (default, as NixOS's mountHostNixStore) or an erofs store image
-# (virtualisation.useNixStoreImage). --kernel: the uncompressed ELF booted
+# (virtualisation.useNixStoreImage). --store-dir: the directory shared as
+# `nix-store` with --store 9p (default: the guest cache's store); a test
+# whose commands name store paths passes a directory holding the cache's
+# store and the closure of those paths, its view of the host store.
+# --kernel: the uncompressed ELF booted
 # through its PVH note (default; about twice as fast to boot under TCG), or
 # the distribution's bzImage as NixOS boots it (`-kernel …/kernel`, the
 # in-kernel decompressor runs at each boot). The bzImage is what snapshot
@@ -34,7 +38,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${NIXVM_GUEST_CACHE:-$here/cache}
 
-out="" node="" kind="" all="" vlans="1" memory="" smp="" store=9p kernel=vmlinux qemu="" qemu_img="" shell=/bin/bash tools_path=""
+out="" node="" kind="" all="" vlans="1" memory="" smp="" store=9p store_dir="" kernel=vmlinux qemu="" qemu_img="" shell=/bin/bash tools_path=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=$2; shift 2 ;;
@@ -45,6 +49,7 @@ while [ $# -gt 0 ]; do
     --memory) memory=$2; shift 2 ;;
     --smp) smp=$2; shift 2 ;;
     --store) store=$2; shift 2 ;;
+    --store-dir) store_dir=$2; shift 2 ;;
     --kernel) kernel=$2; shift 2 ;;
     --qemu) qemu=$2; shift 2 ;;
     --qemu-img) qemu_img=$2; shift 2 ;;
@@ -90,7 +95,7 @@ case "$kind" in
 esac
 case "$store" in
   9p)
-    store_share="  -virtfs local,path=$(readlink -f "$cache/current/store"),security_model=none,mount_tag=nix-store \\"
+    store_share="  -virtfs local,path=$(readlink -f "${store_dir:-$cache/current/store}"),security_model=none,mount_tag=nix-store \\"
     store_prep=":" drives="" ;;
   image)
     store_share=""

@@ -31,6 +31,7 @@ const CASES: &[&str] = &[
     "display",
     "console-login",
     "join-token",
+    "machine-api",
 ];
 
 const OUTPUT: &str = "nix/checks.generated.nix";
@@ -53,7 +54,7 @@ fn nixvm_gen(flake: &Path, args: &[&str]) -> std::process::Output {
 }
 
 /// Runs `generate` in `flake` and returns the generated file.
-fn generate(flake: &Path) -> String {
+pub(crate) fn generate(flake: &Path) -> String {
     let out = nixvm_gen(flake, &["generate"]);
     util::assert_code(&out, 0);
     std::fs::read_to_string(flake.join(OUTPUT)).expect("generate wrote the file")
@@ -172,7 +173,7 @@ fn nix_flakes() -> Command {
 /// repository itself holds `target/`): flake.nix, nix/, and what
 /// nix/package.nix reads (mkDriver falls back to the flake's own package,
 /// as real nixpkgs has no `nixvm-driver`).
-fn nixvm_gen_flake_copy(into: &Path) {
+pub(crate) fn nixvm_gen_flake_copy(into: &Path) {
     std::fs::create_dir_all(into).unwrap();
     for file in ["flake.nix", "Cargo.toml", "Cargo.lock"] {
         std::fs::copy(util::root().join(file), into.join(file)).unwrap();
@@ -189,27 +190,30 @@ fn eval_flake(flake: &Path, gen_copy: &Path, attr: &str) -> serde_json::Value {
 }
 
 fn eval_flake_with(flake: &Path, gen_copy: &Path, attr: &str, extra: &[&str]) -> serde_json::Value {
-    let stand_in = util::root().join("tests/stand-in/nixpkgs");
-    let out = util::run(
-        nix_flakes()
-            .arg("eval")
-            .arg("--json")
-            .arg(format!("path:{}#{attr}", flake.display()))
-            .arg("--override-input")
-            .arg("nixpkgs")
-            .arg(format!("path:{}", stand_in.display()))
-            .arg("--override-input")
-            .arg("nixvm-gen")
-            .arg(format!("path:{}", gen_copy.display()))
-            // For flakes whose nixvm-gen input does not follow their nixpkgs.
-            .arg("--override-input")
-            .arg("nixvm-gen/nixpkgs")
-            .arg(format!("path:{}", stand_in.display()))
-            .args(["--no-write-lock-file", "--option", "flake-registry", "/dev/null"])
-            .args(extra),
-    );
+    let out = util::run(flake_command("eval", flake, gen_copy, attr).arg("--json").args(extra));
     assert!(out.status.success(), "nix eval {attr} failed");
     serde_json::from_slice(&out.stdout).expect("nix eval printed JSON")
+}
+
+/// `nix <sub> path:<flake>#<attr>` with the stand-in nixpkgs and a copy of
+/// nixvm-gen as inputs, offline.
+pub(crate) fn flake_command(sub: &str, flake: &Path, gen_copy: &Path, attr: &str) -> Command {
+    let stand_in = util::root().join("tests/stand-in/nixpkgs");
+    let mut cmd = nix_flakes();
+    cmd.arg(sub)
+        .arg(format!("path:{}#{attr}", flake.display()))
+        .arg("--override-input")
+        .arg("nixpkgs")
+        .arg(format!("path:{}", stand_in.display()))
+        .arg("--override-input")
+        .arg("nixvm-gen")
+        .arg(format!("path:{}", gen_copy.display()))
+        // For flakes whose nixvm-gen input does not follow their nixpkgs.
+        .arg("--override-input")
+        .arg("nixvm-gen/nixpkgs")
+        .arg(format!("path:{}", stand_in.display()))
+        .args(["--no-write-lock-file", "--option", "flake-registry", "/dev/null"]);
+    cmd
 }
 
 #[test]
@@ -505,26 +509,23 @@ in
 checks.x86_64-linux.nasty.testScript
 "#;
 
-const FAKE_DRIVER: &str = r#"
-import json, sys
-calls = []
-class Machine:
+/// A fake Machine's `succeed` that records the command.
+const FAKE_SUCCEED: &str = r#"
     def succeed(self, command, timeout=None):
         calls.append(command)
         return ""
-def start_all():
-    pass
-machine = Machine()
-exec(sys.stdin.read())
-sys.stdout.write(json.dumps(calls))
 "#;
 
-/// Runs `fake` (a Python program that `exec`s its stdin against a fake
-/// Machine and prints JSON) on a generated `script`; the JSON it printed.
-fn run_on_fake_machine(fake: &str, script: &str) -> serde_json::Value {
+/// Runs a generated `script` against a fake Machine with the Python
+/// `methods` (which append to `calls`); the calls as JSON.
+fn run_on_fake_machine(methods: &str, script: &str) -> serde_json::Value {
+    let fake = format!(
+        "import json, sys\ncalls = []\nclass Machine:\n{}\ndef start_all():\n    pass\nmachine = Machine()\nexec(sys.stdin.read())\nsys.stdout.write(json.dumps(calls))\n",
+        methods.trim_matches('\n')
+    );
     let mut child = Command::new("python3")
         .arg("-c")
-        .arg(fake)
+        .arg(&fake)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -533,6 +534,20 @@ fn run_on_fake_machine(fake: &str, script: &str) -> serde_json::Value {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "the generated script failed in python3:\n{script}");
     serde_json::from_slice(&out.stdout).expect("the fake Machine printed JSON")
+}
+
+/// A copy of `single-node-rust` whose only description, `nasty`, is a
+/// Python-backend test of `steps` (list items), generated.
+fn generated_python_test(steps: &str) -> tempfile::TempDir {
+    let dir = copy_case("single-node-rust");
+    std::fs::remove_file(dir.path().join("tests/vm/health.nix")).unwrap();
+    std::fs::write(
+        dir.path().join("tests/vm/nasty.nix"),
+        format!("{{\n  backend = \"python\";\n  systems = [ \"x86_64-linux\" ];\n  nodes.machine = {{ }};\n  steps = [\n{steps}  ];\n}}\n"),
+    )
+    .unwrap();
+    generate(dir.path());
+    dir
 }
 
 #[test]
@@ -545,22 +560,43 @@ fn nasty_commands_reach_the_guest_unchanged() {
     // Blank commands are refused by validation (`empty_command`).
     let commands: Vec<String> =
         string_batch().into_iter().filter(|s| !nixvm_gen::spec::names::is_blank_command(s)).collect();
-    let dir = copy_case("single-node-rust");
     let steps: String =
         commands.iter().map(|c| format!("    {{ succeed = {}; }}\n", escape::nix_string(c))).collect();
-    std::fs::remove_file(dir.path().join("tests/vm/health.nix")).unwrap();
-    std::fs::write(
-        dir.path().join("tests/vm/nasty.nix"),
-        format!("{{\n  backend = \"python\";\n  systems = [ \"x86_64-linux\" ];\n  nodes.machine = {{ }};\n  steps = [\n{steps}  ];\n}}\n"),
-    )
-    .unwrap();
-    generate(dir.path());
+    let dir = generated_python_test(&steps);
     std::fs::write(dir.path().join("stand-in.nix"), TINY_STAND_IN).unwrap();
     let script = nix_eval_path(&dir.path().join("stand-in.nix"));
     let script = script.as_str().expect("testScript is a string").to_string();
 
-    let got: Vec<String> = serde_json::from_value(run_on_fake_machine(FAKE_DRIVER, &script)).unwrap();
+    let got: Vec<String> = serde_json::from_value(run_on_fake_machine(FAKE_SUCCEED, &script)).unwrap();
     assert_round_trip("succeed command", &commands, &got);
+}
+
+/// Issue 11: a testScript whose indented string held millions of escape
+/// parts overflowed Nix 2.8's stack. Forty commands of 100,000 quotes
+/// (each quote is an escape, `''\'`) now come out as a `"…"` string, which
+/// the real evaluator reads back exactly.
+#[test]
+fn a_test_script_of_millions_of_escapes_evaluates_in_nix() {
+    if !util::require("nix-instantiate", "evaluates the generated testScript") {
+        return;
+    }
+    let quotes = "'".repeat(100_000);
+    let steps: String = (0..40).map(|i| format!("    {{ succeed = \"echo {i}{quotes}\"; }}\n")).collect();
+    let dir = generated_python_test(&steps);
+    let project =
+        nixvm_gen::project::load(&nixvm_gen::config::Config::new(dir.path())).expect("the project loads");
+    let expected = nixvm_gen::codegen::script::render(&project.tests[0], &project.sources).expect("renders");
+    assert!(expected.matches('\'').count() >= 4_000_000, "the script holds the quotes");
+    std::fs::write(dir.path().join("stand-in.nix"), TINY_STAND_IN).unwrap();
+    // Not `util::run`: the answer is megabytes.
+    let out = Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json"])
+        .arg(dir.path().join("stand-in.nix"))
+        .output()
+        .expect("nix-instantiate runs");
+    assert!(out.status.success(), "nix-instantiate failed: {}", String::from_utf8_lossy(&out.stderr));
+    let got: String = serde_json::from_slice(&out.stdout).expect("a JSON string");
+    assert!(got == expected, "the evaluated testScript differs ({} vs {} bytes)", got.len(), expected.len());
 }
 
 #[test]
@@ -726,7 +762,11 @@ fn scripts_of_generated_file(file: &Path) -> Vec<ScriptUnderTest> {
 let
   # Just enough of a package set and of evaluated nodes for the fixtures
   # whose descriptions compute values (tests/fixtures/codegen/store-paths).
-  fakeNodes = {{ server.networking.hostName = "server"; client.networking.hostName = "client"; }};
+  fakeNodes = {{
+    server.networking.hostName = "server";
+    client.networking.hostName = "client";
+    machine.networking.hostName = "machine";
+  }};
   runNixOSTest = module:
     let m = module {{ config.nodes = fakeNodes; lib = {{ }}; }};
     in {{ inherit (m) name testScript; nodes = builtins.attrNames m.nodes; }};
@@ -955,25 +995,13 @@ fn computed_strings_reach_python_and_the_plan_unchanged() {
     for backend in ["python", "rust"] {
         std::fs::write(
             dir.path().join("tests/vm/nasty.nix"),
-            format!(
-                "{{ pkgs, ... }}:\nlet\n  id = x: builtins.replaceStrings [ ] [ ] x;\n  strings = [\n{items}  ];\nin\n{{\n  backend = \"{backend}\";\n  systems = [ \"x86_64-linux\" ];\n  nodes.machine = {{ }};\n  steps = map (s: {{ succeed = id s; }}) strings;\n}}\n"
-            ),
+            computed_strings_description(backend, &items, "map (s: { succeed = id s; }) strings"),
         )
         .unwrap();
         let text = generate(dir.path());
         assert!(text.contains("builtins.toJSON (nixvmValue"), "the values are computed:\n{text}");
         if backend == "rust" {
-            let plan_of = r#"
-let
-  checks = import ./nix/checks.generated.nix {
-    self = { nixosModules = { }; };
-    nixvm-gen.lib.mkDriver = { plan, ... }: plan;
-    nixpkgs.legacyPackages.x86_64-linux.testers.runNixOSTest =
-      module: (module { config = { }; lib.mkForce = x: x; }).driver;
-  };
-in
-map (s: s.action.succeed.command) checks.x86_64-linux.nasty.steps
-"#;
+            let plan_of = format!("map (s: s.action.succeed.command) ({})", plan_steps_of("nasty"));
             std::fs::write(dir.path().join("plan.nix"), plan_of).unwrap();
             let got: Vec<String> =
                 serde_json::from_value(nix_eval_path(&dir.path().join("plan.nix"))).unwrap();
@@ -983,8 +1011,91 @@ map (s: s.action.succeed.command) checks.x86_64-linux.nasty.steps
         std::fs::write(dir.path().join("stand-in.nix"), TINY_STAND_IN).unwrap();
         let script = nix_eval_path(&dir.path().join("stand-in.nix"));
         let script = script.as_str().expect("testScript is a string").to_string();
-        let got: Vec<String> = serde_json::from_value(run_on_fake_machine(FAKE_DRIVER, &script)).unwrap();
+        let got: Vec<String> = serde_json::from_value(run_on_fake_machine(FAKE_SUCCEED, &script)).unwrap();
         assert_round_trip("computed succeed command", &strings, &got);
+    }
+}
+
+/// Runs each shell command in bash with `test` and `curl` replaced by
+/// functions that print the argument a probe names (`test -e PATH`, curl's
+/// last argument, the URL), NUL-terminated: what the guest shell receives.
+fn guest_shell_arguments(commands: &[String]) -> Vec<String> {
+    let script: String = commands
+        .iter()
+        .map(|c| {
+            format!(
+                "( test() {{ printf '%s\\0' \"$2\"; }}; curl() {{ printf '%s\\0' \"${{@: -1}}\"; }}; {c} )\n"
+            )
+        })
+        .collect();
+    let out = util::run(Command::new("bash").arg("-c").arg(&script));
+    assert!(out.status.success(), "bash failed on:\n{script}");
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let mut got: Vec<String> = text.split('\0').map(String::from).collect();
+    assert_eq!(got.pop().as_deref(), Some(""), "NUL-terminated");
+    got
+}
+
+/// Strings that Nix computes and that the generator puts into a guest
+/// shell command quoted (a `waitForFile` path, an `http.url`) reach the
+/// guest shell exactly: through the plan and nixvm-driver's probes, and
+/// through the Python script's `shlex.quote` and the stock probes.
+#[test]
+fn computed_strings_reach_the_guest_shell_exactly() {
+    if !util::require("nix-instantiate", "evaluates the generated testScript and plan")
+        || !util::require("python3", "runs the generated testScript")
+        || !util::require("bash", "runs the guest commands")
+    {
+        return;
+    }
+    let strings = string_batch();
+    let items: String = strings.iter().map(|c| format!("    {}\n", escape::nix_string(c))).collect();
+    let dir = copy_case("single-node-rust");
+    std::fs::remove_file(dir.path().join("tests/vm/health.nix")).unwrap();
+    for backend in ["rust", "python"] {
+        std::fs::write(
+            dir.path().join("tests/vm/nasty.nix"),
+            computed_strings_description(
+                backend,
+                &items,
+                "map (s: { waitForFile = id s; }) strings ++ map (s: { http.url = id s; }) strings",
+            ),
+        )
+        .unwrap();
+        let text = generate(dir.path());
+        assert!(text.contains("builtins.toJSON (nixvmValue"), "the values are computed:\n{text}");
+        let commands: Vec<String> = if backend == "rust" {
+            std::fs::write(dir.path().join("plan.nix"), plan_steps_of("nasty")).unwrap();
+            let steps = nix_eval_path(&dir.path().join("plan.nix"));
+            let steps = steps.as_array().expect("a list of steps");
+            steps
+                .iter()
+                .map(|s| {
+                    match (s["action"]["waitForFile"]["path"].as_str(), s["action"]["http"]["url"].as_str()) {
+                        (Some(path), _) => nixvm_gen::guest::commands::file_probe_command(path),
+                        (_, Some(url)) => nixvm_gen::guest::commands::http_command(url),
+                        _ => panic!("unexpected step {s}"),
+                    }
+                })
+                .collect()
+        } else {
+            std::fs::write(dir.path().join("stand-in.nix"), TINY_STAND_IN).unwrap();
+            let script = nix_eval_path(&dir.path().join("stand-in.nix"));
+            let script = script.as_str().expect("testScript is a string").to_string();
+            // The stock methods' guest commands (wait_for_file runs
+            // `test -e {filename}`).
+            let fake = r#"
+    def wait_for_file(self, filename, timeout=900):
+        calls.append("test -e " + filename)
+    def succeed(self, command, timeout=None):
+        calls.append(command)
+        return "\n200"
+"#;
+            serde_json::from_value(run_on_fake_machine(fake, &script)).unwrap()
+        };
+        let got = guest_shell_arguments(&commands);
+        let expected: Vec<String> = strings.iter().chain(&strings).cloned().collect();
+        assert_round_trip(&format!("computed string in a {backend} guest command"), &expected, &got);
     }
 }
 
@@ -1012,17 +1123,31 @@ in
     )
 }
 
-const NUMBERS_PLAN: &str = r#"
+/// A Nix expression for the plan steps of `test` in the generated file
+/// (mkDriver and runNixOSTest stubbed to hand the plan out).
+fn plan_steps_of(test: &str) -> String {
+    format!(
+        r#"
 let
-  checks = import ./nix/checks.generated.nix {
-    self = { nixosModules = { }; };
-    nixvm-gen.lib.mkDriver = { plan, ... }: plan;
+  checks = import ./nix/checks.generated.nix {{
+    self = {{ nixosModules = {{ }}; }};
+    nixvm-gen.lib.mkDriver = {{ plan, ... }}: plan;
     nixpkgs.legacyPackages.x86_64-linux.testers.runNixOSTest =
-      module: (module { config = { }; lib.mkForce = x: x; }).driver;
-  };
+      module: (module {{ config = {{ }}; lib.mkForce = x: x; }}).driver;
+  }};
 in
-checks.x86_64-linux.nums.steps
-"#;
+checks.x86_64-linux.{test}.steps
+"#
+    )
+}
+
+/// A description (for `backend`) with the Nix list `strings` of `items`,
+/// each computed (`id`, which the static parse does not fold), and `steps`.
+fn computed_strings_description(backend: &str, items: &str, steps: &str) -> String {
+    format!(
+        "{{ pkgs, ... }}:\nlet\n  id = x: builtins.replaceStrings [ ] [ ] x;\n  strings = [\n{items}  ];\nin\n{{\n  backend = \"{backend}\";\n  systems = [ \"x86_64-linux\" ];\n  nodes.machine = {{ }};\n  steps = {steps};\n}}\n"
+    )
+}
 
 /// Computed numbers reach the plan as numbers and the Python script as
 /// Python numbers (timeouts rounded up to whole seconds, as static ones);
@@ -1042,7 +1167,7 @@ fn computed_numbers_reach_python_and_the_plan_checked() {
     std::fs::write(&nums, computed_numbers_description("rust", "n \"3000\"")).unwrap();
     let text = generate(dir.path());
     assert!(text.contains("(nixvmNumber \"tests/vm/nums.nix:10: `waitForOpenPort`\""), "{text}");
-    std::fs::write(dir.path().join("plan.nix"), NUMBERS_PLAN).unwrap();
+    std::fs::write(dir.path().join("plan.nix"), plan_steps_of("nums")).unwrap();
     let steps = nix_eval_path(&dir.path().join("plan.nix"));
     let plan = nixvm_gen::plan::Plan::from_json(
         &serde_json::json!({ "version": 1, "name": "nums", "nodes": ["machine"], "steps": steps })
@@ -1083,9 +1208,6 @@ fn computed_numbers_reach_python_and_the_plan_checked() {
     let script = nix_eval_path(&dir.path().join("stand-in.nix"));
     let script = script.as_str().expect("testScript is a string").to_string();
     let fake = r#"
-import json, sys
-calls = []
-class Machine:
     def wait_for_open_port(self, port, addr="localhost", timeout=900):
         calls.append(["wait_for_open_port", port, timeout])
     def execute(self, command, timeout=None):
@@ -1096,11 +1218,6 @@ class Machine:
         return "body\n404"
     def dump_tty_contents(self, tty):
         calls.append(["dump_tty_contents", tty])
-def start_all():
-    pass
-machine = Machine()
-exec(sys.stdin.read())
-sys.stdout.write(json.dumps(calls))
 "#;
     let calls = run_on_fake_machine(fake, &script);
     assert_eq!(

@@ -26,7 +26,9 @@ use serde_json::{Value, json};
 
 use crate::util;
 
+mod faults;
 mod fixtures;
+mod machine_api;
 
 /// Upper bound for any single driver run in these tests; a run that takes
 /// longer is killed and the test fails (the driver's own global timeout is
@@ -40,8 +42,16 @@ pub(crate) struct Guests {
 }
 
 impl Guests {
-    pub(crate) fn make_vm(&self) -> &str {
-        &self.env["GUEST_MAKE_VM"]
+    /// This checkout's `make-vm.sh`: it is read when a start script is
+    /// written, not cached, so the `GUEST_MAKE_VM` of a shared cache
+    /// (`NIXVM_GUEST_CACHE`) may name another checkout's copy.
+    pub(crate) fn make_vm(&self) -> PathBuf {
+        util::root().join("tests/guest/make-vm.sh")
+    }
+
+    /// The guests' own store (backdoor, `syshc`'s files), shared over 9p.
+    pub(crate) fn store(&self) -> &str {
+        &self.env["GUEST_STORE"]
     }
 }
 
@@ -119,18 +129,46 @@ fn vm_test(kind: Kind, nodes: &[&str], steps: Vec<Step>) -> Option<VmTest> {
 
 /// Like [`vm_test`], with the guests' Nix store as given.
 fn vm_test_with_store(kind: Kind, store: Store, nodes: &[&str], steps: Vec<Step>) -> Option<VmTest> {
+    vm_test_booting(kind, store, Boot::Pvh, nodes, steps)
+}
+
+/// Like [`vm_test_with_store`], with the guests' kernel booted as given.
+fn vm_test_booting(kind: Kind, store: Store, boot: Boot, nodes: &[&str], steps: Vec<Step>) -> Option<VmTest> {
     let guests = guests()?;
     let lock = vm_lock();
-    Some(VmTest { world: World::new(guests, kind, store, nodes, steps), _lock: lock })
+    Some(VmTest { world: World::new(guests, Guest { kind, store, boot }, nodes, steps), _lock: lock })
+}
+
+/// How the stand-in guests are made (`make-vm.sh` options).
+struct Guest {
+    kind: Kind,
+    store: Store,
+    boot: Boot,
 }
 
 /// Where a guest's `/nix/store` comes from (`make-vm.sh --store`).
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 enum Store {
     /// The host's 9p share `nix-store`, qemu-vm.nix's default.
     NineP,
+    /// The 9p share, from this directory (`make-vm.sh --store-dir`).
+    NinePDir(PathBuf),
     /// An erofs image, as `virtualisation.useNixStoreImage`.
     Image,
+}
+
+/// How a guest's kernel is booted (`make-vm.sh --kernel`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Boot {
+    /// The uncompressed ELF through its PVH note: about twice as fast to
+    /// boot under TCG.
+    Pvh,
+    /// The bzImage, as NixOS boots it. Snapshot loads are slow under TCG
+    /// after a PVH boot (QEMU rewrites the ELF's segments into guest RAM at
+    /// the reset before each load, invalidating every translated kernel
+    /// block: docs/snapshots.md, "Restore time"), so a test of the restore
+    /// path as real NixOS VMs take it boots this.
+    BzImage,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -174,8 +212,9 @@ struct World {
     config: PathBuf,
     plan: PathBuf,
     out: PathBuf,
-    /// `QEMU_OPTS` for the start scripts (none by default).
-    qemu_opts: Option<String>,
+    /// Environment of the driver and so of the start scripts (`QEMU_OPTS`,
+    /// `NIX_DISK_IMAGE`; none by default).
+    env: Vec<(&'static str, String)>,
 }
 
 /// A finished driver run.
@@ -188,8 +227,13 @@ struct RunOutput {
 }
 
 impl World {
-    /// Start scripts for `nodes` (all of `kind`, on VLAN 1) and the plan.
-    fn new(guests: &Guests, kind: Kind, store: Store, nodes: &[&str], steps: Vec<Step>) -> World {
+    /// Start scripts for `nodes` (all made as `guest` says, on VLAN 1) and
+    /// the plan.
+    fn new(guests: &Guests, guest: Guest, nodes: &[&str], steps: Vec<Step>) -> World {
+        let store_dir = match &guest.store {
+            Store::NinePDir(dir) => vec!["--store-dir".to_owned(), dir.display().to_string()],
+            _ => Vec::new(),
+        };
         // A short prefix: unix socket paths must stay under 108 bytes.
         let dir = tempfile::Builder::new().prefix("nvt-").tempdir_in("/tmp").expect("temp dir");
         let vms = dir.path().join("vms");
@@ -197,16 +241,25 @@ impl World {
         sorted.sort_unstable();
         let mut vm_config = serde_json::Map::new();
         for node in &sorted {
-            let out = util::run(Command::new("bash").arg(guests.make_vm()).arg("--out").arg(&vms).args([
-                "--node",
-                node,
-                "--kind",
-                kind.as_str(),
-                "--all-nodes",
-                &sorted.join(" "),
-                "--store",
-                if store == Store::Image { "image" } else { "9p" },
-            ]));
+            let out = util::run(
+                Command::new("bash")
+                    .arg(guests.make_vm())
+                    .arg("--out")
+                    .arg(&vms)
+                    .args([
+                        "--node",
+                        node,
+                        "--kind",
+                        guest.kind.as_str(),
+                        "--all-nodes",
+                        &sorted.join(" "),
+                        "--store",
+                        if guest.store == Store::Image { "image" } else { "9p" },
+                        "--kernel",
+                        if guest.boot == Boot::BzImage { "bzimage" } else { "vmlinux" },
+                    ])
+                    .args(&store_dir),
+            );
             assert!(out.status.success(), "make-vm.sh failed for {node}");
             let script = String::from_utf8_lossy(&out.stdout).trim().to_owned();
             vm_config.insert((*node).to_owned(), json!({ "name": node, "start_script": script }));
@@ -233,7 +286,7 @@ impl World {
         let out = dir.path().join("out");
         std::fs::create_dir_all(&out).unwrap();
         std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
-        World { dir, config, plan: plan_path, out, qemu_opts: None }
+        World { dir, config, plan: plan_path, out, env: Vec::new() }
     }
 
     fn tmp(&self) -> PathBuf {
@@ -257,12 +310,11 @@ impl World {
             .env_remove("QEMU_OPTS")
             .env_remove("QEMU_NET_OPTS")
             .env_remove("QEMU_KERNEL_PARAMS")
+            .env_remove("NIX_DISK_IMAGE")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if let Some(opts) = &self.qemu_opts {
-            cmd.env("QEMU_OPTS", opts);
-        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
@@ -565,6 +617,8 @@ fn guest_death_is_reported_at_once() {
     assert_eq!(steps[2]["status"], "skipped");
     let text = failure_text(steps[1]).to_lowercase();
     assert!(text.contains("qemu") && text.contains("exit"), "failure says QEMU exited: {text}");
+    assert_eq!(steps[1]["failure"]["node"], "machine");
+    assert_eq!(steps[1]["failure"]["phase"], "step");
     assert!(steps[1]["durationSecs"].as_f64().unwrap_or(999.0) < 60.0);
     // As after SIGINT: a SIGKILLed process may take a moment to leave /proc.
     let clean = wait_until(Duration::from_secs(3), || world.leftovers().is_empty());
@@ -739,6 +793,12 @@ fn sigint_stops_driver_and_its_processes() {
     );
     assert_eq!(run.status.code(), Some(130), "exit_codes::INTERRUPTED (output above)");
     assert_eq!(run.report["result"], "interrupted");
+    let error = run.report["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("interrupted by a signal during step 1 on machine ("),
+        "names step and node: {error}"
+    );
+    assert_eq!(leaf_steps(&run.report)[0]["failure"]["phase"], "step");
     // Nothing this test started survives the driver: no QEMU, no vde_switch.
     let clean = wait_until(Duration::from_secs(3), || world.leftovers().is_empty());
     assert!(clean, "processes left after SIGINT: {:#?}", world.leftovers());
@@ -783,7 +843,15 @@ fn subtest(title: &str, steps: Vec<Step>) -> Step {
 
 /// Subtest 1 creates files (guest disk, shared directory), stops a unit and
 /// blocks a link; after the restore subtest 2 sees none of it, the VLAN and
-/// a console wait work, and the guest clock is the host's again.
+/// a console wait work, and the guest clock is the host's again; a link
+/// blocked when a snapshot is taken is blocked again by its restore, and
+/// `unblock` then works. The guests
+/// boot their bzImage, as NixOS VMs do, so the restores take the path real
+/// tests take (after a PVH boot the first load alone took 11 s here); the
+/// test is no slower for it: 131.5 and 135.7 s of driver time against 123.5
+/// and 140.3 s with PVH, alternated on the shared host at load 16–19
+/// (2026-12-02; boots 106–111 s against 77–105 s, restores 3.0–3.5 s
+/// against 13.1–13.6 s and 3.4–5.0 s).
 #[test]
 fn restore_isolates_subtests_on_two_nodes() {
     let snapshot = || all_nodes(Action::Snapshot { name: "clean".into() });
@@ -791,9 +859,10 @@ fn restore_isolates_subtests_on_two_nodes() {
     // A file created on a 9p share gets the host's clock as its mtime.
     let clock_ok = "touch /tmp/xchg/clock; d=$(( $(date +%s) - $(stat -c %Y /tmp/xchg/clock) )); \
                     echo \"guest clock off by $d s\"; [ \"${d#-}\" -le 3 ]";
-    let Some(world) = vm_test_with_store(
+    let Some(world) = vm_test_booting(
         Kind::Systemd,
         Store::Image,
+        Boot::BzImage,
         &["server", "client"],
         vec![
             step("server", 180.0, Action::WaitForUnit { unit: "syshc.service".into(), user: None }),
@@ -840,6 +909,35 @@ fn restore_isolates_subtests_on_two_nodes() {
                 "restores twice",
                 vec![succeed("client", 30.0, "test ! -e /tmp/shared/second && test -d /tmp/xchg")],
             ),
+            subtest(
+                "a link blocked at the snapshot is blocked again",
+                vec![
+                    step("client", 30.0, Action::Block),
+                    all_nodes(Action::Snapshot { name: "blocked".into() }),
+                    step("client", 30.0, Action::Unblock),
+                    succeed_contains(
+                        "client",
+                        30.0,
+                        "curl --fail --silent --max-time 5 http://server:3000",
+                        "Healthy",
+                    ),
+                    all_nodes(Action::Restore { name: "blocked".into() }),
+                    step(
+                        "client",
+                        30.0,
+                        Action::Fail {
+                            command: "curl --fail --silent --max-time 2 http://server:3000".into(),
+                        },
+                    ),
+                    step("client", 30.0, Action::Unblock),
+                    succeed_contains(
+                        "client",
+                        30.0,
+                        "curl --fail --silent --max-time 5 http://server:3000",
+                        "Healthy",
+                    ),
+                ],
+            ),
         ],
     ) else {
         return;
@@ -853,7 +951,7 @@ fn restore_isolates_subtests_on_two_nodes() {
         .iter()
         .filter(|s| s["description"].as_str().unwrap_or("").contains("restoring snapshot"))
         .collect();
-    assert_eq!(restores.len(), 2);
+    assert_eq!(restores.len(), 3);
     assert!(restores.iter().all(|s| s["durationSecs"].as_f64().unwrap_or(0.0) > 0.0));
     assert!(run.junit.contains("saving snapshot clean"), "{}", run.junit);
     assert!(run.stderr.contains("restored snapshot `clean` of 2 node(s)"));
@@ -926,6 +1024,32 @@ fn failing_restore_names_the_node_and_qemus_message() {
     assert!(world.leftovers().is_empty(), "no process survives: {:?}", world.leftovers());
 }
 
+/// A node whose disks cannot hold a snapshot (its root disk is a raw image
+/// here, as a `NIX_DISK_IMAGE` the start script did not create may be): the
+/// step fails naming the node and its writable disks, and the run ends with
+/// no process left.
+#[test]
+fn snapshot_without_a_qcow2_disk_names_the_node_and_its_disks() {
+    let Some(mut world) = vm_test_with_store(
+        Kind::Busybox,
+        Store::Image,
+        &["machine"],
+        vec![succeed("machine", 60.0, "true"), all_nodes(Action::Snapshot { name: "s".into() })],
+    ) else {
+        return;
+    };
+    let raw = world.dir.path().join("raw-root.img");
+    std::fs::File::create(&raw).and_then(|f| f.set_len(64 << 20)).expect("raw disk image");
+    world.world.env.push(("NIX_DISK_IMAGE", raw.to_string_lossy().into_owned()));
+    let run = world.run();
+    assert_eq!(run.status.code(), Some(1), "a refused snapshot fails the test");
+    let leaves = leaf_steps(&run.report);
+    let text = failure_text(leaves[1]);
+    assert!(text.contains("node machine has no snapshot-capable disk"), "names the node: {text}");
+    assert!(text.contains("cannot hold one: drive1, drive2"), "names the raw disks: {text}");
+    assert!(world.leftovers().is_empty(), "no process survives: {:?}", world.leftovers());
+}
+
 /// The busybox guest (no systemd, busybox `date` without fractions, root
 /// file system in RAM, an empty qcow2 disk for the VM state).
 #[test]
@@ -978,7 +1102,8 @@ fn report_merges_three_stand_in_runs() {
     ];
     let mut worlds = Vec::new();
     for (name, steps) in runs {
-        let world = World::new(guests, Kind::Busybox, Store::NineP, &["machine"], steps);
+        let guest = Guest { kind: Kind::Busybox, store: Store::NineP, boot: Boot::Pvh };
+        let world = World::new(guests, guest, &["machine"], steps);
         // Give each run its own test name (World::new calls every plan "e2e").
         let mut plan: Value = serde_json::from_str(&std::fs::read_to_string(&world.plan).unwrap()).unwrap();
         plan["name"] = json!(name);
@@ -1140,7 +1265,7 @@ fn display_and_terminal_steps_on_systemd_guest() {
     ) else {
         return;
     };
-    world.world.qemu_opts = Some(display_opts(guests().expect("guests")));
+    world.world.env.push(("QEMU_OPTS", display_opts(guests().expect("guests"))));
     // Debian's eng.traineddata (tessdata_fast) has no legacy engine, which
     // the stock `--oem 2` asks for; nixpkgs' tesseract4 data has both. A
     // tesseract first on PATH that runs LSTM only (`--oem 1`) stands in

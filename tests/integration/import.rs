@@ -20,6 +20,7 @@ const CASES: &[&str] = &[
     "python-steps",
     "console",
     "captures",
+    "machine-api",
 ];
 
 /// Tests of the fixtures that must convert fully.
@@ -32,6 +33,7 @@ const FULL: &[&str] = &[
     "unittest-and-options-checks",
     "console",
     "captures",
+    "machine-api",
 ];
 
 fn fixture(case: &str) -> String {
@@ -169,7 +171,7 @@ fn the_fake_machine_catches_a_changed_unittest_check_or_port() {
     let mutations = [
         ("\"active (running)\" in out", "\"active\" in out"),
         ("\"failed\" not in out", "\"failed\" in out"),
-        ("re.search(\"nginx/\\\\d+\", out)", "re.search(\"nginx\", out)"),
+        ("re.search(\"nginx/[0-9]+\", out)", "re.search(\"nginx\", out)"),
         ("wait_for_open_port(80,", "wait_for_open_port(8080,"),
         ("\"worker\" in out", "True"),
     ];

@@ -17,6 +17,7 @@ mod hostile;
 mod import;
 mod incremental;
 mod nix;
+mod regex_dialect;
 mod sandbox;
 mod scaffold;
 mod spec;

@@ -29,7 +29,7 @@ const FLAKE_FLAGS: &[&str] = &[
 
 /// What offline builds need: no sandbox (builders are /bin/sh), no build
 /// users, no binary cache, and the features a vm-test-run requires.
-const BUILD_FLAGS: &[&str] = &[
+pub(crate) const BUILD_FLAGS: &[&str] = &[
     "--option",
     "sandbox",
     "false",

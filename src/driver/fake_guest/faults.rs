@@ -149,3 +149,20 @@ fn a_dead_vlan_switch_is_detected_and_named() {
     assert_eq!(failure["phase"], "step");
     assert_eq!(report["steps"][2]["status"], "skipped");
 }
+
+/// A signal while QEMU's QMP handshake hangs (the start phase) stops the
+/// run: exit 130 naming the node and phase, and no VM failure (it was
+/// reported as one, "node machine: … interrupted").
+#[test]
+fn a_signal_during_the_qmp_handshake_is_no_vm_failure() {
+    let Some(fake) = FakeRun::new("FAKE_QMP_HANG=qmp_capabilities", vec![succeed("true")]) else { return };
+    let survivors = Survivors::watch(fake.tmp.path());
+    let (outcome, log, after) = run_signalled(&fake, "not answering qmp_capabilities");
+    survivors.assert_none_left(2);
+    assert!(after < Duration::from_secs(5), "stopped {after:?} after the signal\n{log}");
+    assert_eq!(outcome.result, RunResult::Interrupted, "{log}");
+    let report = report_json(&fake);
+    assert!(report.get("vmFailures").is_none(), "{report:#}");
+    let error = report["error"].as_str().unwrap();
+    assert_eq!(error, "interrupted by a signal while starting node(s) machine (start)");
+}

@@ -122,6 +122,16 @@ pub fn describe(step: &Step) -> String {
         Action::WaitUntilSucceeds { command, .. } => format!("waiting for success: {command}"),
         Action::Execute { command, .. } => format!("executing: {command}"),
         Action::WaitUntilFails { command } => format!("waiting for failure: {command}"),
+        Action::Systemctl { query, user, .. } => match user {
+            Some(u) => format!("systemctl --user {query} (as {u})"),
+            None => format!("systemctl {query}"),
+        },
+        // The stock log block of require_unit_state.
+        Action::RequireUnitState { unit, state, .. } => {
+            format!("checking if unit '{unit}' has reached state '{state}'")
+        }
+        Action::StartJob { unit, .. } => format!("starting {unit}"),
+        Action::StopJob { unit, .. } => format!("stopping {unit}"),
         Action::Sleep { seconds } => format!("sleeping for {seconds} seconds"),
         Action::Http { url, status, .. } => format!("HTTP GET {url} (expecting status {status})"),
         Action::Start => "starting vm".to_owned(),

@@ -183,7 +183,7 @@ pub fn check_output(command: &str, reply: &Reply, expect: &Expect, any_status: b
     }
     if let Some(pattern) = &expect.matches {
         match Regex::new(pattern) {
-            Ok(re) if re.is_match(&out) => {}
+            Ok(re) if crate::spec::pattern::is_match(&re, &out) => {}
             Ok(_) => failed.push(format!("does not match `{pattern}`")),
             Err(e) => failed.push(format!("cannot be matched: invalid regular expression `{pattern}`: {e}")),
         }

@@ -150,7 +150,7 @@ impl Runner<'_> {
         let mut texts = vec![self.ocr(tesseract, ppm)?];
         if let Some(magick) = magick {
             for negate in [false, true] {
-                if texts.iter().any(|t| re.is_match(t)) {
+                if texts.iter().any(|t| crate::spec::pattern::is_match(re, t)) {
                     break;
                 }
                 let (args, processed) = magick_args(ppm, negate);
@@ -166,7 +166,7 @@ impl Runner<'_> {
                 texts.push(self.ocr(tesseract, &processed)?);
             }
         }
-        Ok((texts.iter().any(|t| re.is_match(t)), texts))
+        Ok((texts.iter().any(|t| crate::spec::pattern::is_match(re, t)), texts))
     }
 
     /// Runs tesseract on `image` (the stock `_run_tesseract`).

@@ -22,7 +22,9 @@ use super::shell::{Protocol, Reply, ShellError, shell_quote};
 use super::vm::{Machine, VmError};
 use crate::guest::backdoor::{Until, poll_command};
 use crate::guest::captures::with_captures;
-use crate::guest::commands::{file_probe_command, port_probe_command};
+use crate::guest::commands::{
+    file_probe_command, port_probe_command, start_job_query, stop_job_query, systemctl_command,
+};
 use crate::spec::{Action, Num, Step};
 
 mod commands;
@@ -171,6 +173,15 @@ fn run_on_node(
             }
         }
         Action::WaitUntilFails { command } => run.wait_until(&user(command), None).map(|_| ()),
+        Action::Systemctl { query, user: as_user, expect, capture } => {
+            let reply = run.succeed(&user(&systemctl_command(query, as_user.as_deref())), expect, true)?;
+            run.store_capture(capture.as_deref(), &reply)
+        }
+        Action::RequireUnitState { unit, state, user } => {
+            run.require_unit_state(unit, state, user.as_deref())
+        }
+        Action::StartJob { unit, user } => run.job(&start_job_query(unit), user.as_deref()),
+        Action::StopJob { unit, user } => run.job(&stop_job_query(unit), user.as_deref()),
         Action::Http { url, status, contains } => run.http(url, evaluated(*status)?, contains.as_deref()),
         Action::Start => {
             run.m.start(deadline, run.abort).map_err(|e| run.vm_error(e, None))?;

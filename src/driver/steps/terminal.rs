@@ -123,7 +123,7 @@ impl Runner<'_> {
             // As the stock `get_tty_text`, the probe's exit status is not
             // checked: a missing console gives empty text, which the
             // pattern must match.
-            let hit = re.is_match(&text.text().0);
+            let hit = crate::spec::pattern::is_match(&re, &text.text().0);
             last = Some(text);
             Ok(hit.then_some(()))
         })?;

@@ -27,6 +27,10 @@ fn expectations() {
     assert!(check_expect("c", &reply(0, "x"), &e).is_err());
     let e = Expect { matches: Some("^v[0-9]+$".into()), ..Expect::default() };
     assert!(check_expect("c", &reply(0, "v12"), &e).is_ok());
+    // Python's `$` also matches before a final newline (issue 11: was a
+    // failure here and a pass under the stock driver).
+    assert!(check_expect("c", &reply(0, "v12\n"), &e).is_ok());
+    assert!(check_expect("c", &reply(0, "v12\n\n"), &e).is_err());
 }
 
 #[test]

@@ -6,6 +6,7 @@ use super::{GuestWait, Runner, StepError, StepResult};
 use crate::driver::events::Detail;
 use crate::driver::shell::{Reply, shell_quote};
 use crate::guest::backdoor::Until;
+use crate::guest::commands::systemctl_command;
 
 /// The guest-side bound of the one diagnostic command run after a unit
 /// wait failed (`systemctl status` and the journal: ~0.3–0.6 s on a warm TCG
@@ -36,15 +37,7 @@ pub(super) fn unit_settled(list_jobs: &str) -> String {
 
 impl Runner<'_> {
     pub(super) fn systemctl(&self, query: &str, user: Option<&str>) -> String {
-        match user {
-            None => format!("systemctl {query}"),
-            Some(u) => {
-                let q = query.replace('\'', "\\'");
-                format!(
-                    "su -l {u} --shell /bin/sh -c $'XDG_RUNTIME_DIR=/run/user/`id -u` systemctl --user {q}'"
-                )
-            }
-        }
+        systemctl_command(query, user)
     }
 
     pub(super) fn show_command(&self, unit: &str, user: Option<&str>) -> String {
@@ -123,6 +116,35 @@ impl Runner<'_> {
             }
             other => other,
         })
+    }
+
+    /// `requireUnitState`: one `systemctl show`, as the stock
+    /// `require_unit_state` (which has no `user`; with one, the user's
+    /// manager is asked as the stock `get_unit_info(unit, user)` does).
+    pub(super) fn require_unit_state(&mut self, unit: &str, state: &str, user: Option<&str>) -> StepResult {
+        let actual = self.active_state(unit, user)?;
+        if actual == state {
+            return Ok(());
+        }
+        let msg = format!("expected unit '{unit}' to be in state '{state}' but it is in state '{actual}'");
+        Err(StepError::failed(self.failure(msg, None, None)))
+    }
+
+    /// `startJob` / `stopJob`: the stock `start_job`/`stop_job` return
+    /// systemctl's status unchecked, so a non-zero one is only logged.
+    pub(super) fn job(&mut self, query: &str, user: Option<&str>) -> StepResult {
+        let cmd = self.systemctl(query, user);
+        let reply = self.exec(&cmd)?;
+        if reply.status != 0 {
+            let (text, _) = reply.text();
+            let msg = format!(
+                "`{cmd}` exited with {} (not checked, as by the stock driver){}",
+                reply.status,
+                if text.trim().is_empty() { String::new() } else { format!(": {}", text.trim_end()) }
+            );
+            self.log.warning(Some(&self.node()), &msg);
+        }
+        Ok(())
     }
 
     /// `systemctl status` and the unit's journal, best effort: one guest

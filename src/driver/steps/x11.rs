@@ -34,7 +34,7 @@ impl Runner<'_> {
                 let msg = format!("command `{WINDOW_NAMES_COMMAND}` failed (exit code {})", reply.status);
                 return Err(StepError::failed(r.failure(msg, Some(WINDOW_NAMES_COMMAND), Some(&reply))));
             }
-            let hit = reply.text().0.lines().any(|name| re.is_match(name));
+            let hit = reply.text().0.lines().any(|name| crate::spec::pattern::is_match(&re, name));
             last = Some(reply);
             if !hit {
                 r.breathe(started.elapsed())?;

@@ -33,7 +33,13 @@ impl Conv<'_> {
         if !computed::is_placeholder(&command) {
             self.capture_uses(&command, v.span);
         }
-        if command.len() > MAX_COMMAND_BYTES && !computed::is_placeholder(&command) {
+        self.command_length(&command, v, what);
+        Some(command)
+    }
+
+    /// Refuses a command longer than the guest takes as one argument.
+    pub(super) fn command_length(&mut self, command: &str, v: &Value, what: &str) {
+        if command.len() > MAX_COMMAND_BYTES && !computed::is_placeholder(command) {
             self.diags.push(
                 Diagnostic::error(
                     "command_too_long",
@@ -52,7 +58,6 @@ impl Conv<'_> {
                 ),
             );
         }
-        Some(command)
     }
 
     /// Refuses unit names the stock driver cannot quote (see

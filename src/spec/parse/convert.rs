@@ -1,7 +1,7 @@
 //! The converter's state and the top level of a description: its keys,
 //! and the generic shape checks (types, unknown keys) every family uses.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::diagnostic::{Diagnostic, Span};
@@ -93,8 +93,11 @@ pub(super) struct Conv<'a> {
     pub(super) uncaptured_uses: Vec<(String, Span)>,
     /// The description's text, to point at a `$NAME` inside a string.
     pub(super) source: Option<&'a str>,
-    /// Snapshot names given to isolated subtests so far (they must differ).
-    pub(super) isolate_names: BTreeSet<String>,
+    /// Snapshot names `isolate` uses so far (they must differ), with the
+    /// `isolate` key of each.
+    pub(super) isolate_names: BTreeMap<String, Span>,
+    /// Names of the explicit `snapshot` steps, with the span of each name.
+    pub(super) snapshot_names: Vec<(String, Span)>,
 }
 
 impl<'a> Conv<'a> {
@@ -106,7 +109,8 @@ impl<'a> Conv<'a> {
             captures: BTreeMap::new(),
             uncaptured_uses: Vec::new(),
             source,
-            isolate_names: BTreeSet::new(),
+            isolate_names: BTreeMap::new(),
+            snapshot_names: Vec::new(),
         }
     }
 }
@@ -252,8 +256,10 @@ pub(super) fn convert<'a>(
         }
     }
     if let Some(span) = isolate {
+        c.isolate_names.insert(super::ISOLATE_SNAPSHOT.to_owned(), span);
         super::isolate(&mut spec.steps, super::ISOLATE_SNAPSHOT, span);
     }
+    c.snapshot_names_taken();
     super::snapshots::check(&spec, c.diags);
     if !saw_name && (!valid_test_name(&stem) || crate::spec::names::is_reserved_check_name(&stem)) {
         let span = open_brace(root.span);

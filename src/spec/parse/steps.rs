@@ -6,6 +6,7 @@ use super::convert::{Conv, NodeRef, Sibling, code_list};
 use super::display::DISPLAY_KEYS;
 use super::power::POWER_KEYS;
 use super::snapshots::{SNAPSHOT_KEYS, isolate};
+use super::units::UNIT_KEYS;
 use super::waits::WAIT_KEYS;
 use crate::diagnostic::{Diagnostic, Span};
 use crate::spec::computed::ComputedType;
@@ -253,6 +254,9 @@ impl Conv<'_> {
         if COMMAND_KEYS.contains(&key) {
             return self.command_action(e, sibling).map(|a| (a, None));
         }
+        if UNIT_KEYS.contains(&key) {
+            return self.unit_action(e, sibling).map(|a| (a, None));
+        }
         if POWER_KEYS.contains(&key) {
             return self.power_action(e);
         }
@@ -304,7 +308,7 @@ impl Conv<'_> {
         // comes before those of isolated subtests inside it.
         let isolated = match sibling("isolate") {
             Some(iso) if self.isolate_flag(&iso.value) => {
-                Some((self.subtest_snapshot_name(title.as_deref()), iso.key_span))
+                Some((self.subtest_snapshot_name(title.as_deref(), iso.key_span), iso.key_span))
             }
             _ => None,
         };

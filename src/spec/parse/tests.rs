@@ -73,6 +73,75 @@ mod unit {
     }
 
     #[test]
+    fn systemd_steps() {
+        let spec = parse_ok(
+            r#"{ nodes.m = {}; steps = [
+              { systemctl = "--no-pager show 'x y'"; user = "alice"; expect.exitCode = 0; capture = "SHOW"; }
+              { requireUnitState = "a.service"; state = "inactive"; user = "bob"; }
+              { requireUnitState = "getty@tty1.service"; }
+              { startJob = "a.service"; timeout = 5; }
+              { stopJob = "a.service"; }
+            ]; }"#,
+        );
+        assert_eq!(
+            spec.steps[0].action,
+            Action::Systemctl {
+                query: "--no-pager show 'x y'".into(),
+                user: Some("alice".into()),
+                expect: Expect { exit_code: Some(0.into()), ..Expect::default() },
+                capture: Some("SHOW".into()),
+            }
+        );
+        assert_eq!(spec.steps[0].action.capture(), Some("SHOW"));
+        assert_eq!(
+            spec.steps[1].action,
+            Action::RequireUnitState {
+                unit: "a.service".into(),
+                state: "inactive".into(),
+                user: Some("bob".into())
+            }
+        );
+        assert_eq!(
+            spec.steps[2].action,
+            Action::RequireUnitState {
+                unit: "getty@tty1.service".into(),
+                state: "active".into(),
+                user: None
+            }
+        );
+        assert_eq!(spec.steps[3].action, Action::StartJob { unit: "a.service".into(), user: None });
+        assert_eq!(spec.steps[3].effective_timeout(), Some(5.0.into()));
+        // The stock methods take no timeout; `execute`'s default bounds them.
+        assert_eq!(spec.steps[4].effective_timeout(), Some(900.0.into()));
+        assert_eq!(
+            codes(
+                r#"{ nodes.m = {}; steps = [
+                  { startJob = "-x.service"; }
+                  { stopJob = "a b"; }
+                  { systemctl = "start a"; user = "--help"; }
+                  { requireUnitState = "a"; state = "actve"; }
+                  { requireUnitState = "a"; state = 1; }
+                  { systemctl = " "; }
+                  { startJob = "a"; state = "active"; }
+                  { waitForUnit = "a"; state = "active"; }
+                  { requireUnitState = "a"; expect.exitCode = 0; }
+                ]; }"#
+            ),
+            [
+                "option_like_value",
+                "unsafe_unit_name",
+                "option_like_value",
+                "unknown_unit_state",
+                "wrong_type",
+                "empty_command",
+                "misplaced_step_key",
+                "misplaced_step_key",
+                "misplaced_step_key"
+            ]
+        );
+    }
+
+    #[test]
     fn minimal_description() {
         let spec = parse_ok(r#"{ nodes.machine = {}; steps = [ { waitForUnit = "a.service"; } ]; }"#);
         assert_eq!(spec.name, "t");
@@ -97,6 +166,10 @@ mod unit {
                 { waitUntilSucceeds = "x"; expect.contains = "ok"; node = "a"; }
                 { waitUntilFails = "x"; node = "a"; timeout = 0.5; }
                 { execute = "x"; capture = "X"; node = "a"; }
+                { systemctl = "restart u"; node = "a"; }
+                { requireUnitState = "u"; node = "a"; }
+                { startJob = "u"; node = "a"; }
+                { stopJob = "u"; user = "alice"; node = "a"; }
                 { sleep = 2; }
                 { http = { url = "http://h"; status = 404; contains = null; }; node = "b"; }
                 { snapshot = "s"; } { restore = "s"; }
@@ -115,13 +188,13 @@ mod unit {
               ];
             }"#,
         );
-        assert_eq!(spec.steps.len(), 30);
+        assert_eq!(spec.steps.len(), 34);
         let keys: Vec<&str> = spec.steps.iter().map(|s| s.action.key()).collect();
         // `python` needs the Python backend: `python_step_needs_the_python_backend`.
         let expected: Vec<&str> = ACTION_KEYS.iter().copied().filter(|k| *k != "python").collect();
         assert_eq!(keys, expected);
         assert_eq!(spec.steps[0].timeout, Some(5.0.into()));
-        assert_eq!(spec.steps[15].node.as_deref(), Some("b"));
+        assert_eq!(spec.steps[19].node.as_deref(), Some("b"));
         assert_eq!(
             spec.steps[5].action,
             Action::Succeed {
@@ -137,16 +210,16 @@ mod unit {
             }
         );
         assert_eq!(
-            spec.steps[11].action,
+            spec.steps[15].action,
             Action::Http { url: "http://h".into(), status: 404.into(), contains: None }
         );
-        assert_eq!(spec.steps[22].action, Action::SendKeys { keys: vec!["ctrl-alt-f2".into(), "A".into()] });
+        assert_eq!(spec.steps[26].action, Action::SendKeys { keys: vec!["ctrl-alt-f2".into(), "A".into()] });
         assert_eq!(
-            spec.steps[24].action,
+            spec.steps[28].action,
             Action::WaitUntilTtyMatches { tty: 2.into(), regex: "login: ".into() }
         );
         assert_eq!(
-            (spec.steps[27].action.clone(), spec.steps[27].node.as_deref()),
+            (spec.steps[31].action.clone(), spec.steps[31].node.as_deref()),
             (Action::WaitForX, Some("a"))
         );
     }
@@ -230,6 +303,8 @@ mod unit {
         for (step, code) in [
             ("{ waitForOpenPort = 0; }", "port_out_of_range"),
             ("{ succeed = \"x\"; timeout = -1; }", "invalid_timeout"),
+            ("{ succeed = \"x\"; timeout = 0; }", "invalid_timeout"),
+            ("{ succeed = \"x\"; timeout = 1.0e400; }", "invalid_timeout"),
             ("{ succeed = \"x\"; expect.exitCode = 256; }", "exit_code_out_of_range"),
             ("{ http.url = \"u\"; http.status = 99; }", "status_out_of_range"),
             ("{ sleep = -1; }", "invalid_sleep"),
@@ -428,4 +503,33 @@ fn python_step_needs_the_python_backend() {
         spec.unwrap().steps[0].action,
         crate::spec::Action::Python { code: "m.succeed('true')".into() }
     );
+}
+
+mod many {
+    use super::super::*;
+
+    /// Past 200 files `parse_many` spreads them over worker threads; the
+    /// results come back in input order, equal to parsing one by one.
+    #[test]
+    fn parse_many_keeps_the_order_across_workers() {
+        let texts: Vec<String> = (0..450)
+            .map(|i| match i % 3 {
+                0 => format!("{{ nodes.m = {{ }}; steps = [ {{ sleep = {i}; }} ]; }}"),
+                1 => format!("{{ nodes.m = {{ }}; steps = [ {{ succeed = \"echo {i}\"; }} ]; }}"),
+                _ => format!("{{ nodes.m = {{ }}; steps = [ {{ sleep = \"{i}\"; }} ]; }}"),
+            })
+            .collect();
+        let paths: Vec<std::path::PathBuf> = (0..450).map(|i| format!("tests/vm/t{i}.nix").into()).collect();
+        let inputs: Vec<ParseInput<'_>> = texts
+            .iter()
+            .zip(&paths)
+            .enumerate()
+            .map(|(i, (t, p))| (FileId(i), p.as_path(), t.as_str()))
+            .collect();
+        let many = parse_many(&inputs);
+        let one: Vec<_> = inputs.iter().map(|&(f, p, t)| parse(f, p, t)).collect();
+        assert_eq!(many.len(), 450);
+        assert!(many == one, "parse_many differs from parsing one by one");
+        assert!(many[2].1.iter().any(|d| d.code == "wrong_type"), "{:?}", many[2].1);
+    }
 }

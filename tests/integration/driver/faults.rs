@@ -1,0 +1,326 @@
+//! Fault classes on the stand-in guests (docs/reliability.md, "Input
+//! classes and faults"): for each, the error names the node and the phase,
+//! the reports are written, the exit code is the documented one, and no
+//! process the driver started survives it. Processes are followed by pid and
+//! process group from the driver's own process tree, never by name (other
+//! users of the machine run `sleep 5` and QEMU too).
+//!
+//! Guest boots are shared: the shell-channel faults, a full state disk and
+//! a killed backdoor run in one busybox boot with `--keep-going`; the other
+//! tests boot once each or not at all (boot-phase signals and the global
+//! timeout stop the guest while it boots).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::*;
+
+/// The processes below a driver, sampled every 20 ms while it runs:
+/// `(pid, process group, every command line it had)`.
+struct Tree {
+    seen: Arc<Mutex<BTreeMap<i32, (i32, String)>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// `(pid, ppid, pgid)` of every live (non-zombie) process.
+fn process_table() -> Vec<(i32, i32, i32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let mut f = stat.rsplit_once(") ")?.1.split(' ');
+            let state = f.next()?;
+            let ppid = f.next()?.parse().ok()?;
+            let pgid = f.next()?.parse().ok()?;
+            (state != "Z").then_some((pid, ppid, pgid))
+        })
+        .collect()
+}
+
+fn cmdline(pid: i32) -> String {
+    String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
+        .replace('\0', " ")
+}
+
+impl Tree {
+    fn watch(root: u32) -> Tree {
+        let root = root as i32;
+        let seen = Arc::new(Mutex::new(BTreeMap::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (seen.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                let table = process_table();
+                let mut below = BTreeSet::from([root]);
+                let mut grew = true;
+                while grew {
+                    grew = false;
+                    for (pid, ppid, _) in &table {
+                        if below.contains(ppid) && below.insert(*pid) {
+                            grew = true;
+                        }
+                    }
+                }
+                let mut seen = s.lock().unwrap();
+                for (pid, _, pgid) in table.iter().filter(|(pid, _, _)| *pid != root && below.contains(pid)) {
+                    // An exec keeps the pid: the start script's shell becomes QEMU.
+                    let now = cmdline(*pid);
+                    let entry = seen.entry(*pid).or_insert_with(|| (*pgid, String::new()));
+                    if !entry.1.contains(&now) {
+                        entry.1.push_str(&now);
+                        entry.1.push('\n');
+                    }
+                }
+                drop(seen);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Tree { seen, stop, thread: Some(thread) }
+    }
+
+    /// The pids seen so far whose command line contains `what` (to pick
+    /// this run's switch or QEMU out of its own tree).
+    fn find(&self, what: &str) -> Vec<i32> {
+        self.seen.lock().unwrap().iter().filter(|(_, (_, c))| c.contains(what)).map(|(p, _)| *p).collect()
+    }
+
+    /// After the driver exited: everything seen (at least `programs`, so the
+    /// check can fail) is gone, and so is every member of its process group.
+    fn assert_none_left(mut self, programs: &[&str]) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        let seen = self.seen.lock().unwrap().clone();
+        for p in programs {
+            assert!(seen.values().any(|(_, c)| c.contains(p)), "never saw `{p}` below the driver: {seen:#?}");
+        }
+        let groups: BTreeSet<i32> = seen.values().map(|(g, _)| *g).collect();
+        let left = || {
+            process_table()
+                .into_iter()
+                .filter(|(pid, _, pgid)| seen.contains_key(pid) || groups.contains(pgid))
+                .map(|(pid, _, pgid)| format!("{pid} (group {pgid}): {}", cmdline(pid)))
+                .collect::<Vec<_>>()
+        };
+        let clean = wait_until(Duration::from_secs(3), || left().is_empty());
+        assert!(clean, "processes left: {:#?}", left());
+    }
+}
+
+/// The failure of leaf step `i`, asserting that it names `node` and `phase`.
+fn failure_of<'a>(report: &'a Value, i: usize, node: &str, phase: &str) -> &'a Value {
+    let step = leaf_steps(report)[i];
+    assert_eq!(step["status"], "failed", "step {i}: {step:#}");
+    let f = &step["failure"];
+    assert_eq!(f["node"], node, "step {i} names the node: {f:#}");
+    assert_eq!(f["phase"], phase, "step {i} names the phase: {f:#}");
+    f
+}
+
+/// Start scripts that are missing, not executable, or exit before QEMU
+/// connects: three nodes, no guest. Each is named with phase `start` and its
+/// shell's or script's words, exit 5, reports written.
+#[test]
+fn start_scripts_missing_not_executable_or_exiting() {
+    if !util::require("sh", "runs the start scripts") {
+        return;
+    }
+    let dir = util::tempdir();
+    let d = dir.path();
+    let not_exec = d.join("run-b-vm");
+    std::fs::write(&not_exec, "#!/bin/sh\nexit 0\n").unwrap();
+    let exiting = d.join("run-c-vm");
+    std::fs::write(&exiting, "#!/bin/sh\necho 'c: no KVM here' >&2\nexit 3\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&exiting, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = |p: &std::path::Path| p.display().to_string();
+    let config = json!({
+        "vms": {
+            "a": { "name": "a", "start_script": script(&d.join("missing/run-a-vm")) },
+            "b": { "name": "b", "start_script": script(&not_exec) },
+            "c": { "name": "c", "start_script": script(&exiting) },
+        },
+        "vlans": [], "global_timeout": 60, "enable_ssh_backdoor": false, "test_script": "/dev/null",
+    });
+    std::fs::write(d.join("config.json"), config.to_string()).unwrap();
+    let plan = Plan {
+        version: PLAN_VERSION,
+        name: "faults".into(),
+        nodes: vec!["a".into(), "b".into(), "c".into()],
+        global_timeout: None,
+        steps: vec![succeed("a", 10.0, "true")],
+    };
+    std::fs::write(d.join("plan.json"), plan.to_json().to_string()).unwrap();
+    std::fs::create_dir_all(d.join("out")).unwrap();
+    let mut cmd = util::nixvm_driver();
+    cmd.arg("--config").arg(d.join("config.json")).arg("--plan").arg(d.join("plan.json"));
+    cmd.arg("-o").arg(d.join("out")).env("TMPDIR", d).env("XDG_RUNTIME_DIR", d);
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let tree = Tree::watch(child.id());
+    let out = child.wait_with_output().unwrap();
+    tree.assert_none_left(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "exit_codes::VM_FAILED\n{stderr}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("out/report.json")).unwrap()).unwrap();
+    let failures = report["vmFailures"].as_array().unwrap();
+    let words = [("a", "not found"), ("b", "Permission denied"), ("c", "no KVM here")];
+    assert_eq!(failures.len(), 3, "{report:#}");
+    for (f, (node, said)) in failures.iter().zip(words) {
+        assert_eq!(f["node"], node, "{f:#}");
+        assert_eq!(f["phase"], "start", "{f:#}");
+        let message = f["message"].as_str().unwrap();
+        assert!(message.starts_with(&format!("node {node}: start script exited with status ")), "{message}");
+        assert!(message.contains(said), "{node}: {message}");
+    }
+    assert!(stderr.contains("node: c, phase: start"), "{stderr}");
+}
+
+/// Unmounts the tmpfs that stands in for a full state disk, even when the
+/// test fails.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// One busybox boot, `--keep-going`: fake reply headers printed on the
+/// channel, 200 kB of random bytes on it, 2 MB of output from a failing
+/// command, a write that fills the state disk (a 16 MiB tmpfs under the
+/// driver's temporary directory; skipped loudly when it cannot be mounted),
+/// then the backdoor shell killed while the guest lives.
+#[test]
+fn shell_channel_full_disk_and_killed_backdoor() {
+    let fakes = "for i in $(seq 0 60); do printf '\\001NIXVM %d 0 4\\nfake' \"$i\" >/dev/hvc0; done; \
+                 printf '\\001NIXVM garbage\\n\\001NIXVM ' >/dev/hvc0; echo real";
+    let exactly = |command: &str, equals: &str| {
+        let expect = Expect { equals: Some(equals.into()), ..Expect::default() };
+        step("machine", 60.0, Action::Succeed { command: command.into(), expect, capture: None })
+    };
+    let flood = "head -c 2000000 /dev/zero | tr '\\0' x; echo; echo the-end; exit 1";
+    let fill = "dd if=/dev/zero of=/dev/vda bs=1M count=48 conv=fsync 2>&1";
+    let steps = vec![
+        succeed("machine", 120.0, "echo up"),
+        exactly(fakes, "real"),
+        exactly("head -c 200000 /dev/urandom >/dev/hvc0; echo ok", "ok"),
+        succeed("machine", 60.0, flood),
+        succeed("machine", 120.0, fill),
+        succeed("machine", 30.0, "echo alive"),
+        succeed("machine", 10.0, "kill -9 $$"),
+    ];
+    let Some(world) = vm_test(Kind::Busybox, &["machine"], steps) else { return };
+    let tmp = world.tmp();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(&tmp)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let _unmount = mounted.then(|| Mounted(tmp.clone()));
+    if !mounted {
+        eprintln!(
+            "\n!!! SKIPPED PART: cannot mount a tmpfs (not root?): the full-state-disk step runs on a roomy disk.\n"
+        );
+    }
+    let started = Instant::now();
+    let child = world.command().arg("--keep-going").spawn().unwrap();
+    let tree = Tree::watch(child.id());
+    let run = world.finish(child, started);
+    tree.assert_none_left(&["qemu-system", "vde_switch"]);
+    let code = run.status.code();
+    assert_eq!(Some(run.report["exitCode"].as_i64().unwrap() as i32), code);
+    let statuses = statuses(&run.report);
+    let steps = leaf_steps(&run.report);
+    for i in [1, 2] {
+        assert_eq!(statuses[i], "passed", "step {i}: {}", failure_text(steps[i]));
+    }
+    assert_eq!(statuses[..4], ["passed", "passed", "passed", "failed"], "{statuses:?}");
+    // Megabytes of output: cut and marked, the end kept.
+    let output = failure_of(&run.report, 3, "machine", "step")["output"].as_str().unwrap();
+    assert!(output.len() < 70_000 && output.contains("cut by nixvm-driver"), "{} bytes", output.len());
+    assert!(output.trim_end().ends_with("the-end"));
+    assert!(std::fs::metadata(world.out.join("report.json")).unwrap().len() < 200_000);
+    if mounted {
+        let f = failure_of(&run.report, 4, "machine", "step");
+        let text = failure_text(leaf_steps(&run.report)[4]);
+        assert!(
+            text.contains("I/O error") || text.contains("No space"),
+            "the guest saw the full disk: {f:#}"
+        );
+    }
+    assert_eq!(statuses[5], "passed", "the guest and the driver live on after a full disk");
+    // The backdoor killed: the step fails within its time, naming node and
+    // phase; a closed shell is a dead VM (5), an unanswered one a failure (1).
+    let f = failure_of(&run.report, 6, "machine", "step");
+    let secs = leaf_steps(&run.report)[6]["durationSecs"].as_f64().unwrap();
+    assert!(secs < 25.0, "the killed backdoor was noticed after {secs} s");
+    let message = f["message"].as_str().unwrap();
+    let closed = message.contains("closed");
+    assert!(closed || message.contains("unresponsive"), "{message}");
+    assert_eq!(code, Some(if closed { 5 } else { 1 }), "{message}");
+}
+
+/// A VLAN switch killed during a step: the next step fails at once naming
+/// the VLAN and the switch, exit 5.
+#[test]
+fn a_killed_vlan_switch_is_named() {
+    let steps =
+        vec![succeed("machine", 120.0, "touch /tmp/xchg/started; sleep 3"), succeed("machine", 30.0, "true")];
+    let Some(world) = vm_test(Kind::Busybox, &["machine"], steps) else { return };
+    let started = Instant::now();
+    let child = world.spawn();
+    let tree = Tree::watch(child.id());
+    let marker = world.tmp().join("vm-state-machine/xchg/started");
+    assert!(wait_until(Duration::from_secs(120), || marker.exists()), "the first step never ran");
+    let switch = tree.find("vde_switch");
+    assert_eq!(switch.len(), 1, "one switch below the driver");
+    // SAFETY: kill(2) on the switch found in this driver's process tree.
+    unsafe { libc::kill(switch[0], libc::SIGKILL) };
+    let run = world.finish(child, started);
+    tree.assert_none_left(&["qemu-system", "vde_switch"]);
+    assert_eq!(run.status.code(), Some(5), "a dead switch exits 5");
+    let f = failure_of(&run.report, 1, "machine", "step");
+    let message = f["message"].as_str().unwrap();
+    assert!(message.starts_with(&format!("vlan 1: its switch (vde_switch, pid {})", switch[0])), "{message}");
+}
+
+/// SIGTERM or SIGINT while the guest boots, and the global timeout expiring
+/// while it boots: each stops at once with the phase in the report's `error`, exit 130
+/// and 6, reports written, nothing left.
+#[test]
+fn signals_and_global_timeout_during_boot() {
+    for (signal, code) in [(Some(libc::SIGTERM), 130), (Some(libc::SIGINT), 130), (None, 6)] {
+        let Some(world) = vm_test(Kind::Busybox, &["machine"], vec![succeed("machine", 60.0, "true")]) else {
+            return;
+        };
+        if signal.is_none() {
+            let mut config: Value =
+                serde_json::from_str(&std::fs::read_to_string(&world.config).unwrap()).unwrap();
+            config["global_timeout"] = json!(2);
+            std::fs::write(&world.config, config.to_string()).unwrap();
+        }
+        let started = Instant::now();
+        let child = world.spawn();
+        let tree = Tree::watch(child.id());
+        if let Some(sig) = signal {
+            assert!(wait_until(Duration::from_secs(30), || !tree.find("qemu-system").is_empty()));
+            std::thread::sleep(Duration::from_millis(700));
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(child.id() as i32, sig) };
+        }
+        let run = world.finish(child, started);
+        tree.assert_none_left(&["qemu-system", "vde_switch"]);
+        assert_eq!(run.status.code(), Some(code), "output above");
+        assert!(run.elapsed < Duration::from_secs(20), "took {:?}", run.elapsed);
+        let error = run.report["error"].as_str().unwrap_or_default();
+        assert!(error.contains("while starting node(s) machine ("), "the phase is named: {error}");
+        assert_eq!(statuses(&run.report), ["skipped"]);
+    }
+}
