@@ -472,6 +472,28 @@ impl<'a> ScriptGen<'a> {
                 };
                 out.push(format!("{node}.copy_from_vm({}{target})", python_string(source)));
             }
+            Action::CopyFromHost { source, target } => {
+                // Relative sources are computed (`"${self}/tests/vm/…"`) by the parse.
+                if !is_placeholder(source) && !source.starts_with(crate::spec::names::STORE_DIR) {
+                    return Err(CodegenError::Unsupported {
+                        location: loc,
+                        message: format!("copyFromHost source {} is not a store path", python_string(source)),
+                    });
+                }
+                if !is_shell_safe(target) || !target.starts_with('/') {
+                    return Err(unsupported(&loc, "copyFromHost target", target, SHELL_SAFE_CHARS));
+                }
+                out.push(format!(
+                    "{node}.copy_from_host({}, {})",
+                    python_string(source),
+                    python_string(target)
+                ));
+            }
+            Action::ForwardPort { host_port, guest_port } => out.push(format!(
+                "{node}.forward_port({}, {})",
+                python_num(*host_port, |p| p.to_string()),
+                python_num(*guest_port, |p| p.to_string())
+            )),
             Action::Screenshot { name } => {
                 if !is_shell_safe(name) {
                     return Err(unsupported(&loc, "screenshot name", name, SHELL_SAFE_CHARS));

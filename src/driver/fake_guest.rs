@@ -23,6 +23,7 @@ use crate::spec::{Action, Expect, Step};
 
 mod captures;
 mod faults;
+mod host;
 mod survivors;
 mod units;
 

@@ -220,6 +220,21 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         target_dir: Option<String>,
     },
+    /// Copies a host file or directory to `target` in the guest (the stock
+    /// `copy_from_host`). In a description the source is a path relative to
+    /// the description's directory or a store path Nix computes; in the plan
+    /// and the script it is the store path.
+    CopyFromHost {
+        source: String,
+        target: String,
+    },
+    /// Forwards host TCP port `hostPort` to `guestPort` in the guest
+    /// through QEMU's user network (the stock `forward_port`).
+    ForwardPort {
+        host_port: Num<u16>,
+        #[serde(default = "default_guest_port")]
+        guest_port: Num<u16>,
+    },
     Screenshot {
         name: String,
     },
@@ -277,6 +292,11 @@ pub enum Action {
 /// `nixos/lib/test-driver/src/test_driver/machine/__init__.py` at
 /// 019697db058b6738eda0cb2cdcc9f5c014c914cb).
 pub const STOCK_EXECUTE_TIMEOUT: f64 = 900.0;
+
+/// The stock `forward_port`'s default guest port.
+fn default_guest_port() -> Num<u16> {
+    Num::Lit(80)
+}
 
 fn default_status() -> Num<u16> {
     Num::Lit(200)
@@ -369,6 +389,8 @@ impl Action {
             Action::Block => "block",
             Action::Unblock => "unblock",
             Action::CopyFromVm { .. } => "copyFromVm",
+            Action::CopyFromHost { .. } => "copyFromHost",
+            Action::ForwardPort { .. } => "forwardPort",
             Action::Screenshot { .. } => "screenshot",
             Action::SendKeys { .. } => "sendKeys",
             Action::SendChars { .. } => "sendChars",
@@ -417,7 +439,8 @@ impl Action {
             Action::Succeed { .. } | Action::Execute { .. } | Action::Fail { .. } | Action::Http { .. } => {
                 Some(120.0)
             }
-            Action::CopyFromVm { .. } | Action::Screenshot { .. } => Some(60.0),
+            Action::CopyFromVm { .. } | Action::CopyFromHost { .. } | Action::Screenshot { .. } => Some(60.0),
+            Action::ForwardPort { .. } => Some(30.0),
             // The stock methods take no timeout: `execute`'s default bounds them.
             Action::Systemctl { .. }
             | Action::RequireUnitState { .. }
@@ -479,6 +502,8 @@ pub const ACTION_KEYS: &[&str] = &[
     "block",
     "unblock",
     "copyFromVm",
+    "copyFromHost",
+    "forwardPort",
     "screenshot",
     "sendKeys",
     "sendChars",

@@ -50,6 +50,8 @@
     # { block = true; }
     # { unblock = true; }
     # { copyFromVm = "/var/log/app.log"; targetDir = "logs"; }
+    # { copyFromHost = "files/app.conf"; target = "/etc/app/app.conf"; }  # next to this file, or a store path
+    # { forwardPort = 8080; guestPort = 80; }  # host port 8080 to the node's port 80 (QEMU user network)
     # { screenshot = "after-login"; }
     # { waitUntilTtyMatches = "login: "; tty = 1; }   # what virtual console 1 shows
     # { sendChars = "root\n"; }                       # typed on the keyboard

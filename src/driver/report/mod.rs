@@ -141,6 +141,10 @@ pub fn describe(step: &Step) -> String {
         Action::Block => "blocking the first VLAN interface".to_owned(),
         Action::Unblock => "unblocking the first VLAN interface".to_owned(),
         Action::CopyFromVm { source, .. } => format!("copying {source} from the VM"),
+        Action::CopyFromHost { source, target } => format!("copying {source} to {target} in the VM"),
+        Action::ForwardPort { host_port, guest_port } => {
+            format!("forwarding host port {host_port} to guest port {guest_port}")
+        }
         Action::Screenshot { name } => format!("making screenshot {name}"),
         // The stock log lines of send_key/send_chars, wait_until_tty_matches,
         // wait_for_text, wait_for_x and wait_for_window.

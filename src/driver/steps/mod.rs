@@ -193,6 +193,11 @@ fn run_on_node(
         Action::Block => run.monitor_quiet("set_link virtio-net-pci.1 off").map(|()| run.m.note_link(false)),
         Action::Unblock => run.monitor_quiet("set_link virtio-net-pci.1 on").map(|()| run.m.note_link(true)),
         Action::CopyFromVm { source, target_dir } => run.copy_from_vm(source, target_dir.as_deref(), out_dir),
+        Action::CopyFromHost { source, target } => run.copy_from_host(source, target),
+        Action::ForwardPort { host_port, guest_port } => {
+            let (host, guest) = (evaluated(*host_port)?, evaluated(*guest_port)?);
+            run.forward_port(host, guest)
+        }
         Action::Screenshot { name } => run.screenshot(name, out_dir),
         Action::SendKeys { keys } => run.send_keys(keys.iter().map(String::as_str)),
         Action::SendChars { chars } => run.send_chars(chars),

@@ -99,6 +99,9 @@ impl Conv<'_> {
             ShellWord::CopySource => {
                 ("unsafe_path", "`copyFromVm` path", "`copyFromVm = \"/var/log/syshc.log\";`")
             }
+            ShellWord::CopyTarget => {
+                ("unsafe_path", "`copyFromHost` target", "`target = \"/etc/app/config.toml\";`")
+            }
             ShellWord::Screenshot => {
                 ("unsafe_screenshot_name", "screenshot name", "`screenshot = \"login-screen\";`")
             }

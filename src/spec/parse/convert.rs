@@ -59,6 +59,8 @@ pub(super) enum ShellWord {
     CopySource,
     /// `screenshot` (`pnmtopng … > <name>`).
     Screenshot,
+    /// The guest path `copyFromHost` writes (`cp -r … <target>`).
+    CopyTarget,
 }
 
 /// A character for a label: visible characters in backquotes, others
@@ -98,6 +100,9 @@ pub(super) struct Conv<'a> {
     pub(super) isolate_names: BTreeMap<String, Span>,
     /// Names of the explicit `snapshot` steps, with the span of each name.
     pub(super) snapshot_names: Vec<(String, Span)>,
+    /// The description's directory relative to the flake root (`tests/vm`),
+    /// where `copyFromHost` sources are.
+    pub(super) dir: String,
 }
 
 impl<'a> Conv<'a> {
@@ -111,6 +116,7 @@ impl<'a> Conv<'a> {
             source,
             isolate_names: BTreeMap::new(),
             snapshot_names: Vec::new(),
+            dir: String::new(),
         }
     }
 }
@@ -145,6 +151,7 @@ pub(super) fn convert<'a>(
         }
     };
     let mut c = Conv::new(diags, source);
+    c.dir = rel_path.parent().map(|d| d.to_string_lossy().into_owned()).unwrap_or_default();
     let stem = rel_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let mut spec = TestSpec {
         name: stem.clone(),
@@ -420,7 +427,7 @@ impl Conv<'_> {
         }
     }
 
-    fn push_computed(
+    pub(super) fn push_computed(
         &mut self,
         expr: &str,
         ty: ComputedType,

@@ -102,6 +102,8 @@ pub const STEP_SIBLINGS: &[(&str, &[&str])] = &[
     ("capture", &["succeed", "waitUntilSucceeds", "execute", "systemctl"]),
     ("state", &["requireUnitState"]),
     ("targetDir", &["copyFromVm"]),
+    ("target", &["copyFromHost"]),
+    ("guestPort", &["forwardPort"]),
     ("steps", &["subtest"]),
     ("isolate", &["subtest"]),
     ("tty", &["waitUntilTtyMatches"]),

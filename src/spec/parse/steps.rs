@@ -269,6 +269,8 @@ impl Conv<'_> {
         let action = match key {
             "http" => self.http(&e.value)?,
             "copyFromVm" => self.copy_from_vm(e, sibling)?,
+            "copyFromHost" => self.copy_from_host(e, sibling)?,
+            "forwardPort" => self.forward_port(e, sibling)?,
             "screenshot" => self.screenshot(e)?,
             "sleep" => self.sleep(e)?,
             "python" => Action::Python { code: self.str(&e.value, "`python`")? },
