@@ -91,6 +91,13 @@ impl Pack {
     pub fn get(&self, key: &Key) -> Option<&[u8]> {
         self.index.get(key).map(|r| &self.bytes[r.clone()])
     }
+    /// Where the record of `key` is in [`Pack::bytes`].
+    pub fn range(&self, key: &Key) -> Option<Range<usize>> {
+        self.index.get(key).cloned()
+    }
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
     pub fn len(&self) -> usize {
         self.index.len()
     }
@@ -151,15 +158,22 @@ impl Store {
     /// Replaces the pack at `path` (which must be in this store's
     /// directory) with `records`, then keeps the directory within bounds.
     pub fn write(&self, path: &Path, records: &[(Key, &[u8])]) -> std::io::Result<()> {
-        let bytes = encode(&self.identity, records);
-        if bytes.len() as u64 > MAX_PACK_BYTES {
+        if pack_size(&self.identity, records) as u64 > MAX_PACK_BYTES {
             // Too large to keep: drop the old one rather than leave it stale.
             let _ = std::fs::remove_file(path);
             return Ok(());
         }
         create_private_dir(&self.dir)?;
         let mut tmp = tempfile::Builder::new().prefix(crate::fsutil::TEMP_PREFIX).tempfile_in(&self.dir)?;
-        tmp.write_all(&bytes)?;
+        // Written and hashed as it goes: no second copy of megabytes.
+        {
+            let buffered = std::io::BufWriter::with_capacity(256 << 10, tmp.as_file_mut());
+            let mut out = HashingWriter { out: buffered, hash: blake3::Hasher::new() };
+            encode(&mut out, &self.identity, records)?;
+            let hash = out.hash.finalize();
+            let file = out.out.into_inner().map_err(|e| e.into_error())?;
+            file.write_all(hash.as_bytes())?;
+        }
         // No fsync: a pack cut short by a crash fails its hash and is rebuilt.
         tmp.persist(path).map_err(|e| e.error)?;
         self.evict(path);
@@ -251,30 +265,48 @@ fn read_regular(path: &Path) -> Result<Vec<u8>, Rejected> {
 }
 
 /// Layout: magic, schema (u32 LE), identity (u32 length + bytes), record
-/// count (u32), records (key, u32 length, bytes), BLAKE3 of all before.
-fn encode(identity: &str, records: &[(Key, &[u8])]) -> Vec<u8> {
-    let size = MAGIC.len()
+/// count (u32), records (key, u32 length, bytes), then (written by the
+/// caller) BLAKE3 of all before.
+fn encode(out: &mut impl Write, identity: &str, records: &[(Key, &[u8])]) -> std::io::Result<()> {
+    out.write_all(MAGIC)?;
+    out.write_all(&SCHEMA.to_le_bytes())?;
+    put_bytes(out, identity.as_bytes())?;
+    out.write_all(&(records.len() as u32).to_le_bytes())?;
+    for (key, record) in records {
+        out.write_all(key)?;
+        put_bytes(out, record)?;
+    }
+    Ok(())
+}
+
+fn pack_size(identity: &str, records: &[(Key, &[u8])]) -> usize {
+    MAGIC.len()
         + 12
         + identity.len()
         + records.iter().map(|(_, r)| HASH_BYTES + 4 + r.len()).sum::<usize>()
-        + HASH_BYTES;
-    let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&SCHEMA.to_le_bytes());
-    put_bytes(&mut out, identity.as_bytes());
-    out.extend_from_slice(&(records.len() as u32).to_le_bytes());
-    for (key, record) in records {
-        out.extend_from_slice(key);
-        put_bytes(&mut out, record);
-    }
-    let hash = blake3::hash(&out);
-    out.extend_from_slice(hash.as_bytes());
-    out
+        + HASH_BYTES
 }
 
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-    out.extend_from_slice(bytes);
+fn put_bytes(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
+    out.write_all(&(bytes.len() as u32).to_le_bytes())?;
+    out.write_all(bytes)
+}
+
+/// Hashes what it passes on.
+struct HashingWriter<W> {
+    out: W,
+    hash: blake3::Hasher,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// Checks a pack and indexes its records.
@@ -365,7 +397,8 @@ impl Writer {
         self.out.extend_from_slice(&v.to_le_bytes());
     }
     pub fn bytes(&mut self, v: &[u8]) {
-        put_bytes(&mut self.out, v);
+        self.u32(v.len() as u32);
+        self.out.extend_from_slice(v);
     }
     pub fn str(&mut self, v: &str) {
         self.bytes(v.as_bytes());

@@ -255,6 +255,37 @@ pub fn replace_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether the file at `path` holds exactly `bytes` (false when it does
+/// not exist), read in small pieces: the generated file can be tens of
+/// megabytes, and `check` usually finds it up to date.
+pub fn same_contents(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+    use std::io::Read;
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if file.metadata()?.len() != bytes.len() as u64 {
+        return Ok(false);
+    }
+    let mut buf = vec![0u8; 64 << 10];
+    let mut rest = bytes;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(rest.is_empty());
+        }
+        if n > rest.len() || buf[..n] != rest[..n] {
+            return Ok(false);
+        }
+        rest = &rest[n..];
+    }
+}
+
 /// Prefix of every temporary file this crate makes next to a file it
 /// replaces: generated projects' `.gitignore` lists `.nixvm-tmp*`, and the
 /// next run removes leftovers of a killed one ([`remove_stale_temporaries`]).

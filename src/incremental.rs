@@ -55,9 +55,17 @@ struct Unit {
     head: Option<TestHead>,
     /// Parsed in this run (with implicit nodes filled in).
     spec: Option<TestSpec>,
-    block: Option<TestBlock>,
+    block: Option<Block>,
     /// The record came from the pack and nothing was added to it.
     reused: bool,
+}
+
+/// A unit's block: where it is in the pack (checked to be UTF-8 when the
+/// record was read; not copied, the pack is most of the file), or rendered
+/// in this run.
+enum Block {
+    Packed { range: std::ops::Range<usize>, evaluated: bool },
+    Fresh(TestBlock),
 }
 
 /// How much was reused, for `--verbose`.
@@ -91,9 +99,16 @@ pub fn load(config: &Config, store: Option<Store>) -> Result<Run, ProjectError> 
         let text = project::read_description(config, &rel)?;
         let key = unit_key(&context, &rel, &text);
         let file = sources.add(rel.clone(), text);
-        let record = pack.get(&key).and_then(|bytes| decode(bytes, file, sources.text(file)));
+        let record = pack.range(&key).and_then(|at| {
+            let (head, block) = decode(&pack.bytes()[at.clone()], file, sources.text(file))?;
+            let block = block.map(|(range, evaluated)| Block::Packed {
+                range: at.start + range.start..at.start + range.end,
+                evaluated,
+            });
+            Some((head, block))
+        });
         let reused = record.is_some();
-        let (head, block) = record.unwrap_or_default();
+        let (head, block) = record.unwrap_or((None, None));
         units.push(Unit { key, file, rel, diagnosed: false, head, spec: None, block, reused });
     }
     let todo: Vec<usize> = (0..units.len()).filter(|&i| !units[i].reused).collect();
@@ -158,7 +173,8 @@ impl Run {
                             .to_string(),
                     });
                 };
-                unit.block = Some(model::test_block(spec, &self.flake, &self.sources, &settings)?);
+                unit.block =
+                    Some(Block::Fresh(model::test_block(spec, &self.flake, &self.sources, &settings)?));
                 unit.reused = false;
             }
         }
@@ -166,11 +182,28 @@ impl Run {
             .iter()
             .filter_map(|&i| {
                 let unit = &self.units[i];
-                let (head, block) = (unit.head.as_ref()?, unit.block.as_ref()?);
-                Some(Entry { name: &head.name, file: &head.file, systems: head.systems.as_deref(), block })
+                let head = unit.head.as_ref()?;
+                let (text, evaluated) = self.block_text(unit.block.as_ref()?);
+                Some(Entry {
+                    name: &head.name,
+                    file: &head.file,
+                    systems: head.systems.as_deref(),
+                    text,
+                    evaluated,
+                })
             })
             .collect();
         crate::codegen::render_file(&settings, &entries, hydra_jobs)
+    }
+
+    fn block_text<'a>(&'a self, block: &'a Block) -> (&'a str, bool) {
+        match block {
+            // Checked when the record was read; an empty text cannot happen.
+            Block::Packed { range, evaluated } => {
+                (std::str::from_utf8(&self.pack.bytes()[range.clone()]).unwrap_or_default(), *evaluated)
+            }
+            Block::Fresh(b) => (&b.text, b.evaluated),
+        }
     }
 
     /// Parses again the units among `order` whose record has no block.
@@ -208,7 +241,10 @@ impl Run {
             .filter(|u| !u.diagnosed)
             .map(|u| match self.pack.get(&u.key).filter(|_| u.reused) {
                 Some(bytes) => (u.key, std::borrow::Cow::Borrowed(bytes)),
-                None => (u.key, std::borrow::Cow::Owned(encode(u.head.as_ref(), u.block.as_ref()))),
+                None => {
+                    let block = u.block.as_ref().map(|b| self.block_text(b));
+                    (u.key, std::borrow::Cow::Owned(encode(u.head.as_ref(), block)))
+                }
             })
             .collect();
         let unchanged = self.pack.rejected.is_none()
@@ -260,12 +296,12 @@ const EVALUATED: u8 = 4;
 
 /// A unit's record: flags, the head (spans as offsets into its own file),
 /// the block.
-fn encode(head: Option<&TestHead>, block: Option<&TestBlock>) -> Vec<u8> {
+fn encode(head: Option<&TestHead>, block: Option<(&str, bool)>) -> Vec<u8> {
     let mut w = Writer::default();
     let block = block.filter(|_| head.is_some());
     let flags = head.map_or(0, |_| HAS_HEAD)
         | block.map_or(0, |_| HAS_BLOCK)
-        | block.map_or(0, |b| if b.evaluated { EVALUATED } else { 0 });
+        | block.map_or(0, |(_, evaluated)| if evaluated { EVALUATED } else { 0 });
     w.u8(flags);
     let span = |w: &mut Writer, s: Option<Span>| match s {
         Some(s) => {
@@ -300,16 +336,20 @@ fn encode(head: Option<&TestHead>, block: Option<&TestBlock>) -> Vec<u8> {
             None => w.u8(0),
         }
     }
-    if let Some(b) = block {
-        w.str(&b.text);
+    if let Some((text, _)) = block {
+        w.str(text);
     }
     w.out
 }
 
+/// A record read back: the head, and where the block's text is in the
+/// record (with its `evaluated` flag).
+type Decoded = (Option<TestHead>, Option<(std::ops::Range<usize>, bool)>);
+
 /// Reads a record back for the unit at `file`; `None` (the unit is parsed
 /// again) when anything is out of place: spans must lie in the file's text
-/// on character boundaries.
-fn decode(bytes: &[u8], file: FileId, text: &str) -> Option<(Option<TestHead>, Option<TestBlock>)> {
+/// on character boundaries, the block must be UTF-8.
+fn decode(bytes: &[u8], file: FileId, text: &str) -> Option<Decoded> {
     let mut r = Reader::new(bytes);
     let flags = r.u8()?;
     if flags & !(HAS_HEAD | HAS_BLOCK | EVALUATED) != 0 || (flags & HAS_HEAD == 0 && flags != 0) {
@@ -360,7 +400,8 @@ fn decode(bytes: &[u8], file: FileId, text: &str) -> Option<(Option<TestHead>, O
         None
     };
     let block = if flags & HAS_BLOCK != 0 {
-        Some(TestBlock { text: r.str()?.to_string(), evaluated: flags & EVALUATED != 0 })
+        let block = r.str()?;
+        Some((r.pos - block.len()..r.pos, flags & EVALUATED != 0))
     } else {
         None
     };
@@ -387,9 +428,14 @@ mod tests {
     fn records_round_trip() {
         let text = "{ name = \"t\"; }";
         let block = TestBlock { text: "    t =\n      pkgs: x;".into(), evaluated: true };
-        for (h, b) in [(Some(head()), Some(block.clone())), (Some(head()), None), (None, None)] {
-            let bytes = encode(h.as_ref(), b.as_ref());
-            assert_eq!(decode(&bytes, FileId(3), text), Some((h, b)));
+        for (h, b) in [(Some(head()), Some(&block)), (Some(head()), None), (None, None)] {
+            let bytes = encode(h.as_ref(), b.map(|b| (b.text.as_str(), b.evaluated)));
+            let (head, packed) = decode(&bytes, FileId(3), text).expect("decodes");
+            let block = packed.map(|(range, evaluated)| TestBlock {
+                text: String::from_utf8(bytes[range].to_vec()).unwrap(),
+                evaluated,
+            });
+            assert_eq!((head, block.as_ref()), (h, b));
         }
     }
 

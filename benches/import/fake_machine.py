@@ -61,6 +61,9 @@ SIGNATURES = {
     "wait_for_x": [("timeout", 900)],
     "wait_for_window": [("regexp", None), ("timeout", 900)],
     "require_unit_state": [("unit", None), ("require_state", "active")],
+    "copy_from_host": [("source", None), ("target", None)],
+    "wait_for_open_unix_socket": [("addr", None), ("is_datagram", False), ("timeout", 900)],
+    "forward_port": [("host_port", 8080), ("guest_port", 80)],
     "get_unit_info": [("unit", None), ("user", None)],
 }
 # Stock methods that are one `execute` of a systemctl command (BaseMachine

@@ -510,13 +510,13 @@ fn generate(g: &GlobalArgs, config: &Config) -> anyhow::Result<i32> {
         return Ok(exit_codes::INVALID_INPUT);
     };
     let path = config.output_path();
-    let old = std::fs::read(&path).ok();
-    if old.as_deref() == Some(text.as_bytes()) {
+    if crate::fsutil::same_contents(&path, text.as_bytes()).unwrap_or(false) {
         if !g.quiet {
             say!("{} is up to date", shown(&path).display());
         }
         return Ok(exit_codes::OK);
     }
+    let old = std::fs::read(&path).ok();
     if let Some(old) = old.filter(|old| !old.is_empty() && !old.starts_with(GENERATED_MARKER.as_bytes())) {
         let first = String::from_utf8_lossy(&old)
             .lines()
@@ -612,13 +612,18 @@ fn check(g: &GlobalArgs, config: &Config) -> anyhow::Result<i32> {
         return Ok(exit_codes::INVALID_INPUT);
     };
     let path = config.output_path();
-    let old = match std::fs::read(&path) {
-        Ok(old) => old,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e).with_context(|| format!("failed to read {}", shown(&path).display())),
+    let read_error = |e: std::io::Error| {
+        anyhow::Error::new(e).context(format!("failed to read {}", shown(&path).display()))
+    };
+    let stale = !crate::fsutil::same_contents(&path, text.as_bytes()).map_err(read_error)?;
+    // The old text only for the diff (and the header check) of a stale file.
+    let old = match stale.then(|| std::fs::read(&path)) {
+        None => Vec::new(),
+        Some(Ok(old)) => old,
+        Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Some(Err(e)) => return Err(read_error(e)),
     };
     let name = shown(&config.output).display().to_string();
-    let stale = old != text.as_bytes();
     let diff = if stale {
         let old = String::from_utf8_lossy(&old);
         let diff = similar::TextDiff::from_lines(old.as_ref(), &text);

@@ -73,7 +73,8 @@ pub fn render_with(project: &Project, config: &Config, hydra_jobs: bool) -> Resu
             name: &spec.name,
             file: &spec.file,
             systems: spec.systems.as_deref(),
-            block,
+            text: &block.text,
+            evaluated: block.evaluated,
         })
         .collect();
     render_file(&settings, &entries, hydra_jobs)
@@ -91,8 +92,12 @@ pub fn render_file(
     if hydra_jobs {
         file = file.with_hydra_jobs();
     }
-    let mut text =
-        file.render().map_err(|source| CodegenError::Template { template: "codegen/checks.nix", source })?;
+    // One buffer of the right size: the blocks are most of the file, and
+    // growing a buffer of megabytes copies it and faults in fresh pages.
+    let capacity = 4096 + entries.iter().map(|e| e.text.len() + 160).sum::<usize>();
+    let mut text = String::with_capacity(capacity);
+    file.render_into(&mut text)
+        .map_err(|source| CodegenError::Template { template: "codegen/checks.nix", source })?;
     let trimmed = text.trim_end_matches('\n').len();
     text.truncate(trimmed);
     text.push('\n');

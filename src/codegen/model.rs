@@ -173,14 +173,17 @@ pub struct TestBlock {
     pub evaluated: bool,
 }
 
-/// What the file needs of one test besides its block.
+/// One test of the file: its block and what the file needs besides.
 pub struct Entry<'a> {
     pub name: &'a str,
     /// The description file, relative to the flake root.
     pub file: &'a Path,
     /// `None` means [`spec::DEFAULT_SYSTEMS`].
     pub systems: Option<&'a [String]>,
-    pub block: &'a TestBlock,
+    /// [`TestBlock::text`].
+    pub text: &'a str,
+    /// [`TestBlock::evaluated`].
+    pub evaluated: bool,
 }
 
 /// Lays out the file around the tests' blocks; `entries` are sorted by
@@ -208,7 +211,7 @@ pub fn assemble<'a>(settings: &'a Settings, entries: &[Entry<'a>]) -> ChecksFile
     let mut sources: Vec<String> = entries.iter().map(|e| e.file.display().to_string()).collect();
     sources.dedup();
     ChecksFile {
-        computed: entries.iter().any(|e| e.block.evaluated),
+        computed: entries.iter().any(|e| e.evaluated),
         version: env!("CARGO_PKG_VERSION"),
         sources: if sources.is_empty() {
             "no test descriptions".to_string()
@@ -216,7 +219,7 @@ pub fn assemble<'a>(settings: &'a Settings, entries: &[Entry<'a>]) -> ChecksFile
             comment_text(&sources.join(", "))
         },
         input_name: &settings.input_name,
-        tests: entries.iter().map(|e| e.block.text.as_str()).collect(),
+        tests: entries.iter().map(|e| e.text).collect(),
         systems: systems
             .into_iter()
             .map(|(system, tests)| SystemView { attr: nix_attr_name(system), tests })

@@ -279,6 +279,16 @@ impl<'a> ScriptGen<'a> {
                 let quoted = self.shell_quoted(path);
                 out.push(format!("{node}.wait_for_file({quoted}{timeout_arg})"));
             }
+            Action::WaitForOpenUnixSocket { path, datagram } => {
+                if !is_shell_safe(path) || path.starts_with('-') {
+                    return Err(unsupported(&loc, "socket path", path, SHELL_SAFE_CHARS));
+                }
+                let datagram = if *datagram { ", is_datagram=True" } else { "" };
+                out.push(format!(
+                    "{node}.wait_for_open_unix_socket({}{datagram}{timeout_arg})",
+                    python_string(path)
+                ));
+            }
             Action::WaitForConsoleText { regex } => {
                 out.push(format!("{node}.wait_for_console_text({}{timeout_arg})", python_string(regex)));
             }
@@ -452,6 +462,7 @@ impl<'a> ScriptGen<'a> {
                 out.push(format!("{node}.start({arg})"));
             }
             Action::Shutdown => out.push(format!("{node}.shutdown()")),
+            Action::WaitForShutdown => out.push(format!("{node}.wait_for_shutdown()")),
             Action::Crash => out.push(format!("{node}.crash()")),
             Action::Reboot => out.push(format!("{node}.reboot()")),
             Action::Block => out.push(format!("{node}.block()")),
@@ -472,6 +483,28 @@ impl<'a> ScriptGen<'a> {
                 };
                 out.push(format!("{node}.copy_from_vm({}{target})", python_string(source)));
             }
+            Action::CopyFromHost { source, target } => {
+                // Relative sources are computed (`"${self}/tests/vm/…"`) by the parse.
+                if !is_placeholder(source) && !source.starts_with(crate::spec::names::STORE_DIR) {
+                    return Err(CodegenError::Unsupported {
+                        location: loc,
+                        message: format!("copyFromHost source {} is not a store path", python_string(source)),
+                    });
+                }
+                if !is_shell_safe(target) || !target.starts_with('/') {
+                    return Err(unsupported(&loc, "copyFromHost target", target, SHELL_SAFE_CHARS));
+                }
+                out.push(format!(
+                    "{node}.copy_from_host({}, {})",
+                    python_string(source),
+                    python_string(target)
+                ));
+            }
+            Action::ForwardPort { host_port, guest_port } => out.push(format!(
+                "{node}.forward_port({}, {})",
+                python_num(*host_port, |p| p.to_string()),
+                python_num(*guest_port, |p| p.to_string())
+            )),
             Action::Screenshot { name } => {
                 if !is_shell_safe(name) {
                     return Err(unsupported(&loc, "screenshot name", name, SHELL_SAFE_CHARS));

@@ -174,7 +174,7 @@ impl Console {
                 ends.push((text.len(), abs));
                 text.push('\n');
             }
-            if let Some(m) = regex.find(&text) {
+            if let Some(m) = crate::spec::pattern::find(regex, &text) {
                 let after = ends.iter().find(|&&(e, _)| e >= m.end()).or(ends.last());
                 st.consumed = after.map_or(st.consumed, |&(_, abs)| abs + 1);
                 return Ok(ConsoleWait::Found(m.as_str().to_owned()));
@@ -274,6 +274,17 @@ mod tests {
         // Consumed: the same text is not found twice.
         let soon = Instant::now() + Duration::from_millis(50);
         assert_eq!(c.wait_for(&re, soon, &Abort::never()).unwrap(), ConsoleWait::TimedOut);
+    }
+
+    /// As in the stock driver, whose buffer ends with the last line's text,
+    /// `$` matches at the end of the last line (issue 11).
+    #[test]
+    fn dollar_matches_at_the_end_of_the_last_line() {
+        let c = Console::default();
+        c.push("machine login:".into());
+        let soon = Instant::now() + Duration::from_millis(50);
+        let re = Regex::new("login:$").unwrap();
+        assert_eq!(c.wait_for(&re, soon, &Abort::never()).unwrap(), ConsoleWait::Found("login:".into()));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use crate::spec::{Action, Expect, Step};
 
 mod captures;
 mod faults;
+mod host;
 mod survivors;
 mod units;
 
@@ -410,12 +411,14 @@ fn subtest(title: &str, steps: Vec<Step>) -> Step {
     Step { node: None, timeout: None, action: Action::Subtest { title: title.into(), steps }, span: None }
 }
 
-/// Runs `f` after a delay and returns when the condition became true.
+/// Runs `f` after a delay and returns the instant just before it ran: a
+/// waiter woken by `f` (a console line) may finish before `f` returns.
 fn later(delay: Duration, f: impl FnOnce() + Send + 'static) -> std::thread::JoinHandle<Instant> {
     std::thread::spawn(move || {
         std::thread::sleep(delay);
+        let at = Instant::now();
         f();
-        Instant::now()
+        at
     })
 }
 

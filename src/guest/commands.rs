@@ -45,6 +45,13 @@ pub fn probe_addr(addr: Option<&str>) -> String {
 /// Address probed when a port step names none.
 pub const DEFAULT_PROBE_ADDR: &str = "localhost";
 
+/// The probe behind `waitForOpenUnixSocket`: the stock
+/// `wait_for_open_unix_socket`'s `nc -z -U <path>` (`-uU` for a datagram
+/// socket), the path unquoted there and checked to need no quoting here.
+pub fn unix_socket_probe_command(path: &str, datagram: bool) -> String {
+    format!("nc -z {} {path}", if datagram { "-uU" } else { "-U" })
+}
+
 /// The probe behind `waitForFile` (the stock driver runs `test -e <path>`
 /// unquoted; the script passes the quoted path, see [`port_probe_command`]).
 pub fn file_probe_command(path: &str) -> String {

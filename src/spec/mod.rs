@@ -124,6 +124,13 @@ pub enum Action {
     WaitForFile {
         path: String,
     },
+    /// Something listens on the UNIX-domain socket at `path` (stream, or
+    /// datagram with `datagram`; the stock `wait_for_open_unix_socket`).
+    WaitForOpenUnixSocket {
+        path: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        datagram: bool,
+    },
     /// A regular expression searched in the serial console output.
     WaitForConsoleText {
         regex: String,
@@ -211,6 +218,9 @@ pub enum Action {
     },
     Start,
     Shutdown,
+    /// Waits until the node powers off by itself (the stock
+    /// `wait_for_shutdown`; `shutdown` starts the power-off too).
+    WaitForShutdown,
     Crash,
     Reboot,
     Block,
@@ -219,6 +229,21 @@ pub enum Action {
         source: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         target_dir: Option<String>,
+    },
+    /// Copies a host file or directory to `target` in the guest (the stock
+    /// `copy_from_host`). In a description the source is a path relative to
+    /// the description's directory or a store path Nix computes; in the plan
+    /// and the script it is the store path.
+    CopyFromHost {
+        source: String,
+        target: String,
+    },
+    /// Forwards host TCP port `hostPort` to `guestPort` in the guest
+    /// through QEMU's user network (the stock `forward_port`).
+    ForwardPort {
+        host_port: Num<u16>,
+        #[serde(default = "default_guest_port")]
+        guest_port: Num<u16>,
     },
     Screenshot {
         name: String,
@@ -277,6 +302,11 @@ pub enum Action {
 /// `nixos/lib/test-driver/src/test_driver/machine/__init__.py` at
 /// 019697db058b6738eda0cb2cdcc9f5c014c914cb).
 pub const STOCK_EXECUTE_TIMEOUT: f64 = 900.0;
+
+/// The stock `forward_port`'s default guest port.
+fn default_guest_port() -> Num<u16> {
+    Num::Lit(80)
+}
 
 fn default_status() -> Num<u16> {
     Num::Lit(200)
@@ -350,6 +380,7 @@ impl Action {
             Action::WaitForOpenPort { .. } => "waitForOpenPort",
             Action::WaitForClosedPort { .. } => "waitForClosedPort",
             Action::WaitForFile { .. } => "waitForFile",
+            Action::WaitForOpenUnixSocket { .. } => "waitForOpenUnixSocket",
             Action::WaitForConsoleText { .. } => "waitForConsoleText",
             Action::Succeed { .. } => "succeed",
             Action::Fail { .. } => "fail",
@@ -364,11 +395,14 @@ impl Action {
             Action::Http { .. } => "http",
             Action::Start => "start",
             Action::Shutdown => "shutdown",
+            Action::WaitForShutdown => "waitForShutdown",
             Action::Crash => "crash",
             Action::Reboot => "reboot",
             Action::Block => "block",
             Action::Unblock => "unblock",
             Action::CopyFromVm { .. } => "copyFromVm",
+            Action::CopyFromHost { .. } => "copyFromHost",
+            Action::ForwardPort { .. } => "forwardPort",
             Action::Screenshot { .. } => "screenshot",
             Action::SendKeys { .. } => "sendKeys",
             Action::SendChars { .. } => "sendChars",
@@ -406,6 +440,8 @@ impl Action {
             | Action::WaitForOpenPort { .. }
             | Action::WaitForClosedPort { .. }
             | Action::WaitForFile { .. }
+            | Action::WaitForOpenUnixSocket { .. }
+            | Action::WaitForShutdown
             | Action::WaitForConsoleText { .. }
             | Action::WaitUntilSucceeds { .. }
             | Action::WaitUntilFails { .. }
@@ -417,7 +453,8 @@ impl Action {
             Action::Succeed { .. } | Action::Execute { .. } | Action::Fail { .. } | Action::Http { .. } => {
                 Some(120.0)
             }
-            Action::CopyFromVm { .. } | Action::Screenshot { .. } => Some(60.0),
+            Action::CopyFromVm { .. } | Action::CopyFromHost { .. } | Action::Screenshot { .. } => Some(60.0),
+            Action::ForwardPort { .. } => Some(30.0),
             // The stock methods take no timeout: `execute`'s default bounds them.
             Action::Systemctl { .. }
             | Action::RequireUnitState { .. }
@@ -458,6 +495,7 @@ pub const ACTION_KEYS: &[&str] = &[
     "waitForOpenPort",
     "waitForClosedPort",
     "waitForFile",
+    "waitForOpenUnixSocket",
     "waitForConsoleText",
     "succeed",
     "fail",
@@ -474,11 +512,14 @@ pub const ACTION_KEYS: &[&str] = &[
     "restore",
     "start",
     "shutdown",
+    "waitForShutdown",
     "crash",
     "reboot",
     "block",
     "unblock",
     "copyFromVm",
+    "copyFromHost",
+    "forwardPort",
     "screenshot",
     "sendKeys",
     "sendChars",

@@ -170,6 +170,16 @@ pub fn is_blank_command(command: &str) -> bool {
 pub const ACTIVE_STATES: &[&str] =
     &["active", "reloading", "inactive", "failed", "activating", "deactivating", "maintenance", "refreshing"];
 
+/// The Nix store, with the slash that follows it.
+pub const STORE_DIR: &str = "/nix/store/";
+
+/// A store path without `.` or `..` components, as a POSIX extended
+/// regular expression for the evaluation-time check of a computed
+/// `copyFromHost` source (`builtins.match`): the host side of a test runs in
+/// the build sandbox, where only store paths exist.
+pub const STORE_PATH_PATTERN: &str =
+    "/nix/store/[0-9a-z]{32}-[^/]+(/([^/.][^/]*|[.][^/.][^/]*|[.][.][^/]+))*";
+
 #[cfg(test)]
 mod tests {
     use super::*;

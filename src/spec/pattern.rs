@@ -52,6 +52,11 @@ pub fn is_match(re: &regex::Regex, text: &str) -> bool {
     re.is_match(text) || text.strip_suffix('\n').is_some_and(|t| re.is_match(t))
 }
 
+/// [`is_match`] that returns the match (the console wait needs its end).
+pub fn find<'t>(re: &regex::Regex, text: &'t str) -> Option<regex::Match<'t>> {
+    re.find(text).or_else(|| text.strip_suffix('\n').and_then(|t| re.find(t)))
+}
+
 fn first_line(s: &str) -> &str {
     s.lines().rev().find(|l| l.starts_with("error:")).unwrap_or_else(|| s.lines().next().unwrap_or(s))
 }
@@ -454,6 +459,7 @@ mod tests {
         assert!(!is_match(&re, "active\n\n") && !is_match(&re, "active\nx"));
         let multi = regex::Regex::new("(?m)^a$").unwrap();
         assert!(is_match(&multi, "b\na\nc"));
+        assert_eq!(find(&re, "active\n").map(|m| m.end()), Some(6));
     }
 
     #[test]

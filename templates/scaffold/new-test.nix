@@ -26,6 +26,7 @@
     # { waitForOpenPort = 80; addr = "127.0.0.1"; }
     # { waitForClosedPort = 80; }
     # { waitForFile = "/run/app/ready"; }
+    # { waitForOpenUnixSocket = "/run/app/app.sock"; }  # `datagram = true;` for a datagram socket
     # { waitForConsoleText = "login:"; }
     # { succeed = "systemctl is-active nginx"; expect.contains = "active"; }
     # { succeed = "cat /etc/hostname"; expect.equals = "{{ first_node }}"; }
@@ -45,11 +46,14 @@
     # { restore = "booted"; }   # every node back to that state, in about a second
     # { start = true; }  # or `start = "<node>";` instead of `node`
     # { shutdown = true; }
+    # { waitForShutdown = true; }  # after a power-off the node starts itself
     # { crash = true; }
     # { reboot = true; }
     # { block = true; }
     # { unblock = true; }
     # { copyFromVm = "/var/log/app.log"; targetDir = "logs"; }
+    # { copyFromHost = "files/app.conf"; target = "/etc/app/app.conf"; }  # next to this file, or a store path
+    # { forwardPort = 8080; guestPort = 80; }  # host port 8080 to the node's port 80 (QEMU user network)
     # { screenshot = "after-login"; }
     # { waitUntilTtyMatches = "login: "; tty = 1; }   # what virtual console 1 shows
     # { sendChars = "root\n"; }                       # typed on the keyboard

@@ -117,6 +117,46 @@ def serve_qmp(path):
     threading.Thread(target=loop, daemon=True).start()
 
 
+def forward(host_port, guest_port):
+    """Listens on 127.0.0.1:host_port and relays each connection to
+    127.0.0.1:guest_port; False when the port is taken."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        srv.bind(("127.0.0.1", host_port))
+    except OSError:
+        return False
+    srv.listen(8)
+
+    def pipe(a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                b.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def loop():
+        while True:
+            conn, _ = srv.accept()
+            try:
+                up = socket.create_connection(("127.0.0.1", guest_port))
+            except OSError:
+                conn.close()
+                continue
+            threading.Thread(target=pipe, args=(conn, up), daemon=True).start()
+            threading.Thread(target=pipe, args=(up, conn), daemon=True).start()
+
+    threading.Thread(target=loop, daemon=True).start()
+    return True
+
+
 def serve_monitor(path):
     mon = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     mon.connect(path)
@@ -140,6 +180,12 @@ def serve_monitor(path):
                 mon.sendall(out.encode() + b"(qemu) ")
                 time.sleep(0.1)
                 die(0)  # like QEMU with -no-reboot
+            if cmd.startswith("hostfwd_add tcp::"):
+                # QEMU's user network forwards a host port to the guest's; the
+                # fake guest is this host, so to the local port.
+                host, guest = cmd[len("hostfwd_add tcp::"):].split("-:", 1)
+                if not forward(int(host), int(guest)):
+                    out += "Could not set up host forwarding rule '" + cmd.split(" ", 1)[1] + "'\r\n"
             if cmd.startswith("screendump "):
                 with open(cmd.split(" ", 1)[1], "w") as ppm:
                     ppm.write("P3\n1 1\n255\n255 0 0\n")

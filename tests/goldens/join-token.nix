@@ -98,50 +98,51 @@ let
 
             start_all()
 
-            # tests/vm/join-token.nix:16: waitForUnit
+            # tests/vm/join-token.nix:17: waitForUnit
             server.wait_for_unit("syshc.service", timeout=300)
 
-            # tests/vm/join-token.nix:17: waitForOpenPort
+            # tests/vm/join-token.nix:18: waitForOpenPort
             server.wait_for_open_port(3000, timeout=300)
 
-            # tests/vm/join-token.nix:18: subtest
+            # tests/vm/join-token.nix:19: subtest
             with subtest("the server issues a join token"):
-                # tests/vm/join-token.nix:21: succeed
+                # tests/vm/join-token.nix:22: succeed
                 out = server.succeed("syshc-admin issue-token --ttl 600", timeout=120)
-                assert re.search("^[0-9a-f]{32}[ \\t\\n\\r]*$", out) is not None, "%s: expected the output to match %r, got %r" % ("tests/vm/join-token.nix:21", "^[0-9a-f]{32}[ \\t\\n\\r]*$", out)
+                assert re.search("^[0-9a-f]{32}[ \\t\\n\\r]*$", out) is not None, "%s: expected the output to match %r, got %r" % ("tests/vm/join-token.nix:22", "^[0-9a-f]{32}[ \\t\\n\\r]*$", out)
                 capture(server.shared_dir, "TOKEN", out)
 
-            # tests/vm/join-token.nix:29: subtest
+            # tests/vm/join-token.nix:30: subtest
             with subtest("the client joins with it"):
-                # tests/vm/join-token.nix:32: waitForUnit
+                # tests/vm/join-token.nix:33: waitForUnit
                 client.wait_for_unit("network-online.target", timeout=300)
 
-                # tests/vm/join-token.nix:33: succeed
+                # tests/vm/join-token.nix:34: succeed
                 out = client.succeed("for __c in TOKEN; do IFS= read -r -d ''\'' $__c </tmp/shared/.nixvm-captures/$__c || :; export $__c; done; unset __c; curl --fail --silent --header \"Authorization: Bearer $TOKEN\" http://server:3000/api/join", timeout=120)
-                assert expect_json(json.loads("{\"name\":\"client\",\"roles\":[\"member\"],\"status\":\"joined\"}"), out), "%s: expected the output as JSON to contain %r, got %r" % ("tests/vm/join-token.nix:33", json.loads("{\"name\":\"client\",\"roles\":[\"member\"],\"status\":\"joined\"}"), out)
+                assert expect_json(json.loads("{\"name\":\"client\",\"roles\":[\"member\"],\"status\":\"joined\"}"), out), "%s: expected the output as JSON to contain %r, got %r" % ("tests/vm/join-token.nix:34", json.loads("{\"name\":\"client\",\"roles\":[\"member\"],\"status\":\"joined\"}"), out)
 
-            # tests/vm/join-token.nix:40: subtest
+            # tests/vm/join-token.nix:41: subtest
             with subtest("a wrong token is refused"):
-                # tests/vm/join-token.nix:43: execute
+                # tests/vm/join-token.nix:44: execute
                 status, out = client.execute("for __c in TOKEN; do IFS= read -r -d ''\'' $__c </tmp/shared/.nixvm-captures/$__c || :; export $__c; done; unset __c; curl --silent --output /dev/null --write-out '%{http_code}' --header \"Authorization: Bearer wrong\" http://server:3000/api/join", timeout=120)
-                assert out.rstrip("\n") == "401", "%s: expected the output to be %r, got %r" % ("tests/vm/join-token.nix:43", "401", out)
+                assert out.rstrip("\n") == "401", "%s: expected the output to be %r, got %r" % ("tests/vm/join-token.nix:44", "401", out)
 
-            # tests/vm/join-token.nix:50: subtest
+            # tests/vm/join-token.nix:51: subtest
             with subtest("membership survives a restart"):
-                # tests/vm/join-token.nix:53: succeed
-                server.succeed("for __c in TOKEN; do IFS= read -r -d ''\'' $__c </tmp/shared/.nixvm-captures/$__c || :; export $__c; done; unset __c; systemctl restart syshc.service", timeout=120)
+                # tests/vm/join-token.nix:54: systemctl
+                status, out = server.execute("for __c in TOKEN; do IFS= read -r -d ''\'' $__c </tmp/shared/.nixvm-captures/$__c || :; export $__c; done; unset __c; systemctl restart syshc.service", timeout=900)
+                assert status == 0, "%s: expected exit code %d, got %d (output: %r)" % ("tests/vm/join-token.nix:54", 0, status, out)
 
-                # tests/vm/join-token.nix:54: waitForOpenPort
+                # tests/vm/join-token.nix:55: waitForOpenPort
                 server.wait_for_open_port(3000, timeout=300)
 
-                # tests/vm/join-token.nix:55: succeed
+                # tests/vm/join-token.nix:56: succeed
                 out = client.succeed("for __c in TOKEN; do IFS= read -r -d ''\'' $__c </tmp/shared/.nixvm-captures/$__c || :; export $__c; done; unset __c; curl --fail --silent http://server:3000/api/members", timeout=120)
-                assert expect_json(json.loads("{\"members\":[{\"name\":\"client\"}]}"), out), "%s: expected the output as JSON to contain %r, got %r" % ("tests/vm/join-token.nix:55", json.loads("{\"members\":[{\"name\":\"client\"}]}"), out)
+                assert expect_json(json.loads("{\"members\":[{\"name\":\"client\"}]}"), out), "%s: expected the output as JSON to contain %r, got %r" % ("tests/vm/join-token.nix:56", json.loads("{\"members\":[{\"name\":\"client\"}]}"), out)
 
-                # tests/vm/join-token.nix:60: fail
+                # tests/vm/join-token.nix:61: fail
                 client.fail("for __c in TOKEN; do IFS= read -r -d ''\'' $__c </tmp/shared/.nixvm-captures/$__c || :; export $__c; done; unset __c; curl --silent http://server:3000/api/members | grep -qF -e \"$TOKEN\"", timeout=120)
 
-                # tests/vm/join-token.nix:61: succeed
+                # tests/vm/join-token.nix:62: succeed
                 out = server.succeed("for __c in TOKEN; do IFS= read -r -d ''\'' $__c </tmp/shared/.nixvm-captures/$__c || :; export $__c; done; unset __c; journalctl --unit syshc.service --boot", timeout=120)
                 failures: list[str] = []
                 if not ("issued a join token" in out):
@@ -152,7 +153,7 @@ let
                     failures.append("expected the output not to contain %r" % ("panic",))
                 if not ("unhandled" not in out):
                     failures.append("expected the output not to contain %r" % ("unhandled",))
-                assert not failures, "%s: %s; got %r" % ("tests/vm/join-token.nix:61", "; ".join(failures), out)
+                assert not failures, "%s: %s; got %r" % ("tests/vm/join-token.nix:62", "; ".join(failures), out)
           '';
           driver = lib.mkForce (
             nixvm-gen.lib.mkDriver {
@@ -246,10 +247,13 @@ let
                         steps = [
                           {
                             action = {
-                              succeed = { command = "systemctl restart syshc.service"; };
+                              systemctl = {
+                                expect = { exitCode = 0; };
+                                query = "restart syshc.service";
+                              };
                             };
                             node = "server";
-                            timeout = 120.0;
+                            timeout = 900.0;
                           }
                           {
                             action = { waitForOpenPort = { port = 3000; }; };

@@ -771,7 +771,7 @@ let
     let m = module {{ config.nodes = fakeNodes; lib = {{ }}; }};
     in {{ inherit (m) name testScript; nodes = builtins.attrNames m.nodes; }};
   checks = import (/. + {file}) {{
-    self = {{ nixosModules = {{ }}; }};
+    self = {{ nixosModules = {{ }}; outPath = "/nix/store/00000000000000000000000000000000-source"; }};
     nixpkgs.legacyPackages = builtins.listToAttrs (map
       (system: {{ name = system; value = {{
         testers = {{ inherit runNixOSTest; }};

@@ -159,3 +159,58 @@ fn non_regular_descriptions_are_refused() {
         assert_refused(&out, 2, "not a regular file");
     }
 }
+
+/// `check` parses up to 200 descriptions on its main thread (no worker to
+/// start): the deepest descriptions the limits accept must fit its default
+/// 8 MiB stack, in this (debug) build too. Each sits just inside one limit:
+/// brackets, an operator chain, `let` nesting, folding depth. The run ends in
+/// a verdict (valid, or a diagnostic), never a crash.
+#[test]
+fn descriptions_at_the_nesting_limits_fit_the_main_threads_stack() {
+    let dir =
+        flake_with(&std::fs::read_to_string(util::root().join("examples/health/flake.nix")).expect("read"));
+    let tests = dir.path().join("tests/vm");
+    let deep = [
+        (
+            "brackets",
+            format!(
+                "{{ nodes.m = {{ }}; steps = [ {{ sleep = 1; }} ] ++ {}[ ]{}; }}",
+                "(".repeat(95),
+                ")".repeat(95)
+            ),
+        ),
+        (
+            "chain",
+            format!(
+                "{{ nodes.m = {{ }}; steps = [ {{ succeed = {}; }} ]; }}",
+                vec!["\"a\""; 240].join(" + ")
+            ),
+        ),
+        (
+            "lets",
+            format!(
+                "{{ nodes.m = {{ }}; steps = {}[ {{ sleep = 1; }} ]{}; }}",
+                "let a = ".repeat(90),
+                "; in a".repeat(90)
+            ),
+        ),
+        ("fold", "let f = n: [ { sleep = 1; } ] ++ f (n + 1); in { nodes.m = { }; steps = f 0; }".to_owned()),
+    ];
+    for (name, text) in &deep {
+        std::fs::write(tests.join(format!("{name}.nix")), text).expect("write");
+    }
+    let out = Command::new("sh")
+        .args(["-c", "ulimit -s 8192 && exec \"$0\" --flake \"$1\" check", env!("CARGO_BIN_EXE_nixvm-gen")])
+        .arg(dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run sh");
+    let err = stderr(&out);
+    assert!(matches!(out.status.code(), Some(1 | 2)), "status {:?}\n{err}", out.status);
+    assert!(!err.contains("panicked") && !err.contains("overflow"), "{err}");
+    // The fold is too deep to be static; the others are valid.
+    assert!(err.contains("tests/vm/fold.nix"), "{err}");
+    for name in ["brackets", "chain", "lets"] {
+        assert!(!err.contains(&format!("tests/vm/{name}.nix")), "{name}: {err}");
+    }
+}

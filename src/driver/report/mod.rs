@@ -116,6 +116,11 @@ pub fn describe(step: &Step) -> String {
             format!("waiting for TCP port {port} on {} to be closed", addr.as_deref().unwrap_or("localhost"))
         }
         Action::WaitForFile { path } => format!("waiting for file '{path}'"),
+        // The stock log blocks of wait_for_open_unix_socket and wait_for_shutdown.
+        Action::WaitForOpenUnixSocket { path, datagram } => {
+            format!("waiting for UNIX-domain {} on '{path}'", if *datagram { "datagram" } else { "stream" })
+        }
+        Action::WaitForShutdown => "waiting for the VM to power off".to_owned(),
         Action::WaitForConsoleText { regex } => format!("waiting for {regex} to appear on console"),
         Action::Succeed { command, .. } => format!("must succeed: {command}"),
         Action::Fail { command } => format!("must fail: {command}"),
@@ -141,6 +146,10 @@ pub fn describe(step: &Step) -> String {
         Action::Block => "blocking the first VLAN interface".to_owned(),
         Action::Unblock => "unblocking the first VLAN interface".to_owned(),
         Action::CopyFromVm { source, .. } => format!("copying {source} from the VM"),
+        Action::CopyFromHost { source, target } => format!("copying {source} to {target} in the VM"),
+        Action::ForwardPort { host_port, guest_port } => {
+            format!("forwarding host port {host_port} to guest port {guest_port}")
+        }
         Action::Screenshot { name } => format!("making screenshot {name}"),
         // The stock log lines of send_key/send_chars, wait_until_tty_matches,
         // wait_for_text, wait_for_x and wait_for_window.

@@ -24,6 +24,7 @@ use crate::guest::backdoor::{Until, poll_command};
 use crate::guest::captures::with_captures;
 use crate::guest::commands::{
     file_probe_command, port_probe_command, start_job_query, stop_job_query, systemctl_command,
+    unix_socket_probe_command,
 };
 use crate::spec::{Action, Num, Step};
 
@@ -156,6 +157,11 @@ fn run_on_node(
             run.wait_status(&file_probe_command(path), true, &format!("file '{path}' did not appear"))
         }
         Action::WaitForConsoleText { regex } => run.wait_for_console(regex),
+        Action::WaitForOpenUnixSocket { path, datagram } => {
+            let what = if *datagram { "datagram" } else { "stream" };
+            let cmd = unix_socket_probe_command(path, *datagram);
+            run.wait_status(&cmd, true, &format!("UNIX-domain {what} socket '{path}' did not open"))
+        }
         Action::Succeed { command, expect, capture } => {
             let reply = run.succeed(&user(command), expect, false)?;
             run.store_capture(capture.as_deref(), &reply)
@@ -188,11 +194,19 @@ fn run_on_node(
             run.m.connect(deadline, run.abort).map_err(|e| run.vm_error(e, None))
         }
         Action::Shutdown => run.m.shutdown(deadline, run.abort).map_err(|e| run.vm_error(e, None)),
+        Action::WaitForShutdown => {
+            run.m.wait_for_shutdown(deadline, run.abort).map_err(|e| run.vm_error(e, None))
+        }
         Action::Crash => run.m.crash(deadline, run.abort).map_err(|e| run.vm_error(e, None)),
         Action::Reboot => run.m.reboot(deadline, run.abort).map_err(|e| run.vm_error(e, None)),
         Action::Block => run.monitor_quiet("set_link virtio-net-pci.1 off").map(|()| run.m.note_link(false)),
         Action::Unblock => run.monitor_quiet("set_link virtio-net-pci.1 on").map(|()| run.m.note_link(true)),
         Action::CopyFromVm { source, target_dir } => run.copy_from_vm(source, target_dir.as_deref(), out_dir),
+        Action::CopyFromHost { source, target } => run.copy_from_host(source, target),
+        Action::ForwardPort { host_port, guest_port } => {
+            let (host, guest) = (evaluated(*host_port)?, evaluated(*guest_port)?);
+            run.forward_port(host, guest)
+        }
         Action::Screenshot { name } => run.screenshot(name, out_dir),
         Action::SendKeys { keys } => run.send_keys(keys.iter().map(String::as_str)),
         Action::SendChars { chars } => run.send_chars(chars),

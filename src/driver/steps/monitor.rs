@@ -24,6 +24,25 @@ impl Runner<'_> {
     }
 }
 
+impl Runner<'_> {
+    /// The stock `forward_port`: `hostfwd_add` on the user network. The
+    /// stock driver ignores QEMU's answer, so a rule QEMU refuses (the host
+    /// port is taken) is logged, not a failure, in both backends.
+    pub(super) fn forward_port(&mut self, host: u16, guest: u16) -> StepResult {
+        let command = format!("hostfwd_add tcp::{host}-:{guest}");
+        let out = self.monitor(&command)?;
+        if out.is_empty() {
+            self.log.info(Some(&self.node()), &format!("forwarding host port {host} to guest port {guest}"));
+        } else {
+            self.log.warning(
+                Some(&self.node()),
+                &format!("`{command}`: {out} (not checked, as by the stock driver)"),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The text of an HMP answer without the echoed command line, the final
 /// prompt and terminal escape sequences.
 pub(super) fn monitor_output(reply: &str) -> String {

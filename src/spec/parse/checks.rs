@@ -99,6 +99,12 @@ impl Conv<'_> {
             ShellWord::CopySource => {
                 ("unsafe_path", "`copyFromVm` path", "`copyFromVm = \"/var/log/syshc.log\";`")
             }
+            ShellWord::CopyTarget => {
+                ("unsafe_path", "`copyFromHost` target", "`target = \"/etc/app/config.toml\";`")
+            }
+            ShellWord::SocketPath => {
+                ("unsafe_path", "socket path", "`waitForOpenUnixSocket = \"/run/app/app.sock\";`")
+            }
             ShellWord::Screenshot => {
                 ("unsafe_screenshot_name", "screenshot name", "`screenshot = \"login-screen\";`")
             }

@@ -1,7 +1,7 @@
 //! The converter's state and the top level of a description: its keys,
 //! and the generic shape checks (types, unknown keys) every family uses.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::diagnostic::{Diagnostic, Span};
@@ -22,6 +22,7 @@ const EVAL_HINT: &str = "or let Nix evaluate the description: `nixvm-gen --eval 
 /// What a value should be, for wrong-type messages.
 #[derive(Clone, Copy)]
 pub(super) enum Ty {
+    Bool,
     Str,
     Int,
     Number,
@@ -32,6 +33,7 @@ pub(super) enum Ty {
 impl Ty {
     pub(super) fn name(self) -> &'static str {
         match self {
+            Ty::Bool => "a boolean",
             Ty::Str => "a string",
             Ty::Int => "an integer",
             Ty::Number => "a number",
@@ -41,6 +43,7 @@ impl Ty {
     }
     pub(super) fn hint(self) -> &'static str {
         match self {
+            Ty::Bool => "write `true` or `false`",
             Ty::Str => "write a string literal in double quotes, e.g. `\"…\"`",
             Ty::Int => "write a whole number without quotes",
             Ty::Number => "write a number without quotes, e.g. `30` or `1.5`",
@@ -59,6 +62,10 @@ pub(super) enum ShellWord {
     CopySource,
     /// `screenshot` (`pnmtopng … > <name>`).
     Screenshot,
+    /// The guest path `copyFromHost` writes (`cp -r … <target>`).
+    CopyTarget,
+    /// `waitForOpenUnixSocket` (`nc -z -U <path>`).
+    SocketPath,
 }
 
 /// A character for a label: visible characters in backquotes, others
@@ -93,8 +100,14 @@ pub(super) struct Conv<'a> {
     pub(super) uncaptured_uses: Vec<(String, Span)>,
     /// The description's text, to point at a `$NAME` inside a string.
     pub(super) source: Option<&'a str>,
-    /// Snapshot names given to isolated subtests so far (they must differ).
-    pub(super) isolate_names: BTreeSet<String>,
+    /// Snapshot names `isolate` uses so far (they must differ), with the
+    /// `isolate` key of each.
+    pub(super) isolate_names: BTreeMap<String, Span>,
+    /// Names of the explicit `snapshot` steps, with the span of each name.
+    pub(super) snapshot_names: Vec<(String, Span)>,
+    /// The description's directory relative to the flake root (`tests/vm`),
+    /// where `copyFromHost` sources are.
+    pub(super) dir: String,
 }
 
 impl<'a> Conv<'a> {
@@ -106,7 +119,9 @@ impl<'a> Conv<'a> {
             captures: BTreeMap::new(),
             uncaptured_uses: Vec::new(),
             source,
-            isolate_names: BTreeSet::new(),
+            isolate_names: BTreeMap::new(),
+            snapshot_names: Vec::new(),
+            dir: String::new(),
         }
     }
 }
@@ -141,6 +156,7 @@ pub(super) fn convert<'a>(
         }
     };
     let mut c = Conv::new(diags, source);
+    c.dir = rel_path.parent().map(|d| d.to_string_lossy().into_owned()).unwrap_or_default();
     let stem = rel_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let mut spec = TestSpec {
         name: stem.clone(),
@@ -252,8 +268,10 @@ pub(super) fn convert<'a>(
         }
     }
     if let Some(span) = isolate {
+        c.isolate_names.insert(super::ISOLATE_SNAPSHOT.to_owned(), span);
         super::isolate(&mut spec.steps, super::ISOLATE_SNAPSHOT, span);
     }
+    c.snapshot_names_taken();
     super::snapshots::check(&spec, c.diags);
     if !saw_name && (!valid_test_name(&stem) || crate::spec::names::is_reserved_check_name(&stem)) {
         let span = open_brace(root.span);
@@ -414,7 +432,7 @@ impl Conv<'_> {
         }
     }
 
-    fn push_computed(
+    pub(super) fn push_computed(
         &mut self,
         expr: &str,
         ty: ComputedType,

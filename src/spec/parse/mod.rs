@@ -102,6 +102,9 @@ pub const STEP_SIBLINGS: &[(&str, &[&str])] = &[
     ("capture", &["succeed", "waitUntilSucceeds", "execute", "systemctl"]),
     ("state", &["requireUnitState"]),
     ("targetDir", &["copyFromVm"]),
+    ("target", &["copyFromHost"]),
+    ("guestPort", &["forwardPort"]),
+    ("datagram", &["waitForOpenUnixSocket"]),
     ("steps", &["subtest"]),
     ("isolate", &["subtest"]),
     ("tty", &["waitUntilTtyMatches"]),
@@ -133,12 +136,21 @@ pub fn parse(file: FileId, rel_path: &Path, text: &str) -> (Option<TestSpec>, Ve
 /// One description to parse: its file id, path relative to the flake, text.
 pub type ParseInput<'a> = (FileId, &'a Path, &'a str);
 
-/// Parses many descriptions on a few big-stack worker threads (one per core,
-/// at most one per file), keeping the input order. Cheaper than [`parse`]
-/// per file, which starts a thread each time: `nixvm-gen check` runs on
-/// every commit and must stay fast with hundreds of descriptions.
+/// Parses many descriptions, keeping the input order. `nixvm-gen check`
+/// runs on every commit and must stay fast with hundreds of descriptions:
+/// up to [`FILES_PER_WORKER`] files are parsed on the calling thread when its
+/// stack is big enough (the main thread's usually is), with no thread to
+/// start or wait for; more are spread over a few big-stack worker threads,
+/// one per core. On a loaded machine every thread hand-off is a wait for a
+/// core: with 100 descriptions at load 12-17 on 2 cores the workers cost
+/// 6-17 ms of wall time per `check` (medians, benches/RESULTS.md); with no
+/// other process competing they gain nothing measurable.
 pub fn parse_many(inputs: &[ParseInput<'_>]) -> Vec<(Option<TestSpec>, Vec<Diagnostic>)> {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, inputs.len().max(1));
+    let wanted = inputs.len().div_ceil(FILES_PER_WORKER).max(1);
+    if wanted == 1 && stack_fits_a_parse() {
+        return inputs.iter().map(|&(f, p, t)| parse_here(f, p, t)).collect();
+    }
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, wanted);
     let chunk = inputs.len().div_ceil(workers).max(1);
     std::thread::scope(|scope| {
         let handles: Vec<_> = inputs
@@ -166,6 +178,29 @@ pub fn parse_many(inputs: &[ParseInput<'_>]) -> Vec<(Option<TestSpec>, Vec<Diagn
 
 /// Enough for rnix's maximum nesting depth in unoptimised builds.
 const PARSE_STACK_BYTES: usize = 64 << 20;
+
+/// Below this many files one thread parses them all: starting and joining
+/// workers costs more than the parallel parse saves (measured at 100).
+const FILES_PER_WORKER: usize = 200;
+
+/// The stack a thread must be allowed to grow to for parsing on it. The
+/// deepest descriptions the limits accept ([`MAX_BRACKET_DEPTH`],
+/// [`crate::limits::MAX_NESTING`], the folding depth) needed less than
+/// 256 KiB in a release build and less than 1 MiB in a debug build
+/// (2026-12-01, found with `ulimit -s`); this is the usual main-thread limit.
+const INLINE_STACK_BYTES: u64 = 8 << 20;
+
+/// Whether the calling thread can parse without a big-stack worker. Only
+/// the main thread's size is known: it may grow to `RLIMIT_STACK`.
+fn stack_fits_a_parse() -> bool {
+    if std::thread::current().name() != Some("main") {
+        return false;
+    }
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit only writes the struct it is given.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut limit) } == 0;
+    ok && (limit.rlim_cur == libc::RLIM_INFINITY || limit.rlim_cur >= INLINE_STACK_BYTES)
+}
 
 /// Brackets nested deeper than this are refused before parsing: rnix's
 /// error recovery on very deep input takes minutes.

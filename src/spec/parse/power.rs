@@ -7,7 +7,8 @@ use crate::spec::Action;
 use crate::spec::value::{Entry, Kind};
 
 /// The action keys of this family.
-pub(super) const POWER_KEYS: &[&str] = &["start", "shutdown", "crash", "reboot", "block", "unblock"];
+pub(super) const POWER_KEYS: &[&str] =
+    &["start", "shutdown", "waitForShutdown", "crash", "reboot", "block", "unblock"];
 
 impl Conv<'_> {
     pub(super) fn power_action(&mut self, e: &Entry) -> Option<(Action, NodeRef)> {
@@ -38,6 +39,7 @@ impl Conv<'_> {
         let action = match e.key.as_str() {
             "start" => Action::Start,
             "shutdown" => Action::Shutdown,
+            "waitForShutdown" => Action::WaitForShutdown,
             "crash" => Action::Crash,
             "reboot" => Action::Reboot,
             "block" => Action::Block,

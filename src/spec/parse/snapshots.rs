@@ -45,7 +45,10 @@ impl Conv<'_> {
             return None;
         }
         Some(match e.key.as_str() {
-            "snapshot" => Action::Snapshot { name },
+            "snapshot" => {
+                self.snapshot_names.push((name.clone(), v.span));
+                Action::Snapshot { name }
+            }
             _ => Action::Restore { name },
         })
     }
@@ -102,7 +105,7 @@ impl Conv<'_> {
     /// it reads well in the reports and stays the same when the file is
     /// edited elsewhere. A title already taken in this file (nested isolated
     /// subtests must not overwrite each other's snapshot) gets `.2`, `.3`, …
-    pub(super) fn subtest_snapshot_name(&mut self, title: Option<&str>) -> String {
+    pub(super) fn subtest_snapshot_name(&mut self, title: Option<&str>, isolate: Span) -> String {
         let mut part = String::new();
         for c in title.unwrap_or_default().chars() {
             if c.is_ascii_alphanumeric() || c == '_' {
@@ -116,10 +119,31 @@ impl Conv<'_> {
         let base = format!("{ISOLATE_SNAPSHOT}.{}", if part.is_empty() { "subtest" } else { part });
         let name = (1..)
             .map(|n| if n == 1 { base.clone() } else { format!("{base}.{n}") })
-            .find(|n| !self.isolate_names.contains(n))
+            .find(|n| !self.isolate_names.contains_key(n))
             .expect("an unused suffix");
-        self.isolate_names.insert(name.clone());
+        self.isolate_names.insert(name.clone(), isolate);
         name
+    }
+
+    /// Refuses an explicit `snapshot` under a name `isolate` uses: it would
+    /// overwrite the state `isolate` restores. (A `restore` of it is fine.)
+    pub(super) fn snapshot_names_taken(&mut self) {
+        for (name, span) in &self.snapshot_names {
+            let Some(&isolate) = self.isolate_names.get(name) else { continue };
+            self.diags.push(
+                Diagnostic::error(
+                    "snapshot_name_taken",
+                    Some(*span),
+                    format!("snapshot name `{name}` is the one `isolate` uses in this test"),
+                )
+                .with_label("taken by `isolate`")
+                .with_secondary(isolate, "`isolate` saves the state its subtests start from under that name")
+                .with_hint(
+                    "choose another name, e.g. `snapshot = \"clean\";`: this step would overwrite the state \
+                     `isolate` restores",
+                ),
+            );
+        }
     }
 }
 
@@ -349,6 +373,33 @@ mod tests {
         let Action::Subtest { steps: second, .. } = &steps[1].action else { panic!("subtest") };
         assert_eq!(inner(&second[1])[0], "snapshot:isolate.a.3");
         assert_eq!(inner(&steps[2])[0], "snapshot:isolate.subtest");
+    }
+
+    #[test]
+    fn an_explicit_snapshot_may_not_take_a_name_isolate_uses() {
+        let bad = |text: &str| parse_codes(text).1;
+        assert_eq!(
+            bad(r#"{ nodes.m = {}; isolate = true; steps = [
+                 { subtest = "a"; steps = [ { snapshot = "isolate"; } ]; }
+                 { subtest = "b"; steps = [ { sleep = 1; } ]; } ]; }"#),
+            ["snapshot_name_taken"]
+        );
+        assert_eq!(
+            bad(r#"{ nodes.m = {}; steps = [ { snapshot = "isolate.a"; }
+                 { subtest = "A"; isolate = true; steps = [ { subtest = "x"; steps = [ { sleep = 1; } ]; } ]; } ]; }"#),
+            ["snapshot_name_taken"]
+        );
+        // Restoring it by hand, or the name in a test without `isolate`: fine.
+        assert!(
+            bad(r#"{ nodes.m = {}; isolate = true; steps = [
+                 { subtest = "a"; steps = [ { sleep = 1; } ]; }
+                 { subtest = "b"; steps = [ { restore = "isolate"; } ]; } ]; }"#)
+            .is_empty()
+        );
+        assert!(
+            bad(r#"{ nodes.m = {}; steps = [ { snapshot = "isolate"; } { restore = "isolate"; } ]; }"#)
+                .is_empty()
+        );
     }
 
     #[test]

@@ -269,6 +269,8 @@ impl Conv<'_> {
         let action = match key {
             "http" => self.http(&e.value)?,
             "copyFromVm" => self.copy_from_vm(e, sibling)?,
+            "copyFromHost" => self.copy_from_host(e, sibling)?,
+            "forwardPort" => self.forward_port(e, sibling)?,
             "screenshot" => self.screenshot(e)?,
             "sleep" => self.sleep(e)?,
             "python" => Action::Python { code: self.str(&e.value, "`python`")? },
@@ -308,7 +310,7 @@ impl Conv<'_> {
         // comes before those of isolated subtests inside it.
         let isolated = match sibling("isolate") {
             Some(iso) if self.isolate_flag(&iso.value) => {
-                Some((self.subtest_snapshot_name(title.as_deref()), iso.key_span))
+                Some((self.subtest_snapshot_name(title.as_deref(), iso.key_span), iso.key_span))
             }
             _ => None,
         };

@@ -142,6 +142,67 @@ mod unit {
     }
 
     #[test]
+    fn host_steps() {
+        let spec = parse_ok(
+            r#"{ pkgs, ... }: { nodes.m = {}; steps = [
+              { copyFromHost = "files/app.conf"; target = "/etc/app/app.conf"; }
+              { copyFromHost = "/nix/store/00000000000000000000000000000000-x/share"; target = "/srv/x"; }
+              { copyFromHost = ./files/app.conf; target = "/etc/a"; }
+              { forwardPort = 8080; guestPort = 3000; }
+              { forwardPort = 2222; }
+            ]; }"#,
+        );
+        // A file next to the description: inside the flake's source in the store.
+        let placeholder = crate::spec::computed::placeholder;
+        assert_eq!(
+            spec.steps[0].action,
+            Action::CopyFromHost { source: placeholder(0), target: "/etc/app/app.conf".into() }
+        );
+        assert_eq!(spec.computed[0].expr, "\"${self}/tests/vm/files/app.conf\"");
+        // A literal store path stays; a path value becomes its store path.
+        let Action::CopyFromHost { source, .. } = &spec.steps[1].action else { panic!() };
+        assert!(source.starts_with("/nix/store/"));
+        assert_eq!(
+            spec.steps[2].action,
+            Action::CopyFromHost { source: placeholder(1), target: "/etc/a".into() }
+        );
+        assert_eq!(spec.computed[1].expr, "\"${(builtins.elemAt description.steps 2).copyFromHost}\"");
+        for c in &spec.computed {
+            assert_eq!(c.pattern, Some(crate::spec::names::STORE_PATH_PATTERN));
+        }
+        assert_eq!(
+            spec.steps[3].action,
+            Action::ForwardPort { host_port: 8080.into(), guest_port: 3000.into() }
+        );
+        assert_eq!(
+            spec.steps[4].action,
+            Action::ForwardPort { host_port: 2222.into(), guest_port: 80.into() }
+        );
+        assert_eq!(
+            codes(
+                r#"{ nodes.m = {}; steps = [
+                  { copyFromHost = "../secret"; target = "/etc/a"; }
+                  { copyFromHost = "/etc/shadow"; target = "/etc/a"; }
+                  { copyFromHost = "a"; target = "etc/a"; }
+                  { copyFromHost = "a"; target = "/etc/a b"; }
+                  { copyFromHost = "a"; }
+                  { forwardPort = 0; }
+                  { forwardPort = 80; targetDir = "x"; }
+                ]; }"#
+            ),
+            [
+                "host_path_outside",
+                "host_path_outside",
+                "relative_guest_path",
+                "unsafe_path",
+                "missing_field",
+                "port_out_of_range",
+                "misplaced_step_key"
+            ]
+        );
+    }
+
+    #[test]
     fn minimal_description() {
         let spec = parse_ok(r#"{ nodes.machine = {}; steps = [ { waitForUnit = "a.service"; } ]; }"#);
         assert_eq!(spec.name, "t");
@@ -160,6 +221,7 @@ mod unit {
                 { waitForOpenPort = 80; addr = "::1"; node = "a"; }
                 { waitForClosedPort = 81; node = "b"; }
                 { waitForFile = "/f"; node = "a"; }
+                { waitForOpenUnixSocket = "/run/s"; datagram = true; node = "a"; }
                 { waitForConsoleText = "login: ?$"; node = "a"; }
                 { succeed = "true"; expect = { contains = "x"; equals = "y"; matches = "z+"; exitCode = 3; }; node = "a"; }
                 { fail = "false"; node = "a"; }
@@ -173,9 +235,11 @@ mod unit {
                 { sleep = 2; }
                 { http = { url = "http://h"; status = 404; contains = null; }; node = "b"; }
                 { snapshot = "s"; } { restore = "s"; }
-                { start = "a"; } { shutdown = true; node = "b"; } { crash = "a"; }
+                { start = "a"; } { shutdown = true; node = "b"; } { waitForShutdown = "b"; } { crash = "a"; }
                 { reboot = "a"; } { block = "a"; } { unblock = "a"; }
                 { copyFromVm = "/log"; targetDir = "logs"; node = "a"; }
+                { copyFromHost = "/nix/store/00000000000000000000000000000000-a"; target = "/etc/app.conf"; node = "a"; }
+                { forwardPort = 8080; node = "a"; }
                 { screenshot = "s"; node = "a"; }
                 { sendKeys = [ "ctrl-alt-f2" "A" ]; node = "a"; }
                 { sendChars = "root\n"; node = "a"; }
@@ -188,15 +252,23 @@ mod unit {
               ];
             }"#,
         );
-        assert_eq!(spec.steps.len(), 34);
+        assert_eq!(spec.steps.len(), 38);
         let keys: Vec<&str> = spec.steps.iter().map(|s| s.action.key()).collect();
         // `python` needs the Python backend: `python_step_needs_the_python_backend`.
         let expected: Vec<&str> = ACTION_KEYS.iter().copied().filter(|k| *k != "python").collect();
         assert_eq!(keys, expected);
         assert_eq!(spec.steps[0].timeout, Some(5.0.into()));
-        assert_eq!(spec.steps[19].node.as_deref(), Some("b"));
+        assert_eq!(spec.steps[20].node.as_deref(), Some("b"));
         assert_eq!(
-            spec.steps[5].action,
+            (spec.steps[21].action.clone(), spec.steps[21].node.as_deref()),
+            (Action::WaitForShutdown, Some("b"))
+        );
+        assert_eq!(
+            spec.steps[4].action,
+            Action::WaitForOpenUnixSocket { path: "/run/s".into(), datagram: true }
+        );
+        assert_eq!(
+            spec.steps[6].action,
             Action::Succeed {
                 command: "true".into(),
                 expect: Expect {
@@ -210,16 +282,16 @@ mod unit {
             }
         );
         assert_eq!(
-            spec.steps[15].action,
+            spec.steps[16].action,
             Action::Http { url: "http://h".into(), status: 404.into(), contains: None }
         );
-        assert_eq!(spec.steps[26].action, Action::SendKeys { keys: vec!["ctrl-alt-f2".into(), "A".into()] });
+        assert_eq!(spec.steps[30].action, Action::SendKeys { keys: vec!["ctrl-alt-f2".into(), "A".into()] });
         assert_eq!(
-            spec.steps[28].action,
+            spec.steps[32].action,
             Action::WaitUntilTtyMatches { tty: 2.into(), regex: "login: ".into() }
         );
         assert_eq!(
-            (spec.steps[31].action.clone(), spec.steps[31].node.as_deref()),
+            (spec.steps[35].action.clone(), spec.steps[35].node.as_deref()),
             (Action::WaitForX, Some("a"))
         );
     }
@@ -503,4 +575,33 @@ fn python_step_needs_the_python_backend() {
         spec.unwrap().steps[0].action,
         crate::spec::Action::Python { code: "m.succeed('true')".into() }
     );
+}
+
+mod many {
+    use super::super::*;
+
+    /// Past 200 files `parse_many` spreads them over worker threads; the
+    /// results come back in input order, equal to parsing one by one.
+    #[test]
+    fn parse_many_keeps_the_order_across_workers() {
+        let texts: Vec<String> = (0..450)
+            .map(|i| match i % 3 {
+                0 => format!("{{ nodes.m = {{ }}; steps = [ {{ sleep = {i}; }} ]; }}"),
+                1 => format!("{{ nodes.m = {{ }}; steps = [ {{ succeed = \"echo {i}\"; }} ]; }}"),
+                _ => format!("{{ nodes.m = {{ }}; steps = [ {{ sleep = \"{i}\"; }} ]; }}"),
+            })
+            .collect();
+        let paths: Vec<std::path::PathBuf> = (0..450).map(|i| format!("tests/vm/t{i}.nix").into()).collect();
+        let inputs: Vec<ParseInput<'_>> = texts
+            .iter()
+            .zip(&paths)
+            .enumerate()
+            .map(|(i, (t, p))| (FileId(i), p.as_path(), t.as_str()))
+            .collect();
+        let many = parse_many(&inputs);
+        let one: Vec<_> = inputs.iter().map(|&(f, p, t)| parse(f, p, t)).collect();
+        assert_eq!(many.len(), 450);
+        assert!(many == one, "parse_many differs from parsing one by one");
+        assert!(many[2].1.iter().any(|d| d.code == "wrong_type"), "{:?}", many[2].1);
+    }
 }

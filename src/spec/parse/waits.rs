@@ -5,8 +5,14 @@ use crate::spec::value::Entry;
 use crate::spec::{Action, names};
 
 /// The action keys of this family.
-pub(super) const WAIT_KEYS: &[&str] =
-    &["waitForUnit", "waitForOpenPort", "waitForClosedPort", "waitForFile", "waitForConsoleText"];
+pub(super) const WAIT_KEYS: &[&str] = &[
+    "waitForUnit",
+    "waitForOpenPort",
+    "waitForClosedPort",
+    "waitForFile",
+    "waitForOpenUnixSocket",
+    "waitForConsoleText",
+];
 
 impl Conv<'_> {
     pub(super) fn wait_action<'e>(&mut self, e: &Entry, sibling: Sibling<'_, 'e>) -> Option<Action> {
@@ -35,6 +41,24 @@ impl Conv<'_> {
                 }
             }
             "waitForFile" => Action::WaitForFile { path: self.text(v, &what, None)? },
+            "waitForOpenUnixSocket" => {
+                // The stock driver passes the path to `nc` unquoted.
+                let path = self.str(v, &what);
+                if let Some(path) = &path {
+                    self.shell_word(ShellWord::SocketPath, path, v.span);
+                }
+                let datagram = match sibling("datagram") {
+                    Some(d) => match d.value.kind {
+                        crate::spec::value::Kind::Bool(b) => Some(b),
+                        _ => {
+                            self.wrong_type(&d.value, super::convert::Ty::Bool, "`datagram`");
+                            None
+                        }
+                    },
+                    None => Some(false),
+                };
+                Action::WaitForOpenUnixSocket { path: path?, datagram: datagram? }
+            }
             "waitForConsoleText" => {
                 let regex = self.text(v, &what, None)?;
                 self.regex(&regex, v.span);

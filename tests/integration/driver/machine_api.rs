@@ -131,3 +131,77 @@ fn systemd_steps_on_systemd_guest() {
         "{failure}"
     );
 }
+
+/// `copyFromHost` through the real 9p `/tmp/shared` (a file, and a
+/// read-only tree as a store path is), `forwardPort` through QEMU's user
+/// network (the guest reaches the host as 10.0.2.2 and comes back in through
+/// the rule to its own health endpoint), `waitForOpenUnixSocket` on systemd's
+/// socket, and `waitForShutdown` after a power-off the guest starts.
+#[test]
+fn host_steps_on_systemd_guest() {
+    use std::os::unix::fs::PermissionsExt;
+    let host = tempfile::Builder::new().prefix("nvt-host-").tempdir_in("/tmp").unwrap();
+    let file = host.path().join("app.conf");
+    std::fs::write(&file, "port = 3000\n").unwrap();
+    let tree = host.path().join("tree");
+    std::fs::create_dir_all(tree.join("doc")).unwrap();
+    std::fs::write(tree.join("doc/readme"), "hello\n").unwrap();
+    std::fs::write(tree.join("run.sh"), "#!/bin/sh\necho ran\n").unwrap();
+    std::fs::set_permissions(tree.join("run.sh"), std::fs::Permissions::from_mode(0o555)).unwrap();
+    std::fs::set_permissions(tree.join("doc"), std::fs::Permissions::from_mode(0o555)).unwrap();
+    std::fs::set_permissions(&tree, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let copy = |source: &std::path::Path, target: &str| Action::CopyFromHost {
+        source: source.display().to_string(),
+        target: target.into(),
+    };
+    let healthy = Expect { contains: vec!["Healthy".into()], ..Expect::default() };
+    let Some(world) = vm_test(
+        Kind::Systemd,
+        &[NODE],
+        vec![
+            unit_step(120.0, Action::WaitForUnit { unit: "syshc.service".into(), user: None }),
+            unit_step(30.0, copy(&file, "/etc/app/app.conf")),
+            succeed(NODE, 30.0, "test \"$(cat /etc/app/app.conf)\" = 'port = 3000'"),
+            unit_step(30.0, copy(&tree, "/srv/tree")),
+            succeed(
+                NODE,
+                30.0,
+                "test \"$(cat /srv/tree/doc/readme)\" = hello && test \"$(/srv/tree/run.sh)\" = ran",
+            ),
+            unit_step(30.0, Action::ForwardPort { host_port: port.into(), guest_port: 3000.into() }),
+            unit_step(
+                60.0,
+                Action::WaitUntilSucceeds {
+                    command: format!("curl --fail --silent --max-time 5 http://10.0.2.2:{port}/"),
+                    expect: healthy,
+                    capture: None,
+                },
+            ),
+            // systemd's own socket; then a power-off the guest starts itself.
+            unit_step(
+                30.0,
+                Action::WaitForOpenUnixSocket { path: "/run/systemd/private".into(), datagram: false },
+            ),
+            unit_step(
+                30.0,
+                Action::Execute {
+                    command: "(sleep 1; systemctl poweroff) >/dev/null 2>&1 &".into(),
+                    expect: Expect::default(),
+                    capture: None,
+                },
+            ),
+            unit_step(120.0, Action::WaitForShutdown),
+            unit_step(300.0, Action::Start),
+            unit_step(120.0, Action::WaitForUnit { unit: "syshc.service".into(), user: None }),
+        ],
+    ) else {
+        return;
+    };
+    let run = world.run();
+    assert_eq!(statuses(&run.report), ["passed"; 12], "driver output above");
+    assert_eq!(run.status.code(), Some(0));
+    for dir in [tree.join("doc"), tree.clone()] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
