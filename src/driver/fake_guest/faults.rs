@@ -221,3 +221,41 @@ fn the_global_timeout_bounds_the_teardown() {
     assert_eq!(report["error"], "the global timeout expired during teardown");
     assert!(report.get("vmFailures").is_none(), "a kill the deadline asked for is no failure: {report:#}");
 }
+
+/// Guest programs writing to the shell channel themselves (fake reply
+/// headers, random bytes; `/proc/$$/fd/1` is the fake guest's `/dev/hvc0`)
+/// while their command runs: every later command still gets its own reply.
+/// Before the backdoor helpers stopped redirecting their own stdout (the
+/// watchdog request was a `printf >&fifo`, which points the shell's fd 1 at
+/// the FIFO for a moment), a program opening `/proc/$$/fd/1` in that moment
+/// wrote into the watchdog's FIFO: about one run in two lost a reply within
+/// 40 rounds ("no reply …", then "still busy" for every command).
+#[test]
+fn programs_writing_to_the_shell_channel_lose_no_reply() {
+    if !available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut m, log) = booted(tmp.path(), "");
+    let a = Abort::never();
+    let mut run = |round: usize, command: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        m.execute(command, Some(15), deadline, &a)
+            .unwrap_or_else(|e| panic!("round {round}: {e}\n{}", text(&log)))
+    };
+    let fakes = "for i in $(seq 0 60); do printf '\\001NIXVM %d 0 4\\nfake' \"$i\" >/proc/$$/fd/1; done; \
+                 printf '\\001NIXVM garbage\\n\\001NIXVM ' >/proc/$$/fd/1; echo real";
+    let flood = "head -c 2000000 /dev/zero | tr '\\0' x; echo; echo the-end";
+    for round in 0..40 {
+        let r = run(round, "head -c 200000 /dev/urandom >/proc/$$/fd/1; echo ok");
+        assert_eq!((r.status, r.stdout.as_slice()), (0, &b"ok\n"[..]), "round {round}");
+        if round % 10 == 0 {
+            let r = run(round, fakes);
+            assert_eq!((r.status, r.stdout.as_slice()), (0, &b"real\n"[..]), "round {round}");
+            let r = run(round, flood);
+            assert_eq!(r.stdout.len(), 2_000_009, "round {round}");
+            assert!(r.stdout.ends_with(b"x\nthe-end\n"), "round {round}");
+        }
+    }
+    m.release(&a).expect("the fake QEMU stops on SIGTERM");
+}

@@ -70,6 +70,9 @@ impl Tree {
                     // An exec keeps the pid: the start script's shell becomes QEMU.
                     let now = cmdline(*pid);
                     let entry = seen.entry(*pid).or_insert_with(|| (*pgid, String::new()));
+                    // The latest group: a child is in the driver's group
+                    // between its fork and its setpgid.
+                    entry.0 = *pgid;
                     if !entry.1.contains(&now) {
                         entry.1.push_str(&now);
                         entry.1.push('\n');
@@ -99,7 +102,12 @@ impl Tree {
         for p in programs {
             assert!(seen.values().any(|(_, c)| c.contains(p)), "never saw `{p}` below the driver: {seen:#?}");
         }
-        let groups: BTreeSet<i32> = seen.values().map(|(g, _)| *g).collect();
+        // Our own group (the driver's, which it does not leave) is no
+        // group of the driver's children; a child seen before its setpgid
+        // may still name it. Its members are checked by pid.
+        // SAFETY: getpgrp(2) has no preconditions.
+        let own = unsafe { libc::getpgrp() };
+        let groups: BTreeSet<i32> = seen.values().map(|(g, _)| *g).filter(|g| *g != own).collect();
         let left = || {
             process_table()
                 .into_iter()
