@@ -3,8 +3,9 @@
 //! `killpg`, and would outlive the driver. The driver binary makes itself
 //! a child subreaper (`PR_SET_CHILD_SUBREAPER`, as service managers do), so
 //! such orphans become its children instead of init's; once the teardown
-//! has reaped every child it started, any child still alive is one of them:
-//! it is killed with its descendants, reaped, and reported.
+//! has reaped every child it started, any child still alive is one of them.
+//! They are stopped as the process groups are (SIGTERM, grace period,
+//! SIGKILL), reaped, and the ones that needed SIGKILL are reported.
 
 use std::io;
 use std::path::PathBuf;
@@ -60,6 +61,11 @@ fn table() -> Vec<(i32, i32, bool)> {
 fn describe(pid: i32) -> Orphan {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let mut command = String::from_utf8_lossy(&raw).replace('\0', " ").trim_end().to_owned();
+    if command.is_empty() {
+        // Just forked, or exiting: the name the kernel keeps.
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        command = format!("[{}]", comm.trim_end());
+    }
     if command.len() > 160 {
         let mut end = 160;
         while !command.is_char_boundary(end) {
@@ -85,52 +91,126 @@ fn reap(pid: i32) {
     unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
 }
 
-/// After the teardown: reaps the children that exited, gives live ones
-/// [`SETTLE`] to exit, then kills whatever is left with its descendants
-/// (SIGKILL) and returns it. Does nothing unless this process is a
-/// subreaper ([`become_subreaper`]), so it only ever sees orphans of the
-/// run. Call it only when every child the run started has been reaped.
-pub fn sweep() -> Vec<Orphan> {
-    if !is_subreaper() {
-        return Vec::new();
-    }
-    let me = std::process::id() as i32;
-    let settle = Instant::now() + SETTLE;
-    let give_up = settle + Duration::from_secs(2);
-    let mut found: Vec<Orphan> = Vec::new();
-    loop {
-        let procs = table();
-        let children: Vec<(i32, bool)> =
-            procs.iter().filter(|(_, ppid, _)| *ppid == me).map(|(pid, _, alive)| (*pid, *alive)).collect();
-        for (pid, alive) in &children {
-            if !alive {
+/// What [`sweep`] found.
+#[derive(Debug, Default)]
+pub struct Swept {
+    /// Left behind, and ended by SIGTERM (or by SIGKILL when `hurry` asked).
+    pub stopped: Vec<Orphan>,
+    /// Left behind, and still alive when the grace period ran out: killed
+    /// with SIGKILL.
+    pub killed: Vec<Orphan>,
+}
+
+/// The live children of `me`, reaping the ones that exited.
+fn live_children(me: i32, procs: &[(i32, i32, bool)]) -> Vec<i32> {
+    let mut live = Vec::new();
+    for (pid, ppid, alive) in procs {
+        if *ppid == me {
+            if *alive {
+                live.push(*pid);
+            } else {
                 reap(*pid);
             }
         }
-        let live: Vec<i32> = children.iter().filter(|(_, alive)| *alive).map(|(pid, _)| *pid).collect();
-        if live.is_empty() || Instant::now() >= give_up {
-            return found;
+    }
+    live
+}
+
+/// `roots` and every live process below them, each as `(pid, its root)`,
+/// roots first.
+fn subtree(roots: &[i32], procs: &[(i32, i32, bool)]) -> Vec<(i32, i32)> {
+    let mut below: Vec<(i32, i32)> = roots.iter().map(|r| (*r, *r)).collect();
+    let mut i = 0;
+    while i < below.len() {
+        let (parent, root) = below[i];
+        below.extend(
+            procs.iter().filter(|(_, ppid, alive)| *ppid == parent && *alive).map(|(p, _, _)| (*p, root)),
+        );
+        i += 1;
+    }
+    below
+}
+
+/// [`describe`] for the processes of [`subtree`]: one whose directory
+/// cannot be read (it just forked, or is exiting) gets its root's, so that
+/// it is still put with its node.
+/// `known` holds roots described before.
+fn describe_all(procs: &[(i32, i32)], known: &[Orphan]) -> Vec<Orphan> {
+    let mut out: Vec<Orphan> = Vec::new();
+    for (pid, root) in procs {
+        let mut o = describe(*pid);
+        if o.dir.is_none() {
+            o.dir = out.iter().chain(known).find(|r| r.pid == *root).and_then(|r| r.dir.clone());
         }
-        if Instant::now() >= settle {
-            // Left behind: the child and everything below it, described
-            // before SIGKILL (its descendants then become our children).
-            let mut below = live.clone();
-            let mut i = 0;
-            while i < below.len() {
-                let parent = below[i];
-                below.extend(
-                    procs.iter().filter(|(_, ppid, alive)| *ppid == parent && *alive).map(|(p, _, _)| *p),
-                );
-                i += 1;
-            }
-            for pid in below {
-                if !found.iter().any(|o| o.pid == pid) {
-                    found.push(describe(pid));
-                }
-                // SAFETY: kill(2) on a process below this one.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
+        out.push(o);
+    }
+    out
+}
+
+/// Sends `signal` to `pid` and, when it leads its own process group (as
+/// after `setsid`), to that group.
+fn signal(pid: i32, signal: i32) {
+    // SAFETY: getpgid(2) and kill(2) on a process below this one.
+    unsafe {
+        if libc::getpgid(pid) == pid {
+            libc::kill(-pid, signal);
+        }
+        libc::kill(pid, signal);
+    }
+}
+
+/// After the teardown, as a service manager stops what is left of a
+/// service: reaps the children that exited, gives live ones [`SETTLE`] to
+/// exit on their own (a helper that ends when QEMU's connection closes,
+/// like a `swtpm --daemon`), then sends what is left and everything below
+/// it SIGTERM, waits up to `grace` (less if `hurry`), and SIGKILLs the
+/// rest. Does nothing unless this process is a subreaper
+/// ([`become_subreaper`]), so it only ever sees orphans of the run. Call it
+/// only when every child the run started has been reaped.
+pub fn sweep(grace: Duration, hurry: &dyn Fn() -> bool) -> Swept {
+    let mut swept = Swept::default();
+    if !is_subreaper() {
+        return swept;
+    }
+    let me = std::process::id() as i32;
+    let settle = Instant::now() + SETTLE;
+    let mut live = live_children(me, &table());
+    while !live.is_empty() && Instant::now() < settle {
+        std::thread::sleep(Duration::from_millis(20));
+        live = live_children(me, &table());
+    }
+    if live.is_empty() {
+        return swept;
+    }
+    let procs = subtree(&live, &table());
+    swept.stopped = describe_all(&procs, &[]);
+    for (pid, _) in procs {
+        signal(pid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    while !live.is_empty() && Instant::now() < deadline && !hurry() {
+        std::thread::sleep(Duration::from_millis(20));
+        live = live_children(me, &table());
+    }
+    let hurried = hurry();
+    let give_up = Instant::now() + Duration::from_secs(2);
+    while !live.is_empty() && Instant::now() < give_up {
+        let procs = subtree(&live, &table());
+        if !hurried {
+            let new: Vec<(i32, i32)> = procs
+                .iter()
+                .copied()
+                .filter(|(pid, _)| !swept.killed.iter().any(|o| o.pid == *pid))
+                .collect();
+            let known: Vec<Orphan> = swept.killed.iter().chain(&swept.stopped).cloned().collect();
+            swept.killed.extend(describe_all(&new, &known));
+        }
+        for (pid, _) in procs {
+            signal(pid, libc::SIGKILL);
         }
         std::thread::sleep(Duration::from_millis(20));
+        live = live_children(me, &table());
     }
+    swept.stopped.retain(|o| !swept.killed.iter().any(|k| k.pid == o.pid));
+    swept
 }

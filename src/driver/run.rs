@@ -287,8 +287,9 @@ pub fn run(opts: &RunOptions, abort: &Abort, log: Arc<Log>) -> Result<Outcome, S
     };
     let stopped = runner.stop;
     let mut sinks = runner.sinks;
-    let mut teardown = cleanup(&mut machines, vlans, &abort.for_teardown(), opts, &log);
-    teardown.extend(left_behind(orphans::sweep(), opts));
+    let teardown_abort = abort.for_teardown();
+    let mut teardown = cleanup(&mut machines, vlans, &teardown_abort, opts, &log);
+    teardown.extend(left_behind(orphans::sweep(opts.grace, &|| teardown_abort.hurry()), opts, &log));
     let then = |error: Option<String>, what: &str| {
         Some(match error {
             Some(e) => format!("{e}; then {what}"),
@@ -425,35 +426,45 @@ pub(super) fn cleanup(
     failures
 }
 
-/// The processes [`orphans::sweep`] killed after the teardown, one failure
-/// per node they came from (by their `TMPDIR` or working directory, the
-/// node's state directory), as [`cleanup`] returns them.
-fn left_behind(orphans: Vec<orphans::Orphan>, opts: &RunOptions) -> Vec<(String, Failure)> {
-    let mut by_node: BTreeMap<Option<String>, Vec<orphans::Orphan>> = BTreeMap::new();
-    for o in orphans {
-        let node = opts.config.vms.iter().map(|v| &v.name).find(|name| {
+/// The processes [`orphans::sweep`] found after the teardown: the ones it
+/// had to SIGKILL as one failure per node they came from (by their
+/// `TMPDIR` or working directory, the node's state directory), as
+/// [`cleanup`] returns them; the ones SIGTERM ended as log warnings.
+fn left_behind(swept: orphans::Swept, opts: &RunOptions, log: &Log) -> Vec<(String, Failure)> {
+    let node_of = |o: &orphans::Orphan| {
+        opts.config.vms.iter().map(|v| v.name.clone()).find(|name| {
             let state = vm::state_dir(&opts.tmp_dir, name);
             o.dir.as_ref().is_some_and(|d| d.starts_with(&state))
-        });
-        by_node.entry(node.cloned()).or_default().push(o);
+        })
+    };
+    let from = |node: &Option<String>, what: &str| match node {
+        Some(node) => format!("node {node}: {what} that had left its start script's process group"),
+        None => format!("{what} of the run that had left the process groups the teardown stops"),
+    };
+    for o in &swept.stopped {
+        log.warning(
+            None,
+            &format!(
+                "{} outlived the teardown; stopped with SIGTERM: {} {}",
+                from(&node_of(o), "a process"),
+                o.pid,
+                o.command
+            ),
+        );
+    }
+    let mut by_node: BTreeMap<Option<String>, Vec<orphans::Orphan>> = BTreeMap::new();
+    for o in swept.killed {
+        by_node.entry(node_of(&o)).or_default().push(o);
     }
     by_node
         .into_iter()
         .map(|(node, procs)| {
-            let n = procs.len();
-            let (who, message) = match &node {
-                Some(node) => (
-                    format!("node {node}"),
-                    format!("node {node}: {n} process(es) had left its start script's process group"),
-                ),
-                None => (
-                    "processes of the run".to_owned(),
-                    format!("{n} process(es) of the run had left their process group"),
-                ),
-            };
+            let who = node.as_ref().map_or_else(|| "processes of the run".to_owned(), |n| format!("node {n}"));
             let mut message = format!(
-                "{message} (setsid or a double fork), out of the teardown's reach, and were still running \
-                 after it; killed with SIGKILL:"
+                "{} (setsid or a double fork) outlived the teardown and did not stop within the {:.1} s grace \
+                 period after SIGTERM; killed with SIGKILL:",
+                from(&node, "processes"),
+                opts.grace.as_secs_f64()
             );
             for p in &procs {
                 message.push_str(&format!("\n    {} {}", p.pid, p.command));

@@ -500,25 +500,29 @@ fn the_global_timeout_during_the_teardown() {
     assert!(run.elapsed < GLOBAL + Duration::from_secs(2), "the grace period ran on: {:?}", run.elapsed);
 }
 
-/// Start script helpers that leave its process group, one by `setsid`
-/// (QEMU stays its parent), one by a double fork (an orphan at once): the
-/// teardown's `killpg` misses both. The driver, their subreaper, finds them
-/// after the teardown, kills them and reports them naming the node and the
-/// phase, exit 5 (they outlived the driver).
+/// Start script helpers that leave its process group, out of reach of the
+/// teardown's `killpg`: one by `setsid` (QEMU stays its parent until the
+/// teardown) that obeys SIGTERM, one by a double fork (an orphan at once)
+/// that ignores it. The driver, their subreaper, stops them after the
+/// teardown as it stops the groups: the first ends on SIGTERM (a warning),
+/// the second is killed after the grace period and reported naming the node
+/// and the phase, exit 5. Both outlived the driver before.
 #[test]
-fn start_script_helpers_that_leave_the_group_are_killed_and_reported() {
+fn start_script_helpers_that_leave_the_group_are_stopped_and_reported() {
     let Some(world) = vm_test(Kind::Busybox, &["machine"], vec![succeed("machine", 120.0, "true")]) else {
         return;
     };
     wrap_start_script(
         &world,
-        "setsid sleep 600 </dev/null >/dev/null 2>&1 &\n(setsid sleep 601 </dev/null >/dev/null 2>&1 &)\nexec \"$REAL\" \"$@\"",
+        "setsid sleep 600 </dev/null >/dev/null 2>&1 &\n\
+         (setsid sh -c \"trap '' TERM; while :; do sleep 0.1; done\" </dev/null >/dev/null 2>&1 &)\n\
+         exec \"$REAL\" \"$@\"",
     );
     let started = Instant::now();
     let child = world.spawn();
     let tree = Tree::watch(child.id());
     let run = world.finish(child, started);
-    tree.assert_none_left(&["qemu-system", "vde_switch", "sleep 600", "sleep 601"]);
+    tree.assert_none_left(&["qemu-system", "vde_switch", "sleep 600", "trap"]);
     assert_eq!(run.status.code(), Some(5), "exit_codes::VM_FAILED");
     assert_eq!(statuses(&run.report), ["passed"]);
     let failures = run.report["vmFailures"].as_array().expect("vmFailures");
@@ -527,9 +531,22 @@ fn start_script_helpers_that_leave_the_group_are_killed_and_reported() {
     assert_eq!(failures[0]["phase"], "teardown");
     let message = failures[0]["message"].as_str().unwrap();
     assert!(
-        message.starts_with("node machine: 2 process(es) had left its start script's process group"),
+        message.starts_with(
+            "node machine: processes that had left its start script's process group (setsid or a double fork) \
+             outlived the teardown and did not stop within the 5.0 s grace period after SIGTERM; killed with \
+             SIGKILL:"
+        ),
         "{message}"
     );
-    assert!(message.contains(" sleep 600") && message.contains(" sleep 601"), "{message}");
+    assert!(message.contains("trap"), "the helper ignoring SIGTERM is named: {message}");
+    assert!(!message.contains("sleep 600"), "the one SIGTERM stopped is no failure: {message}");
+    assert!(
+        run.stderr.contains(
+            "node machine: a process that had left its start script's process group outlived the teardown; \
+             stopped with SIGTERM: "
+        ) && run.stderr.contains(" sleep 600"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(run.report["error"], "node machine did not stop cleanly during teardown");
 }
