@@ -283,7 +283,9 @@ pub fn interactive(
         Ok(m) => m,
         Err(e) => {
             log.test_error(&e);
-            run::cleanup(&mut BTreeMap::new(), vlans, &abort, opts, &log);
+            for (_, f) in run::cleanup(&mut BTreeMap::new(), vlans, &abort, opts, &log) {
+                log.test_error(&f.render());
+            }
             return Ok(crate::exit_codes::VM_FAILED);
         }
     };
@@ -338,7 +340,10 @@ pub fn interactive(
         session.sync_all();
     }
     let mut machines = std::mem::take(&mut session.machines);
-    run::cleanup(&mut machines, vlans, &abort, opts, &log);
+    // What would not stop is shown; the session's exit code stays its own.
+    for (_, f) in run::cleanup(&mut machines, vlans, &abort, opts, &log) {
+        log.test_error(&f.render());
+    }
     Ok(if terminated { crate::exit_codes::INTERRUPTED } else { crate::exit_codes::OK })
 }
 

@@ -4,8 +4,9 @@
 //! Layout: [`mod@run`] orchestrates; [`vm`] owns one QEMU (with [`shell`],
 //! [`monitor`] and [`console`] as its channels); [`vlan`] runs the switches;
 //! [`steps`] executes actions; [`events`] feed the [`report`] sinks; [`os`]
-//! holds the process-group plumbing and [`abort`] the run-wide stop
-//! conditions. See `docs/driver.md`.
+//! holds the process-group plumbing, [`orphans`] the sweep for processes
+//! that left their group, and [`abort`] the run-wide stop conditions. See
+//! `docs/driver.md`.
 
 pub mod abort;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod events;
 pub mod interactive;
 pub mod log;
 pub mod monitor;
+pub mod orphans;
 pub mod os;
 pub mod report;
 pub mod run;

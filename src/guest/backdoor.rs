@@ -31,6 +31,14 @@
 //!   SIGTERM to the command and all its descendants (found in `/proc`, as a
 //!   non-interactive bash has no process groups of its own), SIGKILL one
 //!   second later;
+//! * the backdoor's own stdin and stdout stay the channel at every moment:
+//!   the persistent shell never redirects a builtin (`printf >&fd`, `<file`),
+//!   since bash does that by pointing its fd 0 or 1 elsewhere for a moment,
+//!   and a guest program opening `/proc/<backdoor>/fd/1` in that moment wrote
+//!   into the watchdog's FIFO and desynchronised it: later replies went
+//!   missing. So the command's subshell sends the watchdog its request, and
+//!   the shell says "done" by closing its end of a FIFO (`exec {w}>&-`), which
+//!   the watchdog reads as end of file;
 //! * the reply is sent when the command exits, not when its stdout closes:
 //!   a process left in the background no longer blocks it (stock waits
 //!   until the guest-side `timeout`; nixpkgs issue #144875).
@@ -55,14 +63,17 @@ pub const STOCK_ANSWER: &[u8] = b"nixvm-stock\n";
 ///
 /// `__nixvm_o` is the output file, `__nixvm_z` a FIFO nobody writes (a
 /// `read -t` on it is a sleep without `sleep`), `__nixvm_q`/`__nixvm_a` the
-/// watchdog's request and answer FIFOs; all opened once and unlinked at
-/// once. (Process substitution would save `mkfifo` but needs `/dev/fd`,
-/// which a minimal initramfs may lack.)
+/// watchdog's request and answer FIFOs, `__nixvm_e` (read end, the shell
+/// reopens it for writing per command) the FIFO whose end of file tells the
+/// watchdog that the command is done; all opened once and unlinked at once.
+/// (Process substitution would save `mkfifo` but needs `/dev/fd`, which a
+/// minimal initramfs may lack.)
 const HELPERS: &str = r#"__nixvm_init() {
-  local d
+  local d w
   d=$(mktemp -d) || return 1
-  if mkfifo "$d/z" "$d/q" "$d/a" && exec {__nixvm_o}>>"$d/o" {__nixvm_z}<>"$d/z" {__nixvm_q}<>"$d/q" {__nixvm_a}<>"$d/a"
-  then rm -rf "$d"; else rm -rf "$d"; return 1; fi
+  if mkfifo "$d/z" "$d/q" "$d/a" "$d/e" &&
+    exec {__nixvm_o}>>"$d/o" {__nixvm_z}<>"$d/z" {__nixvm_q}<>"$d/q" {__nixvm_a}<>"$d/a" {w}<>"$d/e" {__nixvm_e}<"$d/e"
+  then exec {w}>&-; rm -rf "$d"; else rm -rf "$d"; return 1; fi
   __nixvm_watchdog {__nixvm_o}>&- </dev/null >/dev/null &
 }
 __nixvm_tree() {
@@ -82,25 +93,32 @@ __nixvm_tree() {
 __nixvm_watchdog() {
   local p t v
   while read -r -u "$__nixvm_q" p t; do
-    if read -r -t "$t" -u "$__nixvm_q" v; then printf 'k\n' >&"$__nixvm_a"; continue; fi
+    read -r -t "$t" -u "$__nixvm_e" v
+    if (($? <= 128)); then printf 'k\n' >&"$__nixvm_a"; continue; fi
     __nixvm_tree TERM "$p"
-    read -r -t 1 -u "$__nixvm_q" v || { __nixvm_tree KILL "$p"; read -r -u "$__nixvm_q" v; }
+    read -r -t 1 -u "$__nixvm_e" v
+    (($? <= 128)) || { __nixvm_tree KILL "$p"; read -r -u "$__nixvm_e" v; }
     printf 't\n' >&"$__nixvm_a"
   done
 }
 __nixvm_x() {
-  local s p v=k
-  : >"/proc/self/fd/$__nixvm_o"
-  ( exec {__nixvm_q}>&- {__nixvm_a}>&- {__nixvm_o}>&-; __nixvm_c=$3; set -euo pipefail --; eval "$__nixvm_c" ) <&0 >&"$__nixvm_o" & p=$!
-  [ "$2" = - ] || printf '%s %s\n' "$p" "$2" >&"$__nixvm_q"
+  local s p v=k w= f
+  exec {f}>"/proc/self/fd/$__nixvm_o" {f}>&-
+  [ "$2" = - ] || exec {w}>"/proc/self/fd/$__nixvm_e"
+  (
+    if [ -n "$w" ]; then printf '%s %s\n' "$BASHPID" "$2" >&"$__nixvm_q"; exec {w}>&-; fi
+    exec {__nixvm_q}>&- {__nixvm_a}>&- {__nixvm_o}>&- {__nixvm_e}<&-; __nixvm_c=$3; set -euo pipefail --; eval "$__nixvm_c"
+  ) <&0 >&"$__nixvm_o" & p=$!
   wait "$p"; s=$?
-  if [ "$2" != - ]; then printf 'd\n' >&"$__nixvm_q"; read -r -u "$__nixvm_a" v; fi
+  if [ -n "$w" ]; then exec {w}>&-; read -r -u "$__nixvm_a" v; fi
   [ "$v" = k ] || s=124
-  __nixvm_reply "$1" "$s" <"/proc/self/fd/$__nixvm_o"
+  __nixvm_reply "$1" "$s"
 }
 __nixvm_reply() {
-  local LC_ALL=C c n=0 i=0; local -a a=()
-  while IFS= read -r -d '' c; do a[i++]=$c; n=$((n+${#c}+1)); done
+  local LC_ALL=C c n=0 i=0 f; local -a a=()
+  exec {f}<"/proc/self/fd/$__nixvm_o"
+  while IFS= read -r -d '' -u "$f" c; do a[i++]=$c; n=$((n+${#c}+1)); done
+  exec {f}<&-
   a[i]=$c; n=$((n+${#c}))
   printf '\001NIXVM %s %s %s\n' "$1" "$2" "$n"
   ((i)) && printf '%s\0' "${a[@]:0:i}"

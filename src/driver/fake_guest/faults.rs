@@ -166,3 +166,96 @@ fn a_signal_during_the_qmp_handshake_is_no_vm_failure() {
     let error = report["error"].as_str().unwrap();
     assert_eq!(error, "interrupted by a signal while starting node(s) machine (start)");
 }
+
+/// A QEMU that ignores SIGTERM in the teardown of a passing run: killed
+/// after the grace period and reported, naming the node and the phase
+/// `teardown`, with exit 5 (it was a warning in the log, exit 0).
+#[test]
+fn a_vm_that_ignores_sigterm_fails_the_teardown() {
+    let Some(mut fake) = FakeRun::new("FAKE_IGNORE_TERM=1", vec![succeed("true")]) else { return };
+    fake.opts.grace = Duration::from_secs(1);
+    let survivors = Survivors::watch(fake.tmp.path());
+    let (outcome, log) = fake.run(&Abort::never());
+    survivors.assert_none_left(2);
+    let log = text(&log);
+    assert_eq!(outcome.result, RunResult::VmFailed, "{log}");
+    assert_eq!(outcome.exit_code(), crate::exit_codes::VM_FAILED);
+    let report = report_json(&fake);
+    assert_eq!(report["steps"][0]["status"], "passed");
+    let failure = &report["vmFailures"][0];
+    assert_eq!(failure["node"], "machine", "{report:#}");
+    assert_eq!(failure["phase"], "teardown", "{report:#}");
+    let message = failure["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "node machine: did not stop within the 1.0 s grace period after SIGTERM; killed with SIGKILL:"
+        ),
+        "{message}"
+    );
+    assert!(message.contains("fake-qemu"), "the process is named: {message}");
+    assert_eq!(report["error"], "node machine did not stop cleanly during teardown");
+    assert!(log.contains("node: machine, phase: teardown"), "{log}");
+    let junit = fake.output("junit.xml");
+    assert!(junit.contains("02 stop all VMs"), "{junit}");
+}
+
+/// The global timeout expiring during the teardown (a QEMU that ignores
+/// SIGTERM, a 30 s grace period): the teardown ends at the deadline and the
+/// run exits 6 naming the phase (it waited out the grace and exited 0).
+#[test]
+fn the_global_timeout_bounds_the_teardown() {
+    let Some(mut fake) = FakeRun::new("FAKE_IGNORE_TERM=1", vec![succeed("true")]) else { return };
+    fake.opts.grace = Duration::from_secs(30);
+    let survivors = Survivors::watch(fake.tmp.path());
+    let t = Instant::now();
+    let abort = Abort::new(Arc::new(AtomicUsize::new(0)), Some(Duration::from_secs(6)));
+    let (outcome, log) = fake.run(&abort);
+    let took = t.elapsed();
+    survivors.assert_none_left(2);
+    let log = text(&log);
+    assert!(took < Duration::from_secs(15), "took {took:?}\n{log}");
+    assert_eq!(outcome.result, RunResult::TimedOut, "{log}");
+    assert_eq!(outcome.exit_code(), crate::exit_codes::GLOBAL_TIMEOUT);
+    let report = report_json(&fake);
+    assert_eq!(report["steps"][0]["status"], "passed", "the step ended before the deadline: {report:#}");
+    assert_eq!(report["error"], "the global timeout expired during teardown");
+    assert!(report.get("vmFailures").is_none(), "a kill the deadline asked for is no failure: {report:#}");
+}
+
+/// Guest programs writing to the shell channel themselves (fake reply
+/// headers, random bytes; `/proc/$$/fd/1` is the fake guest's `/dev/hvc0`)
+/// while their command runs: every later command still gets its own reply.
+/// Before the backdoor helpers stopped redirecting their own stdout (the
+/// watchdog request was a `printf >&fifo`, which points the shell's fd 1 at
+/// the FIFO for a moment), a program opening `/proc/$$/fd/1` in that moment
+/// wrote into the watchdog's FIFO: about one run in two lost a reply within
+/// 40 rounds ("no reply …", then "still busy" for every command).
+#[test]
+fn programs_writing_to_the_shell_channel_lose_no_reply() {
+    if !available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut m, log) = booted(tmp.path(), "");
+    let a = Abort::never();
+    let mut run = |round: usize, command: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        m.execute(command, Some(15), deadline, &a)
+            .unwrap_or_else(|e| panic!("round {round}: {e}\n{}", text(&log)))
+    };
+    let fakes = "for i in $(seq 0 60); do printf '\\001NIXVM %d 0 4\\nfake' \"$i\" >/proc/$$/fd/1; done; \
+                 printf '\\001NIXVM garbage\\n\\001NIXVM ' >/proc/$$/fd/1; echo real";
+    let flood = "head -c 2000000 /dev/zero | tr '\\0' x; echo; echo the-end";
+    for round in 0..40 {
+        let r = run(round, "head -c 200000 /dev/urandom >/proc/$$/fd/1; echo ok");
+        assert_eq!((r.status, r.stdout.as_slice()), (0, &b"ok\n"[..]), "round {round}");
+        if round % 10 == 0 {
+            let r = run(round, fakes);
+            assert_eq!((r.status, r.stdout.as_slice()), (0, &b"real\n"[..]), "round {round}");
+            let r = run(round, flood);
+            assert_eq!(r.stdout.len(), 2_000_009, "round {round}");
+            assert!(r.stdout.ends_with(b"x\nthe-end\n"), "round {round}");
+        }
+    }
+    m.release(&a).expect("the fake QEMU stops on SIGTERM");
+}
