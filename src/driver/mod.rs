@@ -4,9 +4,9 @@
 //! Layout: [`mod@run`] orchestrates; [`vm`] owns one QEMU (with [`shell`],
 //! [`monitor`] and [`console`] as its channels); [`vlan`] runs the switches;
 //! [`steps`] executes actions; [`events`] feed the [`report`] sinks; [`os`]
-//! holds the process-group plumbing, [`orphans`] the sweep for processes
-//! that left their group, and [`abort`] the run-wide stop conditions. See
-//! `docs/driver.md`.
+//! holds the process-group plumbing, [`teardown`] stops everything at the
+//! end ([`orphans`]: processes that left their group), and [`abort`] holds
+//! the run-wide stop conditions. See `docs/driver.md`.
 
 pub mod abort;
 pub mod config;
@@ -23,6 +23,7 @@ pub mod shell;
 pub mod snapshot;
 pub mod steps;
 pub mod stream;
+pub mod teardown;
 pub mod tools;
 pub mod vlan;
 pub mod vm;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 /// How long children get to exit on their own (a QEMU that was just told
 /// to stop may still be ending its helpers) before they count as left behind.
-const SETTLE: Duration = Duration::from_secs(1);
+pub const SETTLE: Duration = Duration::from_secs(1);
 
 /// Makes this process the subreaper of its descendants. Only the driver
 /// binary calls it: in a test harness, other tests' processes are children
@@ -59,26 +59,11 @@ fn table() -> Vec<(i32, i32, bool)> {
 }
 
 fn describe(pid: i32) -> Orphan {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let mut command = String::from_utf8_lossy(&raw).replace('\0', " ").trim_end().to_owned();
-    if command.is_empty() {
-        // Just forked, or exiting: the name the kernel keeps.
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        command = format!("[{}]", comm.trim_end());
-    }
-    if command.len() > 160 {
-        let mut end = 160;
-        while !command.is_char_boundary(end) {
-            end -= 1;
-        }
-        command.truncate(end);
-        command.push_str(" …");
-    }
+    let command = super::os::command_line(pid.unsigned_abs());
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
     let tmpdir = environ
         .split(|b| *b == 0)
-        .find_map(|v| v.strip_prefix(b"TMPDIR"))
-        .and_then(|v| v.strip_prefix(b"="))
+        .find_map(|v| v.strip_prefix(b"TMPDIR="))
         .map(|v| PathBuf::from(String::from_utf8_lossy(v).into_owned()));
     let dir = tmpdir.or_else(|| std::fs::read_link(format!("/proc/{pid}/cwd")).ok());
     Orphan { pid, command, dir }

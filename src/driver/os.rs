@@ -123,25 +123,30 @@ fn survivors(pgid: u32) -> Vec<String> {
     describe_members(pgid)
 }
 
-/// `pid command line` of each live member of group `pgid`, the command
-/// line cut to 160 bytes (QEMU's runs to kilobytes).
+/// `pid command line` of each live member of group `pgid`.
 fn describe_members(pgid: u32) -> Vec<String> {
-    group_members(pgid)
-        .into_iter()
-        .map(|pid| {
-            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let mut cmd = String::from_utf8_lossy(&raw).replace('\0', " ").trim_end().to_owned();
-            if cmd.len() > 160 {
-                let mut end = 160;
-                while !cmd.is_char_boundary(end) {
-                    end -= 1;
-                }
-                cmd.truncate(end);
-                cmd.push_str(" …");
-            }
-            format!("{pid} {cmd}")
-        })
-        .collect()
+    group_members(pgid).into_iter().map(|pid| format!("{pid} {}", command_line(pid))).collect()
+}
+
+/// The command line of `pid` for a message, cut to 160 bytes (QEMU's runs
+/// to kilobytes); `[name]` when it has none yet or any more (just forked,
+/// exiting).
+pub fn command_line(pid: u32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let mut cmd = String::from_utf8_lossy(&raw).replace('\0', " ").trim_end().to_owned();
+    if cmd.is_empty() {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        return format!("[{}]", comm.trim_end());
+    }
+    if cmd.len() > 160 {
+        let mut end = 160;
+        while !cmd.is_char_boundary(end) {
+            end -= 1;
+        }
+        cmd.truncate(end);
+        cmd.push_str(" …");
+    }
+    cmd
 }
 
 /// Whether a live (non-zombie) process is left in the group. Zombies are

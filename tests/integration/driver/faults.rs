@@ -550,3 +550,30 @@ fn start_script_helpers_that_leave_the_group_are_stopped_and_reported() {
     );
     assert_eq!(run.report["error"], "node machine did not stop cleanly during teardown");
 }
+
+/// SIGTERM during a step (`driver::sigint_stops_driver_and_its_processes`
+/// sends SIGINT): the step fails naming the node and phase `step`, the run's
+/// `error` says where, exit 130, nothing left.
+#[test]
+fn sigterm_during_a_step() {
+    let steps = vec![
+        succeed("machine", 900.0, "touch /tmp/xchg/started; sleep 600"),
+        succeed("machine", 30.0, "true"),
+    ];
+    let Some(world) = vm_test(Kind::Busybox, &["machine"], steps) else { return };
+    let (child, started) = world.spawn_until_step_runs();
+    let tree = Tree::watch(child.id());
+    assert!(wait_until(Duration::from_secs(10), || !tree.find("qemu-system").is_empty()), "QEMU is seen");
+    let signalled = Instant::now();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let run = world.finish(child, started);
+    tree.assert_none_left(&["qemu-system", "vde_switch"]);
+    assert_eq!(run.status.code(), Some(130), "exit_codes::INTERRUPTED");
+    assert!(signalled.elapsed() < Duration::from_secs(15), "took {:?}", signalled.elapsed());
+    let f = failure_of(&run.report, 0, "machine", "step");
+    assert_eq!(f["message"], "interrupted by a signal while this step was running");
+    let error = run.report["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("interrupted by a signal during step 1 on machine ("), "{error}");
+    assert_eq!(statuses(&run.report), ["failed", "skipped"]);
+}
