@@ -10,19 +10,32 @@
 //! user's cache directory has none of these problems; the pack's name is a
 //! hash of the flake's canonical path, so worktrees do not share a pack.
 //!
+//! Two files per flake: the pack (`<hash>.pack`), small records read on
+//! every run, and its blob file (`<hash>.blobs`), the large texts (rendered
+//! test blocks) the records refer to by [`BlobRef`], read only when a run
+//! needs them. A change to one record rewrites the small pack and appends
+//! at most one blob, instead of rewriting megabytes.
+//!
 //! Trust: nothing read is believed before it is checked. A pack starts with
 //! a magic string, the schema and the identity of the binary that wrote it
 //! (version, path, size and mtime of the executable, so a rebuilt tool
 //! never reads an older build's records) and ends with a BLAKE3 hash of
 //! everything before it. A pack that is short, too large, damaged, or from
 //! another schema or build is ignored (and replaced by the next write);
-//! every length inside is checked against what is left.
+//! every length inside is checked against what is left. A blob is
+//! addressed by the BLAKE3 hash of its bytes, which its reference (in the
+//! checked pack) carries: [`Blobs::get`] hashes the bytes it returns, so a
+//! damaged, truncated, concurrently appended or compacted blob file yields
+//! "missing" (the text is made again), never wrong bytes.
 //!
-//! Writes go to a temporary file in the cache directory, renamed over the
-//! pack (atomic; a symbolic link at the pack's name is replaced, not
-//! followed). Size is bounded: a pack over [`MAX_PACK_BYTES`] is not
-//! written, and the directory keeps at most [`MAX_PACKS`] packs and
-//! [`MAX_TOTAL_BYTES`], dropping the least recently written first.
+//! Writes of a pack go to a temporary file in the cache directory, renamed
+//! over the pack (atomic; a symbolic link at the pack's name is replaced,
+//! not followed). Blobs are appended under an exclusive `flock`, and the
+//! blob file is rewritten with only the live blobs when it is more than
+//! twice their size. Size is bounded: a pack or blob file over
+//! [`MAX_PACK_BYTES`] is not written, and the directory keeps at most
+//! [`MAX_PACKS`] packs and [`MAX_TOTAL_BYTES`] (with their blob files),
+//! dropping the least recently written first.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -30,7 +43,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 /// Bumped whenever the layout of a pack or of its records changes.
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = 2;
+const BLOB_MAGIC: &[u8; 16] = b"nixvm-gen blobs\n";
 const MAGIC: &[u8; 16] = b"nixvm-gen cache\n";
 /// Larger packs are neither written nor read.
 pub const MAX_PACK_BYTES: u64 = 256 << 20;
@@ -98,12 +112,66 @@ impl Pack {
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
+    /// Every record, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &[u8]> {
+        self.index.values().map(|r| &self.bytes[r.clone()])
+    }
     pub fn len(&self) -> usize {
         self.index.len()
     }
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
     }
+}
+
+/// Where a blob is: the hash of its bytes (what makes it trusted) and
+/// their place in the blob file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BlobRef {
+    pub hash: Key,
+    pub offset: u64,
+    pub len: u32,
+}
+
+impl BlobRef {
+    pub fn write(&self, w: &mut Writer) {
+        w.out.extend_from_slice(&self.hash);
+        w.u64(self.offset);
+        w.u32(self.len);
+    }
+    pub fn read(r: &mut Reader) -> Option<BlobRef> {
+        let hash = r.take(HASH_BYTES)?.try_into().ok()?;
+        Some(BlobRef { hash, offset: r.u64()?, len: r.u32()? })
+    }
+}
+
+/// A blob file as read, unchecked: [`Blobs::get`] checks what it returns.
+#[derive(Debug, Default)]
+pub struct Blobs {
+    bytes: Vec<u8>,
+}
+
+impl Blobs {
+    /// The blob's bytes, if they are in the file and hash as its reference
+    /// says (anything else, damage included, is "missing").
+    pub fn get(&self, blob: &BlobRef) -> Option<&[u8]> {
+        self.range(blob).map(|r| &self.bytes[r])
+    }
+    /// Where [`Blobs::get`]'s bytes are in [`Blobs::bytes`].
+    pub fn range(&self, blob: &BlobRef) -> Option<Range<usize>> {
+        let start = usize::try_from(blob.offset).ok()?;
+        let range = start..start.checked_add(blob.len as usize)?;
+        let bytes = self.bytes.get(range.clone())?;
+        (blake3::hash(bytes).as_bytes() == &blob.hash).then_some(range)
+    }
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// The blob file beside the pack at `pack`.
+pub fn blobs_path(pack: &Path) -> PathBuf {
+    pack.with_extension("blobs")
 }
 
 impl Store {
@@ -180,18 +248,102 @@ impl Store {
         Ok(())
     }
 
+    /// Reads the blob file of the pack at `pack` (empty when it cannot be).
+    pub fn read_blobs(&self, pack: &Path) -> Blobs {
+        Blobs { bytes: read_regular(&blobs_path(pack)).unwrap_or_default() }
+    }
+
+    /// Size of the blob file of the pack at `pack` (0 when there is none).
+    pub fn blobs_len(&self, pack: &Path) -> u64 {
+        std::fs::symlink_metadata(blobs_path(pack)).map_or(0, |m| m.len())
+    }
+
+    /// Whether the blob file of the pack at `pack` holds `blob` intact
+    /// (reads only its bytes).
+    pub fn has_blob(&self, pack: &Path, blob: &BlobRef) -> bool {
+        use std::os::unix::fs::FileExt;
+        use std::os::unix::fs::OpenOptionsExt;
+        let Ok(file) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(blobs_path(pack))
+        else {
+            return false;
+        };
+        let mut bytes = vec![0; blob.len as usize];
+        file.read_exact_at(&mut bytes, blob.offset).is_ok() && blake3::hash(&bytes).as_bytes() == &blob.hash
+    }
+
+    /// Appends `blobs` to the blob file of the pack at `pack` and returns
+    /// their references. Under an exclusive lock, so two runs appending at
+    /// once do not interleave; a reference made stale by a concurrent
+    /// rewrite only fails its hash later.
+    pub fn append_blobs(&self, pack: &Path, blobs: &[&[u8]]) -> std::io::Result<Vec<BlobRef>> {
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::io::AsRawFd;
+        create_private_dir(&self.dir)?;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(blobs_path(pack))?;
+        // SAFETY: flock on a descriptor this function owns; released on close.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the blob file is not a regular file",
+            ));
+        }
+        let start = meta.len();
+        let size: u64 = blobs.iter().map(|b| (HASH_BYTES + 4 + b.len()) as u64).sum();
+        if start + size + BLOB_MAGIC.len() as u64 > MAX_PACK_BYTES {
+            return Err(std::io::Error::other("the blob file would be too large"));
+        }
+        let mut buf = Vec::with_capacity(size as usize + BLOB_MAGIC.len());
+        if start == 0 {
+            buf.extend_from_slice(BLOB_MAGIC);
+        }
+        let refs = put_blobs(&mut buf, start, blobs);
+        file.write_all(&buf)?;
+        Ok(refs)
+    }
+
+    /// Replaces the blob file of the pack at `pack` by one holding only
+    /// `blobs` (compaction), returning their new references.
+    pub fn rewrite_blobs(&self, pack: &Path, blobs: &[&[u8]]) -> std::io::Result<Vec<BlobRef>> {
+        create_private_dir(&self.dir)?;
+        let mut buf = Vec::with_capacity(blobs.iter().map(|b| HASH_BYTES + 4 + b.len()).sum::<usize>() + 16);
+        buf.extend_from_slice(BLOB_MAGIC);
+        let refs = put_blobs(&mut buf, 0, blobs);
+        if buf.len() as u64 > MAX_PACK_BYTES {
+            let _ = std::fs::remove_file(blobs_path(pack));
+            return Err(std::io::Error::other("the blob file would be too large"));
+        }
+        let mut tmp = tempfile::Builder::new().prefix(crate::fsutil::TEMP_PREFIX).tempfile_in(&self.dir)?;
+        tmp.as_file_mut().write_all(&buf)?;
+        tmp.persist(blobs_path(pack)).map_err(|e| e.error)?;
+        Ok(refs)
+    }
+
     /// Drops the least recently written packs (never `keep`) until the
     /// directory is within [`MAX_PACKS`] and [`MAX_TOTAL_BYTES`], and
     /// temporaries a killed run left. Errors are ignored: housekeeping.
     fn evict(&self, keep: &Path) {
         crate::fsutil::remove_stale_temporaries(&self.dir);
         let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        // A pack counts with its blob file, and goes with it.
         let mut packs: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
             .flatten()
             .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
             .filter_map(|e| {
                 let meta = e.metadata().ok().filter(std::fs::Metadata::is_file)?;
-                Some((meta.modified().ok()?, meta.len(), e.path()))
+                let blobs = std::fs::symlink_metadata(blobs_path(&e.path())).map_or(0, |m| m.len());
+                Some((meta.modified().ok()?, meta.len() + blobs, e.path()))
             })
             .collect();
         packs.sort();
@@ -202,6 +354,7 @@ impl Store {
                 break;
             }
             if path != keep && std::fs::remove_file(&path).is_ok() {
+                let _ = std::fs::remove_file(blobs_path(&path));
                 count -= 1;
                 total -= len;
             }
@@ -277,6 +430,22 @@ fn encode(out: &mut impl Write, identity: &str, records: &[(Key, &[u8])]) -> std
         put_bytes(out, record)?;
     }
     Ok(())
+}
+
+/// Blob entries: hash, u32 length, bytes; `start` is where `buf` begins
+/// in the file.
+fn put_blobs(buf: &mut Vec<u8>, start: u64, blobs: &[&[u8]]) -> Vec<BlobRef> {
+    blobs
+        .iter()
+        .map(|b| {
+            let hash = *blake3::hash(b).as_bytes();
+            buf.extend_from_slice(&hash);
+            buf.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            let offset = start + buf.len() as u64;
+            buf.extend_from_slice(b);
+            BlobRef { hash, offset, len: b.len() as u32 }
+        })
+        .collect()
 }
 
 fn pack_size(identity: &str, records: &[(Key, &[u8])]) -> usize {
@@ -370,6 +539,9 @@ impl<'a> Reader<'a> {
     pub fn u32(&mut self) -> Option<u32> {
         self.take(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
+    pub fn u64(&mut self) -> Option<u64> {
+        self.take(8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)
+    }
     /// A u32 length, then that many bytes.
     pub fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = self.u32()? as usize;
@@ -394,6 +566,9 @@ impl Writer {
         self.out.push(v);
     }
     pub fn u32(&mut self, v: u32) {
+        self.out.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn u64(&mut self, v: u64) {
         self.out.extend_from_slice(&v.to_le_bytes());
     }
     pub fn bytes(&mut self, v: &[u8]) {
@@ -511,6 +686,71 @@ mod tests {
         assert!(!std::fs::symlink_metadata(&path).unwrap().file_type().is_symlink(), "the link was replaced");
         assert_eq!(store.read(&elsewhere).get(&key(1)), Some(&b"one"[..]), "the link's target is untouched");
         assert_eq!(store.read(&path).get(&key(9)), Some(&b"nine"[..]));
+    }
+
+    #[test]
+    fn blobs_read_back_and_damage_only_makes_them_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path().join("cache"));
+        let pack = store.pack_path(dir.path());
+        let first = store.append_blobs(&pack, &[b"alpha", b""]).unwrap();
+        let second = store.append_blobs(&pack, &[b"beta"]).unwrap();
+        let refs: Vec<BlobRef> = first.into_iter().chain(second).collect();
+        let wanted: [&[u8]; 3] = [b"alpha", b"", b"beta"];
+        let blobs = store.read_blobs(&pack);
+        for (r, want) in refs.iter().zip(wanted) {
+            assert_eq!(blobs.get(r), Some(want));
+        }
+        assert_eq!(store.blobs_len(&pack), blobs.bytes().len() as u64);
+        // A reference whose hash is not its bytes' finds nothing.
+        assert_eq!(blobs.get(&BlobRef { hash: refs[2].hash, ..refs[0] }), None);
+        // Every truncation and every flipped byte: each blob reads back
+        // right or not at all, and the blobs the damage touches are gone.
+        let good = std::fs::read(blobs_path(&pack)).unwrap();
+        let check = |bytes: &[u8], what: &str| {
+            std::fs::write(blobs_path(&pack), bytes).unwrap();
+            let blobs = store.read_blobs(&pack);
+            let mut missing = 0;
+            for (r, want) in refs.iter().zip(wanted) {
+                match blobs.get(r) {
+                    Some(got) => assert_eq!(got, want, "{what}"),
+                    None => missing += 1,
+                }
+            }
+            missing
+        };
+        for len in 0..good.len() {
+            let touched = refs.iter().filter(|r| r.offset as usize + r.len as usize > len).count();
+            assert_eq!(check(&good[..len], &format!("cut at {len}")), touched, "cut at {len}");
+        }
+        for at in 0..good.len() {
+            let mut bad = good.clone();
+            bad[at] ^= 0x20;
+            let inside =
+                refs.iter().any(|r| (r.offset as usize..r.offset as usize + r.len as usize).contains(&at));
+            assert_eq!(check(&bad, &format!("byte {at}")), usize::from(inside), "byte {at} flipped");
+        }
+        // Compaction keeps what it is given, at new places.
+        let kept = store.rewrite_blobs(&pack, &[b"beta"]).unwrap();
+        let blobs = store.read_blobs(&pack);
+        assert_eq!(blobs.get(&kept[0]), Some(&b"beta"[..]));
+        assert_eq!(blobs.get(&refs[0]), None, "the old places are gone");
+    }
+
+    #[test]
+    fn blob_files_go_with_their_packs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path());
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for i in 0..MAX_PACKS {
+            let path = dir.path().join(format!("{i:03}.pack"));
+            std::fs::write(&path, b"x").unwrap();
+            std::fs::write(blobs_path(&path), b"y").unwrap();
+            std::fs::File::options().write(true).open(&path).unwrap().set_modified(old).unwrap();
+        }
+        store.write(&dir.path().join("mine.pack"), &[(key(1), b"one")]).unwrap();
+        assert!(!dir.path().join("000.pack").exists() && !dir.path().join("000.blobs").exists());
+        assert!(dir.path().join("001.pack").exists() && dir.path().join("001.blobs").exists());
     }
 
     #[test]

@@ -15,9 +15,12 @@ pub const INVALID_INPUT: i32 = 2;
 pub const EXTERNAL_TOOL: i32 = 3;
 /// I/O error or internal error.
 pub const INTERNAL: i32 = 4;
-/// `nixvm-driver`: a VM failed to start or died (boot timeout, QEMU exited).
+/// `nixvm-driver`: a VM failed to start or died (boot timeout, QEMU exited),
+/// a VLAN switch died, or in the teardown a VM or switch had to be killed
+/// after the grace period (each named with phase `teardown` in the report).
 pub const VM_FAILED: i32 = 5;
-/// `nixvm-driver`: the global timeout expired (the report was still written).
+/// `nixvm-driver`: the global timeout expired, also during the teardown (the
+/// report was still written).
 pub const GLOBAL_TIMEOUT: i32 = 6;
 /// `nixvm-driver`: interrupted by SIGINT/SIGTERM/SIGHUP (the report was still written).
 pub const INTERRUPTED: i32 = 130;

@@ -101,7 +101,16 @@ impl TooDeep {
 
 /// The `nix_syntax` diagnostic for a file nested too deeply, if it is.
 pub fn nesting_diagnostic(file: FileId, text: &str) -> Option<Diagnostic> {
-    let e = check_nesting(text).err()?;
+    nesting_diagnostic_tokens(file, rnix::tokenize(text))
+}
+
+/// [`nesting_diagnostic`] of the tokens of a text (see
+/// [`check_nesting_tokens`]).
+pub fn nesting_diagnostic_tokens<'a>(
+    file: FileId,
+    tokens: impl IntoIterator<Item = rnix::Token<'a>>,
+) -> Option<Diagnostic> {
+    let e = check_nesting_tokens(tokens).err()?;
     let span = Span {
         file,
         start: u32::try_from(e.start).unwrap_or(u32::MAX),
@@ -149,12 +158,18 @@ impl Frame {
 /// linear time and constant stack; `Err` at the first token beyond
 /// [`MAX_NESTING`].
 pub fn check_nesting(text: &str) -> Result<(), TooDeep> {
+    check_nesting_tokens(rnix::tokenize(text))
+}
+
+/// [`check_nesting`] of the tokens of a text (rnix's, in order), for a
+/// caller that tokenizes once for several checks.
+pub fn check_nesting_tokens<'a>(tokens: impl IntoIterator<Item = rnix::Token<'a>>) -> Result<(), TooDeep> {
     use SyntaxKind::*;
     let mut stack = vec![Frame::new(Kind::Top)];
     // Σ (1 + chain) over the stack, kept up to date.
     let mut depth = 1usize;
     let mut offset = 0usize;
-    for (kind, tok) in rnix::tokenize(text) {
+    for (kind, tok) in tokens {
         let start = offset;
         offset += tok.len();
         if matches!(kind, TOKEN_WHITESPACE | TOKEN_COMMENT) {

@@ -506,16 +506,27 @@ fn scan_text(project: &Project) -> String {
 /// up-to-date file alone (same bytes, same mtime), so build tools and
 /// editors do not see a change that is none.
 fn generate(g: &GlobalArgs, config: &Config) -> anyhow::Result<i32> {
-    let Some((text, tests)) = render_checks(g, config)? else {
+    let Some(mut checks) = render_checks(g, config)? else {
         return Ok(exit_codes::INVALID_INPUT);
     };
     let path = config.output_path();
-    if crate::fsutil::same_contents(&path, text.as_bytes()).unwrap_or(false) {
+    let up_to_date = |g: &GlobalArgs| {
         if !g.quiet {
             say!("{} is up to date", shown(&path).display());
         }
-        return Ok(exit_codes::OK);
+        Ok(exit_codes::OK)
+    };
+    let Some(text) = checks.text.take() else {
+        checks.save(g);
+        return up_to_date(g);
+    };
+    let tests = checks.tests;
+    if let Ok((true, seen)) = crate::incremental::compare_output(&path, text.as_bytes()) {
+        checks.record(&text, seen);
+        checks.save(g);
+        return up_to_date(g);
     }
+    checks.save(g);
     let old = std::fs::read(&path).ok();
     if let Some(old) = old.filter(|old| !old.is_empty() && !old.starts_with(GENERATED_MARKER.as_bytes())) {
         let first = String::from_utf8_lossy(&old)
@@ -533,25 +544,64 @@ fn generate(g: &GlobalArgs, config: &Config) -> anyhow::Result<i32> {
         .into());
     }
     write_generated(config, &path, text.as_bytes())?;
+    // Just written: its stat is not settled yet, only the hash is kept.
+    checks.record(&text, None);
+    checks.save(g);
     if !g.quiet {
         say!("wrote {} ({tests} test(s))", shown(&path).display());
     }
     Ok(exit_codes::OK)
 }
 
+/// What `generate` and `check` compare with the file.
+struct Checks {
+    /// The rendered file; `None` when the cache showed the file on disk
+    /// to be current ([`crate::incremental::Run::known_current`]).
+    text: Option<String>,
+    tests: usize,
+    /// The incremental run, to record the outcome in and save.
+    run: Option<crate::incremental::Run>,
+}
+
+impl Checks {
+    /// The file holds `text` (compared, or just written).
+    fn record(&mut self, text: &str, seen: Option<crate::incremental::Observed>) {
+        if let Some(run) = &mut self.run {
+            run.record_output(text, seen);
+        }
+    }
+
+    fn save(&mut self, g: &GlobalArgs) {
+        if let Some(run) = &mut self.run {
+            save_cache(g, run);
+        }
+    }
+}
+
+/// The cache only saves time: failing to write it (no writable home, as
+/// in the Nix sandbox) fails nothing, and is said only on request.
+fn save_cache(g: &GlobalArgs, run: &mut crate::incremental::Run) {
+    if let Err(e) = run.save()
+        && g.verbose
+    {
+        say!("note: the cache was not written: {e}");
+    }
+}
+
 /// What `generate` writes and `check` compares: the rendered file and its
 /// number of tests, or `None` when the project has errors (printed). Takes
 /// unchanged descriptions from the cache ([`crate::incremental`]) unless
 /// `--no-cache`, or `--eval` (the evaluator's answers are not keyed by
-/// file contents, so that path stays cold).
-fn render_checks(g: &GlobalArgs, config: &Config) -> anyhow::Result<Option<(String, usize)>> {
+/// file contents, so that path stays cold); with the cache, a file the
+/// cache shows to be current is not rendered at all.
+fn render_checks(g: &GlobalArgs, config: &Config) -> anyhow::Result<Option<Checks>> {
     if g.eval != EvalMode::Never {
         let Some(project) = load_reporting(g, config)? else {
             return Ok(None);
         };
         guard_output(config, &project.sources)?;
         let text = crate::codegen::render_with(&project, config, g.hydra_jobs)?;
-        return Ok(Some((text, project.tests.len())));
+        return Ok(Some(Checks { text: Some(text), tests: project.tests.len(), run: None }));
     }
     let store = if g.no_cache { None } else { crate::cache::Store::from_env() };
     let mut run = crate::incremental::load(config, store)
@@ -561,15 +611,22 @@ fn render_checks(g: &GlobalArgs, config: &Config) -> anyhow::Result<Option<(Stri
         None
     } else {
         guard_output(config, &run.sources)?;
-        Some(run.render(config, g.hydra_jobs))
+        let path = config.output_path();
+        Some(match run.known_current(config, g.hydra_jobs, &path) {
+            Ok(Some(verdict)) => {
+                if g.verbose {
+                    let how = match verdict {
+                        crate::incremental::Verdict::Stamp => "its stat is the one last verified",
+                        crate::incremental::Verdict::ContentHash => "its contents hash as last verified",
+                    };
+                    say!("cache: {} is current ({how})", shown(&path).display());
+                }
+                Ok(None)
+            }
+            Ok(None) => run.render(config, g.hydra_jobs).map(Some),
+            Err(e) => Err(e),
+        })
     };
-    // The cache only saves time: failing to write it (no writable home,
-    // as in the Nix sandbox) fails nothing, and is said only on request.
-    if let Err(e) = run.save()
-        && g.verbose
-    {
-        say!("note: the cache was not written: {e}");
-    }
     if g.verbose {
         let stats = run.stats();
         let why = stats.rejected.map(|r| format!(" ({r})")).unwrap_or_default();
@@ -577,8 +634,15 @@ fn render_checks(g: &GlobalArgs, config: &Config) -> anyhow::Result<Option<(Stri
     }
     let tests = run.tests();
     match text {
-        None => Ok(None),
-        Some(text) => Ok(Some((text?, tests))),
+        None => {
+            save_cache(g, &mut run);
+            Ok(None)
+        }
+        Some(Err(e)) => {
+            save_cache(g, &mut run);
+            Err(e.into())
+        }
+        Some(Ok(text)) => Ok(Some(Checks { text, tests, run: Some(run) })),
     }
 }
 
@@ -608,14 +672,30 @@ const GENERATED_MARKER: &str = "# Generated by nixvm-gen";
 /// file is exit code 1 with a unified diff on stdout (with `--format json`:
 /// one object `{"file", "stale", "diff"}`, also when up to date).
 fn check(g: &GlobalArgs, config: &Config) -> anyhow::Result<i32> {
-    let Some((text, _)) = render_checks(g, config)? else {
+    let Some(mut checks) = render_checks(g, config)? else {
         return Ok(exit_codes::INVALID_INPUT);
     };
     let path = config.output_path();
     let read_error = |e: std::io::Error| {
         anyhow::Error::new(e).context(format!("failed to read {}", shown(&path).display()))
     };
-    let stale = !crate::fsutil::same_contents(&path, text.as_bytes()).map_err(read_error)?;
+    let (stale, text) = match checks.text.take() {
+        // The cache showed the file to be current.
+        None => (false, String::new()),
+        Some(text) => match crate::incremental::compare_output(&path, text.as_bytes()) {
+            Ok((same, seen)) => {
+                if same {
+                    checks.record(&text, seen);
+                }
+                (!same, text)
+            }
+            Err(e) => {
+                checks.save(g);
+                return Err(read_error(e));
+            }
+        },
+    };
+    checks.save(g);
     // The old text only for the diff (and the header check) of a stale file.
     let old = match stale.then(|| std::fs::read(&path)) {
         None => Vec::new(),

@@ -26,10 +26,12 @@ Exit codes:
   2    invalid command line, driver configuration or plan (nothing was started)
   4    I/O or internal error (e.g. a passing run's report could not be written)
   5    a VM failed to start or died (QEMU exited, the backdoor shell closed),
-       or a VLAN switch died
-  6    the global timeout expired (reports are still written)
-  130  interrupted by SIGINT/SIGTERM/SIGHUP, also during the teardown (reports
-       are still written)
+       a VLAN switch died, or in the teardown a VM or switch did not stop
+       within the grace period after SIGTERM (killed; named in the report)
+  6    the global timeout expired, also during the teardown (reports are
+       still written)
+  130  interrupted by SIGINT/SIGTERM/SIGHUP, also during the start phase and
+       the teardown (reports are still written)
 
 With --interactive: 0 after `quit`/Ctrl-D, 130 after SIGTERM/SIGHUP, 5 when a
 VLAN switch could not start; the VMs are always stopped before the exit.";
@@ -323,6 +325,14 @@ fn run_cli(cli: DriverCli) -> anyhow::Result<i32> {
                 Ok(code)
             }
         };
+    }
+    // Processes of the run that leave their process group become ours, so
+    // that the teardown finds them (`driver::orphans`).
+    if let Err(e) = crate::driver::orphans::become_subreaper() {
+        log.warning(
+            None,
+            &format!("cannot become a child subreaper ({e}): processes that leave their group are not swept"),
+        );
     }
     let abort = Abort::new(count_signals(&log)?, global_timeout.map(Duration::from_secs));
     match run::run(&opts, &abort, log) {

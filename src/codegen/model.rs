@@ -160,6 +160,18 @@ impl Settings {
             .ok_or_else(|| CodegenError::OutputPath { path: config.output.clone() })?;
         Ok(Settings { input_name, output_dir })
     }
+
+    /// Feeds everything the settings change in the output to `h` (the
+    /// incremental path's digest of the expected file).
+    pub fn digest_into(&self, h: &mut blake3::Hasher) {
+        h.update(&(self.input_name.len() as u64).to_le_bytes());
+        h.update(self.input_name.as_bytes());
+        h.update(&(self.output_dir.len() as u64).to_le_bytes());
+        for part in &self.output_dir {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+    }
 }
 
 /// One rendered test of the generated file.

@@ -22,6 +22,9 @@ pub struct Abort {
     deadline: Option<Instant>,
     /// [`Abort::hurry`] once more signals than this arrived.
     hurry_above: usize,
+    /// [`Abort::hurry`] also once the deadline passed (a teardown that
+    /// began before it).
+    hurry_at_deadline: bool,
 }
 
 /// Longest slice a wait sleeps or blocks before it checks [`Abort`] again.
@@ -47,12 +50,22 @@ pub fn secs_f64(secs: f64) -> Duration {
 impl Abort {
     /// `signals` counts the signals received; `global_timeout` starts now.
     pub fn new(signals: Arc<AtomicUsize>, global_timeout: Option<Duration>) -> Abort {
-        Abort { signals, deadline: global_timeout.map(deadline_after), hurry_above: 1 }
+        Abort {
+            signals,
+            deadline: global_timeout.map(deadline_after),
+            hurry_above: 1,
+            hurry_at_deadline: false,
+        }
     }
 
     /// Never stops (tests).
     pub fn never() -> Abort {
-        Abort { signals: Arc::new(AtomicUsize::new(0)), deadline: None, hurry_above: 1 }
+        Abort {
+            signals: Arc::new(AtomicUsize::new(0)),
+            deadline: None,
+            hurry_above: 1,
+            hurry_at_deadline: false,
+        }
     }
 
     pub fn check(&self) -> Result<(), StopReason> {
@@ -68,13 +81,26 @@ impl Abort {
     /// A second signal: cleanup skips the grace period (nextest style).
     pub fn hurry(&self) -> bool {
         self.signals.load(Ordering::Relaxed) > self.hurry_above
+            || (self.hurry_at_deadline && self.deadline_passed())
     }
 
     /// The handle for the teardown: when no signal stopped the run, the
     /// first one that arrives during the teardown already skips the grace
-    /// period (the teardown is what the user asks to stop).
+    /// period (the teardown is what the user asks to stop); so does the
+    /// global deadline when it passes during the teardown. What stopped the
+    /// run leaves the teardown its grace period, so that QEMU and the start
+    /// scripts can end their own processes.
     pub fn for_teardown(&self) -> Abort {
-        Abort { hurry_above: self.signals.load(Ordering::Relaxed).min(1), ..self.clone() }
+        Abort {
+            hurry_above: self.signals.load(Ordering::Relaxed).min(1),
+            hurry_at_deadline: !self.deadline_passed(),
+            ..self.clone()
+        }
+    }
+
+    /// Whether the global deadline has passed.
+    pub fn deadline_passed(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     /// Whether a signal arrived (at any time).
@@ -113,5 +139,27 @@ mod tests {
         assert_eq!(secs_f64(1.5), Duration::from_millis(1500));
         let abort = Abort::new(Arc::new(AtomicUsize::new(0)), Some(Duration::from_secs(u64::MAX)));
         assert!(abort.check().is_ok());
+    }
+
+    #[test]
+    fn the_teardown_hurries_at_the_first_signal_or_the_deadline() {
+        let signals = Arc::new(AtomicUsize::new(0));
+        let run = Abort::new(signals.clone(), Some(Duration::from_millis(200)));
+        let teardown = run.for_teardown();
+        assert!(!teardown.hurry());
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!run.hurry(), "a passed deadline stops the steps, it does not hurry them");
+        assert!(teardown.hurry(), "a deadline passing in the teardown cuts it short");
+        assert!(!run.for_teardown().hurry(), "a run the deadline stopped gets its grace period");
+        let run = Abort::new(signals.clone(), None);
+        let teardown = run.for_teardown();
+        assert!(!teardown.hurry());
+        signals.fetch_add(1, Ordering::Relaxed);
+        assert!(teardown.hurry() && !run.hurry());
+        // A signal that stopped the run: the teardown hurries at the second.
+        let teardown = run.for_teardown();
+        assert!(!teardown.hurry());
+        signals.fetch_add(1, Ordering::Relaxed);
+        assert!(teardown.hurry());
     }
 }

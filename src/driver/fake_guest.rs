@@ -195,7 +195,7 @@ fn framing_semantics(prefer: Protocol, env: &str, protocol: Protocol) -> String 
     std::thread::sleep(Duration::from_millis(100));
     assert!(text(&log).contains("machine # to-the-console"), "{}", text(&log));
     assert!(text(&log).contains("machine: connected to guest root shell"));
-    m.release(&Abort::never());
+    m.release(&Abort::never()).expect("the fake QEMU stops on SIGTERM");
     text(&log)
 }
 
@@ -222,7 +222,7 @@ fn a_background_process_does_not_hold_the_reply() {
     assert!(matches!(err, VmError::Shell { source: ShellError::Busy, .. }), "{err:?}");
     let r = m.execute("echo ok", Some(5), far(), &Abort::never()).unwrap();
     assert_eq!(r.stdout, b"ok\n");
-    m.release(&Abort::never());
+    m.release(&Abort::never()).expect("the fake QEMU stops on SIGTERM");
 }
 
 #[test]
@@ -243,7 +243,7 @@ fn stock_framing_host_deadline_detects_a_background_process_holding_stdout() {
     let err =
         m.execute("true", Some(1), Instant::now() + Duration::from_millis(300), &Abort::never()).unwrap_err();
     assert!(matches!(err, VmError::Shell { source: ShellError::Busy, .. }), "{err:?}");
-    m.release(&Abort::never());
+    m.release(&Abort::never()).expect("the fake QEMU stops on SIGTERM");
     // Through a step, the message says what to do.
     let mut h = Harness::boot_with("", Protocol::Stock);
     let f = h.failure(&step(
@@ -301,7 +301,7 @@ fn boot_timeout_without_marker() {
     m.start(far(), &Abort::never()).unwrap();
     let err = m.connect(Instant::now() + Duration::from_millis(500), &Abort::never()).unwrap_err();
     assert!(err.to_string().contains("waiting for the backdoor shell did not finish"), "{err}");
-    m.release(&Abort::never());
+    m.release(&Abort::never()).expect("the fake QEMU stops on SIGTERM");
     assert!(!m.is_running());
 }
 
@@ -385,7 +385,7 @@ fn temporary_directory_with_a_space_reaches_qemu_as_one_argument() {
     m.connect(far(), &Abort::never()).unwrap();
     let reply = m.execute("echo ok", Some(5), far(), &Abort::never()).unwrap();
     assert_eq!(reply.stdout, b"ok\n");
-    m.release(&Abort::never());
+    m.release(&Abort::never()).expect("the fake QEMU stops on SIGTERM");
 }
 
 #[test]

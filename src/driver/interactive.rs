@@ -21,6 +21,7 @@ use super::log::Log;
 use super::report::{count_steps, describe};
 use super::run::{self, Flow, RunOptions, Runner, SetupError, Sinks};
 use super::steps::REPLY_MARGIN;
+use super::teardown;
 use super::vm::{Machine, VmError};
 use crate::plan::Plan;
 use crate::spec::{Action, Step};
@@ -283,7 +284,9 @@ pub fn interactive(
         Ok(m) => m,
         Err(e) => {
             log.test_error(&e);
-            run::cleanup(&mut BTreeMap::new(), vlans, &abort, opts, &log);
+            for (_, f) in teardown::cleanup(&mut BTreeMap::new(), vlans, &abort, opts, &log) {
+                log.test_error(&f.render());
+            }
             return Ok(crate::exit_codes::VM_FAILED);
         }
     };
@@ -338,7 +341,10 @@ pub fn interactive(
         session.sync_all();
     }
     let mut machines = std::mem::take(&mut session.machines);
-    run::cleanup(&mut machines, vlans, &abort, opts, &log);
+    // What would not stop is shown; the session's exit code stays its own.
+    for (_, f) in teardown::cleanup(&mut machines, vlans, &abort, opts, &log) {
+        log.test_error(&f.render());
+    }
     Ok(if terminated { crate::exit_codes::INTERRUPTED } else { crate::exit_codes::OK })
 }
 

@@ -4,8 +4,9 @@
 //! Layout: [`mod@run`] orchestrates; [`vm`] owns one QEMU (with [`shell`],
 //! [`monitor`] and [`console`] as its channels); [`vlan`] runs the switches;
 //! [`steps`] executes actions; [`events`] feed the [`report`] sinks; [`os`]
-//! holds the process-group plumbing and [`abort`] the run-wide stop
-//! conditions. See `docs/driver.md`.
+//! holds the process-group plumbing, [`teardown`] stops everything at the
+//! end ([`orphans`]: processes that left their group), and [`abort`] holds
+//! the run-wide stop conditions. See `docs/driver.md`.
 
 pub mod abort;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod events;
 pub mod interactive;
 pub mod log;
 pub mod monitor;
+pub mod orphans;
 pub mod os;
 pub mod report;
 pub mod run;
@@ -21,6 +23,7 @@ pub mod shell;
 pub mod snapshot;
 pub mod steps;
 pub mod stream;
+pub mod teardown;
 pub mod tools;
 pub mod vlan;
 pub mod vm;

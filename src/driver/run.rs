@@ -7,8 +7,10 @@
 //!                          └───────────────┴─────────────────┘
 //! ```
 //!
-//! Every path ends in cleanup (QEMU and switches are killed by process group)
-//! and in the report files, including the global timeout and SIGINT/SIGTERM.
+//! Every path ends in the [`teardown`] (QEMU and switches are stopped by
+//! process group, then the processes that left their groups) and in the
+//! report files, including the global timeout and SIGINT/SIGTERM; what did
+//! not stop cleanly is a failure of phase `teardown`.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -23,6 +25,7 @@ use super::log::Log;
 use super::report::terminal::TerminalSink;
 use super::report::{self, ReportBuilder, RunReport, count_steps, describe};
 use super::steps::{self, StepCtx, StepError};
+use super::teardown;
 use super::vlan::{self, Vlan};
 use super::vm::{self, MAX_SOCKET_PATH, Machine, VmError, VmSetup};
 use crate::plan::Plan;
@@ -286,15 +289,43 @@ pub fn run(opts: &RunOptions, abort: &Abort, log: Arc<Log>) -> Result<Outcome, S
     };
     let stopped = runner.stop;
     let mut sinks = runner.sinks;
-    cleanup(&mut machines, vlans, &abort.for_teardown(), opts, &log);
+    let teardown = teardown::stop_all(&mut machines, vlans, &abort.for_teardown(), opts, &log);
+    let then = |error: Option<String>, what: &str| {
+        Some(match error {
+            Some(e) => format!("{e}; then {what}"),
+            None => what.to_owned(),
+        })
+    };
     if stopped.is_none() && abort.interrupted() {
         // The signal came after the last step: the documented exit code of
         // an interrupted run all the same.
         result = RunResult::Interrupted;
-        error = Some(match error {
-            Some(e) => format!("{e}; then interrupted by a signal during teardown"),
-            None => "interrupted by a signal during teardown".to_owned(),
-        });
+        error = then(error, "interrupted by a signal during teardown");
+    } else if stopped.is_none() && abort.deadline_passed() {
+        // The global timeout bounds the teardown too (it cut the grace
+        // period short).
+        log.test_error("timeout reached during teardown; test terminating...");
+        result = RunResult::TimedOut;
+        error = then(error, "the global timeout expired during teardown");
+    }
+    if !teardown.is_empty() {
+        // A VM or switch that would not stop is a VM failure, as one that
+        // would not start; a stop or timeout keeps its own exit code.
+        let mut who: Vec<&str> = Vec::new();
+        for (w, _) in &teardown {
+            if !who.contains(&w.as_str()) {
+                who.push(w);
+            }
+        }
+        let what = format!("{} did not stop cleanly during teardown", who.join(", "));
+        error = then(error, &what);
+        if matches!(result, RunResult::Passed | RunResult::Failed) {
+            result = RunResult::VmFailed;
+        }
+        for (_, failure) in teardown {
+            let node = failure.node.clone().unwrap_or_default();
+            sinks.emit(DriverEvent::VmFailed { node, failure });
+        }
     }
     sinks.emit(DriverEvent::RunFinished { result, duration: started.elapsed(), error });
 
@@ -360,28 +391,6 @@ pub(super) fn prepare_machines(
         machines.insert(vm.name.clone(), m);
     }
     Ok(machines)
-}
-
-/// Stops every VM (in parallel: each may use the grace period) and the
-/// switches.
-pub(super) fn cleanup(
-    machines: &mut BTreeMap<String, Machine>,
-    vlans: Vec<Vlan>,
-    abort: &Abort,
-    opts: &RunOptions,
-    log: &Log,
-) {
-    let t = Instant::now();
-    log.header(None, "cleanup");
-    std::thread::scope(|s| {
-        for m in machines.values_mut() {
-            s.spawn(move || m.release(abort));
-        }
-    });
-    for v in vlans {
-        v.stop(opts.grace, log, &|| abort.hurry());
-    }
-    log.finished(None, "cleanup", t.elapsed());
 }
 
 /// Starts every machine and waits for its backdoor shell, all in parallel

@@ -38,6 +38,21 @@ pub enum VlanError {
     NoAnswer { nr: u32, secs: u64, output: String },
     #[error("vlan {nr}: control socket {} is missing after start", path.display())]
     NoSocket { nr: u32, path: PathBuf },
+    #[error("vlan {nr}: cannot stop its switch (vde_switch, pid {pid})")]
+    Stop {
+        nr: u32,
+        pid: u32,
+        #[source]
+        source: io::Error,
+    },
+    /// The teardown had to SIGKILL the switch after the grace period, or
+    /// it survived that.
+    #[error(
+        "vlan {nr}: its switch did not stop within the {grace_secs:.1} s grace period after SIGTERM; {}",
+        if survivors.is_empty() { format!("killed with SIGKILL: {}", killed.join(", ")) }
+        else { format!("still running after SIGKILL: {}", survivors.join(", ")) }
+    )]
+    NotStopped { nr: u32, grace_secs: f64, killed: Vec<String>, survivors: Vec<String> },
 }
 
 fn describe(output: &str) -> String {
@@ -135,17 +150,26 @@ impl Vlan {
     /// if it has not within [`EOF_EXIT`] (or `grace`, if shorter): SIGTERM,
     /// grace period, SIGKILL. Signalling a switch that is already cleaning
     /// up after EOF made it print "Could not remove ctl socket" at every
-    /// normal cleanup.
-    pub fn stop(mut self, grace: Duration, log: &Log, hurry: &dyn Fn() -> bool) {
-        log.info(None, &format!("kill vlan (pid {})", self.child.id()));
+    /// normal cleanup. An error when it had to be SIGKILLed after the grace
+    /// period (not when `hurry` cut it short) or could not be stopped.
+    pub fn stop(mut self, grace: Duration, log: &Log, hurry: &dyn Fn() -> bool) -> Result<(), VlanError> {
+        let (nr, pid) = (self.nr, self.child.id());
+        log.info(None, &format!("kill vlan (pid {pid})"));
         self.stdin.take();
         if !hurry() && matches!(os::wait_timeout(&mut self.child, EOF_EXIT.min(grace)), Ok(Some(_))) {
             // Its group may still hold nothing else; reap for certain.
-            let _ = os::signal_group(self.child.id(), libc::SIGKILL);
-            return;
+            let _ = os::signal_group(pid, libc::SIGKILL);
+            return Ok(());
         }
-        if let Err(e) = os::terminate_group(&mut self.child, grace, hurry) {
-            log.warning(None, &format!("Error during cleanup of vlan{}: {e}", self.nr));
+        match os::stop_group(&mut self.child, grace, hurry) {
+            Err(source) => Err(VlanError::Stop { nr, pid, source }),
+            Ok(s) if s.killed.is_empty() && s.survivors.is_empty() => Ok(()),
+            Ok(s) => Err(VlanError::NotStopped {
+                nr,
+                grace_secs: grace.as_secs_f64(),
+                killed: s.killed,
+                survivors: s.survivors,
+            }),
         }
     }
 }
@@ -225,7 +249,7 @@ mod tests {
         assert!(vlan.socket_dir.join("ctl").exists());
         assert_eq!(vlan.env().0, "QEMU_VDE_SOCKET_1");
         let pid = vlan.child.id() as i32;
-        vlan.stop(Duration::from_secs(2), &log, &|| false);
+        vlan.stop(Duration::from_secs(2), &log, &|| false).unwrap();
         // SAFETY: signal 0 only probes for existence.
         assert_ne!(unsafe { libc::kill(pid, 0) }, 0, "switch must be gone");
         // Give the stderr thread a moment to log what the switch said last.

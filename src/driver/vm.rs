@@ -72,6 +72,35 @@ pub enum VmError {
     Qemu { node: String, command: String, message: String },
     #[error(transparent)]
     Stopped(#[from] StopReason),
+    /// The teardown had to SIGKILL processes of the node's group after the
+    /// grace period, or some survived even that.
+    #[error("node {node}: {}", not_stopped(*grace_secs, killed, survivors))]
+    NotStopped { node: String, grace_secs: f64, killed: Vec<String>, survivors: Vec<String> },
+}
+
+/// What a teardown that did not go cleanly had to do, process by process.
+fn not_stopped(grace_secs: f64, killed: &[String], survivors: &[String]) -> String {
+    let mut s = String::new();
+    if !killed.is_empty() {
+        s.push_str(&format!(
+            "did not stop within the {grace_secs:.1} s grace period after SIGTERM; killed with SIGKILL:"
+        ));
+        for p in killed {
+            s.push_str("\n    ");
+            s.push_str(p);
+        }
+    }
+    if !survivors.is_empty() {
+        if !s.is_empty() {
+            s.push('\n');
+        }
+        s.push_str("still running after SIGKILL (left behind):");
+        for p in survivors {
+            s.push_str("\n    ");
+            s.push_str(p);
+        }
+    }
+    s
 }
 
 /// QEMU's (and the start script's) last stderr lines, apart from the console.
@@ -110,6 +139,7 @@ impl VmError {
                 | VmError::ShellClosed { .. }
                 | VmError::Io { .. }
                 | VmError::NotRunning { .. }
+                | VmError::NotStopped { .. }
         )
     }
 }
@@ -696,15 +726,26 @@ impl Machine {
     }
 
     /// Stops QEMU at the end of the run: SIGTERM to its process group, the
-    /// grace period, then SIGKILL.
-    pub fn release(&mut self, abort: &Abort) {
+    /// grace period, then SIGKILL. An error when the group could not be
+    /// signalled, when a process of it had to be SIGKILLed after the grace
+    /// period (a QEMU or a start script's helper ignoring SIGTERM; not when
+    /// `abort` cut the grace short) or when one survived SIGKILL: the
+    /// teardown reports it, as systemd fails a unit whose stop timed out.
+    pub fn release(&mut self, abort: &Abort) -> Result<(), VmError> {
         let name = self.setup.name.clone();
-        if let Some(mut run) = self.running.take() {
-            self.log.info(None, &format!("kill QemuMachine {name} (pid {})", run.child.id()));
-            if let Err(e) = os::terminate_group(&mut run.child, self.setup.grace, &|| abort.hurry()) {
-                self.log.warning(None, &format!("Error during cleanup of {name}: {e}"));
-            }
-            join_readers(std::mem::take(&mut run.readers), &self.console);
+        let Some(mut run) = self.running.take() else { return Ok(()) };
+        self.log.info(None, &format!("kill QemuMachine {name} (pid {})", run.child.id()));
+        let stopped = os::stop_group(&mut run.child, self.setup.grace, &|| abort.hurry());
+        join_readers(std::mem::take(&mut run.readers), &self.console);
+        match stopped {
+            Err(e) => Err(VmError::Io { node: name, action: "stop its process group".into(), source: e }),
+            Ok(s) if s.killed.is_empty() && s.survivors.is_empty() => Ok(()),
+            Ok(s) => Err(VmError::NotStopped {
+                node: name,
+                grace_secs: self.setup.grace.as_secs_f64(),
+                killed: s.killed,
+                survivors: s.survivors,
+            }),
         }
     }
 

@@ -2,12 +2,15 @@
 //! cold one (`project::load` + `codegen::render_with`): random edits to a
 //! fixture repository (descriptions added, removed, changed, shifted by a
 //! line; the flake's modules changed or broken; options changed; the cache
-//! file truncated, flipped or replaced by another build's) must never make
-//! the result differ, byte for byte, diagnostics included.
+//! file truncated, flipped or replaced by another build's, the blob file
+//! damaged; the generated file rewritten, edited or removed behind the
+//! cache's back) must never make the result differ, byte for byte,
+//! diagnostics included, and the shortcut that finds the generated file
+//! current without rendering it must never call a different file current.
 
 use std::path::{Path, PathBuf};
 
-use nixvm_gen::cache::{Rejected, Store};
+use nixvm_gen::cache::{Rejected, Store, blobs_path};
 use nixvm_gen::config::Config;
 use nixvm_gen::diagnostic::{self, Diagnostic, Sources};
 use nixvm_gen::{codegen, incremental, project};
@@ -81,6 +84,19 @@ enum Edit {
         at_per_mille: u16,
     },
     ForeignCache,
+    FlipBlobByte {
+        at_per_mille: u16,
+    },
+    TruncateBlobs {
+        keep_per_mille: u16,
+    },
+    /// The generated file, as `generate` would write it now.
+    Regenerate,
+    /// One byte of the generated file changed, size and mtime kept.
+    OutputByteChanged {
+        at_per_mille: u16,
+    },
+    RemoveOutput,
 }
 
 fn edit() -> impl Strategy<Value = Edit> {
@@ -94,6 +110,11 @@ fn edit() -> impl Strategy<Value = Edit> {
         1 => (0u16..1000).prop_map(|keep_per_mille| Edit::TruncateCache { keep_per_mille }),
         1 => (0u16..1000).prop_map(|at_per_mille| Edit::FlipCacheByte { at_per_mille }),
         1 => Just(Edit::ForeignCache),
+        1 => (0u16..1000).prop_map(|at_per_mille| Edit::FlipBlobByte { at_per_mille }),
+        1 => (0u16..1000).prop_map(|keep_per_mille| Edit::TruncateBlobs { keep_per_mille }),
+        2 => Just(Edit::Regenerate),
+        1 => (0u16..1000).prop_map(|at_per_mille| Edit::OutputByteChanged { at_per_mille }),
+        1 => Just(Edit::RemoveOutput),
     ]
 }
 
@@ -175,8 +196,53 @@ impl Repo {
             Edit::ForeignCache => {
                 Store::with_identity(&self.cache, "0.0.0 another build").write(&self.pack(), &[]).unwrap();
             }
+            Edit::FlipBlobByte { at_per_mille } => {
+                if let Ok(mut bytes) = std::fs::read(blobs_path(&self.pack()))
+                    && !bytes.is_empty()
+                {
+                    let at = bytes.len() * usize::from(at_per_mille) / 1000;
+                    bytes[at] ^= 0x01;
+                    std::fs::write(blobs_path(&self.pack()), &bytes).unwrap();
+                }
+            }
+            Edit::TruncateBlobs { keep_per_mille } => {
+                if let Ok(bytes) = std::fs::read(blobs_path(&self.pack())) {
+                    let keep = bytes.len() * usize::from(keep_per_mille) / 1000;
+                    std::fs::write(blobs_path(&self.pack()), &bytes[..keep]).unwrap();
+                }
+            }
+            Edit::Regenerate => {
+                if let Some(Ok(text)) = cold(self).file {
+                    std::fs::create_dir_all(self.output().parent().unwrap()).unwrap();
+                    std::fs::write(self.output(), text).unwrap();
+                }
+            }
+            Edit::OutputByteChanged { at_per_mille } => {
+                edit_keeping_size_and_mtime(&self.output(), at_per_mille)
+            }
+            Edit::RemoveOutput => {
+                let _ = std::fs::remove_file(self.output());
+            }
         }
     }
+
+    fn output(&self) -> PathBuf {
+        self.config.output_path()
+    }
+}
+
+/// Changes one byte of the file at `path`, then sets its mtime back: only
+/// ctime (and the contents) tell.
+fn edit_keeping_size_and_mtime(path: &Path, at_per_mille: u16) {
+    let Ok(mut bytes) = std::fs::read(path) else { return };
+    if bytes.is_empty() {
+        return;
+    }
+    let mtime = std::fs::metadata(path).unwrap().modified().unwrap();
+    let at = bytes.len() * usize::from(at_per_mille) / 1000;
+    bytes[at] = if bytes[at] == b'x' { b'y' } else { b'x' };
+    std::fs::write(path, &bytes).unwrap();
+    std::fs::File::options().write(true).open(path).unwrap().set_modified(mtime).unwrap();
 }
 
 /// Everything a run shows the user: diagnostics (as data, rendered, as
@@ -219,6 +285,46 @@ fn incremental(repo: &Repo, store: Option<Store>) -> (Outcome, incremental::Stat
     (outcome(&run.diagnostics, &run.sources, file, run.tests()), run.stats(), wrote)
 }
 
+/// What `check` does with the generated file: the cache's shortcut, or
+/// render and compare (recording a match). Returns whether the file is
+/// current, and whether the shortcut said so.
+fn check_output(repo: &Repo, margin: Option<std::time::Duration>) -> (bool, Option<incremental::Verdict>) {
+    let mut run = incremental::load(&repo.config, Some(repo.store())).expect("the fixture loads");
+    if let Some(margin) = margin {
+        run.racy_margin = margin;
+    }
+    if run.has_errors() {
+        return (false, None);
+    }
+    let path = repo.output();
+    let Ok(verdict) = run.known_current(&repo.config, repo.hydra, &path) else {
+        return (false, None);
+    };
+    let current = match verdict {
+        Some(_) => true,
+        None => match run.render(&repo.config, repo.hydra) {
+            Ok(text) => {
+                let (same, seen) = incremental::compare_output(&path, text.as_bytes()).unwrap();
+                if same {
+                    run.record_output(&text, seen);
+                }
+                same
+            }
+            Err(_) => false,
+        },
+    };
+    run.save().expect("the cache is written");
+    (current, verdict)
+}
+
+/// Whether the generated file is what a cold run renders.
+fn truly_current(repo: &Repo) -> bool {
+    match cold(repo).file {
+        Some(Ok(text)) => std::fs::read(repo.output()).is_ok_and(|b| b == text.as_bytes()),
+        _ => false,
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 40, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -245,8 +351,81 @@ proptest! {
             prop_assert_eq!(&again, &expected);
             prop_assert_eq!(stats.reused, stats.descriptions - stats.diagnosed, "{:?}", stats);
             prop_assert!(!wrote, "an unchanged run rewrote the cache");
+            // `check` on the generated file, twice: the second may take
+            // the shortcut; neither may call a different file current.
+            for _ in 0..2 {
+                let (current, verdict) = check_output(&repo, None);
+                prop_assert_eq!(current, truly_current(&repo), "after edit {} ({:?}), {:?}", n, e, verdict);
+            }
         }
     }
+}
+
+/// The shortcut's cases one by one, with a short racy margin (the real
+/// one is two seconds) and waits longer than it.
+#[test]
+fn the_generated_file_is_trusted_by_its_stamp_only_while_it_is_unchanged() {
+    use incremental::Verdict::{ContentHash, Stamp};
+    let margin = std::time::Duration::from_millis(30);
+    let settle = || std::thread::sleep(margin * 3);
+    let mut repo = Repo::new();
+    repo.apply(&Edit::Regenerate);
+    let good = std::fs::read(repo.output()).unwrap();
+    settle();
+    assert_eq!(check_output(&repo, Some(margin)), (true, None), "first: rendered and compared");
+    assert_eq!(check_output(&repo, Some(margin)), (true, Some(Stamp)));
+    // Edited behind our back, same size, mtime restored: ctime tells.
+    settle();
+    edit_keeping_size_and_mtime(&repo.output(), 500);
+    assert_eq!(check_output(&repo, Some(margin)), (false, None), "same-size edit");
+    // Put back (a new mtime): the contents hash as verified.
+    std::fs::write(repo.output(), &good).unwrap();
+    settle();
+    assert_eq!(check_output(&repo, Some(margin)), (true, Some(ContentHash)), "rewritten");
+    assert_eq!(check_output(&repo, Some(margin)), (true, Some(Stamp)));
+    // Touched only.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+    std::fs::File::options().write(true).open(repo.output()).unwrap().set_modified(later).unwrap();
+    assert_eq!(check_output(&repo, Some(margin)), (true, Some(ContentHash)), "touched");
+    // Replaced by a copy (another inode), then by a different file of the
+    // same size.
+    let copy = repo.output().with_extension("copy");
+    std::fs::write(&copy, &good).unwrap();
+    std::fs::rename(&copy, repo.output()).unwrap();
+    assert_eq!(check_output(&repo, Some(margin)), (true, Some(ContentHash)), "replaced by a copy");
+    let mut other = good.clone();
+    other[good.len() / 2] ^= 0x01;
+    std::fs::write(&copy, &other).unwrap();
+    std::fs::rename(&copy, repo.output()).unwrap();
+    assert_eq!(check_output(&repo, Some(margin)), (false, None), "replaced by another file");
+    // A description changed without changing the output (a comment): the
+    // digest is the same, the stamp still counts.
+    std::fs::write(repo.output(), &good).unwrap();
+    settle();
+    assert_eq!(check_output(&repo, Some(margin)), (true, Some(ContentHash)));
+    let text = std::fs::read_to_string(repo.description(0)).unwrap();
+    std::fs::write(repo.description(0), format!("{text}# a comment\n")).unwrap();
+    assert_eq!(check_output(&repo, Some(margin)), (true, Some(Stamp)), "same output, other description");
+    // An option that changes the output: the digest differs.
+    repo.apply(&Edit::Options { output: 0, input: 1, hydra: false });
+    assert_eq!(check_output(&repo, Some(margin)), (false, None), "another input name");
+}
+
+/// With the real margin, a file verified right after it was written is
+/// never trusted by its stamp: a same-size write in the same timestamp
+/// tick would leave the stamp as it was.
+#[test]
+fn a_racy_stamp_is_not_trusted() {
+    let mut repo = Repo::new();
+    repo.apply(&Edit::Regenerate);
+    assert_eq!(check_output(&repo, None), (true, None));
+    assert_eq!(
+        check_output(&repo, None),
+        (true, Some(incremental::Verdict::ContentHash)),
+        "not by its stamp"
+    );
+    edit_keeping_size_and_mtime(&repo.output(), 300);
+    assert_eq!(check_output(&repo, None), (false, None), "edited in the same tick");
 }
 
 #[test]

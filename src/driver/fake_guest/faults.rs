@@ -167,6 +167,61 @@ fn a_signal_during_the_qmp_handshake_is_no_vm_failure() {
     assert_eq!(error, "interrupted by a signal while starting node(s) machine (start)");
 }
 
+/// A QEMU that ignores SIGTERM in the teardown of a passing run: killed
+/// after the grace period and reported, naming the node and the phase
+/// `teardown`, with exit 5 (it was a warning in the log, exit 0).
+#[test]
+fn a_vm_that_ignores_sigterm_fails_the_teardown() {
+    let Some(mut fake) = FakeRun::new("FAKE_IGNORE_TERM=1", vec![succeed("true")]) else { return };
+    fake.opts.grace = Duration::from_secs(1);
+    let survivors = Survivors::watch(fake.tmp.path());
+    let (outcome, log) = fake.run(&Abort::never());
+    survivors.assert_none_left(2);
+    let log = text(&log);
+    assert_eq!(outcome.result, RunResult::VmFailed, "{log}");
+    assert_eq!(outcome.exit_code(), crate::exit_codes::VM_FAILED);
+    let report = report_json(&fake);
+    assert_eq!(report["steps"][0]["status"], "passed");
+    let failure = &report["vmFailures"][0];
+    assert_eq!(failure["node"], "machine", "{report:#}");
+    assert_eq!(failure["phase"], "teardown", "{report:#}");
+    let message = failure["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "node machine: did not stop within the 1.0 s grace period after SIGTERM; killed with SIGKILL:"
+        ),
+        "{message}"
+    );
+    assert!(message.contains("fake-qemu"), "the process is named: {message}");
+    assert_eq!(report["error"], "node machine did not stop cleanly during teardown");
+    assert!(log.contains("node: machine, phase: teardown"), "{log}");
+    let junit = fake.output("junit.xml");
+    assert!(junit.contains("02 stop all VMs"), "{junit}");
+}
+
+/// The global timeout expiring during the teardown (a QEMU that ignores
+/// SIGTERM, a 30 s grace period): the teardown ends at the deadline and the
+/// run exits 6 naming the phase (it waited out the grace and exited 0).
+#[test]
+fn the_global_timeout_bounds_the_teardown() {
+    let Some(mut fake) = FakeRun::new("FAKE_IGNORE_TERM=1", vec![succeed("true")]) else { return };
+    fake.opts.grace = Duration::from_secs(30);
+    let survivors = Survivors::watch(fake.tmp.path());
+    let t = Instant::now();
+    let abort = Abort::new(Arc::new(AtomicUsize::new(0)), Some(Duration::from_secs(6)));
+    let (outcome, log) = fake.run(&abort);
+    let took = t.elapsed();
+    survivors.assert_none_left(2);
+    let log = text(&log);
+    assert!(took < Duration::from_secs(15), "took {took:?}\n{log}");
+    assert_eq!(outcome.result, RunResult::TimedOut, "{log}");
+    assert_eq!(outcome.exit_code(), crate::exit_codes::GLOBAL_TIMEOUT);
+    let report = report_json(&fake);
+    assert_eq!(report["steps"][0]["status"], "passed", "the step ended before the deadline: {report:#}");
+    assert_eq!(report["error"], "the global timeout expired during teardown");
+    assert!(report.get("vmFailures").is_none(), "a kill the deadline asked for is no failure: {report:#}");
+}
+
 /// Guest programs writing to the shell channel themselves (fake reply
 /// headers, random bytes; `/proc/$$/fd/1` is the fake guest's `/dev/hvc0`)
 /// while their command runs: every later command still gets its own reply.
@@ -202,5 +257,5 @@ fn programs_writing_to_the_shell_channel_lose_no_reply() {
             assert!(r.stdout.ends_with(b"x\nthe-end\n"), "round {round}");
         }
     }
-    m.release(&a);
+    m.release(&a).expect("the fake QEMU stops on SIGTERM");
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::{RunReport, StepReport};
-use crate::driver::events::StepStatus;
+use crate::driver::events::{Failure, Phase, StepStatus};
 
 /// Seconds as a `Duration`; a value no `Duration` holds (negative, NaN,
 /// 1e300 from a hand-edited report) is zero rather than a panic.
@@ -75,15 +75,17 @@ pub fn suite(report: &RunReport, name: String) -> TestSuite {
     if let Some(err) = &report.error {
         suite.set_system_err(err.clone());
     }
-    if report.steps.is_empty() || !report.vm_failures.is_empty() {
+    let (teardown, start): (Vec<&Failure>, Vec<&Failure>) =
+        report.vm_failures.iter().partition(|f| f.phase == Some(Phase::Teardown));
+    if report.steps.is_empty() || !start.is_empty() {
         // A run that failed before any step still shows up as a failure.
-        let status = if report.vm_failures.is_empty() && report.error.is_none() {
+        let status = if start.is_empty() && report.error.is_none() {
             TestCaseStatus::success()
         } else {
             let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
             let msg = report.error.clone().unwrap_or_else(|| "a VM failed to start".to_owned());
             st.set_message(msg);
-            let text: Vec<String> = report.vm_failures.iter().map(|f| f.render()).collect();
+            let text: Vec<String> = start.iter().map(|f| f.render()).collect();
             st.set_description(text.join("\n\n"));
             st
         };
@@ -93,6 +95,17 @@ pub fn suite(report: &RunReport, name: String) -> TestSuite {
     }
     for (i, step) in report.steps.iter().enumerate() {
         suite.add_test_case(case(i, step));
+    }
+    if !teardown.is_empty() {
+        // A VM or switch that would not stop: an error after the last step.
+        let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
+        st.set_message(
+            teardown.iter().map(|f| f.message.lines().next().unwrap_or("")).collect::<Vec<_>>().join("; "),
+        );
+        st.set_description(teardown.iter().map(|f| f.render()).collect::<Vec<_>>().join("\n\n"));
+        let mut tc = TestCase::new(format!("{:02} stop all VMs", report.steps.len() + 1), st);
+        tc.set_classname("driver");
+        suite.add_test_case(tc);
     }
     suite
 }

@@ -94,7 +94,8 @@ pub struct RunReport {
     /// Boot of each node at the start of the run, in node order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub boots: Vec<BootReport>,
-    /// VMs that failed to start.
+    /// VMs that failed to start (phase `start` or `boot`) and VMs or VLAN
+    /// switches that did not stop cleanly (phase `teardown`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vm_failures: Vec<Failure>,
     pub summary: Summary,

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{ReportBuilder, json, junit};
-use crate::driver::events::{DriverEvent, EventSink, Failure, RunResult, StepStatus};
+use crate::driver::events::{DriverEvent, EventSink, Failure, Phase, RunResult, StepStatus};
 use crate::driver::testing::{golden, redact};
 use crate::plan::{PLAN_VERSION, Plan};
 use crate::spec::{Action, Expect, Step};
@@ -96,6 +96,34 @@ fn vm_failure_before_any_step() {
     assert_eq!(r.exit_code, crate::exit_codes::VM_FAILED);
     assert_eq!(r.summary.skipped, 4);
     golden("report/goldens/vm-failed.junit.xml", &junit::render(r));
+}
+
+/// A passing run whose VM would not stop: the steps keep their status, the
+/// teardown is an error case after them, and the run is a VM failure.
+#[test]
+fn vm_that_would_not_stop_in_the_teardown() {
+    let mut b = ReportBuilder::new(&plan());
+    for (path, number) in [(vec![0], Some(1)), (vec![1, 0], Some(2)), (vec![1, 1], Some(3))] {
+        b.handle(&finished(path, number, StepStatus::Passed, None));
+    }
+    b.handle(&finished(vec![1], None, StepStatus::Passed, None));
+    b.handle(&finished(vec![2], Some(4), StepStatus::Passed, None));
+    let mut f = Failure::new(
+        "node server: did not stop within the 5.0 s grace period after SIGTERM; killed with SIGKILL:\n    \
+         4242 sh -c trap '' TERM; while :; do sleep 1; done",
+    );
+    f.node = Some("server".into());
+    f.phase = Some(Phase::Teardown);
+    b.handle(&DriverEvent::VmFailed { node: "server".into(), failure: f });
+    b.handle(&DriverEvent::RunFinished {
+        result: RunResult::VmFailed,
+        duration: Duration::from_secs(9),
+        error: Some("node server did not stop cleanly during teardown".into()),
+    });
+    let r = b.report();
+    assert_eq!(r.exit_code, crate::exit_codes::VM_FAILED);
+    assert_eq!(r.summary.passed, 4);
+    golden("report/goldens/teardown-failed.junit.xml", &junit::render(r));
 }
 
 #[test]

@@ -70,6 +70,9 @@ impl Tree {
                     // An exec keeps the pid: the start script's shell becomes QEMU.
                     let now = cmdline(*pid);
                     let entry = seen.entry(*pid).or_insert_with(|| (*pgid, String::new()));
+                    // The latest group: a child is in the driver's group
+                    // between its fork and its setpgid.
+                    entry.0 = *pgid;
                     if !entry.1.contains(&now) {
                         entry.1.push_str(&now);
                         entry.1.push('\n');
@@ -99,7 +102,12 @@ impl Tree {
         for p in programs {
             assert!(seen.values().any(|(_, c)| c.contains(p)), "never saw `{p}` below the driver: {seen:#?}");
         }
-        let groups: BTreeSet<i32> = seen.values().map(|(g, _)| *g).collect();
+        // Our own group (the driver's, which it does not leave) is no
+        // group of the driver's children; a child seen before its setpgid
+        // may still name it. Its members are checked by pid.
+        // SAFETY: getpgrp(2) has no preconditions.
+        let own = unsafe { libc::getpgrp() };
+        let groups: BTreeSet<i32> = seen.values().map(|(g, _)| *g).filter(|g| *g != own).collect();
         let left = || {
             process_table()
                 .into_iter()
@@ -348,4 +356,263 @@ fn signals_and_global_timeout_during_boot() {
         assert!(error.contains("while starting node(s) machine ("), "the phase is named: {error}");
         assert_eq!(statuses(&run.report), ["skipped"]);
     }
+}
+
+// --- the start phase and the teardown (issue 11, "SIGINT and SIGTERM at each phase") ---
+
+/// Makes node `machine` start through a `/bin/sh` wrapper: `body` runs
+/// first and ends by exec'ing the real start script, which it finds in
+/// `$REAL`.
+fn wrap_start_script(world: &World, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&world.config).unwrap()).unwrap();
+    let real = config["vms"]["machine"]["start_script"].as_str().unwrap().to_owned();
+    let wrapper = world.dir.path().join("wrapped-run-machine-vm");
+    std::fs::write(&wrapper, format!("#!/bin/sh\nREAL='{real}'\n{body}\n")).unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    config["vms"]["machine"]["start_script"] = json!(wrapper.display().to_string());
+    std::fs::write(&world.config, config.to_string()).unwrap();
+}
+
+/// A start script helper that ignores SIGTERM (so only the teardown's
+/// SIGKILL ends it) and creates `mark` when SIGTERM reaches it: the
+/// teardown has begun. Its command line holds `trap`.
+fn helper_ignoring_sigterm(mark: &std::path::Path) -> String {
+    format!(
+        "sh -c \"trap ': > {}' TERM; while :; do sleep 0.1; done\" </dev/null >/dev/null 2>&1 &\nexec \"$REAL\" \"$@\"",
+        mark.display()
+    )
+}
+
+/// SIGTERM or SIGINT in the start phase: the start script has started a
+/// helper and waits for a file (that never comes) before it execs QEMU.
+/// Exit 130 at once, the node and phase in the report's `error`, no VM
+/// failure, nothing left (the script and its helper).
+#[test]
+fn signals_during_the_start_phase() {
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let Some(world) = vm_test(Kind::Busybox, &["machine"], vec![succeed("machine", 60.0, "true")]) else {
+            return;
+        };
+        let ready = world.dir.path().join("in-the-start-phase");
+        let go = world.dir.path().join("go");
+        wrap_start_script(
+            &world,
+            &format!(
+                "sleep 600 </dev/null >/dev/null 2>&1 &\n: > '{}'\nwhile [ ! -e '{}' ]; do sleep 0.05; done\nexec \"$REAL\" \"$@\"",
+                ready.display(),
+                go.display()
+            ),
+        );
+        let started = Instant::now();
+        let child = world.spawn();
+        let tree = Tree::watch(child.id());
+        let waiting =
+            wait_until(Duration::from_secs(30), || ready.exists() && !tree.find("sleep 600").is_empty());
+        assert!(waiting, "the start script never got to its wait");
+        let signalled = Instant::now();
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let run = world.finish(child, started);
+        tree.assert_none_left(&["sleep 600"]);
+        assert_eq!(run.status.code(), Some(130), "signal {signal}: exit_codes::INTERRUPTED");
+        assert_eq!(run.report["exitCode"], 130);
+        assert!(
+            signalled.elapsed() < Duration::from_secs(10),
+            "stopped {:?} after the signal",
+            signalled.elapsed()
+        );
+        assert_eq!(run.report["error"], "interrupted by a signal while starting node(s) machine (start)");
+        assert!(run.report.get("vmFailures").is_none(), "a stop is no VM failure: {:#}", run.report);
+        assert_eq!(statuses(&run.report), ["skipped"]);
+        assert!(run.junit.contains("<system-err>interrupted by a signal while starting"), "{}", run.junit);
+    }
+}
+
+/// SIGTERM or SIGINT in the teardown of a passing run: the signal comes
+/// once the teardown's SIGTERM has reached the start script's helper, which
+/// ignores it (a 5 s grace period would follow). The grace is cut short,
+/// exit 130, the phase in the report's `error`, nothing left.
+#[test]
+fn signals_during_the_teardown() {
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let Some(world) = vm_test(Kind::Busybox, &["machine"], vec![succeed("machine", 120.0, "true")])
+        else {
+            return;
+        };
+        let mark = world.dir.path().join("teardown-began");
+        wrap_start_script(&world, &helper_ignoring_sigterm(&mark));
+        let started = Instant::now();
+        let mut child = world.spawn();
+        let tree = Tree::watch(child.id());
+        let began = wait_until(Duration::from_secs(120), || {
+            mark.exists() || child.try_wait().ok().flatten().is_some()
+        }) && mark.exists();
+        assert!(began, "the teardown never signalled the helper");
+        let signalled = Instant::now();
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let run = world.finish(child, started);
+        let after = signalled.elapsed();
+        tree.assert_none_left(&["qemu-system", "vde_switch", "trap"]);
+        assert_eq!(run.status.code(), Some(130), "signal {signal}: exit_codes::INTERRUPTED");
+        assert!(after < Duration::from_secs(3), "the 5 s grace period was not cut short: {after:?}");
+        assert_eq!(statuses(&run.report), ["passed"]);
+        assert_eq!(run.report["error"], "interrupted by a signal during teardown");
+        assert!(run.report.get("vmFailures").is_none(), "a kill the signal asked for is no failure");
+    }
+}
+
+/// A start script whose helper ignores SIGTERM: the teardown kills it after
+/// the 5 s grace period and reports it, naming the node, the phase and the
+/// process; a passing run then exits 5 (it was a log warning at most, exit 0).
+#[test]
+fn a_start_script_helper_that_ignores_sigterm_fails_the_teardown() {
+    let Some(world) = vm_test(Kind::Busybox, &["machine"], vec![succeed("machine", 120.0, "true")]) else {
+        return;
+    };
+    let mark = world.dir.path().join("teardown-began");
+    wrap_start_script(&world, &helper_ignoring_sigterm(&mark));
+    let started = Instant::now();
+    let child = world.spawn();
+    let tree = Tree::watch(child.id());
+    let run = world.finish(child, started);
+    tree.assert_none_left(&["qemu-system", "vde_switch", "trap"]);
+    assert!(mark.exists(), "the teardown sent SIGTERM to the helper");
+    assert_eq!(run.status.code(), Some(5), "exit_codes::VM_FAILED");
+    assert_eq!(statuses(&run.report), ["passed"]);
+    let failures = run.report["vmFailures"].as_array().expect("vmFailures");
+    assert_eq!(failures.len(), 1, "{:#}", run.report);
+    assert_eq!(failures[0]["node"], "machine");
+    assert_eq!(failures[0]["phase"], "teardown");
+    let message = failures[0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "node machine: did not stop within the 5.0 s grace period after SIGTERM; killed with SIGKILL:"
+        ),
+        "{message}"
+    );
+    assert!(message.contains("trap"), "the helper is named: {message}");
+    assert!(!message.contains("qemu-system"), "QEMU itself stopped on SIGTERM: {message}");
+    assert_eq!(run.report["error"], "node machine did not stop cleanly during teardown");
+    assert!(run.stderr.contains("node: machine, phase: teardown"), "{}", run.stderr);
+    assert!(run.junit.contains("02 stop all VMs"), "{}", run.junit);
+}
+
+/// The global timeout expiring in the teardown: the step waits for a file
+/// the test creates 3 s before the deadline, the helper's 5 s grace period
+/// spans the deadline, which ends it. Exit 6, the phase in `error`, no VM
+/// failure (the deadline asked for the kill), nothing left. Timed by
+/// nature: the deadline is a time.
+#[test]
+fn the_global_timeout_during_the_teardown() {
+    const GLOBAL: Duration = Duration::from_secs(30);
+    let wait = "touch /tmp/xchg/started; while [ ! -e /tmp/xchg/go ]; do sleep 0.1; done";
+    let Some(world) = vm_test(Kind::Busybox, &["machine"], vec![succeed("machine", 120.0, wait)]) else {
+        return;
+    };
+    let mark = world.dir.path().join("teardown-began");
+    wrap_start_script(&world, &helper_ignoring_sigterm(&mark));
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&world.config).unwrap()).unwrap();
+    config["global_timeout"] = json!(GLOBAL.as_secs());
+    std::fs::write(&world.config, config.to_string()).unwrap();
+    let xchg = world.tmp().join("vm-state-machine/xchg");
+    // The driver arms its deadline just after it starts: no earlier than this.
+    let started = Instant::now();
+    let child = world.spawn();
+    let tree = Tree::watch(child.id());
+    let go_at = started + GLOBAL - Duration::from_secs(3);
+    assert!(
+        wait_until(go_at.saturating_duration_since(Instant::now()), || xchg.join("started").exists()),
+        "the step did not run within {:?} of the start",
+        GLOBAL - Duration::from_secs(3)
+    );
+    std::thread::sleep(go_at.saturating_duration_since(Instant::now()));
+    std::fs::write(xchg.join("go"), "").unwrap();
+    let run = world.finish(child, started);
+    tree.assert_none_left(&["qemu-system", "vde_switch", "trap"]);
+    assert!(mark.exists(), "the teardown had begun");
+    assert_eq!(statuses(&run.report), ["passed"], "the step ended before the deadline");
+    assert_eq!(run.status.code(), Some(6), "exit_codes::GLOBAL_TIMEOUT");
+    assert_eq!(run.report["error"], "the global timeout expired during teardown");
+    assert!(run.report.get("vmFailures").is_none(), "a kill the deadline asked for is no failure");
+    assert!(run.elapsed < GLOBAL + Duration::from_secs(2), "the grace period ran on: {:?}", run.elapsed);
+}
+
+/// Start script helpers that leave its process group, out of reach of the
+/// teardown's `killpg`: one by `setsid` (QEMU stays its parent until the
+/// teardown) that obeys SIGTERM, one by a double fork (an orphan at once)
+/// that ignores it. The driver, their subreaper, stops them after the
+/// teardown as it stops the groups: the first ends on SIGTERM (a warning),
+/// the second is killed after the grace period and reported naming the node
+/// and the phase, exit 5. Both outlived the driver before.
+#[test]
+fn start_script_helpers_that_leave_the_group_are_stopped_and_reported() {
+    let Some(world) = vm_test(Kind::Busybox, &["machine"], vec![succeed("machine", 120.0, "true")]) else {
+        return;
+    };
+    wrap_start_script(
+        &world,
+        "setsid sleep 600 </dev/null >/dev/null 2>&1 &\n\
+         (setsid sh -c \"trap '' TERM; while :; do sleep 0.1; done\" </dev/null >/dev/null 2>&1 &)\n\
+         exec \"$REAL\" \"$@\"",
+    );
+    let started = Instant::now();
+    let child = world.spawn();
+    let tree = Tree::watch(child.id());
+    let run = world.finish(child, started);
+    tree.assert_none_left(&["qemu-system", "vde_switch", "sleep 600", "trap"]);
+    assert_eq!(run.status.code(), Some(5), "exit_codes::VM_FAILED");
+    assert_eq!(statuses(&run.report), ["passed"]);
+    let failures = run.report["vmFailures"].as_array().expect("vmFailures");
+    assert_eq!(failures.len(), 1, "{:#}", run.report);
+    assert_eq!(failures[0]["node"], "machine");
+    assert_eq!(failures[0]["phase"], "teardown");
+    let message = failures[0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "node machine: processes that had left its start script's process group (setsid or a double fork) \
+             outlived the teardown and did not stop within the 5.0 s grace period after SIGTERM; killed with \
+             SIGKILL:"
+        ),
+        "{message}"
+    );
+    assert!(message.contains("trap"), "the helper ignoring SIGTERM is named: {message}");
+    assert!(!message.contains("sleep 600"), "the one SIGTERM stopped is no failure: {message}");
+    assert!(
+        run.stderr.contains(
+            "node machine: a process that had left its start script's process group outlived the teardown; \
+             stopped with SIGTERM: "
+        ) && run.stderr.contains(" sleep 600"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.report["error"], "node machine did not stop cleanly during teardown");
+}
+
+/// SIGTERM during a step (`driver::sigint_stops_driver_and_its_processes`
+/// sends SIGINT): the step fails naming the node and phase `step`, the run's
+/// `error` says where, exit 130, nothing left.
+#[test]
+fn sigterm_during_a_step() {
+    let steps = vec![
+        succeed("machine", 900.0, "touch /tmp/xchg/started; sleep 600"),
+        succeed("machine", 30.0, "true"),
+    ];
+    let Some(world) = vm_test(Kind::Busybox, &["machine"], steps) else { return };
+    let (child, started) = world.spawn_until_step_runs();
+    let tree = Tree::watch(child.id());
+    assert!(wait_until(Duration::from_secs(10), || !tree.find("qemu-system").is_empty()), "QEMU is seen");
+    let signalled = Instant::now();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let run = world.finish(child, started);
+    tree.assert_none_left(&["qemu-system", "vde_switch"]);
+    assert_eq!(run.status.code(), Some(130), "exit_codes::INTERRUPTED");
+    assert!(signalled.elapsed() < Duration::from_secs(15), "took {:?}", signalled.elapsed());
+    let f = failure_of(&run.report, 0, "machine", "step");
+    assert_eq!(f["message"], "interrupted by a signal while this step was running");
+    let error = run.report["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("interrupted by a signal during step 1 on machine ("), "{error}");
+    assert_eq!(statuses(&run.report), ["failed", "skipped"]);
 }
