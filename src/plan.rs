@@ -8,6 +8,7 @@
 //!                "action": { "waitForUnit": { "unit": "syshc.service" } } } ] }
 //! ```
 
+use serde::ser::{SerializeStruct, SerializeStructVariant, Serializer};
 use serde::{Deserialize, Serialize};
 
 use crate::spec::{Action, Step, TestSpec};
@@ -62,6 +63,89 @@ impl Plan {
 
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).expect("plan types always serialize")
+    }
+}
+
+/// The plan of a validated description, borrowed from it: serializes exactly
+/// as [`Plan::from_spec`] of it does, without copying every step first (the
+/// generator embeds plans this way).
+pub struct SpecPlan<'a>(pub &'a TestSpec);
+
+impl Serialize for SpecPlan<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let spec = self.0;
+        let mut plan = s.serialize_struct("Plan", 4 + usize::from(spec.timeout.is_some()))?;
+        plan.serialize_field("version", &PLAN_VERSION)?;
+        plan.serialize_field("name", &spec.name)?;
+        plan.serialize_field("nodes", &Nodes(spec))?;
+        match &spec.timeout {
+            Some(seconds) => plan.serialize_field("globalTimeout", seconds)?,
+            None => plan.skip_field("globalTimeout")?,
+        }
+        plan.serialize_field("steps", &Resolved(&spec.steps))?;
+        plan.end()
+    }
+}
+
+struct Nodes<'a>(&'a TestSpec);
+
+impl Serialize for Nodes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.nodes.keys())
+    }
+}
+
+/// Steps as [`resolve`] makes them.
+struct Resolved<'a>(&'a [Step]);
+
+impl Serialize for Resolved<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(ResolvedStep))
+    }
+}
+
+struct ResolvedStep<'a>(&'a Step);
+
+impl Serialize for ResolvedStep<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let step = self.0;
+        let timeout = step.effective_timeout();
+        let fields = 1 + usize::from(step.node.is_some()) + usize::from(timeout.is_some());
+        let mut out = s.serialize_struct("Step", fields)?;
+        match &step.node {
+            Some(node) => out.serialize_field("node", node)?,
+            None => out.skip_field("node")?,
+        }
+        match &timeout {
+            Some(seconds) => out.serialize_field("timeout", seconds)?,
+            None => out.skip_field("timeout")?,
+        }
+        match &step.action {
+            Action::Subtest { title, steps } => {
+                out.serialize_field("action", &ResolvedSubtest { title, steps })?
+            }
+            action => out.serialize_field("action", action)?,
+        }
+        out.end()
+    }
+}
+
+/// `Action::Subtest` with its steps resolved.
+struct ResolvedSubtest<'a> {
+    title: &'a str,
+    steps: &'a [Step],
+}
+
+/// `Action::Subtest`'s position among the variants, which only binary
+/// formats write (plans are JSON, and Nix literals of JSON).
+const SUBTEST_VARIANT_INDEX: u32 = 35;
+
+impl Serialize for ResolvedSubtest<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut out = s.serialize_struct_variant("Action", SUBTEST_VARIANT_INDEX, "subtest", 2)?;
+        out.serialize_field("title", self.title)?;
+        out.serialize_field("steps", &Resolved(self.steps))?;
+        out.end()
     }
 }
 

@@ -16,7 +16,7 @@ use super::{nix_value, script};
 use crate::config::Config;
 use crate::diagnostic::Sources;
 use crate::flake::{FlakeInfo, ModuleKind};
-use crate::plan::Plan;
+use crate::plan::SpecPlan;
 use crate::spec::computed::ComputedType;
 use crate::spec::{self, Action, Backend, Step, TestSpec, computed};
 
@@ -300,8 +300,12 @@ fn test_view<'a>(
     let script = computed_values(&script, spec, sources, Embed::Python)?;
     let plan = match spec.backend {
         Backend::Rust => {
-            let value = Plan::from_spec(spec).to_json();
-            let text = nix_value::render(&value, PLAN_INDENT, PLAN_INDENT + "plan = ".len());
+            let mut text = String::new();
+            nix_value::render_into(&mut text, &SpecPlan(spec), PLAN_INDENT, PLAN_INDENT + "plan = ".len())
+                .map_err(|e| CodegenError::Unsupported {
+                    location: spec.file.display().to_string(),
+                    message: format!("the plan has no Nix literal: {e}"),
+                })?;
             Some(computed_values(&text, spec, sources, Embed::Nix)?)
         }
         Backend::Python => None,

@@ -79,6 +79,30 @@ fn goldens_check_and_idempotence() {
     }
 }
 
+/// The plan the generator embeds (borrowed from the description, see
+/// `SpecPlan`) is the JSON of the plan the driver reads (`Plan::from_spec`),
+/// for every test of every fixture, and renders as that JSON does.
+#[test]
+fn embedded_plans_are_the_driver_plans() {
+    let mut seen = 0;
+    for case in CASES {
+        let root = util::fixture(&format!("codegen/{case}"));
+        let project = nixvm_gen::project::load(&nixvm_gen::config::Config::new(root)).expect("fixture loads");
+        for test in &project.tests {
+            let owned = nixvm_gen::plan::Plan::from_spec(test).to_json();
+            let borrowed = nixvm_gen::plan::SpecPlan(test);
+            assert_eq!(serde_json::to_value(&borrowed).unwrap(), owned, "{case}/{}", test.name);
+            let mut text = String::new();
+            nixvm_gen::codegen::nix_value::render_into(&mut text, &borrowed, 14, 21).unwrap();
+            assert_eq!(text, nixvm_gen::codegen::nix_value::render(&owned, 14, 21), "{case}/{}", test.name);
+            seen += usize::from(
+                test.steps.iter().any(|s| matches!(s.action, nixvm_gen::spec::Action::Subtest { .. })),
+            );
+        }
+    }
+    assert!(seen > 0, "some fixture has subtests");
+}
+
 #[test]
 fn goldens_parse_with_nix() {
     if !util::require("nix-instantiate", "the generated Nix must parse with the real parser") {
