@@ -419,7 +419,7 @@ fn signals_during_the_teardown() {
         assert_eq!(run.status.code(), Some(130), "signal {signal}: exit_codes::INTERRUPTED");
         assert!(after < Duration::from_secs(3), "the 5 s grace period was not cut short: {after:?}");
         assert_eq!(statuses(&run.report), ["passed"]);
-        assert_eq!(run.report["error"], "interrupted by a signal during teardown");
+        assert_eq!(run.report["error"], "interrupted by a signal during teardown of node(s) machine");
         assert!(run.report.get("vmFailures").is_none(), "a kill the signal asked for is no failure");
     }
 }
@@ -495,7 +495,7 @@ fn the_global_timeout_during_the_teardown() {
     assert!(mark.exists(), "the teardown had begun");
     assert_eq!(statuses(&run.report), ["passed"], "the step ended before the deadline");
     assert_eq!(run.status.code(), Some(6), "exit_codes::GLOBAL_TIMEOUT");
-    assert_eq!(run.report["error"], "the global timeout expired during teardown");
+    assert_eq!(run.report["error"], "the global timeout expired during teardown of node(s) machine");
     assert!(run.report.get("vmFailures").is_none(), "a kill the deadline asked for is no failure");
     assert!(run.elapsed < GLOBAL + Duration::from_secs(2), "the grace period ran on: {:?}", run.elapsed);
 }
