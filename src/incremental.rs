@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::cache::{BlobRef, Blobs, Key, Pack, Reader, Rejected, Store, Writer};
 use crate::codegen::CodegenError;
-use crate::codegen::model::{self, Entry, Settings, TestBlock};
+use crate::codegen::model::{Entry, Settings, TestBlock};
 use crate::config::Config;
 use crate::diagnostic::{Diagnostic, FileId, Sources, Span};
 use crate::flake::{self, FlakeInfo};
@@ -440,22 +440,29 @@ impl Run {
     /// parsing again the units whose record has no block.
     fn fill_blocks(&mut self, order: &[usize], settings: &Settings) -> Result<(), CodegenError> {
         self.reparse(order);
-        for &i in order {
+        let todo: Vec<usize> = order.iter().copied().filter(|&i| self.units[i].block.is_none()).collect();
+        let mut specs = Vec::with_capacity(todo.len());
+        for &i in &todo {
+            // Only a forged record (right hash, wrong head) has neither.
+            let Some(spec) = &self.units[i].spec else {
+                return Err(CodegenError::Unsupported {
+                    location: self.units[i].rel.display().to_string(),
+                    message: "the cache does not match this description; run again with --no-cache"
+                        .to_string(),
+                });
+            };
+            specs.push(spec);
+        }
+        let blocks = crate::codegen::test_blocks(&specs, &self.flake, &self.sources, settings);
+        // The first error in the file's order, as a one-by-one render gives.
+        let blocks = blocks.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let hashing = self.store.is_some();
+        for (i, block) in todo.into_iter().zip(blocks) {
+            // Without a cache the hash is never used.
+            let hash = if hashing { *blake3::hash(block.text.as_bytes()).as_bytes() } else { [0; 32] };
             let unit = &mut self.units[i];
-            if unit.block.is_none() {
-                // Only a forged record (right hash, wrong head) gets here.
-                let Some(spec) = &unit.spec else {
-                    return Err(CodegenError::Unsupported {
-                        location: unit.rel.display().to_string(),
-                        message: "the cache does not match this description; run again with --no-cache"
-                            .to_string(),
-                    });
-                };
-                let block = model::test_block(spec, &self.flake, &self.sources, settings)?;
-                let hash = *blake3::hash(block.text.as_bytes()).as_bytes();
-                unit.block = Some(Block::Fresh { block, hash });
-                unit.reused = false;
-            }
+            unit.block = Some(Block::Fresh { block, hash });
+            unit.reused = false;
         }
         Ok(())
     }

@@ -137,6 +137,12 @@ pub fn is_nix_path_literal_safe(s: &str) -> bool {
 pub fn python_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
+    // Most strings (unit names, commands) need no escape at all.
+    if s.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'\\' && b != b'"') {
+        out.push_str(s);
+        out.push('"');
+        return out;
+    }
     for c in s.chars() {
         match c {
             '\\' => out.push_str("\\\\"),

@@ -62,9 +62,8 @@ pub fn render_with(project: &Project, config: &Config, hydra_jobs: bool) -> Resu
     let settings = model::Settings::new(config)?;
     let mut specs: Vec<&crate::spec::TestSpec> = project.tests.iter().collect();
     specs.sort_by(|a, b| a.name.cmp(&b.name));
-    let blocks = specs
-        .iter()
-        .map(|spec| model::test_block(spec, &project.flake, &project.sources, &settings))
+    let blocks = test_blocks(&specs, &project.flake, &project.sources, &settings)
+        .into_iter()
         .collect::<Result<Vec<_>, _>>()?;
     let entries: Vec<model::Entry> = specs
         .iter()
@@ -78,6 +77,52 @@ pub fn render_with(project: &Project, config: &Config, hydra_jobs: bool) -> Resu
         })
         .collect();
     render_file(&settings, &entries, hydra_jobs)
+}
+
+/// Below this many tests one thread renders them all: starting workers
+/// costs more than it saves (as for parsing, `spec::parse::parse_many`).
+const TESTS_PER_WORKER: usize = 200;
+
+/// The blocks' renderers recurse (subtests, the plan literal) as deep as
+/// the nesting limits let a description go: room to spare, like the parse.
+const RENDER_STACK_BYTES: usize = 64 << 20;
+
+/// Renders the blocks of `specs`, in order, on up to one thread per core
+/// when there are many (this halves the wall time of a cold `check` on two
+/// cores, not its CPU time).
+pub fn test_blocks(
+    specs: &[&crate::spec::TestSpec],
+    flake: &crate::flake::FlakeInfo,
+    sources: &crate::diagnostic::Sources,
+    settings: &model::Settings,
+) -> Vec<Result<model::TestBlock, CodegenError>> {
+    let render = |spec: &&crate::spec::TestSpec| model::test_block(spec, flake, sources, settings);
+    let wanted = specs.len().div_ceil(TESTS_PER_WORKER).max(1);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, wanted);
+    if workers == 1 {
+        return specs.iter().map(render).collect();
+    }
+    let chunk = specs.len().div_ceil(workers).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = specs
+            .chunks(chunk)
+            .map(|part| {
+                let job = move || part.iter().map(render).collect::<Vec<_>>();
+                let handle = std::thread::Builder::new()
+                    .name("render".into())
+                    .stack_size(RENDER_STACK_BYTES)
+                    .spawn_scoped(scope, job);
+                (part, handle)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|(part, handle)| match handle {
+                Ok(h) => h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err(_) => part.iter().map(render).collect(),
+            })
+            .collect()
+    })
 }
 
 /// Renders the file around already rendered test blocks (`entries` sorted

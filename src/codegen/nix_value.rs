@@ -71,7 +71,14 @@ pub fn render_into(out: &mut String, value: &Value, indent: usize, prefix_width:
 }
 
 fn push_spaces(out: &mut String, n: usize) {
-    out.extend(std::iter::repeat_n(' ', n));
+    // A slice at a time, not a char at a time.
+    const SPACES: &str = "                                                                ";
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(SPACES.len());
+        out.push_str(&SPACES[..k]);
+        left -= k;
+    }
 }
 
 fn push_attr_name(out: &mut String, name: &str) {

@@ -127,6 +127,9 @@ pub struct Shell {
     /// a log of an earlier session) does not carry a number the driver
     /// expects and is skipped instead of ending a command early.
     base: u64,
+    /// The reply whose header starts the buffer and how many of its body
+    /// bytes the host has acknowledged ([`backdoor::window_ack`]).
+    acked: Option<(u64, usize)>,
 }
 
 /// Longest header line (`\x01NIXVM <seq> <status> <len>`) a reply can have:
@@ -156,6 +159,7 @@ impl Shell {
             preferred: Protocol::preferred(),
             seq: 0,
             base: random_base(),
+            acked: None,
         }
     }
 
@@ -179,6 +183,7 @@ impl Shell {
         }
         self.seq = 0;
         self.base = random_base();
+        self.acked = None;
         self.send(&backdoor::negotiation_line())?;
         let started = Instant::now();
         let accept = [REPLY_MARK, b"0 0 0\n"].concat();
@@ -225,6 +230,7 @@ impl Shell {
                     self.skip_newline = true;
                 }
                 self.buf = rest;
+                self.acked = None;
                 self.desynced = false;
                 self.protocol = Protocol::Stock;
                 return Ok(());
@@ -281,10 +287,14 @@ impl Shell {
         }
     }
 
-    /// One `__nixvm_x` line, one reply: header `\x01NIXVM <base+seq> <status>
-    /// <len>`, then `len` raw bytes. Replies of commands the host gave up on
-    /// carry older numbers and are skipped; so are headers with numbers this
-    /// connection never sent.
+    /// One `__nixvm_x` line, one reply: the guest's probe `\x01NIXVM
+    /// <base+seq> ?` until the host acknowledges it, then the header
+    /// `\x01NIXVM <base+seq> <status> <len>` and `len` raw bytes, acknowledged
+    /// every [`backdoor::WINDOW`] bytes. Replies of commands the host gave up
+    /// on carry older numbers and are skipped; so are headers with numbers
+    /// this connection never sent. While such a reply is outstanding nothing
+    /// but acknowledgements is sent: the guest reads those from the channel
+    /// it reads commands from, and would swallow a command line.
     fn execute_fast(
         &mut self,
         command: &str,
@@ -292,26 +302,38 @@ impl Shell {
         deadline: Instant,
         abort: &Abort,
     ) -> Result<Reply, ShellError> {
-        let was_desynced = self.desynced;
+        let started = Instant::now();
+        if self.desynced {
+            let last = self.base + self.seq;
+            self.wait_fast_reply(last, deadline, abort, started).map_err(|e| match e {
+                ShellError::Timeout { .. } => ShellError::Busy,
+                e => e,
+            })?;
+        }
         self.desynced = true;
         self.seq += 1;
         let seq = self.base + self.seq;
         self.send(&backdoor::command_line(seq, command, guest_timeout))?;
-        let started = Instant::now();
+        let reply = self.wait_fast_reply(seq, deadline, abort, started)?;
+        self.desynced = false;
+        Ok(reply)
+    }
+
+    /// Reads until the reply numbered `seq` is complete, skipping others.
+    fn wait_fast_reply(
+        &mut self,
+        seq: u64,
+        deadline: Instant,
+        abort: &Abort,
+        started: Instant,
+    ) -> Result<Reply, ShellError> {
         loop {
             match self.take_fast_reply()? {
-                Some((n, reply)) if n == seq => {
-                    self.desynced = false;
-                    return Ok(reply);
-                }
+                Some((n, reply)) if n == seq => return Ok(reply),
                 Some(_) => continue,
                 None => {}
             }
-            match self.fill(deadline, abort, started) {
-                Ok(_) => {}
-                Err(ShellError::Timeout { .. }) if was_desynced => return Err(ShellError::Busy),
-                Err(e) => return Err(e),
-            }
+            self.fill(deadline, abort, started)?;
         }
     }
 
@@ -338,18 +360,37 @@ impl Shell {
                 self.buf.drain(..1);
                 continue;
             };
+            if let Some(seq) = self.parse_probe(&self.buf[REPLY_MARK.len()..nl]) {
+                self.buf.drain(..=nl);
+                self.send(&backdoor::probe_ack(seq))?;
+                continue;
+            }
             let Some((seq, status, len)) = self.parse_header(&self.buf[REPLY_MARK.len()..nl]) else {
                 self.buf.drain(..1);
                 continue;
             };
+            let have = self.buf.len() - (nl + 1);
+            let mut acked = self.acked.filter(|(s, _)| *s == seq).map_or(0, |(_, a)| a);
+            while acked + backdoor::WINDOW < len && acked + backdoor::WINDOW <= have {
+                acked += backdoor::WINDOW;
+                self.send(&backdoor::window_ack(seq, acked))?;
+            }
+            self.acked = Some((seq, acked));
             let end = nl + 1 + len;
             if self.buf.len() < end {
                 return Ok(None);
             }
             let stdout = self.buf[nl + 1..end].to_vec();
             self.buf.drain(..end);
+            self.acked = None;
             return Ok(Some((seq, Reply { status, stdout })));
         }
+    }
+
+    /// `<seq> ?`, the probe before a reply this connection asked for.
+    fn parse_probe(&self, line: &[u8]) -> Option<u64> {
+        let seq = std::str::from_utf8(line.strip_suffix(b" ?")?).ok()?.parse::<u64>().ok()?;
+        (self.base + 1..=self.base + self.seq).contains(&seq).then_some(seq)
     }
 
     /// `<seq> <status> <len>` of a header this connection sent the command
@@ -398,6 +439,7 @@ impl Shell {
     /// returns that status. Lines before the token are discarded.
     pub fn restored(&mut self, script: &str, deadline: Instant, abort: &Abort) -> Result<i32, ShellError> {
         self.buf.clear();
+        self.acked = None;
         self.skip_newline = false;
         self.desynced = true;
         self.syncs += 1;
@@ -573,6 +615,53 @@ mod tests {
         assert_eq!(shell.negotiate(deadline, &Abort::never()).unwrap(), Protocol::Fast);
         let reply = shell.execute("echo real", None, deadline, &Abort::never()).unwrap();
         assert_eq!(reply, Reply { status: 3, stdout: b"real\n".to_vec() });
+        t.join().unwrap();
+    }
+
+    /// The host's side of the fast reply's flow control: it acknowledges the
+    /// probe (after garbage) and every window of a long body, and after a
+    /// host deadline sends the next command only once the stale reply is
+    /// in (the guest reads acknowledgements where it reads commands).
+    #[test]
+    fn probes_and_windows_are_acknowledged() {
+        use backdoor::WINDOW;
+        let (mut shell, mut guest) = pair();
+        guest.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        shell.prefer(Protocol::Fast);
+        let len = 2 * WINDOW + 5;
+        let t = std::thread::spawn(move || {
+            read_until(&mut guest, b"echo nixvm-stock ;; esac\n");
+            guest.write_all(b"\x01NIXVM 0 0 0\n").unwrap();
+            let reply = |guest: &mut UnixStream, seq: u64, body: &[u8]| {
+                guest.write_all(format!("junk\x01NIXVM {seq} ?\n").as_bytes()).unwrap();
+                assert_eq!(read_until(guest, b"\n"), format!("#nixvm {seq}\n"));
+                guest.write_all(format!("\x01NIXVM {seq} 0 {}\n", body.len()).as_bytes()).unwrap();
+                for (i, window) in body.chunks(WINDOW).enumerate() {
+                    guest.write_all(window).unwrap();
+                    if (i + 1) * WINDOW < body.len() {
+                        assert_eq!(read_until(guest, b"\n"), format!("#nixvm {seq} {}\n", (i + 1) * WINDOW));
+                    }
+                }
+            };
+            let seq = |line: String| line.split(' ').nth(1).unwrap().parse::<u64>().unwrap();
+            let first = seq(read_until(&mut guest, b"\n"));
+            reply(&mut guest, first, &vec![b'x'; len]);
+            // The host gives up on the second command; its reply comes late.
+            let second = seq(read_until(&mut guest, b"\n"));
+            std::thread::sleep(Duration::from_millis(400));
+            reply(&mut guest, second, b"late");
+            let third = seq(read_until(&mut guest, b"\n"));
+            reply(&mut guest, third, b"third");
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert_eq!(shell.negotiate(deadline, &Abort::never()).unwrap(), Protocol::Fast);
+        let reply = shell.execute("long", None, deadline, &Abort::never()).unwrap();
+        assert_eq!(reply.stdout, vec![b'x'; len]);
+        let soon = Instant::now() + Duration::from_millis(200);
+        let err = shell.execute("late", None, soon, &Abort::never()).unwrap_err();
+        assert!(matches!(err, ShellError::Timeout { .. }), "{err:?}");
+        let reply = shell.execute("third", None, deadline, &Abort::never()).unwrap();
+        assert_eq!(reply.stdout, b"third");
         t.join().unwrap();
     }
 

@@ -39,6 +39,12 @@
 //!   missing. So the command's subshell sends the watchdog its request, and
 //!   the shell says "done" by closing its end of a FIFO (`exec {w}>&-`), which
 //!   the watchdog reads as end of file;
+//! * no byte of a reply lost on a flooded channel: QEMU's virtconsole drops
+//!   what the host's socket cannot take at once, so the reply starts with a
+//!   probe repeated until the host acknowledges it (whatever a guest program
+//!   wrote to `/dev/hvc0` has been read by then), and a long body goes out
+//!   one [`WINDOW`] at a time, each acknowledged (comment lines the shell
+//!   reads from stdin, harmless if one is left over);
 //! * the reply is sent when the command exits, not when its stdout closes:
 //!   a process left in the background no longer blocks it (stock waits
 //!   until the guest-side `timeout`; nixpkgs issue #144875).
@@ -55,6 +61,29 @@ use super::shell_quote;
 /// Start of every reply header.
 pub const REPLY_MARK: &[u8] = b"\x01NIXVM ";
 
+/// Body bytes the guest sends before it waits for the host's acknowledgement
+/// ([`window_ack`]). QEMU's virtconsole drops whatever its socket to the host
+/// cannot take at once (`flush_buf` in `hw/char/virtio-console.c`, "silently
+/// dropping console data on EAGAIN"), and that socket holds about 200 kB: a
+/// window well below that loses nothing however late the host reads.
+pub const WINDOW: usize = 65536;
+
+/// The host's answer to a reply's probe (`\x01NIXVM <seq> ?`), which the
+/// guest repeats every 0.5 s until it gets this: the host has read everything
+/// before the probe, so the channel is empty when the header goes out (a
+/// guest program may have flooded it with its own bytes just before).
+pub fn probe_ack(seq: u64) -> String {
+    format!("#nixvm {seq}\n")
+}
+
+/// The host's acknowledgement of the first `bytes` body bytes of reply
+/// `seq` (a multiple of [`WINDOW`] below the body's length). Like
+/// [`probe_ack`] a comment line: a stray one read by the backdoor's bash
+/// does nothing.
+pub fn window_ack(seq: u64, bytes: usize) -> String {
+    format!("#nixvm {seq} {bytes}\n")
+}
+
 /// Answer of the negotiation line when the helpers cannot be used.
 pub const STOCK_ANSWER: &[u8] = b"nixvm-stock\n";
 
@@ -68,7 +97,7 @@ pub const STOCK_ANSWER: &[u8] = b"nixvm-stock\n";
 /// watchdog that the command is done; all opened once and unlinked at once.
 /// (Process substitution would save `mkfifo` but needs `/dev/fd`, which a
 /// minimal initramfs may lack.)
-const HELPERS: &str = r#"__nixvm_init() {
+const HELPERS: &str = r##"__nixvm_init() {
   local d w
   d=$(mktemp -d) || return 1
   if mkfifo "$d/z" "$d/q" "$d/a" "$d/e" &&
@@ -120,9 +149,38 @@ __nixvm_reply() {
   while IFS= read -r -d '' -u "$f" c; do a[i++]=$c; n=$((n+${#c}+1)); done
   exec {f}<&-
   a[i]=$c; n=$((n+${#c}))
+  while :; do
+    printf '\001NIXVM %s ?\n' "$1"
+    while :; do
+      IFS= read -r -t 0.5 -u 0 c; f=$?
+      ((f == 0)) || break
+      [ "$c" = "#nixvm $1" ] && break 2
+    done
+    ((f > 128)) || return 1
+  done
   printf '\001NIXVM %s %s %s\n' "$1" "$2" "$n"
-  ((i)) && printf '%s\0' "${a[@]:0:i}"
-  printf '%s' "${a[i]}"
+  if ((n <= __nixvm_w)); then
+    ((i)) && printf '%s\0' "${a[@]:0:i}"
+    printf '%s' "${a[i]}"
+    return 0
+  fi
+  local j k o l w=0 t=0
+  for ((j = 0; j <= i; j++)); do
+    o=0; l=${#a[j]}
+    while ((o < l)); do
+      k=$((l - o < __nixvm_w - w ? l - o : __nixvm_w - w))
+      printf '%s' "${a[j]:o:k}"; o=$((o + k)); w=$((w + k)); t=$((t + k))
+      if ((w == __nixvm_w && t < n)); then __nixvm_ack "#nixvm $1 $t" || return 1; w=0; fi
+    done
+    ((j < i)) || break
+    printf '\0'; w=$((w + 1)); t=$((t + 1))
+    if ((w == __nixvm_w && t < n)); then __nixvm_ack "#nixvm $1 $t" || return 1; w=0; fi
+  done
+}
+__nixvm_ack() {
+  local v
+  while IFS= read -r -u 0 v; do [ "$v" = "$1" ] && return 0; done
+  return 1
 }
 __nixvm_slurp() {
   local c r=
@@ -156,14 +214,14 @@ __nixvm_poll() {
   done
   return "$s"
 }
-"#;
+"##;
 
 /// The line sent once after the ready marker: defines the helpers when the
 /// shell is bash ≥ 5 and they can be set up, and answers with the header of
 /// reply 0, or [`STOCK_ANSWER`].
 pub fn negotiation_line() -> String {
     format!(
-        "case ${{BASH_VERSION-}} in [5-9].*|[1-9][0-9]*) if eval {} && __nixvm_init; \
+        "case ${{BASH_VERSION-}} in [5-9].*|[1-9][0-9]*) if eval {} && __nixvm_w={WINDOW} && __nixvm_init; \
          then printf '\\001NIXVM 0 0 0\\n'; else echo nixvm-stock; fi ;; *) echo nixvm-stock ;; esac\n",
         shell_quote(HELPERS)
     )
@@ -258,15 +316,29 @@ mod tests {
     impl Guest {
         fn run(&mut self, seq: u64, command: &str, timeout: Option<Duration>) -> (i32, Vec<u8>) {
             self.stdin.write_all(command_line(seq, command, timeout).as_bytes()).unwrap();
-            let mut header = Vec::new();
-            self.out.read_until(b'\n', &mut header).unwrap();
-            let text = String::from_utf8(header).unwrap();
-            let fields: Vec<&str> = text.trim_end().split(' ').collect();
-            assert_eq!(fields[0], "\x01NIXVM", "{text:?}");
-            assert_eq!(fields[1], seq.to_string());
-            let mut body = vec![0; fields[3].parse().unwrap()];
-            self.out.read_exact(&mut body).unwrap();
-            (fields[2].parse().unwrap(), body)
+            loop {
+                let mut header = Vec::new();
+                self.out.read_until(b'\n', &mut header).unwrap();
+                let text = String::from_utf8(header).unwrap();
+                let fields: Vec<&str> = text.trim_end().split(' ').collect();
+                assert_eq!(fields[0], "\x01NIXVM", "{text:?}");
+                assert_eq!(fields[1], seq.to_string());
+                if fields[2] == "?" {
+                    self.stdin.write_all(probe_ack(seq).as_bytes()).unwrap();
+                    continue;
+                }
+                let len: usize = fields[3].parse().unwrap();
+                let mut body = Vec::new();
+                while body.len() < len {
+                    let mut window = vec![0; (len - body.len()).min(WINDOW - body.len() % WINDOW)];
+                    self.out.read_exact(&mut window).unwrap();
+                    body.extend_from_slice(&window);
+                    if body.len() < len {
+                        self.stdin.write_all(window_ack(seq, body.len()).as_bytes()).unwrap();
+                    }
+                }
+                return (fields[2].parse().unwrap(), body);
+            }
         }
     }
 
@@ -327,6 +399,19 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
         // The connection still works, and numbers its replies.
         assert_eq!(g.run(13, "echo still", t), (0, b"still\n".to_vec()));
+        // Replies longer than a window, NULs on and next to its edges, come
+        // back exactly, one acknowledged window at a time.
+        let dir = tempfile::tempdir().unwrap();
+        for (i, len) in [WINDOW + 1, 3 * WINDOW, 3 * WINDOW + 7].into_iter().enumerate() {
+            let mut data: Vec<u8> = (0..len).map(|k| (k % 251) as u8 | 1).collect();
+            for edge in [WINDOW - 1, WINDOW, 2 * WINDOW + 1, len - 1] {
+                data[edge.min(len - 1)] = 0;
+            }
+            let file = dir.path().join("data");
+            std::fs::write(&file, &data).unwrap();
+            let r = g.run(14 + i as u64, &format!("cat {}", file.display()), t);
+            assert!(r == (0, data), "reply {i} of {len} bytes differs");
+        }
     }
 
     #[test]

@@ -261,6 +261,45 @@ fn shell_channel_full_disk_and_killed_backdoor() {
     assert_eq!(code, Some(if closed { 5 } else { 1 }), "{message}");
 }
 
+/// Guest programs writing to the shell channel themselves (`/dev/hvc0`):
+/// fake reply headers (guessed numbers, garbage, a mark without an end),
+/// then a 2 MB reply; 200 kB of random bytes, three times, each followed by
+/// an ordinary command. Every command ends with exactly its own output.
+/// (These lost replies about every other run before the backdoor helpers
+/// stopped redirecting their own stdout; the fake-guest test
+/// `programs_writing_to_the_shell_channel_lose_no_reply` pins the cause.)
+#[test]
+fn programs_writing_to_the_shell_channel() {
+    let exactly = |timeout: f64, command: &str, equals: String| {
+        let expect = Expect { equals: Some(equals), ..Expect::default() };
+        step("machine", timeout, Action::Succeed { command: command.into(), expect, capture: None })
+    };
+    let fakes = "for i in $(seq 0 60); do printf '\\001NIXVM %d 0 4\\nfake' \"$i\" >/dev/hvc0; done; \
+                 printf '\\001NIXVM garbage\\n\\001NIXVM ' >/dev/hvc0; echo real";
+    let flood = "head -c 2000000 /dev/zero | tr '\\0' x; echo; echo the-end";
+    let mut steps = vec![
+        succeed("machine", 120.0, "echo up"),
+        exactly(60.0, fakes, "real".into()),
+        exactly(60.0, flood, format!("{}\nthe-end", "x".repeat(2_000_000))),
+    ];
+    for i in 0..3 {
+        steps.push(exactly(60.0, "head -c 200000 /dev/urandom >/dev/hvc0; echo ok", "ok".into()));
+        steps.push(exactly(30.0, &format!("echo after-{i}"), format!("after-{i}")));
+    }
+    let Some(world) = vm_test(Kind::Busybox, &["machine"], steps) else { return };
+    let started = Instant::now();
+    let child = world.spawn();
+    let tree = Tree::watch(child.id());
+    let run = world.finish(child, started);
+    tree.assert_none_left(&["qemu-system", "vde_switch"]);
+    let steps = leaf_steps(&run.report);
+    for (i, s) in steps.iter().enumerate() {
+        assert_eq!(s["status"], "passed", "step {i}: {}", failure_text(s));
+    }
+    assert_eq!(steps.len(), 9);
+    assert_eq!(run.status.code(), Some(0));
+}
+
 /// A VLAN switch killed during a step: the next step fails at once naming
 /// the VLAN and the switch, exit 5.
 #[test]
