@@ -308,6 +308,14 @@ fn run_cli(cli: DriverCli) -> anyhow::Result<i32> {
         grace: GRACE,
         boot_timeout: BOOT_TIMEOUT,
     };
+    // Processes of the run that leave their process group become ours, so
+    // that the teardown finds them (`driver::orphans`).
+    if let Err(e) = crate::driver::orphans::become_subreaper() {
+        log.warning(
+            None,
+            &format!("cannot become a child subreaper ({e}): processes that leave their group are not swept"),
+        );
+    }
     if cli.interactive {
         if global_timeout.is_some() {
             log.info(None, "note: interactive mode: the global timeout does not apply");
@@ -325,14 +333,6 @@ fn run_cli(cli: DriverCli) -> anyhow::Result<i32> {
                 Ok(code)
             }
         };
-    }
-    // Processes of the run that leave their process group become ours, so
-    // that the teardown finds them (`driver::orphans`).
-    if let Err(e) = crate::driver::orphans::become_subreaper() {
-        log.warning(
-            None,
-            &format!("cannot become a child subreaper ({e}): processes that leave their group are not swept"),
-        );
     }
     let abort = Abort::new(count_signals(&log)?, global_timeout.map(Duration::from_secs));
     match run::run(&opts, &abort, log) {

@@ -342,7 +342,7 @@ pub fn interactive(
     }
     let mut machines = std::mem::take(&mut session.machines);
     // What would not stop is shown; the session's exit code stays its own.
-    for (_, f) in teardown::cleanup(&mut machines, vlans, &abort, opts, &log) {
+    for (_, f) in teardown::stop_all(&mut machines, vlans, &abort, opts, &log) {
         log.test_error(&f.render());
     }
     Ok(if terminated { crate::exit_codes::INTERRUPTED } else { crate::exit_codes::OK })

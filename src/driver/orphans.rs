@@ -148,8 +148,8 @@ fn signal(pid: i32, signal: i32) {
 /// service: reaps the children that exited, gives live ones [`SETTLE`] to
 /// exit on their own (a helper that ends when QEMU's connection closes,
 /// like a `swtpm --daemon`), then sends what is left and everything below
-/// it SIGTERM, waits up to `grace` (less if `hurry`), and SIGKILLs the
-/// rest. Does nothing unless this process is a subreaper
+/// it SIGTERM, waits up to `grace`, and SIGKILLs the rest; `hurry` cuts
+/// both waits short (and what it kills is no failure). Does nothing unless this process is a subreaper
 /// ([`become_subreaper`]), so it only ever sees orphans of the run. Call it
 /// only when every child the run started has been reaped.
 pub fn sweep(grace: Duration, hurry: &dyn Fn() -> bool) -> Swept {
@@ -160,7 +160,7 @@ pub fn sweep(grace: Duration, hurry: &dyn Fn() -> bool) -> Swept {
     let me = std::process::id() as i32;
     let settle = Instant::now() + SETTLE;
     let mut live = live_children(me, &table());
-    while !live.is_empty() && Instant::now() < settle {
+    while !live.is_empty() && Instant::now() < settle && !hurry() {
         std::thread::sleep(Duration::from_millis(20));
         live = live_children(me, &table());
     }

@@ -289,6 +289,10 @@ pub fn run(opts: &RunOptions, abort: &Abort, log: Arc<Log>) -> Result<Outcome, S
     };
     let stopped = runner.stop;
     let mut sinks = runner.sinks;
+    // The nodes the teardown stops, for a stop that comes during it.
+    let running: Vec<&str> = machines.values().filter(|m| m.is_running()).map(Machine::name).collect();
+    let of_nodes =
+        if running.is_empty() { String::new() } else { format!(" of node(s) {}", running.join(", ")) };
     let teardown = teardown::stop_all(&mut machines, vlans, &abort.for_teardown(), opts, &log);
     let then = |error: Option<String>, what: &str| {
         Some(match error {
@@ -300,13 +304,13 @@ pub fn run(opts: &RunOptions, abort: &Abort, log: Arc<Log>) -> Result<Outcome, S
         // The signal came after the last step: the documented exit code of
         // an interrupted run all the same.
         result = RunResult::Interrupted;
-        error = then(error, "interrupted by a signal during teardown");
+        error = then(error, &format!("interrupted by a signal during teardown{of_nodes}"));
     } else if stopped.is_none() && abort.deadline_passed() {
         // The global timeout bounds the teardown too (it cut the grace
         // period short).
         log.test_error("timeout reached during teardown; test terminating...");
         result = RunResult::TimedOut;
-        error = then(error, "the global timeout expired during teardown");
+        error = then(error, &format!("the global timeout expired during teardown{of_nodes}"));
     }
     if !teardown.is_empty() {
         // A VM or switch that would not stop is a VM failure, as one that

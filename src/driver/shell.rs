@@ -265,8 +265,18 @@ impl Shell {
         })
     }
 
-    /// Writes a raw line that expects no reply (`poweroff`).
-    pub fn send_raw(&mut self, line: &str) -> Result<(), ShellError> {
+    /// Writes a raw line that expects no reply (`poweroff`). A fast reply
+    /// still outstanding is read first, until `deadline` at most: the guest
+    /// waiting for its acknowledgement would swallow the line.
+    pub fn send_raw(&mut self, line: &str, deadline: Instant, abort: &Abort) -> Result<(), ShellError> {
+        if self.desynced && self.protocol == Protocol::Fast {
+            let last = self.base + self.seq;
+            match self.wait_fast_reply(last, deadline, abort, Instant::now()) {
+                Ok(_) => self.desynced = false,
+                Err(ShellError::Timeout { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         self.send(line)
     }
 

@@ -618,7 +618,7 @@ impl Machine {
     /// `poweroff` through the shell, then waits for QEMU to exit.
     pub fn shutdown(&mut self, deadline: Instant, abort: &Abort) -> Result<(), VmError> {
         let Some(run) = self.running.as_mut() else { return Ok(()) };
-        if let Err(e) = run.shell.send_raw("poweroff\n") {
+        if let Err(e) = run.shell.send_raw("poweroff\n", deadline, abort) {
             if !matches!(e, ShellError::Eof) {
                 return Err(self.shell_failure(e));
             }

@@ -346,18 +346,26 @@ fn fuzz_backdoor_replies() {
     run("backdoor", &seeds, |bytes| {
         for protocol in [Protocol::Fast, Protocol::Stock] {
             let (ours, guest) = std::os::unix::net::UnixStream::pair().expect("socketpair");
-            let reply = bytes.to_vec();
+            // The fast parser runs only after the guest accepted the helpers.
+            let accept: &[u8] = if protocol == Protocol::Fast { b"\x01NIXVM 0 0 0\n" } else { b"" };
+            let reply = [accept, bytes].concat();
             let writer = std::thread::spawn(move || {
                 use std::io::Write;
                 let mut g = guest;
                 let _ = g.write_all(&reply);
-                // Closing ends the reply: EOF, as when the guest dies.
+                // The end of the reply: EOF, as when the guest dies; the read
+                // side stays open for what the host sends (negotiation, acks).
+                let _ = g.shutdown(std::net::Shutdown::Write);
+                g
             });
             let mut shell = Shell::new(ours);
             shell.prefer(protocol);
             let deadline = Instant::now() + Duration::from_millis(200);
+            if protocol == Protocol::Fast {
+                assert_eq!(shell.negotiate(deadline, &Abort::never()).ok(), Some(Protocol::Fast));
+            }
             let _ = shell.execute("true", None, deadline, &Abort::never());
-            writer.join().expect("writer");
+            drop(writer.join().expect("writer"));
         }
     });
 }

@@ -114,7 +114,7 @@ fn a_signal_during_teardown_exits_130_at_once() {
     let report = report_json(&fake);
     assert_eq!(report["steps"][0]["status"], "passed");
     let error = report["error"].as_str().unwrap();
-    assert!(error.contains("interrupted by a signal during teardown"), "{error}");
+    assert_eq!(error, "interrupted by a signal during teardown of node(s) machine");
 }
 
 /// A VLAN switch killed during a step: the next step fails at once naming
@@ -218,7 +218,7 @@ fn the_global_timeout_bounds_the_teardown() {
     assert_eq!(outcome.exit_code(), crate::exit_codes::GLOBAL_TIMEOUT);
     let report = report_json(&fake);
     assert_eq!(report["steps"][0]["status"], "passed", "the step ended before the deadline: {report:#}");
-    assert_eq!(report["error"], "the global timeout expired during teardown");
+    assert_eq!(report["error"], "the global timeout expired during teardown of node(s) machine");
     assert!(report.get("vmFailures").is_none(), "a kill the deadline asked for is no failure: {report:#}");
 }
 

@@ -458,7 +458,7 @@ fn signals_during_the_teardown() {
         assert_eq!(run.status.code(), Some(130), "signal {signal}: exit_codes::INTERRUPTED");
         assert!(after < Duration::from_secs(3), "the 5 s grace period was not cut short: {after:?}");
         assert_eq!(statuses(&run.report), ["passed"]);
-        assert_eq!(run.report["error"], "interrupted by a signal during teardown");
+        assert_eq!(run.report["error"], "interrupted by a signal during teardown of node(s) machine");
         assert!(run.report.get("vmFailures").is_none(), "a kill the signal asked for is no failure");
     }
 }
@@ -534,7 +534,7 @@ fn the_global_timeout_during_the_teardown() {
     assert!(mark.exists(), "the teardown had begun");
     assert_eq!(statuses(&run.report), ["passed"], "the step ended before the deadline");
     assert_eq!(run.status.code(), Some(6), "exit_codes::GLOBAL_TIMEOUT");
-    assert_eq!(run.report["error"], "the global timeout expired during teardown");
+    assert_eq!(run.report["error"], "the global timeout expired during teardown of node(s) machine");
     assert!(run.report.get("vmFailures").is_none(), "a kill the deadline asked for is no failure");
     assert!(run.elapsed < GLOBAL + Duration::from_secs(2), "the grace period ran on: {:?}", run.elapsed);
 }
@@ -615,4 +615,54 @@ fn sigterm_during_a_step() {
     let error = run.report["error"].as_str().unwrap_or_default();
     assert!(error.starts_with("interrupted by a signal during step 1 on machine ("), "{error}");
     assert_eq!(statuses(&run.report), ["failed", "skipped"]);
+}
+
+/// The interactive mode stops what left the process group too: a node
+/// started by a command, whose start script double-forked a helper that
+/// ignores SIGTERM; after `quit` the helper is killed and named (the
+/// session's exit code stays 0: it has no reports), nothing left.
+#[test]
+fn the_interactive_mode_stops_helpers_that_left_the_group() {
+    let Some(world) = vm_test(Kind::Busybox, &["machine"], vec![succeed("machine", 60.0, "true")]) else {
+        return;
+    };
+    wrap_start_script(
+        &world,
+        "(setsid sh -c \"trap '' TERM; while :; do sleep 0.1; done\" </dev/null >/dev/null 2>&1 &)\n\
+         exec \"$REAL\" \"$@\"",
+    );
+    let started = Instant::now();
+    let mut child = world.command().arg("--interactive").stdin(Stdio::piped()).spawn().unwrap();
+    let tree = Tree::watch(child.id());
+    let stderr = child.stderr.take().map(drain);
+    let stdout = child.stdout.take().map(drain);
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"machine: echo interactive-ok\nquit\n").unwrap();
+    }
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > RUN_BOUND {
+            let _ = child.kill();
+            panic!("nixvm-driver -I still running after {RUN_BOUND:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = stderr.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+    let stdout = stdout.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+    eprintln!("--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    tree.assert_none_left(&["qemu-system", "vde_switch", "trap"]);
+    assert_eq!(status.code(), Some(0), "quit exits 0");
+    assert!(stdout.contains("interactive-ok") || stderr.contains("interactive-ok"), "the command ran");
+    assert!(
+        stderr.contains(
+            "node machine: processes that had left its start script's process group (setsid or a double fork) \
+             outlived the teardown and did not stop within the 5.0 s grace period after SIGTERM; killed with \
+             SIGKILL:"
+        ),
+        "{stderr}"
+    );
 }
