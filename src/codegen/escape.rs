@@ -52,10 +52,14 @@ pub fn push_nix_indented_string(out: &mut String, s: &str, indent: &str, close_i
 /// Writes the indented form; returns the number of escapes in it.
 fn push_indented(out: &mut String, s: &str, indent: &str, close_indent: &str) -> usize {
     let mut escapes = 0;
-    let lines = s.split('\n').count();
+    // One pass over the bytes for the line count and whether some
+    // non-empty line starts without a space.
+    let bytes = s.as_bytes();
+    let lines = 1 + bytes.iter().filter(|&&b| b == b'\n').count();
+    let unindented_line =
+        bytes.iter().enumerate().any(|(i, &b)| b != b'\n' && b != b' ' && (i == 0 || bytes[i - 1] == b'\n'));
     out.reserve(s.len() + lines * indent.len() + close_indent.len() + 8);
     out.push_str("''\n");
-    let unindented_line = s.split('\n').any(|l| !l.is_empty() && !l.starts_with(' '));
     for (i, line) in s.split('\n').enumerate() {
         let last = i + 1 == lines;
         if last && line.is_empty() {
@@ -82,40 +86,41 @@ fn push_indented(out: &mut String, s: &str, indent: &str, close_indent: &str) ->
 /// escapes a first space so it cannot count as indentation. Returns the
 /// number of escapes written.
 fn push_nix_indented_line(out: &mut String, line: &str, escape_leading_space: bool) -> usize {
-    // Most lines need no escape at all.
-    let needs_escape = line.contains(['\'', '$', '\r']) || (escape_leading_space && line.starts_with(' '));
-    if !needs_escape {
-        out.push_str(line);
-        return 0;
-    }
+    let bytes = line.as_bytes();
+    // Everything escaped is ASCII: bytes are searched for the few that may
+    // need an escape, and the runs between escapes are copied whole.
     let mut escapes = 0;
-    let mut chars = line.chars().peekable();
-    let mut first = true;
-    while let Some(c) = chars.next() {
-        let next = chars.peek().copied();
-        let escape = match c {
-            // A leading space would be taken for indentation.
-            ' ' if first && escape_leading_space => "''\\ ",
+    let mut from = 0;
+    if escape_leading_space && bytes.first() == Some(&b' ') {
+        // A leading space would be taken for indentation.
+        out.push_str("''\\ ");
+        escapes += 1;
+        from = 1;
+    }
+    let mut at = from;
+    while let Some(found) = bytes[at..].iter().position(|&b| matches!(b, b'\'' | b'$' | b'\r')) {
+        let i = at + found;
+        at = i + 1;
+        let next = bytes.get(i + 1).copied();
+        let escape = match bytes[i] {
             // A quote stays literal only when the encoded text after it does
             // not start with a quote (the two would pair up: `''` closes the
             // string, `'''` is an escape) or a `$`. The next character's
             // encoding starts with one of those exactly when it is a quote,
             // a `$` or a carriage return; nothing follows the last character
             // but the closing `''`. Otherwise `''\'` denotes a single quote.
-            '\'' if next.is_some_and(|n| !matches!(n, '\'' | '$' | '\r')) => "",
-            '\'' => "''\\'",
-            '$' if next == Some('{') => "''$",
-            '\r' => "''\\r",
-            _ => "",
+            b'\'' if next.is_some_and(|n| !matches!(n, b'\'' | b'$' | b'\r')) => continue,
+            b'\'' => "''\\'",
+            b'$' if next == Some(b'{') => "''$",
+            b'$' => continue,
+            _ => "''\\r",
         };
-        if escape.is_empty() {
-            out.push(c);
-        } else {
-            out.push_str(escape);
-            escapes += 1;
-        }
-        first = false;
+        out.push_str(&line[from..i]);
+        out.push_str(escape);
+        escapes += 1;
+        from = at;
     }
+    out.push_str(&line[from..]);
     escapes
 }
 
