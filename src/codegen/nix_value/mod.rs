@@ -175,7 +175,7 @@ mod tests {
         #[derive(serde::Serialize)]
         struct Outer {
             z: Vec<Shape>,
-            b: std::collections::BTreeMap<u32, char>,
+            b: std::collections::BTreeMap<i64, char>,
             a: (Option<String>, f32, i128, u128),
             #[serde(rename = "my key")]
             spaced: (),
@@ -191,7 +191,7 @@ mod tests {
                 Shape::Struct { zeta: true, alpha: Some(-0.5), mid: vec![1, u64::MAX] },
                 Shape::Struct { zeta: false, alpha: None, mid: vec![] },
             ],
-            b: [(10, 'x'), (9, '"')].into_iter().collect(),
+            b: [(10, 'x'), (9, '"'), (-4, 'n'), (i64::MIN, 'm')].into_iter().collect(),
             a: (None, 1.5, -3, 4),
             spaced: (),
             big: u64::MAX,

@@ -243,14 +243,12 @@ impl Tree {
     }
 
     fn int(&mut self, v: i64) -> Result<(), Unrepresentable> {
-        let start = self.text.len();
-        push_int(&mut self.text, v);
         if self.in_key {
             // As serde_json names an object's integer keys: the digits.
-            let raw = self.text[start..].trim_start_matches('(').trim_end_matches(')').to_string();
-            self.text.truncate(start);
-            return self.key(&raw);
+            return self.key(&v.to_string());
         }
+        let start = self.text.len();
+        push_int(&mut self.text, v);
         self.scalar(start)
     }
 
