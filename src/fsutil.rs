@@ -259,7 +259,6 @@ pub fn replace_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 /// not exist), read in small pieces: the generated file can be tens of
 /// megabytes, and `check` usually finds it up to date.
 pub fn same_contents(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
-    use std::io::Read;
     let mut file = match std::fs::File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
@@ -268,10 +267,16 @@ pub fn same_contents(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
     if file.metadata()?.len() != bytes.len() as u64 {
         return Ok(false);
     }
-    let mut buf = vec![0u8; 64 << 10];
+    reads_exactly(&mut file, bytes)
+}
+
+/// Whether `reader` yields exactly `bytes` up to its end, compared piece
+/// by piece so that a large file is never held in memory twice.
+pub fn reads_exactly(reader: &mut impl std::io::Read, bytes: &[u8]) -> std::io::Result<bool> {
+    let mut buf = vec![0u8; (64 << 10).min(bytes.len() + 1)];
     let mut rest = bytes;
     loop {
-        let n = match file.read(&mut buf) {
+        let n = match reader.read(&mut buf) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),

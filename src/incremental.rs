@@ -634,7 +634,6 @@ fn hash_file(path: &Path) -> std::io::Result<(Key, Option<Observed>)> {
 /// Whether the file at `path` holds exactly `bytes` (a missing file does
 /// not), and its stamp when it did not change while it was compared.
 pub fn compare_output(path: &Path, bytes: &[u8]) -> std::io::Result<(bool, Option<Observed>)> {
-    use std::io::Read;
     let before = SystemTime::now();
     let mut file = match std::fs::File::open(path) {
         Ok(file) => file,
@@ -646,23 +645,7 @@ pub fn compare_output(path: &Path, bytes: &[u8]) -> std::io::Result<(bool, Optio
         return Ok((false, None));
     }
     let first = Stamp::of(&meta);
-    let mut buf = vec![0u8; 256 << 10];
-    let mut rest = bytes;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
-            break;
-        }
-        if n > rest.len() || buf[..n] != rest[..n] {
-            return Ok((false, None));
-        }
-        rest = &rest[n..];
-    }
-    if !rest.is_empty() {
+    if !crate::fsutil::reads_exactly(&mut file, bytes)? {
         return Ok((false, None));
     }
     let last = Stamp::of(&file.metadata()?);

@@ -518,49 +518,29 @@ impl<'a> ser::Serializer for &'a mut Tree {
     }
 }
 
-impl ser::SerializeSeq for Compound<'_> {
-    type Ok = ();
-    type Error = Unrepresentable;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unrepresentable> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Unrepresentable> {
-        self.finish()
-    }
+/// Sequences, tuples, tuple structs and tuple variants take their
+/// elements the same way.
+macro_rules! list_like {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl ser::$trait for Compound<'_> {
+            type Ok = ();
+            type Error = Unrepresentable;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unrepresentable> {
+                self.element(value)
+            }
+            fn end(self) -> Result<(), Unrepresentable> {
+                self.finish()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Compound<'_> {
-    type Ok = ();
-    type Error = Unrepresentable;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unrepresentable> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Unrepresentable> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_> {
-    type Ok = ();
-    type Error = Unrepresentable;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unrepresentable> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Unrepresentable> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_> {
-    type Ok = ();
-    type Error = Unrepresentable;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unrepresentable> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Unrepresentable> {
-        self.finish()
-    }
-}
+list_like!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 impl ser::SerializeMap for Compound<'_> {
     type Ok = ();
