@@ -933,11 +933,18 @@ fn restore_isolates_subtests_on_two_nodes() {
                         },
                     ),
                     step("client", 30.0, Action::Unblock),
-                    succeed_contains(
+                    // A wait, as a real test would write: the first connect
+                    // right after the link comes back can fail (curl exit 7
+                    // in a CI run, 2026-12-02; most likely the neighbour
+                    // entry the blocked curl left failed).
+                    step(
                         "client",
                         30.0,
-                        "curl --fail --silent --max-time 5 http://server:3000",
-                        "Healthy",
+                        Action::WaitUntilSucceeds {
+                            command: "curl --fail --silent --max-time 5 http://server:3000".into(),
+                            expect: Expect { contains: vec!["Healthy".into()], ..Expect::default() },
+                            capture: None,
+                        },
                     ),
                 ],
             ),
