@@ -132,7 +132,8 @@ impl Refusal {
         }
     }
 
-    fn diagnostic(&self, file: FileId) -> Diagnostic {
+    /// The `nix_syntax` diagnostic at the refused range.
+    pub fn diagnostic(&self, file: FileId) -> Diagnostic {
         let (start, end) = self.range();
         let span = Span {
             file,
@@ -159,16 +160,12 @@ fn rescan_budget(len: usize) -> u64 {
 /// The `nix_syntax` diagnostic for a file that must not reach rnix's
 /// parser (nested too deeply, or too costly to tokenize), if it is one.
 pub fn nesting_diagnostic(file: FileId, text: &str) -> Option<Diagnostic> {
-    checked_tokens(file, text).err()
+    checked_tokens(text).err().map(|r| r.diagnostic(file))
 }
 
 /// The tokens of `text` (exactly rnix's) when rnix may parse it, or why
 /// not. Callers that scan the tokens for more use these.
-pub fn checked_tokens(file: FileId, text: &str) -> Result<Vec<rnix::Token<'_>>, Diagnostic> {
-    checked(text).map_err(|r| r.diagnostic(file))
-}
-
-fn checked(text: &str) -> Result<Vec<rnix::Token<'_>>, Refusal> {
+pub fn checked_tokens(text: &str) -> Result<Vec<rnix::Token<'_>>, Refusal> {
     let t = tokens::tokenize(text);
     if t.rescan > rescan_budget(text.len()) {
         let (start, end) = t.costliest;
@@ -214,7 +211,7 @@ impl Frame {
 /// the tokens alone (linear time, constant stack), stays within
 /// [`MAX_NESTING`]; `Err` at the first token beyond.
 pub fn check_nesting(text: &str) -> Result<(), Refusal> {
-    checked(text).map(drop)
+    checked_tokens(text).map(drop)
 }
 
 /// [`check_nesting`] of the tokens of a text (rnix's, in order), for a

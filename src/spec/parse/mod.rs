@@ -235,9 +235,9 @@ fn too_deep_tokens<'a>(file: FileId, tokens: impl IntoIterator<Item = rnix::Toke
 fn parse_here(file: FileId, rel_path: &Path, text: &str) -> (Option<TestSpec>, Vec<Diagnostic>) {
     // Both depth checks on one tokenization (each tokenizing on its own
     // was 6 % of a cold `check`, callgrind, 1,000 descriptions).
-    let tokens = match crate::limits::checked_tokens(file, text) {
+    let tokens = match crate::limits::checked_tokens(text) {
         Ok(tokens) => tokens,
-        Err(d) => return (None, vec![d]),
+        Err(refused) => return (None, vec![refused.diagnostic(file)]),
     };
     if let Some(span) = too_deep_tokens(file, tokens.iter().copied()) {
         let d = Diagnostic::error(
@@ -313,7 +313,7 @@ pub fn from_json_with_source(
 /// The static value tree of `text`, if it parses (its diagnostics are
 /// dropped: the evaluated value is what counts).
 fn static_tree(file: FileId, text: &str) -> Option<Value> {
-    let tokens = crate::limits::checked_tokens(file, text).ok()?;
+    let tokens = crate::limits::checked_tokens(text).ok()?;
     if too_deep_tokens(file, tokens).is_some() {
         return None;
     }
