@@ -59,6 +59,16 @@ impl Sources {
         let col = text[line_start..offset].chars().count() + 1;
         (line, col)
     }
+    /// The 1-based line of `offset`, counted on from `from`, an offset of
+    /// the same file on line `from_line` (0 and 1 for the start): a caller
+    /// asking for lines in order (a script, step by step) reads the file
+    /// once, without the table of line starts [`Sources::line_col`] builds.
+    pub fn line_after(&self, id: FileId, from: usize, from_line: usize, offset: u32) -> usize {
+        let bytes = self.text(id).as_bytes();
+        let offset = (offset as usize).min(bytes.len());
+        let (from, from_line) = if from <= offset { (from, from_line) } else { (0, 1) };
+        from_line + memchr::memchr_iter(b'\n', &bytes[from..offset]).count()
+    }
     pub fn len(&self) -> usize {
         self.files.len()
     }
@@ -233,4 +243,24 @@ pub fn render(diags: &[Diagnostic], sources: &Sources, color: bool) -> String {
         }
     }
     String::from_utf8_lossy(buf.as_slice()).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counting lines on from an earlier offset gives `line_col`'s line,
+    /// in order, backwards and past the end.
+    #[test]
+    fn lines_counted_on_are_line_cols_lines() {
+        let mut sources = Sources::default();
+        let id = sources.add("t.nix", "{\n  a = \"é\";\n\n  b = 1;\n}");
+        let len = sources.text(id).len() as u32;
+        let (mut from, mut line) = (0, 1);
+        for offset in (0..=len + 2).chain([3, 0, len]) {
+            let counted = sources.line_after(id, from, line, offset);
+            assert_eq!(counted, sources.line_col(id, offset).0, "at {offset}");
+            (from, line) = (offset as usize, counted);
+        }
+    }
 }

@@ -66,23 +66,30 @@ impl Plan {
     }
 }
 
-/// The plan of a validated description, borrowed from it: serializes exactly
-/// as [`Plan::from_spec`] of it does, without copying every step first (the
-/// generator embeds plans this way).
+/// The plan of a validated description, borrowed from it: serializes to the
+/// JSON value of [`Plan::from_spec`] of it, without copying every step first
+/// (the generator embeds plans this way, as Nix literals).
+///
+/// Its fields (and its steps') come in Nix's attribute order, the byte
+/// order of the names, not in [`Plan`]'s: a literal lists them so anyway,
+/// and the literal's writer then has none to reorder. Only
+/// `serde_json::to_string` of it would show the difference, and the plan
+/// file the driver reads is `builtins.toJSON` of the literal (or
+/// [`Plan::to_json`], whose order is [`Plan`]'s).
 pub struct SpecPlan<'a>(pub &'a TestSpec);
 
 impl Serialize for SpecPlan<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let spec = self.0;
         let mut plan = s.serialize_struct("Plan", 4 + usize::from(spec.timeout.is_some()))?;
-        plan.serialize_field("version", &PLAN_VERSION)?;
-        plan.serialize_field("name", &spec.name)?;
-        plan.serialize_field("nodes", &Nodes(spec))?;
         match &spec.timeout {
             Some(seconds) => plan.serialize_field("globalTimeout", seconds)?,
             None => plan.skip_field("globalTimeout")?,
         }
+        plan.serialize_field("name", &spec.name)?;
+        plan.serialize_field("nodes", &Nodes(spec))?;
         plan.serialize_field("steps", &Resolved(&spec.steps))?;
+        plan.serialize_field("version", &PLAN_VERSION)?;
         plan.end()
     }
 }
@@ -112,6 +119,12 @@ impl Serialize for ResolvedStep<'_> {
         let timeout = step.effective_timeout();
         let fields = 1 + usize::from(step.node.is_some()) + usize::from(timeout.is_some());
         let mut out = s.serialize_struct("Step", fields)?;
+        match &step.action {
+            Action::Subtest { title, steps } => {
+                out.serialize_field("action", &ResolvedSubtest { title, steps })?
+            }
+            action => out.serialize_field("action", action)?,
+        }
         match &step.node {
             Some(node) => out.serialize_field("node", node)?,
             None => out.skip_field("node")?,
@@ -119,12 +132,6 @@ impl Serialize for ResolvedStep<'_> {
         match &timeout {
             Some(seconds) => out.serialize_field("timeout", seconds)?,
             None => out.skip_field("timeout")?,
-        }
-        match &step.action {
-            Action::Subtest { title, steps } => {
-                out.serialize_field("action", &ResolvedSubtest { title, steps })?
-            }
-            action => out.serialize_field("action", action)?,
         }
         out.end()
     }
@@ -143,8 +150,8 @@ const SUBTEST_VARIANT_INDEX: u32 = 35;
 impl Serialize for ResolvedSubtest<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut out = s.serialize_struct_variant("Action", SUBTEST_VARIANT_INDEX, "subtest", 2)?;
-        out.serialize_field("title", self.title)?;
         out.serialize_field("steps", &Resolved(self.steps))?;
+        out.serialize_field("title", self.title)?;
         out.end()
     }
 }

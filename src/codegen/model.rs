@@ -274,13 +274,16 @@ fn test_view<'a>(
     let modules = selected_modules(spec, flake);
     let curl_nodes = http_nodes(&spec.steps);
     let snapshots = uses_snapshots(&spec.steps);
+    // The same for every node: written once.
+    let module_imports: Vec<String> =
+        modules.iter().map(|m| format!("self.nixosModules.{}", nix_attr_name(m))).collect();
     let nodes = spec
         .nodes
         .keys()
         .map(|node| {
             let attr = nix_attr_name(node);
-            let mut imports: Vec<String> =
-                modules.iter().map(|m| format!("self.nixosModules.{}", nix_attr_name(m))).collect();
+            let mut imports = Vec::with_capacity(module_imports.len() + 3);
+            imports.extend(module_imports.iter().cloned());
             match &evaluated {
                 Some(_) => imports.push(format!("description.nodes.{attr}")),
                 None => imports.push(format!("(import {description}).nodes.{attr}")),
@@ -415,43 +418,49 @@ fn checked_value(spec: &TestSpec, sources: &Sources, c: &computed::Computed) -> 
 /// its order) or all of the flake's, minus aliases of a module that is
 /// imported anyway (directly or through an earlier alias), so no module is
 /// imported twice.
-pub fn selected_modules(spec: &TestSpec, flake: &FlakeInfo) -> Vec<String> {
-    let mut names: Vec<String> = match &spec.modules {
-        Some(list) => list.iter().map(|(name, _)| name.clone()).collect(),
+pub fn selected_modules<'a>(spec: &'a TestSpec, flake: &'a FlakeInfo) -> Vec<String> {
+    // Borrowed names in short lists, scanned (a `String` per name and set
+    // entry was most of this function, run for every test; finding a
+    // module by name was a scan already).
+    let listed: Vec<&str> = match &spec.modules {
+        Some(list) => list.iter().map(|(name, _)| name.as_str()).collect(),
         // A set of modules (`nixosModules.hm.x`) is not importable.
-        None => flake.modules.iter().filter(|m| m.kind.is_module()).map(|m| m.name.clone()).collect(),
+        None => flake.modules.iter().filter(|m| m.kind.is_module()).map(|m| m.name.as_str()).collect(),
     };
-    let mut seen = std::collections::BTreeSet::new();
-    names.retain(|n| seen.insert(n.clone()));
+    let mut names: Vec<&str> = Vec::with_capacity(listed.len());
+    for name in listed {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
 
-    let alias_of = |name: &str| {
-        flake.modules.iter().find(|m| m.name == name).and_then(|m| m.kind.alias_target().map(str::to_string))
-    };
+    let alias_of =
+        |name: &str| flake.modules.iter().find(|m| m.name == name).and_then(|m| m.kind.alias_target());
     // Follow alias chains to the module they finally denote.
-    let root = |name: &str| {
-        let mut current = name.to_string();
+    let root = |name: &'a str| {
+        let mut current = name;
         for _ in 0..=flake.modules.len() {
-            match alias_of(&current) {
+            match alias_of(current) {
                 Some(target) => current = target,
                 None => break,
             }
         }
         current
     };
-    let direct: std::collections::BTreeSet<&str> =
-        names.iter().filter(|n| alias_of(n).is_none()).map(String::as_str).collect();
-    let mut roots_done = std::collections::BTreeSet::new();
-    let mut selected = Vec::new();
-    for name in &names {
+    let direct: Vec<&str> = names.iter().copied().filter(|n| alias_of(n).is_none()).collect();
+    let mut roots_done: Vec<&str> = Vec::new();
+    let mut selected = Vec::with_capacity(names.len());
+    for name in names {
         let is_alias =
-            flake.modules.iter().any(|m| &m.name == name && matches!(m.kind, ModuleKind::Alias { .. }));
+            flake.modules.iter().any(|m| m.name == name && matches!(m.kind, ModuleKind::Alias { .. }));
         if is_alias {
             let r = root(name);
-            if direct.contains(r.as_str()) || !roots_done.insert(r) {
+            if direct.contains(&r) || roots_done.contains(&r) {
                 continue;
             }
+            roots_done.push(r);
         }
-        selected.push(name.clone());
+        selected.push(name.to_string());
     }
     selected
 }

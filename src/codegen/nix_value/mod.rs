@@ -9,9 +9,13 @@
 //! The value is first turned into a flat [`tree::Tree`] by a serializer of
 //! our own, not into a `serde_json::Value`: that detour (a `String` per key
 //! and value, a map per object, and dropping it all) was about a tenth of a
-//! cold `check`.
+//! cold `check`. The tree is reused per thread, and names of struct fields
+//! are prepared once per thread ([`names`]).
 
+mod names;
 mod tree;
+
+use std::cell::RefCell;
 
 use serde::Serialize;
 
@@ -30,6 +34,13 @@ pub fn render(value: &serde_json::Value, indent: usize, prefix_width: usize) -> 
     out
 }
 
+thread_local! {
+    /// The tree [`render_into`] builds, kept for the next value on this
+    /// thread: its buffers grow once, and struct fields' names are
+    /// prepared once.
+    static TREE: RefCell<Tree> = RefCell::new(Tree::default());
+}
+
 /// [`render`] of any serializable value, appended to `out`: laid out from
 /// the widths the tree knows, so each piece is copied once.
 pub fn render_into<T: Serialize + ?Sized>(
@@ -38,17 +49,34 @@ pub fn render_into<T: Serialize + ?Sized>(
     indent: usize,
     prefix_width: usize,
 ) -> Result<(), Unrepresentable> {
-    let tree = Tree::of(value)?;
-    layout(out, &tree, 0, indent, prefix_width);
+    TREE.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut tree) => render_tree(out, &mut tree, value, indent, prefix_width),
+        // A value whose serialization renders another one.
+        Err(_) => render_tree(out, &mut Tree::default(), value, indent, prefix_width),
+    })
+}
+
+fn render_tree<T: Serialize + ?Sized>(
+    out: &mut String,
+    tree: &mut Tree,
+    value: &T,
+    indent: usize,
+    prefix_width: usize,
+) -> Result<(), Unrepresentable> {
+    tree.rebuild(value)?;
+    // The one-line form and some indentation, so the text grows at most once.
+    let width = tree.node(0).width as usize;
+    out.reserve(width.min(1 << 20) + width.min(1 << 20) / 2);
+    layout(out, tree, 0, indent, prefix_width);
     Ok(())
 }
 
 /// Lays out node `i` of `tree` (see [`render_into`]): on one line when it
 /// fits, else one entry per line.
 fn layout(out: &mut String, tree: &Tree, i: usize, indent: usize, prefix_width: usize) {
-    let node = &tree.nodes[i];
-    if let Kind::Scalar(text) = node.kind {
-        out.push_str(tree.str(text));
+    let node = tree.node(i);
+    if node.kind == Kind::Scalar {
+        out.push_str(tree.scalar(node));
         return;
     }
     // One column is kept for the `;` that usually follows.
@@ -60,21 +88,21 @@ fn layout(out: &mut String, tree: &Tree, i: usize, indent: usize, prefix_width: 
     let pad = indent + 2;
     if node.kind == Kind::Attrs {
         out.push_str("{\n");
-        for child in tree.children(i) {
-            let name = tree.nodes[child].name.expect("attribute names");
+        for &child in tree.children(node) {
+            let name = tree.node(child as usize).name;
             push_spaces(out, pad);
-            out.push_str(tree.str(name.nix));
+            out.push_str(tree.names.nix(name));
             out.push_str(" = ");
-            layout(out, tree, child, pad, pad + name.width as usize + 3);
+            layout(out, tree, child as usize, pad, pad + tree.names.width(name) as usize + 3);
             out.push_str(";\n");
         }
         push_spaces(out, indent);
         out.push('}');
     } else {
         out.push_str("[\n");
-        for child in tree.children(i) {
+        for &child in tree.children(node) {
             push_spaces(out, pad);
-            layout(out, tree, child, pad, pad);
+            layout(out, tree, child as usize, pad, pad);
             out.push('\n');
         }
         push_spaces(out, indent);
@@ -97,27 +125,26 @@ fn push_spaces(out: &mut String, n: usize) {
 /// self-delimiting (negative numbers are parenthesised), so the same form
 /// works everywhere.
 fn inline(out: &mut String, tree: &Tree, i: usize) {
-    let node = &tree.nodes[i];
-    let empty = node.end as usize == i + 1;
+    let node = tree.node(i);
     match node.kind {
-        Kind::Scalar(text) => out.push_str(tree.str(text)),
-        Kind::List if empty => out.push_str("[ ]"),
+        Kind::Scalar => out.push_str(tree.scalar(node)),
+        Kind::List if tree.children(node).is_empty() => out.push_str("[ ]"),
         Kind::List => {
             out.push('[');
-            for child in tree.children(i) {
+            for &child in tree.children(node) {
                 out.push(' ');
-                inline(out, tree, child);
+                inline(out, tree, child as usize);
             }
             out.push_str(" ]");
         }
-        Kind::Attrs if empty => out.push_str("{ }"),
+        Kind::Attrs if tree.children(node).is_empty() => out.push_str("{ }"),
         Kind::Attrs => {
             out.push('{');
-            for child in tree.children(i) {
+            for &child in tree.children(node) {
                 out.push(' ');
-                out.push_str(tree.str(tree.nodes[child].name.expect("attribute names").nix));
+                out.push_str(tree.names.nix(tree.node(child as usize).name));
                 out.push_str(" = ");
-                inline(out, tree, child);
+                inline(out, tree, child as usize);
                 out.push(';');
             }
             out.push_str(" }");

@@ -2,14 +2,16 @@
 //! `serde` serializer of our own: the value `serde_json::to_value` would
 //! give (externally tagged enums, `None` as null, non-finite floats as
 //! null), without its `String` per key and value and its map per object.
-//! Scalars and attribute names are stored already written as Nix (strings
-//! escaped, negative numbers parenthesised), attribute sets are put in
-//! Nix's order (byte order of the names) as they are closed, and every node
+//! Scalars are stored already written as Nix (strings escaped, negative
+//! numbers parenthesised), attribute names in a [`Names`] table, and each
+//! container lists its children, an attribute set's in Nix's order (byte
+//! order of the names) as it is closed, without moving any node. Every node
 //! knows the width of its one-line form: the layout then only copies.
 
 use serde::ser::{self, Serialize};
 
-use super::super::escape::{is_nix_identifier, push_nix_string};
+use super::names::{NameId, Names, char_width, to_u32};
+use crate::spec::strings::push_nix_string;
 
 /// A value that has no Nix literal of the same JSON: a map key that is
 /// not a string, integer, boolean or character, or an integer beyond 64 bits.
@@ -23,137 +25,106 @@ impl ser::Error for Unrepresentable {
     }
 }
 
-/// Bytes `start..end` of the tree's text.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Text {
-    start: u32,
-    end: u32,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// `null`, a boolean, number or string, as Nix.
-    Scalar(Text),
+    Scalar,
     List,
     Attrs,
 }
 
-/// An attribute's name: as given (for the order) and as Nix writes it.
-#[derive(Clone, Copy, Debug)]
-pub struct Name {
-    raw: Text,
-    pub nix: Text,
-    /// Characters of `nix`.
-    pub width: u32,
-}
-
-/// One value; its children (for lists and attribute sets) follow it, each
-/// with its own subtree, up to `end`.
+/// One value.
 #[derive(Clone, Copy, Debug)]
 pub struct Node {
     pub kind: Kind,
     /// The attribute name, for the children of an attribute set.
-    pub name: Option<Name>,
-    /// The index just after this node's subtree.
-    pub end: u32,
+    pub name: NameId,
+    /// A scalar's text is `text[a..b]`; a closed container's children are
+    /// `kids[a..a + b]` (while it is open, `a` marks where its children
+    /// start in `open`).
+    a: u32,
+    b: u32,
     /// Characters of the one-line form (saturating).
     pub width: u32,
 }
 
-/// The nodes of a value in pre-order, and the text of its pieces.
+/// The nodes of a value (the root first), the text of its scalars and the
+/// children of its containers. Built again in place for each value (see
+/// [`Tree::rebuild`]) so its buffers are allocated once per thread.
 #[derive(Default)]
 pub struct Tree {
-    pub nodes: Vec<Node>,
+    nodes: Vec<Node>,
     text: String,
+    kids: Vec<u32>,
+    /// The nodes of the open containers, innermost last.
+    open: Vec<u32>,
+    pub names: Names,
     /// The name the next node gets (set by attribute sets).
-    pending: Option<Name>,
+    pending: Option<NameId>,
     /// A map key is being serialized: scalars become `pending` names.
     in_key: bool,
-    /// Scratch space for putting attribute sets in order (reused).
-    order: Vec<(Text, u32, u32)>,
-    moved: Vec<Node>,
 }
 
 impl Tree {
     /// The tree of `value`.
+    #[cfg(test)]
     pub fn of<T: Serialize + ?Sized>(value: &T) -> Result<Tree, Unrepresentable> {
         let mut tree = Tree::default();
-        value.serialize(&mut tree)?;
+        tree.rebuild(value)?;
         Ok(tree)
     }
 
-    pub fn str(&self, t: Text) -> &str {
-        &self.text[t.start as usize..t.end as usize]
+    /// Makes this the tree of `value`, keeping the buffers and static names.
+    pub fn rebuild<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unrepresentable> {
+        self.nodes.clear();
+        self.text.clear();
+        self.kids.clear();
+        self.open.clear();
+        self.names.clear_own();
+        self.pending = None;
+        self.in_key = false;
+        value.serialize(&mut *self)
     }
 
-    /// The children of node `i`, in order.
-    pub fn children(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
-        let end = self.nodes[i].end as usize;
-        let mut next = i + 1;
-        std::iter::from_fn(move || {
-            (next < end).then(|| {
-                let child = next;
-                next = self.nodes[child].end as usize;
-                child
-            })
-        })
+    pub fn node(&self, i: usize) -> &Node {
+        &self.nodes[i]
     }
 
-    /// The text written since `start`.
-    fn since(&self, start: usize) -> Text {
-        Text { start: to_u32(start), end: to_u32(self.text.len()) }
+    /// A scalar's Nix text.
+    pub fn scalar(&self, node: &Node) -> &str {
+        &self.text[node.a as usize..node.b as usize]
     }
 
-    fn width(&self, t: Text) -> u32 {
-        let s = self.str(t);
-        let n = if s.is_ascii() { s.len() } else { s.chars().count() };
-        u32::try_from(n).unwrap_or(u32::MAX)
-    }
-
-    /// Makes `raw` (just written) the name of the next node.
-    fn name_next(&mut self, raw: Text) {
-        let nix = if is_nix_identifier(self.str(raw)) {
-            raw
-        } else {
-            let start = self.text.len();
-            let (from, to) = (raw.start as usize, raw.end as usize);
-            // Escaped from a copy: the text cannot be borrowed while it grows.
-            let name = self.text[from..to].to_string();
-            push_nix_string(&mut self.text, &name);
-            self.since(start)
-        };
-        let width = self.width(nix);
-        self.pending = Some(Name { raw, nix, width });
-    }
-
-    fn name_next_str(&mut self, name: &str) {
-        let start = self.text.len();
-        self.text.push_str(name);
-        let raw = self.since(start);
-        self.name_next(raw);
+    /// The children of a container, in order.
+    pub fn children(&self, node: &Node) -> &[u32] {
+        &self.kids[node.a as usize..(node.a + node.b) as usize]
     }
 
     /// Appends a node (with the pending name) and returns its index.
-    fn push(&mut self, kind: Kind, width: u32) -> usize {
+    fn push(&mut self, kind: Kind, a: u32, b: u32, width: u32) -> usize {
         let i = self.nodes.len();
-        let name = self.pending.take();
-        self.nodes.push(Node { kind, name, end: to_u32(i + 1), width });
+        let name = self.pending.take().unwrap_or(NameId::NONE);
+        self.nodes.push(Node { kind, name, a, b, width });
+        self.open.push(to_u32(i));
         i
     }
 
-    /// Appends the scalar written to the text since `start` (or, inside a
-    /// map key, takes the raw text `raw` as the next name).
-    fn scalar(&mut self, start: usize) -> Result<(), Unrepresentable> {
-        let text = self.since(start);
-        self.push(Kind::Scalar(text), self.width(text));
+    /// Appends the scalar written to the text since `start`.
+    fn push_scalar(&mut self, start: usize) -> Result<(), Unrepresentable> {
+        let width = char_width(&self.text[start..]);
+        self.push(Kind::Scalar, to_u32(start), to_u32(self.text.len()), width);
         Ok(())
     }
 
     /// A key's text as written: the name of the next node.
     fn key(&mut self, raw: &str) -> Result<(), Unrepresentable> {
         self.in_key = false;
-        self.name_next_str(raw);
+        self.pending = Some(self.names.of_own(raw));
         Ok(())
+    }
+
+    fn name_next_static(&mut self, name: &'static str) {
+        self.pending = Some(self.names.of_static(name));
     }
 
     fn not_a_key(&self) -> Result<(), Unrepresentable> {
@@ -165,75 +136,67 @@ impl Tree {
 
     fn open_container(&mut self, kind: Kind) -> Result<usize, Unrepresentable> {
         self.not_a_key()?;
-        Ok(self.push(kind, 0))
+        let i = self.push(kind, 0, 0, 0);
+        self.nodes[i].a = to_u32(self.open.len());
+        Ok(i)
     }
 
-    /// Ends container `i`: its subtree is everything pushed since; an
-    /// attribute set is put in order of its names, and of names given twice
-    /// the last one is kept (as a JSON object keeps it). Then its width.
+    /// Ends container `i`: its children are the nodes pushed since it was
+    /// opened; an attribute set's are put in order of their names, and of
+    /// names given twice the last one is kept (as a JSON object keeps it).
+    /// Then its width.
     fn close(&mut self, i: usize) {
-        let end = self.nodes.len();
-        self.nodes[i].end = to_u32(end);
-        if self.nodes[i].kind == Kind::Attrs {
-            self.order_attrs(i);
+        let mark = self.nodes[i].a as usize;
+        let attrs = self.nodes[i].kind == Kind::Attrs;
+        if attrs {
+            self.order_attrs(mark);
         }
-        let (attrs, empty) = (self.nodes[i].kind == Kind::Attrs, self.nodes[i].end as usize == i + 1);
+        let start = self.kids.len();
+        self.kids.extend_from_slice(&self.open[mark..]);
+        self.open.truncate(mark);
         // `[ a b ]`, `{ a = 1; b = 2; }`, `[ ]`, `{ }`.
         let mut width: u64 = 3;
-        if !empty {
-            for child in self.children(i) {
-                let node = &self.nodes[child];
-                width += 1 + u64::from(node.width);
-                if let (true, Some(name)) = (attrs, node.name) {
-                    width += u64::from(name.width) + 4;
-                }
+        for &child in &self.kids[start..] {
+            let node = &self.nodes[child as usize];
+            width += 1 + u64::from(node.width);
+            if attrs {
+                width += u64::from(self.names.width(node.name)) + 4;
             }
         }
-        self.nodes[i].width = u32::try_from(width).unwrap_or(u32::MAX);
+        let node = &mut self.nodes[i];
+        node.a = to_u32(start);
+        node.b = to_u32(self.kids.len() - start);
+        node.width = u32::try_from(width).unwrap_or(u32::MAX);
     }
 
-    fn order_attrs(&mut self, i: usize) {
-        let end = self.nodes.len();
-        self.order.clear();
-        let mut child = i + 1;
-        while child < end {
-            let next = self.nodes[child].end as usize;
-            let name = self.nodes[child].name.expect("attribute set children have names");
-            self.order.push((name.raw, to_u32(child), to_u32(next)));
-            child = next;
-        }
-        let text = &self.text;
-        let name = |t: &Text| &text.as_bytes()[t.start as usize..t.end as usize];
-        if self.order.windows(2).all(|w| name(&w[0].0) < name(&w[1].0)) {
+    /// Sorts the children in `open[mark..]` by name, dropping all but the
+    /// last of equal names.
+    fn order_attrs(&mut self, mark: usize) {
+        let (nodes, names) = (&self.nodes, &self.names);
+        let cmp = |a: &u32, b: &u32| names.cmp(nodes[*a as usize].name, nodes[*b as usize].name);
+        let children = &mut self.open[mark..];
+        if children.windows(2).all(|w| cmp(&w[0], &w[1]).is_lt()) {
             return;
         }
         // Stable: of equal names, the last given stays last and is kept.
-        self.order.sort_by(|a, b| name(&a.0).cmp(name(&b.0)));
-        self.moved.clear();
-        self.moved.extend_from_slice(&self.nodes[i + 1..]);
-        self.nodes.truncate(i + 1);
-        let base = i + 1;
-        for (k, &(key, from, to)) in self.order.iter().enumerate() {
-            if self.order.get(k + 1).is_some_and(|next| name(&next.0) == name(&key)) {
+        children.sort_by(cmp);
+        let mut kept = 0;
+        for k in 0..children.len() {
+            if children.get(k + 1).is_some_and(|next| cmp(next, &children[k]).is_eq()) {
                 continue;
             }
-            let at = self.nodes.len();
-            let (from, to) = (from as usize, to as usize);
-            for node in &self.moved[from - base..to - base] {
-                let mut node = *node;
-                node.end = to_u32(node.end as usize - from + at);
-                self.nodes.push(node);
-            }
+            children[kept] = children[k];
+            kept += 1;
         }
-        self.nodes[i].end = to_u32(self.nodes.len());
+        self.open.truncate(mark + kept);
     }
 
     /// Starts a list or attribute set (inside `{ variant = … }` for a variant).
-    fn open(&mut self, kind: Kind, variant: Option<&str>) -> Result<Compound<'_>, Unrepresentable> {
+    fn open(&mut self, kind: Kind, variant: Option<&'static str>) -> Result<Compound<'_>, Unrepresentable> {
         let outer = match variant {
             Some(name) => {
                 let outer = self.open_container(Kind::Attrs)?;
-                self.name_next_str(name);
+                self.name_next_static(name);
                 Some(outer)
             }
             None => None,
@@ -245,11 +208,11 @@ impl Tree {
     fn int(&mut self, v: i64) -> Result<(), Unrepresentable> {
         if self.in_key {
             // As serde_json names an object's integer keys: the digits.
-            return self.key(&v.to_string());
+            return self.key(itoa::Buffer::new().format(v));
         }
         let start = self.text.len();
         push_int(&mut self.text, v);
-        self.scalar(start)
+        self.push_scalar(start)
     }
 
     fn float(&mut self, v: f64) -> Result<(), Unrepresentable> {
@@ -260,7 +223,7 @@ impl Tree {
         } else {
             self.text.push_str("null");
         }
-        self.scalar(start)
+        self.push_scalar(start)
     }
 
     fn string(&mut self, v: &str) -> Result<(), Unrepresentable> {
@@ -269,14 +232,14 @@ impl Tree {
         }
         let start = self.text.len();
         push_nix_string(&mut self.text, v);
-        self.scalar(start)
+        self.push_scalar(start)
     }
 
     fn word(&mut self, v: &str) -> Result<(), Unrepresentable> {
         self.not_a_key()?;
         let start = self.text.len();
         self.text.push_str(v);
-        self.scalar(start)
+        self.push_scalar(start)
     }
 }
 
@@ -289,21 +252,10 @@ fn push_int(out: &mut String, n: i64) {
     }
     if n < 0 {
         out.push_str("(-");
-    }
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = n.unsigned_abs();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    out.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
-    if n < 0 {
+        out.push_str(itoa::Buffer::new().format(n.unsigned_abs()));
         out.push(')');
+    } else {
+        out.push_str(itoa::Buffer::new().format(n));
     }
 }
 
@@ -313,9 +265,15 @@ fn push_int(out: &mut String, n: i64) {
 fn push_float(out: &mut String, f: f64) {
     // Whole numbers (most timeouts) print as their integer does.
     if f.fract() == 0.0 && f.abs() < 1e15 && !(f == 0.0 && f.is_sign_negative()) {
-        push_int(out, f as i64);
-        let at = if f < 0.0 { out.len() - 1 } else { out.len() };
-        out.insert_str(at, ".0");
+        let whole = f as i64;
+        if whole < 0 {
+            out.push_str("(-");
+            out.push_str(itoa::Buffer::new().format(whole.unsigned_abs()));
+            out.push_str(".0)");
+        } else {
+            out.push_str(itoa::Buffer::new().format(whole));
+            out.push_str(".0");
+        }
         return;
     }
     let mut text = f.to_string();
@@ -331,11 +289,6 @@ fn push_float(out: &mut String, f: f64) {
     }
 }
 
-/// Trees index text and nodes with u32: a plan is far below 4 GiB.
-fn to_u32(n: usize) -> u32 {
-    u32::try_from(n).expect("a value of less than 4 GiB")
-}
-
 /// A list or attribute set being serialized; `outer` is the set around a
 /// variant (`{ variant = … }`), closed after it.
 pub struct Compound<'a> {
@@ -349,8 +302,8 @@ impl Compound<'_> {
         value.serialize(&mut *self.tree)
     }
 
-    fn field<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), Unrepresentable> {
-        self.tree.name_next_str(key);
+    fn field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Unrepresentable> {
+        self.tree.name_next_static(key);
         value.serialize(&mut *self.tree)
     }
 
@@ -412,7 +365,7 @@ impl<'a> ser::Serializer for &'a mut Tree {
     fn serialize_u64(self, v: u64) -> Result<(), Unrepresentable> {
         match i64::try_from(v) {
             Ok(v) => self.int(v),
-            Err(_) if self.in_key => self.key(&v.to_string()),
+            Err(_) if self.in_key => self.key(itoa::Buffer::new().format(v)),
             // Beyond Nix's integers: a float, as serde_json reads it back.
             Err(_) => self.float(v as f64),
         }
@@ -478,7 +431,7 @@ impl<'a> ser::Serializer for &'a mut Tree {
         value: &T,
     ) -> Result<(), Unrepresentable> {
         let at = self.open_container(Kind::Attrs)?;
-        self.name_next_str(variant);
+        self.name_next_static(variant);
         value.serialize(&mut *self)?;
         self.close(at);
         Ok(())

@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 
 use super::CodegenError;
 use super::escape::{python_string, shell_quote};
-use crate::diagnostic::{Sources, Span};
+use crate::diagnostic::{FileId, Sources, Span};
 use crate::guest::{captures, commands};
 use crate::spec::computed::{Num, is_placeholder};
 use crate::spec::names::{SHELL_SAFE_CHARS, UNIT_NAME_CHARS, is_safe_unit_name, is_shell_safe};
@@ -161,6 +161,8 @@ struct ScriptGen<'a> {
     captures: Vec<String>,
     /// The script defines the capture helper.
     capture_helper: bool,
+    /// The last step's file, offset and line: lines are counted on from it.
+    line_at: std::cell::Cell<(FileId, usize, usize)>,
 }
 
 /// What every line of one step may refer to.
@@ -234,6 +236,7 @@ impl<'a> ScriptGen<'a> {
             failures_declared: false,
             captures: Vec::new(),
             capture_helper: false,
+            line_at: std::cell::Cell::new((FileId(usize::MAX), 0, 1)),
         }
     }
 
@@ -241,7 +244,10 @@ impl<'a> ScriptGen<'a> {
     fn location(&self, span: Option<Span>) -> String {
         match span {
             Some(span) if span.file.0 < self.sources.len() => {
-                let (line, _) = self.sources.line_col(span.file, span.start);
+                let (file, from, from_line) = self.line_at.get();
+                let (from, from_line) = if file == span.file { (from, from_line) } else { (0, 1) };
+                let line = self.sources.line_after(span.file, from, from_line, span.start);
+                self.line_at.set((span.file, span.start as usize, line));
                 let mut digits = itoa::Buffer::new();
                 let line = digits.format(line);
                 let mut loc = String::with_capacity(self.file.len() + 1 + line.len());
