@@ -8,7 +8,7 @@
 //! `tests/integration/codegen.rs` check that against the real `nix-instantiate`,
 //! `python3` and `sh`.
 
-use std::fmt::Write as _;
+use std::fmt;
 
 // Nix's own literal syntax lives with its decoder in `spec::strings`.
 pub use crate::spec::strings::{is_nix_identifier, nix_attr_name, nix_string, push_nix_string};
@@ -52,16 +52,20 @@ pub fn push_nix_indented_string(out: &mut String, s: &str, indent: &str, close_i
 /// Writes the indented form; returns the number of escapes in it.
 fn push_indented(out: &mut String, s: &str, indent: &str, close_indent: &str) -> usize {
     let mut escapes = 0;
-    // One pass over the bytes for the line count and whether some
-    // non-empty line starts without a space.
+    // Whether some non-empty line starts without a space: usually the
+    // first, else a search for the newlines (memchr) finds one.
     let bytes = s.as_bytes();
-    let lines = 1 + bytes.iter().filter(|&&b| b == b'\n').count();
-    let unindented_line =
-        bytes.iter().enumerate().any(|(i, &b)| b != b'\n' && b != b' ' && (i == 0 || bytes[i - 1] == b'\n'));
-    out.reserve(s.len() + lines * indent.len() + close_indent.len() + 8);
+    let starts_unindented = |at: usize| !matches!(bytes.get(at), None | Some(b'\n' | b' '));
+    let unindented_line = starts_unindented(0)
+        || memchr::memchr_iter(b'\n', bytes).any(|newline| starts_unindented(newline + 1));
+    // Room for an indent per 32 bytes of text; longer lines leave some over.
+    out.reserve(s.len() + (s.len() / 32 + 1) * indent.len() + close_indent.len() + 8);
     out.push_str("''\n");
-    for (i, line) in s.split('\n').enumerate() {
-        let last = i + 1 == lines;
+    let mut rest = s;
+    loop {
+        let newline = memchr::memchr(b'\n', rest.as_bytes());
+        let last = newline.is_none();
+        let line = &rest[..newline.unwrap_or(rest.len())];
         if last && line.is_empty() {
             // `s` ended with a newline (or is empty): close on a line of its own.
             // Nix drops this whitespace-only last line.
@@ -69,12 +73,16 @@ fn push_indented(out: &mut String, s: &str, indent: &str, close_indent: &str) ->
             break;
         }
         if !line.is_empty() {
-            let space_only_last = last && line.chars().all(|c| c == ' ');
+            let space_only_last = last && line.bytes().all(|b| b == b' ');
             out.push_str(indent);
             escapes += push_nix_indented_line(out, line, !unindented_line || space_only_last);
         }
-        if !last {
-            out.push('\n');
+        match newline {
+            Some(at) => {
+                out.push('\n');
+                rest = &rest[at + 1..];
+            }
+            None => break,
         }
     }
     out.push_str("''");
@@ -87,8 +95,8 @@ fn push_indented(out: &mut String, s: &str, indent: &str, close_indent: &str) ->
 /// number of escapes written.
 fn push_nix_indented_line(out: &mut String, line: &str, escape_leading_space: bool) -> usize {
     let bytes = line.as_bytes();
-    // Everything escaped is ASCII: bytes are searched for the few that may
-    // need an escape, and the runs between escapes are copied whole.
+    // Everything escaped is ASCII: bytes are searched (memchr) for the few
+    // that may need an escape, and the runs between escapes are copied whole.
     let mut escapes = 0;
     let mut from = 0;
     if escape_leading_space && bytes.first() == Some(&b' ') {
@@ -98,7 +106,7 @@ fn push_nix_indented_line(out: &mut String, line: &str, escape_leading_space: bo
         from = 1;
     }
     let mut at = from;
-    while let Some(found) = bytes[at..].iter().position(|&b| matches!(b, b'\'' | b'$' | b'\r')) {
+    while let Some(found) = memchr::memchr3(b'\'', b'$', b'\r', &bytes[at..]) {
         let i = at + found;
         at = i + 1;
         let next = bytes.get(i + 1).copied();
@@ -141,34 +149,71 @@ pub fn is_nix_path_literal_safe(s: &str) -> bool {
 /// is kept as it is.
 pub fn python_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    // Most strings (unit names, commands) need no escape at all.
-    if s.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'\\' && b != b'"') {
-        out.push_str(s);
-        out.push('"');
-        return out;
+    // Writing to a `String` cannot fail.
+    let _ = write_python_string(&mut out, s);
+    out
+}
+
+/// [`python_string`] written where it is formatted (`{}`), without a
+/// `String` of its own.
+#[derive(Clone, Copy)]
+pub struct PyStr<'a>(pub &'a str);
+
+impl fmt::Display for PyStr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_python_string(f, self.0)
     }
-    for c in s.chars() {
+}
+
+/// Writes [`python_string`]: the runs between escapes are copied whole.
+fn write_python_string(w: &mut impl fmt::Write, s: &str) -> fmt::Result {
+    w.write_char('"')?;
+    let mut from = 0;
+    for (at, c) in special_chars(s, |b| b == b'\\' || b == b'"') {
+        w.write_str(&s[from..at])?;
+        from = at + c.len_utf8();
         match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
-                // `is_control` is exactly C0, DEL and C1, all below U+0100.
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
+            '\\' => w.write_str("\\\\")?,
+            '"' => w.write_str("\\\"")?,
+            '\n' => w.write_str("\\n")?,
+            '\r' => w.write_str("\\r")?,
+            '\t' => w.write_str("\\t")?,
             // Line and paragraph separators are not newlines for Python's
             // tokenizer, but escaping them keeps editors and diffs sane.
-            '\u{2028}' | '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+            '\u{2028}' | '\u{2029}' => write!(w, "\\u{:04x}", c as u32)?,
+            // `is_control` is exactly C0, DEL and C1, all below U+0100.
+            c => write!(w, "\\x{:02x}", c as u32)?,
         }
     }
-    out.push('"');
-    out
+    w.write_str(&s[from..])?;
+    w.write_char('"')
+}
+
+/// The control characters (C0, DEL, C1), line and paragraph separators,
+/// and the ASCII characters `also` picks, with their byte offsets: a scan
+/// of bytes that decodes only non-ASCII characters.
+fn special_chars<'s>(s: &'s str, also: impl Fn(u8) -> bool + 's) -> impl Iterator<Item = (usize, char)> + 's {
+    let bytes = s.as_bytes();
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        while at < bytes.len() {
+            let b = bytes[at];
+            let start = at;
+            if b.is_ascii() {
+                at += 1;
+                if b < b' ' || b == 0x7f || also(b) {
+                    return Some((start, char::from(b)));
+                }
+            } else {
+                let c = s[at..].chars().next()?;
+                at += c.len_utf8();
+                if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+                    return Some((start, c));
+                }
+            }
+        }
+        None
+    })
 }
 
 pub use crate::guest::shell_quote;
@@ -177,14 +222,29 @@ pub use crate::guest::shell_quote;
 /// `#`): control characters, which could end the comment, are shown escaped.
 pub fn comment_text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
+    // Writing to a `String` cannot fail.
+    let _ = write_comment_text(&mut out, s);
     out
+}
+
+/// [`comment_text`] written where it is formatted (`{}`).
+#[derive(Clone, Copy)]
+pub struct Comment<'a>(pub &'a str);
+
+impl fmt::Display for Comment<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_comment_text(f, self.0)
+    }
+}
+
+fn write_comment_text(w: &mut impl fmt::Write, s: &str) -> fmt::Result {
+    let mut from = 0;
+    for (at, c) in special_chars(s, |_| false) {
+        w.write_str(&s[from..at])?;
+        from = at + c.len_utf8();
+        write!(w, "{}", c.escape_default())?;
+    }
+    w.write_str(&s[from..])
 }
 
 #[cfg(test)]

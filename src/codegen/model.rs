@@ -297,7 +297,7 @@ fn test_view<'a>(
     let script_text = script::render(spec, sources)?;
     let indent = " ".repeat(TEST_BODY_INDENT);
     let script = nix_indented_string(&script_text, &format!("{indent}  "), &indent);
-    let script = computed_values(&script, spec, sources, Embed::Python)?;
+    let script = computed_values(script, spec, sources, Embed::Python)?;
     let plan = match spec.backend {
         Backend::Rust => {
             let mut text = String::new();
@@ -306,7 +306,7 @@ fn test_view<'a>(
                     location: spec.file.display().to_string(),
                     message: format!("the plan has no Nix literal: {e}"),
                 })?;
-            Some(computed_values(&text, spec, sources, Embed::Nix)?)
+            Some(computed_values(text, spec, sources, Embed::Nix)?)
         }
         Backend::Python => None,
     };
@@ -342,17 +342,17 @@ enum Embed {
 /// evaluated description. Any other use of a placeholder is a bug in the
 /// generator; it is refused rather than written out.
 fn computed_values(
-    text: &str,
+    text: String,
     spec: &TestSpec,
     sources: &Sources,
     embed: Embed,
 ) -> Result<String, CodegenError> {
     if !text.contains(computed::OPEN) {
-        return Ok(text.to_string());
+        return Ok(text);
     }
     let open = format!("\"{}", computed::OPEN);
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
+    let mut rest = text.as_str();
     while let Some(at) = rest.find(&open) {
         out.push_str(&rest[..at]);
         let after = &rest[at + 1..];
