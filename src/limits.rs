@@ -17,6 +17,8 @@ use rnix::SyntaxKind;
 
 use crate::diagnostic::{Diagnostic, FileId, Span};
 
+pub mod tokens;
+
 /// Largest Nix file read, in bytes. Real flakes and descriptions are a few
 /// kilobytes; 16 MiB parses in about a second and a few hundred MiB of
 /// memory (docs/reliability.md).
@@ -85,46 +87,92 @@ fn too_large(len: u64) -> std::io::Result<()> {
     ))
 }
 
-/// Where a file nests deeper than [`MAX_NESTING`]: the byte range of the
-/// token that crossed the limit.
+/// Why a file is refused before rnix parses it, with the byte range to
+/// show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TooDeep {
-    pub start: usize,
-    pub end: usize,
+pub enum Refusal {
+    /// Nested deeper than [`MAX_NESTING`]: the token that crossed the limit.
+    TooDeep { start: usize, end: usize },
+    /// A run of name and path characters (`a.a.a…`) that rnix's tokenizer
+    /// would rescan at each of its tokens (see [`tokens`]): the run.
+    TooCostly { start: usize, end: usize },
 }
 
-impl TooDeep {
-    /// The message every caller shows.
-    pub fn message() -> String {
-        format!("the expression is nested more than {MAX_NESTING} levels deep")
+impl Refusal {
+    pub fn range(&self) -> (usize, usize) {
+        match *self {
+            Refusal::TooDeep { start, end } | Refusal::TooCostly { start, end } => (start, end),
+        }
     }
 
-    pub const HINT: &'static str = "long operator chains (`a // b // …`, `1 + 1 + …`) and deep brackets nest too; \
-        split the expression with `let` bindings or lists";
+    /// The message every caller shows.
+    pub fn message(&self) -> String {
+        match self {
+            Refusal::TooDeep { .. } => {
+                format!("the expression is nested more than {MAX_NESTING} levels deep")
+            }
+            Refusal::TooCostly { start, end } => format!(
+                "a run of {} name and path characters without a space: Nix's tokenizers take time \
+                 quadratic in such runs",
+                end - start
+            ),
+        }
+    }
+
+    pub fn hint(&self) -> &'static str {
+        match self {
+            Refusal::TooDeep { .. } => {
+                "long operator chains (`a // b // …`, `1 + 1 + …`) and deep brackets nest too; \
+                 split the expression with `let` bindings or lists"
+            }
+            Refusal::TooCostly { .. } => {
+                "attribute paths, names and numbers this long are not hand-written Nix; \
+                 split them with `let` bindings, or quote the value as a string"
+            }
+        }
+    }
+
+    /// The `nix_syntax` diagnostic at the refused range.
+    pub fn diagnostic(&self, file: FileId) -> Diagnostic {
+        let (start, end) = self.range();
+        let span = Span {
+            file,
+            start: u32::try_from(start).unwrap_or(u32::MAX),
+            end: u32::try_from(end).unwrap_or(u32::MAX),
+        };
+        let label = match self {
+            Refusal::TooDeep { .. } => "too deep",
+            Refusal::TooCostly { .. } => "too long",
+        };
+        Diagnostic::error("nix_syntax", Some(span), self.message()).with_label(label).with_hint(self.hint())
+    }
 }
 
-/// The `nix_syntax` diagnostic for a file nested too deeply, if it is.
+/// How many characters rnix's tokenizer may rescan for a text of `len`
+/// bytes ([`tokens::Tokens::rescan`]). Hand-written Nix rescans a few
+/// times its length (attribute paths like `services.nginx.enable`); a
+/// run of `a.a.a…` rescans its length squared over 4. 64 per byte plus
+/// 4 Mi is far above the first and keeps the second to about a second.
+fn rescan_budget(len: usize) -> u64 {
+    64 * len as u64 + (4 << 20)
+}
+
+/// The `nix_syntax` diagnostic for a file that must not reach rnix's
+/// parser (nested too deeply, or too costly to tokenize), if it is one.
 pub fn nesting_diagnostic(file: FileId, text: &str) -> Option<Diagnostic> {
-    nesting_diagnostic_tokens(file, rnix::tokenize(text))
+    checked_tokens(text).err().map(|r| r.diagnostic(file))
 }
 
-/// [`nesting_diagnostic`] of the tokens of a text (see
-/// [`check_nesting_tokens`]).
-pub fn nesting_diagnostic_tokens<'a>(
-    file: FileId,
-    tokens: impl IntoIterator<Item = rnix::Token<'a>>,
-) -> Option<Diagnostic> {
-    let e = check_nesting_tokens(tokens).err()?;
-    let span = Span {
-        file,
-        start: u32::try_from(e.start).unwrap_or(u32::MAX),
-        end: u32::try_from(e.end).unwrap_or(u32::MAX),
-    };
-    Some(
-        Diagnostic::error("nix_syntax", Some(span), TooDeep::message())
-            .with_label("too deep")
-            .with_hint(TooDeep::HINT),
-    )
+/// The tokens of `text` (exactly rnix's) when rnix may parse it, or why
+/// not. Callers that scan the tokens for more use these.
+pub fn checked_tokens(text: &str) -> Result<Vec<rnix::Token<'_>>, Refusal> {
+    let t = tokens::tokenize(text);
+    if t.rescan > rescan_budget(text.len()) {
+        let (start, end) = t.costliest;
+        return Err(Refusal::TooCostly { start, end });
+    }
+    check_nesting_tokens(t.tokens.iter().copied())?;
+    Ok(t.tokens)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -158,16 +206,17 @@ impl Frame {
     }
 }
 
-/// An upper bound of the syntax tree's depth, from the tokens alone, in
-/// linear time and constant stack; `Err` at the first token beyond
-/// [`MAX_NESTING`].
-pub fn check_nesting(text: &str) -> Result<(), TooDeep> {
-    check_nesting_tokens(rnix::tokenize(text))
+/// Whether rnix may parse `text`: its tokens cost rnix's tokenizer at most
+/// [`rescan_budget`], and an upper bound of its syntax tree's depth, from
+/// the tokens alone (linear time, constant stack), stays within
+/// [`MAX_NESTING`]; `Err` at the first token beyond.
+pub fn check_nesting(text: &str) -> Result<(), Refusal> {
+    checked_tokens(text).map(drop)
 }
 
 /// [`check_nesting`] of the tokens of a text (rnix's, in order), for a
 /// caller that tokenizes once for several checks.
-pub fn check_nesting_tokens<'a>(tokens: impl IntoIterator<Item = rnix::Token<'a>>) -> Result<(), TooDeep> {
+pub fn check_nesting_tokens<'a>(tokens: impl IntoIterator<Item = rnix::Token<'a>>) -> Result<(), Refusal> {
     use SyntaxKind::*;
     let mut stack = vec![Frame::new(Kind::Top)];
     // Σ (1 + chain) over the stack, kept up to date.
@@ -282,7 +331,7 @@ pub fn check_nesting_tokens<'a>(tokens: impl IntoIterator<Item = rnix::Token<'a>
             }
         }
         if depth > MAX_NESTING {
-            return Err(TooDeep { start, end: offset });
+            return Err(Refusal::TooDeep { start, end: offset });
         }
     }
     Ok(())
@@ -328,8 +377,24 @@ mod tests {
             "\"${".repeat(10_000),
         ] {
             let e = check_nesting(&text).expect_err(&text[..20.min(text.len())]);
-            assert!(e.start < e.end && e.end <= text.len());
+            let (start, end) = e.range();
+            assert!(start < end && end <= text.len());
         }
+    }
+
+    #[test]
+    fn runs_that_rnix_would_rescan_for_minutes_are_refused_at_the_run() {
+        // Each `.1` is a new list element: nothing nests, but rnix's
+        // tokenizer rescans the rest of the run at each of them.
+        let text = format!("[ 1{} ]", ".1".repeat(20_000));
+        assert_eq!(check_nesting(&text), Err(Refusal::TooCostly { start: 2, end: 2 + 40_001 }));
+        let d = nesting_diagnostic(FileId(0), &text).expect("refused");
+        assert!(d.message.contains("a run of 40001 name and path characters"), "{}", d.message);
+        // The same elements with spaces, and long hand-written attribute
+        // paths, are fine.
+        assert!(depth_ok(&format!("[ 1{} ]", " .1".repeat(20_000))));
+        let paths: String = (0..20_000).map(|i| format!("services.s{i}.settings.a.b.c = 1; ")).collect();
+        assert!(depth_ok(&format!("{{ {paths} }}")));
     }
 
     #[test]

@@ -131,11 +131,12 @@ enum Ref {
 /// returns no edits and the text unchanged.
 pub fn wire(text: &str, opts: &WireOptions) -> Result<WireOutcome, WireError> {
     if let Err(e) = crate::limits::check_nesting(text) {
+        let (start, end) = e.range();
         let range = rnix::TextRange::new(
-            rnix::TextSize::try_from(e.start).unwrap_or_default(),
-            rnix::TextSize::try_from(e.end).unwrap_or_default(),
+            rnix::TextSize::try_from(start).unwrap_or_default(),
+            rnix::TextSize::try_from(end).unwrap_or_default(),
         );
-        return Err(WireError::Syntax { range: Some(range), message: crate::limits::TooDeep::message() });
+        return Err(WireError::Syntax { range: Some(range), message: e.message() });
     }
     let parse = rnix::Root::parse(text);
     if let Some(e) = parse.errors().first() {

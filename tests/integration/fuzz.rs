@@ -305,6 +305,25 @@ fn fuzz_nesting_limit() {
     });
 }
 
+/// Our linear tokenizer (`limits::tokens`) gives exactly rnix's tokens. It
+/// gates every file before rnix parses it, so a difference would let a
+/// file past the nesting check that rnix then parses differently. Inputs
+/// whose rnix tokenizing would be slow (long `a.a.a…` runs) are refused
+/// before the comparison, as in the tool.
+#[test]
+fn fuzz_tokens_equal_rnix() {
+    let seeds = seeds(&["tests/fixtures/flakes", "tests/fixtures/specs"], ".nix");
+    run("tokens", &seeds, |bytes| {
+        let text = String::from_utf8_lossy(bytes);
+        let ours = nixvm_gen::limits::tokens::tokenize(&text);
+        if ours.rescan > 64 * text.len() as u64 + (1 << 20) {
+            return;
+        }
+        let theirs: Vec<_> = rnix::tokenize(&text).collect();
+        assert_eq!(ours.tokens, theirs, "tokens differ on {text:?}");
+    });
+}
+
 /// The `.drv` reader: an accepted derivation writes back to the same bytes.
 #[test]
 fn fuzz_derivation_reader() {

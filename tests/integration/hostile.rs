@@ -71,6 +71,33 @@ fn a_long_sum_in_a_description_is_refused() {
     assert_refused(&gen_bounded(dir.path(), &["check"]), 2, "nested more than 256 levels deep");
 }
 
+/// rnix's tokenizer rescans the run of name and path characters ahead of
+/// every token, so a list of 100,000 floats written without spaces
+/// (`[ 1.1.1.1… ]`, each `.1` a new element, so nothing nests) took it
+/// minutes. Every command refuses such a file at the run, quickly.
+#[test]
+fn a_long_run_without_spaces_is_refused_by_every_command() {
+    let run = format!("1{}", ".1".repeat(100_000));
+    let flake = format!("{{ outputs = _: {{ x = [ {run} ]; }}; }}");
+    let dir = flake_with(&flake);
+    for cmd in [&["scan"][..], &["generate"], &["check"], &["wire"]] {
+        let started = std::time::Instant::now();
+        let out = gen_bounded(dir.path(), cmd);
+        assert_refused(&out, 2, "a run of 200001 name and path characters without a space");
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{cmd:?}: {:?}", started.elapsed());
+    }
+    let dir =
+        flake_with(&std::fs::read_to_string(util::root().join("examples/health/flake.nix")).expect("read"));
+    std::fs::write(
+        dir.path().join("tests/vm/health.nix"),
+        format!("{{ nodes.machine = {{ }}; steps = [ {{ sleep = 1; }} ]; x = [ {run} ]; }}"),
+    )
+    .expect("write");
+    let out = gen_bounded(dir.path(), &["check"]);
+    assert_refused(&out, 2, "a run of 200001 name and path characters without a space");
+    assert!(stderr(&out).contains("tests/vm/health.nix:1:"), "{}", stderr(&out));
+}
+
 /// Issue 11: a command longer than one argument may be in the guest
 /// (128 KiB) failed there with "Argument list too long"; now `generate` and
 /// `check` refuse it at its span and state the limit.

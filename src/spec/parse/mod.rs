@@ -208,10 +208,6 @@ const MAX_BRACKET_DEPTH: usize = 100;
 
 /// The first bracket (`[`, `{`, `(`, `${`, string start) that nests deeper
 /// than [`MAX_BRACKET_DEPTH`], found by a linear scan of the tokens.
-fn too_deep(file: FileId, text: &str) -> Option<Span> {
-    too_deep_tokens(file, rnix::tokenize(text))
-}
-
 fn too_deep_tokens<'a>(file: FileId, tokens: impl IntoIterator<Item = rnix::Token<'a>>) -> Option<Span> {
     use SyntaxKind::*;
     let mut depth = 0usize;
@@ -239,10 +235,10 @@ fn too_deep_tokens<'a>(file: FileId, tokens: impl IntoIterator<Item = rnix::Toke
 fn parse_here(file: FileId, rel_path: &Path, text: &str) -> (Option<TestSpec>, Vec<Diagnostic>) {
     // Both depth checks on one tokenization (each tokenizing on its own
     // was 6 % of a cold `check`, callgrind, 1,000 descriptions).
-    let tokens: Vec<rnix::Token> = rnix::tokenize(text).collect();
-    if let Some(d) = crate::limits::nesting_diagnostic_tokens(file, tokens.iter().copied()) {
-        return (None, vec![d]);
-    }
+    let tokens = match crate::limits::checked_tokens(text) {
+        Ok(tokens) => tokens,
+        Err(refused) => return (None, vec![refused.diagnostic(file)]),
+    };
     if let Some(span) = too_deep_tokens(file, tokens.iter().copied()) {
         let d = Diagnostic::error(
             "nix_syntax",
@@ -317,7 +313,8 @@ pub fn from_json_with_source(
 /// The static value tree of `text`, if it parses (its diagnostics are
 /// dropped: the evaluated value is what counts).
 fn static_tree(file: FileId, text: &str) -> Option<Value> {
-    if too_deep(file, text).is_some() || crate::limits::check_nesting(text).is_err() {
+    let tokens = crate::limits::checked_tokens(text).ok()?;
+    if too_deep_tokens(file, tokens).is_some() {
         return None;
     }
     let parsed = rnix::Root::parse(text);
