@@ -106,6 +106,15 @@ pub fn import_file(path: &Path, text: &str, target: &Target) -> Result<Vec<Impor
             message: format!("line {line}: brackets nested more than {MAX_NIX_NESTING} levels deep"),
         });
     }
+    // What rnix's tokenizer would take minutes on, or nests past what the
+    // walks below may recurse: refused before rnix sees it.
+    if let Err(refused) = crate::limits::check_nesting(text) {
+        let line = nix::line_of(text, refused.range().0);
+        return Err(ImportError::TooLarge {
+            file: path.into(),
+            message: format!("line {line}: {}", refused.message()),
+        });
+    }
     // rnix and the walks recurse on the tree: run on a big stack.
     let job = || import_here(path, text, target);
     std::thread::scope(|scope| {

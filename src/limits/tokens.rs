@@ -104,17 +104,43 @@ struct Lexer<'a> {
     costliest: (u64, usize, usize),
 }
 
+/// Byte classes, one bit each, looked up in [`CLASS`]: the tokenizer asks
+/// these questions of nearly every byte.
+const PATH: u8 = 1;
+const URI: u8 = 2;
+const IDENT: u8 = 4;
+const SPACE: u8 = 8;
+
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        let path = b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'.' | b'+' | b'-');
+        let uri = path
+            || matches!(
+                b,
+                b'%' | b'?' | b':' | b'@' | b'&' | b'=' | b'$' | b',' | b'!' | b'~' | b'*' | b'\''
+            );
+        let ident = b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'\'');
+        // ASCII whitespace as `char::is_whitespace` has it (with VT).
+        let space = matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
+        t[c] = (path as u8 * PATH) | (uri as u8 * URI) | (ident as u8 * IDENT) | (space as u8 * SPACE);
+        c += 1;
+    }
+    t
+};
+
 fn is_path_byte(c: u8) -> bool {
-    matches!(c, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'_' | b'.' | b'+' | b'-')
+    CLASS[c as usize] & PATH != 0
 }
 
 fn is_uri_byte(c: u8) -> bool {
-    matches!(c, b'%' | b'?' | b':' | b'@' | b'&' | b'=' | b'$' | b',' | b'!' | b'~' | b'*' | b'\'')
-        || is_path_byte(c)
+    CLASS[c as usize] & URI != 0
 }
 
 fn is_ident_byte(c: u8) -> bool {
-    matches!(c, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'\'')
+    CLASS[c as usize] & IDENT != 0
 }
 
 /// The path characters without `/`: what a name-like run is made of.
@@ -157,11 +183,10 @@ impl Lexer<'_> {
     }
 
     fn consume_while(&mut self, f: impl Fn(u8) -> bool) -> usize {
-        let from = self.i;
-        while self.peek().is_some_and(&f) {
-            self.i += 1;
-        }
-        self.i - from
+        let rest = &self.b[self.i..];
+        let n = rest.iter().position(|&c| !f(c)).unwrap_or(rest.len());
+        self.i += n;
+        n
     }
 
     fn next_token(&mut self) -> Option<SyntaxKind> {
@@ -282,7 +307,7 @@ impl Lexer<'_> {
     fn whitespace(&mut self) -> bool {
         let from = self.i;
         while let Some(c) = self.peek() {
-            if matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
+            if CLASS[c as usize] & SPACE != 0 {
                 self.i += 1;
             } else if c >= 0x80 && self.char_at(self.i).is_some_and(char::is_whitespace) {
                 self.bump_char();
@@ -327,17 +352,9 @@ impl Lexer<'_> {
     fn name_run(&mut self) -> (usize, bool) {
         let i = self.i;
         if i >= self.run.end || i < self.run.start {
-            let mut end = i;
-            let mut last_underscore = None;
-            while let Some(&c) = self.b.get(end) {
-                if !is_run_byte(c) {
-                    break;
-                }
-                if c == b'_' {
-                    last_underscore = Some(end);
-                }
-                end += 1;
-            }
+            let rest = &self.b[i..];
+            let end = i + rest.iter().position(|&c| !is_run_byte(c)).unwrap_or(rest.len());
+            let last_underscore = self.b[i..end].iter().rposition(|&c| c == b'_').map(|u| i + u);
             self.run = Run { start: i, end, last_underscore, cost: 0 };
         }
         let scanned = (self.run.end - i) as u64;
@@ -552,7 +569,7 @@ impl Lexer<'_> {
     fn word(&mut self, uri: bool) -> SyntaxKind {
         let start = self.i - 1;
         if uri {
-            self.consume_while(|c| is_ident_byte(c) || is_uri_byte(c));
+            self.consume_while(|c| CLASS[c as usize] & (IDENT | URI) != 0);
             return TOKEN_URI;
         }
         self.consume_while(is_ident_byte);

@@ -105,6 +105,11 @@ pub fn reserved(name: &str) -> Option<&'static str> {
 /// it never decides what runs.
 pub fn shell_references(command: &str) -> Vec<(&str, usize)> {
     let bytes = command.as_bytes();
+    // Only a `$` references; most commands have none (the scan below
+    // collects every bare word).
+    if !bytes.contains(&b'$') {
+        return Vec::new();
+    }
     let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let name_at = |start: usize| {
         let first_ok = bytes.get(start).is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_');

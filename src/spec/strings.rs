@@ -6,9 +6,6 @@
 //! the lexer rules and the indentation algorithm are re-implemented here
 //! from Nix's `src/libexpr/lexer.l` and `parser.y` (paraphrased, not copied).
 
-/// Nix keywords, which cannot be bare attribute names.
-const NIX_KEYWORDS: &[&str] = &["assert", "else", "if", "in", "inherit", "let", "or", "rec", "then", "with"];
-
 /// A double-quoted Nix string literal denoting exactly `s`.
 ///
 /// Escapes `\`, `"`, the `${` that would start an interpolation, and the
@@ -51,8 +48,33 @@ pub fn is_nix_identifier(s: &str) -> bool {
     // Bytes: a non-ASCII character's bytes fail the test as the character would.
     let Some((&first, rest)) = s.as_bytes().split_first() else { return false };
     (first.is_ascii_alphabetic() || first == b'_')
-        && rest.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'\'' | b'-'))
-        && !NIX_KEYWORDS.contains(&s)
+        && rest.iter().all(|&c| IDENTIFIER_TAIL[usize::from(c)])
+        && !is_keyword(s)
+}
+
+/// The bytes that may follow the first of an identifier: a table, as code
+/// generation asks for every attribute name it writes.
+const IDENTIFIER_TAIL: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        table[c] = b.is_ascii_alphanumeric() || b == b'_' || b == b'\'' || b == b'-';
+        c += 1;
+    }
+    table
+};
+
+/// A Nix keyword, which cannot be a bare attribute name.
+fn is_keyword(s: &str) -> bool {
+    match s.len() {
+        2 => matches!(s, "if" | "in" | "or"),
+        3 => matches!(s, "let" | "rec"),
+        4 => matches!(s, "else" | "then" | "with"),
+        6 => s == "assert",
+        7 => s == "inherit",
+        _ => false,
+    }
 }
 
 /// An attribute name: bare when it is an identifier, quoted otherwise
@@ -66,26 +88,31 @@ pub fn nix_attr_name(s: &str) -> String {
 /// any other character, and a bare CR or CR LF becomes LF.
 pub fn decode_plain(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next() {
+    // Runs without `\\` or CR (most strings are one) are copied whole.
+    let bytes = raw.as_bytes();
+    let mut from = 0;
+    let mut i = 0;
+    while let Some(at) = bytes[i..].iter().position(|&b| b == b'\\' || b == b'\r') {
+        let at = i + at;
+        out.push_str(&raw[from..at]);
+        if bytes[at] == b'\r' {
+            out.push('\n');
+            i = if bytes.get(at + 1) == Some(&b'\n') { at + 2 } else { at + 1 };
+        } else {
+            let escaped = raw[at + 1..].chars().next();
+            match escaped {
                 Some('n') => out.push('\n'),
                 Some('r') => out.push('\r'),
                 Some('t') => out.push('\t'),
                 Some(other) => out.push(other),
                 // The tokenizer never ends a string on a lone backslash.
                 None => out.push('\\'),
-            },
-            '\r' => {
-                out.push('\n');
-                if chars.peek() == Some(&'\n') {
-                    chars.next();
-                }
             }
-            other => out.push(other),
+            i = at + 1 + escaped.map_or(0, char::len_utf8);
         }
+        from = i;
     }
+    out.push_str(&raw[from..]);
     out
 }
 
@@ -261,6 +288,55 @@ mod tests {
         assert_eq!(decode_plain("$${x}"), "$${x}");
         assert_eq!(decode_plain("a\r\nb\rc"), "a\nb\nc");
         assert_eq!(decode_plain("ünï ✓"), "ünï ✓");
+        assert_eq!(decode_plain("\\é\\\r\r\n\r\\"), "é\r\n\n\\");
+    }
+
+    #[test]
+    fn identifiers_and_keywords() {
+        for ok in ["a", "_", "a-b", "a'", "x1", "In", "inherits", "lets", "o"] {
+            assert!(is_nix_identifier(ok), "{ok}");
+        }
+        let keywords = ["assert", "else", "if", "in", "inherit", "let", "or", "rec", "then", "with"];
+        for bad in keywords.iter().chain(&["", "1a", "-a", "'a", "a b", "a.b", "é", "aé", "a$"]) {
+            assert!(!is_nix_identifier(bad), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The table against the character classes it was built from.
+        #[test]
+        fn identifier_bytes_as_the_classes(s in r"[a-zA-Z_][a-zA-Z0-9_'.é\- ]{0,8}") {
+            let tail = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '\'' | '-');
+            let keywords = ["assert", "else", "if", "in", "inherit", "let", "or", "rec", "then", "with"];
+            let expected = s.chars().skip(1).all(tail) && !keywords.contains(&s.as_str());
+            proptest::prop_assert_eq!(is_nix_identifier(&s), expected);
+        }
+
+        /// The run-copying decoder against the character-at-a-time one it replaced.
+        #[test]
+        fn plain_decodes_as_char_by_char(raw in r"(\\|\r|\n|[a-zé$\{])*") {
+            let mut expected = String::new();
+            let mut chars = raw.chars().peekable();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => match chars.next() {
+                        Some('n') => expected.push('\n'),
+                        Some('r') => expected.push('\r'),
+                        Some('t') => expected.push('\t'),
+                        Some(other) => expected.push(other),
+                        None => expected.push('\\'),
+                    },
+                    '\r' => {
+                        expected.push('\n');
+                        if chars.peek() == Some(&'\n') {
+                            chars.next();
+                        }
+                    }
+                    other => expected.push(other),
+                }
+            }
+            proptest::prop_assert_eq!(decode_plain(&raw), expected);
+        }
     }
 
     #[test]

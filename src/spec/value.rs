@@ -17,6 +17,11 @@ use rowan::ast::AstNode;
 use crate::diagnostic::{Diagnostic, FileId, Span};
 use crate::spec::strings;
 
+mod green;
+mod json;
+
+pub use json::{from_json, from_json_located};
+
 /// Nesting deeper than this is reported rather than recursed into.
 const MAX_DEPTH: usize = 200;
 /// Expressions lowered per description, folding included: a bound on the
@@ -282,15 +287,12 @@ impl Lowering<'_> {
             },
             ast::Expr::Literal(lit) => self.literal(lit, span),
             ast::Expr::Str(s) => self.string(s, span),
-            ast::Expr::Ident(id) => {
-                let name = id.ident_token().map(|t| t.text().to_string()).unwrap_or_default();
-                match name.as_str() {
-                    "true" => Value { kind: Kind::Bool(true), span },
-                    "false" => Value { kind: Kind::Bool(false), span },
-                    "null" => Value { kind: Kind::Null, span },
-                    _ => self.variable(&name, shape, span, depth),
-                }
-            }
+            ast::Expr::Ident(id) => match green::ident_text(id).unwrap_or_default() {
+                "true" => Value { kind: Kind::Bool(true), span },
+                "false" => Value { kind: Kind::Bool(false), span },
+                "null" => Value { kind: Kind::Null, span },
+                name => self.variable(name, shape, span, depth),
+            },
             ast::Expr::UnaryOp(op) => self.unary(op, span, depth),
             ast::Expr::List(list) => {
                 let items = list.items().map(|item| self.expr(&item, Shape::Data, depth + 1)).collect();
@@ -425,6 +427,13 @@ impl Lowering<'_> {
     /// (an interpolation counts as text).
     fn string_in(&mut self, s: &ast::Str, span: Span, depth: usize) -> Value {
         const SLOT: char = '\u{E002}';
+        if let Some((multiline, raw)) = green::plain_string(s) {
+            let text = if multiline { strings::decode_indented(&raw) } else { strings::decode_plain(&raw) };
+            if text.contains('\0') {
+                return self.nul_in_string(span);
+            }
+            return Value { kind: Kind::Str(text), span };
+        }
         let mut raw = String::new();
         let mut multiline = false;
         let mut parts: Vec<String> = Vec::new();
@@ -454,14 +463,7 @@ impl Lowering<'_> {
         }
         let text = if multiline { strings::decode_indented(&raw) } else { strings::decode_plain(&raw) };
         if text.contains('\0') {
-            // Nix ends a string at a NUL byte; the Python script would keep
-            // the rest. Neither meaning is safe to pick.
-            self.diags.push(
-                Diagnostic::error("nul_in_string", Some(span), "the string contains a NUL byte")
-                    .with_label("Nix would cut the string here")
-                    .with_hint("remove the NUL byte; Nix strings cannot carry it"),
-            );
-            return Value { kind: Kind::Invalid, span };
+            return self.nul_in_string(span);
         }
         if parts.is_empty() {
             return Value { kind: Kind::Str(text), span };
@@ -478,6 +480,17 @@ impl Lowering<'_> {
         Value { kind: Kind::Str(out), span }
     }
 
+    /// Nix ends a string at a NUL byte; the Python script would keep the
+    /// rest. Neither meaning is safe to pick.
+    fn nul_in_string(&mut self, span: Span) -> Value {
+        self.diags.push(
+            Diagnostic::error("nul_in_string", Some(span), "the string contains a NUL byte")
+                .with_label("Nix would cut the string here")
+                .with_hint("remove the NUL byte; Nix strings cannot carry it"),
+        );
+        Value { kind: Kind::Invalid, span }
+    }
+
     // ----- folding: a small evaluator for the plain-data subset of Nix -----
 
     /// Adds the bindings of a `let` as the innermost scope.
@@ -486,14 +499,15 @@ impl Lowering<'_> {
         for entry in let_in.entries() {
             match entry {
                 ast::Entry::AttrpathValue(apv) => {
-                    let attrs: Vec<ast::Attr> = apv.attrpath().into_iter().flat_map(|p| p.attrs()).collect();
-                    let name = match attrs.first() {
-                        Some(ast::Attr::Ident(id)) => id.ident_token().map(|t| t.text().to_string()),
+                    let (path, value) = green::attrpath_value(&apv);
+                    let mut attrs = path.into_iter().flat_map(|p| p.attrs());
+                    let name = match attrs.next() {
+                        Some(ast::Attr::Ident(id)) => green::ident_text(&id).map(str::to_owned),
                         _ => None,
                     };
                     let Some(name) = name else { continue };
-                    let binding = match (attrs.len(), apv.value()) {
-                        (1, Some(value)) => Binding::Expr(value),
+                    let binding = match (attrs.next(), value) {
+                        (None, Some(value)) => Binding::Expr(value),
                         _ => Binding::Unknown,
                     };
                     vars.insert(name, binding);
@@ -804,8 +818,8 @@ impl Lowering<'_> {
     fn attr_name(&mut self, attr: &ast::Attr) -> Result<(String, Span), Value> {
         let span = self.span(attr.syntax());
         match attr {
-            ast::Attr::Ident(id) => match id.ident_token() {
-                Some(t) => Ok((t.text().to_string(), span)),
+            ast::Attr::Ident(id) => match green::ident_text(id) {
+                Some(name) => Ok((name.to_owned(), span)),
                 None => Err(opaque("a malformed attribute name", span)),
             },
             ast::Attr::Str(s) => match self.string(s, span) {
@@ -821,11 +835,15 @@ impl Lowering<'_> {
         for entry in set.entries() {
             match entry {
                 ast::Entry::AttrpathValue(apv) => {
-                    let mut path = Vec::new();
+                    let (attrpath, value_expr) = green::attrpath_value(&apv);
+                    // The first name apart: most paths have one, and need no `Vec`.
+                    let mut first = None;
+                    let mut rest = Vec::new();
                     let mut bad = None;
-                    for attr in apv.attrpath().into_iter().flat_map(|p| p.attrs()) {
+                    for attr in attrpath.into_iter().flat_map(|p| p.attrs()) {
                         match self.attr_name(&attr) {
-                            Ok(name) => path.push(name),
+                            Ok(name) if first.is_none() => first = Some(name),
+                            Ok(name) => rest.push(name),
                             Err(v) => {
                                 bad = Some(v);
                                 break;
@@ -836,28 +854,32 @@ impl Lowering<'_> {
                         self.not_static_name(v);
                         continue;
                     }
-                    let Some(value_expr) = apv.value() else { continue };
-                    self.insert(&mut entries, &path, &value_expr, shape, depth);
+                    let (Some(value_expr), Some(first)) = (value_expr, first) else { continue };
+                    self.insert(&mut entries, first, rest.into_iter(), &value_expr, shape, depth);
                 }
                 ast::Entry::Inherit(inh) => {
                     let from = inh.from().is_some();
                     for attr in inh.attrs() {
                         match self.attr_name(&attr) {
                             Ok((key, key_span)) => {
-                                let why = if from {
-                                    format!("`inherit (…) {key}`")
-                                } else {
-                                    format!("`inherit {key}` (a variable)")
+                                let why = |key: &str| {
+                                    if from {
+                                        format!("`inherit (…) {key}`")
+                                    } else {
+                                        format!("`inherit {key}` (a variable)")
+                                    }
                                 };
                                 let child = shape.child(&key);
                                 let value = if child == Shape::Module {
                                     Value { kind: Kind::Module, span: key_span }
                                 } else if from {
-                                    opaque(why, key_span)
+                                    opaque(why(&key), key_span)
                                 } else {
                                     // `inherit x;` is `x = x;` with the outer `x`.
                                     match self.variable(&key, child, key_span, depth + 1) {
-                                        Value { kind: Kind::Opaque { .. }, .. } => opaque(why, key_span),
+                                        Value { kind: Kind::Opaque { .. }, .. } => {
+                                            opaque(why(&key), key_span)
+                                        }
                                         v => Value { span: key_span, ..v },
                                     }
                                 };
@@ -888,42 +910,41 @@ impl Lowering<'_> {
     fn insert(
         &mut self,
         entries: &mut Vec<Entry>,
-        path: &[(String, Span)],
+        (key, key_span): (String, Span),
+        mut rest: std::vec::IntoIter<(String, Span)>,
         expr: &ast::Expr,
         shape: Shape,
         depth: usize,
     ) {
-        let Some(((key, key_span), rest)) = path.split_first() else { return };
-        let child_shape = shape.child(key);
-        if rest.is_empty() {
+        let child_shape = shape.child(&key);
+        let Some(next) = rest.next() else {
             let value = self.expr(expr, child_shape, depth + 1);
-            self.add(entries, Entry { key: key.clone(), key_span: *key_span, value });
+            self.add(entries, Entry { key, key_span, value });
             return;
-        }
+        };
         if child_shape == Shape::Module {
             // `nodes.machine.foo = …`: the node exists; its body is not ours.
-            if !entries.iter().any(|e| e.key == *key) {
-                let value = Value { kind: Kind::Module, span: *key_span };
-                entries.push(Entry { key: key.clone(), key_span: *key_span, value });
+            if !entries.iter().any(|e| e.key == key) {
+                let value = Value { kind: Kind::Module, span: key_span };
+                entries.push(Entry { key, key_span, value });
             }
             return;
         }
-        let idx = match entries.iter().position(|e| e.key == *key) {
-            Some(i) => i,
-            None => {
-                let value = Value { kind: Kind::Attrs(Vec::new()), span: *key_span };
-                entries.push(Entry { key: key.clone(), key_span: *key_span, value });
-                entries.len() - 1
-            }
+        let Some(idx) = entries.iter().position(|e| e.key == key) else {
+            let mut inner = Vec::new();
+            self.insert(&mut inner, next, rest, expr, child_shape, depth + 1);
+            let value = Value { kind: Kind::Attrs(inner), span: key_span };
+            entries.push(Entry { key, key_span, value });
+            return;
         };
         let first_span = entries[idx].key_span;
         match &mut entries[idx].value.kind {
             Kind::Attrs(inner) => {
                 let mut inner = std::mem::take(inner);
-                self.insert(&mut inner, rest, expr, child_shape, depth + 1);
+                self.insert(&mut inner, next, rest, expr, child_shape, depth + 1);
                 entries[idx].value.kind = Kind::Attrs(inner);
             }
-            _ => self.duplicate(key, *key_span, first_span),
+            _ => self.duplicate(&key, key_span, first_span),
         }
     }
 
@@ -964,346 +985,5 @@ impl Lowering<'_> {
     }
 }
 
-/// Builds the tree from evaluator output (`builtins.toJSON` of the
-/// description with every `nodes.<name>` replaced by `null`). Every span is
-/// `span`, since JSON carries no positions.
-pub fn from_json(value: &serde_json::Value, span: Span) -> Value {
-    json(value, Shape::Top, span)
-}
-
-/// [`from_json`] with positions borrowed from `located`, the static
-/// lowering of the same file (whose data was not all static, or it would
-/// not have been evaluated). Walking both trees together, a JSON value gets
-/// the span of the static value at the same place: an attribute present in
-/// both, a list item when both lists have the same length. Where the trees
-/// part, the values below get the span of the last place they agreed (e.g.
-/// every step of `steps = map f [ … ];` gets the span of `map f [ … ]`).
-/// Values that agree on nothing below the root keep `fallback`: the root
-/// spans the whole file, which would put them all on line 1.
-pub fn from_json_located(value: &serde_json::Value, located: Option<&Value>, fallback: Span) -> Value {
-    let root_span = located.map_or(fallback, |l| l.span);
-    let kind = match (value, located.map(|l| &l.kind)) {
-        (serde_json::Value::Object(map), Some(Kind::Attrs(entries))) => Kind::Attrs(
-            map.iter()
-                .map(|(k, v)| {
-                    let at = entries.iter().find(|e| &e.key == k);
-                    Entry {
-                        key: k.clone(),
-                        key_span: at.map_or(fallback, |e| e.key_span),
-                        value: json_located(v, Shape::Top.child(k), at.map(|e| &e.value), fallback),
-                    }
-                })
-                .collect(),
-        ),
-        _ => return from_json(value, fallback),
-    };
-    Value { kind, span: root_span }
-}
-
-/// One level of [`from_json_located`] below the root: `located` is the static
-/// value at the same place, if the trees still agree; `inherited` the span
-/// of the closest place where they did.
-fn json_located(value: &serde_json::Value, shape: Shape, located: Option<&Value>, inherited: Span) -> Value {
-    use serde_json::Value as J;
-    let span = located.map_or(inherited, |l| l.span);
-    if shape == Shape::Module {
-        return Value { kind: Kind::Module, span };
-    }
-    let kind = match value {
-        J::Array(items) => {
-            let statics = match located.map(|l| &l.kind) {
-                Some(Kind::List(s)) if s.len() == items.len() => Some(s),
-                _ => None,
-            };
-            Kind::List(
-                items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| json_located(v, Shape::Data, statics.and_then(|s| s.get(i)), span))
-                    .collect(),
-            )
-        }
-        J::Object(map) => {
-            let entries = located.and_then(Value::attrs);
-            Kind::Attrs(
-                map.iter()
-                    .map(|(k, v)| {
-                        let at = entries.and_then(|es| es.iter().find(|e| &e.key == k));
-                        Entry {
-                            key: k.clone(),
-                            key_span: at.map_or(span, |e| e.key_span),
-                            value: json_located(v, shape.child(k), at.map(|e| &e.value), span),
-                        }
-                    })
-                    .collect(),
-            )
-        }
-        scalar => json(scalar, shape, span).kind,
-    };
-    Value { kind, span }
-}
-
-fn json(value: &serde_json::Value, shape: Shape, span: Span) -> Value {
-    use serde_json::Value as J;
-    if shape == Shape::Module {
-        return Value { kind: Kind::Module, span };
-    }
-    let kind = match value {
-        J::Null => Kind::Null,
-        J::Bool(b) => Kind::Bool(*b),
-        J::Number(n) => match n.as_i64() {
-            Some(i) => Kind::Int(i),
-            None => Kind::Float(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        J::String(s) => Kind::Str(s.clone()),
-        J::Array(items) => Kind::List(items.iter().map(|v| json(v, Shape::Data, span)).collect()),
-        J::Object(map) => Kind::Attrs(
-            map.iter()
-                .map(|(k, v)| Entry { key: k.clone(), key_span: span, value: json(v, shape.child(k), span) })
-                .collect(),
-        ),
-    };
-    Value { kind, span }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lower(text: &str) -> (Value, Vec<Diagnostic>) {
-        let parsed = rnix::Root::parse(text);
-        assert!(parsed.errors().is_empty(), "{:?}", parsed.errors());
-        let expr = parsed.tree().expr().expect("expression");
-        let mut diags = Vec::new();
-        (lower_root(FileId(0), &expr, &mut diags), diags)
-    }
-
-    fn get<'a>(v: &'a Value, key: &str) -> &'a Value {
-        &v.attrs().expect("attrs").iter().find(|e| e.key == key).expect(key).value
-    }
-
-    #[test]
-    fn literals() {
-        let (v, d) =
-            lower(r#"{ a = 1; b = -2; c = 1.5; d = -0.5; e = true; f = null; g = "x"; h = [ 1 "y" ]; }"#);
-        assert!(d.is_empty());
-        assert_eq!(get(&v, "a").kind, Kind::Int(1));
-        assert_eq!(get(&v, "b").kind, Kind::Int(-2));
-        assert_eq!(get(&v, "c").kind, Kind::Float(1.5));
-        assert_eq!(get(&v, "d").kind, Kind::Float(-0.5));
-        assert_eq!(get(&v, "e").kind, Kind::Bool(true));
-        assert_eq!(get(&v, "f").kind, Kind::Null);
-        assert_eq!(get(&v, "g").kind, Kind::Str("x".into()));
-        assert!(matches!(&get(&v, "h").kind, Kind::List(items) if items.len() == 2));
-    }
-
-    #[test]
-    fn dotted_paths_merge() {
-        let (v, d) = lower(r#"{ a.b = 1; a.c = 2; x = { y = 1; }; x = { z = 2; }; "q r" = 3; }"#);
-        assert!(d.is_empty(), "{d:?}");
-        let a = get(&v, "a");
-        assert_eq!(get(a, "b").kind, Kind::Int(1));
-        assert_eq!(get(a, "c").kind, Kind::Int(2));
-        assert_eq!(get(get(&v, "x"), "z").kind, Kind::Int(2));
-        assert_eq!(get(&v, "q r").kind, Kind::Int(3));
-    }
-
-    #[test]
-    fn duplicates_are_reported() {
-        for text in ["{ a = 1; a = 2; }", "{ a = 1; a.b = 2; }", "{ a.b = 1; a = { b = 2; }; }"] {
-            let (_, d) = lower(text);
-            assert_eq!(d.len(), 1, "{text}: {d:?}");
-            assert_eq!(d[0].code, "duplicate_key");
-        }
-    }
-
-    #[test]
-    fn non_data_is_opaque_with_exact_span() {
-        let text = r#"{ a = "x${y}z"; b = let q = f; in q; c = f 1; d = x // y; e = ./p; }"#;
-        let (v, _) = lower(text);
-        let a = get(&v, "a");
-        assert!(matches!(&a.kind, Kind::Opaque { why } if why.contains("interpolation")));
-        assert_eq!(&text[a.span.start as usize..a.span.end as usize], "${y}");
-        for key in ["b", "c", "d", "e"] {
-            assert!(matches!(get(&v, key).kind, Kind::Opaque { .. }), "{key}");
-        }
-    }
-
-    #[test]
-    fn let_bound_functions_fold_like_python_helpers() {
-        // A testScript's `def login(tty, user):` helper, written as a `let` function.
-        let text = r#"let
-          prefix = "tty";
-          wait = n: { waitForUnit = "getty@${prefix}${n}.service"; };
-          login = n: user: [ (wait n) { sendChars = "${user}\n"; } ];
-          pair = { a, b ? "y" }: a + b;
-        in {
-          a = login "2" "alice" ++ login "3" "bob";
-          b = map wait [ "4" "5" ];
-          c = builtins.concatMap (login "6") [ "carol" ];
-          d = pair { a = "x"; };
-          e = let prefix = "shadowed"; in wait "7";
-          f = login "8";
-          g = wait unknown;
-          h = map (node: { inherit node; waitForUnit = "x"; }) [ "a" "b" ];
-        }"#;
-        let (v, d) = lower(text);
-        assert!(d.is_empty(), "{d:?}");
-        let Kind::List(a) = &get(&v, "a").kind else { panic!("{:?}", get(&v, "a")) };
-        assert_eq!(a.len(), 4);
-        assert_eq!(get(&a[0], "waitForUnit").kind, Kind::Str("getty@tty2.service".into()));
-        assert_eq!(get(&a[3], "sendChars").kind, Kind::Str("bob\n".into()));
-        let Kind::List(b) = &get(&v, "b").kind else { panic!() };
-        assert_eq!(get(&b[1], "waitForUnit").kind, Kind::Str("getty@tty5.service".into()));
-        let Kind::List(c) = &get(&v, "c").kind else { panic!("{:?}", get(&v, "c")) };
-        assert_eq!(get(&c[0], "waitForUnit").kind, Kind::Str("getty@tty6.service".into()));
-        assert_eq!(get(&c[1], "sendChars").kind, Kind::Str("carol\n".into()));
-        let Kind::List(h) = &get(&v, "h").kind else { panic!("{:?}", get(&v, "h")) };
-        assert_eq!(get(&h[1], "node").kind, Kind::Str("b".into()));
-        assert_eq!(get(&v, "d").kind, Kind::Str("xy".into()));
-        // Free names resolve where the function was defined, not where it is called.
-        assert_eq!(get(get(&v, "e"), "waitForUnit").kind, Kind::Str("getty@tty7.service".into()));
-        // Too few arguments: a function, which validation reports as a wrong type.
-        assert_eq!(get(&v, "f").kind, Kind::Lambda);
-        // An unknown argument leaves the string it reaches opaque, the structure known.
-        assert!(matches!(get(get(&v, "g"), "waitForUnit").kind, Kind::Opaque { .. }));
-    }
-
-    #[test]
-    fn conditions_on_known_values_fold() {
-        let text = r#"let
-          step = ok: cmd: if ok then { succeed = cmd; } else { fail = cmd; };
-          ip = arg: if arg == "-6" then "fe00::1" else "192.168.1.";
-        in {
-          a = [ (step true "x") (step false "y") ];
-          b = map ip [ "-6" "-4" ];
-          c = if 1 != 2 then "yes" else "no";
-          d = if unknown then 1 else 2;
-          e = if [ 1 ] == [ 1 ] then 1 else 2;
-        }"#;
-        let (v, d) = lower(text);
-        assert!(d.is_empty(), "{d:?}");
-        let Kind::List(a) = &get(&v, "a").kind else { panic!("{:?}", get(&v, "a")) };
-        assert_eq!(get(&a[0], "succeed").kind, Kind::Str("x".into()));
-        assert_eq!(get(&a[1], "fail").kind, Kind::Str("y".into()));
-        let Kind::List(b) = &get(&v, "b").kind else { panic!() };
-        assert_eq!(b[0].kind, Kind::Str("fe00::1".into()));
-        assert_eq!(b[1].kind, Kind::Str("192.168.1.".into()));
-        assert_eq!(get(&v, "c").kind, Kind::Str("yes".into()));
-        assert!(matches!(get(&v, "d").kind, Kind::Opaque { .. }));
-        // Only scalars are compared statically.
-        assert!(matches!(get(&v, "e").kind, Kind::Opaque { .. }));
-    }
-
-    #[test]
-    fn recursive_let_function_is_bounded() {
-        let (v, _) = lower("let f = x: f x; in { a = f 1; }");
-        assert!(matches!(get(&v, "a").kind, Kind::Opaque { .. }));
-    }
-
-    #[test]
-    fn plain_data_folds() {
-        let text = r#"let
-          port = 3000;
-          host = "localhost";
-          url = "http://${host}:${toString port}/";
-          cfg = { user = "alice"; };
-          ports = [ 80 443 ];
-        in {
-          a = url;
-          b = map (p: { waitForOpenPort = p; }) ports ++ [ { sleep = 1; } ];
-          c = builtins.concatMap (p: [ p p ]) [ 1 2 ];
-          d = cfg.user + "!";
-          e = ''
-            port ${toString port}
-              ok
-          '';
-          f = let q = 1; in q + 1;
-          g = map ({ n, m ? "x" }: n + m) [ { n = "a"; } { n = "b"; m = "y"; } ];
-        }"#;
-        let (v, d) = lower(text);
-        assert!(d.is_empty(), "{d:?}");
-        assert_eq!(get(&v, "a").kind, Kind::Str("http://localhost:3000/".into()));
-        let Kind::List(b) = &get(&v, "b").kind else { panic!("{:?}", get(&v, "b")) };
-        assert_eq!(b.len(), 3);
-        assert_eq!(get(&b[1], "waitForOpenPort").kind, Kind::Int(443));
-        let Kind::List(c) = &get(&v, "c").kind else { panic!() };
-        assert_eq!(c.iter().map(|x| x.kind.clone()).collect::<Vec<_>>(), [1, 1, 2, 2].map(Kind::Int));
-        assert_eq!(get(&v, "d").kind, Kind::Str("alice!".into()));
-        assert_eq!(get(&v, "e").kind, Kind::Str("port 3000\n  ok\n".into()));
-        assert_eq!(get(&v, "f").kind, Kind::Int(2));
-        let Kind::List(g) = &get(&v, "g").kind else { panic!() };
-        assert_eq!(g[0].kind, Kind::Str("ax".into()));
-        assert_eq!(g[1].kind, Kind::Str("by".into()));
-    }
-
-    #[test]
-    fn unknown_values_stay_opaque_at_their_use() {
-        let text = r#"{ pkgs, nodes, ... }: let map = x: x; in {
-          a = "${pkgs.hello}/bin/hello";
-          b = map (x: x) [ 1 ];
-          c = let r = r; in r;
-        }"#;
-        let (v, _) = lower(text);
-        for key in ["a", "b", "c"] {
-            assert!(matches!(get(&v, key).kind, Kind::Opaque { .. }), "{key}: {:?}", get(&v, key));
-        }
-    }
-
-    #[test]
-    fn folding_is_bounded() {
-        // Each name doubles the list: 2^40 items unless bounded.
-        let mut text = String::from("let a0 = [ 1 1 ];");
-        for i in 1..40 {
-            text.push_str(&format!(" a{i} = a{} ++ a{};", i - 1, i - 1));
-        }
-        text.push_str(" in { x = a39; }");
-        let start = std::time::Instant::now();
-        let (v, _) = lower(&text);
-        assert!(matches!(get(&v, "x").kind, Kind::Opaque { .. }));
-        assert!(start.elapsed() < std::time::Duration::from_secs(20));
-    }
-
-    #[test]
-    fn computed_values_in_steps_know_their_place() {
-        let text = r#"{ pkgs, ... }: {
-          name = "${pkgs.x}";
-          steps = [ { succeed = "${pkgs.hello}/bin/hello"; expect.contains = [ "a" pkgs.b ]; } ];
-        }"#;
-        let parsed = rnix::Root::parse(text);
-        let mut diags = Vec::new();
-        let (v, function) = lower_description(FileId(0), &parsed.tree().expr().unwrap(), &mut diags);
-        assert!(function);
-        assert!(matches!(get(&v, "name").kind, Kind::Opaque { .. }), "only steps are computed");
-        let Kind::List(steps) = &get(&v, "steps").kind else { panic!() };
-        assert!(matches!(&get(&steps[0], "succeed").kind,
-            Kind::Computed { expr, .. } if expr == "(builtins.elemAt description.steps 0).succeed"));
-        let Kind::List(needles) = &get(get(&steps[0], "expect"), "contains").kind else { panic!() };
-        assert!(matches!(&needles[1].kind,
-            Kind::Computed { expr, .. } if expr == "(builtins.elemAt (builtins.elemAt description.steps 0).expect.contains 1)"));
-        assert_eq!(crate::spec::strings::nix_attr_name("a-b"), "a-b");
-        assert_eq!(crate::spec::strings::nix_attr_name("a b"), "\"a b\"");
-        assert_eq!(crate::spec::strings::nix_attr_name("in"), "\"in\"");
-        assert_eq!(crate::spec::strings::nix_attr_name("${x}"), "\"\\${x}\"");
-    }
-
-    #[test]
-    fn nodes_are_not_lowered() {
-        let (v, d) = lower(
-            r#"{ nodes.a = { pkgs, ... }: { x = pkgs.y; }; nodes = { b = import ./b.nix; }; nodes.c.d = 1; }"#,
-        );
-        assert!(d.is_empty(), "{d:?}");
-        let nodes = get(&v, "nodes");
-        for n in ["a", "b", "c"] {
-            assert_eq!(get(nodes, n).kind, Kind::Module, "{n}");
-        }
-    }
-
-    #[test]
-    fn json_nodes_become_modules() {
-        let j = serde_json::json!({ "nodes": { "m": null }, "steps": [ { "sleep": 1.5 } ], "timeout": 3 });
-        let v = from_json(&j, Span::default());
-        assert_eq!(get(get(&v, "nodes"), "m").kind, Kind::Module);
-        assert_eq!(get(&v, "timeout").kind, Kind::Int(3));
-    }
-}
+mod tests;

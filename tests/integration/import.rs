@@ -354,10 +354,14 @@ fn bad_input_names_file_line_and_column() {
     std::fs::write(&deep, format!("{}{}", "[".repeat(5000), "]".repeat(5000))).unwrap();
     let script = dir.path().join("script.nix");
     std::fs::write(&script, "{ nodes.m = { }; testScript = \"m.succeed(\\\"x\\\"\"; }\n").unwrap();
+    // rnix's tokenizer would rescan this run for minutes (limits::tokens).
+    let costly = dir.path().join("costly.nix");
+    std::fs::write(&costly, format!("{{\n  x = [ 1{} ];\n}}\n", ".1".repeat(100_000))).unwrap();
     for (file, needle) in [
         (&broken, "broken.nix:5:"),
         (&none, "none.nix: no test found"),
         (&deep, "nested more than 100 levels"),
+        (&costly, "line 2: a run of 200001 name and path characters"),
     ] {
         let mut cmd = util::nixvm_gen();
         cmd.arg("import").arg("--dry-run").arg(file);

@@ -176,7 +176,7 @@ impl Conv<'_> {
         if computed::is_placeholder(pattern) {
             return;
         }
-        if let Err(e) = pattern::check(pattern) {
+        if let Err(e) = check_pattern(pattern) {
             let code = if e.message.starts_with("invalid") { "invalid_regex" } else { "unportable_regex" };
             self.diags.push(
                 Diagnostic::error(code, Some(span), e.message)
@@ -185,4 +185,28 @@ impl Conv<'_> {
             );
         }
     }
+}
+
+/// Patterns [`check_pattern`] remembers as accepted, per thread.
+const REMEMBERED_PATTERNS: usize = 1024;
+
+/// [`pattern::check`], remembering on this thread the patterns it
+/// accepted: descriptions repeat their patterns, and a check compiles the
+/// regex (about 40,000 instructions each, callgrind).
+fn check_pattern(pattern: &str) -> Result<(), pattern::PatternError> {
+    use std::cell::RefCell;
+    use std::collections::HashSet;
+    thread_local! {
+        static ACCEPTED: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
+    }
+    ACCEPTED.with_borrow_mut(|accepted| {
+        if accepted.contains(pattern) {
+            return Ok(());
+        }
+        pattern::check(pattern)?;
+        if accepted.len() < REMEMBERED_PATTERNS {
+            accepted.insert(pattern.to_owned());
+        }
+        Ok(())
+    })
 }

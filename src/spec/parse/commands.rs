@@ -1,6 +1,6 @@
 //! `expect` of the command steps, and `http`.
 
-use super::convert::{Conv, Sibling, code_list};
+use super::convert::{Conv, Sibling, code_list, key_name};
 use crate::diagnostic::Diagnostic;
 use crate::spec::computed::{ComputedType, Num};
 use crate::spec::parse::{EXPECT_KEYS, HTTP_KEYS};
@@ -14,7 +14,7 @@ pub(super) const COMMAND_KEYS: &[&str] =
 impl Conv<'_> {
     pub(super) fn command_action<'e>(&mut self, e: &Entry, sibling: Sibling<'_, 'e>) -> Option<Action> {
         let v = &e.value;
-        let what = format!("`{}`", e.key);
+        let what = key_name("", &e.key);
         Some(match e.key.as_str() {
             "succeed" | "waitUntilSucceeds" | "execute" => {
                 let command = self.command(v, &what, false);
@@ -77,7 +77,7 @@ impl Conv<'_> {
         let mut out = Expect::default();
         let mut ok = true;
         for e in entries {
-            let what = format!("`expect.{}`", e.key);
+            let what = key_name("expect.", &e.key);
             match e.key.as_str() {
                 "contains" => match self.texts(&e.value, &what) {
                     Some(items) => out.contains = items,
@@ -138,7 +138,7 @@ impl Conv<'_> {
         let mut contains = None;
         let mut ok = true;
         for e in entries {
-            let what = format!("`http.{}`", e.key);
+            let what = key_name("http.", &e.key);
             match e.key.as_str() {
                 "url" => url = self.text(&e.value, &what, None),
                 "status" => {

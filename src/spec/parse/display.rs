@@ -2,7 +2,7 @@
 //! Key names and typable characters are checked here (QEMU's `sendkey`
 //! names, the stock driver's character table: [`crate::spec::keys`]).
 
-use super::convert::{Conv, NodeRef, Sibling, Ty};
+use super::convert::{Conv, NodeRef, Sibling, Ty, key_name};
 use crate::diagnostic::{Diagnostic, Span};
 use crate::spec::computed::{ComputedType, Num};
 use crate::spec::value::{Entry, Kind, Value};
@@ -29,7 +29,7 @@ impl Conv<'_> {
         sibling: Sibling<'_, 'e>,
     ) -> Option<(Action, NodeRef)> {
         let v = &e.value;
-        let what = format!("`{}`", e.key);
+        let what = key_name("", &e.key);
         let action = match e.key.as_str() {
             "sendKeys" => Action::SendKeys { keys: self.keys(v, &what)? },
             "sendChars" => {

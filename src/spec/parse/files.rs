@@ -1,6 +1,6 @@
 //! Files between host and guest, and what the display shows.
 
-use super::convert::{Conv, ShellWord, Sibling};
+use super::convert::{Conv, ShellWord, Sibling, key_name};
 use crate::diagnostic::Diagnostic;
 use crate::spec::computed::{ComputedType, placeholder};
 use crate::spec::value::{Entry, Kind};
@@ -9,7 +9,7 @@ use crate::spec::{Action, Num, names};
 impl Conv<'_> {
     pub(super) fn copy_from_vm<'e>(&mut self, e: &Entry, sibling: Sibling<'_, 'e>) -> Option<Action> {
         let v = &e.value;
-        let source = self.str(v, &format!("`{}`", e.key));
+        let source = self.str(v, &key_name("", &e.key));
         if let Some(source) = &source {
             self.shell_word(ShellWord::CopySource, source, v.span);
         }
@@ -27,7 +27,7 @@ impl Conv<'_> {
     /// be a store path.
     pub(super) fn copy_from_host<'e>(&mut self, e: &Entry, sibling: Sibling<'_, 'e>) -> Option<Action> {
         let v = &e.value;
-        let what = format!("`{}`", e.key);
+        let what = key_name("", &e.key);
         let source = match &v.kind {
             // A path value is copied to the store by the interpolation.
             Kind::Computed { expr, .. } => Some(placeholder(self.push_computed(
@@ -113,7 +113,7 @@ impl Conv<'_> {
 
     /// `forwardPort = 8080; guestPort = 80;` (the stock defaults: 8080 → 80).
     pub(super) fn forward_port<'e>(&mut self, e: &Entry, sibling: Sibling<'_, 'e>) -> Option<Action> {
-        let host_port = self.port(&e.value, &format!("`{}`", e.key));
+        let host_port = self.port(&e.value, &key_name("", &e.key));
         let guest_port = match sibling("guestPort") {
             Some(g) => self.port(&g.value, "`guestPort`"),
             None => Some(Num::Lit(80)),
@@ -123,7 +123,7 @@ impl Conv<'_> {
 
     pub(super) fn screenshot(&mut self, e: &Entry) -> Option<Action> {
         let v = &e.value;
-        let name = self.str(v, &format!("`{}`", e.key))?;
+        let name = self.str(v, &key_name("", &e.key))?;
         self.shell_word(ShellWord::Screenshot, &name, v.span);
         if !name.starts_with('-') {
             self.out_path("screenshot name", &name, v.span);

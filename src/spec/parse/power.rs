@@ -1,7 +1,7 @@
 //! Actions on a whole machine whose value names the node: power and the
 //! network link.
 
-use super::convert::{Conv, NodeRef, Ty};
+use super::convert::{Conv, NodeRef, Ty, key_name};
 use crate::diagnostic::Diagnostic;
 use crate::spec::Action;
 use crate::spec::value::{Entry, Kind};
@@ -13,7 +13,7 @@ pub(super) const POWER_KEYS: &[&str] =
 impl Conv<'_> {
     pub(super) fn power_action(&mut self, e: &Entry) -> Option<(Action, NodeRef)> {
         let v = &e.value;
-        let what = format!("`{}`", e.key);
+        let what = key_name("", &e.key);
         let node = match &v.kind {
             Kind::Str(name) => Some((name.clone(), v.span)),
             Kind::Bool(true) => None,

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::convert::Conv;
+use super::convert::{Conv, key_name};
 use crate::diagnostic::{Diagnostic, Span};
 use crate::spec::value::{Entry, Kind, Value};
 use crate::spec::{Action, Backend, Step, TestSpec};
@@ -28,7 +28,7 @@ fn valid_name(name: &str) -> bool {
 impl Conv<'_> {
     pub(super) fn snapshot_action(&mut self, e: &Entry) -> Option<Action> {
         let v = &e.value;
-        let name = self.str(v, &format!("`{}`", e.key))?;
+        let name = self.str(v, &key_name("", &e.key))?;
         if !valid_name(&name) {
             self.diags.push(
                 Diagnostic::error(

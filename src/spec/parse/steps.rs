@@ -2,7 +2,7 @@
 //! and the dispatch of the action's value to its family's converter.
 
 use super::commands::COMMAND_KEYS;
-use super::convert::{Conv, NodeRef, Sibling, code_list};
+use super::convert::{Conv, NodeRef, Sibling, code_list, key_name};
 use super::display::DISPLAY_KEYS;
 use super::power::POWER_KEYS;
 use super::snapshots::{SNAPSHOT_KEYS, isolate};
@@ -23,12 +23,17 @@ impl Conv<'_> {
     /// holds a list of commands (one step per command, in order).
     pub(super) fn step(&mut self, v: &Value) -> Option<Vec<Step>> {
         let entries = self.attrs(v, "a step")?;
-        let mut actions: Vec<&Entry> = Vec::new();
+        // The first action apart: a step has one, and then needs no `Vec`.
+        let mut first_action: Option<&Entry> = None;
+        let mut more_actions: Vec<&Entry> = Vec::new();
         let mut had_unknown = false;
         for e in entries {
             let k = e.key.as_str();
             if ACTION_KEYS.contains(&k) {
-                actions.push(e);
+                match first_action {
+                    None => first_action = Some(e),
+                    Some(_) => more_actions.push(e),
+                }
             } else if !STEP_MODIFIERS.contains(&k) && !STEP_SIBLINGS.iter().any(|(s, _)| *s == k) {
                 had_unknown = true;
                 let known: Vec<&str> = ACTION_KEYS
@@ -45,8 +50,8 @@ impl Conv<'_> {
                 );
             }
         }
-        let action_entry = match actions.as_slice() {
-            [] => {
+        let action_entry = match (first_action, more_actions.as_slice()) {
+            (None, _) => {
                 if !had_unknown {
                     self.diags.push(
                         Diagnostic::error("missing_action", Some(v.span), "step has no action")
@@ -56,8 +61,8 @@ impl Conv<'_> {
                 }
                 return None;
             }
-            [one] => *one,
-            [first, rest @ ..] => {
+            (Some(one), []) => one,
+            (Some(first), rest) => {
                 for extra in rest {
                     self.diags.push(
                         Diagnostic::error(
@@ -282,7 +287,7 @@ impl Conv<'_> {
     }
 
     fn sleep(&mut self, e: &Entry) -> Option<Action> {
-        let what = format!("`{}`", e.key);
+        let what = key_name("", &e.key);
         let seconds = self.num(&e.value, &what, ComputedType::Seconds, |c, v| {
             let seconds = c.number(v, &what)?;
             if !(seconds >= 0.0 && seconds.is_finite()) {
@@ -304,7 +309,7 @@ impl Conv<'_> {
 
     fn subtest<'e>(&mut self, e: &Entry, sibling: Sibling<'_, 'e>) -> Option<Action> {
         let v = &e.value;
-        let what = format!("`{}`", e.key);
+        let what = key_name("", &e.key);
         let title = self.str(v, &what);
         // Named before the steps are read, so that an outer subtest's name
         // comes before those of isolated subtests inside it.

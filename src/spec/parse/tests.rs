@@ -15,6 +15,19 @@ mod unit {
     }
 
     #[test]
+    fn key_names_are_the_backquoted_keys() {
+        use super::super::convert::key_name;
+        let keys = ACTION_KEYS.iter().chain(STEP_MODIFIERS).chain(STEP_SIBLINGS.iter().map(|(k, _)| k));
+        for key in keys.chain(["", "x", "expect", "succeed.", "é"].iter()) {
+            assert_eq!(key_name("", key), format!("`{key}`"));
+        }
+        for key in EXPECT_KEYS.iter().chain(HTTP_KEYS).chain(["", "contain", "url"].iter()) {
+            assert_eq!(key_name("expect.", key), format!("`expect.{key}`"));
+            assert_eq!(key_name("http.", key), format!("`http.{key}`"));
+        }
+    }
+
+    #[test]
     fn commands_over_the_guest_argument_limit_are_refused() {
         let limit = super::super::checks::MAX_COMMAND_BYTES;
         let spec =

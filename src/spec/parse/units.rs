@@ -1,7 +1,7 @@
 //! systemd beyond waiting: `systemctl` queries, `requireUnitState`,
 //! `startJob` and `stopJob` (the stock methods of the same names).
 
-use super::convert::{Conv, ShellWord, Sibling, code_list};
+use super::convert::{Conv, ShellWord, Sibling, code_list, key_name};
 use crate::diagnostic::Diagnostic;
 use crate::spec::captures::shell_references;
 use crate::spec::value::{Entry, Value};
@@ -13,7 +13,7 @@ pub(super) const UNIT_KEYS: &[&str] = &["systemctl", "requireUnitState", "startJ
 impl Conv<'_> {
     pub(super) fn unit_action<'e>(&mut self, e: &Entry, sibling: Sibling<'_, 'e>) -> Option<Action> {
         let v = &e.value;
-        let what = format!("`{}`", e.key);
+        let what = key_name("", &e.key);
         let user = self.unit_user(sibling);
         Some(match e.key.as_str() {
             "systemctl" => {

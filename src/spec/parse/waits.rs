@@ -1,6 +1,6 @@
 //! Waits on a guest condition: units, ports, files, console text.
 
-use super::convert::{Conv, ShellWord, Sibling};
+use super::convert::{Conv, ShellWord, Sibling, key_name};
 use crate::spec::value::Entry;
 use crate::spec::{Action, names};
 
@@ -17,7 +17,7 @@ pub(super) const WAIT_KEYS: &[&str] = &[
 impl Conv<'_> {
     pub(super) fn wait_action<'e>(&mut self, e: &Entry, sibling: Sibling<'_, 'e>) -> Option<Action> {
         let v = &e.value;
-        let what = format!("`{}`", e.key);
+        let what = key_name("", &e.key);
         Some(match e.key.as_str() {
             "waitForUnit" => {
                 let unit = self.text(v, &what, Some(names::UNIT_NAME_PATTERN));
